@@ -1,0 +1,384 @@
+//! The filter's plugin configuration: JSON, parsed once in `on_configure`.
+//!
+//! Every problem is reported at once, each with its JSON path (`$.batch.max_records`) and the
+//! reason, so an operator fixes a config in one round. Unknown fields are errors: a typo must not
+//! silently fall back to a default. An empty configuration means all defaults.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Where and how batches are shipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorTarget {
+    /// Envoy cluster of the collector. Default `meshlog_collector`.
+    pub cluster: String,
+    /// `:authority` sent to the collector. Default `meshlog-collector`.
+    pub authority: String,
+    /// OTLP/HTTP logs path. Default `/v1/logs`; must start with `/`.
+    pub path: String,
+    /// Per-call timeout in milliseconds, 1 to 60000. Default 5000.
+    pub timeout_ms: u64,
+}
+
+/// When a batch is shipped and how much may wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Ship when this many records wait, 1 to 100000. Default 500.
+    pub max_records: usize,
+    /// Ship when the oldest waiting record is this old, milliseconds, 10 to 600000. Default 1000.
+    pub max_age_ms: u64,
+    /// Encoded bytes that may wait per VM before the oldest are dropped (and counted),
+    /// 65536 to 268435456. Default 8388608 (8 MiB).
+    pub max_buffer_bytes: usize,
+    /// Calls to the collector in flight per VM, 1 to 64. Default 4.
+    pub max_in_flight: usize,
+}
+
+/// The whole plugin configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterConfig {
+    /// `collector`: where batches go.
+    pub collector: CollectorTarget,
+    /// `batch`: when they go.
+    pub batch: BatchConfig,
+    /// `resource`: static resource attributes (string to string), e.g. `service.name`.
+    pub resource: BTreeMap<String, String>,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            collector: CollectorTarget {
+                cluster: "meshlog_collector".into(),
+                authority: "meshlog-collector".into(),
+                path: "/v1/logs".into(),
+                timeout_ms: 5000,
+            },
+            batch: BatchConfig {
+                max_records: 500,
+                max_age_ms: 1000,
+                max_buffer_bytes: 8 << 20,
+                max_in_flight: 4,
+            },
+            resource: BTreeMap::new(),
+        }
+    }
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON path of the field, `$` for the document.
+    pub path: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid meshlog configuration ({} problem", self.0.len())?;
+        if self.0.len() != 1 {
+            write!(f, "s")?;
+        }
+        write!(f, "):")?;
+        for e in &self.0 {
+            write!(f, " {}: {};", e.path, e.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the fields of one JSON object, collecting errors instead of stopping at the first.
+struct Fields<'a> {
+    path: String,
+    obj: Option<&'a Map<String, Value>>,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Fields<'a> {
+    fn root(v: &'a Value, errs: &mut Vec<FieldError>) -> Self {
+        Self::object("$".into(), Some(v), errs)
+    }
+
+    fn object(path: String, v: Option<&'a Value>, errs: &mut Vec<FieldError>) -> Self {
+        let obj = match v {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(other) => {
+                errs.push(FieldError {
+                    path: path.clone(),
+                    reason: format!("expected an object, got {}", kind(other)),
+                });
+                None
+            }
+        };
+        Fields {
+            path,
+            obj,
+            known: Vec::new(),
+        }
+    }
+
+    fn child_path(&self, key: &str) -> String {
+        format!("{}.{}", self.path, key)
+    }
+
+    fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.known.push(key);
+        self.obj?.get(key)
+    }
+
+    fn section(&mut self, key: &'static str, errs: &mut Vec<FieldError>) -> Fields<'a> {
+        let path = self.child_path(key);
+        let v = self.raw(key);
+        Fields::object(path, v, errs)
+    }
+
+    fn get<T: DeserializeOwned>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        errs: &mut Vec<FieldError>,
+    ) -> T {
+        let path = self.child_path(key);
+        match self.raw(key) {
+            None => default,
+            Some(v) => match T::deserialize(v) {
+                Ok(t) => t,
+                Err(e) => {
+                    errs.push(FieldError {
+                        path,
+                        reason: format!("{e}, got {}", kind(v)),
+                    });
+                    default
+                }
+            },
+        }
+    }
+
+    fn int_in(
+        &mut self,
+        key: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+        errs: &mut Vec<FieldError>,
+    ) -> u64 {
+        let path = self.child_path(key);
+        match self.raw(key) {
+            None => default,
+            Some(v) => match v.as_u64() {
+                Some(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    errs.push(FieldError {
+                        path,
+                        reason: format!("expected an integer from {min} to {max}, got {v}"),
+                    });
+                    default
+                }
+            },
+        }
+    }
+
+    fn text(
+        &mut self,
+        key: &'static str,
+        default: &str,
+        check: impl Fn(&str) -> Option<&'static str>,
+        errs: &mut Vec<FieldError>,
+    ) -> String {
+        let path = self.child_path(key);
+        let s: String = self.get(key, default.to_owned(), errs);
+        if let Some(reason) = check(&s) {
+            errs.push(FieldError {
+                path,
+                reason: reason.into(),
+            });
+        }
+        s
+    }
+
+    /// Reports every key that no reader asked for.
+    fn finish(self, errs: &mut Vec<FieldError>) {
+        let Some(obj) = self.obj else { return };
+        for key in obj.keys() {
+            if !self.known.contains(&key.as_str()) {
+                errs.push(FieldError {
+                    path: format!("{}.{}", self.path, key),
+                    reason: format!("unknown field; expected one of: {}", self.known.join(", ")),
+                });
+            }
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn non_empty(s: &str) -> Option<&'static str> {
+    s.is_empty().then_some("must not be empty")
+}
+
+impl FilterConfig {
+    /// Parses the plugin configuration. Empty or whitespace-only input means all defaults.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigErrors> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
+            ConfigErrors(vec![FieldError {
+                path: "$".into(),
+                reason: format!("not valid JSON: {e}"),
+            }])
+        })?;
+        let d = Self::default();
+        let mut errs = Vec::new();
+        let mut root = Fields::root(&doc, &mut errs);
+
+        let mut c = root.section("collector", &mut errs);
+        let collector = CollectorTarget {
+            cluster: c.text("cluster", &d.collector.cluster, non_empty, &mut errs),
+            authority: c.text("authority", &d.collector.authority, non_empty, &mut errs),
+            path: c.text(
+                "path",
+                &d.collector.path,
+                |p| (!p.starts_with('/')).then_some("must start with '/'"),
+                &mut errs,
+            ),
+            timeout_ms: c.int_in("timeout_ms", d.collector.timeout_ms, 1, 60_000, &mut errs),
+        };
+        c.finish(&mut errs);
+
+        let mut b = root.section("batch", &mut errs);
+        let batch = BatchConfig {
+            max_records: to_usize(b.int_in(
+                "max_records",
+                d.batch.max_records as u64,
+                1,
+                100_000,
+                &mut errs,
+            )),
+            max_age_ms: b.int_in("max_age_ms", d.batch.max_age_ms, 10, 600_000, &mut errs),
+            max_buffer_bytes: to_usize(b.int_in(
+                "max_buffer_bytes",
+                d.batch.max_buffer_bytes as u64,
+                65_536,
+                268_435_456,
+                &mut errs,
+            )),
+            max_in_flight: to_usize(b.int_in(
+                "max_in_flight",
+                d.batch.max_in_flight as u64,
+                1,
+                64,
+                &mut errs,
+            )),
+        };
+        b.finish(&mut errs);
+
+        let resource: BTreeMap<String, String> = root.get("resource", BTreeMap::new(), &mut errs);
+        root.finish(&mut errs);
+
+        if errs.is_empty() {
+            Ok(FilterConfig {
+                collector,
+                batch,
+                resource,
+            })
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+}
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_means_defaults() {
+        assert_eq!(
+            FilterConfig::from_json(b"").unwrap(),
+            FilterConfig::default()
+        );
+        assert_eq!(
+            FilterConfig::from_json(b"{}").unwrap(),
+            FilterConfig::default()
+        );
+    }
+
+    #[test]
+    fn reads_every_field() {
+        let c = FilterConfig::from_json(
+            br#"{"collector":{"cluster":"c","authority":"a","path":"/p","timeout_ms":7},
+                "batch":{"max_records":3,"max_age_ms":50,"max_buffer_bytes":70000,"max_in_flight":2},
+                "resource":{"service.name":"s"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.collector.cluster, "c");
+        assert_eq!(c.collector.timeout_ms, 7);
+        assert_eq!(c.batch.max_records, 3);
+        assert_eq!(c.batch.max_buffer_bytes, 70000);
+        assert_eq!(c.resource["service.name"], "s");
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let e = FilterConfig::from_json(
+            br#"{"collector":{"path":"v1/logs","timeout_ms":"soon"},
+                "batch":{"max_records":0,"max_age_msec":5},
+                "resource":{"k":1}, "extra": true}"#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$.collector.path",
+                "$.collector.timeout_ms",
+                "$.batch.max_records",
+                "$.batch.max_age_msec",
+                "$.resource",
+                "$.extra"
+            ]
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("6 problems"), "{msg}");
+        assert!(
+            msg.contains("$.batch.max_records: expected an integer from 1 to 100000, got 0"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("unknown field; expected one of: max_records, max_age_ms"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_shapes() {
+        let e = FilterConfig::from_json(br#"{"batch": 5}"#).unwrap_err();
+        assert_eq!(e.0[0].path, "$.batch");
+        let e = FilterConfig::from_json(b"[1]").unwrap_err();
+        assert_eq!(e.0[0].path, "$");
+        let e = FilterConfig::from_json(b"{not json").unwrap_err();
+        assert!(e.0[0].reason.starts_with("not valid JSON"));
+    }
+}

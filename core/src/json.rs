@@ -1,0 +1,119 @@
+//! Minimal JSON writing for the hot path: append escaped strings and integers to a byte buffer.
+//!
+//! The filter encodes one record per request; going through `serde_json::Value` would allocate a
+//! tree per record. These helpers write straight into the batch buffer and cannot fail.
+
+/// Appends `s` as a JSON string literal (with quotes), escaping per RFC 8259.
+pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b));
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// Lower-case hex digit of the low nibble of `n`.
+fn hex_digit(n: u8) -> u8 {
+    let n = n & 0xf;
+    if n < 10 { b'0' + n } else { b'a' + n - 10 }
+}
+
+/// Appends an integer as a quoted decimal string, as OTLP/JSON writes 64-bit integers.
+pub fn push_int_str(out: &mut Vec<u8>, v: i64) {
+    out.push(b'"');
+    push_int(out, v);
+    out.push(b'"');
+}
+
+/// Appends an integer as a bare JSON number.
+pub fn push_int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(buf.get(i..).unwrap_or_default());
+}
+
+/// Appends lower-case hex of `bytes` inside quotes.
+pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for &b in bytes {
+        out.push(hex_digit(b >> 4));
+        out.push(hex_digit(b));
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn s(v: &str) -> String {
+        let mut out = Vec::new();
+        push_str(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn escapes_specials() {
+        assert_eq!(s("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
+        assert_eq!(s("é"), "\"é\"");
+    }
+
+    #[test]
+    fn ints() {
+        for v in [0i64, 7, -7, 1234567890, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            push_int(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_round_trips_through_serde(v in any::<String>()) {
+            let back: String = serde_json::from_str(&s(&v)).unwrap();
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn any_int_round_trips(v in any::<i64>()) {
+            let mut out = Vec::new();
+            push_int(&mut out, v);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! meshlog-core: everything the Envoy filter decides, as plain Rust.
+//!
+//! The filter crate only implements [`capture::AttributeSource`] with hostcalls and moves bytes;
+//! all logic lives here so it is tested natively and runs unchanged in the Wasm VM. Nothing in this
+//! crate reads a clock, draws randomness or touches I/O: callers pass time in.
+
+pub mod batch;
+pub mod capture;
+pub mod config;
+pub mod envoy;
+pub mod json;
+pub mod otlp;
+pub mod record;
+pub mod schema;
+pub mod trace;
+
+pub use batch::{Batch, Batcher};
+pub use capture::{AttributeSource, capture_http};
+pub use config::{ConfigErrors, FieldError, FilterConfig};
+pub use record::AccessRecord;

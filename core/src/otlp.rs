@@ -1,0 +1,182 @@
+//! OTLP/HTTP JSON encoding of access records (`POST /v1/logs`).
+//!
+//! Written as the OTLP spec writes JSON: lowerCamelCase keys, hex trace and span ids, integer
+//! enums, 64-bit integers as strings. Each record is encoded once, at log time, into a fragment;
+//! a batch is the fragments joined inside a fixed envelope built once per configuration.
+
+use crate::json::{push_hex, push_int, push_int_str, push_str};
+use crate::record::{AccessRecord, AttrValue};
+
+/// Instrumentation scope name written on every batch.
+pub const SCOPE_NAME: &str = "meshlog";
+/// Instrumentation scope version: the filter's version.
+pub const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Appends one OTLP `LogRecord` JSON object for `rec` to `out`.
+pub fn encode_log_record(out: &mut Vec<u8>, rec: &AccessRecord) {
+    let sev = rec.severity();
+    out.extend_from_slice(b"{\"timeUnixNano\":");
+    push_int_str(out, i64::try_from(rec.start_time_ns).unwrap_or(i64::MAX));
+    out.extend_from_slice(b",\"observedTimeUnixNano\":");
+    push_int_str(out, i64::try_from(rec.observed_time_ns).unwrap_or(i64::MAX));
+    out.extend_from_slice(b",\"severityNumber\":");
+    push_int(out, i64::from(sev.number()));
+    out.extend_from_slice(b",\"severityText\":");
+    push_str(out, sev.text());
+    out.extend_from_slice(b",\"eventName\":");
+    push_str(out, crate::schema::EVENT_NAME);
+    out.extend_from_slice(b",\"attributes\":[");
+    let mut first = true;
+    rec.for_each_attribute(|key, value| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        push_key_value(out, key, value);
+    });
+    out.push(b']');
+    if let Some(t) = &rec.trace_id {
+        out.extend_from_slice(b",\"traceId\":");
+        push_hex(out, t);
+    }
+    if let Some(s) = &rec.span_id {
+        out.extend_from_slice(b",\"spanId\":");
+        push_hex(out, s);
+    }
+    out.push(b'}');
+}
+
+fn push_key_value(out: &mut Vec<u8>, key: &str, value: AttrValue<'_>) {
+    out.extend_from_slice(b"{\"key\":");
+    push_str(out, key);
+    match value {
+        AttrValue::Str(s) => {
+            out.extend_from_slice(b",\"value\":{\"stringValue\":");
+            push_str(out, s);
+        }
+        AttrValue::Int(i) => {
+            out.extend_from_slice(b",\"value\":{\"intValue\":");
+            push_int_str(out, i);
+        }
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// The fixed text around a batch's log records: resource and scope, built once per config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    prefix: Vec<u8>,
+}
+
+/// Closes `logRecords`, `scopeLogs` and `resourceLogs`.
+const SUFFIX: &[u8] = b"]}]}]}";
+
+impl Envelope {
+    /// An envelope whose resource carries `resource` as string attributes.
+    pub fn new<'a>(resource: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut p = Vec::with_capacity(256);
+        p.extend_from_slice(b"{\"resourceLogs\":[{\"resource\":{\"attributes\":[");
+        for (i, (k, v)) in resource.into_iter().enumerate() {
+            if i > 0 {
+                p.push(b',');
+            }
+            push_key_value(&mut p, k, AttrValue::Str(v));
+        }
+        p.extend_from_slice(b"]},\"scopeLogs\":[{\"scope\":{\"name\":");
+        push_str(&mut p, SCOPE_NAME);
+        p.extend_from_slice(b",\"version\":");
+        push_str(&mut p, SCOPE_VERSION);
+        p.extend_from_slice(b"},\"logRecords\":[");
+        Envelope { prefix: p }
+    }
+
+    /// Bytes a batch adds beyond its records and their separating commas.
+    pub fn overhead(&self) -> usize {
+        self.prefix.len() + SUFFIX.len()
+    }
+
+    /// Joins encoded log-record fragments into one `ExportLogsServiceRequest` body.
+    pub fn wrap<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a [u8]>,
+        size_hint: usize,
+    ) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.overhead() + size_hint);
+        body.extend_from_slice(&self.prefix);
+        for (i, r) in records.into_iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(r);
+        }
+        body.extend_from_slice(SUFFIX);
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+    fn sample() -> AccessRecord {
+        AccessRecord {
+            start_time_ns: 1_764_000_000_123_456_789,
+            observed_time_ns: 1_764_000_000_223_456_789,
+            duration_ns: Some(1_500_000),
+            method: Some("GET".into()),
+            path: Some("/a \"quoted\"\npath".into()),
+            status: Some(503),
+            trace_id: Some([0xab; 16]),
+            span_id: Some([0x01; 8]),
+            ..AccessRecord::default()
+        }
+    }
+
+    #[test]
+    fn batch_is_valid_otlp_json_for_the_reference_decoder() {
+        let env = Envelope::new([("service.name", "checkout")]);
+        let mut a = Vec::new();
+        encode_log_record(&mut a, &sample());
+        let mut b = Vec::new();
+        encode_log_record(&mut b, &AccessRecord::default());
+        let body = env.wrap([a.as_slice(), b.as_slice()], a.len() + b.len());
+        let req: ExportLogsServiceRequest = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)));
+        let rl = &req.resource_logs[0];
+        let res_attr = &rl.resource.as_ref().unwrap().attributes[0];
+        assert_eq!(res_attr.key, "service.name");
+        let sl = &rl.scope_logs[0];
+        assert_eq!(sl.scope.as_ref().unwrap().name, "meshlog");
+        assert_eq!(sl.log_records.len(), 2);
+        let lr = &sl.log_records[0];
+        assert_eq!(lr.time_unix_nano, 1_764_000_000_123_456_789);
+        assert_eq!(lr.severity_number, 17);
+        assert_eq!(lr.severity_text, "ERROR");
+        assert_eq!(lr.trace_id, vec![0xab; 16]);
+        assert_eq!(lr.span_id, vec![0x01; 8]);
+        let get = |k: &str| {
+            lr.attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.as_ref()?.value.clone())
+        };
+        assert_eq!(get("http.response.status_code"), Some(Value::IntValue(503)));
+        assert_eq!(
+            get("url.path"),
+            Some(Value::StringValue("/a \"quoted\"\npath".into()))
+        );
+        assert_eq!(get("meshlog.duration_ns"), Some(Value::IntValue(1_500_000)));
+    }
+
+    #[test]
+    fn ints_are_strings_and_ids_are_hex() {
+        let mut a = Vec::new();
+        encode_log_record(&mut a, &sample());
+        let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(v["timeUnixNano"], "1764000000123456789");
+        assert_eq!(v["traceId"], "abababababababababababababababab");
+        assert_eq!(v["severityNumber"], 17);
+    }
+}

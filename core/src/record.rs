@@ -1,0 +1,162 @@
+//! The access record the filter builds for each completed request.
+//!
+//! A typed struct rather than a map: every field is named once, here, and the OTLP encoder walks
+//! it without allocating keys. `None` fields are simply not emitted.
+
+use crate::schema as k;
+
+/// One completed HTTP request as seen by the sidecar.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// When the first request byte arrived, unix nanoseconds.
+    pub start_time_ns: u64,
+    /// When the record was built (log time), unix nanoseconds.
+    pub observed_time_ns: u64,
+    /// Request duration, nanoseconds.
+    pub duration_ns: Option<u64>,
+    /// HTTP method.
+    pub method: Option<String>,
+    /// URL scheme.
+    pub scheme: Option<String>,
+    /// Host part of the authority.
+    pub server_address: Option<String>,
+    /// Port of the authority, when given.
+    pub server_port: Option<u16>,
+    /// Path without the query.
+    pub path: Option<String>,
+    /// Query string without `?`.
+    pub query: Option<String>,
+    /// Protocol version (`1.1`, `2`).
+    pub protocol_version: Option<String>,
+    /// Response status code.
+    pub status: Option<i64>,
+    /// Request body bytes.
+    pub request_body_bytes: Option<u64>,
+    /// Response body bytes.
+    pub response_body_bytes: Option<u64>,
+    /// User-Agent header.
+    pub user_agent: Option<String>,
+    /// x-request-id header.
+    pub request_id: Option<String>,
+    /// Envoy response flags as short codes.
+    pub response_flags: Option<String>,
+    /// Envoy response code details.
+    pub response_code_details: Option<String>,
+    /// Upstream cluster name.
+    pub upstream_cluster: Option<String>,
+    /// Upstream host `ip:port`.
+    pub upstream_host: Option<String>,
+    /// Downstream peer IP.
+    pub client_address: Option<String>,
+    /// Downstream peer port.
+    pub client_port: Option<u16>,
+    /// Downstream local address `ip:port`.
+    pub downstream_local_address: Option<String>,
+    /// W3C trace id, when the request carried a valid `traceparent`.
+    pub trace_id: Option<[u8; 16]>,
+    /// W3C parent span id from `traceparent`.
+    pub span_id: Option<[u8; 8]>,
+}
+
+/// A typed attribute value as OTLP carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrValue<'a> {
+    /// `stringValue`
+    Str(&'a str),
+    /// `intValue` (a JSON string in OTLP/JSON)
+    Int(i64),
+}
+
+/// OTLP severity numbers used for access records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// 2xx/3xx, or no status.
+    Info,
+    /// 4xx.
+    Warn,
+    /// 5xx.
+    Error,
+}
+
+impl Severity {
+    /// OTLP `SeverityNumber`.
+    pub fn number(self) -> i32 {
+        match self {
+            Severity::Info => 9,
+            Severity::Warn => 13,
+            Severity::Error => 17,
+        }
+    }
+    /// OTLP `severityText`.
+    pub fn text(self) -> &'static str {
+        match self {
+            Severity::Info => "INFO",
+            Severity::Warn => "WARN",
+            Severity::Error => "ERROR",
+        }
+    }
+}
+
+impl AccessRecord {
+    /// Severity derived from the status: errors stand out in any OTLP backend.
+    pub fn severity(&self) -> Severity {
+        match self.status {
+            Some(500..=599) => Severity::Error,
+            Some(400..=499) => Severity::Warn,
+            _ => Severity::Info,
+        }
+    }
+
+    /// Calls `f` for every present attribute, in schema order.
+    pub fn for_each_attribute(&self, mut f: impl FnMut(&'static str, AttrValue<'_>)) {
+        let mut s = |key, v: &Option<String>| {
+            if let Some(v) = v {
+                f(key, AttrValue::Str(v));
+            }
+        };
+        s(k::HTTP_REQUEST_METHOD, &self.method);
+        s(k::URL_SCHEME, &self.scheme);
+        s(k::SERVER_ADDRESS, &self.server_address);
+        s(k::URL_PATH, &self.path);
+        s(k::URL_QUERY, &self.query);
+        s(k::USER_AGENT_ORIGINAL, &self.user_agent);
+        s(k::MESHLOG_REQUEST_ID, &self.request_id);
+        s(k::MESHLOG_RESPONSE_FLAGS, &self.response_flags);
+        s(
+            k::MESHLOG_RESPONSE_CODE_DETAILS,
+            &self.response_code_details,
+        );
+        s(k::MESHLOG_UPSTREAM_CLUSTER, &self.upstream_cluster);
+        s(k::MESHLOG_UPSTREAM_HOST, &self.upstream_host);
+        s(k::CLIENT_ADDRESS, &self.client_address);
+        s(
+            k::MESHLOG_DOWNSTREAM_LOCAL_ADDRESS,
+            &self.downstream_local_address,
+        );
+        if let Some(v) = &self.protocol_version {
+            f(k::NETWORK_PROTOCOL_NAME, AttrValue::Str("http"));
+            f(k::NETWORK_PROTOCOL_VERSION, AttrValue::Str(v));
+        }
+        let mut i = |key, v: Option<i64>| {
+            if let Some(v) = v {
+                f(key, AttrValue::Int(v));
+            }
+        };
+        i(k::SERVER_PORT, self.server_port.map(i64::from));
+        i(k::HTTP_RESPONSE_STATUS_CODE, self.status);
+        i(
+            k::HTTP_REQUEST_BODY_SIZE,
+            self.request_body_bytes.map(sat_i64),
+        );
+        i(
+            k::HTTP_RESPONSE_BODY_SIZE,
+            self.response_body_bytes.map(sat_i64),
+        );
+        i(k::MESHLOG_DURATION_NS, self.duration_ns.map(sat_i64));
+        i(k::CLIENT_PORT, self.client_port.map(i64::from));
+    }
+}
+
+fn sat_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,67 @@
+//! The canonical attribute names, shared by the filter (which writes them) and the collector
+//! (which stores and queries them).
+//!
+//! OpenTelemetry semantic-convention names where one exists, `meshlog.*` for the rest. The
+//! collector's stored record is flat: these keys sit at the top level next to the reserved keys in
+//! [`RESERVED`]; resource attributes are prefixed with `resource.`.
+
+/// HTTP method, upper case (`GET`).
+pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
+/// Response status code (integer).
+pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+/// Request body size in bytes (integer).
+pub const HTTP_REQUEST_BODY_SIZE: &str = "http.request.body.size";
+/// Response body size in bytes (integer).
+pub const HTTP_RESPONSE_BODY_SIZE: &str = "http.response.body.size";
+/// URL scheme (`http`, `https`).
+pub const URL_SCHEME: &str = "url.scheme";
+/// Path without the query string.
+pub const URL_PATH: &str = "url.path";
+/// Query string without the leading `?`.
+pub const URL_QUERY: &str = "url.query";
+/// Host of the `:authority` / `Host` header.
+pub const SERVER_ADDRESS: &str = "server.address";
+/// Port of the `:authority` header when one was given (integer).
+pub const SERVER_PORT: &str = "server.port";
+/// Downstream peer IP address.
+pub const CLIENT_ADDRESS: &str = "client.address";
+/// Downstream peer port (integer).
+pub const CLIENT_PORT: &str = "client.port";
+/// `http` for HTTP traffic.
+pub const NETWORK_PROTOCOL_NAME: &str = "network.protocol.name";
+/// `1.0`, `1.1`, `2`, `3`.
+pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
+/// The `User-Agent` header as sent.
+pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
+/// Request duration from first byte received to last byte sent, in nanoseconds (integer).
+pub const MESHLOG_DURATION_NS: &str = "meshlog.duration_ns";
+/// The `x-request-id` header.
+pub const MESHLOG_REQUEST_ID: &str = "meshlog.request_id";
+/// Envoy response flags as short codes (`UF,URX`), empty when none.
+pub const MESHLOG_RESPONSE_FLAGS: &str = "meshlog.response_flags";
+/// Envoy's response code details (`via_upstream`, `route_not_found`).
+pub const MESHLOG_RESPONSE_CODE_DETAILS: &str = "meshlog.response_code_details";
+/// Upstream cluster name.
+pub const MESHLOG_UPSTREAM_CLUSTER: &str = "meshlog.upstream.cluster";
+/// Upstream host address (`ip:port`).
+pub const MESHLOG_UPSTREAM_HOST: &str = "meshlog.upstream.host";
+/// Downstream local address (`ip:port`): where the request arrived.
+pub const MESHLOG_DOWNSTREAM_LOCAL_ADDRESS: &str = "meshlog.downstream.local_address";
+
+/// The OTLP `eventName` of every access record.
+pub const EVENT_NAME: &str = "meshlog.http.access";
+
+/// Top-level keys of a stored record that are not attributes.
+pub const RESERVED: &[&str] = &[
+    "time_unix_nano",
+    "observed_time_unix_nano",
+    "severity_number",
+    "severity_text",
+    "event_name",
+    "trace_id",
+    "span_id",
+    "flags",
+    "body",
+    "scope.name",
+    "scope.version",
+];

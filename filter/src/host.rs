@@ -1,0 +1,98 @@
+//! The host side of core's traits: Envoy attributes and headers through `_bytes` hostcalls.
+//!
+//! The SDK's string getters unwrap UTF-8 and would trap the VM on a bad header; every read here
+//! returns raw bytes and core decodes them lossily.
+
+use meshlog_core::AttributeSource;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MapType, MetricType};
+use std::time::UNIX_EPOCH;
+
+/// Attributes of the stream whose callback is running.
+pub struct EnvoyAttributes;
+
+impl AttributeSource for EnvoyAttributes {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    }
+}
+
+/// Host time in unix nanoseconds; 0 if the host cannot tell (records then carry 0, not a trap).
+pub fn now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Envoy counters, exported as `wasmcustom.meshlog.*` and aggregated across VMs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    records_logged: Option<u32>,
+    records_sent: Option<u32>,
+    records_dropped: Option<u32>,
+    records_failed: Option<u32>,
+    batches_sent: Option<u32>,
+    batches_failed: Option<u32>,
+    bytes_sent: Option<u32>,
+}
+
+/// Which counter to bump.
+#[derive(Debug, Clone, Copy)]
+pub enum Counter {
+    /// Records captured by `on_log`.
+    RecordsLogged,
+    /// Records in batches the collector acknowledged.
+    RecordsSent,
+    /// Records dropped because the buffer was full.
+    RecordsDropped,
+    /// Records in batches that failed (collector error or unreachable).
+    RecordsFailed,
+    /// Batches acknowledged.
+    BatchesSent,
+    /// Batches that failed.
+    BatchesFailed,
+    /// Request body bytes of acknowledged batches.
+    BytesSent,
+}
+
+impl Counters {
+    /// Defines the counters; a host that refuses one just leaves it unexported.
+    pub fn define() -> Self {
+        let d = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Counters {
+            records_logged: d("meshlog.records_logged"),
+            records_sent: d("meshlog.records_sent"),
+            records_dropped: d("meshlog.records_dropped"),
+            records_failed: d("meshlog.records_failed"),
+            batches_sent: d("meshlog.batches_sent"),
+            batches_failed: d("meshlog.batches_failed"),
+            bytes_sent: d("meshlog.bytes_sent"),
+        }
+    }
+
+    /// Adds `by` to a counter.
+    pub fn add(&self, which: Counter, by: u64) {
+        let id = match which {
+            Counter::RecordsLogged => self.records_logged,
+            Counter::RecordsSent => self.records_sent,
+            Counter::RecordsDropped => self.records_dropped,
+            Counter::RecordsFailed => self.records_failed,
+            Counter::BatchesSent => self.batches_sent,
+            Counter::BatchesFailed => self.batches_failed,
+            Counter::BytesSent => self.bytes_sent,
+        };
+        if let (Some(id), Ok(by)) = (id, i64::try_from(by))
+            && by > 0
+        {
+            let _ = hostcalls::increment_metric(id, by);
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The root context (one per VM) and the per-request HTTP context.
+//!
+//! Both share the VM's [`Shipper`] through an `Rc<RefCell<_>>`: a VM is single-threaded, and the
+//! borrow is always `try_borrow_mut`, so even a host that re-entered us could not make it panic.
+
+use crate::host::{Counter, Counters, EnvoyAttributes, now_ns};
+use meshlog_core::otlp::Envelope;
+use meshlog_core::{Batch, Batcher, FilterConfig, capture_http};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The upper bound on how long a due batch waits for the next tick.
+const MAX_TICK_MS: u64 = 100;
+
+/// What a VM knows after a successful `on_configure`.
+struct Shipper {
+    cfg: FilterConfig,
+    batcher: Batcher,
+    /// Calls in flight: token to (records, body bytes).
+    in_flight: HashMap<u32, (usize, usize)>,
+    /// Overflow drops already added to the Envoy counter.
+    dropped_reported: u64,
+}
+
+type Shared = Rc<RefCell<Option<Shipper>>>;
+
+/// The VM's root context.
+#[derive(Default)]
+pub struct Root {
+    shared: Shared,
+    counters: Counters,
+}
+
+impl Root {
+    /// Ships every due batch the in-flight limit allows; `all` ships regardless of age.
+    fn ship(&self, all: bool) {
+        let Ok(mut guard) = self.shared.try_borrow_mut() else {
+            return;
+        };
+        let Some(s) = guard.as_mut() else { return };
+        let now = now_ns();
+        let dropped = s.batcher.stats().records_dropped_overflow;
+        self.counters.add(
+            Counter::RecordsDropped,
+            dropped.saturating_sub(s.dropped_reported),
+        );
+        s.dropped_reported = dropped;
+        while s.in_flight.len() < s.cfg.batch.max_in_flight {
+            let next = if all {
+                s.batcher.take_any()
+            } else {
+                s.batcher.take_due(now)
+            };
+            let Some(batch) = next else { break };
+            self.dispatch(s, batch);
+        }
+    }
+
+    fn dispatch(&self, s: &mut Shipper, batch: Batch) {
+        let c = &s.cfg.collector;
+        let headers = vec![
+            (":method", "POST"),
+            (":path", c.path.as_str()),
+            (":authority", c.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let timeout = Duration::from_millis(c.timeout_ms);
+        match hostcalls::dispatch_http_call(&c.cluster, headers, Some(&batch.body), vec![], timeout)
+        {
+            Ok(token) => {
+                s.in_flight.insert(token, (batch.records, batch.body.len()));
+            }
+            Err(status) => {
+                log::warn!(
+                    "meshlog: cannot call collector cluster '{}' ({status:?}); {} records lost",
+                    c.cluster,
+                    batch.records
+                );
+                self.counters
+                    .add(Counter::RecordsFailed, batch.records as u64);
+                self.counters.add(Counter::BatchesFailed, 1);
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some((records, bytes)) = self
+            .shared
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut g| g.as_mut().and_then(|s| s.in_flight.remove(&token)))
+        else {
+            return;
+        };
+        let status = self
+            .get_http_call_response_header_bytes(":status")
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u16>().ok());
+        if let Some(200..=299) = status {
+            self.counters.add(Counter::RecordsSent, records as u64);
+            self.counters.add(Counter::BatchesSent, 1);
+            self.counters.add(Counter::BytesSent, bytes as u64);
+        } else {
+            let body = self
+                .get_http_call_response_body(0, body_size.min(512))
+                .unwrap_or_default();
+            log::warn!(
+                "meshlog: collector answered {} for a batch of {records} records: {}",
+                status.map_or_else(|| "no status (reset)".to_owned(), |s| s.to_string()),
+                String::from_utf8_lossy(&body)
+            );
+            self.counters.add(Counter::RecordsFailed, records as u64);
+            self.counters.add(Counter::BatchesFailed, 1);
+        }
+        // A slot is free: due batches need not wait for the next tick.
+        self.ship(false);
+    }
+
+    fn on_done(&mut self) -> bool {
+        self.ship(true);
+        true
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
+        let raw = self.get_plugin_configuration().unwrap_or_default();
+        let cfg = match FilterConfig::from_json(&raw) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                log::error!("meshlog: {e}");
+                return false;
+            }
+        };
+        // A reconfiguration ships what the old configuration buffered first.
+        self.ship(true);
+        let envelope = Envelope::new(cfg.resource.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let batcher = Batcher::new(&cfg.batch, envelope);
+        let tick = Duration::from_millis(cfg.batch.max_age_ms.min(MAX_TICK_MS));
+        let Ok(mut guard) = self.shared.try_borrow_mut() else {
+            log::error!("meshlog: configuration state busy");
+            return false;
+        };
+        *guard = Some(Shipper {
+            cfg,
+            batcher,
+            in_flight: HashMap::new(),
+            dropped_reported: 0,
+        });
+        drop(guard);
+        self.counters = Counters::define();
+        self.set_tick_period(tick);
+        log::info!("meshlog: configured; ticking every {} ms", tick.as_millis());
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.ship(false);
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(RequestLogger {
+            shared: Rc::clone(&self.shared),
+            counters: self.counters,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Per-request context: captures the record at `on_log`, nothing else.
+struct RequestLogger {
+    shared: Shared,
+    counters: Counters,
+}
+
+impl Context for RequestLogger {}
+
+impl HttpContext for RequestLogger {
+    fn on_log(&mut self) {
+        let now = now_ns();
+        let rec = capture_http(&EnvoyAttributes, now);
+        if let Ok(mut g) = self.shared.try_borrow_mut()
+            && let Some(s) = g.as_mut()
+        {
+            s.batcher.push(&rec, now);
+            self.counters.add(Counter::RecordsLogged, 1);
+        }
+    }
+}

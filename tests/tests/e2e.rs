@@ -1,0 +1,251 @@
+//! End-to-end: requests through a real Envoy running the meshlog filter, stored by the real
+//! collector, read back with `meshlog query`.
+
+use meshlog_e2e::{Collector, Envoy, Sidecar, Upstream, free_port, send, wait_for};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const UPSTREAM: &str = env!("CARGO_BIN_EXE_meshlog-upstream");
+
+/// Waits until the store holds at least `n` records, then a little longer to catch extras.
+fn records(c: &Collector, n: usize) -> Vec<Value> {
+    let got = wait_for(Duration::from_secs(20), || {
+        let r = c.query();
+        (r.len() >= n).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "only {} of {n} records arrived; collector:\n{}",
+        c.query().len(),
+        c.proc.output()
+    );
+    // Batches ship every 500 ms at most: anything duplicated would be here by now.
+    std::thread::sleep(Duration::from_millis(700));
+    c.query()
+}
+
+fn by_request_id(records: &[Value]) -> HashMap<String, Value> {
+    let mut m = HashMap::new();
+    for r in records {
+        let id = r["meshlog.request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no request id in {r}"));
+        assert!(
+            m.insert(id.to_owned(), r.clone()).is_none(),
+            "request id {id} stored twice"
+        );
+    }
+    m
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[test]
+fn every_request_through_envoy_is_stored_once_with_its_fields() {
+    let data = tempfile::tempdir().unwrap();
+    let collector = Collector::start(data.path());
+    let upstream = Upstream::start(UPSTREAM);
+    let sidecar = Sidecar::new(upstream.addr.port(), collector.addr.port());
+    // Two workers: two VMs, each with its own buffer, both must deliver.
+    let envoy = Envoy::start(&sidecar, 2);
+
+    let t0 = now_ns();
+    let n = 60;
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let (method, path, status) = match i % 4 {
+            0 => ("GET", format!("/api/orders/{i}?page={i}"), 200),
+            1 => ("POST", format!("/api/carts/{i}"), 200),
+            2 => ("GET", "/status/404".to_owned(), 404),
+            _ => ("DELETE", "/status/503".to_owned(), 503),
+        };
+        let rid = format!("req-{i:04}");
+        let trace = format!("00-{:032x}-{:016x}-01", 0xabc000 + i, 0x5000 + i);
+        let mut headers: Vec<(&str, &[u8])> =
+            vec![("x-request-id", rid.as_bytes()), ("user-agent", b"e2e/1.0")];
+        if i % 2 == 0 {
+            headers.push(("traceparent", trace.as_bytes()));
+        }
+        let body: &[u8] = if method == "POST" {
+            b"{\"item\":42}"
+        } else {
+            b""
+        };
+        assert_eq!(
+            send(envoy.listen, method, &path, &headers, body),
+            status,
+            "{method} {path}"
+        );
+        expected.push((
+            rid,
+            method,
+            path,
+            status,
+            (i % 2 == 0).then_some(trace),
+            body.len(),
+        ));
+    }
+    let t1 = now_ns();
+
+    let stored = records(&collector, n as usize);
+    assert_eq!(stored.len(), n as usize, "exactly one record per request");
+    let by_id = by_request_id(&stored);
+    for (rid, method, path, status, trace, body_len) in expected {
+        let r = &by_id[&rid];
+        let (p, q) = path
+            .split_once('?')
+            .map_or((path.as_str(), None), |(p, q)| (p, Some(q)));
+        assert_eq!(r["http.request.method"], method, "{r}");
+        assert_eq!(r["url.path"], p, "{r}");
+        assert_eq!(r.get("url.query").and_then(Value::as_str), q, "{r}");
+        assert_eq!(r["http.response.status_code"], status, "{r}");
+        assert_eq!(r["server.address"], "shop.example");
+        assert_eq!(r["url.scheme"], "http");
+        assert_eq!(r["network.protocol.version"], "1.1");
+        assert_eq!(r["user_agent.original"], "e2e/1.0");
+        assert_eq!(r["http.request.body.size"], body_len as u64, "{r}");
+        assert!(r["http.response.body.size"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["meshlog.upstream.cluster"], "app");
+        assert_eq!(r["meshlog.upstream.host"], upstream.addr.to_string());
+        assert_eq!(r["client.address"], "127.0.0.1");
+        assert!(r["client.port"].as_u64().unwrap() > 0);
+        assert_eq!(
+            r["meshlog.downstream.local_address"],
+            envoy.listen.to_string()
+        );
+        assert_eq!(r["resource.service.name"], "demo");
+        assert_eq!(r["scope.name"], "meshlog");
+        assert_eq!(r["event_name"], "meshlog.http.access");
+        let start = r["time_unix_nano"].as_u64().unwrap();
+        assert!(
+            start >= t0 && start <= t1,
+            "start {start} outside [{t0}, {t1}]"
+        );
+        let dur = r["meshlog.duration_ns"].as_u64().unwrap();
+        assert!(dur > 0 && dur < 10_000_000_000, "duration {dur}");
+        let sev = match status {
+            500.. => 17,
+            400.. => 13,
+            _ => 9,
+        };
+        assert_eq!(r["severity_number"], sev, "{r}");
+        assert!(
+            r.get("meshlog.response_flags").is_none(),
+            "no flags on a clean request: {r}"
+        );
+        match trace {
+            Some(t) => {
+                assert_eq!(r["trace_id"], t[3..35], "{r}");
+                assert_eq!(r["span_id"], t[36..52], "{r}");
+            }
+            None => assert!(r.get("trace_id").is_none(), "{r}"),
+        }
+    }
+    let sent = wait_for(Duration::from_secs(5), || {
+        envoy
+            .stat("wasmcustom.meshlog.records_sent")
+            .filter(|s| *s == n as u64)
+    });
+    assert_eq!(sent, Some(n as u64), "Envoy counter records_sent");
+    assert_eq!(envoy.stat("wasmcustom.meshlog.records_failed"), Some(0));
+}
+
+#[test]
+fn an_invalid_filter_configuration_is_refused_naming_every_bad_field() {
+    let mut sidecar = Sidecar::new(free_port(), free_port());
+    sidecar.plugin_config = Some(
+        r#"{"batch":{"max_records":0,"max_age_ms":"soon"},"collector":{"pathh":"/v1/logs"}}"#
+            .into(),
+    );
+    let out = Envoy::expect_refusal(&sidecar);
+    for needle in [
+        "invalid meshlog configuration (3 problems)",
+        "$.batch.max_records: expected an integer from 1 to 100000, got 0",
+        "$.batch.max_age_ms",
+        "$.collector.pathh: unknown field",
+    ] {
+        assert!(
+            out.contains(needle),
+            "envoy output lacks {needle:?}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn a_non_utf8_header_is_proxied_and_logged() {
+    let data = tempfile::tempdir().unwrap();
+    let collector = Collector::start(data.path());
+    let upstream = Upstream::start(UPSTREAM);
+    let envoy = Envoy::start(
+        &Sidecar::new(upstream.addr.port(), collector.addr.port()),
+        1,
+    );
+
+    let bad: &[u8] = b"agent-\xff\xfe-\xc3";
+    assert_eq!(
+        send(
+            envoy.listen,
+            "GET",
+            "/latin1",
+            &[("x-request-id", b"bad-1"), ("user-agent", bad)],
+            b""
+        ),
+        200
+    );
+    // The VM survived: the next request is served and logged too.
+    assert_eq!(
+        send(
+            envoy.listen,
+            "GET",
+            "/after",
+            &[("x-request-id", b"good-1")],
+            b""
+        ),
+        200
+    );
+
+    let by_id = by_request_id(&records(&collector, 2));
+    let ua = by_id["bad-1"]["user_agent.original"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        ua.starts_with("agent-") && ua.contains('\u{fffd}'),
+        "lossy UTF-8 expected, got {ua:?}"
+    );
+    assert_eq!(by_id["good-1"]["url.path"], "/after");
+    assert_eq!(
+        envoy.stat("wasm.meshlog.vm_reload"),
+        Some(0),
+        "the VM never trapped"
+    );
+}
+
+#[test]
+fn an_unreachable_upstream_is_logged_with_envoy_response_flags() {
+    let data = tempfile::tempdir().unwrap();
+    let collector = Collector::start(data.path());
+    // Nothing listens on the app port: Envoy answers 503 with UF (upstream connection failure).
+    let envoy = Envoy::start(&Sidecar::new(free_port(), collector.addr.port()), 1);
+    assert_eq!(
+        send(
+            envoy.listen,
+            "GET",
+            "/down",
+            &[("x-request-id", b"down-1")],
+            b""
+        ),
+        503
+    );
+    let by_id = by_request_id(&records(&collector, 1));
+    let r = &by_id["down-1"];
+    assert_eq!(r["http.response.status_code"], 503);
+    assert_eq!(r["meshlog.response_flags"], "UF", "{r}");
+    assert_eq!(r["severity_text"], "ERROR");
+}
