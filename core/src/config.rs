@@ -95,18 +95,18 @@ impl fmt::Display for ConfigErrors {
 }
 
 /// Reads the fields of one JSON object, collecting errors instead of stopping at the first.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     path: String,
     obj: Option<&'a Map<String, Value>>,
     known: Vec<&'static str>,
 }
 
 impl<'a> Fields<'a> {
-    fn root(v: &'a Value, errs: &mut Vec<FieldError>) -> Self {
+    pub(crate) fn root(v: &'a Value, errs: &mut Vec<FieldError>) -> Self {
         Self::object("$".into(), Some(v), errs)
     }
 
-    fn object(path: String, v: Option<&'a Value>, errs: &mut Vec<FieldError>) -> Self {
+    pub(crate) fn object(path: String, v: Option<&'a Value>, errs: &mut Vec<FieldError>) -> Self {
         let obj = match v {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) => Some(m),
@@ -125,22 +125,22 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn child_path(&self, key: &str) -> String {
+    pub(crate) fn child_path(&self, key: &str) -> String {
         format!("{}.{}", self.path, key)
     }
 
-    fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
+    pub(crate) fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
         self.known.push(key);
         self.obj?.get(key)
     }
 
-    fn section(&mut self, key: &'static str, errs: &mut Vec<FieldError>) -> Fields<'a> {
+    pub(crate) fn section(&mut self, key: &'static str, errs: &mut Vec<FieldError>) -> Fields<'a> {
         let path = self.child_path(key);
         let v = self.raw(key);
         Fields::object(path, v, errs)
     }
 
-    fn get<T: DeserializeOwned>(
+    pub(crate) fn get<T: DeserializeOwned>(
         &mut self,
         key: &'static str,
         default: T,
@@ -162,7 +162,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn int_in(
+    pub(crate) fn int_in(
         &mut self,
         key: &'static str,
         default: u64,
@@ -186,7 +186,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn text(
+    pub(crate) fn text(
         &mut self,
         key: &'static str,
         default: &str,
@@ -205,7 +205,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Reports every key that no reader asked for.
-    fn finish(self, errs: &mut Vec<FieldError>) {
+    pub(crate) fn finish(self, errs: &mut Vec<FieldError>) {
         let Some(obj) = self.obj else { return };
         for key in obj.keys() {
             if !self.known.contains(&key.as_str()) {
@@ -218,7 +218,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -38,30 +38,11 @@ pub fn envoy_bin() -> PathBuf {
     })
 }
 
-/// Newest modification time of any file under `dir` with extension `ext`.
-fn newest(dir: &Path, ext: &str) -> SystemTime {
-    let mut best = SystemTime::UNIX_EPOCH;
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return best;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        let t = if p.is_dir() {
-            newest(&p, ext)
-        } else if p.extension().is_some_and(|x| x == ext) {
-            e.metadata().and_then(|m| m.modified()).unwrap_or(best)
-        } else {
-            continue;
-        };
-        best = best.max(t);
-    }
-    best
-}
-
-/// An artifact that must exist and be newer than the sources it is built from.
-fn artifact(rel: &str, sources: &[&str], build: &str) -> PathBuf {
-    let root = repo_root();
-    let path = root.join(rel);
+/// An artifact that must exist and be newer than every source cargo built it from, as listed in
+/// the dep-info file cargo writes beside it (`meshlog.d`): a stale build fails loudly instead of
+/// testing old code.
+fn artifact(rel: &str, build: &str) -> PathBuf {
+    let path = repo_root().join(rel);
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
@@ -70,13 +51,19 @@ fn artifact(rel: &str, sources: &[&str], build: &str) -> PathBuf {
                 path.display()
             )
         });
-    for s in sources {
-        let src = newest(&root.join(s), "rs");
-        assert!(
-            built >= src,
-            "{} is older than {s}; rebuild it with `{build}` (scripts/test does)",
-            path.display()
-        );
+    let dep_info = path.with_extension("d");
+    let deps = std::fs::read_to_string(&dep_info)
+        .unwrap_or_else(|e| panic!("{}: {e}; rebuild with `{build}`", dep_info.display()));
+    let sources = deps.split_once(": ").map_or("", |(_, s)| s);
+    for src in sources.split_whitespace().filter(|s| s.ends_with(".rs")) {
+        let changed = std::fs::metadata(src).and_then(|m| m.modified());
+        if let Ok(t) = changed {
+            assert!(
+                built >= t,
+                "{} is older than {src}; rebuild it with `{build}` (scripts/test does)",
+                path.display()
+            );
+        }
     }
     path
 }
@@ -85,18 +72,13 @@ fn artifact(rel: &str, sources: &[&str], build: &str) -> PathBuf {
 pub fn wasm_path() -> PathBuf {
     artifact(
         "target/wasm32-wasip1/release/meshlog_filter.wasm",
-        &["core/src", "filter/src"],
         "cargo filter",
     )
 }
 
 /// The collector binary (debug build, as `cargo test --workspace` leaves it).
 pub fn collector_bin() -> PathBuf {
-    artifact(
-        "target/debug/meshlog",
-        &["core/src", "collector/src"],
-        "cargo build -p meshlog-collector",
-    )
+    artifact("target/debug/meshlog", "cargo build -p meshlog-collector")
 }
 
 /// A loopback port nothing listens on right now.

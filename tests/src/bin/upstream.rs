@@ -1,13 +1,13 @@
 //! `meshlog-upstream`: the small HTTP service that demos, tests and benchmarks put behind Envoy.
 //!
-//! `GET /status/<code>` answers with that status; any other path answers 200 `ok`. Usage:
+//! `/status/<code>` (any method) answers with that status; any other path answers 200 `ok`. Usage:
 //! `meshlog-upstream [--listen 127.0.0.1:8080]`. Prints `listening on <addr>` once bound, so
 //! callers may pass port 0 and read the port back.
 
 use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::any;
 
 async fn status(Path(code): Path<u16>) -> (StatusCode, &'static str) {
     (
@@ -34,7 +34,7 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let app = Router::new()
-        .route("/status/{code}", get(status))
+        .route("/status/{code}", any(status))
         .fallback(ok);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on {}", listener.local_addr()?);

@@ -1,0 +1,391 @@
+//! Maps OTLP log records to meshlog's canonical flat records (one JSON object per record).
+//!
+//! Flat, because an auditor's question is "show every request where `url.path` = X": each
+//! attribute sits at the top level under its own name, resource attributes under
+//! `resource.<key>`, scope name/version under `scope.name` / `scope.version`, scope attributes
+//! under `scope.attributes.<key>`, and the record's own fields under the names in
+//! [`meshlog_core::schema::RESERVED`]. A log attribute whose name would land on one of those
+//! (a reserved name, or one starting with `resource.` or `scope.`) is stored as `attr.<key>`,
+//! and where two values still compete for a key the first one wins: nothing is overwritten.
+
+use meshlog_core::schema::RESERVED;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+
+/// One canonical record.
+pub type Record = Map<String, Value>;
+
+/// Number of log records in a request.
+pub fn record_count(req: &ExportLogsServiceRequest) -> usize {
+    req.resource_logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .map(|sl| sl.log_records.len())
+        .sum()
+}
+
+/// Calls `emit` with the canonical form of every log record in `req`, in request order.
+/// `received_unix_nano` stands in for a zero `observed_time_unix_nano`.
+pub fn for_each_record<E>(
+    req: &ExportLogsServiceRequest,
+    received_unix_nano: u64,
+    mut emit: impl FnMut(Record) -> Result<(), E>,
+) -> Result<(), E> {
+    for rl in &req.resource_logs {
+        // Resource and scope keys are computed once and copied into each record.
+        let mut resource = Map::new();
+        if let Some(r) = &rl.resource {
+            for kv in &r.attributes {
+                insert_first(&mut resource, format!("resource.{}", kv.key), kv_json(kv));
+            }
+        }
+        for sl in &rl.scope_logs {
+            let mut base = resource.clone();
+            if let Some(s) = &sl.scope {
+                if !s.name.is_empty() {
+                    insert_first(&mut base, "scope.name".into(), Value::from(s.name.as_str()));
+                }
+                if !s.version.is_empty() {
+                    insert_first(
+                        &mut base,
+                        "scope.version".into(),
+                        Value::from(s.version.as_str()),
+                    );
+                }
+                for kv in &s.attributes {
+                    insert_first(
+                        &mut base,
+                        format!("scope.attributes.{}", kv.key),
+                        kv_json(kv),
+                    );
+                }
+            }
+            for lr in &sl.log_records {
+                emit(canonical_record(&base, lr, received_unix_nano))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// All canonical records of `req` (convenience for tests and small requests).
+pub fn records(req: &ExportLogsServiceRequest, received_unix_nano: u64) -> Vec<Record> {
+    let mut out = Vec::with_capacity(record_count(req));
+    let done: Result<(), std::convert::Infallible> =
+        for_each_record(req, received_unix_nano, |r| {
+            out.push(r);
+            Ok(())
+        });
+    match done {
+        Ok(()) => out,
+        Err(never) => match never {},
+    }
+}
+
+fn canonical_record(base: &Record, lr: &LogRecord, received_unix_nano: u64) -> Record {
+    let mut m = base.clone();
+    m.insert("time_unix_nano".into(), Value::from(lr.time_unix_nano));
+    let observed = if lr.observed_time_unix_nano == 0 {
+        received_unix_nano
+    } else {
+        lr.observed_time_unix_nano
+    };
+    m.insert("observed_time_unix_nano".into(), Value::from(observed));
+    m.insert("severity_number".into(), Value::from(lr.severity_number));
+    if !lr.severity_text.is_empty() {
+        m.insert(
+            "severity_text".into(),
+            Value::from(lr.severity_text.as_str()),
+        );
+    }
+    if !lr.event_name.is_empty() {
+        m.insert("event_name".into(), Value::from(lr.event_name.as_str()));
+    }
+    if !lr.trace_id.is_empty() {
+        m.insert("trace_id".into(), Value::from(hex::encode(&lr.trace_id)));
+    }
+    if !lr.span_id.is_empty() {
+        m.insert("span_id".into(), Value::from(hex::encode(&lr.span_id)));
+    }
+    if lr.flags != 0 {
+        m.insert("flags".into(), Value::from(lr.flags));
+    }
+    if let Some(body) = lr.body.as_ref().filter(|b| b.value.is_some()) {
+        m.insert("body".into(), any_value_json(body));
+    }
+    for kv in &lr.attributes {
+        let key = match attribute_key(&kv.key) {
+            Cow::Borrowed(k) => k.to_owned(),
+            Cow::Owned(k) => k,
+        };
+        insert_first(&mut m, key, kv_json(kv));
+    }
+    m
+}
+
+/// The top-level key for a log attribute: its own name unless that would collide.
+pub fn attribute_key(key: &str) -> Cow<'_, str> {
+    if RESERVED.contains(&key) || key.starts_with("resource.") || key.starts_with("scope.") {
+        Cow::Owned(format!("attr.{key}"))
+    } else {
+        Cow::Borrowed(key)
+    }
+}
+
+fn insert_first(m: &mut Record, key: String, value: Value) {
+    if let serde_json::map::Entry::Vacant(e) = m.entry(key) {
+        e.insert(value);
+    }
+}
+
+fn kv_json(kv: &KeyValue) -> Value {
+    kv.value.as_ref().map_or(Value::Null, any_value_json)
+}
+
+/// An OTLP `AnyValue` as JSON. An empty value is `null`.
+pub fn any_value_json(v: &AnyValue) -> Value {
+    use any_value::Value as V;
+    match &v.value {
+        None => Value::Null,
+        Some(V::StringValue(s)) => Value::from(s.as_str()),
+        Some(V::BoolValue(b)) => Value::Bool(*b),
+        Some(V::IntValue(i)) => Value::from(*i),
+        Some(V::DoubleValue(d)) => double_json(*d),
+        Some(V::BytesValue(b)) => Value::from(hex::encode(b)),
+        Some(V::ArrayValue(a)) => Value::Array(a.values.iter().map(any_value_json).collect()),
+        Some(V::KvlistValue(kvs)) => {
+            let mut m = Map::new();
+            for kv in &kvs.values {
+                insert_first(&mut m, kv.key.clone(), kv_json(kv));
+            }
+            Value::Object(m)
+        }
+        // A profiling-only string-table reference: OTLP says to treat it as absent in logs.
+        Some(V::StringValueStrindex(_)) => Value::Null,
+    }
+}
+
+/// JSON has no NaN or infinities: those become the strings OTLP/JSON uses for them.
+fn double_json(d: f64) -> Value {
+    match Number::from_f64(d) {
+        Some(n) => Value::Number(n),
+        None if d.is_nan() => Value::from("NaN"),
+        None if d > 0.0 => Value::from("Infinity"),
+        None => Value::from("-Infinity"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use any_value::Value as V;
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, InstrumentationScope, KeyValueList};
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use serde_json::json;
+
+    fn kv(key: &str, v: V) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..KeyValue::default()
+        }
+    }
+
+    fn request(
+        resource: Vec<KeyValue>,
+        scope: Option<InstrumentationScope>,
+        lr: LogRecord,
+    ) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: resource,
+                    ..Resource::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope,
+                    log_records: vec![lr],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+    }
+
+    fn one(req: &ExportLogsServiceRequest) -> Value {
+        let mut r = records(req, 42);
+        assert_eq!(r.len(), 1);
+        Value::Object(r.remove(0))
+    }
+
+    #[test]
+    fn every_field_and_value_type_maps_as_specified() {
+        let lr = LogRecord {
+            time_unix_nano: 1_764_000_000_123_456_789,
+            observed_time_unix_nano: 1_764_000_000_223_456_789,
+            severity_number: 17,
+            severity_text: "ERROR".into(),
+            event_name: "meshlog.http.access".into(),
+            trace_id: vec![0xAB; 16],
+            span_id: vec![0x01; 8],
+            flags: 1,
+            body: Some(AnyValue {
+                value: Some(V::StringValue("hello".into())),
+            }),
+            attributes: vec![
+                kv("http.request.method", V::StringValue("GET".into())),
+                kv("http.response.status_code", V::IntValue(503)),
+                kv("ok", V::BoolValue(true)),
+                kv("ratio", V::DoubleValue(0.5)),
+                kv("nan", V::DoubleValue(f64::NAN)),
+                kv("inf", V::DoubleValue(f64::INFINITY)),
+                kv("ninf", V::DoubleValue(f64::NEG_INFINITY)),
+                kv("raw", V::BytesValue(vec![0xDE, 0xAD])),
+                kv(
+                    "list",
+                    V::ArrayValue(ArrayValue {
+                        values: vec![
+                            AnyValue {
+                                value: Some(V::IntValue(1)),
+                            },
+                            AnyValue { value: None },
+                        ],
+                    }),
+                ),
+                kv(
+                    "map",
+                    V::KvlistValue(KeyValueList {
+                        values: vec![kv("a", V::StringValue("b".into()))],
+                    }),
+                ),
+            ],
+            ..LogRecord::default()
+        };
+        let scope = InstrumentationScope {
+            name: "meshlog".into(),
+            version: "0.1.0".into(),
+            attributes: vec![kv("lib", V::StringValue("x".into()))],
+            ..InstrumentationScope::default()
+        };
+        let r = one(&request(
+            vec![kv("service.name", V::StringValue("checkout".into()))],
+            Some(scope),
+            lr,
+        ));
+        assert_eq!(
+            r,
+            json!({
+                "time_unix_nano": 1_764_000_000_123_456_789u64,
+                "observed_time_unix_nano": 1_764_000_000_223_456_789u64,
+                "severity_number": 17,
+                "severity_text": "ERROR",
+                "event_name": "meshlog.http.access",
+                "trace_id": "abababababababababababababababab",
+                "span_id": "0101010101010101",
+                "flags": 1,
+                "body": "hello",
+                "http.request.method": "GET",
+                "http.response.status_code": 503,
+                "ok": true,
+                "ratio": 0.5,
+                "nan": "NaN",
+                "inf": "Infinity",
+                "ninf": "-Infinity",
+                "raw": "dead",
+                "list": [1, null],
+                "map": {"a": "b"},
+                "resource.service.name": "checkout",
+                "scope.name": "meshlog",
+                "scope.version": "0.1.0",
+                "scope.attributes.lib": "x",
+            })
+        );
+    }
+
+    #[test]
+    fn empty_fields_are_omitted_and_zero_observed_time_uses_receive_time() {
+        let r = one(&request(vec![], None, LogRecord::default()));
+        assert_eq!(
+            r,
+            json!({"time_unix_nano": 0, "observed_time_unix_nano": 42, "severity_number": 0})
+        );
+        // A body that is present but empty counts as absent.
+        let lr = LogRecord {
+            body: Some(AnyValue { value: None }),
+            ..LogRecord::default()
+        };
+        assert!(one(&request(vec![], None, lr)).get("body").is_none());
+    }
+
+    #[test]
+    fn colliding_attributes_are_kept_under_attr_and_nothing_is_overwritten() {
+        let lr = LogRecord {
+            severity_number: 9,
+            attributes: vec![
+                kv("severity_number", V::StringValue("spoofed".into())),
+                kv("body", V::StringValue("b".into())),
+                kv("scope.name", V::StringValue("s".into())),
+                kv("resource.service.name", V::StringValue("fake".into())),
+                kv("dup", V::IntValue(1)),
+                kv("dup", V::IntValue(2)),
+            ],
+            ..LogRecord::default()
+        };
+        let scope = InstrumentationScope {
+            name: "real".into(),
+            ..InstrumentationScope::default()
+        };
+        let r = one(&request(
+            vec![kv("service.name", V::StringValue("real".into()))],
+            Some(scope),
+            lr,
+        ));
+        assert_eq!(r["severity_number"], 9);
+        assert_eq!(r["attr.severity_number"], "spoofed");
+        assert_eq!(r["attr.body"], "b");
+        assert!(r.get("body").is_none());
+        assert_eq!(r["scope.name"], "real");
+        assert_eq!(r["attr.scope.name"], "s");
+        assert_eq!(r["resource.service.name"], "real");
+        assert_eq!(r["attr.resource.service.name"], "fake");
+        assert_eq!(r["dup"], 1, "first value wins");
+        for k in RESERVED {
+            assert_eq!(attribute_key(k), format!("attr.{k}"));
+        }
+        assert_eq!(attribute_key("url.path"), "url.path");
+    }
+
+    #[test]
+    fn records_keep_request_order_across_resources_and_scopes() {
+        let mut req = request(
+            vec![],
+            None,
+            LogRecord {
+                time_unix_nano: 1,
+                ..LogRecord::default()
+            },
+        );
+        let mut second = req.resource_logs[0].clone();
+        second.scope_logs[0].log_records = vec![
+            LogRecord {
+                time_unix_nano: 2,
+                ..LogRecord::default()
+            },
+            LogRecord {
+                time_unix_nano: 3,
+                ..LogRecord::default()
+            },
+        ];
+        req.resource_logs.push(second);
+        assert_eq!(record_count(&req), 3);
+        let times: Vec<u64> = records(&req, 0)
+            .iter()
+            .map(|r| r["time_unix_nano"].as_u64().unwrap())
+            .collect();
+        assert_eq!(times, vec![1, 2, 3]);
+    }
+}

@@ -1,0 +1,252 @@
+//! The command line: `meshlog serve` runs the collector, `meshlog query` prints the store.
+//!
+//! `serve` shuts down gracefully on SIGTERM or Ctrl-C: it stops accepting, lets in-flight
+//! requests finish (each is answered only after its fsync), then stops the writer. Since every
+//! 200 already implies an fsync, even a forced stop loses nothing acknowledged.
+
+use crate::config::{Config, ConfigError, Overrides};
+use crate::ingest::{AppState, Limits};
+use crate::store::reader::{self, ReadError};
+use crate::store::{Store, StoreError, StoreOptions};
+use clap::{Args, Parser, Subcommand};
+use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind};
+
+/// How long `serve` waits for in-flight requests after a stop signal. Below Kubernetes' default
+/// 30 s grace period, so we finish on our own terms before a SIGKILL.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// meshlog: audit-grade access logs from an Envoy service mesh.
+#[derive(Debug, Parser)]
+#[command(name = "meshlog", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive OTLP/HTTP logs on POST /v1/logs and store them durably.
+    Serve(ServeArgs),
+    /// Print every stored record as NDJSON (one JSON object per line), oldest first.
+    Query(QueryArgs),
+}
+
+/// `meshlog serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (without one, all defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory; overrides `data_dir` from the file [default: ./meshlog-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address IP:PORT (port 0 picks a free one); overrides `listen` from the file
+    /// [default: 127.0.0.1:4318].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `meshlog query` options.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Data directory to read.
+    #[arg(long, value_name = "DIR", default_value = "./meshlog-data")]
+    pub data_dir: PathBuf,
+}
+
+/// A runtime failure (exit status 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading the store failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Anything else, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
+    let context = context.into();
+    move |source| RunError::Io { context, source }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), RunError> {
+    match cli.command {
+        Command::Serve(a) => serve(a),
+        Command::Query(a) => {
+            let stdout = io::stdout().lock();
+            let mut out = BufWriter::new(stdout);
+            match query(&a.data_dir, &mut out).and_then(|_| out.flush().map_err(ReadError::Output))
+            {
+                // `meshlog query | head` is not a failure.
+                Err(ReadError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                other => Ok(other.map(|_| ())?),
+            }
+        }
+    }
+}
+
+/// Writes every record in `data_dir` to `out`, one per line; returns the number written.
+pub fn query(data_dir: &Path, out: &mut impl Write) -> Result<u64, ReadError> {
+    let mut n = 0;
+    for frame in reader::frames(data_dir)? {
+        frame?.for_each_line(|line| {
+            n += 1;
+            out.write_all(line)?;
+            out.write_all(b"\n")
+        })?;
+    }
+    Ok(n)
+}
+
+fn serve(args: ServeArgs) -> Result<(), RunError> {
+    let cfg = Config::load(args.config.as_deref())?.with_overrides(Overrides {
+        data_dir: args.data_dir,
+        listen: args.listen,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io_err("starting the async runtime"))?;
+    let store = Store::open(
+        &cfg.data_dir,
+        StoreOptions {
+            segment_max_bytes: cfg.segment_max_bytes,
+            ..StoreOptions::default()
+        },
+    )?;
+    let state = AppState {
+        store: store.handle(),
+        limits: Limits {
+            max_body_bytes: cfg.max_body_bytes,
+            max_decoded_bytes: cfg.max_decoded_bytes,
+        },
+    };
+    let served = rt.block_on(run_server(cfg.listen, state));
+    // Whatever happened to the server, finish the queue and release the lock.
+    let closed = store.close();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    served?;
+    closed?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn run_server(listen: SocketAddr, state: AppState) -> Result<(), RunError> {
+    let mut term = tokio::signal::unix::signal(SignalKind::terminate())
+        .map_err(io_err("installing the SIGTERM handler"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(io_err(format!("cannot listen on {listen}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io_err("reading the listen address"))?;
+    tracing::info!("listening on {addr}");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, crate::app(state)).with_graceful_shutdown(async {
+        let _ = stop_rx.await;
+    });
+    let mut server = tokio::spawn(std::future::IntoFuture::into_future(server));
+    tokio::select! {
+        res = &mut server => return server_result(res),
+        sig = stop_signal(&mut term) => {
+            tracing::info!("{sig} received; finishing in-flight requests");
+        }
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+        Ok(res) => server_result(res),
+        Err(_) => {
+            tracing::warn!(
+                "requests still in flight after {DRAIN_TIMEOUT:?}; closing them unanswered"
+            );
+            server.abort();
+            Ok(())
+        }
+    }
+}
+
+fn server_result(res: Result<io::Result<()>, tokio::task::JoinError>) -> Result<(), RunError> {
+    match res {
+        Ok(r) => r.map_err(io_err("serving HTTP")),
+        Err(e) => Err(RunError::Io {
+            context: "serving HTTP".into(),
+            source: io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+async fn stop_signal(term: &mut Signal) -> &'static str {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            // Without a Ctrl-C handler we still stop on SIGTERM.
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_and_bad_usage_is_a_usage_error() {
+        let c = Cli::try_parse_from([
+            "meshlog",
+            "serve",
+            "--config",
+            "m.toml",
+            "--data-dir",
+            "/d",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        let Command::Serve(a) = c.command else {
+            panic!("not serve")
+        };
+        assert_eq!(a.config, Some(PathBuf::from("m.toml")));
+        assert_eq!(a.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(a.listen.unwrap().port(), 0);
+
+        let c = Cli::try_parse_from(["meshlog", "query"]).unwrap();
+        let Command::Query(q) = c.command else {
+            panic!("not query")
+        };
+        assert_eq!(q.data_dir, PathBuf::from("./meshlog-data"));
+
+        let e = Cli::try_parse_from(["meshlog", "serve", "--listen", "nope"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = Cli::try_parse_from(["meshlog", "query", "--config", "x"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+}

@@ -1,0 +1,387 @@
+//! Collector configuration: a TOML file (`--config meshlog.toml`), then command-line flags.
+//!
+//! The file is parsed into a plain TOML table and every key is checked here, so an operator sees
+//! every problem in one go (each with its key and reason) instead of fixing them one restart at
+//! a time. Unknown keys are errors: a misspelt limit that silently falls back to its default is
+//! worse than a refusal to start. No file at all means all defaults.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const KIB: i64 = 1024;
+const MIB: i64 = 1024 * KIB;
+const GIB: i64 = 1024 * MIB;
+
+/// Smallest accepted body limit, bytes.
+pub const MIN_BODY_BYTES: i64 = KIB;
+/// Largest accepted body (and decoded body) limit, bytes.
+pub const MAX_BODY_BYTES: i64 = GIB;
+/// Smallest accepted segment size, bytes.
+pub const MIN_SEGMENT_BYTES: i64 = 64 * KIB;
+/// Largest accepted segment size, bytes.
+pub const MAX_SEGMENT_BYTES: i64 = 1024 * GIB;
+
+/// The collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `data_dir`: directory holding the segment store; created if missing.
+    /// Default `./meshlog-data`.
+    pub data_dir: PathBuf,
+    /// `listen`: socket address for OTLP/HTTP, `IP:PORT` (port 0 picks a free port).
+    /// Default `127.0.0.1:4318`, the OTLP/HTTP port.
+    pub listen: SocketAddr,
+    /// `max_body_bytes`: largest request body accepted as received (before gzip decoding),
+    /// bytes, 1024 to 1073741824. Larger → 413. Default 16777216 (16 MiB).
+    pub max_body_bytes: usize,
+    /// `max_decoded_bytes`: largest request body after gzip decoding, bytes, from
+    /// `max_body_bytes` to 1073741824. Larger → 413; decoding stops there, so a zip bomb costs at
+    /// most this much memory. The canonical records of one request may take at most 4× this
+    /// (uncompressed). Default 67108864 (64 MiB).
+    pub max_decoded_bytes: usize,
+    /// `segment_max_bytes`: start a new segment file rather than grow the active one past this,
+    /// bytes, 65536 to 1099511627776 (a single larger frame still gets a segment of its own).
+    /// Default 67108864 (64 MiB).
+    pub segment_max_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./meshlog-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            max_body_bytes: 16 << 20,
+            max_decoded_bytes: 64 << 20,
+            segment_max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Command-line values that take precedence over the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+}
+
+/// One bad key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, as written in the file.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {} is not valid TOML: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// The file is TOML, but keys are unknown or values wrong.
+    #[error(
+        "invalid configuration in {} ({} problem{}): {}",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found, in key order.
+        problems: Vec<Problem>,
+    },
+}
+
+impl Config {
+    /// Reads `path` if given, else all defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            TomlError::Syntax(message) => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            TomlError::Invalid(problems) => ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            },
+        })
+    }
+
+    /// Parses TOML text, checking every key.
+    pub fn from_toml(text: &str) -> Result<Config, TomlError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| TomlError::Syntax(e.to_string().trim_end().to_owned()))?;
+        let mut cfg = Config::default();
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, reason: String| {
+            problems.push(Problem {
+                key: key.to_owned(),
+                reason,
+            })
+        };
+        for (key, value) in &table {
+            match key.as_str() {
+                "data_dir" => match value.as_str() {
+                    Some(s) if !s.is_empty() => cfg.data_dir = PathBuf::from(s),
+                    _ => bad(
+                        key,
+                        expected("a non-empty string (a directory path)", value),
+                    ),
+                },
+                "listen" => match value.as_str().map(str::parse::<SocketAddr>) {
+                    Some(Ok(a)) => cfg.listen = a,
+                    _ => bad(
+                        key,
+                        expected("a socket address such as \"127.0.0.1:4318\"", value),
+                    ),
+                },
+                "max_body_bytes" => match int_in(value, MIN_BODY_BYTES, MAX_BODY_BYTES) {
+                    Ok(v) => cfg.max_body_bytes = v as usize,
+                    Err(r) => bad(key, r),
+                },
+                "max_decoded_bytes" => match int_in(value, MIN_BODY_BYTES, MAX_BODY_BYTES) {
+                    Ok(v) => cfg.max_decoded_bytes = v as usize,
+                    Err(r) => bad(key, r),
+                },
+                "segment_max_bytes" => match int_in(value, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES) {
+                    Ok(v) => cfg.segment_max_bytes = v as u64,
+                    Err(r) => bad(key, r),
+                },
+                _ => bad(
+                    key,
+                    "unknown key (known: data_dir, listen, max_body_bytes, max_decoded_bytes, \
+                     segment_max_bytes)"
+                        .into(),
+                ),
+            }
+        }
+        // Checked only when both values are individually valid, so one mistake is one problem.
+        let both_ok = !problems
+            .iter()
+            .any(|p| p.key == "max_body_bytes" || p.key == "max_decoded_bytes");
+        if both_ok && cfg.max_decoded_bytes < cfg.max_body_bytes {
+            problems.push(Problem {
+                key: "max_decoded_bytes".into(),
+                reason: format!(
+                    "must be at least max_body_bytes ({}), got {}",
+                    cfg.max_body_bytes, cfg.max_decoded_bytes
+                ),
+            });
+        }
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(TomlError::Invalid(problems))
+        }
+    }
+
+    /// Applies command-line values over the file's.
+    pub fn with_overrides(mut self, o: Overrides) -> Config {
+        if let Some(d) = o.data_dir {
+            self.data_dir = d;
+        }
+        if let Some(l) = o.listen {
+            self.listen = l;
+        }
+        self
+    }
+}
+
+/// Why TOML text was rejected (no file name attached yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TomlError {
+    /// Not TOML.
+    Syntax(String),
+    /// Every bad key.
+    Invalid(Vec<Problem>),
+}
+
+fn int_in(v: &toml::Value, min: i64, max: i64) -> Result<i64, String> {
+    let what = format!("an integer from {min} to {max}");
+    match v.as_integer() {
+        Some(i) if (min..=max).contains(&i) => Ok(i),
+        Some(i) => Err(format!("expected {what}, got {i}")),
+        None => Err(expected(&what, v)),
+    }
+}
+
+fn expected(what: &str, got: &toml::Value) -> String {
+    let got = match got {
+        toml::Value::String(s) => format!("{s:?}"),
+        toml::Value::Integer(i) => format!("the integer {i}"),
+        other => {
+            let t = other.type_str();
+            let article = if t.starts_with(['a', 'i']) { "an" } else { "a" };
+            format!("{article} {t}")
+        }
+    };
+    format!("expected {what}, got {got}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Config::from_toml(text) {
+            Err(TomlError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_and_no_file_are_all_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        assert_eq!(Config::load(None).unwrap(), Config::default());
+        let d = Config::default();
+        assert_eq!(d.listen.to_string(), "127.0.0.1:4318");
+        assert_eq!(d.data_dir, PathBuf::from("./meshlog-data"));
+        assert_eq!(d.max_body_bytes, 16 * 1024 * 1024);
+        assert_eq!(d.max_decoded_bytes, 64 * 1024 * 1024);
+        assert_eq!(d.segment_max_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let c = Config::from_toml(
+            r#"
+            data_dir = "/var/lib/meshlog"
+            listen = "0.0.0.0:14318"
+            max_body_bytes = 2048
+            max_decoded_bytes = 4096
+            segment_max_bytes = 65536
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Config {
+                data_dir: "/var/lib/meshlog".into(),
+                listen: "0.0.0.0:14318".parse().unwrap(),
+                max_body_bytes: 2048,
+                max_decoded_bytes: 4096,
+                segment_max_bytes: 65536,
+            }
+        );
+    }
+
+    #[test]
+    fn all_problems_are_reported_together_with_key_and_reason() {
+        let p = problems(
+            r#"
+            listen = "localhost"
+            max_body_bytes = "16MiB"
+            max_decoded_bytes = 0
+            segment_max_bytes = 1.5
+            data_dir = 7
+            bogus = true
+            "#,
+        );
+        let got: Vec<String> = p.iter().map(Problem::to_string).collect();
+        assert_eq!(
+            got,
+            vec![
+                "bogus: unknown key (known: data_dir, listen, max_body_bytes, max_decoded_bytes, \
+                 segment_max_bytes)",
+                "data_dir: expected a non-empty string (a directory path), got the integer 7",
+                "listen: expected a socket address such as \"127.0.0.1:4318\", got \"localhost\"",
+                "max_body_bytes: expected an integer from 1024 to 1073741824, got \"16MiB\"",
+                "max_decoded_bytes: expected an integer from 1024 to 1073741824, got 0",
+                "segment_max_bytes: expected an integer from 65536 to 1099511627776, got a float",
+            ]
+        );
+    }
+
+    #[test]
+    fn decoded_limit_below_body_limit_is_a_problem() {
+        let p = problems("max_body_bytes = 4096\nmax_decoded_bytes = 2048\n");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "max_decoded_bytes");
+        assert!(
+            p[0].reason.contains("at least max_body_bytes (4096)"),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_position() {
+        match Config::from_toml("listen = ") {
+            Err(TomlError::Syntax(m)) => assert!(m.contains("line 1"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_flags_override_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("meshlog.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9\"\ndata_dir = \"/from/file\"\nnope = 1\n",
+        )
+        .unwrap();
+        let msg = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            msg.contains("meshlog.toml (1 problem): nope: unknown key"),
+            "{msg}"
+        );
+
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9\"\ndata_dir = \"/from/file\"\n",
+        )
+        .unwrap();
+        let file = Config::load(Some(&path)).unwrap();
+        let c = file.clone().with_overrides(Overrides {
+            data_dir: Some("/from/flag".into()),
+            listen: None,
+        });
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9", "file value kept");
+        let c = file.with_overrides(Overrides {
+            data_dir: None,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+        });
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+
+        let missing = Config::load(Some(&d.path().join("missing.toml"))).unwrap_err();
+        assert!(
+            missing.to_string().contains("cannot read config file"),
+            "{missing}"
+        );
+    }
+}

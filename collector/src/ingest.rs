@@ -1,0 +1,385 @@
+//! `POST /v1/logs`: decode an OTLP/HTTP logs request, store it as one frame, answer.
+//!
+//! Order of checks: content type and encoding first (415, without reading the body), then the
+//! body size (413), then decoding (400), all before anything touches the store, so a bad request
+//! stores nothing. Decoding, canonicalisation and compression are CPU work and run on the
+//! blocking pool; the handler then waits for the writer's ack, so a 200 always means "fsync'd".
+
+use crate::canonical;
+use crate::error::{ApiError, WireFormat};
+use crate::store::StoreHandle;
+use crate::store::format::{BuildError, EncodedFrame, FrameBuilder};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use prost::Message;
+use std::borrow::Cow;
+use std::io::Read;
+
+/// Canonical NDJSON of one request may be at most this many times `max_decoded_bytes`
+/// (resource attributes are repeated on every record, so the flat form can be larger).
+pub const CANONICAL_EXPANSION_LIMIT: u64 = 4;
+
+/// Size limits for requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body as received, bytes.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decoding, bytes.
+    pub max_decoded_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 << 20,
+            max_decoded_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What the HTTP handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Where frames go.
+    pub store: StoreHandle,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// `Content-Encoding` values we decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// No encoding.
+    Identity,
+    /// gzip.
+    Gzip,
+}
+
+const ACCEPTED_TYPES: &str = "application/json, application/x-protobuf";
+const ACCEPTED_ENCODINGS: &str = "gzip, identity";
+
+/// The request's payload format from `Content-Type` (parameters such as `charset` ignored).
+pub fn wire_format(headers: &HeaderMap) -> Result<WireFormat, ApiError> {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return Err(ApiError::Unsupported(format!(
+            "missing or repeated Content-Type; accepted: {ACCEPTED_TYPES}"
+        )));
+    };
+    let text = String::from_utf8_lossy(v.as_bytes());
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(WireFormat::Json)
+    } else if essence.eq_ignore_ascii_case("application/x-protobuf") {
+        Ok(WireFormat::Protobuf)
+    } else {
+        Err(ApiError::Unsupported(format!(
+            "unsupported Content-Type {text:?}; accepted: {ACCEPTED_TYPES}"
+        )))
+    }
+}
+
+/// The body's encoding from `Content-Encoding`; absent means identity.
+pub fn body_encoding(headers: &HeaderMap) -> Result<BodyEncoding, ApiError> {
+    let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
+    let v = match (values.next(), values.next()) {
+        (None, _) => return Ok(BodyEncoding::Identity),
+        (Some(v), None) => v,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Unsupported(format!(
+                "repeated Content-Encoding; accepted: one of {ACCEPTED_ENCODINGS}"
+            )));
+        }
+    };
+    let text = String::from_utf8_lossy(v.as_bytes());
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(BodyEncoding::Identity),
+        "gzip" | "x-gzip" => Ok(BodyEncoding::Gzip),
+        _ => Err(ApiError::Unsupported(format!(
+            "unsupported Content-Encoding {text:?}; accepted: {ACCEPTED_ENCODINGS}"
+        ))),
+    }
+}
+
+/// Gunzips `body`, refusing to produce more than `limit` bytes.
+pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    // One byte more than allowed tells "exactly at the limit" from "over it".
+    let cap = (limit as u64).saturating_add(1);
+    flate2::read::MultiGzDecoder::new(body)
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::Malformed(format!("invalid gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(ApiError::TooLarge(format!(
+            "gzip-decoded body exceeds max_decoded_bytes ({limit} bytes)"
+        )));
+    }
+    Ok(out)
+}
+
+/// Decodes a body into an OTLP request.
+pub fn decode(
+    body: &[u8],
+    format: WireFormat,
+    encoding: BodyEncoding,
+    limits: Limits,
+) -> Result<ExportLogsServiceRequest, ApiError> {
+    let bytes: Cow<'_, [u8]> = match encoding {
+        BodyEncoding::Identity => Cow::Borrowed(body),
+        BodyEncoding::Gzip => Cow::Owned(gunzip(body, limits.max_decoded_bytes)?),
+    };
+    match format {
+        WireFormat::Json => serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::Malformed(format!("invalid OTLP/JSON ExportLogsServiceRequest: {e}"))
+        }),
+        WireFormat::Protobuf => ExportLogsServiceRequest::decode(bytes.as_ref()).map_err(|e| {
+            ApiError::Malformed(format!(
+                "invalid OTLP protobuf ExportLogsServiceRequest: {e}"
+            ))
+        }),
+    }
+}
+
+/// Decodes and encodes one request into a frame; `None` when it holds no log records.
+pub fn prepare(
+    body: &[u8],
+    format: WireFormat,
+    encoding: BodyEncoding,
+    limits: Limits,
+    received_unix_nano: u64,
+) -> Result<Option<EncodedFrame>, ApiError> {
+    let req = decode(body, format, encoding, limits)?;
+    if canonical::record_count(&req) == 0 {
+        return Ok(None);
+    }
+    let max_raw = (limits.max_decoded_bytes as u64).saturating_mul(CANONICAL_EXPANSION_LIMIT);
+    let too_large = |e: BuildError| match e {
+        BuildError::TooLarge { limit } => ApiError::TooLarge(format!(
+            "the canonical records of this request exceed {limit} bytes \
+             ({CANONICAL_EXPANSION_LIMIT} × max_decoded_bytes); send smaller batches"
+        )),
+        BuildError::Overflow(what) => {
+            ApiError::TooLarge(format!("the request does not fit in one frame: {what}"))
+        }
+        BuildError::Io(e) => ApiError::Storage(format!("compressing a frame: {e}")),
+    };
+    let mut builder = FrameBuilder::new(max_raw).map_err(too_large)?;
+    canonical::for_each_record(&req, received_unix_nano, |r| builder.push(&r))
+        .map_err(too_large)?;
+    builder.finish().map(Some).map_err(too_large)
+}
+
+fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn success(format: WireFormat) -> Response {
+    let body = match format {
+        WireFormat::Json => b"{}".to_vec(),
+        WireFormat::Protobuf => ExportLogsServiceResponse::default().encode_to_vec(),
+    };
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    resp
+}
+
+/// The `POST /v1/logs` handler.
+pub async fn export_logs(State(state): State<AppState>, req: Request) -> Response {
+    let received = now_unix_nano();
+    let format = match wire_format(req.headers()) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    match handle(state, req, format, received).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response_as(format),
+    }
+}
+
+async fn handle(
+    state: AppState,
+    req: Request,
+    format: WireFormat,
+    received: u64,
+) -> Result<Response, ApiError> {
+    let encoding = body_encoding(req.headers())?;
+    let limits = state.limits;
+    let body = Bytes::from_request(req, &state)
+        .await
+        .map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                ApiError::TooLarge(format!(
+                    "request body exceeds max_body_bytes ({} bytes)",
+                    limits.max_body_bytes
+                ))
+            }
+            other => ApiError::Malformed(format!("cannot read the request body: {other}")),
+        })?;
+    let frame =
+        tokio::task::spawn_blocking(move || prepare(&body, format, encoding, limits, received))
+            .await
+            .map_err(|e| ApiError::Storage(format!("decoding task failed: {e}")))??;
+    if let Some(frame) = frame {
+        let records = frame.records();
+        let loc = state
+            .store
+            .append(frame)
+            .await
+            .map_err(|e| ApiError::Storage(e.to_string()))?;
+        tracing::debug!(
+            records,
+            segment = loc.segment,
+            offset = loc.offset,
+            "batch stored"
+        );
+    }
+    Ok(success(format))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn content_type_accepts_parameters_and_case() {
+        for (v, f) in [
+            ("application/json", WireFormat::Json),
+            ("application/json; charset=utf-8", WireFormat::Json),
+            ("Application/JSON;charset=UTF-8", WireFormat::Json),
+            ("application/x-protobuf", WireFormat::Protobuf),
+        ] {
+            assert_eq!(
+                wire_format(&headers(&[("content-type", v)])).unwrap(),
+                f,
+                "{v}"
+            );
+        }
+        let e = wire_format(&headers(&[("content-type", "text/plain")])).unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(
+            e.to_string()
+                .contains("accepted: application/json, application/x-protobuf")
+        );
+        assert!(
+            wire_format(&HeaderMap::new())
+                .unwrap_err()
+                .to_string()
+                .contains("missing")
+        );
+    }
+
+    #[test]
+    fn content_encoding_accepts_gzip_and_identity_only() {
+        assert_eq!(
+            body_encoding(&HeaderMap::new()).unwrap(),
+            BodyEncoding::Identity
+        );
+        assert_eq!(
+            body_encoding(&headers(&[("content-encoding", "identity")])).unwrap(),
+            BodyEncoding::Identity
+        );
+        assert_eq!(
+            body_encoding(&headers(&[("content-encoding", "GZIP")])).unwrap(),
+            BodyEncoding::Gzip
+        );
+        let e = body_encoding(&headers(&[("content-encoding", "br")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unsupported Content-Encoding \"br\"; accepted: gzip, identity"
+        );
+        let e = body_encoding(&headers(&[
+            ("content-encoding", "gzip"),
+            ("content-encoding", "br"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("repeated"), "{e}");
+    }
+
+    #[test]
+    fn gunzip_stops_at_the_limit() {
+        let data = vec![b'a'; 10_000];
+        assert_eq!(gunzip(&gz(&data), 10_000).unwrap(), data);
+        let e = gunzip(&gz(&data), 9_999).unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            e.to_string().contains("max_decoded_bytes (9999 bytes)"),
+            "{e}"
+        );
+        let e = gunzip(b"not gzip at all", 100).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().starts_with("invalid gzip body"), "{e}");
+    }
+
+    #[test]
+    fn empty_protobuf_is_an_empty_request_and_prepares_no_frame() {
+        let f = prepare(
+            b"",
+            WireFormat::Protobuf,
+            BodyEncoding::Identity,
+            Limits::default(),
+            1,
+        );
+        assert_eq!(f.unwrap(), None);
+        let f = prepare(
+            br#"{"resourceLogs":[]}"#,
+            WireFormat::Json,
+            BodyEncoding::Identity,
+            Limits::default(),
+            1,
+        );
+        assert_eq!(f.unwrap(), None);
+    }
+
+    #[test]
+    fn resource_amplification_is_capped() {
+        // 3000 records each repeating a 2 KB resource attribute: ~6 MB canonical from ~11 KB.
+        let big = "r".repeat(2000);
+        let recs = vec!["{}"; 3000].join(",");
+        let body = format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"k","value":{{"stringValue":"{big}"}}}}]}},"scopeLogs":[{{"logRecords":[{recs}]}}]}}]}}"#
+        );
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            max_decoded_bytes: 1 << 20,
+        };
+        let e = prepare(
+            body.as_bytes(),
+            WireFormat::Json,
+            BodyEncoding::Identity,
+            limits,
+            1,
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(e.to_string().contains("exceed 4194304 bytes"), "{e}");
+    }
+}

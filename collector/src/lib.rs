@@ -1,0 +1,32 @@
+//! meshlog-collector: receives OTLP/HTTP log batches from the meshlog Envoy filter, stores them
+//! durably as canonical flat records, and reads them back.
+//!
+//! [`app`] is the HTTP surface (`POST /v1/logs`, `GET /healthz`); [`ingest`] decodes requests,
+//! [`canonical`] flattens OTLP records, [`store`] appends them as CRC-checked zstd frames with
+//! group-committed fsyncs, and [`cli`] wires it into the `meshlog` binary.
+
+pub mod canonical;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod store;
+
+pub use config::Config;
+pub use error::{ApiError, WireFormat};
+pub use ingest::{AppState, Limits};
+pub use store::{Store, StoreError, StoreHandle, StoreOptions};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+/// The collector's HTTP routes: `POST /v1/logs` (OTLP/HTTP logs) and `GET /healthz` (200 "ok").
+pub fn app(state: AppState) -> Router {
+    let limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/logs", post(ingest::export_logs))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}

@@ -1,0 +1,25 @@
+//! The `meshlog` binary: parse the command line, set up logging, run, map errors to exit codes
+//! (0 success, 1 runtime error, 2 bad usage via clap).
+
+use clap::Parser;
+use meshlog_collector::cli::{self, Cli};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshlog: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The append-only segment store in the data directory.
+//!
+//! Layout: `DATA_DIR/LOCK` (held by the running `serve`), `DATA_DIR/segments/<seq>.seg`
+//! (16-digit zero-padded sequence numbers, oldest first) and, only after a repair,
+//! `DATA_DIR/quarantine/` (bytes cut from a torn tail). One accepted request is one frame; see
+//! [`mod@format`] for the bytes. [`Store::open`] locks the directory, runs [`recovery`] and starts the
+//! [`writer`] thread; handlers talk to it through a cloneable [`StoreHandle`].
+
+pub mod format;
+pub mod reader;
+pub mod recovery;
+pub mod writer;
+
+use format::{Damage, EncodedFrame};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use tokio::sync::{mpsc, oneshot};
+pub use writer::{FrameLocation, WriteError};
+
+/// Name of the lock file in the data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Store settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Start a new segment rather than grow the active one past this many bytes.
+    pub segment_max_bytes: u64,
+    /// Frames that may wait for the writer; senders wait when it is full, which bounds memory.
+    pub queue_depth: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            segment_max_bytes: 64 << 20,
+            queue_depth: 64,
+        }
+    }
+}
+
+/// Why the store could not open or store something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Another process holds the data directory.
+    #[error(
+        "data directory {} is in use by another meshlog serve{} (lock file {} is held)",
+        dir.display(),
+        holder.as_deref().map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        lock.display()
+    )]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The pid written by the holder, if readable.
+        holder: Option<String>,
+    },
+    /// Damage recovery must not repair.
+    #[error(
+        "segment {} is damaged at offset {offset}: {damage}; only a torn tail of the newest \
+         segment is repaired automatically, so meshlog refuses to start (inspect or move the \
+         file aside)",
+        path.display()
+    )]
+    Damaged {
+        /// The segment.
+        path: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        damage: Damage,
+    },
+    /// The writer thread has stopped.
+    #[error("the store writer has stopped")]
+    Closed,
+    /// The writer could not store a frame.
+    #[error("storing a frame failed: {0}")]
+    Write(#[from] WriteError),
+}
+
+/// The open store: owns the writer thread.
+#[derive(Debug)]
+pub struct Store {
+    tx: mpsc::Sender<writer::Msg>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    data_dir: PathBuf,
+}
+
+/// A cheap, cloneable way to append frames.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<writer::Msg>,
+}
+
+impl StoreHandle {
+    /// Appends `frame`; returns once it is on disk.
+    pub async fn append(&self, frame: EncodedFrame) -> Result<FrameLocation, StoreError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(writer::Msg::Write { frame, ack })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx.await.map_err(|_| StoreError::Closed)??)
+    }
+}
+
+impl Store {
+    /// Creates the data directory if needed, takes its lock, recovers the segments and starts
+    /// the writer thread.
+    pub fn open(data_dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            context: ctx("creating data directory", data_dir),
+            source,
+        })?;
+        let lock = lock_data_dir(data_dir)?;
+        let segments_dir = data_dir.join(reader::SEGMENTS_DIR);
+        std::fs::create_dir_all(&segments_dir)
+            .and_then(|()| writer::sync_dir(data_dir))
+            .map_err(|source| StoreError::Io {
+                context: ctx("creating", &segments_dir),
+                source,
+            })?;
+        let rec = recovery::recover(data_dir, &segments_dir)?;
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            segments = rec.segments,
+            bytes_cut = rec.cut_bytes,
+            "store open"
+        );
+        let w = writer::Writer::new(segments_dir, opts.segment_max_bytes, rec.active, lock);
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let thread = std::thread::Builder::new()
+            .name("meshlog-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|source| StoreError::Io {
+                context: "starting the writer thread".into(),
+                source,
+            })?;
+        Ok(Store {
+            tx,
+            thread: Some(thread),
+            data_dir: data_dir.to_owned(),
+        })
+    }
+
+    /// A handle for appending.
+    pub fn handle(&self) -> StoreHandle {
+        StoreHandle {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Finishes every queued write, stops the writer and releases the lock. Blocks: call it
+    /// outside async code (or via `spawn_blocking`).
+    pub fn close(mut self) -> Result<(), StoreError> {
+        // If the writer is already gone the send fails; joining still reports a panic.
+        let _ = self.tx.blocking_send(writer::Msg::Close);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Err(_)) => Err(StoreError::Closed),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Takes the exclusive lock on `DATA_DIR/LOCK` and writes our pid into it.
+fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let io = |what: &str| {
+        let context = format!("{what} {}", path.display());
+        move |source| StoreError::Io { context, source }
+    };
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io("opening lock file"))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut s = String::new();
+            let holder = f
+                .read_to_string(&mut s)
+                .ok()
+                .map(|_| s.trim().to_owned())
+                .filter(|s| !s.is_empty());
+            return Err(StoreError::Locked {
+                dir: data_dir.to_owned(),
+                lock: path,
+                holder,
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(io("locking")(e)),
+    }
+    // The pid is only a hint for the error above; the lock is what counts.
+    let pid = std::process::id();
+    f.set_len(0)
+        .and_then(|()| f.seek(SeekFrom::Start(0)))
+        .and_then(|_| writeln!(f, "{pid}"))
+        .map_err(io("writing lock file"))?;
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, encode_frame};
+    use super::reader::{SEGMENTS_DIR, read_all, segment_file_name};
+    use super::*;
+    use serde_json::{Map, Value, json};
+
+    fn frame(ids: &[u64]) -> EncodedFrame {
+        let recs: Vec<Map<String, Value>> = ids
+            .iter()
+            .map(|i| {
+                let Value::Object(m) = json!({ "i": i }) else {
+                    unreachable!()
+                };
+                m
+            })
+            .collect();
+        encode_frame(&recs).unwrap()
+    }
+
+    fn ids(data: &Path) -> Vec<u64> {
+        read_all(data)
+            .unwrap()
+            .iter()
+            .map(|r| r["i"].as_u64().unwrap())
+            .collect()
+    }
+
+    /// Opens the store, appends one frame per entry of `frames`, closes it.
+    fn write(data: &Path, frames: &[&[u64]], segment_max_bytes: u64) -> Vec<FrameLocation> {
+        let store = Store::open(
+            data,
+            StoreOptions {
+                segment_max_bytes,
+                queue_depth: 4,
+            },
+        )
+        .unwrap();
+        let h = store.handle();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let locs = frames
+            .iter()
+            .map(|f| rt.block_on(h.append(frame(f))).unwrap())
+            .collect();
+        store.close().unwrap();
+        locs
+    }
+
+    fn seg(data: &Path, seq: u64) -> PathBuf {
+        data.join(SEGMENTS_DIR).join(segment_file_name(seq))
+    }
+
+    #[test]
+    fn second_open_is_refused_while_the_first_runs_and_allowed_after() {
+        let d = tempfile::tempdir().unwrap();
+        let first = Store::open(d.path(), StoreOptions::default()).unwrap();
+        let err = Store::open(d.path(), StoreOptions::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Locked { .. }), "{msg}");
+        assert!(msg.contains("in use by another meshlog serve"), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        first.close().unwrap();
+        Store::open(d.path(), StoreOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+    }
+
+    #[test]
+    fn reopening_continues_the_newest_segment_and_keeps_everything() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[&[0, 1], &[2]], 1 << 20);
+        let locs = write(d.path(), &[&[3]], 1 << 20);
+        assert_eq!(locs[0].segment, 1);
+        assert!(locs[0].offset > SEGMENT_HEADER_LEN);
+        assert_eq!(ids(d.path()), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn rotation_survives_reopen_and_sequence_continues() {
+        let d = tempfile::tempdir().unwrap();
+        // Every frame is larger than 10 bytes: each one gets its own segment.
+        let locs = write(d.path(), &[&[0], &[1], &[2]], 10);
+        assert_eq!(
+            locs.iter().map(|l| l.segment).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        let locs = write(d.path(), &[&[3]], 10);
+        assert_eq!(locs[0].segment, 4);
+        assert_eq!(ids(d.path()), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn damage_in_an_older_segment_refuses_to_start_and_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[&[0], &[1], &[2]], 10);
+        let old = seg(d.path(), 2);
+        let mut bytes = std::fs::read(&old).unwrap();
+        bytes[SEGMENT_HEADER_LEN as usize + 9] ^= 0x40; // inside the frame header
+        std::fs::write(&old, &bytes).unwrap();
+        let err = Store::open(d.path(), StoreOptions::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("0000000000000002.seg"), "{msg}");
+        assert!(
+            msg.contains(&format!("offset {SEGMENT_HEADER_LEN}")),
+            "{msg}"
+        );
+        assert!(msg.contains("refuses to start"), "{msg}");
+        assert_eq!(
+            std::fs::read(&old).unwrap(),
+            bytes,
+            "older segment untouched"
+        );
+    }
+
+    #[test]
+    fn a_newer_frame_version_in_the_newest_segment_is_refused_not_cut() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[&[0], &[1]], 1 << 20);
+        let p = seg(d.path(), 1);
+        let mut bytes = std::fs::read(&p).unwrap();
+        // Rewrite the second frame's header as version 2 with a valid header CRC.
+        let first_len = {
+            let start = SEGMENT_HEADER_LEN as usize;
+            let mut h = [0u8; FRAME_HEADER_LEN];
+            h.copy_from_slice(&bytes[start..start + FRAME_HEADER_LEN]);
+            FRAME_HEADER_LEN + format::FrameHeader::decode(&h).unwrap().payload_len as usize
+        };
+        let at = SEGMENT_HEADER_LEN as usize + first_len;
+        bytes[at + 4] = 2;
+        let crc = crc32fast::hash(&bytes[at..at + 20]);
+        bytes[at + 20..at + 24].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let msg = Store::open(d.path(), StoreOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("unsupported frame format version 2"), "{msg}");
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+    }
+
+    #[test]
+    fn a_torn_segment_header_in_the_newest_segment_is_rewritten() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[&[0]], 10);
+        // A crash during rotation: segment 2 exists with half a header.
+        std::fs::write(seg(d.path(), 2), b"MLS").unwrap();
+        let locs = write(d.path(), &[&[1]], 1 << 20);
+        assert_eq!(
+            locs[0],
+            FrameLocation {
+                segment: 2,
+                offset: SEGMENT_HEADER_LEN
+            }
+        );
+        assert_eq!(ids(d.path()), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_foreign_file_as_newest_segment_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), &[&[0]], 1 << 20);
+        std::fs::write(seg(d.path(), 2), b"this is not a segment").unwrap();
+        let msg = Store::open(d.path(), StoreOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("not a meshlog segment"), "{msg}");
+    }
+}
