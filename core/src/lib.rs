@@ -11,6 +11,7 @@ pub mod envoy;
 pub mod json;
 pub mod otlp;
 pub mod record;
+pub mod redact;
 pub mod schema;
 pub mod trace;
 

@@ -1,0 +1,660 @@
+//! The built-in value detectors: one left-to-right pass over the (decoded) bytes of a value.
+//!
+//! At each position the scanner dispatches on the byte and on whether a word starts there (the
+//! previous byte is not alphanumeric), tries the detectors that can start with that byte, and on a
+//! hit records the span and jumps past it. Every detector is a hand-written matcher with a bounded
+//! look-ahead; those that rescan runs (JWT, entropy, IPv6, `key=value`) remember how far a failed
+//! attempt looked, so the pass stays linear. Nothing here allocates unless something is found.
+//!
+//! Detectors work on bytes, so invalid UTF-8 is simply "not alphanumeric".
+
+use super::Kind;
+use super::keys::{self, Strength};
+use super::numeric;
+use super::token;
+
+/// One detected span, in offsets of the scanned bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Finding {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) kind: Kind,
+    /// Index of the custom pattern when `kind` is [`Kind::Custom`].
+    pub(crate) custom: u16,
+}
+
+impl Finding {
+    pub(crate) const fn new(start: usize, end: usize, kind: Kind) -> Self {
+        Finding {
+            start,
+            end,
+            kind,
+            custom: 0,
+        }
+    }
+}
+
+/// Which detectors run, and the configured key names for `key=value` detection.
+#[derive(Debug, Clone)]
+pub(crate) struct Detectors {
+    pub(crate) on: [bool; Kind::COUNT],
+    pub(crate) extra_keys: Vec<String>,
+    pub(crate) allow_keys: Vec<String>,
+}
+
+impl Detectors {
+    pub(crate) fn on(&self, k: Kind) -> bool {
+        self.on.get(k.index()).copied().unwrap_or(false)
+    }
+}
+
+/// The byte at `i`, or 0 past the end (0 is neither alphanumeric nor any detector's trigger).
+#[inline]
+pub(crate) fn at(t: &[u8], i: usize) -> u8 {
+    t.get(i).copied().unwrap_or(0)
+}
+
+#[inline]
+pub(crate) fn is_alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+#[inline]
+pub(crate) fn starts_with(t: &[u8], i: usize, p: &[u8]) -> bool {
+    t.get(i..).is_some_and(|r| r.starts_with(p))
+}
+
+#[inline]
+pub(crate) fn starts_with_ci(t: &[u8], i: usize, p: &[u8]) -> bool {
+    t.get(i..i + p.len())
+        .is_some_and(|r| r.eq_ignore_ascii_case(p))
+}
+
+/// End of the run of bytes satisfying `f` starting at `i`.
+#[inline]
+pub(crate) fn run(t: &[u8], i: usize, f: impl Fn(u8) -> bool) -> usize {
+    let mut j = i;
+    while j < t.len() && f(at(t, j)) {
+        j += 1;
+    }
+    j
+}
+
+/// Look-ahead memory that keeps the pass linear.
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) last_end: usize,
+    pub(crate) jwt_until: usize,
+    pub(crate) std_until: usize,
+    pub(crate) url_until: usize,
+    pub(crate) kv_until: usize,
+    pub(crate) v6_until: usize,
+    pub(crate) aws_id_seen: bool,
+    pub(crate) pending_aws: Vec<(usize, usize)>,
+}
+
+/// Appends the findings in `t` to `out`, ordered and non-overlapping.
+pub(crate) fn scan(t: &[u8], d: &Detectors, out: &mut Vec<Finding>) {
+    scan_inner(t, d, out, true);
+}
+
+fn scan_inner(t: &[u8], d: &Detectors, out: &mut Vec<Finding>, allow_kv: bool) {
+    let first = out.len();
+    let mut st = State::default();
+    let mut i = 0;
+    while i < t.len() {
+        match detect_at(t, i, d, &mut st, allow_kv) {
+            Some(f) if f.end > f.start && f.start >= st.last_end => {
+                if f.kind == Kind::AwsAccessKey {
+                    st.aws_id_seen = true;
+                }
+                out.push(f);
+                st.last_end = f.end;
+                i = f.end.max(i + 1);
+            }
+            _ => i += 1,
+        }
+    }
+    // A 40-character base64 token next to an AWS access key id is its secret.
+    if st.aws_id_seen && d.on(Kind::AwsSecretKey) && !st.pending_aws.is_empty() {
+        let mut added = false;
+        for (s, e) in st.pending_aws {
+            let mut overlaps = false;
+            for f in out.get_mut(first..).unwrap_or_default() {
+                if f.start < e && s < f.end {
+                    overlaps = true;
+                    if f.kind == Kind::HighEntropy && f.start == s && f.end == e {
+                        f.kind = Kind::AwsSecretKey;
+                    }
+                }
+            }
+            if !overlaps {
+                out.push(Finding::new(s, e, Kind::AwsSecretKey));
+                added = true;
+            }
+        }
+        if added && let Some(tail) = out.get_mut(first..) {
+            tail.sort_by_key(|f| f.start);
+        }
+    }
+}
+
+fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) -> Option<Finding> {
+    let b = at(t, i);
+    let prev = if i == 0 { 0 } else { at(t, i - 1) };
+    let boundary = !is_alnum(prev);
+    match b {
+        b'@' => {
+            return if d.on(Kind::Email) {
+                email(t, i, st.last_end)
+            } else {
+                None
+            };
+        }
+        b':' if starts_with(t, i, b"://") => {
+            if d.on(Kind::UrlCredentials)
+                && let Some(f) = url_credentials(t, i)
+            {
+                return Some(f);
+            }
+        }
+        b'-' if starts_with(t, i, b"-----BEGIN ") => {
+            if d.on(Kind::PrivateKey)
+                && let Some(f) = private_key(t, i)
+            {
+                return Some(f);
+            }
+        }
+        _ => {}
+    }
+    if boundary {
+        if b.is_ascii_digit() || b == b'+' || b == b'(' {
+            if let Some(f) = numeric::numeric(t, i, d) {
+                return Some(f);
+            }
+        } else if b.is_ascii_alphabetic() {
+            if let Some(f) = token::vendor(t, i, d) {
+                return Some(f);
+            }
+            if b == b'e' && d.on(Kind::Jwt) && i >= st.jwt_until {
+                match token::jwt(t, i) {
+                    Ok(f) => return Some(f),
+                    Err(until) => st.jwt_until = until,
+                }
+            }
+            if b.is_ascii_uppercase()
+                && d.on(Kind::Iban)
+                && let Some(f) = token::iban(t, i)
+            {
+                return Some(f);
+            }
+            if matches!(b, b'B' | b'b')
+                && let Some(f) = bearer_basic(t, i, d)
+            {
+                return Some(f);
+            }
+            if allow_kv && d.on(Kind::SecretParam) && i >= st.kv_until {
+                match key_value(t, i, d) {
+                    Ok(f) => return Some(f),
+                    Err(until) => st.kv_until = until,
+                }
+            }
+        }
+        if (b.is_ascii_hexdigit() || b == b':') && d.on(Kind::Ip) && i >= st.v6_until {
+            match ipv6(t, i) {
+                Ok(f) => return Some(f),
+                Err(until) => st.v6_until = until,
+            }
+        }
+    }
+    token::entropy(t, i, d, st)
+}
+
+const FILE_EXTENSIONS: &[&[u8]] = &[
+    b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"avif", b"ico", b"bmp", b"css", b"js",
+    b"mjs", b"map", b"json", b"html", b"htm", b"xml", b"txt", b"pdf", b"woff", b"woff2", b"ttf",
+];
+
+fn is_local(b: u8) -> bool {
+    is_alnum(b) || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+/// An e-mail address around the `@` at `at_i`, not reaching back before `floor`.
+pub(crate) fn email(t: &[u8], at_i: usize, floor: usize) -> Option<Finding> {
+    let mut s = at_i;
+    while s > floor && is_local(at(t, s - 1)) {
+        s -= 1;
+    }
+    if s == at_i {
+        return None;
+    }
+    let ds = at_i + 1;
+    let mut e = run(t, ds, |b| is_alnum(b) || b == b'-' || b == b'.');
+    while e > ds && matches!(at(t, e - 1), b'.' | b'-') {
+        e -= 1;
+    }
+    let domain = t.get(ds..e)?;
+    if domain.len() < 4
+        || domain.len() > 253
+        || domain.starts_with(b".")
+        || domain.starts_with(b"-")
+    {
+        return None;
+    }
+    if domain.windows(2).any(|w| w == b"..") {
+        return None;
+    }
+    // `icon@2x.png`, `logo@3x.min.webp`: retina asset names, not addresses.
+    let first = domain.split(|b| *b == b'.').next().unwrap_or_default();
+    if first.len() <= 4 && first.ends_with(b"x") && first.first().is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    // The top-level label starts with 2+ letters (`jo@example.com-ref` is `jo@example.com` then
+    // `-ref`); when the last label does not qualify (`jo@example.com.a`), an earlier one may.
+    let mut d = domain;
+    loop {
+        let dot = d.iter().rposition(|b| *b == b'.')?;
+        let label = d.get(dot + 1..)?;
+        let k = label.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+        let tld = label.get(..k)?;
+        // A file extension is not a top-level domain: `jo@example.com.js` is an address followed
+        // by `.js`, and `user@host.png` is none.
+        if (2..=63).contains(&k) && !FILE_EXTENSIONS.iter().any(|x| tld.eq_ignore_ascii_case(x)) {
+            return Some(Finding::new(s, ds + dot + 1 + k, Kind::Email));
+        }
+        d = d.get(..dot)?;
+    }
+}
+
+/// `user:pass` in `scheme://user:pass@host`; `i` is the `:` of `://`.
+fn url_credentials(t: &[u8], i: usize) -> Option<Finding> {
+    let a = i + 3;
+    let mut j = a;
+    let mut last_at = None;
+    while j < t.len() {
+        match at(t, j) {
+            b'/' | b'?' | b'#' | b' ' | b'\t' | b'\r' | b'\n' | b'"' | b'\'' | b'<' | b'>' => break,
+            b'@' => last_at = Some(j),
+            _ => {}
+        }
+        j += 1;
+    }
+    let p = last_at?;
+    (p > a).then(|| Finding::new(a, p, Kind::UrlCredentials))
+}
+
+fn find(t: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let hay = t.get(from..)?;
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// A PEM private key block starting at `i` (`-----BEGIN `); runs to the end of the text when the
+/// `-----END` line is missing (a truncated key is still a key).
+fn private_key(t: &[u8], i: usize) -> Option<Finding> {
+    let label_start = i + 11;
+    let window = t.get(label_start..).unwrap_or_default();
+    let window = window.get(..72).unwrap_or(window);
+    let close = find(window, 0, b"-----")? + label_start;
+    let label = t.get(label_start..close)?;
+    find(label, 0, b"PRIVATE KEY")?;
+    let end = match find(t, close + 5, b"-----END") {
+        Some(p) => match find(t, p + 8, b"-----") {
+            Some(q) => q + 5,
+            None => t.len(),
+        },
+        None => t.len(),
+    };
+    Some(Finding::new(i, end, Kind::PrivateKey))
+}
+
+fn is_token68(b: u8) -> bool {
+    is_alnum(b) || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+}
+
+/// The credential after a `Bearer ` or `Basic ` word in text.
+fn bearer_basic(t: &[u8], i: usize, d: &Detectors) -> Option<Finding> {
+    let (kind, skip) = if starts_with_ci(t, i, b"bearer ") {
+        (Kind::Bearer, 7)
+    } else if starts_with_ci(t, i, b"basic ") {
+        (Kind::Basic, 6)
+    } else {
+        return None;
+    };
+    if !d.on(kind) {
+        return None;
+    }
+    let s = run(t, i + skip, |b| b == b' ');
+    let e = run(t, s, is_token68);
+    let tok = t.get(s..e)?;
+    if tok.len() < 8 || is_alnum(at(t, e)) {
+        return None;
+    }
+    let ok = match kind {
+        Kind::Bearer => !tok.iter().all(|b| b.is_ascii_lowercase()),
+        _ => token::base64_has_colon(tok),
+    };
+    // A bearer JWT is named for what it is.
+    let kind = match token::jwt(t, s) {
+        Ok(f) if kind == Kind::Bearer && f.end == e && d.on(Kind::Jwt) => Kind::Jwt,
+        _ => kind,
+    };
+    ok.then(|| Finding::new(s, e, kind))
+}
+
+/// How far past a `key=` the value's own detectors may look.
+const KV_LOOKAHEAD: usize = 256;
+
+fn is_key_byte(b: u8) -> bool {
+    is_alnum(b) || matches!(b, b'_' | b'-' | b'.' | b'[' | b']')
+}
+
+fn is_value_end(b: u8) -> bool {
+    b.is_ascii_whitespace()
+        || matches!(
+            b,
+            0 | b'&' | b';' | b',' | b'"' | b'\'' | b'<' | b'>' | b')' | b'}' | b']' | b'|'
+        )
+}
+
+/// `key=value` / `key: value` in text where `key` is sensitive: the value. `Err(until)` tells the
+/// scanner where this attempt looked up to.
+fn key_value(t: &[u8], i: usize, d: &Detectors) -> Result<Finding, usize> {
+    let ke = run(t, i, is_key_byte);
+    let key = t.get(i..ke).ok_or(ke)?;
+    if key.len() > 64 {
+        return Err(ke);
+    }
+    // `"key": value` (JSON) and `key = value`: a closing quote and spaces before the separator.
+    let mut se = ke;
+    let open = if i == 0 { 0 } else { at(t, i - 1) };
+    if (open == b'"' || open == b'\'') && at(t, se) == open {
+        se += 1;
+    }
+    se = run(t, se, |b| b == b' ');
+    let sep = at(t, se);
+    let strength = match sep {
+        b'=' | b':' => keys::sensitive(key, &d.extra_keys, &d.allow_keys).ok_or(ke)?,
+        _ => return Err(ke),
+    };
+    if sep == b':' && (strength != Strength::Strong || starts_with(t, se, b"://")) {
+        return Err(ke);
+    }
+    // A key that itself holds a secret (`key-4111111111111111: x`) is scanned as plain text.
+    let mut in_key = Vec::new();
+    scan_inner(key, d, &mut in_key, false);
+    if !in_key.is_empty() {
+        return Err(i + 1);
+    }
+    let mut vs = se + 1;
+    if sep == b':' || at(t, vs) == b' ' {
+        vs = run(t, vs, |b| b == b' ');
+    }
+    let q = at(t, vs);
+    let ve = if q == b'"' || q == b'\'' {
+        vs += 1;
+        run(t, vs, |b| b != q && b != 0)
+    } else {
+        let mut e = run(t, vs, |b| !is_value_end(b));
+        // `authorization: Bearer abc`: the scheme alone is not the secret.
+        let v = t.get(vs..e).unwrap_or_default();
+        if at(t, e) == b' '
+            && !v.is_empty()
+            && v.len() <= 24
+            && v.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && !is_value_end(at(t, e + 1))
+        {
+            e = run(t, e + 1, |b| !is_value_end(b));
+        }
+        e
+    };
+    if ve <= vs {
+        return Err(ke);
+    }
+    // If the value starts with one recognizable thing that covers it (a card under `card=`), name
+    // it for what it is, and take all of it even past a space (`pin: 4111 1111 1111 1111`).
+    let window = t.get(vs..).unwrap_or_default();
+    let window = window.get(..(ve - vs).max(KV_LOOKAHEAD)).unwrap_or(window);
+    let mut sub = Vec::new();
+    scan_inner(window, d, &mut sub, false);
+    match sub.first() {
+        Some(f) if f.start == 0 && f.end >= ve - vs => Ok(Finding::new(vs, vs + f.end, f.kind)),
+        _ => Ok(Finding::new(vs, ve, Kind::SecretParam)),
+    }
+}
+
+fn is_v6_byte(b: u8) -> bool {
+    b.is_ascii_hexdigit() || b == b':' || b == b'.'
+}
+
+/// An IPv6 address (as the standard library parses it) with at least two colons.
+fn ipv6(t: &[u8], i: usize) -> Result<Finding, usize> {
+    let prev = if i == 0 { 0 } else { at(t, i - 1) };
+    let e = run(t, i, is_v6_byte);
+    if prev == b':' || prev == b'.' {
+        return Err(e);
+    }
+    let cand = t.get(i..e).ok_or(e)?;
+    let colons = cand.iter().filter(|b| **b == b':').count();
+    if colons < 2 || is_alnum(at(t, e)) {
+        return Err(e);
+    }
+    let mut end = e;
+    while end > i {
+        let c = t.get(i..end).ok_or(e)?;
+        if super::ip::parse_addr(c).is_some_and(|a| a.is_ipv6()) {
+            return Ok(Finding::new(i, end, Kind::Ip));
+        }
+        if matches!(at(t, end - 1), b'.' | b':') {
+            end -= 1;
+        } else {
+            break;
+        }
+    }
+    Err(e)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn all_on() -> Detectors {
+        Detectors {
+            on: [true; Kind::COUNT],
+            extra_keys: Vec::new(),
+            allow_keys: Vec::new(),
+        }
+    }
+
+    /// `(kind, matched text)` of every finding in `s`.
+    pub(crate) fn found(s: &str) -> Vec<(Kind, String)> {
+        let mut v = Vec::new();
+        scan(s.as_bytes(), &all_on(), &mut v);
+        v.iter()
+            .map(|f| (f.kind, s[f.start..f.end].to_string()))
+            .collect()
+    }
+
+    pub(crate) fn kinds(s: &str) -> Vec<Kind> {
+        found(s).into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn emails() {
+        for (s, want) in [
+            ("jo@example.com", "jo@example.com"),
+            (
+                "mail tom.popescu+billing@example.com now",
+                "tom.popescu+billing@example.com",
+            ),
+            ("<raj_wei@mail.example.org>", "raj_wei@mail.example.org"),
+            (
+                "x=Omar.Patel48@corp.example.net.",
+                "Omar.Patel48@corp.example.net",
+            ),
+            ("elena.larsen@example.co.uk,", "elena.larsen@example.co.uk"),
+            ("jo@example.com-ref", "jo@example.com"),
+            ("a@aa.com.a", "a@aa.com"),
+            ("a@aa.com.js", "a@aa.com"),
+        ] {
+            assert_eq!(found(s), [(Kind::Email, want.to_string())], "{s}");
+        }
+        for s in [
+            "icon@2x.png",
+            "icon@2x.min.png",
+            "logo@3x.webp?v=2",
+            "user@host.png",
+            "logo@3x.webp",
+            "lodash@4.17.21",
+            "user@localhost",
+            "@scope/pkg",
+            "a@b.c",
+            "a@.com",
+            "a@b..com",
+            "x@-b.com",
+            "@@@@",
+            "a@example.123",
+            "a@example.c0m",
+        ] {
+            assert_eq!(kinds(s), [], "{s}");
+        }
+    }
+
+    #[test]
+    fn url_credentials_and_private_keys() {
+        assert_eq!(
+            found("https://maria:CWNX0D1lZEzg@app.example.com/login"),
+            [(Kind::UrlCredentials, "maria:CWNX0D1lZEzg".into())]
+        );
+        assert_eq!(
+            found("see ftp://u:p@host and http://plain.example.com/a@b"),
+            [(Kind::UrlCredentials, "u:p".into())]
+        );
+        assert_eq!(kinds("https://example.com/?a=b"), []);
+        let pem = "x -----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY----- y";
+        assert_eq!(
+            found(pem),
+            [(
+                Kind::PrivateKey,
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----".into()
+            )]
+        );
+        assert_eq!(
+            found("-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAA"),
+            [(
+                Kind::PrivateKey,
+                "-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAA".into()
+            )]
+        );
+        assert_eq!(
+            kinds("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"),
+            []
+        );
+        assert_eq!(kinds("-----BEGIN "), []);
+    }
+
+    #[test]
+    fn bearer_and_basic_in_text() {
+        assert_eq!(
+            found("auth was Bearer TEmxI6CmuxV5EbOApZOXzcycDeZ6dqmV ok"),
+            [(Kind::Bearer, "TEmxI6CmuxV5EbOApZOXzcycDeZ6dqmV".into())]
+        );
+        assert_eq!(
+            found("basic dXNlcjpwYXNzd29yZA=="),
+            [(Kind::Basic, "dXNlcjpwYXNzd29yZA==".into())]
+        );
+        assert_eq!(kinds("bearer authentication is used"), []);
+        assert_eq!(kinds("basic usage of basic features"), []);
+        assert_eq!(kinds("Basic QWxhZGRpbg=="), []); // "Aladdin": no colon, no credentials
+    }
+
+    #[test]
+    fn key_values_in_text() {
+        assert_eq!(
+            found("https://app/cb?token=abc123&x=1"),
+            [(Kind::SecretParam, "abc123".into())]
+        );
+        assert_eq!(
+            found("password: hunter2, user: bob"),
+            [(Kind::SecretParam, "hunter2".into())]
+        );
+        assert_eq!(
+            found(r#"{"client_secret":"s3cr3t value"}"#),
+            [(Kind::SecretParam, "s3cr3t value".into())]
+        );
+        assert_eq!(
+            found("Authorization: Bearer abc.def"),
+            [(Kind::SecretParam, "Bearer abc.def".into())]
+        );
+        assert_eq!(
+            found("shop;jsessionid=1A2B3C4D5E6F"),
+            [(Kind::SecretParam, "1A2B3C4D5E6F".into())]
+        );
+        // Under a sensitive key, a recognizable value keeps its own kind.
+        assert_eq!(
+            found("card=4111111111111111"),
+            [(Kind::Card, "4111111111111111".into())]
+        );
+        // `code:` is weak: only `code=` counts.
+        assert_eq!(kinds("error code: 500"), []);
+        assert_eq!(found("code=xyz"), [(Kind::SecretParam, "xyz".into())]);
+        assert_eq!(kinds("keyboard=qwerty monkey=george token="), []);
+        assert_eq!(
+            found("pin: 4111 1111 1111 1111 ok"),
+            [(Kind::Card, "4111 1111 1111 1111".into())]
+        );
+        assert_eq!(kinds("https://example.com"), []);
+    }
+
+    #[test]
+    fn ipv6_in_text() {
+        assert_eq!(
+            found("for=\"[2001:db8:cafe::17]:4711\""),
+            [(Kind::Ip, "2001:db8:cafe::17".into())]
+        );
+        assert_eq!(
+            found("client 2001:db8:1c7f:a189:2da3:9640:1920:a66a."),
+            [(Kind::Ip, "2001:db8:1c7f:a189:2da3:9640:1920:a66a".into())]
+        );
+        for s in [
+            "01:04:52",
+            "2026-07-21T01:04:52Z",
+            "12:34:56:78:9a:bc",
+            "a:b",
+            "dead:beefy",
+        ] {
+            assert_eq!(kinds(s), [], "{s}");
+        }
+    }
+
+    #[test]
+    fn detectors_switch_off() {
+        let mut d = all_on();
+        d.on[Kind::Email.index()] = false;
+        let mut v = Vec::new();
+        scan(b"jo@example.com", &d, &mut v);
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn pathological_inputs_are_fast() {
+        // Each would be quadratic without the look-ahead memory.
+        let inputs = [
+            "eyJ-".repeat(20_000),
+            "a-".repeat(40_000),
+            "a:".repeat(40_000),
+            "a@".repeat(40_000),
+            "1 ".repeat(40_000),
+            "A/".repeat(40_000),
+            "-----BEGIN x".repeat(8_000),
+            "://a".repeat(20_000),
+            "token=".repeat(15_000),
+            "x".repeat(100_000) + "@",
+        ];
+        for s in &inputs {
+            let mut v = Vec::new();
+            scan(s.as_bytes(), &all_on(), &mut v);
+        }
+    }
+}

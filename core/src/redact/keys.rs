@@ -1,0 +1,349 @@
+//! Which names (query keys, header names, `key=value` keys in text) carry sensitive values.
+//!
+//! A name is split into words at non-alphanumerics, lower→upper case changes (`apiKey`), the end of
+//! an upper-case run (`AWSAccessKeyId` → `aws access key id`) and letter/digit changes. It is
+//! sensitive when
+//! - a word is a credential word (`key`, `token`, `secret`, `password`, `signature`, …) or a
+//!   personal-data word (`email`, `phone`, `ssn`, `card`, `iban`, …), or
+//! - its compact form (lower case, alphanumerics only) equals an exact-only name (`code`, `state`,
+//!   `cc`, `pan`, `taxid`, …: too short or too common to match as words), or
+//! - its compact form contains a credential stem (`password`, `secret`, `token`, `apikey`,
+//!   `accesskey`, `signature`, `session`, …), which catches `newpassword`, `xsrftoken`, `jsessionid`.
+//!
+//! So `keyboard`, `monkey`, `turkey`, `zip_code`, `country_code` are not sensitive, while `key`,
+//! `api_key`, `X-Amz-Signature`, `AWSAccessKeyId`, `aws_secret_access_key` are.
+
+/// How strongly a name marks its value as sensitive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Strength {
+    /// Personal data or an ambiguous short name (`email`, `code`, `state`): enough for query keys
+    /// and `key=value` in text.
+    Weak,
+    /// A credential (`token`, `password`, `secret`, `key`): also enough for `key: value` in text
+    /// and to treat a header as credential-bearing.
+    Strong,
+}
+
+const STRONG_WORDS: &[&str] = &[
+    "key",
+    "keys",
+    "token",
+    "tokens",
+    "secret",
+    "secrets",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "passphrase",
+    "passcode",
+    "signature",
+    "sig",
+    "session",
+    "auth",
+    "authorization",
+    "credential",
+    "credentials",
+    "cookie",
+    "jwt",
+    "bearer",
+    "otp",
+    "totp",
+    "pin",
+    "cvv",
+    "cvc",
+    "apikey",
+    "ticket",
+    "hmac",
+];
+
+const WEAK_WORDS: &[&str] = &[
+    "email", "mail", "phone", "mobile", "msisdn", "tel", "ssn", "card", "cards", "iban", "dob",
+    "address", "addr", "ip",
+];
+
+const EXACT: &[&str] = &[
+    "code",
+    "state",
+    "cc",
+    "ccnum",
+    "ccnumber",
+    "pan",
+    "acct",
+    "accountnumber",
+    "routingnumber",
+    "taxid",
+    "tin",
+    "firstname",
+    "lastname",
+    "fullname",
+    "surname",
+    "birthdate",
+    "birthday",
+    "dateofbirth",
+    "lat",
+    "lng",
+    "lon",
+    "latitude",
+    "longitude",
+    "authcode",
+    "oauthcode",
+    "authorizationcode",
+    "verificationcode",
+    "codeverifier",
+    "samlresponse",
+    "samlrequest",
+    "assertion",
+];
+
+const STEMS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "secretkey",
+    "signature",
+    "credential",
+    "authorization",
+    "session",
+    "sessid",
+    "cookie",
+];
+
+/// Largest name examined; longer names are judged on their first bytes.
+const MAX_NAME: usize = 128;
+
+/// Compact form (lower-case alphanumerics) into `buf`; returns its length.
+fn compact(name: &[u8], buf: &mut [u8; MAX_NAME]) -> usize {
+    let mut n = 0;
+    for b in name.iter().filter(|b| b.is_ascii_alphanumeric()) {
+        match buf.get_mut(n) {
+            Some(slot) => *slot = b.to_ascii_lowercase(),
+            None => break,
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Calls `f` with each word of `name` (original case); stops when `f` returns true.
+fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
+    let name = name.get(..MAX_NAME).unwrap_or(name);
+    let mut start: Option<usize> = None;
+    let n = name.len();
+    for i in 0..=n {
+        let c = name.get(i).copied();
+        let split_before = match (start, c) {
+            (_, None) => true,
+            (_, Some(c)) if !c.is_ascii_alphanumeric() => true,
+            (None, _) => false,
+            (Some(_), Some(c)) => {
+                let p = name.get(i.wrapping_sub(1)).copied().unwrap_or(b' ');
+                let next = name.get(i + 1).copied().unwrap_or(b' ');
+                (p.is_ascii_lowercase() && c.is_ascii_uppercase())
+                    || (p.is_ascii_uppercase()
+                        && c.is_ascii_uppercase()
+                        && next.is_ascii_lowercase())
+                    || (p.is_ascii_digit() != c.is_ascii_digit())
+            }
+        };
+        if split_before {
+            if let Some(s) = start.take()
+                && let Some(w) = name.get(s..i)
+                && f(w)
+            {
+                return true;
+            }
+            if c.is_some_and(|c| c.is_ascii_alphanumeric()) {
+                start = Some(i);
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    false
+}
+
+fn word_in(w: &[u8], list: &[&str]) -> bool {
+    list.iter().any(|x| w.eq_ignore_ascii_case(x.as_bytes()))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Judges `name`. `extra` are configured sensitive names (compact form; matched exactly or as a
+/// word), `allow` configured exemptions (compact form, exact).
+pub(crate) fn sensitive(name: &[u8], extra: &[String], allow: &[String]) -> Option<Strength> {
+    let mut buf = [0u8; MAX_NAME];
+    let n = compact(name, &mut buf);
+    let c = buf.get(..n).unwrap_or_default();
+    if c.is_empty() {
+        return None;
+    }
+    if allow.iter().any(|a| a.as_bytes() == c) {
+        return None;
+    }
+    if extra.iter().any(|x| x.as_bytes() == c) || any_word(name, |w| word_in_strs(w, extra)) {
+        return Some(Strength::Strong);
+    }
+    if any_word(name, |w| word_in(w, STRONG_WORDS))
+        || STEMS.iter().any(|s| contains(c, s.as_bytes()))
+    {
+        return Some(Strength::Strong);
+    }
+    if any_word(name, |w| word_in(w, WEAK_WORDS)) || EXACT.iter().any(|x| x.as_bytes() == c) {
+        return Some(Strength::Weak);
+    }
+    None
+}
+
+fn word_in_strs(w: &[u8], list: &[String]) -> bool {
+    list.iter().any(|x| w.eq_ignore_ascii_case(x.as_bytes()))
+}
+
+/// The compact form of a configured name (`API-Key` → `apikey`).
+pub(crate) fn compact_string(name: &str) -> String {
+    name.bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(k: &str) -> Option<Strength> {
+        sensitive(k.as_bytes(), &[], &[])
+    }
+
+    fn words(k: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        any_word(k.as_bytes(), |w| {
+            v.push(String::from_utf8_lossy(w).to_lowercase());
+            false
+        });
+        v
+    }
+
+    #[test]
+    fn splits_words() {
+        assert_eq!(words("AWSAccessKeyId"), ["aws", "access", "key", "id"]);
+        assert_eq!(words("X-Amz-Signature"), ["x", "amz", "signature"]);
+        assert_eq!(
+            words("aws_secret_access_key"),
+            ["aws", "secret", "access", "key"]
+        );
+        assert_eq!(words("apiKey"), ["api", "key"]);
+        assert_eq!(words("user[email]"), ["user", "email"]);
+        assert_eq!(words("cvv2"), ["cvv", "2"]);
+        assert_eq!(words(""), Vec::<String>::new());
+        assert_eq!(words("--"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn sensitive_keys() {
+        for k in [
+            "token",
+            "access_token",
+            "id_token",
+            "refresh_token",
+            "code",
+            "state",
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "client_secret",
+            "api_key",
+            "apikey",
+            "apiKey",
+            "API-KEY",
+            "key",
+            "KEY",
+            "signature",
+            "sig",
+            "session",
+            "sessionId",
+            "jsessionid",
+            "PHPSESSID",
+            "ssn",
+            "email",
+            "userEmail",
+            "card",
+            "card_number",
+            "cc",
+            "aws_secret_access_key",
+            "X-Amz-Signature",
+            "X-Amz-Credential",
+            "X-Amz-Security-Token",
+            "AWSAccessKeyId",
+            "Signature",
+            "newPassword",
+            "xsrf-token",
+            "tax_id",
+            "pan",
+            "iban",
+            "phone",
+            "user[password]",
+            "cvv2",
+        ] {
+            assert!(s(k).is_some(), "{k} should be sensitive");
+        }
+        for k in [
+            "keyboard",
+            "monkey",
+            "turkey",
+            "hockey",
+            "keynote",
+            "zip_code",
+            "country_code",
+            "status_code",
+            "statement",
+            "order",
+            "sort",
+            "ref",
+            "since",
+            "build",
+            "q",
+            "n",
+            "to",
+            "note",
+            "callback",
+            "contact",
+            "u",
+            "page",
+            "limit",
+            "id",
+            "user_id",
+            "classname",
+            "description",
+            "author",
+            "bypass",
+            "spinner",
+            "zip",
+            "",
+        ] {
+            assert_eq!(s(k), None, "{k} should not be sensitive");
+        }
+        assert_eq!(s("password"), Some(Strength::Strong));
+        assert_eq!(s("code"), Some(Strength::Weak));
+        assert_eq!(s("email"), Some(Strength::Weak));
+    }
+
+    #[test]
+    fn configured_names() {
+        let extra = vec![compact_string("Member-No")];
+        let allow = vec![compact_string("state")];
+        assert!(sensitive(b"member_no", &extra, &allow).is_some());
+        assert!(sensitive(b"MemberNo", &extra, &allow).is_some());
+        assert_eq!(sensitive(b"state", &extra, &allow), None);
+        assert!(sensitive(b"token", &extra, &allow).is_some());
+        let extra = vec!["acctref".to_string()];
+        assert!(sensitive(b"old_acctref", &extra, &[]).is_some());
+    }
+}
