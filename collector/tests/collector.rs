@@ -14,6 +14,7 @@ use meshlog_collector::store::reader::{self, SEGMENTS_DIR, segment_file_name};
 use meshlog_collector::{AppState, Limits, Store, StoreOptions, app};
 use meshlog_core::AccessRecord;
 use meshlog_core::otlp::{Envelope, encode_log_record};
+use meshlog_core::redact::{Kind, Summary};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -339,6 +340,17 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
             downstream_local_address: Some("10.0.0.2:10000".into()),
             trace_id: Some([0x4b; 16]),
             span_id: Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]),
+            route: Some("/a/{id}".into()),
+            request_headers: vec![("referer".into(), "https://x.example/".into())],
+            response_headers: vec![("content-type".into(), "text/plain".into())],
+            redactions: {
+                let mut s = Summary::new();
+                s.add(Kind::Email);
+                s.add(Kind::Email);
+                s.add(Kind::Ip);
+                s
+            },
+            policy_version: Some("0123456789abcdef".into()),
         },
         AccessRecord {
             start_time_ns: 5,
@@ -383,6 +395,12 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
             "server.port": 8443,
             "url.path": "/a \"quoted\"\npath",
             "url.query": "page=2",
+            "http.route": "/a/{id}",
+            "http.request.header.referer": "https://x.example/",
+            "http.response.header.content-type": "text/plain",
+            "meshlog.redacted.email": 2,
+            "meshlog.redacted.ip": 1,
+            "meshlog.policy_version": "0123456789abcdef",
             "network.protocol.name": "http",
             "network.protocol.version": "1.1",
             "http.response.status_code": 503,

@@ -3,12 +3,17 @@
 //! The proxy is abstracted as an [`AttributeSource`]: the Wasm filter implements it with
 //! `get_property` / `get_map_value_bytes` hostcalls, tests implement it with a map. Values are raw
 //! bytes all the way in; invalid UTF-8 becomes U+FFFD here, so no header can trap the VM.
+//!
+//! Redaction happens here, field by field, as values are read: a raw value never reaches the
+//! record, so nothing downstream (batching, encoding, retries) can leak it.
 
 use crate::envoy::{
     int_attr, protocol_version, response_flags, split_authority, split_socket_address,
 };
 use crate::record::AccessRecord;
+use crate::redact::{RedactionPolicy, Summary};
 use crate::trace::parse_traceparent;
+use std::borrow::Cow;
 
 /// Read access to the proxy's view of the current request.
 pub trait AttributeSource {
@@ -16,6 +21,51 @@ pub trait AttributeSource {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// The first value of request header `name` (lower case), as raw bytes.
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Every request header (lower-case names), as raw values.
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// Every response header (lower-case names), as raw values.
+    fn response_headers(&self) -> Vec<(String, Vec<u8>)>;
+}
+
+/// Headers already logged under their own attribute (or pseudo-headers, which are the request
+/// line): never repeated as `http.request.header.*`.
+const SKIP_HEADERS: &[&str] = &["user-agent", "x-request-id", "host"];
+
+fn lossy(raw: Vec<u8>) -> String {
+    match String::from_utf8(raw) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// Allowlisted headers, redacted; repeated names are comma-joined as HTTP allows.
+fn headers(
+    raw: Vec<(String, Vec<u8>)>,
+    allowed: impl Fn(&str) -> bool,
+    redact: impl Fn(&str, &str, &mut Summary) -> Option<String>,
+    summary: &mut Summary,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, value) in raw {
+        if name.starts_with(':') || SKIP_HEADERS.contains(&name.as_str()) || !allowed(&name) {
+            continue;
+        }
+        let Some(v) = redact(&name, &lossy(value), summary) else {
+            continue;
+        };
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, joined)) => {
+                joined.push(',');
+                joined.push_str(&v);
+            }
+            None => out.push((name, v)),
+        }
+    }
+    out
+}
+
+fn owned(c: Option<Cow<'_, str>>) -> Option<String> {
+    c.map(Cow::into_owned)
 }
 
 fn text(src: &impl AttributeSource, path: &[&str]) -> Option<String> {
@@ -23,10 +73,7 @@ fn text(src: &impl AttributeSource, path: &[&str]) -> Option<String> {
     if raw.is_empty() {
         return None;
     }
-    Some(match String::from_utf8(raw) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    Some(lossy(raw))
 }
 
 fn int(src: &impl AttributeSource, path: &[&str]) -> Option<i64> {
@@ -37,17 +84,22 @@ fn unsigned(src: &impl AttributeSource, path: &[&str]) -> Option<u64> {
     int(src, path).and_then(|v| u64::try_from(v).ok())
 }
 
-/// Captures one HTTP request. `now_ns` is the log time (unix nanoseconds), passed in because
-/// core reads no clock.
-pub fn capture_http(src: &impl AttributeSource, now_ns: u64) -> AccessRecord {
+/// Captures one HTTP request, redacted under `policy`. `now_ns` is the log time (unix
+/// nanoseconds), passed in because core reads no clock.
+pub fn capture_http(
+    src: &impl AttributeSource,
+    policy: &RedactionPolicy,
+    now_ns: u64,
+) -> AccessRecord {
+    let mut sum = Summary::new();
     let (server_address, server_port) = match text(src, &["request", "host"]) {
         Some(a) => {
             let (h, p) = split_authority(&a);
-            (Some(h), p)
+            (owned(policy.text(&h, &mut sum)), p)
         }
         None => (None, None),
     };
-    let (path, query) = match text(src, &["request", "url_path"]) {
+    let (raw_path, raw_query) = match text(src, &["request", "url_path"]) {
         Some(p) => (Some(p), text(src, &["request", "query"])),
         None => match text(src, &["request", "path"]) {
             Some(full) => match full.split_once('?') {
@@ -60,13 +112,41 @@ pub fn capture_http(src: &impl AttributeSource, now_ns: u64) -> AccessRecord {
             None => (None, None),
         },
     };
-    let (client_address, client_port) = match text(src, &["source", "address"]) {
-        Some(a) => {
-            let (ip, port) = split_socket_address(&a);
-            (Some(ip.to_owned()), port)
+    let (path, route) = match &raw_path {
+        Some(p) => {
+            let r = policy.path(p, &mut sum);
+            let path = owned(r.path);
+            // Every record carries a route to group by; untemplated, it is the path itself.
+            let route = r.route.or_else(|| path.clone());
+            (path, route)
         }
         None => (None, None),
     };
+    let query = raw_query
+        .as_deref()
+        .and_then(|q| owned(policy.query(q, &mut sum)));
+    let (client_address, client_port) = match text(src, &["source", "address"]) {
+        Some(a) => {
+            let (ip, port) = split_socket_address(&a);
+            (owned(policy.client_ip(ip, &mut sum)), port)
+        }
+        None => (None, None),
+    };
+    let user_agent =
+        text(src, &["request", "useragent"]).and_then(|v| owned(policy.text(&v, &mut sum)));
+    let request_id = text(src, &["request", "id"]).and_then(|v| owned(policy.text(&v, &mut sum)));
+    let request_headers = headers(
+        src.request_headers(),
+        |n| policy.logs_request_header(n),
+        |n, v, s| owned(policy.request_header(n, v, s)),
+        &mut sum,
+    );
+    let response_headers = headers(
+        src.response_headers(),
+        |n| policy.logs_response_header(n),
+        |n, v, s| owned(policy.response_header(n, v, s)),
+        &mut sum,
+    );
     let trace = src
         .request_header("traceparent")
         .and_then(|v| parse_traceparent(&v));
@@ -85,8 +165,8 @@ pub fn capture_http(src: &impl AttributeSource, now_ns: u64) -> AccessRecord {
         status: int(src, &["response", "code"]).filter(|c| *c > 0),
         request_body_bytes: unsigned(src, &["request", "size"]),
         response_body_bytes: unsigned(src, &["response", "size"]),
-        user_agent: text(src, &["request", "useragent"]),
-        request_id: text(src, &["request", "id"]),
+        user_agent,
+        request_id,
         response_flags: unsigned(src, &["response", "flags"])
             .filter(|m| *m != 0)
             .map(response_flags),
@@ -98,6 +178,11 @@ pub fn capture_http(src: &impl AttributeSource, now_ns: u64) -> AccessRecord {
         downstream_local_address: text(src, &["destination", "address"]),
         trace_id: trace.map(|t| t.0),
         span_id: trace.map(|t| t.1),
+        route,
+        request_headers,
+        response_headers,
+        redactions: sum,
+        policy_version: Some(policy.version().to_owned()),
     }
 }
 
@@ -106,8 +191,10 @@ pub fn capture_http(src: &impl AttributeSource, now_ns: u64) -> AccessRecord {
 pub struct MapSource {
     /// Attributes keyed by dotted path (`request.method`).
     pub properties: std::collections::HashMap<String, Vec<u8>>,
-    /// Request headers keyed by lower-case name.
-    pub headers: std::collections::HashMap<String, Vec<u8>>,
+    /// Request headers in order, lower-case names.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Response headers in order, lower-case names.
+    pub response: Vec<(String, Vec<u8>)>,
 }
 
 impl MapSource {
@@ -122,9 +209,14 @@ impl MapSource {
             .insert(path.to_owned(), v.to_le_bytes().to_vec());
         self
     }
-    /// Sets a request header.
+    /// Adds a request header.
     pub fn header(mut self, name: &str, v: impl AsRef<[u8]>) -> Self {
-        self.headers.insert(name.to_owned(), v.as_ref().to_vec());
+        self.headers.push((name.to_owned(), v.as_ref().to_vec()));
+        self
+    }
+    /// Adds a response header.
+    pub fn response_header(mut self, name: &str, v: impl AsRef<[u8]>) -> Self {
+        self.response.push((name.to_owned(), v.as_ref().to_vec()));
         self
     }
 }
@@ -134,7 +226,16 @@ impl AttributeSource for MapSource {
         self.properties.get(&path.join(".")).cloned()
     }
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.headers.get(name).cloned()
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.headers.clone()
+    }
+    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.response.clone()
     }
 }
 
@@ -168,7 +269,7 @@ mod tests {
                 "traceparent",
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             );
-        let r = capture_http(&src, 9_000);
+        let r = capture_http(&src, &RedactionPolicy::default(), 9_000);
         assert_eq!(r.start_time_ns, 1_000);
         assert_eq!(r.observed_time_ns, 9_000);
         assert_eq!(r.duration_ns, Some(2_500_000));
@@ -183,15 +284,86 @@ mod tests {
         assert_eq!(r.response_body_bytes, Some(34));
         assert_eq!(r.user_agent.as_deref(), Some("agent\u{fffd}"));
         assert_eq!(r.response_flags.as_deref(), Some("UF"));
-        assert_eq!(r.client_address.as_deref(), Some("10.1.2.3"));
+        // Client IPs are personal data: truncated to /24 by default.
+        assert_eq!(r.client_address.as_deref(), Some("10.1.2.0"));
+        assert_eq!(r.route.as_deref(), Some("/cart/items"));
+        assert_eq!(
+            r.policy_version.as_deref(),
+            Some(RedactionPolicy::default().version())
+        );
         assert_eq!(r.client_port, Some(5555));
         assert_eq!(r.trace_id.map(|t| t[0]), Some(0x4b));
     }
 
     #[test]
+    fn redacts_every_field_as_it_is_read() {
+        let src = MapSource::default()
+            .text(
+                "request.url_path",
+                "/users/48213/cards/4111%201111%201111%201111",
+            )
+            .text("request.query", "email=jo%40example.com&page=2")
+            .text(
+                "request.useragent",
+                "bot token=ghp_bciOx9gy1CJdObOIRpFqaDZeV7G5IfQHeVVE",
+            )
+            .text("request.id", "rid-7")
+            .text("source.address", "203.0.113.77:4444")
+            .header(":path", "/users/48213?email=jo%40example.com")
+            .header("authorization", "Bearer abc.def.ghi")
+            .header("x-forwarded-for", "198.51.100.23")
+            .header("accept", "text/html")
+            .header("accept", "application/json")
+            .header("x-not-allowlisted", "secret")
+            .response_header("set-cookie", "sid=s3cr3t; Path=/")
+            .response_header("content-type", "text/plain");
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let text = format!("{r:?}");
+        for secret in [
+            "4111",
+            "jo%40example.com",
+            "jo@example",
+            "ghp_bci",
+            "203.0.113.77",
+            "198.51.100.23",
+            "abc.def",
+            "s3cr3t",
+            "48213",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(r.query.as_deref(), Some("email=[REDACTED:email]&page=2"));
+        assert_eq!(r.route.as_deref(), Some("/users/{id}/cards/{card}"));
+        let h: Vec<(&str, &str)> = r
+            .request_headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert!(
+            h.contains(&("authorization", "Bearer [REDACTED:bearer]")),
+            "{h:?}"
+        );
+        assert!(
+            h.contains(&("accept", "text/html,application/json")),
+            "{h:?}"
+        );
+        assert!(
+            !h.iter()
+                .any(|(n, _)| n.starts_with(':') || *n == "x-not-allowlisted"),
+            "{h:?}"
+        );
+        assert!(
+            r.response_headers
+                .iter()
+                .any(|(n, v)| n == "content-type" && v == "text/plain")
+        );
+        assert!(r.redactions.total() >= 6, "{:?}", r.redactions);
+    }
+
+    #[test]
     fn falls_back_to_full_path_and_tolerates_missing_attributes() {
         let src = MapSource::default().text("request.path", "/p?q=1");
-        let r = capture_http(&src, 5);
+        let r = capture_http(&src, &RedactionPolicy::default(), 5);
         assert_eq!(r.path.as_deref(), Some("/p"));
         assert_eq!(r.query.as_deref(), Some("q=1"));
         assert_eq!(r.start_time_ns, 5);

@@ -4,6 +4,7 @@
 //! reason, so an operator fixes a config in one round. Unknown fields are errors: a typo must not
 //! silently fall back to a default. An empty configuration means all defaults.
 
+use crate::redact::RedactionPolicy;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -45,6 +46,9 @@ pub struct FilterConfig {
     pub batch: BatchConfig,
     /// `resource`: static resource attributes (string to string), e.g. `service.name`.
     pub resource: BTreeMap<String, String>,
+    /// `redaction`: what may be logged and how secrets are replaced. Absent means the secure
+    /// default: every detector on. See `crate::redact` for the reference.
+    pub redaction: RedactionPolicy,
 }
 
 impl Default for FilterConfig {
@@ -63,6 +67,7 @@ impl Default for FilterConfig {
                 max_in_flight: 4,
             },
             resource: BTreeMap::new(),
+            redaction: RedactionPolicy::default(),
         }
     }
 }
@@ -291,6 +296,7 @@ impl FilterConfig {
         b.finish(&mut errs);
 
         let resource: BTreeMap<String, String> = root.get("resource", BTreeMap::new(), &mut errs);
+        let redaction = crate::redact::parse(root.section("redaction", &mut errs), &mut errs);
         root.finish(&mut errs);
 
         if errs.is_empty() {
@@ -298,6 +304,7 @@ impl FilterConfig {
                 collector,
                 batch,
                 resource,
+                redaction,
             })
         } else {
             Err(ConfigErrors(errs))

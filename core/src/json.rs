@@ -5,7 +5,18 @@
 
 /// Appends `s` as a JSON string literal (with quotes), escaping per RFC 8259.
 pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    push_str2(out, s, "");
+}
+
+/// Appends the concatenation of `a` and `b` as one JSON string literal.
+pub fn push_str2(out: &mut Vec<u8>, a: &str, b: &str) {
     out.push(b'"');
+    push_escaped(out, a);
+    push_escaped(out, b);
+    out.push(b'"');
+}
+
+fn push_escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -29,7 +40,6 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(bytes.get(start..).unwrap_or_default());
-    out.push(b'"');
 }
 
 /// Lower-case hex digit of the low nibble of `n`.

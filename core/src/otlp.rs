@@ -4,7 +4,7 @@
 //! enums, 64-bit integers as strings. Each record is encoded once, at log time, into a fragment;
 //! a batch is the fragments joined inside a fixed envelope built once per configuration.
 
-use crate::json::{push_hex, push_int, push_int_str, push_str};
+use crate::json::{push_hex, push_int, push_int_str, push_str, push_str2};
 use crate::record::{AccessRecord, AttrValue};
 
 /// Instrumentation scope name written on every batch.
@@ -27,12 +27,12 @@ pub fn encode_log_record(out: &mut Vec<u8>, rec: &AccessRecord) {
     push_str(out, crate::schema::EVENT_NAME);
     out.extend_from_slice(b",\"attributes\":[");
     let mut first = true;
-    rec.for_each_attribute(|key, value| {
+    rec.for_each_attribute(|prefix, name, value| {
         if !first {
             out.push(b',');
         }
         first = false;
-        push_key_value(out, key, value);
+        push_key_value(out, prefix, name, value);
     });
     out.push(b']');
     if let Some(t) = &rec.trace_id {
@@ -46,9 +46,9 @@ pub fn encode_log_record(out: &mut Vec<u8>, rec: &AccessRecord) {
     out.push(b'}');
 }
 
-fn push_key_value(out: &mut Vec<u8>, key: &str, value: AttrValue<'_>) {
+fn push_key_value(out: &mut Vec<u8>, prefix: &str, name: &str, value: AttrValue<'_>) {
     out.extend_from_slice(b"{\"key\":");
-    push_str(out, key);
+    push_str2(out, prefix, name);
     match value {
         AttrValue::Str(s) => {
             out.extend_from_slice(b",\"value\":{\"stringValue\":");
@@ -80,7 +80,7 @@ impl Envelope {
             if i > 0 {
                 p.push(b',');
             }
-            push_key_value(&mut p, k, AttrValue::Str(v));
+            push_key_value(&mut p, k, "", AttrValue::Str(v));
         }
         p.extend_from_slice(b"]},\"scopeLogs\":[{\"scope\":{\"name\":");
         push_str(&mut p, SCOPE_NAME);

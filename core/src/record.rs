@@ -3,6 +3,7 @@
 //! A typed struct rather than a map: every field is named once, here, and the OTLP encoder walks
 //! it without allocating keys. `None` fields are simply not emitted.
 
+use crate::redact::Summary;
 use crate::schema as k;
 
 /// One completed HTTP request as seen by the sidecar.
@@ -56,6 +57,16 @@ pub struct AccessRecord {
     pub trace_id: Option<[u8; 16]>,
     /// W3C parent span id from `traceparent`.
     pub span_id: Option<[u8; 8]>,
+    /// Low-cardinality route template (`/users/{id}`).
+    pub route: Option<String>,
+    /// Logged request headers (allowlisted, redacted), lower-case names.
+    pub request_headers: Vec<(String, String)>,
+    /// Logged response headers (allowlisted, redacted), lower-case names.
+    pub response_headers: Vec<(String, String)>,
+    /// What redaction replaced in this record, per kind.
+    pub redactions: Summary,
+    /// Version (hash) of the policy that produced this record.
+    pub policy_version: Option<String>,
 }
 
 /// A typed attribute value as OTLP carries it.
@@ -107,11 +118,13 @@ impl AccessRecord {
         }
     }
 
-    /// Calls `f` for every present attribute, in schema order.
-    pub fn for_each_attribute(&self, mut f: impl FnMut(&'static str, AttrValue<'_>)) {
+    /// Calls `f(prefix, name, value)` for every present attribute, in schema order. The key is
+    /// `prefix` followed by `name`: fixed keys come whole in `prefix` with an empty `name`;
+    /// headers come as `http.request.header.` + name, so no key is allocated.
+    pub fn for_each_attribute(&self, mut f: impl FnMut(&str, &str, AttrValue<'_>)) {
         let mut s = |key, v: &Option<String>| {
             if let Some(v) = v {
-                f(key, AttrValue::Str(v));
+                f(key, "", AttrValue::Str(v));
             }
         };
         s(k::HTTP_REQUEST_METHOD, &self.method);
@@ -119,6 +132,7 @@ impl AccessRecord {
         s(k::SERVER_ADDRESS, &self.server_address);
         s(k::URL_PATH, &self.path);
         s(k::URL_QUERY, &self.query);
+        s(k::HTTP_ROUTE, &self.route);
         s(k::USER_AGENT_ORIGINAL, &self.user_agent);
         s(k::MESHLOG_REQUEST_ID, &self.request_id);
         s(k::MESHLOG_RESPONSE_FLAGS, &self.response_flags);
@@ -133,13 +147,27 @@ impl AccessRecord {
             k::MESHLOG_DOWNSTREAM_LOCAL_ADDRESS,
             &self.downstream_local_address,
         );
+        s(k::MESHLOG_POLICY_VERSION, &self.policy_version);
         if let Some(v) = &self.protocol_version {
-            f(k::NETWORK_PROTOCOL_NAME, AttrValue::Str("http"));
-            f(k::NETWORK_PROTOCOL_VERSION, AttrValue::Str(v));
+            f(k::NETWORK_PROTOCOL_NAME, "", AttrValue::Str("http"));
+            f(k::NETWORK_PROTOCOL_VERSION, "", AttrValue::Str(v));
+        }
+        for (name, value) in &self.request_headers {
+            f(k::HTTP_REQUEST_HEADER_PREFIX, name, AttrValue::Str(value));
+        }
+        for (name, value) in &self.response_headers {
+            f(k::HTTP_RESPONSE_HEADER_PREFIX, name, AttrValue::Str(value));
+        }
+        for (kind, n) in self.redactions.iter() {
+            f(
+                k::MESHLOG_REDACTED_PREFIX,
+                kind.name(),
+                AttrValue::Int(i64::from(n)),
+            );
         }
         let mut i = |key, v: Option<i64>| {
             if let Some(v) = v {
-                f(key, AttrValue::Int(v));
+                f(key, "", AttrValue::Int(v));
             }
         };
         i(k::SERVER_PORT, self.server_port.map(i64::from));

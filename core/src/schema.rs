@@ -17,8 +17,19 @@ pub const HTTP_RESPONSE_BODY_SIZE: &str = "http.response.body.size";
 pub const URL_SCHEME: &str = "url.scheme";
 /// Path without the query string.
 pub const URL_PATH: &str = "url.path";
-/// Query string without the leading `?`.
+/// Query string without the leading `?`, after redaction.
 pub const URL_QUERY: &str = "url.query";
+/// Low-cardinality route template: `/users/{id}/orders/{uuid}`.
+pub const HTTP_ROUTE: &str = "http.route";
+/// Prefix of logged request headers: `http.request.header.content-type`. One string per header
+/// (repeated headers comma-joined), unlike OTel's string array, so the stored record stays flat.
+pub const HTTP_REQUEST_HEADER_PREFIX: &str = "http.request.header.";
+/// Prefix of logged response headers.
+pub const HTTP_RESPONSE_HEADER_PREFIX: &str = "http.response.header.";
+/// Prefix of per-kind redaction counts: `meshlog.redacted.email` (integer).
+pub const MESHLOG_REDACTED_PREFIX: &str = "meshlog.redacted.";
+/// Version (16 hex chars) of the redaction policy the record was produced under.
+pub const MESHLOG_POLICY_VERSION: &str = "meshlog.policy_version";
 /// Host of the `:authority` / `Host` header.
 pub const SERVER_ADDRESS: &str = "server.address";
 /// Port of the `:authority` header when one was given (integer).

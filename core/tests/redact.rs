@@ -1378,27 +1378,3 @@ proptest! {
         }
     }
 }
-
-/// Cost per request on the corpus (all fields through the default policy). Not a gate: run with
-/// `cargo test -p meshlog-core --release --test redact throughput -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn corpus_throughput() {
-    let corpus = load_corpus();
-    let p = RedactionPolicy::default();
-    let rounds = 50;
-    let start = std::time::Instant::now();
-    let mut bytes = 0usize;
-    for _ in 0..rounds {
-        for r in &corpus {
-            let mut s = Summary::new();
-            bytes += record_text(&p, r, &mut s).len();
-        }
-    }
-    let el = start.elapsed();
-    let n = rounds * corpus.len();
-    eprintln!(
-        "{n} requests in {el:?}: {:.2} µs/request (incl. building the output text, {bytes} bytes)",
-        el.as_secs_f64() * 1e6 / n as f64
-    );
-}

@@ -4,6 +4,7 @@
 //! returns raw bytes and core decodes them lossily.
 
 use meshlog_core::AttributeSource;
+use meshlog_core::redact::{Kind, Summary};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType};
 use std::time::UNIX_EPOCH;
@@ -20,6 +21,42 @@ impl AttributeSource for EnvoyAttributes {
         hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
             .ok()
             .flatten()
+    }
+
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default()
+    }
+}
+
+/// One Envoy counter per redaction kind: `wasmcustom.meshlog.redacted.<kind>`.
+#[derive(Debug, Clone)]
+pub struct RedactionCounters(Vec<Option<u32>>);
+
+impl RedactionCounters {
+    /// Defines a counter per [`Kind`].
+    pub fn define() -> Self {
+        RedactionCounters(
+            Kind::ALL
+                .iter()
+                .map(|k| {
+                    let name = format!("meshlog.redacted.{}", k.name());
+                    hostcalls::define_metric(MetricType::Counter, &name).ok()
+                })
+                .collect(),
+        )
+    }
+
+    /// Adds a record's redactions.
+    pub fn add(&self, summary: &Summary) {
+        for (kind, n) in summary.iter() {
+            if let Some(Some(id)) = self.0.get(kind.index()) {
+                let _ = hostcalls::increment_metric(*id, i64::from(n));
+            }
+        }
     }
 }
 

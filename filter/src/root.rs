@@ -3,7 +3,7 @@
 //! Both share the VM's [`Shipper`] through an `Rc<RefCell<_>>`: a VM is single-threaded, and the
 //! borrow is always `try_borrow_mut`, so even a host that re-entered us could not make it panic.
 
-use crate::host::{Counter, Counters, EnvoyAttributes, now_ns};
+use crate::host::{Counter, Counters, EnvoyAttributes, RedactionCounters, now_ns};
 use meshlog_core::otlp::Envelope;
 use meshlog_core::{Batch, Batcher, FilterConfig, capture_http};
 use proxy_wasm::hostcalls;
@@ -25,6 +25,8 @@ struct Shipper {
     in_flight: HashMap<u32, (usize, usize)>,
     /// Overflow drops already added to the Envoy counter.
     dropped_reported: u64,
+    /// Per-kind redaction counters.
+    redacted: RedactionCounters,
 }
 
 type Shared = Rc<RefCell<Option<Shipper>>>;
@@ -152,6 +154,7 @@ impl RootContext for Root {
         let envelope = Envelope::new(cfg.resource.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let batcher = Batcher::new(&cfg.batch, envelope);
         let tick = Duration::from_millis(cfg.batch.max_age_ms.min(MAX_TICK_MS));
+        let policy = cfg.redaction.version().to_owned();
         let Ok(mut guard) = self.shared.try_borrow_mut() else {
             log::error!("meshlog: configuration state busy");
             return false;
@@ -161,11 +164,16 @@ impl RootContext for Root {
             batcher,
             in_flight: HashMap::new(),
             dropped_reported: 0,
+            redacted: RedactionCounters::define(),
         });
         drop(guard);
         self.counters = Counters::define();
         self.set_tick_period(tick);
-        log::info!("meshlog: configured; ticking every {} ms", tick.as_millis());
+        log::info!(
+            "meshlog: configured; ticking every {} ms; redaction policy {}",
+            tick.as_millis(),
+            policy
+        );
         true
     }
 
@@ -196,10 +204,11 @@ impl Context for RequestLogger {}
 impl HttpContext for RequestLogger {
     fn on_log(&mut self) {
         let now = now_ns();
-        let rec = capture_http(&EnvoyAttributes, now);
         if let Ok(mut g) = self.shared.try_borrow_mut()
             && let Some(s) = g.as_mut()
         {
+            let rec = capture_http(&EnvoyAttributes, &s.cfg.redaction, now);
+            s.redacted.add(&rec.redactions);
             s.batcher.push(&rec, now);
             self.counters.add(Counter::RecordsLogged, 1);
         }

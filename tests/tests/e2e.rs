@@ -1,6 +1,7 @@
 //! End-to-end: requests through a real Envoy running the meshlog filter, stored by the real
 //! collector, read back with `meshlog query`.
 
+use meshlog_core::redact::RedactionPolicy;
 use meshlog_e2e::{Collector, Envoy, Sidecar, Upstream, free_port, send, wait_for};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -59,16 +60,25 @@ fn every_request_through_envoy_is_stored_once_with_its_fields() {
     let n = 60;
     let mut expected = Vec::new();
     for i in 0..n {
-        let (method, path, status) = match i % 4 {
-            0 => ("GET", format!("/api/orders/{i}?page={i}"), 200),
-            1 => ("POST", format!("/api/carts/{i}"), 200),
-            2 => ("GET", "/status/404".to_owned(), 404),
-            _ => ("DELETE", "/status/503".to_owned(), 503),
+        // (method, path sent, status, path logged: identifiers templated by the default policy)
+        let (method, path, status, logged) = match i % 4 {
+            0 => (
+                "GET",
+                format!("/api/orders/{i}?page={i}"),
+                200,
+                "/api/orders/{id}",
+            ),
+            1 => ("POST", format!("/api/carts/{i}"), 200, "/api/carts/{id}"),
+            2 => ("GET", "/status/404".to_owned(), 404, "/status/{id}"),
+            _ => ("DELETE", "/status/503".to_owned(), 503, "/status/{id}"),
         };
         let rid = format!("req-{i:04}");
         let trace = format!("00-{:032x}-{:016x}-01", 0xabc000 + i, 0x5000 + i);
-        let mut headers: Vec<(&str, &[u8])> =
-            vec![("x-request-id", rid.as_bytes()), ("user-agent", b"e2e/1.0")];
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("x-request-id", rid.as_bytes()),
+            ("user-agent", b"e2e/1.0"),
+            ("referer", b"https://shop.example/cart?step=2"),
+        ];
         if i % 2 == 0 {
             headers.push(("traceparent", trace.as_bytes()));
         }
@@ -86,6 +96,7 @@ fn every_request_through_envoy_is_stored_once_with_its_fields() {
             rid,
             method,
             path,
+            logged,
             status,
             (i % 2 == 0).then_some(trace),
             body.len(),
@@ -96,13 +107,12 @@ fn every_request_through_envoy_is_stored_once_with_its_fields() {
     let stored = records(&collector, n as usize);
     assert_eq!(stored.len(), n as usize, "exactly one record per request");
     let by_id = by_request_id(&stored);
-    for (rid, method, path, status, trace, body_len) in expected {
+    for (rid, method, path, logged, status, trace, body_len) in expected {
         let r = &by_id[&rid];
-        let (p, q) = path
-            .split_once('?')
-            .map_or((path.as_str(), None), |(p, q)| (p, Some(q)));
+        let q = path.split_once('?').map(|(_, q)| q);
         assert_eq!(r["http.request.method"], method, "{r}");
-        assert_eq!(r["url.path"], p, "{r}");
+        assert_eq!(r["url.path"], logged, "{r}");
+        assert_eq!(r["http.route"], logged, "{r}");
         assert_eq!(r.get("url.query").and_then(Value::as_str), q, "{r}");
         assert_eq!(r["http.response.status_code"], status, "{r}");
         assert_eq!(r["server.address"], "shop.example");
@@ -113,7 +123,19 @@ fn every_request_through_envoy_is_stored_once_with_its_fields() {
         assert!(r["http.response.body.size"].as_u64().unwrap() > 0, "{r}");
         assert_eq!(r["meshlog.upstream.cluster"], "app");
         assert_eq!(r["meshlog.upstream.host"], upstream.addr.to_string());
-        assert_eq!(r["client.address"], "127.0.0.1");
+        // Client addresses are personal data: /24 by default.
+        assert_eq!(r["client.address"], "127.0.0.0");
+        assert_eq!(
+            r["meshlog.policy_version"],
+            RedactionPolicy::default().version(),
+            "{r}"
+        );
+        // Allowlisted headers are logged once, under their own names.
+        assert_eq!(
+            r["http.request.header.referer"], "https://shop.example/cart?step=2",
+            "{r}"
+        );
+        assert!(r.get("http.request.header.x-request-id").is_none(), "{r}");
         assert!(r["client.port"].as_u64().unwrap() > 0);
         assert_eq!(
             r["meshlog.downstream.local_address"],
@@ -220,6 +242,7 @@ fn a_non_utf8_header_is_proxied_and_logged() {
         "lossy UTF-8 expected, got {ua:?}"
     );
     assert_eq!(by_id["good-1"]["url.path"], "/after");
+    assert_eq!(by_id["bad-1"]["url.path"], "/latin1");
     assert_eq!(
         envoy.stat("wasm.meshlog.vm_reload"),
         Some(0),

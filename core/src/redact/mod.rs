@@ -140,7 +140,6 @@ pub use kind::{Kind, Summary};
 pub use path::RedactedPath;
 /// Reads the `redaction` section for `FilterConfig::from_json`:
 /// `redact::parse(root.section("redaction", &mut errs), &mut errs)`.
-#[allow(unused_imports)] // until config.rs wires the section in
 pub(crate) use policy::parse;
 pub use policy::{
     BUILTIN_CREDENTIAL_HEADERS, DEFAULT_MAX_VALUE_BYTES, DEFAULT_REQUEST_HEADERS,
