@@ -380,6 +380,38 @@ mod tests {
     }
 
     #[test]
+    fn redaction_errors_join_the_others_with_their_paths() {
+        let e = FilterConfig::from_json(
+            br#"{"batch":{"max_records":0},
+                "redaction":{"detectors":{"emial":"mask","card":"shred"},"ip":{"ipv4_prefix":40},"bogus":1}}"#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|f| f.path.as_str()).collect();
+        for p in [
+            "$.batch.max_records",
+            "$.redaction.detectors.emial",
+            "$.redaction.detectors.card",
+            "$.redaction.ip.ipv4_prefix",
+            "$.redaction.bogus",
+        ] {
+            assert!(paths.contains(&p), "{p} missing from {paths:?}");
+        }
+    }
+
+    #[test]
+    fn no_redaction_section_is_the_secure_default() {
+        let c = FilterConfig::from_json(b"{}").unwrap();
+        assert_eq!(c.redaction.version(), RedactionPolicy::default().version());
+        let custom =
+            FilterConfig::from_json(br#"{"redaction":{"ip":{"ipv4_prefix":16}}}"#).unwrap();
+        assert_ne!(
+            custom.redaction.version(),
+            c.redaction.version(),
+            "the version tracks the policy"
+        );
+    }
+
+    #[test]
     fn wrong_shapes() {
         let e = FilterConfig::from_json(br#"{"batch": 5}"#).unwrap_err();
         assert_eq!(e.0[0].path, "$.batch");
