@@ -1,5 +1,10 @@
 //! The root context (one per VM) and the per-request HTTP context.
 //!
+//! One module, two attachments: as an HTTP filter (`envoy.filters.http.wasm`, what Istio's
+//! WasmPlugin installs) each request gets an HTTP context whose `on_log` captures the record; as
+//! an access logger (`envoy.access_loggers.wasm`) Envoy calls the root context's `on_log` once
+//! per request, the cheap path: one VM entry instead of one per stream callback.
+//!
 //! Both share the VM's [`Shipper`] through an `Rc<RefCell<_>>`: a VM is single-threaded, and the
 //! borrow is always `try_borrow_mut`, so even a host that re-entered us could not make it panic.
 
@@ -181,6 +186,11 @@ impl RootContext for Root {
         self.ship(false);
     }
 
+    /// Access-logger mode: Envoy logs each request through the root context.
+    fn on_log(&mut self) {
+        log_request(&self.shared, &self.counters);
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(RequestLogger {
             shared: Rc::clone(&self.shared),
@@ -190,6 +200,19 @@ impl RootContext for Root {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+/// Captures the finished request the host is logging and buffers its record.
+fn log_request(shared: &Shared, counters: &Counters) {
+    let now = now_ns();
+    if let Ok(mut g) = shared.try_borrow_mut()
+        && let Some(s) = g.as_mut()
+    {
+        let rec = capture_http(&EnvoyAttributes, &s.cfg.redaction, now);
+        s.redacted.add(&rec.redactions);
+        s.batcher.push(&rec, now);
+        counters.add(Counter::RecordsLogged, 1);
     }
 }
 
@@ -203,14 +226,6 @@ impl Context for RequestLogger {}
 
 impl HttpContext for RequestLogger {
     fn on_log(&mut self) {
-        let now = now_ns();
-        if let Ok(mut g) = self.shared.try_borrow_mut()
-            && let Some(s) = g.as_mut()
-        {
-            let rec = capture_http(&EnvoyAttributes, &s.cfg.redaction, now);
-            s.redacted.add(&rec.redactions);
-            s.batcher.push(&rec, now);
-            self.counters.add(Counter::RecordsLogged, 1);
-        }
+        log_request(&self.shared, &self.counters);
     }
 }

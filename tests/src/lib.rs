@@ -271,8 +271,11 @@ impl Upstream {
     }
 }
 
-/// Ports and settings substituted into `envoy-config/sidecar.yaml`.
+/// Ports and settings substituted into a bootstrap from `envoy-config/` (by default
+/// `sidecar.yaml`).
 pub struct Sidecar {
+    /// The bootstrap, relative to the repository root.
+    pub file: &'static str,
     /// Listener port (10000 in the file).
     pub listen: u16,
     /// Upstream `app` port (8080 in the file).
@@ -289,6 +292,7 @@ impl Sidecar {
     /// Free listener and admin ports, given upstream and collector ports.
     pub fn new(app: u16, collector: u16) -> Self {
         Sidecar {
+            file: "envoy-config/sidecar.yaml",
             listen: free_port(),
             app,
             collector,
@@ -300,14 +304,15 @@ impl Sidecar {
     /// The shipped bootstrap with this sidecar's values substituted. Each value must occur
     /// exactly once in the file, so a drifted file fails loudly instead of testing something else.
     pub fn render(&self) -> String {
-        let path = repo_root().join("envoy-config/sidecar.yaml");
+        let path = repo_root().join(self.file);
         let mut y =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut sub = |from: &str, to: &str| {
             assert_eq!(
                 y.matches(from).count(),
                 1,
-                "{from:?} must occur exactly once in sidecar.yaml"
+                "{from:?} must occur exactly once in {}",
+                self.file
             );
             y = y.replace(from, to);
         };

@@ -49,10 +49,22 @@ fn now_ns() -> u64 {
 
 #[test]
 fn every_request_through_envoy_is_stored_once_with_its_fields() {
+    every_request_is_stored_once("envoy-config/sidecar.yaml");
+}
+
+#[test]
+fn the_access_logger_mode_stores_every_request_once_with_its_fields() {
+    every_request_is_stored_once("envoy-config/access-logger.yaml");
+}
+
+/// Varied requests through Envoy with the module attached as `bootstrap` says; every one must be
+/// stored exactly once with every field right.
+fn every_request_is_stored_once(bootstrap: &'static str) {
     let data = tempfile::tempdir().unwrap();
     let collector = Collector::start(data.path());
     let upstream = Upstream::start(UPSTREAM);
-    let sidecar = Sidecar::new(upstream.addr.port(), collector.addr.port());
+    let mut sidecar = Sidecar::new(upstream.addr.port(), collector.addr.port());
+    sidecar.file = bootstrap;
     // Two workers: two VMs, each with its own buffer, both must deliver.
     let envoy = Envoy::start(&sidecar, 2);
 
