@@ -107,10 +107,6 @@ pub(crate) struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    pub(crate) fn root(v: &'a Value, errs: &mut Vec<FieldError>) -> Self {
-        Self::object("$".into(), Some(v), errs)
-    }
-
     pub(crate) fn object(path: String, v: Option<&'a Value>, errs: &mut Vec<FieldError>) -> Self {
         let obj = match v {
             None | Some(Value::Null) => None,
@@ -241,74 +237,88 @@ fn non_empty(s: &str) -> Option<&'static str> {
 impl FilterConfig {
     /// Parses the plugin configuration. Empty or whitespace-only input means all defaults.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigErrors> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
-        }
-        let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
-            ConfigErrors(vec![FieldError {
-                path: "$".into(),
-                reason: format!("not valid JSON: {e}"),
-            }])
-        })?;
-        let d = Self::default();
-        let mut errs = Vec::new();
-        let mut root = Fields::root(&doc, &mut errs);
+        read_json(bytes, "$", Self::read)
+    }
 
-        let mut c = root.section("collector", &mut errs);
+    fn read(mut root: Fields<'_>, errs: &mut Vec<FieldError>) -> Self {
+        let d = Self::default();
+
+        let mut c = root.section("collector", errs);
         let collector = CollectorTarget {
-            cluster: c.text("cluster", &d.collector.cluster, non_empty, &mut errs),
-            authority: c.text("authority", &d.collector.authority, non_empty, &mut errs),
+            cluster: c.text("cluster", &d.collector.cluster, non_empty, errs),
+            authority: c.text("authority", &d.collector.authority, non_empty, errs),
             path: c.text(
                 "path",
                 &d.collector.path,
                 |p| (!p.starts_with('/')).then_some("must start with '/'"),
-                &mut errs,
+                errs,
             ),
-            timeout_ms: c.int_in("timeout_ms", d.collector.timeout_ms, 1, 60_000, &mut errs),
+            timeout_ms: c.int_in("timeout_ms", d.collector.timeout_ms, 1, 60_000, errs),
         };
-        c.finish(&mut errs);
+        c.finish(errs);
 
-        let mut b = root.section("batch", &mut errs);
+        let mut b = root.section("batch", errs);
         let batch = BatchConfig {
             max_records: to_usize(b.int_in(
                 "max_records",
                 d.batch.max_records as u64,
                 1,
                 100_000,
-                &mut errs,
+                errs,
             )),
-            max_age_ms: b.int_in("max_age_ms", d.batch.max_age_ms, 10, 600_000, &mut errs),
+            max_age_ms: b.int_in("max_age_ms", d.batch.max_age_ms, 10, 600_000, errs),
             max_buffer_bytes: to_usize(b.int_in(
                 "max_buffer_bytes",
                 d.batch.max_buffer_bytes as u64,
                 65_536,
                 268_435_456,
-                &mut errs,
+                errs,
             )),
             max_in_flight: to_usize(b.int_in(
                 "max_in_flight",
                 d.batch.max_in_flight as u64,
                 1,
                 64,
-                &mut errs,
+                errs,
             )),
         };
-        b.finish(&mut errs);
+        b.finish(errs);
 
-        let resource: BTreeMap<String, String> = root.get("resource", BTreeMap::new(), &mut errs);
-        let redaction = crate::redact::parse(root.section("redaction", &mut errs), &mut errs);
-        root.finish(&mut errs);
-
-        if errs.is_empty() {
-            Ok(FilterConfig {
-                collector,
-                batch,
-                resource,
-                redaction,
-            })
-        } else {
-            Err(ConfigErrors(errs))
+        let resource: BTreeMap<String, String> = root.get("resource", BTreeMap::new(), errs);
+        let redaction = crate::redact::parse(root.section("redaction", errs), errs);
+        root.finish(errs);
+        FilterConfig {
+            collector,
+            batch,
+            resource,
+            redaction,
         }
+    }
+}
+
+/// Parses a JSON document (empty input: `T::default()`) and reads it with `read`, which records
+/// every problem in the error list; the result stands only if there was none.
+pub(crate) fn read_json<T: Default>(
+    bytes: &[u8],
+    path: &str,
+    read: impl FnOnce(Fields<'_>, &mut Vec<FieldError>) -> T,
+) -> Result<T, ConfigErrors> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ConfigErrors(vec![FieldError {
+            path: path.into(),
+            reason: format!("not valid JSON: {e}"),
+        }])
+    })?;
+    let mut errs = Vec::new();
+    let fields = Fields::object(path.into(), Some(&doc), &mut errs);
+    let t = read(fields, &mut errs);
+    if errs.is_empty() {
+        Ok(t)
+    } else {
+        Err(ConfigErrors(errs))
     }
 }
 

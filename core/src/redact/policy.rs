@@ -345,23 +345,7 @@ impl RedactionPolicy {
     /// Parses a `redaction` section given on its own (the object itself, not the whole plugin
     /// config); errors carry paths under `$.redaction`. Empty input means the default policy.
     pub fn from_json(bytes: &[u8]) -> Result<RedactionPolicy, ConfigErrors> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(RedactionPolicy::default());
-        }
-        let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
-            ConfigErrors(vec![FieldError {
-                path: "$.redaction".into(),
-                reason: format!("not valid JSON: {e}"),
-            }])
-        })?;
-        let mut errs = Vec::new();
-        let f = Fields::object("$.redaction".into(), Some(&doc), &mut errs);
-        let p = parse(f, &mut errs);
-        if errs.is_empty() {
-            Ok(p)
-        } else {
-            Err(ConfigErrors(errs))
-        }
+        crate::config::read_json(bytes, "$.redaction", parse)
     }
 }
 
