@@ -8,19 +8,18 @@
 //! record, so nothing downstream (batching, encoding, retries) can leak it.
 
 use crate::envoy::{
-    int_attr, protocol_version, response_flags, split_authority, split_socket_address,
+    default_port, int_attr, protocol_version, response_flags, split_authority,
+    split_socket_address, unmap_ipv4,
 };
 use crate::record::AccessRecord;
 use crate::redact::{RedactionPolicy, Summary};
-use crate::trace::parse_traceparent;
+use crate::trace;
 use std::borrow::Cow;
 
 /// Read access to the proxy's view of the current request.
 pub trait AttributeSource {
     /// The Envoy attribute at `path` (e.g. `["request", "method"]`), as raw bytes.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    /// The first value of request header `name` (lower case), as raw bytes.
-    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Every request header (lower-case names), as raw values.
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     /// Every response header (lower-case names), as raw values.
@@ -92,9 +91,12 @@ pub fn capture_http(
     now_ns: u64,
 ) -> AccessRecord {
     let mut sum = Summary::new();
+    let scheme = text(src, &["request", "scheme"]);
     let (server_address, server_port) = match text(src, &["request", "host"]) {
         Some(a) => {
             let (h, p) = split_authority(&a);
+            // A port the scheme implies is noise: `shop:443` and `shop` are one server.
+            let p = p.filter(|p| default_port(scheme.as_deref()) != Some(*p));
             (owned(policy.text(&h, &mut sum)), p)
         }
         None => (None, None),
@@ -128,15 +130,22 @@ pub fn capture_http(
     let (client_address, client_port) = match text(src, &["source", "address"]) {
         Some(a) => {
             let (ip, port) = split_socket_address(&a);
-            (owned(policy.client_ip(ip, &mut sum)), port)
+            (owned(policy.client_ip(unmap_ipv4(ip), &mut sum)), port)
         }
         None => (None, None),
     };
     let user_agent =
         text(src, &["request", "useragent"]).and_then(|v| owned(policy.text(&v, &mut sum)));
     let request_id = text(src, &["request", "id"]).and_then(|v| owned(policy.text(&v, &mut sum)));
+    let raw_request_headers = src.request_headers();
+    // Trace ids come from the header list already fetched: no extra hostcall per header.
+    let trace = trace::from_headers(
+        raw_request_headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice())),
+    );
     let request_headers = headers(
-        src.request_headers(),
+        raw_request_headers,
         |n| policy.logs_request_header(n),
         |n, v, s| owned(policy.request_header(n, v, s)),
         &mut sum,
@@ -147,15 +156,12 @@ pub fn capture_http(
         |n, v, s| owned(policy.response_header(n, v, s)),
         &mut sum,
     );
-    let trace = src
-        .request_header("traceparent")
-        .and_then(|v| parse_traceparent(&v));
     AccessRecord {
         start_time_ns: unsigned(src, &["request", "time"]).unwrap_or(now_ns),
         observed_time_ns: now_ns,
         duration_ns: unsigned(src, &["request", "duration"]),
-        method: text(src, &["request", "method"]),
-        scheme: text(src, &["request", "scheme"]),
+        method: text(src, &["request", "method"]).map(|m| m.to_ascii_uppercase()),
+        scheme,
         server_address,
         server_port,
         path,
@@ -224,12 +230,6 @@ impl MapSource {
 impl AttributeSource for MapSource {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         self.properties.get(&path.join(".")).cloned()
-    }
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
     }
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         self.headers.clone()
@@ -358,6 +358,30 @@ mod tests {
                 .any(|(n, v)| n == "content-type" && v == "text/plain")
         );
         assert!(r.redactions.total() >= 6, "{:?}", r.redactions);
+    }
+
+    #[test]
+    fn normalizes_method_authority_and_mapped_addresses() {
+        let src = MapSource::default()
+            .text("request.method", "get")
+            .text("request.scheme", "https")
+            .text("request.host", "Shop.Example:443")
+            .text("source.address", "[::ffff:198.51.100.23]:5555")
+            .header("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1");
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        assert_eq!(r.method.as_deref(), Some("GET"));
+        assert_eq!(r.server_address.as_deref(), Some("shop.example"));
+        assert_eq!(r.server_port, None, "443 is implied by https");
+        // Unmapped first, then truncated as an IPv4 address.
+        assert_eq!(r.client_address.as_deref(), Some("198.51.100.0"));
+        assert_eq!(r.trace_id.map(|t| t[0]), Some(0x80));
+        let other = MapSource::default()
+            .text("request.scheme", "http")
+            .text("request.host", "shop:8080");
+        assert_eq!(
+            capture_http(&other, &RedactionPolicy::default(), 1).server_port,
+            Some(8080)
+        );
     }
 
     #[test]

@@ -51,6 +51,31 @@ pub fn split_authority(authority: &str) -> (String, Option<u16>) {
     (host.to_ascii_lowercase(), port)
 }
 
+/// The port a scheme implies: 80 for `http`, 443 for `https`.
+pub fn default_port(scheme: Option<&str>) -> Option<u16> {
+    match scheme {
+        Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+        Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+        _ => None,
+    }
+}
+
+/// `::ffff:10.1.2.3` (an IPv4 client on a dual-stack socket) gives `10.1.2.3`; anything else is
+/// returned unchanged, so one client has one spelling.
+pub fn unmap_ipv4(ip: &str) -> &str {
+    match ip.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("::ffff:") => {
+            let rest = ip.get(7..).unwrap_or_default();
+            if rest.parse::<std::net::Ipv4Addr>().is_ok() {
+                rest
+            } else {
+                ip
+            }
+        }
+        _ => ip,
+    }
+}
+
 /// `HTTP/1.1` gives `1.1`; `HTTP/2` gives `2`.
 pub fn protocol_version(protocol: &str) -> &str {
     protocol.strip_prefix("HTTP/").unwrap_or(protocol)
@@ -84,6 +109,17 @@ mod tests {
             split_authority("Api.Example.com:8443"),
             ("api.example.com".into(), Some(8443))
         );
+    }
+
+    #[test]
+    fn normalization_helpers() {
+        assert_eq!(unmap_ipv4("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(unmap_ipv4("::FFFF:10.1.2.3"), "10.1.2.3");
+        assert_eq!(unmap_ipv4("::ffff:abcd"), "::ffff:abcd");
+        assert_eq!(unmap_ipv4("2001:db8::1"), "2001:db8::1");
+        assert_eq!(default_port(Some("https")), Some(443));
+        assert_eq!(default_port(Some("HTTP")), Some(80));
+        assert_eq!(default_port(None), None);
     }
 
     #[test]

@@ -17,12 +17,6 @@ impl AttributeSource for EnvoyAttributes {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }
 
-    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
-    }
-
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
     }

@@ -85,14 +85,23 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
             _ => ("DELETE", "/status/503".to_owned(), 503, "/status/{id}"),
         };
         let rid = format!("req-{i:04}");
-        let trace = format!("00-{:032x}-{:016x}-01", 0xabc000 + i, 0x5000 + i);
+        let (trace_id, span_id) = (
+            format!("{:032x}", 0xabc000 + i),
+            format!("{:016x}", 0x5000 + i),
+        );
+        // Even requests carry W3C traceparent, every fourth odd one B3, the rest none.
+        let trace = match i % 4 {
+            0 | 2 => Some(("traceparent", format!("00-{trace_id}-{span_id}-01"))),
+            1 => Some(("b3", format!("{trace_id}-{span_id}-1"))),
+            _ => None,
+        };
         let mut headers: Vec<(&str, &[u8])> = vec![
             ("x-request-id", rid.as_bytes()),
             ("user-agent", b"e2e/1.0"),
             ("referer", b"https://shop.example/cart?step=2"),
         ];
-        if i % 2 == 0 {
-            headers.push(("traceparent", trace.as_bytes()));
+        if let Some((name, value)) = &trace {
+            headers.push((name, value.as_bytes()));
         }
         let body: &[u8] = if method == "POST" {
             b"{\"item\":42}"
@@ -110,7 +119,7 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
             path,
             logged,
             status,
-            (i % 2 == 0).then_some(trace),
+            trace.map(|_| (trace_id, span_id)),
             body.len(),
         ));
     }
@@ -174,9 +183,9 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
             "no flags on a clean request: {r}"
         );
         match trace {
-            Some(t) => {
-                assert_eq!(r["trace_id"], t[3..35], "{r}");
-                assert_eq!(r["span_id"], t[36..52], "{r}");
+            Some((t, s)) => {
+                assert_eq!(r["trace_id"], t, "{r}");
+                assert_eq!(r["span_id"], s, "{r}");
             }
             None => assert!(r.get("trace_id").is_none(), "{r}"),
         }
