@@ -351,6 +351,8 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
                 s
             },
             policy_version: Some("0123456789abcdef".into()),
+            direction: Some("outbound"),
+            sequence: Some(41),
         },
         AccessRecord {
             start_time_ns: 5,
@@ -401,6 +403,8 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
             "meshlog.redacted.email": 2,
             "meshlog.redacted.ip": 1,
             "meshlog.policy_version": "0123456789abcdef",
+            "meshlog.direction": "outbound",
+            "meshlog.sequence": 41,
             "network.protocol.name": "http",
             "network.protocol.version": "1.1",
             "http.response.status_code": 503,

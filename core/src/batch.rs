@@ -39,6 +39,7 @@ pub struct Batcher {
     queue: VecDeque<(u64, Vec<u8>)>,
     queued_bytes: usize,
     stats: BatchStats,
+    next_sequence: u64,
 }
 
 impl Batcher {
@@ -52,11 +53,15 @@ impl Batcher {
             queue: VecDeque::new(),
             queued_bytes: 0,
             stats: BatchStats::default(),
+            next_sequence: 0,
         }
     }
 
-    /// Encodes and buffers `rec`, dropping the oldest records if the byte bound is exceeded.
-    pub fn push(&mut self, rec: &AccessRecord, now_ns: u64) {
+    /// Numbers `rec` with the VM's next sequence number, encodes and buffers it, dropping the
+    /// oldest records if the byte bound is exceeded.
+    pub fn push(&mut self, rec: &mut AccessRecord, now_ns: u64) {
+        rec.sequence = Some(self.next_sequence);
+        self.next_sequence += 1;
         let mut buf = Vec::with_capacity(768);
         encode_log_record(&mut buf, rec);
         self.queued_bytes += buf.len() + 1;
@@ -152,10 +157,10 @@ mod tests {
     #[test]
     fn ships_on_count() {
         let mut b = Batcher::new(&cfg(3, 1000, 1 << 20), Envelope::new([]));
-        b.push(&rec(1), 0);
-        b.push(&rec(2), 0);
+        b.push(&mut rec(1), 0);
+        b.push(&mut rec(2), 0);
         assert!(b.take_due(0).is_none());
-        b.push(&rec(3), 0);
+        b.push(&mut rec(3), 0);
         let batch = b.take_due(0).unwrap();
         assert_eq!(batch.records, 3);
         assert!(b.is_empty());
@@ -173,11 +178,11 @@ mod tests {
     #[test]
     fn ships_on_age_and_splits_by_count() {
         let mut b = Batcher::new(&cfg(2, 100, 1 << 20), Envelope::new([]));
-        b.push(&rec(1), 0);
+        b.push(&mut rec(1), 0);
         assert!(b.take_due(99 * MS).is_none());
         assert_eq!(b.take_due(100 * MS).unwrap().records, 1);
         for i in 0..5 {
-            b.push(&rec(i), 200 * MS);
+            b.push(&mut rec(i), 200 * MS);
         }
         assert_eq!(b.take_due(200 * MS).unwrap().records, 2);
         assert_eq!(b.take_due(200 * MS).unwrap().records, 2);
@@ -191,7 +196,7 @@ mod tests {
     fn overflow_drops_oldest_and_counts_exactly() {
         let mut b = Batcher::new(&cfg(1000, 1000, 2_000), Envelope::new([]));
         for i in 0..100 {
-            b.push(&rec(i), 0);
+            b.push(&mut rec(i), 0);
         }
         let s = b.stats();
         assert!(b.queued_bytes() <= 2_000);
@@ -202,6 +207,8 @@ mod tests {
         let body = b.take_any().unwrap().body;
         let text = String::from_utf8(body).unwrap();
         assert!(text.contains("/r/99"));
+        // Sequence numbers run on without reuse: the dropped ones are gaps.
+        assert!(text.contains(r#""meshlog.sequence","value":{"intValue":"99"}"#));
         assert!(!text.contains("\"/r/0\""));
     }
 }

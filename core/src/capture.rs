@@ -189,6 +189,12 @@ pub fn capture_http(
         response_headers,
         redactions: sum,
         policy_version: Some(policy.version().to_owned()),
+        direction: match int(src, &["xds", "listener_direction"]) {
+            Some(1) => Some("inbound"),
+            Some(2) => Some("outbound"),
+            _ => None,
+        },
+        sequence: None,
     }
 }
 

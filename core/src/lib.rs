@@ -12,6 +12,7 @@ pub mod json;
 pub mod otlp;
 pub mod record;
 pub mod redact;
+pub mod resource;
 pub mod schema;
 pub mod trace;
 

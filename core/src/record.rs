@@ -67,6 +67,10 @@ pub struct AccessRecord {
     pub redactions: Summary,
     /// Version (hash) of the policy that produced this record.
     pub policy_version: Option<String>,
+    /// Listener direction (`inbound`, `outbound`).
+    pub direction: Option<&'static str>,
+    /// Per-VM sequence number, set when the record enters the VM's buffer.
+    pub sequence: Option<u64>,
 }
 
 /// A typed attribute value as OTLP carries it.
@@ -148,6 +152,9 @@ impl AccessRecord {
             &self.downstream_local_address,
         );
         s(k::MESHLOG_POLICY_VERSION, &self.policy_version);
+        if let Some(d) = self.direction {
+            f(k::MESHLOG_DIRECTION, "", AttrValue::Str(d));
+        }
         if let Some(v) = &self.protocol_version {
             f(k::NETWORK_PROTOCOL_NAME, "", AttrValue::Str("http"));
             f(k::NETWORK_PROTOCOL_VERSION, "", AttrValue::Str(v));
@@ -182,6 +189,7 @@ impl AccessRecord {
         );
         i(k::MESHLOG_DURATION_NS, self.duration_ns.map(sat_i64));
         i(k::CLIENT_PORT, self.client_port.map(i64::from));
+        i(k::MESHLOG_SEQUENCE, self.sequence.map(sat_i64));
     }
 }
 

@@ -50,6 +50,11 @@ pub const MESHLOG_DURATION_NS: &str = "meshlog.duration_ns";
 pub const MESHLOG_REQUEST_ID: &str = "meshlog.request_id";
 /// Envoy response flags as short codes (`UF,URX`), empty when none.
 pub const MESHLOG_RESPONSE_FLAGS: &str = "meshlog.response_flags";
+/// Traffic direction of the listener: `inbound` or `outbound` (absent when unspecified).
+pub const MESHLOG_DIRECTION: &str = "meshlog.direction";
+/// Per-VM sequence number (integer, from 0, no gaps): a gap is a record lost between the VM and
+/// the store; the VM id (resource attribute `meshlog.vm.id`) says which sequence.
+pub const MESHLOG_SEQUENCE: &str = "meshlog.sequence";
 /// Envoy's response code details (`via_upstream`, `route_not_found`).
 pub const MESHLOG_RESPONSE_CODE_DETAILS: &str = "meshlog.response_code_details";
 /// Upstream cluster name.

@@ -10,6 +10,7 @@
 
 use crate::host::{Counter, Counters, EnvoyAttributes, RedactionCounters, now_ns};
 use meshlog_core::otlp::Envelope;
+use meshlog_core::resource::resource;
 use meshlog_core::{Batch, Batcher, FilterConfig, capture_http};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -156,7 +157,9 @@ impl RootContext for Root {
         };
         // A reconfiguration ships what the old configuration buffered first.
         self.ship(true);
-        let envelope = Envelope::new(cfg.resource.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // Who sends: read once per VM from Envoy's node, then the configured attributes.
+        let res = resource(&EnvoyAttributes, &cfg.resource, &vm_id());
+        let envelope = Envelope::new(res.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let batcher = Batcher::new(&cfg.batch, envelope);
         let tick = Duration::from_millis(cfg.batch.max_age_ms.min(MAX_TICK_MS));
         let policy = cfg.redaction.version().to_owned();
@@ -203,15 +206,25 @@ impl RootContext for Root {
     }
 }
 
+/// A random id for this VM (16 hex digits), so its sequence numbers are told apart from every
+/// other VM's, across restarts too. If the host has no randomness, time and context stand in.
+fn vm_id() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        b = now_ns().to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Captures the finished request the host is logging and buffers its record.
 fn log_request(shared: &Shared, counters: &Counters) {
     let now = now_ns();
     if let Ok(mut g) = shared.try_borrow_mut()
         && let Some(s) = g.as_mut()
     {
-        let rec = capture_http(&EnvoyAttributes, &s.cfg.redaction, now);
+        let mut rec = capture_http(&EnvoyAttributes, &s.cfg.redaction, now);
         s.redacted.add(&rec.redactions);
-        s.batcher.push(&rec, now);
+        s.batcher.push(&mut rec, now);
         counters.add(Counter::RecordsLogged, 1);
     }
 }

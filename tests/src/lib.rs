@@ -286,6 +286,8 @@ pub struct Sidecar {
     pub admin: u16,
     /// Replacement plugin configuration JSON; `None` keeps the shipped one.
     pub plugin_config: Option<String>,
+    /// Further (from, to) text substitutions; each `from` must occur exactly once.
+    pub replace: Vec<(String, String)>,
 }
 
 impl Sidecar {
@@ -298,6 +300,7 @@ impl Sidecar {
             collector,
             admin: free_port(),
             plugin_config: None,
+            replace: Vec::new(),
         }
     }
 
@@ -331,6 +334,9 @@ impl Sidecar {
                 .unwrap_or(wasm.clone())
                 .to_string_lossy(),
         );
+        for (from, to) in &self.replace {
+            sub(from, to);
+        }
         if let Some(cfg) = &self.plugin_config {
             y = replace_plugin_config(&y, cfg);
         }

@@ -144,6 +144,11 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
         assert!(r["http.response.body.size"].as_u64().unwrap() > 0, "{r}");
         assert_eq!(r["meshlog.upstream.cluster"], "app");
         assert_eq!(r["meshlog.upstream.host"], upstream.addr.to_string());
+        assert_eq!(r["meshlog.direction"], "inbound", "{r}");
+        assert_eq!(
+            r["resource.service.instance.id"], "demo-sidecar",
+            "from the node: {r}"
+        );
         // Client addresses are personal data: /24 by default.
         assert_eq!(r["client.address"], "127.0.0.0");
         assert_eq!(
@@ -189,6 +194,22 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
             }
             None => assert!(r.get("trace_id").is_none(), "{r}"),
         }
+    }
+    // Per VM (worker), sequence numbers run from 0 without a gap: nothing was lost on the way.
+    let mut by_vm: HashMap<String, Vec<u64>> = HashMap::new();
+    for r in &stored {
+        let vm = r["resource.meshlog.vm.id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no vm id: {r}"));
+        assert_eq!(vm.len(), 16, "vm id {vm}");
+        by_vm
+            .entry(vm.to_owned())
+            .or_default()
+            .push(r["meshlog.sequence"].as_u64().unwrap());
+    }
+    for (vm, mut seqs) in by_vm {
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "VM {vm}");
     }
     let sent = wait_for(Duration::from_secs(5), || {
         envoy
@@ -292,4 +313,46 @@ fn an_unreachable_upstream_is_logged_with_envoy_response_flags() {
     assert_eq!(r["http.response.status_code"], 503);
     assert_eq!(r["meshlog.response_flags"], "UF", "{r}");
     assert_eq!(r["severity_text"], "ERROR");
+}
+
+#[test]
+fn istio_node_metadata_becomes_resource_attributes() {
+    let data = tempfile::tempdir().unwrap();
+    let collector = Collector::start(data.path());
+    let upstream = Upstream::start(UPSTREAM);
+    let mut sidecar = Sidecar::new(upstream.addr.port(), collector.addr.port());
+    // What istio-agent writes into the node; no resource in the plugin configuration.
+    sidecar.replace.push((
+        "  cluster: demo-cluster\n".into(),
+        "  cluster: checkout.shop\n  metadata:\n    NAMESPACE: shop\n    NAME: checkout-7d9f\n    \
+         WORKLOAD_NAME: checkout\n    CLUSTER_ID: Kubernetes\n    MESH_ID: cluster.local\n    \
+         LABELS:\n      app: checkout-app\n      service.istio.io/canonical-name: checkout-svc\n"
+            .into(),
+    ));
+    sidecar.plugin_config = Some(r#"{"batch":{"max_age_ms":100}}"#.into());
+    let envoy = Envoy::start(&sidecar, 1);
+    assert_eq!(
+        send(
+            envoy.listen,
+            "GET",
+            "/",
+            &[("x-request-id", b"istio-1")],
+            b""
+        ),
+        200
+    );
+    let by_id = by_request_id(&records(&collector, 1));
+    let r = &by_id["istio-1"];
+    for (key, want) in [
+        ("resource.service.name", "checkout-svc"),
+        ("resource.service.namespace", "shop"),
+        ("resource.k8s.namespace.name", "shop"),
+        ("resource.k8s.pod.name", "checkout-7d9f"),
+        ("resource.k8s.cluster.name", "Kubernetes"),
+        ("resource.meshlog.mesh.id", "cluster.local"),
+        ("resource.meshlog.workload.name", "checkout"),
+        ("resource.service.instance.id", "demo-sidecar"),
+    ] {
+        assert_eq!(r[key], want, "{key} in {r}");
+    }
 }
