@@ -1,0 +1,133 @@
+//! Every plugin configuration shipped in `envoy-config/` (Envoy bootstraps, bench variants, the
+//! Istio WasmPlugin and EnvoyFilter) is accepted by the filter's own parser, so a manifest cannot
+//! drift into one the filter would refuse at start-up.
+
+use meshlog_core::FilterConfig;
+use meshlog_core::redact::RedactionPolicy;
+use meshlog_e2e::repo_root;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            yaml_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "yaml") {
+            out.push(p);
+        }
+    }
+}
+
+/// Loads a YAML file as JSON; bench templates' `@PLACEHOLDER@`s become 0 first.
+fn load(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut clean = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find('@') {
+        match rest[i + 1..].find('@') {
+            Some(j)
+                if rest[i + 1..i + 1 + j]
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_')
+                    && j > 0 =>
+            {
+                clean.push_str(&rest[..i]);
+                clean.push('0');
+                rest = &rest[i + j + 2..];
+            }
+            _ => {
+                clean.push_str(&rest[..=i]);
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    clean.push_str(rest);
+    serde_norway::from_str(&clean).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Plugin configurations in a document: Envoy `configuration` StringValues and Istio
+/// `pluginConfig` objects, with where they were found.
+fn plugin_configs(v: &Value, at: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    match v {
+        Value::Object(m) => {
+            if m.get("@type").and_then(Value::as_str)
+                == Some("type.googleapis.com/google.protobuf.StringValue")
+                && let Some(s) = m.get("value").and_then(Value::as_str)
+            {
+                out.push((at.to_owned(), s.as_bytes().to_vec()));
+            }
+            if let Some(pc) = m.get("pluginConfig") {
+                out.push((
+                    format!("{at}.pluginConfig"),
+                    serde_json::to_vec(pc).unwrap(),
+                ));
+            }
+            for (k, x) in m {
+                plugin_configs(x, &format!("{at}.{k}"), out);
+            }
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| plugin_configs(x, &format!("{at}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_shipped_plugin_configuration_is_valid() {
+    let mut files = Vec::new();
+    yaml_files(&repo_root().join("envoy-config"), &mut files);
+    files.sort();
+    let mut checked = Vec::new();
+    for f in &files {
+        let mut found = Vec::new();
+        plugin_configs(&load(f), "$", &mut found);
+        for (at, cfg) in found {
+            let name = format!(
+                "{}{}",
+                f.strip_prefix(repo_root()).unwrap_or(f).display(),
+                &at[1..]
+            );
+            if let Err(e) = FilterConfig::from_json(&cfg) {
+                panic!("{name}: {e}");
+            }
+            checked.push(name);
+        }
+    }
+    for must in [
+        "sidecar.yaml",
+        "access-logger.yaml",
+        "istio/wasmplugin.yaml",
+        "istio/envoyfilter-access-logger.yaml",
+    ] {
+        assert!(
+            checked.iter().any(|c| c.contains(must)),
+            "no plugin configuration checked in {must}: {checked:?}"
+        );
+    }
+}
+
+#[test]
+fn the_wasmplugin_redaction_settings_take_effect() {
+    let doc = load(&repo_root().join("envoy-config/istio/wasmplugin.yaml"));
+    let cfg = FilterConfig::from_json(&serde_json::to_vec(&doc["spec"]["pluginConfig"]).unwrap())
+        .unwrap();
+    assert_eq!(
+        cfg.collector.cluster,
+        "outbound|4318||meshlog-collector.meshlog.svc.cluster.local"
+    );
+    assert_ne!(
+        cfg.redaction.version(),
+        RedactionPolicy::default().version()
+    );
+    // A typo in the manifest would be refused, with its path.
+    let mut bad = doc["spec"]["pluginConfig"].clone();
+    bad["batch"]["max_recods"] = Value::from(5);
+    let e = FilterConfig::from_json(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
+    assert!(
+        e.to_string().contains("$.batch.max_recods: unknown field"),
+        "{e}"
+    );
+}
