@@ -1,0 +1,231 @@
+//! What the sampler saw, kept and dropped in an interval, per reason: so every gap in the audit
+//! trail is explained and volumes and error rates can be re-estimated.
+
+use super::{Decision, DropReason};
+use crate::record::AttrValue;
+use std::collections::BTreeMap;
+
+/// At most this many routes are tallied separately per interval; the rest go to [`OTHER_ROUTE`].
+pub const MAX_TALLY_ROUTES: usize = 64;
+/// Route key for requests without a route.
+pub const NO_ROUTE: &str = "(none)";
+/// Route key for routes beyond [`MAX_TALLY_ROUTES`] in one interval.
+pub const OTHER_ROUTE: &str = "(other)";
+
+/// `eventName` suggested for the record that ships a tally.
+pub const TALLY_EVENT_NAME: &str = "meshlog.sampling.tally";
+/// Interval start, unix ns (integer).
+pub const ATTR_START_NS: &str = "meshlog.sampling.interval.start_ns";
+/// Interval end, unix ns (integer).
+pub const ATTR_END_NS: &str = "meshlog.sampling.interval.end_ns";
+/// Requests decided (integer).
+pub const ATTR_SEEN: &str = "meshlog.sampling.seen";
+/// Records kept, whatever the reason (integer).
+pub const ATTR_KEPT: &str = "meshlog.sampling.kept";
+/// Of those, kept by an always-keep rule (integer).
+pub const ATTR_KEPT_ALWAYS: &str = "meshlog.sampling.kept.always";
+/// Sum of the kept records' adjusted counts, rounded (integer).
+pub const ATTR_KEPT_ADJUSTED: &str = "meshlog.sampling.kept.adjusted";
+/// Requests not selected by their sampling rate (integer).
+pub const ATTR_DROPPED_SAMPLED: &str = "meshlog.dropped.sampled";
+/// Records selected by sampling but dropped by the per-VM rate cap (integer).
+pub const ATTR_DROPPED_RATE_CAP: &str = "meshlog.dropped.rate_cap";
+/// Sum of the adjusted counts of the records the rate cap dropped, rounded (integer): the
+/// requests they stood for.
+pub const ATTR_DROPPED_RATE_CAP_ADJUSTED: &str = "meshlog.dropped.rate_cap.adjusted";
+/// Requests dropped by the health-check drop list (integer).
+pub const ATTR_DROPPED_HEALTH_CHECK: &str = "meshlog.dropped.health_check";
+/// Per-route counts as a JSON object string:
+/// `{"/api/{id}":{"seen":10,"sampled":8,"rate_cap":0,"health_check":0}}`. Absent when empty.
+pub const ATTR_BY_ROUTE: &str = "meshlog.sampling.by_route";
+
+/// Counts for one route in a [`Tally`]. Kept = `seen − sampled − rate_cap − health_check`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteTally {
+    /// Requests decided.
+    pub seen: u64,
+    /// Dropped: sampled out.
+    pub sampled: u64,
+    /// Dropped: rate cap.
+    pub rate_cap: u64,
+    /// Dropped: health check.
+    pub health_check: u64,
+}
+
+/// Counts over one interval `[start_ns, end_ns)`. Invariant: `seen == kept + dropped()`.
+///
+/// Estimating the traffic a VM saw (health checks excluded):
+/// `kept_adjusted + dropped_rate_cap_adjusted`; its errors are all in the kept records (always
+/// kept, adjusted count 1). Records lost *after* this point (batch overflow, failed shipping)
+/// show as `kept` here without a stored record (and as `meshlog.sequence` gaps).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// When counting began (the previous `take`, or the sampler's creation), unix ns.
+    pub start_ns: u64,
+    /// When the tally was taken, unix ns; 0 while it is still being counted.
+    pub end_ns: u64,
+    /// The sampling policy version (16 hex) in force for the whole interval.
+    pub policy_version: String,
+    /// Requests decided.
+    pub seen: u64,
+    /// Records kept (any reason).
+    pub kept: u64,
+    /// Records kept by an always-keep rule (included in `kept`).
+    pub kept_always: u64,
+    /// Sum of the adjusted counts of the kept records.
+    pub kept_adjusted: f64,
+    /// Requests not selected by their sampling rate.
+    pub dropped_sampled: u64,
+    /// Records selected by sampling but over the per-VM rate cap.
+    pub dropped_rate_cap: u64,
+    /// Sum of the adjusted counts of the records dropped by the rate cap.
+    pub dropped_rate_cap_adjusted: f64,
+    /// Requests on the health-check drop list.
+    pub dropped_health_check: u64,
+    /// Per route (`http.route`; [`NO_ROUTE`] without one; [`OTHER_ROUTE`] for routes first seen
+    /// after [`MAX_TALLY_ROUTES`] others in the interval, so at most `MAX_TALLY_ROUTES + 1`
+    /// entries).
+    pub by_route: BTreeMap<String, RouteTally>,
+}
+
+impl Tally {
+    /// An empty tally starting at `start_ns` under policy `policy_version`.
+    pub fn new(policy_version: &str, start_ns: u64) -> Self {
+        Tally {
+            start_ns,
+            policy_version: policy_version.to_owned(),
+            ..Tally::default()
+        }
+    }
+
+    /// Every dropped request, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_sampled
+            .saturating_add(self.dropped_rate_cap)
+            .saturating_add(self.dropped_health_check)
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.seen == 0
+    }
+
+    /// Estimated requests the VM saw, health checks excluded: the adjusted counts of the kept
+    /// records plus those of the records the rate cap dropped.
+    pub fn estimated_requests(&self) -> f64 {
+        self.kept_adjusted + self.dropped_rate_cap_adjusted
+    }
+
+    /// Returns the tally so far, ended at `now_ns`, and starts a new one at `now_ns`.
+    pub fn take(&mut self, now_ns: u64) -> Tally {
+        let fresh = Tally::new(&self.policy_version, now_ns);
+        let mut out = std::mem::replace(self, fresh);
+        out.end_ns = now_ns;
+        out
+    }
+
+    /// Counts one decision for a request on `route`.
+    pub(crate) fn count(&mut self, route: Option<&str>, d: &Decision) {
+        let inc = |c: &mut u64| *c = c.saturating_add(1);
+        inc(&mut self.seen);
+        match *d {
+            Decision::Keep {
+                adjusted_count,
+                reason,
+            } => {
+                inc(&mut self.kept);
+                self.kept_adjusted += adjusted_count;
+                if reason.is_always() {
+                    inc(&mut self.kept_always);
+                }
+            }
+            Decision::Drop(DropReason::SampledOut) => inc(&mut self.dropped_sampled),
+            Decision::Drop(DropReason::RateCap { adjusted_count }) => {
+                inc(&mut self.dropped_rate_cap);
+                self.dropped_rate_cap_adjusted += adjusted_count;
+            }
+            Decision::Drop(DropReason::HealthCheck) => inc(&mut self.dropped_health_check),
+        }
+        if let Some(r) = self.route_entry(route) {
+            inc(&mut r.seen);
+            match *d {
+                Decision::Keep { .. } => {}
+                Decision::Drop(DropReason::SampledOut) => inc(&mut r.sampled),
+                Decision::Drop(DropReason::RateCap { .. }) => inc(&mut r.rate_cap),
+                Decision::Drop(DropReason::HealthCheck) => inc(&mut r.health_check),
+            }
+        }
+    }
+
+    fn route_entry(&mut self, route: Option<&str>) -> Option<&mut RouteTally> {
+        let mut key = route.unwrap_or(NO_ROUTE);
+        if !self.by_route.contains_key(key) {
+            if self.by_route.len() >= MAX_TALLY_ROUTES {
+                key = OTHER_ROUTE;
+            }
+            // Allocates only for a route not yet seen in this interval.
+            if !self.by_route.contains_key(key) {
+                self.by_route.insert(key.to_owned(), RouteTally::default());
+            }
+        }
+        self.by_route.get_mut(key)
+    }
+
+    /// Calls `f(key, value)` for every attribute of the tally record, keys as in the `ATTR_*`
+    /// constants of this module. Adjusted sums are rounded to integers (the struct keeps them
+    /// exact).
+    pub fn for_each_attribute(&self, mut f: impl FnMut(&str, AttrValue<'_>)) {
+        let i = |v: u64| AttrValue::Int(i64::try_from(v).unwrap_or(i64::MAX));
+        // `as` saturates (and maps NaN to 0).
+        let r = |v: f64| AttrValue::Int(v.round() as i64);
+        f(ATTR_START_NS, i(self.start_ns));
+        f(ATTR_END_NS, i(self.end_ns));
+        f(
+            super::ATTR_POLICY_VERSION,
+            AttrValue::Str(&self.policy_version),
+        );
+        f(ATTR_SEEN, i(self.seen));
+        f(ATTR_KEPT, i(self.kept));
+        f(ATTR_KEPT_ALWAYS, i(self.kept_always));
+        f(ATTR_KEPT_ADJUSTED, r(self.kept_adjusted));
+        f(ATTR_DROPPED_SAMPLED, i(self.dropped_sampled));
+        f(ATTR_DROPPED_RATE_CAP, i(self.dropped_rate_cap));
+        f(
+            ATTR_DROPPED_RATE_CAP_ADJUSTED,
+            r(self.dropped_rate_cap_adjusted),
+        );
+        f(ATTR_DROPPED_HEALTH_CHECK, i(self.dropped_health_check));
+        if !self.by_route.is_empty() {
+            let json = self.by_route_json();
+            f(ATTR_BY_ROUTE, AttrValue::Str(&json));
+        }
+    }
+
+    /// [`Tally::by_route`] as the JSON object of [`ATTR_BY_ROUTE`].
+    pub fn by_route_json(&self) -> String {
+        let mut out = Vec::with_capacity(64 * self.by_route.len() + 2);
+        out.push(b'{');
+        for (n, (route, c)) in self.by_route.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            crate::json::push_str(&mut out, route);
+            out.extend_from_slice(b":{\"seen\":");
+            push_u64(&mut out, c.seen);
+            out.extend_from_slice(b",\"sampled\":");
+            push_u64(&mut out, c.sampled);
+            out.extend_from_slice(b",\"rate_cap\":");
+            push_u64(&mut out, c.rate_cap);
+            out.extend_from_slice(b",\"health_check\":");
+            push_u64(&mut out, c.health_check);
+            out.push(b'}');
+        }
+        out.push(b'}');
+        // Only valid UTF-8 went in (escaped `&str`s and ASCII).
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, v: u64) {
+    crate::json::push_int(out, i64::try_from(v).unwrap_or(i64::MAX));
+}
