@@ -14,6 +14,7 @@ use meshlog_collector::store::reader::{self, SEGMENTS_DIR, segment_file_name};
 use meshlog_collector::{AppState, Limits, Store, StoreOptions, app};
 use meshlog_core::AccessRecord;
 use meshlog_core::otlp::{Envelope, encode_log_record};
+use meshlog_core::record::SamplingMark;
 use meshlog_core::redact::{Kind, Summary};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -353,11 +354,27 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
             policy_version: Some("0123456789abcdef".into()),
             direction: Some("outbound"),
             sequence: Some(41),
+            sampling: Some(SamplingMark {
+                adjusted_count: 10.0 / 3.0,
+                reason: "sampled",
+                policy_version: "fedcba9876543210".into(),
+            }),
         },
         AccessRecord {
             start_time_ns: 5,
             observed_time_ns: 6,
             request_id: Some("f-2".into()),
+            ..AccessRecord::default()
+        },
+        AccessRecord {
+            start_time_ns: 7,
+            observed_time_ns: 8,
+            request_id: Some("f-3".into()),
+            sampling: Some(SamplingMark {
+                adjusted_count: 2.0,
+                reason: "sampled",
+                policy_version: "fedcba9876543210".into(),
+            }),
             ..AccessRecord::default()
         },
     ];
@@ -380,7 +397,16 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
     );
 
     let m = by_id(&h.stored());
-    let got = Value::Object(m["f-1"].clone());
+    let mut got = Value::Object(m["f-1"].clone());
+    // The sampling attributes (json! would exceed its recursion limit with them inline).
+    for (k, want) in [
+        ("meshlog.sampling.reason", json!("sampled")),
+        ("meshlog.sampling.policy_version", json!("fedcba9876543210")),
+        ("meshlog.sampling.adjusted_count", json!(10.0 / 3.0)),
+    ] {
+        let v = got.as_object_mut().unwrap().remove(k);
+        assert_eq!(v, Some(want), "{k}");
+    }
     assert_eq!(
         got,
         json!({
@@ -430,6 +456,11 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
     assert_eq!(minimal["time_unix_nano"], 5);
     assert_eq!(minimal["severity_number"], 9);
     assert!(minimal.get("trace_id").is_none() && minimal.get("url.path").is_none());
+    assert!(minimal.get("meshlog.sampling.adjusted_count").is_none());
+    // OTLP doubleValue is stored as a JSON number, an integral one too.
+    let count = &m["f-3"]["meshlog.sampling.adjusted_count"];
+    assert!(count.is_number(), "{count}");
+    assert_eq!(count.as_f64(), Some(2.0));
     h.close().await;
 }
 

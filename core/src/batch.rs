@@ -5,8 +5,9 @@
 //! collector must not grow it without limit. Time is passed in by the caller.
 
 use crate::config::BatchConfig;
-use crate::otlp::{Envelope, encode_log_record};
+use crate::otlp::{Envelope, encode_log_record, encode_tally_record};
 use crate::record::AccessRecord;
+use crate::sample::Tally;
 use std::collections::VecDeque;
 
 /// A request body ready to POST, and how many records it holds.
@@ -21,7 +22,7 @@ pub struct Batch {
 /// Counts since the VM started. Monotonic; exported as Envoy counters by the filter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchStats {
-    /// Records accepted into the buffer.
+    /// Records accepted into the buffer (access records and sampling tally records).
     pub records_buffered: u64,
     /// Records dropped because the buffer was full (oldest first).
     pub records_dropped_overflow: u64,
@@ -64,6 +65,21 @@ impl Batcher {
         self.next_sequence += 1;
         let mut buf = Vec::with_capacity(768);
         encode_log_record(&mut buf, rec);
+        self.buffer(buf, now_ns);
+    }
+
+    /// Encodes a sampling tally as a `meshlog.sampling.tally` record and buffers it like an
+    /// access record. It takes the VM's next sequence number too: sequences stay gapless over
+    /// every record the VM ships, so a gap is still a lost record, whichever kind.
+    pub fn push_tally(&mut self, tally: &Tally, now_ns: u64) {
+        let seq = self.next_sequence;
+        self.next_sequence += 1;
+        let mut buf = Vec::with_capacity(512);
+        encode_tally_record(&mut buf, tally, Some(seq), now_ns);
+        self.buffer(buf, now_ns);
+    }
+
+    fn buffer(&mut self, buf: Vec<u8>, now_ns: u64) {
         self.queued_bytes += buf.len() + 1;
         self.queue.push_back((now_ns, buf));
         self.stats.records_buffered += 1;
@@ -210,5 +226,44 @@ mod tests {
         // Sequence numbers run on without reuse: the dropped ones are gaps.
         assert!(text.contains(r#""meshlog.sequence","value":{"intValue":"99"}"#));
         assert!(!text.contains("\"/r/0\""));
+    }
+
+    #[test]
+    fn tallies_share_the_record_stream_and_its_sequence() {
+        let mut b = Batcher::new(&cfg(10, 1000, 1 << 20), Envelope::new([]));
+        b.push(&mut rec(1), 0);
+        let mut t = Tally::new("0123456789abcdef", 0);
+        t = t.take(5);
+        b.push_tally(&t, 5);
+        b.push(&mut rec(2), 6);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.stats().records_buffered, 3);
+        let v: serde_json::Value = serde_json::from_slice(&b.take_any().unwrap().body).unwrap();
+        let lrs = v["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+            .as_array()
+            .unwrap();
+        let names: Vec<&str> = lrs
+            .iter()
+            .map(|r| r["eventName"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "meshlog.http.access",
+                "meshlog.sampling.tally",
+                "meshlog.http.access"
+            ]
+        );
+        let seq = |r: &serde_json::Value| {
+            r["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["key"] == "meshlog.sequence")
+                .unwrap()["value"]["intValue"]
+                .clone()
+        };
+        let seqs: Vec<serde_json::Value> = lrs.iter().map(seq).collect();
+        assert_eq!(seqs, ["0", "1", "2"]);
     }
 }

@@ -97,7 +97,14 @@ pub fn capture_http(
             let (h, p) = split_authority(&a);
             // A port the scheme implies is noise: `shop:443` and `shop` are one server.
             let p = p.filter(|p| default_port(scheme.as_deref()) != Some(*p));
-            (owned(policy.text(&h, &mut sum)), p)
+            // An IP literal here is the server's own address, not personal data: the IP detector
+            // (meant for clients) must not truncate it. Any other host is client-supplied text.
+            let host = if h.parse::<std::net::IpAddr>().is_ok() {
+                Some(h)
+            } else {
+                owned(policy.text(&h, &mut sum))
+            };
+            (host, p)
         }
         None => (None, None),
     };
@@ -195,6 +202,7 @@ pub fn capture_http(
             _ => None,
         },
         sequence: None,
+        sampling: None,
     }
 }
 
@@ -378,6 +386,14 @@ mod tests {
         assert_eq!(r.method.as_deref(), Some("GET"));
         assert_eq!(r.server_address.as_deref(), Some("shop.example"));
         assert_eq!(r.server_port, None, "443 is implied by https");
+        let by_ip = MapSource::default().text("request.host", "10.0.0.7:8443");
+        let r2 = capture_http(&by_ip, &RedactionPolicy::default(), 1);
+        assert_eq!(
+            r2.server_address.as_deref(),
+            Some("10.0.0.7"),
+            "the server's IP is kept"
+        );
+        assert!(r2.redactions.is_empty());
         // Unmapped first, then truncated as an IPv4 address.
         assert_eq!(r.client_address.as_deref(), Some("198.51.100.0"));
         assert_eq!(r.trace_id.map(|t| t[0]), Some(0x80));

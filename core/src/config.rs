@@ -5,6 +5,7 @@
 //! silently fall back to a default. An empty configuration means all defaults.
 
 use crate::redact::RedactionPolicy;
+use crate::sample::SamplingPolicy;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -49,7 +50,18 @@ pub struct FilterConfig {
     /// `redaction`: what may be logged and how secrets are replaced. Absent means the secure
     /// default: every detector on. See `crate::redact` for the reference.
     pub redaction: RedactionPolicy,
+    /// `sampling`: which requests are kept. Absent (or `null`) means sampling off: every request
+    /// is kept and records carry no `meshlog.sampling.*` attributes. See `crate::sample` for the
+    /// reference.
+    pub sampling: SamplingPolicy,
+    /// `sampling.tally_interval_ms`: how often each VM ships its sampling tally record, 100 to
+    /// 3600000 ms, default 10000. Read here, beside the policy (it is about shipping, not about
+    /// deciding, so it is not part of the sampling policy version); unused when sampling is off.
+    pub tally_interval_ms: u64,
 }
+
+/// Default `sampling.tally_interval_ms`.
+pub const DEFAULT_TALLY_INTERVAL_MS: u64 = 10_000;
 
 impl Default for FilterConfig {
     fn default() -> Self {
@@ -68,6 +80,8 @@ impl Default for FilterConfig {
             },
             resource: BTreeMap::new(),
             redaction: RedactionPolicy::default(),
+            sampling: SamplingPolicy::default(),
+            tally_interval_ms: DEFAULT_TALLY_INTERVAL_MS,
         }
     }
 }
@@ -286,14 +300,47 @@ impl FilterConfig {
 
         let resource: BTreeMap<String, String> = root.get("resource", BTreeMap::new(), errs);
         let redaction = crate::redact::parse(root.section("redaction", errs), errs);
+        let (sampling, tally_interval_ms) = read_sampling(&mut root, errs);
         root.finish(errs);
         FilterConfig {
             collector,
             batch,
             resource,
             redaction,
+            sampling,
+            tally_interval_ms,
         }
     }
+}
+
+/// The `sampling` section: the policy (read by `crate::sample::parse`, errors with the others)
+/// and `tally_interval_ms`, which this reads and takes out before the policy parser sees the
+/// rest.
+fn read_sampling(root: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> (SamplingPolicy, u64) {
+    let path = root.child_path("sampling");
+    let raw = root.raw("sampling");
+    let Some(Value::Object(m)) = raw.filter(|v| {
+        v.as_object()
+            .is_some_and(|m| m.contains_key("tally_interval_ms"))
+    }) else {
+        return (
+            crate::sample::parse(path, raw, errs),
+            DEFAULT_TALLY_INTERVAL_MS,
+        );
+    };
+    let mut rest = m.clone();
+    let mut interval = DEFAULT_TALLY_INTERVAL_MS;
+    if let Some(v) = rest.remove("tally_interval_ms") {
+        match v.as_u64() {
+            Some(n) if (100..=3_600_000).contains(&n) => interval = n,
+            _ => errs.push(FieldError {
+                path: format!("{path}.tally_interval_ms"),
+                reason: format!("expected an integer from 100 to 3600000, got {v}"),
+            }),
+        }
+    }
+    let rest = Value::Object(rest);
+    (crate::sample::parse(path, Some(&rest), errs), interval)
 }
 
 /// Parses a JSON document (empty input: `T::default()`) and reads it with `read`, which records
@@ -419,6 +466,59 @@ mod tests {
             c.redaction.version(),
             "the version tracks the policy"
         );
+    }
+
+    #[test]
+    fn sampling_is_off_without_a_section_and_read_with_one() {
+        let off = FilterConfig::from_json(br#"{"sampling":null}"#).unwrap();
+        assert!(!off.sampling.is_enabled());
+        assert!(!FilterConfig::default().sampling.is_enabled());
+        assert_eq!(off.tally_interval_ms, DEFAULT_TALLY_INTERVAL_MS);
+        let on = FilterConfig::from_json(
+            br#"{"sampling":{"default_rate":0.5,"tally_interval_ms":500,
+                "rules":[{"route":"/api*","rate":0.1}]}}"#,
+        )
+        .unwrap();
+        assert!(on.sampling.is_enabled());
+        assert_eq!(on.tally_interval_ms, 500);
+        let same = FilterConfig::from_json(
+            br#"{"sampling":{"default_rate":0.5,"rules":[{"route":"/api*","rate":0.1}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            on.sampling.version(),
+            same.sampling.version(),
+            "the tally interval is not part of the policy"
+        );
+        assert_ne!(on.sampling.version(), off.sampling.version());
+        assert!(
+            FilterConfig::from_json(br#"{"sampling":{}}"#)
+                .unwrap()
+                .sampling
+                .is_enabled(),
+            "an empty section turns sampling on"
+        );
+    }
+
+    #[test]
+    fn sampling_errors_join_the_others_with_their_paths() {
+        let e = FilterConfig::from_json(
+            br#"{"batch":{"max_records":0},
+                "sampling":{"default_rate":1.5,"tally_interval_ms":5,"rules":[{"rate":-1}],"bogus":1}}"#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|f| f.path.as_str()).collect();
+        for p in [
+            "$.batch.max_records",
+            "$.sampling.default_rate",
+            "$.sampling.tally_interval_ms",
+            "$.sampling.rules[0].rate",
+            "$.sampling.bogus",
+        ] {
+            assert!(paths.contains(&p), "{p} missing from {paths:?}");
+        }
+        let e = FilterConfig::from_json(br#"{"sampling":5}"#).unwrap_err();
+        assert_eq!(e.0[0].path, "$.sampling");
     }
 
     #[test]

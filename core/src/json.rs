@@ -76,6 +76,24 @@ pub fn push_int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(buf.get(i..).unwrap_or_default());
 }
 
+/// Appends a double as OTLP/JSON writes it: a finite value as a bare JSON number in its shortest
+/// round-trip form (`1`, `2`, `0.5`, `3.3333333333333335`; Rust's `Display` never writes an
+/// exponent, `NaN` or `inf` for a finite value), a non-finite one as the proto3 JSON strings
+/// `"NaN"`, `"Infinity"`, `"-Infinity"`.
+pub fn push_f64(out: &mut Vec<u8>, v: f64) {
+    use std::io::Write as _;
+    if v.is_finite() {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{v}");
+    } else if v.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if v > 0.0 {
+        out.extend_from_slice(b"\"Infinity\"");
+    } else {
+        out.extend_from_slice(b"\"-Infinity\"");
+    }
+}
+
 /// Appends lower-case hex of `bytes` inside quotes.
 pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
@@ -112,7 +130,34 @@ mod tests {
         }
     }
 
+    fn f(v: f64) -> String {
+        let mut out = Vec::new();
+        push_f64(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn doubles() {
+        assert_eq!(f(1.0), "1");
+        assert_eq!(f(10.0), "10");
+        assert_eq!(f(2.5), "2.5");
+        assert_eq!(f(10.0 / 3.0), "3.3333333333333335");
+        assert_eq!(f(f64::NAN), "\"NaN\"");
+        assert_eq!(f(f64::INFINITY), "\"Infinity\"");
+        assert_eq!(f(f64::NEG_INFINITY), "\"-Infinity\"");
+    }
+
     proptest! {
+        #[test]
+        fn any_finite_double_is_a_json_number_that_round_trips(v in any::<f64>()) {
+            prop_assume!(v.is_finite());
+            let text = f(v);
+            let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+            prop_assert!(back.is_number(), "{}", text);
+            // std's parser is exact (serde_json's default one may be off by an ulp on long input).
+            prop_assert_eq!(text.parse::<f64>().unwrap(), v);
+        }
+
         #[test]
         fn any_string_round_trips_through_serde(v in any::<String>()) {
             let back: String = serde_json::from_str(&s(&v)).unwrap();

@@ -4,8 +4,9 @@
 //! enums, 64-bit integers as strings. Each record is encoded once, at log time, into a fragment;
 //! a batch is the fragments joined inside a fixed envelope built once per configuration.
 
-use crate::json::{push_hex, push_int, push_int_str, push_str, push_str2};
-use crate::record::{AccessRecord, AttrValue};
+use crate::json::{push_f64, push_hex, push_int, push_int_str, push_str, push_str2};
+use crate::record::{AccessRecord, AttrValue, Severity};
+use crate::sample::{TALLY_EVENT_NAME, Tally};
 
 /// Instrumentation scope name written on every batch.
 pub const SCOPE_NAME: &str = "meshlog";
@@ -46,6 +47,46 @@ pub fn encode_log_record(out: &mut Vec<u8>, rec: &AccessRecord) {
     out.push(b'}');
 }
 
+/// Appends one OTLP `LogRecord` JSON object for a sampling [`Tally`] taken at `now_ns`: event
+/// `meshlog.sampling.tally`, severity INFO, time the end of the interval, the tally's attributes
+/// ([`Tally::for_each_attribute`]) and, when given, `meshlog.sequence` (tallies share the VM's
+/// sequence with access records, so a gap still means a lost record). No request attributes,
+/// no trace.
+pub fn encode_tally_record(out: &mut Vec<u8>, tally: &Tally, sequence: Option<u64>, now_ns: u64) {
+    let sev = Severity::Info;
+    out.extend_from_slice(b"{\"timeUnixNano\":");
+    push_int_str(out, i64::try_from(tally.end_ns).unwrap_or(i64::MAX));
+    out.extend_from_slice(b",\"observedTimeUnixNano\":");
+    push_int_str(out, i64::try_from(now_ns).unwrap_or(i64::MAX));
+    out.extend_from_slice(b",\"severityNumber\":");
+    push_int(out, i64::from(sev.number()));
+    out.extend_from_slice(b",\"severityText\":");
+    push_str(out, sev.text());
+    out.extend_from_slice(b",\"eventName\":");
+    push_str(out, TALLY_EVENT_NAME);
+    out.extend_from_slice(b",\"attributes\":[");
+    let mut first = true;
+    tally.for_each_attribute(|key, value| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        push_key_value(out, key, "", value);
+    });
+    if let Some(seq) = sequence {
+        if !first {
+            out.push(b',');
+        }
+        push_key_value(
+            out,
+            crate::schema::MESHLOG_SEQUENCE,
+            "",
+            AttrValue::Int(i64::try_from(seq).unwrap_or(i64::MAX)),
+        );
+    }
+    out.extend_from_slice(b"]}");
+}
+
 fn push_key_value(out: &mut Vec<u8>, prefix: &str, name: &str, value: AttrValue<'_>) {
     out.extend_from_slice(b"{\"key\":");
     push_str2(out, prefix, name);
@@ -57,6 +98,10 @@ fn push_key_value(out: &mut Vec<u8>, prefix: &str, name: &str, value: AttrValue<
         AttrValue::Int(i) => {
             out.extend_from_slice(b",\"value\":{\"intValue\":");
             push_int_str(out, i);
+        }
+        AttrValue::Double(d) => {
+            out.extend_from_slice(b",\"value\":{\"doubleValue\":");
+            push_f64(out, d);
         }
     }
     out.extend_from_slice(b"}}");
@@ -168,6 +213,132 @@ mod tests {
             Some(Value::StringValue("/a \"quoted\"\npath".into()))
         );
         assert_eq!(get("meshlog.duration_ns"), Some(Value::IntValue(1_500_000)));
+    }
+
+    #[test]
+    fn sampling_attributes_are_typed_for_the_reference_decoder() {
+        let mut rec = sample();
+        rec.sampling = Some(crate::record::SamplingMark {
+            adjusted_count: 10.0 / 3.0,
+            reason: "sampled",
+            policy_version: "0123456789abcdef".into(),
+        });
+        let mut a = Vec::new();
+        encode_log_record(&mut a, &rec);
+        rec.sampling.as_mut().unwrap().adjusted_count = 2.0;
+        let mut b = Vec::new();
+        encode_log_record(&mut b, &rec);
+        let text = String::from_utf8(b.clone()).unwrap();
+        assert!(
+            text.contains(r#""meshlog.sampling.adjusted_count","value":{"doubleValue":2}"#),
+            "{text}"
+        );
+        let body = Envelope::new([]).wrap([a.as_slice(), b.as_slice()], 0);
+        let req: ExportLogsServiceRequest = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)));
+        let lrs = &req.resource_logs[0].scope_logs[0].log_records;
+        let get = |i: usize, k: &str| {
+            lrs[i]
+                .attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.as_ref()?.value.clone())
+        };
+        assert_eq!(
+            get(0, "meshlog.sampling.adjusted_count"),
+            Some(Value::DoubleValue(10.0 / 3.0))
+        );
+        assert_eq!(
+            get(1, "meshlog.sampling.adjusted_count"),
+            Some(Value::DoubleValue(2.0))
+        );
+        assert_eq!(
+            get(0, "meshlog.sampling.reason"),
+            Some(Value::StringValue("sampled".into()))
+        );
+        assert_eq!(
+            get(0, "meshlog.sampling.policy_version"),
+            Some(Value::StringValue("0123456789abcdef".into()))
+        );
+        // Unsampled records carry none of them.
+        let mut c = Vec::new();
+        encode_log_record(&mut c, &sample());
+        assert!(!String::from_utf8(c).unwrap().contains("meshlog.sampling."));
+    }
+
+    #[test]
+    fn a_tally_record_decodes_with_every_count() {
+        use crate::sample::{RequestFacts, Sampler};
+        let policy = crate::FilterConfig::from_json(br#"{"sampling":{"default_rate":0.0}}"#)
+            .unwrap()
+            .sampling;
+        let mut s = Sampler::new(policy.clone(), 1_000);
+        let ok = RequestFacts {
+            trace_id: Some([7; 16]),
+            path: Some("/a"),
+            route: Some("/a"),
+            status: Some(200),
+            ..RequestFacts::default()
+        };
+        let err = RequestFacts {
+            status: Some(503),
+            ..ok
+        };
+        let hc = RequestFacts {
+            path: Some("/healthz"),
+            route: None,
+            ..ok
+        };
+        for f in [ok, ok, err, hc] {
+            s.decide(&f, 2_000);
+        }
+        let t = s.take_tally(5_000);
+        let mut a = Vec::new();
+        encode_tally_record(&mut a, &t, Some(7), 6_000);
+        let body = Envelope::new([("service.name", "x")]).wrap([a.as_slice()], a.len());
+        let req: ExportLogsServiceRequest = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)));
+        let lr = &req.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(lr.event_name, "meshlog.sampling.tally");
+        assert_eq!(lr.time_unix_nano, 5_000);
+        assert_eq!(lr.observed_time_unix_nano, 6_000);
+        assert_eq!(lr.severity_number, 9);
+        assert!(lr.trace_id.is_empty());
+        let get = |k: &str| {
+            lr.attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.as_ref()?.value.clone())
+                .unwrap_or_else(|| panic!("no {k} in {lr:?}"))
+        };
+        assert_eq!(get("meshlog.sampling.seen"), Value::IntValue(4));
+        assert_eq!(get("meshlog.sampling.kept"), Value::IntValue(1));
+        assert_eq!(get("meshlog.sampling.kept.always"), Value::IntValue(1));
+        assert_eq!(get("meshlog.dropped.sampled"), Value::IntValue(2));
+        assert_eq!(get("meshlog.dropped.health_check"), Value::IntValue(1));
+        assert_eq!(get("meshlog.dropped.rate_cap"), Value::IntValue(0));
+        assert_eq!(
+            get("meshlog.sampling.interval.start_ns"),
+            Value::IntValue(1_000)
+        );
+        assert_eq!(
+            get("meshlog.sampling.interval.end_ns"),
+            Value::IntValue(5_000)
+        );
+        assert_eq!(
+            get("meshlog.sampling.policy_version"),
+            Value::StringValue(policy.version().into())
+        );
+        assert_eq!(get("meshlog.sequence"), Value::IntValue(7));
+        let Value::StringValue(by_route) = get("meshlog.sampling.by_route") else {
+            panic!("by_route is a string")
+        };
+        let v: serde_json::Value = serde_json::from_str(&by_route).unwrap();
+        assert_eq!(v["/a"]["sampled"], 2);
+        // Without a sequence, the attribute list stays valid JSON.
+        let mut b = Vec::new();
+        encode_tally_record(&mut b, &Tally::default(), None, 0);
+        let _: serde_json::Value = serde_json::from_slice(&b).unwrap();
     }
 
     #[test]

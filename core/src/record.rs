@@ -7,7 +7,7 @@ use crate::redact::Summary;
 use crate::schema as k;
 
 /// One completed HTTP request as seen by the sidecar.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccessRecord {
     /// When the first request byte arrived, unix nanoseconds.
     pub start_time_ns: u64,
@@ -71,15 +71,32 @@ pub struct AccessRecord {
     pub direction: Option<&'static str>,
     /// Per-VM sequence number, set when the record enters the VM's buffer.
     pub sequence: Option<u64>,
+    /// Why sampling kept this record, set only when a `sampling` section is configured. `None`
+    /// (no `meshlog.sampling.*` attributes): unsampled, the record stands for itself (adjusted
+    /// count 1).
+    pub sampling: Option<SamplingMark>,
+}
+
+/// The sampling attributes of a kept record (see [`crate::sample`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingMark {
+    /// Requests this record stands for (`1/rate`, or 1 when always kept): `meshlog.sampling.adjusted_count`.
+    pub adjusted_count: f64,
+    /// Why it was kept ([`crate::sample::KeepReason::name`]): `meshlog.sampling.reason`.
+    pub reason: &'static str,
+    /// The sampling policy version (16 hex): `meshlog.sampling.policy_version`.
+    pub policy_version: String,
 }
 
 /// A typed attribute value as OTLP carries it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AttrValue<'a> {
     /// `stringValue`
     Str(&'a str),
     /// `intValue` (a JSON string in OTLP/JSON)
     Int(i64),
+    /// `doubleValue` (a JSON number in OTLP/JSON)
+    Double(f64),
 }
 
 /// OTLP severity numbers used for access records.
@@ -155,6 +172,14 @@ impl AccessRecord {
         if let Some(d) = self.direction {
             f(k::MESHLOG_DIRECTION, "", AttrValue::Str(d));
         }
+        if let Some(m) = &self.sampling {
+            f(k::MESHLOG_SAMPLING_REASON, "", AttrValue::Str(m.reason));
+            f(
+                k::MESHLOG_SAMPLING_POLICY_VERSION,
+                "",
+                AttrValue::Str(&m.policy_version),
+            );
+        }
         if let Some(v) = &self.protocol_version {
             f(k::NETWORK_PROTOCOL_NAME, "", AttrValue::Str("http"));
             f(k::NETWORK_PROTOCOL_VERSION, "", AttrValue::Str(v));
@@ -190,6 +215,13 @@ impl AccessRecord {
         i(k::MESHLOG_DURATION_NS, self.duration_ns.map(sat_i64));
         i(k::CLIENT_PORT, self.client_port.map(i64::from));
         i(k::MESHLOG_SEQUENCE, self.sequence.map(sat_i64));
+        if let Some(m) = &self.sampling {
+            f(
+                k::MESHLOG_SAMPLING_ADJUSTED_COUNT,
+                "",
+                AttrValue::Double(m.adjusted_count),
+            );
+        }
     }
 }
 

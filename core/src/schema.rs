@@ -63,6 +63,13 @@ pub const MESHLOG_UPSTREAM_CLUSTER: &str = "meshlog.upstream.cluster";
 pub const MESHLOG_UPSTREAM_HOST: &str = "meshlog.upstream.host";
 /// Downstream local address (`ip:port`): where the request arrived.
 pub const MESHLOG_DOWNSTREAM_LOCAL_ADDRESS: &str = "meshlog.downstream.local_address";
+/// Sampling only (absent when no `sampling` section is configured, meaning unsampled: adjusted
+/// count 1): the requests this kept record stands for, `1/rate` or 1 (double).
+pub const MESHLOG_SAMPLING_ADJUSTED_COUNT: &str = crate::sample::ATTR_ADJUSTED_COUNT;
+/// Sampling only: why the record was kept (`sampled`, `error_status`, `status`, …).
+pub const MESHLOG_SAMPLING_REASON: &str = crate::sample::ATTR_KEEP_REASON;
+/// Sampling only: version (16 hex chars) of the sampling policy that kept the record.
+pub const MESHLOG_SAMPLING_POLICY_VERSION: &str = crate::sample::ATTR_POLICY_VERSION;
 
 /// The OTLP `eventName` of every access record.
 pub const EVENT_NAME: &str = "meshlog.http.access";

@@ -73,12 +73,15 @@ pub struct Counters {
     batches_sent: Option<u32>,
     batches_failed: Option<u32>,
     bytes_sent: Option<u32>,
+    records_sampled_out: Option<u32>,
+    records_rate_capped: Option<u32>,
+    records_health_check_dropped: Option<u32>,
 }
 
 /// Which counter to bump.
 #[derive(Debug, Clone, Copy)]
 pub enum Counter {
-    /// Records captured by `on_log`.
+    /// Access records captured by `on_log` and buffered (kept by sampling, when it is on).
     RecordsLogged,
     /// Records in batches the collector acknowledged.
     RecordsSent,
@@ -92,6 +95,12 @@ pub enum Counter {
     BatchesFailed,
     /// Request body bytes of acknowledged batches.
     BytesSent,
+    /// Requests sampling dropped: not selected by their rate.
+    RecordsSampledOut,
+    /// Requests sampling dropped: selected, but over the per-VM rate cap.
+    RecordsRateCapped,
+    /// Requests sampling dropped: on the health-check drop list.
+    RecordsHealthCheckDropped,
 }
 
 impl Counters {
@@ -106,6 +115,9 @@ impl Counters {
             batches_sent: d("meshlog.batches_sent"),
             batches_failed: d("meshlog.batches_failed"),
             bytes_sent: d("meshlog.bytes_sent"),
+            records_sampled_out: d("meshlog.records_sampled_out"),
+            records_rate_capped: d("meshlog.records_rate_capped"),
+            records_health_check_dropped: d("meshlog.records_health_check_dropped"),
         }
     }
 
@@ -119,6 +131,9 @@ impl Counters {
             Counter::BatchesSent => self.batches_sent,
             Counter::BatchesFailed => self.batches_failed,
             Counter::BytesSent => self.bytes_sent,
+            Counter::RecordsSampledOut => self.records_sampled_out,
+            Counter::RecordsRateCapped => self.records_rate_capped,
+            Counter::RecordsHealthCheckDropped => self.records_health_check_dropped,
         };
         if let (Some(id), Ok(by)) = (id, i64::try_from(by))
             && by > 0

@@ -10,7 +10,9 @@
 
 use crate::host::{Counter, Counters, EnvoyAttributes, RedactionCounters, now_ns};
 use meshlog_core::otlp::Envelope;
+use meshlog_core::record::SamplingMark;
 use meshlog_core::resource::resource;
+use meshlog_core::sample::{Decision, DropReason, RequestFacts, Sampler};
 use meshlog_core::{Batch, Batcher, FilterConfig, capture_http};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -33,6 +35,35 @@ struct Shipper {
     dropped_reported: u64,
     /// Per-kind redaction counters.
     redacted: RedactionCounters,
+    /// The VM's sampler (policy, rate-cap bucket, running tally); a fresh one per configuration,
+    /// so no tally mixes two policies. Unused when sampling is off.
+    sampler: Sampler,
+    /// The resource's `service.name`: the service `sampling.rules[].service` matches.
+    service: Option<String>,
+    /// When the tally was last considered for shipping, unix ns.
+    last_tally_ns: u64,
+}
+
+impl Shipper {
+    /// Buffers the sampling tally as a `meshlog.sampling.tally` record when sampling is on, the
+    /// tally has counted something and `force` is set or an interval has passed. An empty tally
+    /// is not taken, so the next one starts where the last shipped one ended: each VM's tallies
+    /// cover its time without gaps or overlaps.
+    fn push_tally(&mut self, now: u64, force: bool) {
+        if !self.sampler.policy().is_enabled() {
+            return;
+        }
+        let interval_ns = self.cfg.tally_interval_ms.saturating_mul(1_000_000);
+        if !force && now.saturating_sub(self.last_tally_ns) < interval_ns {
+            return;
+        }
+        self.last_tally_ns = now;
+        if self.sampler.tally().is_empty() {
+            return;
+        }
+        let tally = self.sampler.take_tally(now);
+        self.batcher.push_tally(&tally, now);
+    }
 }
 
 type Shared = Rc<RefCell<Option<Shipper>>>;
@@ -45,6 +76,15 @@ pub struct Root {
 }
 
 impl Root {
+    /// Buffers the running sampling tally now, whatever its age (shutdown, reconfiguration).
+    fn flush_tally(&self) {
+        if let Ok(mut g) = self.shared.try_borrow_mut()
+            && let Some(s) = g.as_mut()
+        {
+            s.push_tally(now_ns(), true);
+        }
+    }
+
     /// Ships every due batch the in-flight limit allows; `all` ships regardless of age.
     fn ship(&self, all: bool) {
         let Ok(mut guard) = self.shared.try_borrow_mut() else {
@@ -137,6 +177,7 @@ impl Context for Root {
     }
 
     fn on_done(&mut self) -> bool {
+        self.flush_tally();
         self.ship(true);
         true
     }
@@ -155,7 +196,9 @@ impl RootContext for Root {
                 return false;
             }
         };
-        // A reconfiguration ships what the old configuration buffered first.
+        // A reconfiguration ships what the old configuration buffered first, with the old
+        // policy's final tally; the new configuration gets a fresh sampler (and tally).
+        self.flush_tally();
         self.ship(true);
         // Who sends: read once per VM from Envoy's node, then the configured attributes.
         let res = resource(&EnvoyAttributes, &cfg.resource, &vm_id());
@@ -163,6 +206,18 @@ impl RootContext for Root {
         let batcher = Batcher::new(&cfg.batch, envelope);
         let tick = Duration::from_millis(cfg.batch.max_age_ms.min(MAX_TICK_MS));
         let policy = cfg.redaction.version().to_owned();
+        let now = now_ns();
+        let sampler = Sampler::new(cfg.sampling.clone(), now);
+        let sampling = if cfg.sampling.is_enabled() {
+            format!(
+                "sampling policy {}, tally every {} ms",
+                cfg.sampling.version(),
+                cfg.tally_interval_ms
+            )
+        } else {
+            "sampling off".to_owned()
+        };
+        let service = res.get("service.name").cloned();
         let Ok(mut guard) = self.shared.try_borrow_mut() else {
             log::error!("meshlog: configuration state busy");
             return false;
@@ -173,19 +228,28 @@ impl RootContext for Root {
             in_flight: HashMap::new(),
             dropped_reported: 0,
             redacted: RedactionCounters::define(),
+            sampler,
+            service,
+            last_tally_ns: now,
         });
         drop(guard);
         self.counters = Counters::define();
         self.set_tick_period(tick);
         log::info!(
-            "meshlog: configured; ticking every {} ms; redaction policy {}",
+            "meshlog: configured; ticking every {} ms; redaction policy {}; {}",
             tick.as_millis(),
-            policy
+            policy,
+            sampling
         );
         true
     }
 
     fn on_tick(&mut self) {
+        if let Ok(mut g) = self.shared.try_borrow_mut()
+            && let Some(s) = g.as_mut()
+        {
+            s.push_tally(now_ns(), false);
+        }
         self.ship(false);
     }
 
@@ -216,13 +280,47 @@ fn vm_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Captures the finished request the host is logging and buffers its record.
+/// Captures the finished request the host is logging, asks the sampler (when sampling is on)
+/// and buffers its record if kept; a dropped request is counted (Envoy counter and tally).
 fn log_request(shared: &Shared, counters: &Counters) {
     let now = now_ns();
     if let Ok(mut g) = shared.try_borrow_mut()
         && let Some(s) = g.as_mut()
     {
+        // The decision is taken after capture, from the captured record: simple and exactly what
+        // is logged, but a dropped request still pays for capture and redaction. Deciding
+        // before capture from raw attributes (trace id, request id, path, status, duration,
+        // flags) is future work.
         let mut rec = capture_http(&EnvoyAttributes, &s.cfg.redaction, now);
+        if s.sampler.policy().is_enabled() {
+            let facts = RequestFacts {
+                service: s.service.as_deref(),
+                ..RequestFacts::from_record(&rec)
+            };
+            match s.sampler.decide(&facts, now) {
+                Decision::Keep {
+                    adjusted_count,
+                    reason,
+                } => {
+                    rec.sampling = Some(SamplingMark {
+                        adjusted_count,
+                        reason: reason.name(),
+                        policy_version: s.sampler.policy().version().to_owned(),
+                    });
+                }
+                Decision::Drop(why) => {
+                    counters.add(
+                        match why {
+                            DropReason::SampledOut => Counter::RecordsSampledOut,
+                            DropReason::RateCap { .. } => Counter::RecordsRateCapped,
+                            DropReason::HealthCheck => Counter::RecordsHealthCheckDropped,
+                        },
+                        1,
+                    );
+                    return;
+                }
+            }
+        }
         s.redacted.add(&rec.redactions);
         s.batcher.push(&mut rec, now);
         counters.add(Counter::RecordsLogged, 1);

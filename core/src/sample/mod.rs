@@ -152,7 +152,6 @@ use bucket::TokenBucket;
 pub use hash::{KEY_SPACE, keeps, sampling_key, threshold};
 /// Reads the `sampling` section for `FilterConfig::from_json`:
 /// `sample::parse(root.child_path("sampling"), root.raw("sampling"), errs)`.
-#[allow(unused_imports, reason = "wired into FilterConfig by the lead")]
 pub(crate) use policy::parse;
 pub use policy::{
     DEFAULT_DROP_PATHS, DEFAULT_KEEP_STATUSES, DEFAULT_STATUS_MIN, MAX_BURST, MAX_LATENCY_MS,

@@ -752,6 +752,7 @@ fn tally_take_resets_and_exports_attributes() {
             match v {
                 AttrValue::Str(s) => s.to_owned(),
                 AttrValue::Int(i) => i.to_string(),
+                AttrValue::Double(d) => d.to_string(),
             },
         ));
     });
