@@ -13,6 +13,7 @@ pub mod otlp;
 pub mod record;
 pub mod redact;
 pub mod resource;
+pub(crate) mod route;
 pub mod sample;
 pub mod schema;
 pub mod trace;

@@ -21,103 +21,8 @@ pub struct RedactedPath<'a> {
     pub route: Option<String>,
 }
 
-/// One segment of a route template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TSeg {
-    /// Must equal the path segment.
-    Lit(String),
-    /// `{name}`: any one non-empty segment.
-    Param,
-    /// `{name*}` (last only): one or more remaining segments.
-    Rest,
-}
-
-/// A configured route template such as `/api/v1/users/{user}/orders/{order}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Template {
-    source: String,
-    segs: Vec<TSeg>,
-    literals: usize,
-}
-
-impl Template {
-    /// Parses a template: starts with `/`; segments are literals (no `{` `}`), `{name}` or, as the
-    /// last segment only, `{name*}`; names are 1 to 32 of `A-Z a-z 0-9 _`.
-    pub(crate) fn parse(s: &str) -> Result<Template, String> {
-        if s.len() > 1024 {
-            return Err("longer than 1024 characters".into());
-        }
-        let Some(rest) = s.strip_prefix('/') else {
-            return Err(format!("must start with '/', got {s:?}"));
-        };
-        let parts: Vec<&str> = rest.split('/').collect();
-        let mut segs = Vec::with_capacity(parts.len());
-        for (i, p) in parts.iter().enumerate() {
-            if let Some(inner) = p.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
-                let (name, rest) = match inner.strip_suffix('*') {
-                    Some(n) => (n, true),
-                    None => (inner, false),
-                };
-                let ok = !name.is_empty()
-                    && name.len() <= 32
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-                if !ok {
-                    return Err(format!(
-                        "placeholder {p:?}: names are 1 to 32 of A-Z, a-z, 0-9, '_'"
-                    ));
-                }
-                if rest && i + 1 != parts.len() {
-                    return Err(format!("{p:?} may only be the last segment"));
-                }
-                segs.push(if rest { TSeg::Rest } else { TSeg::Param });
-            } else if p.contains(['{', '}']) {
-                return Err(format!(
-                    "segment {p:?}: a placeholder must be a whole segment, like {{id}}"
-                ));
-            } else {
-                segs.push(TSeg::Lit((*p).to_owned()));
-            }
-        }
-        let literals = segs
-            .iter()
-            .filter(|x| matches!(x, TSeg::Lit(l) if !l.is_empty()))
-            .count();
-        Ok(Template {
-            source: s.to_owned(),
-            segs,
-            literals,
-        })
-    }
-
-    pub(crate) fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// Whether the path segments (after the leading `/`) match.
-    fn matches(&self, segs: &[&str]) -> bool {
-        // A trailing slash does not change the route.
-        let segs = match segs.split_last() {
-            Some((last, init)) if last.is_empty() && !init.is_empty() => init,
-            _ => segs,
-        };
-        for (i, t) in self.segs.iter().enumerate() {
-            match t {
-                TSeg::Lit(l) => {
-                    if segs.get(i) != Some(&l.as_str()) {
-                        return false;
-                    }
-                }
-                TSeg::Param => {
-                    if segs.get(i).is_none_or(|s| s.is_empty()) {
-                        return false;
-                    }
-                }
-                TSeg::Rest => return segs.get(i).is_some_and(|s| !s.is_empty()),
-            }
-        }
-        segs.len() == self.segs.len()
-    }
-}
+/// Configured path templates: the shared route-template syntax.
+pub(crate) use crate::route::RouteTemplate as Template;
 
 fn is_hex(b: &u8) -> bool {
     b.is_ascii_hexdigit()
@@ -313,7 +218,7 @@ impl RedactionPolicy {
                 .iter()
                 .filter(|t| leading_slash && t.matches(&names))
                 .fold(None::<&super::path::Template>, |best, t| match best {
-                    Some(b) if b.literals >= t.literals => Some(b),
+                    Some(b) if b.literals() >= t.literals() => Some(b),
                     _ => Some(t),
                 })
         } else {
@@ -321,7 +226,7 @@ impl RedactionPolicy {
         };
         let changed = segs.iter().any(|g| g.out.changed() || g.id.is_some());
         let route = match template {
-            Some(t) => Some(t.source.clone()),
+            Some(t) => Some(t.source().to_owned()),
             None if changed => Some(self.join(segs, |g| match (g.first, g.id) {
                 (Some((k, c)), _) => Cow::Owned(format!("{{{}}}", self.label(k, c))),
                 (None, Some(id)) => Cow::Borrowed(id),
@@ -339,7 +244,7 @@ impl RedactionPolicy {
                 Some(Cow::Borrowed(raw))
             }
         } else if let Some(t) = template {
-            Some(Cow::Owned(t.source.clone()))
+            Some(Cow::Owned(t.source().to_owned()))
         } else if logged_drop {
             None
         } else if changed {

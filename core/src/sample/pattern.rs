@@ -5,17 +5,6 @@
 /// Longest pattern, bytes.
 pub(crate) const MAX_PATTERN_LEN: usize = 1024;
 
-/// One segment of a route template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Seg {
-    /// Must equal the path segment.
-    Lit(String),
-    /// `{name}`: any one non-empty segment.
-    One,
-    /// `{name*}` (last only): one or more remaining segments.
-    Rest,
-}
-
 /// A path pattern. Matched against the request path (query removed) and against the route
 /// (`http.route`); either matching is a match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,20 +15,10 @@ pub(crate) enum PathPattern {
     Prefix(String),
     /// `/users/{id}`: a route template; `{name}` is one non-empty segment, `{name*}` (last only)
     /// one or more segments. A trailing `/` on the path is ignored.
-    Template {
-        /// The template as configured.
-        source: String,
-        segs: Vec<Seg>,
-    },
+    Template(RouteTemplate),
 }
 
-/// One trailing `/` does not change a path (`/healthz/` is `/healthz`); `/` stays `/`.
-fn trim_slash(s: &str) -> &str {
-    match s.strip_suffix('/') {
-        Some(t) if !t.is_empty() => t,
-        _ => s,
-    }
-}
+use crate::route::{RouteTemplate, trim_slash};
 
 impl PathPattern {
     /// Parses a pattern: starts with `/`, at most 1024 bytes; a final `*` makes a prefix (no other
@@ -73,39 +52,7 @@ impl PathPattern {
         if !s.contains(['{', '}']) {
             return Ok(PathPattern::Exact(trim_slash(s).to_owned()));
         }
-        let rest = trim_slash(s).get(1..).unwrap_or_default();
-        let parts: Vec<&str> = rest.split('/').collect();
-        let mut segs = Vec::with_capacity(parts.len());
-        for (i, p) in parts.iter().enumerate() {
-            if let Some(inner) = p.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
-                let (name, is_rest) = match inner.strip_suffix('*') {
-                    Some(n) => (n, true),
-                    None => (inner, false),
-                };
-                let ok = !name.is_empty()
-                    && name.len() <= 32
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-                if !ok {
-                    return Err(format!(
-                        "placeholder {p:?}: names are 1 to 32 of A-Z, a-z, 0-9, '_'"
-                    ));
-                }
-                if is_rest && i + 1 != parts.len() {
-                    return Err(format!("{p:?} may only be the last segment"));
-                }
-                segs.push(if is_rest { Seg::Rest } else { Seg::One });
-            } else if p.contains(['{', '}', '*']) {
-                return Err(format!(
-                    "segment {p:?}: a placeholder must be a whole segment, like {{id}}"
-                ));
-            } else {
-                segs.push(Seg::Lit((*p).to_owned()));
-            }
-        }
-        Ok(PathPattern::Template {
-            source: s.to_owned(),
-            segs,
-        })
+        RouteTemplate::parse(s).map(PathPattern::Template)
     }
 
     /// The pattern in canonical form (exact paths without a trailing `/`, prefixes with their `*`).
@@ -113,7 +60,7 @@ impl PathPattern {
         match self {
             PathPattern::Exact(p) => p.clone(),
             PathPattern::Prefix(p) => format!("{p}*"),
-            PathPattern::Template { source, .. } => source.clone(),
+            PathPattern::Template(t) => t.source().to_owned(),
         }
     }
 
@@ -123,12 +70,7 @@ impl PathPattern {
     pub(crate) fn rank(&self) -> (u8, usize) {
         match self {
             PathPattern::Exact(p) => (3, p.len()),
-            PathPattern::Template { segs, .. } => (
-                2,
-                segs.iter()
-                    .filter(|s| matches!(s, Seg::Lit(l) if !l.is_empty()))
-                    .count(),
-            ),
+            PathPattern::Template(t) => (2, t.literals()),
             PathPattern::Prefix(p) => (1, p.len()),
         }
     }
@@ -139,28 +81,7 @@ impl PathPattern {
         match self {
             PathPattern::Exact(p) => trim_slash(s) == p,
             PathPattern::Prefix(p) => s.starts_with(p.as_str()),
-            PathPattern::Template { segs, .. } => {
-                let Some(rest) = trim_slash(s).strip_prefix('/') else {
-                    return false;
-                };
-                let mut parts = rest.split('/');
-                for seg in segs {
-                    match seg {
-                        Seg::Lit(l) => {
-                            if parts.next() != Some(l.as_str()) {
-                                return false;
-                            }
-                        }
-                        Seg::One => {
-                            if parts.next().is_none_or(str::is_empty) {
-                                return false;
-                            }
-                        }
-                        Seg::Rest => return parts.next().is_some_and(|p| !p.is_empty()),
-                    }
-                }
-                parts.next().is_none()
-            }
+            PathPattern::Template(t) => t.matches_path(s),
         }
     }
 
