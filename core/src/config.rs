@@ -54,14 +54,7 @@ pub struct FilterConfig {
     /// is kept and records carry no `meshlog.sampling.*` attributes. See `crate::sample` for the
     /// reference.
     pub sampling: SamplingPolicy,
-    /// `sampling.tally_interval_ms`: how often each VM ships its sampling tally record, 100 to
-    /// 3600000 ms, default 10000. Read here, beside the policy (it is about shipping, not about
-    /// deciding, so it is not part of the sampling policy version); unused when sampling is off.
-    pub tally_interval_ms: u64,
 }
-
-/// Default `sampling.tally_interval_ms`.
-pub const DEFAULT_TALLY_INTERVAL_MS: u64 = 10_000;
 
 impl Default for FilterConfig {
     fn default() -> Self {
@@ -81,7 +74,6 @@ impl Default for FilterConfig {
             resource: BTreeMap::new(),
             redaction: RedactionPolicy::default(),
             sampling: SamplingPolicy::default(),
-            tally_interval_ms: DEFAULT_TALLY_INTERVAL_MS,
         }
     }
 }
@@ -300,7 +292,8 @@ impl FilterConfig {
 
         let resource: BTreeMap<String, String> = root.get("resource", BTreeMap::new(), errs);
         let redaction = crate::redact::parse(root.section("redaction", errs), errs);
-        let (sampling, tally_interval_ms) = read_sampling(&mut root, errs);
+        let sampling =
+            crate::sample::parse(root.child_path("sampling"), root.raw("sampling"), errs);
         root.finish(errs);
         FilterConfig {
             collector,
@@ -308,39 +301,8 @@ impl FilterConfig {
             resource,
             redaction,
             sampling,
-            tally_interval_ms,
         }
     }
-}
-
-/// The `sampling` section: the policy (read by `crate::sample::parse`, errors with the others)
-/// and `tally_interval_ms`, which this reads and takes out before the policy parser sees the
-/// rest.
-fn read_sampling(root: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> (SamplingPolicy, u64) {
-    let path = root.child_path("sampling");
-    let raw = root.raw("sampling");
-    let Some(Value::Object(m)) = raw.filter(|v| {
-        v.as_object()
-            .is_some_and(|m| m.contains_key("tally_interval_ms"))
-    }) else {
-        return (
-            crate::sample::parse(path, raw, errs),
-            DEFAULT_TALLY_INTERVAL_MS,
-        );
-    };
-    let mut rest = m.clone();
-    let mut interval = DEFAULT_TALLY_INTERVAL_MS;
-    if let Some(v) = rest.remove("tally_interval_ms") {
-        match v.as_u64() {
-            Some(n) if (100..=3_600_000).contains(&n) => interval = n,
-            _ => errs.push(FieldError {
-                path: format!("{path}.tally_interval_ms"),
-                reason: format!("expected an integer from 100 to 3600000, got {v}"),
-            }),
-        }
-    }
-    let rest = Value::Object(rest);
-    (crate::sample::parse(path, Some(&rest), errs), interval)
 }
 
 /// Parses a JSON document (empty input: `T::default()`) and reads it with `read`, which records
@@ -473,14 +435,17 @@ mod tests {
         let off = FilterConfig::from_json(br#"{"sampling":null}"#).unwrap();
         assert!(!off.sampling.is_enabled());
         assert!(!FilterConfig::default().sampling.is_enabled());
-        assert_eq!(off.tally_interval_ms, DEFAULT_TALLY_INTERVAL_MS);
+        assert_eq!(
+            off.sampling.tally_interval_ms(),
+            crate::sample::DEFAULT_TALLY_INTERVAL_MS
+        );
         let on = FilterConfig::from_json(
             br#"{"sampling":{"default_rate":0.5,"tally_interval_ms":500,
                 "rules":[{"route":"/api*","rate":0.1}]}}"#,
         )
         .unwrap();
         assert!(on.sampling.is_enabled());
-        assert_eq!(on.tally_interval_ms, 500);
+        assert_eq!(on.sampling.tally_interval_ms(), 500);
         let same = FilterConfig::from_json(
             br#"{"sampling":{"default_rate":0.5,"rules":[{"route":"/api*","rate":0.1}]}}"#,
         )

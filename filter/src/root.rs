@@ -53,7 +53,11 @@ impl Shipper {
         if !self.sampler.policy().is_enabled() {
             return;
         }
-        let interval_ns = self.cfg.tally_interval_ms.saturating_mul(1_000_000);
+        let interval_ns = self
+            .cfg
+            .sampling
+            .tally_interval_ms()
+            .saturating_mul(1_000_000);
         if !force && now.saturating_sub(self.last_tally_ns) < interval_ns {
             return;
         }
@@ -212,7 +216,7 @@ impl RootContext for Root {
             format!(
                 "sampling policy {}, tally every {} ms",
                 cfg.sampling.version(),
-                cfg.tally_interval_ms
+                cfg.sampling.tally_interval_ms()
             )
         } else {
             "sampling off".to_owned()

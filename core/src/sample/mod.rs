@@ -99,7 +99,8 @@
 //!   "always_keep": { "status_min": 500, "statuses": [401, 403, 429], "latency_ms": 2000,
 //!                    "methods": ["DELETE"], "paths": ["/admin*"], "response_flags": "any" },
 //!   "drop": { "paths": ["/healthz", "/readyz", "/livez"] },
-//!   "rate_cap": { "records_per_second": 1000, "burst": 2000 }
+//!   "rate_cap": { "records_per_second": 1000, "burst": 2000 },
+//!   "tally_interval_ms": 10000
 //! }
 //! ```
 //!
@@ -130,6 +131,8 @@
 //!   `["/healthz", "/readyz", "/livez"]` ([`DEFAULT_DROP_PATHS`]); `[]` for none.
 //! - `rate_cap`: object, default none (no cap). `records_per_second`: integer 1 to 1000000,
 //!   required; `burst`: integer 1 to 10000000, default `records_per_second`. Per VM.
+//! - `tally_interval_ms`: integer 100 to 3600000, default 10000: how often each VM ships its
+//!   tally record. About shipping, not deciding: not part of the policy version.
 //!
 //! Lists hold at most 256 entries.
 //!
@@ -154,8 +157,9 @@ pub use hash::{KEY_SPACE, keeps, sampling_key, threshold};
 /// `sample::parse(root.child_path("sampling"), root.raw("sampling"), errs)`.
 pub(crate) use policy::parse;
 pub use policy::{
-    DEFAULT_DROP_PATHS, DEFAULT_KEEP_STATUSES, DEFAULT_STATUS_MIN, MAX_BURST, MAX_LATENCY_MS,
-    MAX_LIST, MAX_RECORDS_PER_SECOND, MAX_RULES, RateCap, SamplingPolicy,
+    DEFAULT_DROP_PATHS, DEFAULT_KEEP_STATUSES, DEFAULT_STATUS_MIN, DEFAULT_TALLY_INTERVAL_MS,
+    MAX_BURST, MAX_LATENCY_MS, MAX_LIST, MAX_RECORDS_PER_SECOND, MAX_RULES, RateCap,
+    SamplingPolicy,
 };
 pub use tally::{
     ATTR_BY_ROUTE, ATTR_DROPPED_HEALTH_CHECK, ATTR_DROPPED_RATE_CAP,

@@ -146,8 +146,13 @@ pub struct SamplingPolicy {
     always: AlwaysKeep,
     drop_paths: Vec<PathPattern>,
     rate_cap: Option<RateCap>,
+    /// How often the VM ships its tally, ms. About shipping, not deciding: not in the version.
+    tally_interval_ms: u64,
     version: String,
 }
+
+/// Default `sampling.tally_interval_ms`.
+pub const DEFAULT_TALLY_INTERVAL_MS: u64 = 10_000;
 
 impl Default for SamplingPolicy {
     fn default() -> Self {
@@ -158,6 +163,7 @@ impl Default for SamplingPolicy {
             always: AlwaysKeep::default(),
             drop_paths: Vec::new(),
             rate_cap: None,
+            tally_interval_ms: DEFAULT_TALLY_INTERVAL_MS,
             version: String::new(),
         };
         p.version = p.compute_version();
@@ -192,6 +198,12 @@ impl SamplingPolicy {
     /// the config does not change it. Kept records carry it next to their adjusted count.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// `tally_interval_ms`: how often each VM ships its sampling tally record, 100 to 3600000
+    /// ms, default 10000.
+    pub fn tally_interval_ms(&self) -> u64 {
+        self.tally_interval_ms
     }
 
     /// Whether a `sampling` section is configured. When false every request is kept (adjusted
@@ -765,6 +777,13 @@ pub(crate) fn parse(
     });
     d.finish(errs);
     let rate_cap = read_rate_cap(&mut f, errs);
+    let tally_interval_ms = f.int_in(
+        "tally_interval_ms",
+        DEFAULT_TALLY_INTERVAL_MS,
+        100,
+        3_600_000,
+        errs,
+    );
     f.finish(errs);
     let mut p = SamplingPolicy {
         enabled: true,
@@ -773,6 +792,7 @@ pub(crate) fn parse(
         always,
         drop_paths: sorted_patterns(drop_paths),
         rate_cap,
+        tally_interval_ms,
         version: String::new(),
     };
     p.version = p.compute_version();
