@@ -41,6 +41,7 @@ pub struct Batcher {
     queued_bytes: usize,
     stats: BatchStats,
     next_sequence: u64,
+    last_record_len: usize,
 }
 
 impl Batcher {
@@ -55,6 +56,7 @@ impl Batcher {
             queued_bytes: 0,
             stats: BatchStats::default(),
             next_sequence: 0,
+            last_record_len: 1024,
         }
     }
 
@@ -63,8 +65,10 @@ impl Batcher {
     pub fn push(&mut self, rec: &mut AccessRecord, now_ns: u64) {
         rec.sequence = Some(self.next_sequence);
         self.next_sequence += 1;
-        let mut buf = Vec::with_capacity(768);
+        // Sized like the last record: records are alike, so this is usually the only allocation.
+        let mut buf = Vec::with_capacity(self.last_record_len + 64);
         encode_log_record(&mut buf, rec);
+        self.last_record_len = buf.len();
         self.buffer(buf, now_ns);
     }
 
