@@ -14,7 +14,7 @@ use meshlog_collector::store::reader::{self, SEGMENTS_DIR, segment_file_name};
 use meshlog_collector::{AppState, Limits, Store, StoreOptions, app};
 use meshlog_core::AccessRecord;
 use meshlog_core::otlp::{Envelope, encode_log_record};
-use meshlog_core::record::SamplingMark;
+use meshlog_core::record::{RecordKind, SamplingMark, TlsInfo};
 use meshlog_core::redact::{Kind, Summary};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -359,6 +359,15 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
                 reason: "sampled",
                 policy_version: "fedcba9876543210".into(),
             }),
+            kind: RecordKind::Http,
+            tls: Some(TlsInfo {
+                version: Some("1.3".into()),
+                server_name: Some("shop.example".into()),
+                peer_principal: Some("spiffe://cluster.local/ns/shop/sa/web".into()),
+                peer_cert_sha256: Some("AB12".into()),
+            }),
+            bytes_received: None,
+            bytes_sent: None,
         },
         AccessRecord {
             start_time_ns: 5,
@@ -398,8 +407,16 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
 
     let m = by_id(&h.stored());
     let mut got = Value::Object(m["f-1"].clone());
-    // The sampling attributes (json! would exceed its recursion limit with them inline).
+    // The sampling and TLS attributes (json! would exceed its recursion limit with them inline).
     for (k, want) in [
+        ("tls.protocol.name", json!("tls")),
+        ("tls.protocol.version", json!("1.3")),
+        ("tls.client.server_name", json!("shop.example")),
+        (
+            "meshlog.peer.principal",
+            json!("spiffe://cluster.local/ns/shop/sa/web"),
+        ),
+        ("tls.client.hash.sha256", json!("AB12")),
         ("meshlog.sampling.reason", json!("sampled")),
         ("meshlog.sampling.policy_version", json!("fedcba9876543210")),
         ("meshlog.sampling.adjusted_count", json!(10.0 / 3.0)),

@@ -11,7 +11,7 @@ use crate::envoy::{
     default_port, int_attr, protocol_version, response_flags, split_authority,
     split_socket_address, unmap_ipv4,
 };
-use crate::record::AccessRecord;
+use crate::record::{AccessRecord, RecordKind, TlsInfo};
 use crate::redact::{RedactionPolicy, Summary};
 use crate::trace;
 use std::borrow::Cow;
@@ -194,15 +194,93 @@ pub fn capture_http(
         route,
         request_headers,
         response_headers,
+        tls: tls(src, policy, &mut sum),
         redactions: sum,
         policy_version: Some(policy.version().to_owned()),
-        direction: match int(src, &["xds", "listener_direction"]) {
-            Some(1) => Some("inbound"),
-            Some(2) => Some("outbound"),
-            _ => None,
-        },
-        sequence: None,
-        sampling: None,
+        direction: direction(src),
+        ..AccessRecord::default()
+    }
+}
+
+fn direction(src: &impl AttributeSource) -> Option<&'static str> {
+    match int(src, &["xds", "listener_direction"]) {
+        Some(1) => Some("inbound"),
+        Some(2) => Some("outbound"),
+        _ => None,
+    }
+}
+
+/// The downstream connection's TLS. One read when the connection is plaintext: the version is
+/// asked first and the rest only if there is one.
+fn tls(src: &impl AttributeSource, policy: &RedactionPolicy, sum: &mut Summary) -> Option<TlsInfo> {
+    let version = text(src, &["connection", "tls_version"])?;
+    let version = version
+        .strip_prefix("TLSv")
+        .map_or(version.clone(), str::to_owned);
+    // Client-chosen text (SNI) and certificate names go through the text detectors like any
+    // other value; a SPIFFE id or a host name passes unchanged.
+    let server_name = text(src, &["connection", "requested_server_name"])
+        .and_then(|v| owned(policy.text(&v, sum)));
+    let peer_principal = text(src, &["connection", "uri_san_peer_certificate"])
+        .and_then(|v| owned(policy.text(&v, sum)));
+    let peer_cert_sha256 = text(src, &["connection", "sha256_peer_certificate_digest"])
+        .map(|d| d.to_ascii_uppercase());
+    Some(TlsInfo {
+        version: Some(version),
+        server_name,
+        peer_principal,
+        peer_cert_sha256,
+    })
+}
+
+/// What the network filter counted over one connection's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// When the connection was accepted, unix nanoseconds.
+    pub start_ns: u64,
+    /// Bytes received from the downstream peer.
+    pub bytes_received: u64,
+    /// Bytes sent to the downstream peer.
+    pub bytes_sent: u64,
+}
+
+/// Captures one closed TCP connection (network-filter mode), redacted under `policy`: peers,
+/// upstream, bytes each way, duration from accept to `now_ns`, TLS identity, response flags.
+/// There is no request: Envoy has no HTTP attributes on a TCP connection.
+pub fn capture_tcp(
+    src: &impl AttributeSource,
+    policy: &RedactionPolicy,
+    counts: ConnectionCounts,
+    now_ns: u64,
+) -> AccessRecord {
+    let mut sum = Summary::new();
+    let (client_address, client_port) = match text(src, &["source", "address"]) {
+        Some(a) => {
+            let (ip, port) = split_socket_address(&a);
+            (owned(policy.client_ip(unmap_ipv4(ip), &mut sum)), port)
+        }
+        None => (None, None),
+    };
+    AccessRecord {
+        kind: RecordKind::Tcp,
+        start_time_ns: counts.start_ns,
+        observed_time_ns: now_ns,
+        duration_ns: Some(now_ns.saturating_sub(counts.start_ns)),
+        response_flags: unsigned(src, &["response", "flags"])
+            .filter(|m| *m != 0)
+            .map(response_flags),
+        upstream_cluster: text(src, &["xds", "cluster_name"]),
+        upstream_host: text(src, &["upstream", "address"]),
+        client_address,
+        client_port,
+        downstream_local_address: text(src, &["destination", "address"]),
+        tls: tls(src, policy, &mut sum),
+        bytes_received: Some(counts.bytes_received),
+        bytes_sent: Some(counts.bytes_sent),
+        redactions: sum,
+        policy_version: Some(policy.version().to_owned()),
+        direction: direction(src),
+        ..AccessRecord::default()
     }
 }
 
@@ -307,6 +385,131 @@ mod tests {
         );
         assert_eq!(r.client_port, Some(5555));
         assert_eq!(r.trace_id.map(|t| t[0]), Some(0x4b));
+    }
+
+    #[test]
+    fn plaintext_has_no_tls_and_reads_no_tls_attribute_past_the_version() {
+        /// Remembers which attributes were asked for: each one is a hostcall in Envoy.
+        struct Recording(MapSource, std::cell::RefCell<Vec<String>>);
+        impl AttributeSource for Recording {
+            fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+                self.1.borrow_mut().push(path.join("."));
+                self.0.property(path)
+            }
+            fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+                Vec::new()
+            }
+            fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+                Vec::new()
+            }
+        }
+        let src = Recording(MapSource::default(), Default::default());
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        assert_eq!(r.tls, None);
+        assert_eq!(r.kind, RecordKind::Http);
+        let tls_reads: Vec<String> = src
+            .1
+            .take()
+            .into_iter()
+            .filter(|p| p.starts_with("connection."))
+            .collect();
+        assert_eq!(tls_reads, ["connection.tls_version"]);
+    }
+
+    #[test]
+    fn mtls_identity_is_captured_in_otel_form() {
+        let src = MapSource::default()
+            .text("connection.tls_version", "TLSv1.3")
+            .text("connection.requested_server_name", "shop.example")
+            .text(
+                "connection.uri_san_peer_certificate",
+                "spiffe://cluster.local/ns/shop/sa/frontend",
+            )
+            .text("connection.sha256_peer_certificate_digest", "ab01ff");
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let t = r.tls.unwrap();
+        assert_eq!(t.version.as_deref(), Some("1.3"));
+        assert_eq!(t.server_name.as_deref(), Some("shop.example"));
+        assert_eq!(
+            t.peer_principal.as_deref(),
+            Some("spiffe://cluster.local/ns/shop/sa/frontend")
+        );
+        assert_eq!(t.peer_cert_sha256.as_deref(), Some("AB01FF"));
+        // An odd version string is kept as Envoy gave it.
+        let odd = MapSource::default().text("connection.tls_version", "SSLv3");
+        let r = capture_http(&odd, &RedactionPolicy::default(), 1);
+        assert_eq!(r.tls.unwrap().version.as_deref(), Some("SSLv3"));
+    }
+
+    #[test]
+    fn a_secret_in_the_sni_is_redacted() {
+        let src = MapSource::default()
+            .text("connection.tls_version", "TLSv1.2")
+            .text("connection.requested_server_name", "jo.doe@example.com");
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let sni = r.tls.unwrap().server_name.unwrap();
+        assert!(!sni.contains("jo.doe"), "{sni}");
+        assert_eq!(r.redactions.total(), 1);
+    }
+
+    #[test]
+    fn a_connection_record_has_peers_bytes_duration_and_identity() {
+        let src = MapSource::default()
+            .text("source.address", "[::ffff:10.9.8.7]:41000")
+            .text("destination.address", "10.0.0.1:9000")
+            .text("upstream.address", "10.0.0.2:5432")
+            .text("xds.cluster_name", "db")
+            .int("xds.listener_direction", 1)
+            .int("response.flags", 1 << 5)
+            .text("connection.tls_version", "TLSv1.3")
+            .text(
+                "connection.uri_san_peer_certificate",
+                "spiffe://cluster.local/ns/shop/sa/api",
+            )
+            // HTTP attributes, were any present, are not a connection's.
+            .text("request.method", "GET");
+        let counts = ConnectionCounts {
+            start_ns: 1_000,
+            bytes_received: 300,
+            bytes_sent: 4_000,
+        };
+        let r = capture_tcp(&src, &RedactionPolicy::default(), counts, 51_000);
+        assert_eq!(r.kind, RecordKind::Tcp);
+        assert_eq!(r.start_time_ns, 1_000);
+        assert_eq!(r.duration_ns, Some(50_000));
+        assert_eq!(r.bytes_received, Some(300));
+        assert_eq!(r.bytes_sent, Some(4_000));
+        assert_eq!(r.client_address.as_deref(), Some("10.9.8.0"));
+        assert_eq!(r.client_port, Some(41000));
+        assert_eq!(r.downstream_local_address.as_deref(), Some("10.0.0.1:9000"));
+        assert_eq!(r.upstream_host.as_deref(), Some("10.0.0.2:5432"));
+        assert_eq!(r.upstream_cluster.as_deref(), Some("db"));
+        assert_eq!(r.direction, Some("inbound"));
+        assert_eq!(r.response_flags.as_deref(), Some("UF"));
+        assert_eq!(r.method, None);
+        assert_eq!(
+            r.tls.as_ref().and_then(|t| t.peer_principal.as_deref()),
+            Some("spiffe://cluster.local/ns/shop/sa/api")
+        );
+        let mut keys = Vec::new();
+        let mut buf = Vec::new();
+        crate::otlp::encode_log_record(&mut buf, &r);
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["eventName"], "meshlog.tcp.connection");
+        for a in v["attributes"].as_array().unwrap() {
+            keys.push(a["key"].as_str().unwrap().to_owned());
+        }
+        for k in [
+            "network.transport",
+            "meshlog.connection.bytes_received",
+            "meshlog.connection.bytes_sent",
+            "tls.protocol.name",
+            "tls.protocol.version",
+            "meshlog.peer.principal",
+            "meshlog.duration_ns",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
     }
 
     #[test]

@@ -38,9 +38,25 @@ pub struct BatchConfig {
     pub max_in_flight: usize,
 }
 
+/// How the module is attached to Envoy, which decides what one record is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// `http`: an HTTP filter (`envoy.filters.http.wasm`, Istio's WasmPlugin) or an access logger
+    /// (`envoy.access_loggers.wasm`); one record per request.
+    #[default]
+    Http,
+    /// `network`: a network filter (`envoy.filters.network.wasm`, WasmPlugin `type: NETWORK`);
+    /// one record per TCP connection. Envoy cannot tell the module which filter chain it is in
+    /// before the first connection, so the configuration says it.
+    Network,
+}
+
 /// The whole plugin configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterConfig {
+    /// `mode`: `http` (default) or `network`; must match the filter type in Envoy's config.
+    pub mode: Mode,
     /// `collector`: where batches go.
     pub collector: CollectorTarget,
     /// `batch`: when they go.
@@ -59,6 +75,7 @@ pub struct FilterConfig {
 impl Default for FilterConfig {
     fn default() -> Self {
         FilterConfig {
+            mode: Mode::Http,
             collector: CollectorTarget {
                 cluster: "meshlog_collector".into(),
                 authority: "meshlog-collector".into(),
@@ -249,6 +266,7 @@ impl FilterConfig {
     fn read(mut root: Fields<'_>, errs: &mut Vec<FieldError>) -> Self {
         let d = Self::default();
 
+        let mode = root.get("mode", d.mode, errs);
         let mut c = root.section("collector", errs);
         let collector = CollectorTarget {
             cluster: c.text("cluster", &d.collector.cluster, non_empty, errs),
@@ -296,6 +314,7 @@ impl FilterConfig {
             crate::sample::parse(root.child_path("sampling"), root.raw("sampling"), errs);
         root.finish(errs);
         FilterConfig {
+            mode,
             collector,
             batch,
             resource,
@@ -364,6 +383,21 @@ mod tests {
         assert_eq!(c.batch.max_records, 3);
         assert_eq!(c.batch.max_buffer_bytes, 70000);
         assert_eq!(c.resource["service.name"], "s");
+    }
+
+    #[test]
+    fn mode_is_http_unless_network_is_asked_for() {
+        assert_eq!(FilterConfig::default().mode, Mode::Http);
+        let c = FilterConfig::from_json(br#"{"mode":"network"}"#).unwrap();
+        assert_eq!(c.mode, Mode::Network);
+        let e =
+            FilterConfig::from_json(br#"{"mode":"tcp","batch":{"max_records":0}}"#).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("$.mode: unknown variant `tcp`, expected `http` or `network`"),
+            "{msg}"
+        );
+        assert!(msg.contains("$.batch.max_records"), "{msg}");
     }
 
     #[test]

@@ -19,6 +19,6 @@ pub mod schema;
 pub mod trace;
 
 pub use batch::{Batch, Batcher};
-pub use capture::{AttributeSource, capture_http};
+pub use capture::{AttributeSource, ConnectionCounts, capture_http, capture_tcp};
 pub use config::{ConfigErrors, FieldError, FilterConfig};
 pub use record::AccessRecord;

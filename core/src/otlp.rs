@@ -25,7 +25,7 @@ pub fn encode_log_record(out: &mut Vec<u8>, rec: &AccessRecord) {
     out.extend_from_slice(b",\"severityText\":");
     push_str(out, sev.text());
     out.extend_from_slice(b",\"eventName\":");
-    push_str(out, crate::schema::EVENT_NAME);
+    push_str(out, rec.kind.event_name());
     out.extend_from_slice(b",\"attributes\":[");
     let mut first = true;
     rec.for_each_attribute(|prefix, name, value| {

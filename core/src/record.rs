@@ -6,9 +6,11 @@
 use crate::redact::Summary;
 use crate::schema as k;
 
-/// One completed HTTP request as seen by the sidecar.
+/// One completed HTTP request, or one closed TCP connection, as seen by the sidecar.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccessRecord {
+    /// A request or a connection: picks the OTLP event name.
+    pub kind: RecordKind,
     /// When the first request byte arrived, unix nanoseconds.
     pub start_time_ns: u64,
     /// When the record was built (log time), unix nanoseconds.
@@ -69,12 +71,51 @@ pub struct AccessRecord {
     pub policy_version: Option<String>,
     /// Listener direction (`inbound`, `outbound`).
     pub direction: Option<&'static str>,
+    /// The downstream connection's TLS, when it was TLS.
+    pub tls: Option<TlsInfo>,
+    /// Connection records: bytes received from the downstream peer.
+    pub bytes_received: Option<u64>,
+    /// Connection records: bytes sent to the downstream peer.
+    pub bytes_sent: Option<u64>,
     /// Per-VM sequence number, set when the record enters the VM's buffer.
     pub sequence: Option<u64>,
     /// Why sampling kept this record, set only when a `sampling` section is configured. `None`
     /// (no `meshlog.sampling.*` attributes): unsampled, the record stands for itself (adjusted
     /// count 1).
     pub sampling: Option<SamplingMark>,
+}
+
+/// What a record describes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordKind {
+    /// One HTTP request (HTTP-filter and access-logger modes): `meshlog.http.access`.
+    #[default]
+    Http,
+    /// One TCP connection, from open to close (network-filter mode): `meshlog.tcp.connection`.
+    Tcp,
+}
+
+impl RecordKind {
+    /// The OTLP `eventName`.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            RecordKind::Http => k::EVENT_NAME,
+            RecordKind::Tcp => k::TCP_EVENT_NAME,
+        }
+    }
+}
+
+/// The downstream connection's TLS: who the peer proved to be, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `1.2`, `1.3`.
+    pub version: Option<String>,
+    /// SNI.
+    pub server_name: Option<String>,
+    /// First URI SAN of the peer certificate (SPIFFE id), mTLS only.
+    pub peer_principal: Option<String>,
+    /// SHA-256 of the peer certificate, upper-case hex, mTLS only.
+    pub peer_cert_sha256: Option<String>,
 }
 
 /// The sampling attributes of a kept record (see [`crate::sample`]).
@@ -184,6 +225,21 @@ impl AccessRecord {
             f(k::NETWORK_PROTOCOL_NAME, "", AttrValue::Str("http"));
             f(k::NETWORK_PROTOCOL_VERSION, "", AttrValue::Str(v));
         }
+        if self.kind == RecordKind::Tcp {
+            f(k::NETWORK_TRANSPORT, "", AttrValue::Str("tcp"));
+        }
+        if let Some(t) = &self.tls {
+            f(k::TLS_PROTOCOL_NAME, "", AttrValue::Str("tls"));
+            let mut s = |key, v: &Option<String>| {
+                if let Some(v) = v {
+                    f(key, "", AttrValue::Str(v));
+                }
+            };
+            s(k::TLS_PROTOCOL_VERSION, &t.version);
+            s(k::TLS_CLIENT_SERVER_NAME, &t.server_name);
+            s(k::MESHLOG_PEER_PRINCIPAL, &t.peer_principal);
+            s(k::TLS_CLIENT_HASH_SHA256, &t.peer_cert_sha256);
+        }
         for (name, value) in &self.request_headers {
             f(k::HTTP_REQUEST_HEADER_PREFIX, name, AttrValue::Str(value));
         }
@@ -214,6 +270,14 @@ impl AccessRecord {
         );
         i(k::MESHLOG_DURATION_NS, self.duration_ns.map(sat_i64));
         i(k::CLIENT_PORT, self.client_port.map(i64::from));
+        i(
+            k::MESHLOG_CONNECTION_BYTES_RECEIVED,
+            self.bytes_received.map(sat_i64),
+        );
+        i(
+            k::MESHLOG_CONNECTION_BYTES_SENT,
+            self.bytes_sent.map(sat_i64),
+        );
         i(k::MESHLOG_SEQUENCE, self.sequence.map(sat_i64));
         if let Some(m) = &self.sampling {
             f(

@@ -71,8 +71,28 @@ pub const MESHLOG_SAMPLING_REASON: &str = crate::sample::ATTR_KEEP_REASON;
 /// Sampling only: version (16 hex chars) of the sampling policy that kept the record.
 pub const MESHLOG_SAMPLING_POLICY_VERSION: &str = crate::sample::ATTR_POLICY_VERSION;
 
-/// The OTLP `eventName` of every access record.
+/// TLS only: `tls` when the downstream connection was TLS (absent for plaintext).
+pub const TLS_PROTOCOL_NAME: &str = "tls.protocol.name";
+/// TLS only: the negotiated version, `1.2` or `1.3` (Envoy's `TLSv1.3` without the prefix).
+pub const TLS_PROTOCOL_VERSION: &str = "tls.protocol.version";
+/// TLS only: the SNI the client asked for.
+pub const TLS_CLIENT_SERVER_NAME: &str = "tls.client.server_name";
+/// mTLS only: SHA-256 of the client certificate, upper-case hex (OTel's form).
+pub const TLS_CLIENT_HASH_SHA256: &str = "tls.client.hash.sha256";
+/// mTLS only: the peer principal, the client certificate's first URI SAN: in a mesh its SPIFFE
+/// id (`spiffe://cluster.local/ns/shop/sa/frontend`), which names the calling workload.
+pub const MESHLOG_PEER_PRINCIPAL: &str = "meshlog.peer.principal";
+/// Connection records only: `tcp`.
+pub const NETWORK_TRANSPORT: &str = "network.transport";
+/// Connection records only: bytes received from the downstream peer (integer).
+pub const MESHLOG_CONNECTION_BYTES_RECEIVED: &str = "meshlog.connection.bytes_received";
+/// Connection records only: bytes sent to the downstream peer (integer).
+pub const MESHLOG_CONNECTION_BYTES_SENT: &str = "meshlog.connection.bytes_sent";
+
+/// The OTLP `eventName` of every HTTP access record.
 pub const EVENT_NAME: &str = "meshlog.http.access";
+/// The OTLP `eventName` of every connection record (network-filter mode).
+pub const TCP_EVENT_NAME: &str = "meshlog.tcp.connection";
 
 /// Top-level keys of a stored record that are not attributes.
 pub const RESERVED: &[&str] = &[

@@ -1,21 +1,25 @@
 //! The root context (one per VM) and the per-request HTTP context.
 //!
-//! One module, two attachments: as an HTTP filter (`envoy.filters.http.wasm`, what Istio's
+//! One module, three attachments: as an HTTP filter (`envoy.filters.http.wasm`, what Istio's
 //! WasmPlugin installs) each request gets an HTTP context whose `on_log` captures the record; as
 //! an access logger (`envoy.access_loggers.wasm`) Envoy calls the root context's `on_log` once
-//! per request, the cheap path: one VM entry instead of one per stream callback.
+//! per request, the cheap path: one VM entry instead of one per stream callback; as a network
+//! filter (`mode: network`) each TCP connection gets a [`ConnectionLogger`] whose `on_log`
+//! captures one record per connection.
 //!
 //! Both share the VM's [`Shipper`] through an `Rc<RefCell<_>>`: a VM is single-threaded, and the
 //! borrow is always `try_borrow_mut`, so even a host that re-entered us could not make it panic.
 
 use crate::host::{Counter, Counters, EnvoyAttributes, RedactionCounters, now_ns};
+use crate::tcp::ConnectionLogger;
+use meshlog_core::config::Mode;
 use meshlog_core::otlp::Envelope;
 use meshlog_core::record::SamplingMark;
 use meshlog_core::resource::resource;
 use meshlog_core::sample::{Decision, DropReason, RequestFacts, Sampler};
-use meshlog_core::{Batch, Batcher, FilterConfig, capture_http};
+use meshlog_core::{Batch, Batcher, ConnectionCounts, FilterConfig, capture_http, capture_tcp};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,7 +30,7 @@ use std::time::Duration;
 const MAX_TICK_MS: u64 = 100;
 
 /// What a VM knows after a successful `on_configure`.
-struct Shipper {
+pub(crate) struct Shipper {
     cfg: FilterConfig,
     batcher: Batcher,
     /// Calls in flight: token to (records, body bytes).
@@ -70,7 +74,7 @@ impl Shipper {
     }
 }
 
-type Shared = Rc<RefCell<Option<Shipper>>>;
+pub(crate) type Shared = Rc<RefCell<Option<Shipper>>>;
 
 /// The VM's root context.
 #[derive(Default)]
@@ -269,8 +273,27 @@ impl RootContext for Root {
         }))
     }
 
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(ConnectionLogger {
+            shared: Rc::clone(&self.shared),
+            counters: self.counters,
+            counts: ConnectionCounts::default(),
+        }))
+    }
+
+    /// Asked by the SDK for every new stream, always after a successful `on_configure`.
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        let network = self
+            .shared
+            .try_borrow()
+            .ok()
+            .and_then(|g| g.as_ref().map(|s| s.cfg.mode == Mode::Network))
+            .unwrap_or(false);
+        Some(if network {
+            ContextType::StreamContext
+        } else {
+            ContextType::HttpContext
+        })
     }
 }
 
@@ -325,6 +348,20 @@ fn log_request(shared: &Shared, counters: &Counters) {
                 }
             }
         }
+        s.redacted.add(&rec.redactions);
+        s.batcher.push(&mut rec, now);
+        counters.add(Counter::RecordsLogged, 1);
+    }
+}
+
+/// Captures the closed connection the host is logging and buffers its record. Connections are
+/// not sampled: there are few of them next to requests, and each is an access an audit needs.
+pub(crate) fn log_connection(shared: &Shared, counters: &Counters, counts: ConnectionCounts) {
+    let now = now_ns();
+    if let Ok(mut g) = shared.try_borrow_mut()
+        && let Some(s) = g.as_mut()
+    {
+        let mut rec = capture_tcp(&EnvoyAttributes, &s.cfg.redaction, counts, now);
         s.redacted.add(&rec.redactions);
         s.batcher.push(&mut rec, now);
         counters.add(Counter::RecordsLogged, 1);

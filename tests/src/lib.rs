@@ -11,6 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod tls;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -228,6 +230,23 @@ impl Collector {
     /// All stored records, via `meshlog query`.
     pub fn query(&self) -> Vec<serde_json::Value> {
         query(&self.data_dir)
+    }
+
+    /// Waits (up to 20 s) until the store holds at least `n` records, then a little longer so
+    /// extras (duplicates) would show, and returns them all.
+    pub fn wait_records(&self, n: usize) -> Vec<serde_json::Value> {
+        let got = wait_for(Duration::from_secs(20), || {
+            (self.query().len() >= n).then_some(())
+        });
+        assert!(
+            got.is_some(),
+            "only {} of {n} records arrived; collector:\n{}",
+            self.query().len(),
+            self.proc.output()
+        );
+        // Batches ship every 500 ms at most: anything duplicated would be here by now.
+        std::thread::sleep(Duration::from_millis(700));
+        self.query()
     }
 }
 

@@ -99,12 +99,43 @@ fn every_shipped_plugin_configuration_is_valid() {
     for must in [
         "sidecar.yaml",
         "access-logger.yaml",
+        "tcp.yaml",
         "istio/wasmplugin.yaml",
+        "istio/wasmplugin-network.yaml",
         "istio/envoyfilter-access-logger.yaml",
     ] {
         assert!(
             checked.iter().any(|c| c.contains(must)),
             "no plugin configuration checked in {must}: {checked:?}"
+        );
+    }
+}
+
+#[test]
+fn the_network_examples_say_network_mode() {
+    use meshlog_core::config::Mode;
+    for (file, pointer) in [
+        (
+            "envoy-config/tcp.yaml",
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/config/configuration/value",
+        ),
+        (
+            "envoy-config/istio/wasmplugin-network.yaml",
+            "/spec/pluginConfig",
+        ),
+    ] {
+        let doc = load(&repo_root().join(file));
+        let v = doc
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{file}: no {pointer}"));
+        let raw = match v {
+            Value::String(s) => s.as_bytes().to_vec(),
+            other => serde_json::to_vec(other).unwrap(),
+        };
+        assert_eq!(
+            FilterConfig::from_json(&raw).unwrap().mode,
+            Mode::Network,
+            "{file}"
         );
     }
 }

@@ -9,23 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const UPSTREAM: &str = env!("CARGO_BIN_EXE_meshlog-upstream");
 
-/// Waits until the store holds at least `n` records, then a little longer to catch extras.
-fn records(c: &Collector, n: usize) -> Vec<Value> {
-    let got = wait_for(Duration::from_secs(20), || {
-        let r = c.query();
-        (r.len() >= n).then_some(())
-    });
-    assert!(
-        got.is_some(),
-        "only {} of {n} records arrived; collector:\n{}",
-        c.query().len(),
-        c.proc.output()
-    );
-    // Batches ship every 500 ms at most: anything duplicated would be here by now.
-    std::thread::sleep(Duration::from_millis(700));
-    c.query()
-}
-
 fn by_request_id(records: &[Value]) -> HashMap<String, Value> {
     let mut m = HashMap::new();
     for r in records {
@@ -125,7 +108,7 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
     }
     let t1 = now_ns();
 
-    let stored = records(&collector, n as usize);
+    let stored = collector.wait_records(n as usize);
     assert_eq!(stored.len(), n as usize, "exactly one record per request");
     let by_id = by_request_id(&stored);
     for (rid, method, path, logged, status, trace, body_len) in expected {
@@ -138,6 +121,7 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
         assert_eq!(r["http.response.status_code"], status, "{r}");
         assert_eq!(r["server.address"], "shop.example");
         assert_eq!(r["url.scheme"], "http");
+        assert!(r.get("tls.protocol.name").is_none(), "plaintext: {r}");
         assert_eq!(r["network.protocol.version"], "1.1");
         assert_eq!(r["user_agent.original"], "e2e/1.0");
         assert_eq!(r["http.request.body.size"], body_len as u64, "{r}");
@@ -274,7 +258,7 @@ fn a_non_utf8_header_is_proxied_and_logged() {
         200
     );
 
-    let by_id = by_request_id(&records(&collector, 2));
+    let by_id = by_request_id(&collector.wait_records(2));
     let ua = by_id["bad-1"]["user_agent.original"]
         .as_str()
         .unwrap()
@@ -308,7 +292,7 @@ fn an_unreachable_upstream_is_logged_with_envoy_response_flags() {
         ),
         503
     );
-    let by_id = by_request_id(&records(&collector, 1));
+    let by_id = by_request_id(&collector.wait_records(1));
     let r = &by_id["down-1"];
     assert_eq!(r["http.response.status_code"], 503);
     assert_eq!(r["meshlog.response_flags"], "UF", "{r}");
@@ -341,7 +325,7 @@ fn istio_node_metadata_becomes_resource_attributes() {
         ),
         200
     );
-    let by_id = by_request_id(&records(&collector, 1));
+    let by_id = by_request_id(&collector.wait_records(1));
     let r = &by_id["istio-1"];
     for (key, want) in [
         ("resource.service.name", "checkout-svc"),
@@ -354,5 +338,44 @@ fn istio_node_metadata_becomes_resource_attributes() {
         ("resource.service.instance.id", "demo-sidecar"),
     ] {
         assert_eq!(r[key], want, "{key} in {r}");
+    }
+}
+
+#[test]
+fn an_mtls_request_record_names_the_calling_workload() {
+    let pki =
+        meshlog_e2e::tls::Pki::new("shop.example", "spiffe://cluster.local/ns/shop/sa/checkout");
+    let data = tempfile::tempdir().unwrap();
+    let collector = Collector::start(data.path());
+    let upstream = Upstream::start(UPSTREAM);
+    let mut sidecar = Sidecar::new(upstream.addr.port(), collector.addr.port());
+    sidecar.replace.extend(pki.on_filter_chain());
+    let envoy = Envoy::start(&sidecar, 1);
+
+    for i in 0..2 {
+        use std::io::{Read, Write};
+        let mut s = pki.connect(envoy.listen).expect("TLS connect");
+        write!(
+            s,
+            "GET /orders/{i} HTTP/1.1\r\nHost: shop.example\r\nx-request-id: mtls-{i}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        assert!(
+            buf.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+    }
+    let by_id = by_request_id(&collector.wait_records(2));
+    assert_eq!(by_id.len(), 2);
+    for r in by_id.values() {
+        assert_eq!(r["event_name"], "meshlog.http.access", "{r}");
+        assert_eq!(r["url.scheme"], "https", "{r}");
+        assert_eq!(r["meshlog.peer.principal"], pki.client_spiffe_id, "{r}");
+        assert_eq!(r["tls.protocol.version"], "1.3", "{r}");
+        assert_eq!(r["tls.client.server_name"], "shop.example", "{r}");
+        assert_eq!(r["tls.client.hash.sha256"], pki.client_cert_sha256(), "{r}");
     }
 }
