@@ -183,6 +183,12 @@ impl Proc {
         wait_for(timeout, || self.child.try_wait().ok().flatten())
     }
 
+    /// Kills it with SIGKILL (no chance to flush) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let _ = Command::new("kill")
@@ -212,12 +218,18 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector on an ephemeral port writing to `data_dir`.
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_at(data_dir, "127.0.0.1:0")
+    }
+
+    /// Starts a collector on `listen` (e.g. the port an Envoy cluster points at, to restart one
+    /// there) writing to `data_dir`.
+    pub fn start_at(data_dir: &Path, listen: &str) -> Self {
         let mut cmd = Command::new(collector_bin());
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0");
+            .arg(listen);
         let mut proc = Proc::spawn("collector", cmd);
         let addr = proc.listening_addr(Duration::from_secs(20));
         Collector {
@@ -268,6 +280,69 @@ pub fn query(data_dir: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
         .collect()
+}
+
+/// Steady traffic through Envoy from a background thread: one request every `interval`, each
+/// with a unique `x-request-id` (`<prefix>-<n>`), recording status and latency.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<Sent>>>,
+}
+
+/// One request the load sent.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// Its `x-request-id`.
+    pub id: String,
+    /// The status Envoy answered (0: no answer).
+    pub status: u16,
+    /// How long the answer took.
+    pub latency: Duration,
+}
+
+impl Load {
+    /// Starts sending to `addr`.
+    pub fn start(addr: SocketAddr, prefix: &str, interval: Duration) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let prefix = prefix.to_owned();
+        let handle = std::thread::spawn(move || {
+            let mut sent = Vec::new();
+            let mut next = Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = format!("{prefix}-{}", sent.len());
+                let raw = format!(
+                    "GET /load/{} HTTP/1.1\r\nHost: shop.example\r\nx-request-id: {id}\r\nConnection: close\r\n\r\n",
+                    sent.len()
+                );
+                let t0 = Instant::now();
+                let status = http_request(addr, raw.as_bytes()).map_or(0, |r| r.status);
+                sent.push(Sent {
+                    id,
+                    status,
+                    latency: t0.elapsed(),
+                });
+                next += interval;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            sent
+        });
+        Load {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops and returns every request sent.
+    pub fn stop(mut self) -> Vec<Sent> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
 }
 
 /// A running `meshlog-upstream`.
