@@ -53,16 +53,19 @@
 //! sequence number in a [`DeliveryTally`], which goes out as a `meshlog.delivery.tally` record
 //! (taking its own sequence number) after the next delivery, when the collector is reachable
 //! again — and at [`Outbox::flush`]. If that record is itself dropped or rejected, its counts
-//! return to the pending tally and travel with the next one. So at the collector, per VM:
-//! every sequence number is in a stored batch or in a stored tally (a batch stored whose answer
-//! was lost and which was then dropped appears in both: the collector cannot be told otherwise).
+//! return to the pending tally and travel with the next one; each also carries the VM's running
+//! totals. So at the collector, per VM: every sequence number is in a stored batch or in a
+//! stored tally, and the largest totals are the exact counts. One ambiguity cannot be avoided: a
+//! batch that was stored but whose answer was lost, and which was then dropped, appears both
+//! stored and dropped (and, if it held a tally, that tally's ranges are reported again): readers
+//! take stored over dropped and the union of ranges.
 
 mod tally;
 
 pub use tally::{
-    ATTR_DROPPED_OVERFLOW, ATTR_DROPPED_OVERFLOW_SEQUENCES, ATTR_FAILED, ATTR_FAILED_SEQUENCES,
-    ATTR_SEQUENCES_APPROXIMATE, DELIVERY_TALLY_EVENT_NAME, DeliveryTally, MAX_RANGES, SeqRanges,
-    parse_ranges,
+    ATTR_DROPPED_OVERFLOW, ATTR_DROPPED_OVERFLOW_SEQUENCES, ATTR_DROPPED_OVERFLOW_TOTAL,
+    ATTR_FAILED, ATTR_FAILED_SEQUENCES, ATTR_FAILED_TOTAL, ATTR_SEQUENCES_APPROXIMATE,
+    DELIVERY_TALLY_EVENT_NAME, DeliveryTally, MAX_RANGES, SeqRanges, parse_ranges,
 };
 
 use crate::compress::{Compression, compress};
@@ -318,7 +321,9 @@ impl Outbox {
         if self.pending.is_empty() {
             return;
         }
-        let tally = Box::new(std::mem::take(&mut self.pending));
+        let mut tally = Box::new(std::mem::take(&mut self.pending));
+        tally.dropped_overflow_total = self.stats.records_dropped;
+        tally.failed_total = self.stats.records_failed;
         let seq = self.take_sequence();
         let mut buf = Vec::with_capacity(256);
         encode_delivery_tally_record(&mut buf, &tally, seq, now_ns);
@@ -556,7 +561,7 @@ impl Outbox {
 
     fn remove_in_flight(&mut self, i: usize) -> Option<Sealed> {
         let b = self.sealed.remove(i)?;
-        self.in_flight -= 1;
+        self.in_flight = self.in_flight.saturating_sub(1);
         self.sealed_bytes -= b.body.len();
         Some(b)
     }
@@ -566,7 +571,7 @@ impl Outbox {
         if let Some(b) = self.sealed.get_mut(i) {
             b.in_flight = false;
             records = b.id.records();
-            self.in_flight -= 1;
+            self.in_flight = self.in_flight.saturating_sub(1);
         }
         self.stats.retryable_failures += 1;
         self.failures = self.failures.saturating_add(1);
@@ -608,6 +613,16 @@ impl Outbox {
     /// Batches handed out and not yet settled.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Sealed batches waiting to be sent again (or, after a reconfiguration, for the first time).
+    pub fn waiting_batches(&self) -> usize {
+        self.sealed.len().saturating_sub(self.in_flight)
+    }
+
+    /// Records not yet in a batch.
+    pub fn open_records(&self) -> usize {
+        self.open.len()
     }
 
     /// True when nothing is held and nothing is owed to the collector (no pending tally).

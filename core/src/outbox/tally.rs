@@ -6,12 +6,20 @@ use crate::record::AttrValue;
 
 /// `eventName` of the record that ships a [`DeliveryTally`].
 pub const DELIVERY_TALLY_EVENT_NAME: &str = "meshlog.delivery.tally";
-/// Records dropped because the VM's buffer was full (integer).
+/// Records dropped because the VM's buffer was full, listed in this record (integer).
 pub const ATTR_DROPPED_OVERFLOW: &str = "meshlog.delivery.dropped_overflow";
+/// Records dropped for overflow since the VM started, as of this record (integer). Monotonic:
+/// the largest value among a VM's tally records is its exact total, even when a record was
+/// repeated (see [`DeliveryTally`]).
+pub const ATTR_DROPPED_OVERFLOW_TOTAL: &str = "meshlog.delivery.dropped_overflow.total";
 /// Their sequence numbers (string): inclusive ranges, `"3-9,15-15"`.
 pub const ATTR_DROPPED_OVERFLOW_SEQUENCES: &str = "meshlog.delivery.dropped_overflow.sequences";
-/// Records in batches the collector refused for good: 4xx and the like (integer).
+/// Records in batches the collector refused for good (4xx and the like), listed in this record
+/// (integer).
 pub const ATTR_FAILED: &str = "meshlog.delivery.failed";
+/// Records refused since the VM started, as of this record (integer), like
+/// [`ATTR_DROPPED_OVERFLOW_TOTAL`].
+pub const ATTR_FAILED_TOTAL: &str = "meshlog.delivery.failed.total";
 /// Their sequence numbers (string), as for overflow.
 pub const ATTR_FAILED_SEQUENCES: &str = "meshlog.delivery.failed.sequences";
 /// Present (integer 1) only when a range list outgrew [`MAX_RANGES`] and neighbouring ranges
@@ -125,13 +133,20 @@ impl SeqRanges {
     }
 }
 
-/// Records lost since the last delivery tally that reached the collector.
+/// Records lost and not yet known to be reported: since the last delivery tally that reached the
+/// collector *with an answer*. A tally record whose batch was stored but whose answer was lost,
+/// and which was then dropped, is reported again in the next one: readers take the union of the
+/// ranges and the largest totals, which are exact either way.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryTally {
     /// Dropped because the buffer was full.
     pub dropped_overflow: SeqRanges,
     /// Refused by the collector for good.
     pub failed: SeqRanges,
+    /// All records dropped for overflow by the VM so far, when the record was written.
+    pub dropped_overflow_total: u64,
+    /// All records refused by the collector so far, when the record was written.
+    pub failed_total: u64,
 }
 
 impl DeliveryTally {
@@ -144,6 +159,10 @@ impl DeliveryTally {
     pub fn merge(&mut self, other: &DeliveryTally) {
         self.dropped_overflow.merge(&other.dropped_overflow);
         self.failed.merge(&other.failed);
+        self.dropped_overflow_total = self
+            .dropped_overflow_total
+            .max(other.dropped_overflow_total);
+        self.failed_total = self.failed_total.max(other.failed_total);
     }
 
     /// Calls `f(key, value)` for every attribute of the tally record (the `ATTR_*` constants of
@@ -155,11 +174,13 @@ impl DeliveryTally {
             let t = self.dropped_overflow.to_text();
             f(ATTR_DROPPED_OVERFLOW_SEQUENCES, AttrValue::Str(&t));
         }
+        f(ATTR_DROPPED_OVERFLOW_TOTAL, i(self.dropped_overflow_total));
         f(ATTR_FAILED, i(self.failed.count()));
         if !self.failed.is_empty() {
             let t = self.failed.to_text();
             f(ATTR_FAILED_SEQUENCES, AttrValue::Str(&t));
         }
+        f(ATTR_FAILED_TOTAL, i(self.failed_total));
         if self.dropped_overflow.is_approximate() || self.failed.is_approximate() {
             f(ATTR_SEQUENCES_APPROXIMATE, AttrValue::Int(1));
         }
@@ -237,8 +258,10 @@ mod tests {
             [
                 "meshlog.delivery.dropped_overflow=Int(8)",
                 "meshlog.delivery.dropped_overflow.sequences=Str(\"0-6,20-20\")",
+                "meshlog.delivery.dropped_overflow.total=Int(0)",
                 "meshlog.delivery.failed=Int(3)",
                 "meshlog.delivery.failed.sequences=Str(\"10-12\")",
+                "meshlog.delivery.failed.total=Int(0)",
             ]
         );
         assert_eq!(parse_ranges("0-6,20-20"), Some(vec![(0, 6), (20, 20)]));
