@@ -161,6 +161,8 @@ mod tests {
             max_age_ms,
             max_buffer_bytes,
             max_in_flight: 1,
+            retry_initial_ms: 200,
+            retry_max_ms: 30_000,
         }
     }
 

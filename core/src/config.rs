@@ -4,6 +4,7 @@
 //! reason, so an operator fixes a config in one round. Unknown fields are errors: a typo must not
 //! silently fall back to a default. An empty configuration means all defaults.
 
+use crate::compress::Compression;
 use crate::redact::RedactionPolicy;
 use crate::sample::SamplingPolicy;
 use serde::de::DeserializeOwned;
@@ -22,6 +23,9 @@ pub struct CollectorTarget {
     pub path: String,
     /// Per-call timeout in milliseconds, 1 to 60000. Default 5000.
     pub timeout_ms: u64,
+    /// How batch bodies are encoded: `compression` `"gzip"` (default) or `"none"`, and for gzip
+    /// `compression_level` 1 (fastest, default) to 9 (smallest).
+    pub compression: Compression,
 }
 
 /// When a batch is shipped and how much may wait.
@@ -34,8 +38,15 @@ pub struct BatchConfig {
     /// Encoded bytes that may wait per VM before the oldest are dropped (and counted),
     /// 65536 to 268435456. Default 8388608 (8 MiB).
     pub max_buffer_bytes: usize,
-    /// Calls to the collector in flight per VM, 1 to 64. Default 4.
+    /// Calls to the collector in flight per VM, 1 to 64. Default 4. While the collector keeps
+    /// failing, one call at a time probes it.
     pub max_in_flight: usize,
+    /// First retry delay bound, milliseconds, 1 to 60000. Default 200. The bound doubles with
+    /// each consecutive failure; the delay is drawn uniformly below it (full jitter).
+    pub retry_initial_ms: u64,
+    /// Largest retry delay, milliseconds, 100 to 3600000 and at least `retry_initial_ms`.
+    /// Default 30000. Also caps a collector's `Retry-After`.
+    pub retry_max_ms: u64,
 }
 
 /// How the module is attached to Envoy, which decides what one record is.
@@ -81,12 +92,15 @@ impl Default for FilterConfig {
                 authority: "meshlog-collector".into(),
                 path: "/v1/logs".into(),
                 timeout_ms: 5000,
+                compression: Compression::default(),
             },
             batch: BatchConfig {
                 max_records: 500,
                 max_age_ms: 1000,
                 max_buffer_bytes: 8 << 20,
                 max_in_flight: 4,
+                retry_initial_ms: 200,
+                retry_max_ms: 30_000,
             },
             resource: BTreeMap::new(),
             redaction: RedactionPolicy::default(),
@@ -278,6 +292,7 @@ impl FilterConfig {
                 errs,
             ),
             timeout_ms: c.int_in("timeout_ms", d.collector.timeout_ms, 1, 60_000, errs),
+            compression: read_compression(&mut c, errs),
         };
         c.finish(errs);
 
@@ -305,7 +320,24 @@ impl FilterConfig {
                 64,
                 errs,
             )),
+            retry_initial_ms: b.int_in(
+                "retry_initial_ms",
+                d.batch.retry_initial_ms,
+                1,
+                60_000,
+                errs,
+            ),
+            retry_max_ms: b.int_in("retry_max_ms", d.batch.retry_max_ms, 100, 3_600_000, errs),
         };
+        if batch.retry_max_ms < batch.retry_initial_ms {
+            errs.push(FieldError {
+                path: b.child_path("retry_max_ms"),
+                reason: format!(
+                    "must be at least retry_initial_ms ({}), got {}",
+                    batch.retry_initial_ms, batch.retry_max_ms
+                ),
+            });
+        }
         b.finish(errs);
 
         let resource: BTreeMap<String, String> = root.get("resource", BTreeMap::new(), errs);
@@ -347,6 +379,29 @@ pub(crate) fn read_json<T: Default>(
         Ok(t)
     } else {
         Err(ConfigErrors(errs))
+    }
+}
+
+/// `collector.compression` and `collector.compression_level`.
+fn read_compression(c: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Compression {
+    let name = c.text(
+        "compression",
+        "gzip",
+        |s| match s {
+            "gzip" | "none" => None,
+            "zstd" => Some(
+                "zstd is not supported (no pure-Rust encoder fast enough for the filter, and the \
+                 collector accepts gzip and identity only); expected \"gzip\" or \"none\"",
+            ),
+            _ => Some("expected \"gzip\" or \"none\""),
+        },
+        errs,
+    );
+    let level = c.int_in("compression_level", 1, 1, 9, errs);
+    let level = u32::try_from(level).unwrap_or(1);
+    match name.as_str() {
+        "none" => Compression::None,
+        _ => Compression::Gzip { level },
     }
 }
 
@@ -429,6 +484,82 @@ mod tests {
         assert!(
             msg.contains("unknown field; expected one of: max_records, max_age_ms"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn delivery_fields() {
+        let d = FilterConfig::default();
+        assert_eq!(d.collector.compression, Compression::Gzip { level: 1 });
+        assert_eq!(
+            (d.batch.retry_initial_ms, d.batch.retry_max_ms),
+            (200, 30_000)
+        );
+        let c = FilterConfig::from_json(
+            br#"{"collector":{"compression":"gzip","compression_level":6},
+                "batch":{"retry_initial_ms":50,"retry_max_ms":100}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.collector.compression, Compression::Gzip { level: 6 });
+        assert_eq!((c.batch.retry_initial_ms, c.batch.retry_max_ms), (50, 100));
+        let c = FilterConfig::from_json(br#"{"collector":{"compression":"none"}}"#).unwrap();
+        assert_eq!(c.collector.compression, Compression::None);
+    }
+
+    #[test]
+    fn delivery_errors_are_reported_with_paths() {
+        let e = FilterConfig::from_json(
+            br#"{"collector":{"compression":"zstd","compression_level":0},
+                "batch":{"retry_initial_ms":0,"retry_max_ms":99}}"#,
+        )
+        .unwrap_err();
+        let got: Vec<(&str, &str)> =
+            e.0.iter()
+                .map(|f| (f.path.as_str(), f.reason.as_str()))
+                .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0].0, "$.collector.compression");
+        assert!(got[0].1.starts_with("zstd is not supported"), "{got:?}");
+        assert_eq!(
+            got[1],
+            (
+                "$.collector.compression_level",
+                "expected an integer from 1 to 9, got 0"
+            )
+        );
+        assert_eq!(
+            got[2],
+            (
+                "$.batch.retry_initial_ms",
+                "expected an integer from 1 to 60000, got 0"
+            )
+        );
+        assert_eq!(
+            got[3],
+            (
+                "$.batch.retry_max_ms",
+                "expected an integer from 100 to 3600000, got 99"
+            )
+        );
+        let e = FilterConfig::from_json(
+            br#"{"collector":{"compression":"brotli"},"batch":{"retry_initial_ms":5000,"retry_max_ms":1000}}"#,
+        )
+        .unwrap_err();
+        let got: Vec<String> =
+            e.0.iter()
+                .map(|f| format!("{}: {}", f.path, f.reason))
+                .collect();
+        assert_eq!(
+            got,
+            [
+                r#"$.collector.compression: expected "gzip" or "none""#,
+                "$.batch.retry_max_ms: must be at least retry_initial_ms (5000), got 1000"
+            ]
+        );
+        let e = FilterConfig::from_json(br#"{"collector":{"compresion":"gzip"}}"#).unwrap_err();
+        assert!(
+            e.0[0].reason.contains("compression, compression_level"),
+            "{e}"
         );
     }
 

@@ -2,17 +2,21 @@
 //!
 //! The filter crate only implements [`capture::AttributeSource`] with hostcalls and moves bytes;
 //! all logic lives here so it is tested natively and runs unchanged in the Wasm VM. Nothing in this
-//! crate reads a clock, draws randomness or touches I/O: callers pass time in.
+//! crate reads a clock, draws randomness or touches I/O: callers pass time (and random draws) in.
 
 pub mod batch;
 pub mod capture;
+pub mod compress;
 pub mod config;
 pub mod envoy;
+pub mod httpdate;
 pub mod json;
 pub mod otlp;
+pub mod outbox;
 pub mod record;
 pub mod redact;
 pub mod resource;
+pub mod retry;
 pub(crate) mod route;
 pub mod sample;
 pub mod schema;
@@ -21,4 +25,5 @@ pub mod trace;
 pub use batch::{Batch, Batcher};
 pub use capture::{AttributeSource, ConnectionCounts, capture_http, capture_tcp};
 pub use config::{ConfigErrors, FieldError, FilterConfig};
+pub use outbox::{BatchId, Dispatch, Outbox, OutboxStats, Settled};
 pub use record::AccessRecord;

@@ -5,6 +5,7 @@
 //! a batch is the fragments joined inside a fixed envelope built once per configuration.
 
 use crate::json::{push_f64, push_hex, push_int, push_int_str, push_str, push_str2};
+use crate::outbox::{DELIVERY_TALLY_EVENT_NAME, DeliveryTally};
 use crate::record::{AccessRecord, AttrValue, Severity};
 use crate::sample::{TALLY_EVENT_NAME, Tally};
 
@@ -53,20 +54,60 @@ pub fn encode_log_record(out: &mut Vec<u8>, rec: &AccessRecord) {
 /// sequence with access records, so a gap still means a lost record). No request attributes,
 /// no trace.
 pub fn encode_tally_record(out: &mut Vec<u8>, tally: &Tally, sequence: Option<u64>, now_ns: u64) {
-    let sev = Severity::Info;
+    encode_event_record(
+        out,
+        TALLY_EVENT_NAME,
+        Severity::Info,
+        tally.end_ns,
+        now_ns,
+        |f| tally.for_each_attribute(f),
+        sequence,
+    );
+}
+
+/// Appends one OTLP `LogRecord` JSON object for a [`DeliveryTally`] at `now_ns`: event
+/// `meshlog.delivery.tally`, severity WARN (records were lost), the counts and sequence ranges
+/// of [`DeliveryTally::for_each_attribute`] and the record's own `meshlog.sequence`.
+pub fn encode_delivery_tally_record(
+    out: &mut Vec<u8>,
+    tally: &DeliveryTally,
+    sequence: u64,
+    now_ns: u64,
+) {
+    encode_event_record(
+        out,
+        DELIVERY_TALLY_EVENT_NAME,
+        Severity::Warn,
+        now_ns,
+        now_ns,
+        |f| tally.for_each_attribute(f),
+        Some(sequence),
+    );
+}
+
+/// A record the VM writes about itself: no request attributes, no trace.
+fn encode_event_record(
+    out: &mut Vec<u8>,
+    event_name: &str,
+    sev: Severity,
+    time_ns: u64,
+    observed_ns: u64,
+    attributes: impl FnOnce(&mut dyn FnMut(&str, AttrValue<'_>)),
+    sequence: Option<u64>,
+) {
     out.extend_from_slice(b"{\"timeUnixNano\":");
-    push_int_str(out, i64::try_from(tally.end_ns).unwrap_or(i64::MAX));
+    push_int_str(out, i64::try_from(time_ns).unwrap_or(i64::MAX));
     out.extend_from_slice(b",\"observedTimeUnixNano\":");
-    push_int_str(out, i64::try_from(now_ns).unwrap_or(i64::MAX));
+    push_int_str(out, i64::try_from(observed_ns).unwrap_or(i64::MAX));
     out.extend_from_slice(b",\"severityNumber\":");
     push_int(out, i64::from(sev.number()));
     out.extend_from_slice(b",\"severityText\":");
     push_str(out, sev.text());
     out.extend_from_slice(b",\"eventName\":");
-    push_str(out, TALLY_EVENT_NAME);
+    push_str(out, event_name);
     out.extend_from_slice(b",\"attributes\":[");
     let mut first = true;
-    tally.for_each_attribute(|key, value| {
+    attributes(&mut |key, value| {
         if !first {
             out.push(b',');
         }

@@ -1,4 +1,5 @@
-//! The host side of core's traits: Envoy attributes and headers through `_bytes` hostcalls.
+//! The host side of core's traits: Envoy attributes and headers through `_bytes` hostcalls, the
+//! answers to our calls, randomness, time and counters.
 //!
 //! The SDK's string getters unwrap UTF-8 and would trap the VM on a bad header; every read here
 //! returns raw bytes and core decodes them lossily.
@@ -6,7 +7,7 @@
 use meshlog_core::AttributeSource;
 use meshlog_core::redact::{Kind, Summary};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, MetricType};
+use proxy_wasm::types::{BufferType, MapType, MetricType};
 use std::time::UNIX_EPOCH;
 
 /// Attributes of the stream whose callback is running.
@@ -54,6 +55,28 @@ impl RedactionCounters {
     }
 }
 
+/// A header of the answer to a call (`:status`, `retry-after`) in `on_http_call_response`.
+/// The SDK's own getter unwraps the hostcall's result; this one cannot trap.
+pub fn call_response_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// Up to `max` bytes of the answer's body, for a log line.
+pub fn call_response_body(max: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, max)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// A random draw for retry jitter (WASI `random_get`, which Envoy implements); the clock if the
+/// host has none: jitter only has to differ between VMs, not be secret.
+pub fn random_u64() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| now_ns().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15)
+}
+
 /// Host time in unix nanoseconds; 0 if the host cannot tell (records then carry 0, not a trap).
 pub fn now_ns() -> u64 {
     hostcalls::get_current_time()
@@ -72,6 +95,7 @@ pub struct Counters {
     records_failed: Option<u32>,
     batches_sent: Option<u32>,
     batches_failed: Option<u32>,
+    batches_retried: Option<u32>,
     bytes_sent: Option<u32>,
     records_sampled_out: Option<u32>,
     records_rate_capped: Option<u32>,
@@ -83,17 +107,19 @@ pub struct Counters {
 pub enum Counter {
     /// Access records captured by `on_log` and buffered (kept by sampling, when it is on).
     RecordsLogged,
-    /// Records in batches the collector acknowledged.
+    /// Records in batches the collector acknowledged (2xx), once each however many attempts.
     RecordsSent,
-    /// Records dropped because the buffer was full.
+    /// Records dropped because the buffer (`batch.max_buffer_bytes`) was full.
     RecordsDropped,
-    /// Records in batches that failed (collector error or unreachable).
+    /// Records in batches the collector refused for good (4xx and the like).
     RecordsFailed,
     /// Batches acknowledged.
     BatchesSent,
-    /// Batches that failed.
+    /// Batches refused for good.
     BatchesFailed,
-    /// Request body bytes of acknowledged batches.
+    /// Attempts to send a batch the host had already sent once: retries on the wire.
+    BatchesRetried,
+    /// Request body bytes (as sent, compressed) of acknowledged batches.
     BytesSent,
     /// Requests sampling dropped: not selected by their rate.
     RecordsSampledOut,
@@ -114,6 +140,7 @@ impl Counters {
             records_failed: d("meshlog.records_failed"),
             batches_sent: d("meshlog.batches_sent"),
             batches_failed: d("meshlog.batches_failed"),
+            batches_retried: d("meshlog.batches_retried"),
             bytes_sent: d("meshlog.bytes_sent"),
             records_sampled_out: d("meshlog.records_sampled_out"),
             records_rate_capped: d("meshlog.records_rate_capped"),
@@ -130,6 +157,7 @@ impl Counters {
             Counter::RecordsFailed => self.records_failed,
             Counter::BatchesSent => self.batches_sent,
             Counter::BatchesFailed => self.batches_failed,
+            Counter::BatchesRetried => self.batches_retried,
             Counter::BytesSent => self.bytes_sent,
             Counter::RecordsSampledOut => self.records_sampled_out,
             Counter::RecordsRateCapped => self.records_rate_capped,

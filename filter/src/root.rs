@@ -9,18 +9,29 @@
 //!
 //! Both share the VM's [`Shipper`] through an `Rc<RefCell<_>>`: a VM is single-threaded, and the
 //! borrow is always `try_borrow_mut`, so even a host that re-entered us could not make it panic.
+//!
+//! Delivery is core's [`Outbox`]: this module only moves its batches through
+//! `dispatch_http_call`, reports back what the host and the collector said, and adds its
+//! counters to Envoy's.
 
-use crate::host::{Counter, Counters, EnvoyAttributes, RedactionCounters, now_ns};
+use crate::host::{
+    Counter, Counters, EnvoyAttributes, RedactionCounters, call_response_body,
+    call_response_header, now_ns, random_u64,
+};
 use crate::tcp::ConnectionLogger;
-use meshlog_core::config::Mode;
+use meshlog_core::config::{CollectorTarget, Mode};
 use meshlog_core::otlp::Envelope;
 use meshlog_core::record::SamplingMark;
 use meshlog_core::resource::resource;
+use meshlog_core::retry::Outcome;
 use meshlog_core::sample::{Decision, DropReason, RequestFacts, Sampler};
-use meshlog_core::{Batch, Batcher, ConnectionCounts, FilterConfig, capture_http, capture_tcp};
+use meshlog_core::{
+    BatchId, ConnectionCounts, Dispatch, FilterConfig, Outbox, OutboxStats, Settled, capture_http,
+    capture_tcp,
+};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
-use proxy_wasm::types::ContextType;
+use proxy_wasm::types::{ContextType, Status};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -32,11 +43,12 @@ const MAX_TICK_MS: u64 = 100;
 /// What a VM knows after a successful `on_configure`.
 pub(crate) struct Shipper {
     cfg: FilterConfig,
-    batcher: Batcher,
-    /// Calls in flight: token to (records, body bytes).
-    in_flight: HashMap<u32, (usize, usize)>,
-    /// Overflow drops already added to the Envoy counter.
-    dropped_reported: u64,
+    /// Everything on its way to the collector; carried over a reconfiguration.
+    outbox: Outbox,
+    /// Calls in flight: token to batch.
+    in_flight: HashMap<u32, BatchId>,
+    /// The outbox's counters as already added to Envoy's.
+    reported: OutboxStats,
     /// Per-kind redaction counters.
     redacted: RedactionCounters,
     /// The VM's sampler (policy, rate-cap bucket, running tally); a fresh one per configuration,
@@ -70,7 +82,111 @@ impl Shipper {
             return;
         }
         let tally = self.sampler.take_tally(now);
-        self.batcher.push_tally(&tally, now);
+        self.outbox.push_tally(&tally, now);
+    }
+
+    /// Hands the batches the outbox releases to the host; `all` (the VM is stopping) releases
+    /// everything at once, whatever the pause and the in-flight limit.
+    fn ship(&mut self, all: bool) {
+        let now = now_ns();
+        if all {
+            let results: Vec<(BatchId, Result<u32, Status>)> = self
+                .outbox
+                .flush(now)
+                .iter()
+                .map(|d| (d.id, call(&self.cfg.collector, d)))
+                .collect();
+            for (id, r) in results {
+                self.sent(id, r, now);
+            }
+            return;
+        }
+        while let Some(d) = self.outbox.next_dispatch(now) {
+            let id = d.id;
+            let r = call(&self.cfg.collector, &d);
+            // A refusal pauses the outbox; stop here either way rather than spin on it.
+            if !self.sent(id, r, now) {
+                break;
+            }
+        }
+    }
+
+    /// Reports the host's answer to `dispatch_http_call`; true when it took the call.
+    fn sent(&mut self, id: BatchId, r: Result<u32, Status>, now: u64) -> bool {
+        match r {
+            Ok(token) => {
+                self.outbox.on_sent(id);
+                self.in_flight.insert(token, id);
+                true
+            }
+            Err(status) => {
+                let settled = self.outbox.on_dispatch_error(id, now, random_u64());
+                log::warn!(
+                    "meshlog: cannot call collector cluster '{}' ({status:?}) for batch {}: {}",
+                    self.cfg.collector.cluster,
+                    id.header_value(self.outbox.vm_id()),
+                    describe(settled)
+                );
+                false
+            }
+        }
+    }
+
+    /// Adds what the outbox counted since last time to Envoy's counters.
+    fn export(&mut self, counters: &Counters) {
+        let now = self.outbox.stats();
+        let was = self.reported;
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        counters.add(Counter::RecordsSent, d(now.records_sent, was.records_sent));
+        counters.add(
+            Counter::RecordsDropped,
+            d(now.records_dropped, was.records_dropped),
+        );
+        counters.add(
+            Counter::RecordsFailed,
+            d(now.records_failed, was.records_failed),
+        );
+        counters.add(Counter::BatchesSent, d(now.batches_sent, was.batches_sent));
+        counters.add(
+            Counter::BatchesFailed,
+            d(now.batches_failed, was.batches_failed),
+        );
+        counters.add(
+            Counter::BatchesRetried,
+            d(now.batches_retried, was.batches_retried),
+        );
+        counters.add(Counter::BytesSent, d(now.bytes_sent, was.bytes_sent));
+        self.reported = now;
+    }
+}
+
+/// One POST of a batch to the collector.
+fn call(c: &CollectorTarget, d: &Dispatch<'_>) -> Result<u32, Status> {
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + d.headers.len());
+    headers.push((":method", "POST"));
+    headers.push((":path", c.path.as_str()));
+    headers.push((":authority", c.authority.as_str()));
+    headers.extend(d.headers.iter().map(|(k, v)| (*k, v.as_str())));
+    let timeout = Duration::from_millis(c.timeout_ms);
+    hostcalls::dispatch_http_call(&c.cluster, headers, Some(d.body), vec![], timeout)
+}
+
+/// What became of a batch, for a log line.
+fn describe(s: Option<Settled>) -> String {
+    match s {
+        Some(Settled::Retry {
+            records,
+            delay_ns,
+            failures,
+        }) => format!(
+            "{records} records kept for retry {failures} in {} ms",
+            delay_ns / 1_000_000
+        ),
+        Some(Settled::Rejected { records, status }) => {
+            format!("{records} records refused ({status}), not retried")
+        }
+        Some(Settled::Delivered { records, .. }) => format!("{records} records delivered"),
+        None => "not in flight".to_owned(),
     }
 }
 
@@ -81,6 +197,9 @@ pub(crate) type Shared = Rc<RefCell<Option<Shipper>>>;
 pub struct Root {
     shared: Shared,
     counters: Counters,
+    /// This VM's id (16 hex digits), drawn at the first configuration and kept across
+    /// reconfigurations, like the outbox and its sequence numbers.
+    vm_id: Option<String>,
 }
 
 impl Root {
@@ -93,54 +212,13 @@ impl Root {
         }
     }
 
-    /// Ships every due batch the in-flight limit allows; `all` ships regardless of age.
+    /// Ships what the outbox releases (`all`: everything) and exports its counters.
     fn ship(&self, all: bool) {
-        let Ok(mut guard) = self.shared.try_borrow_mut() else {
-            return;
-        };
-        let Some(s) = guard.as_mut() else { return };
-        let now = now_ns();
-        let dropped = s.batcher.stats().records_dropped_overflow;
-        self.counters.add(
-            Counter::RecordsDropped,
-            dropped.saturating_sub(s.dropped_reported),
-        );
-        s.dropped_reported = dropped;
-        while s.in_flight.len() < s.cfg.batch.max_in_flight {
-            let next = if all {
-                s.batcher.take_any()
-            } else {
-                s.batcher.take_due(now)
-            };
-            let Some(batch) = next else { break };
-            self.dispatch(s, batch);
-        }
-    }
-
-    fn dispatch(&self, s: &mut Shipper, batch: Batch) {
-        let c = &s.cfg.collector;
-        let headers = vec![
-            (":method", "POST"),
-            (":path", c.path.as_str()),
-            (":authority", c.authority.as_str()),
-            ("content-type", "application/json"),
-        ];
-        let timeout = Duration::from_millis(c.timeout_ms);
-        match hostcalls::dispatch_http_call(&c.cluster, headers, Some(&batch.body), vec![], timeout)
+        if let Ok(mut g) = self.shared.try_borrow_mut()
+            && let Some(s) = g.as_mut()
         {
-            Ok(token) => {
-                s.in_flight.insert(token, (batch.records, batch.body.len()));
-            }
-            Err(status) => {
-                log::warn!(
-                    "meshlog: cannot call collector cluster '{}' ({status:?}); {} records lost",
-                    c.cluster,
-                    batch.records
-                );
-                self.counters
-                    .add(Counter::RecordsFailed, batch.records as u64);
-                self.counters.add(Counter::BatchesFailed, 1);
-            }
+            s.ship(all);
+            s.export(&self.counters);
         }
     }
 }
@@ -153,32 +231,35 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some((records, bytes)) = self
-            .shared
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut g| g.as_mut().and_then(|s| s.in_flight.remove(&token)))
-        else {
-            return;
-        };
-        let status = self
-            .get_http_call_response_header_bytes(":status")
-            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u16>().ok());
-        if let Some(200..=299) = status {
-            self.counters.add(Counter::RecordsSent, records as u64);
-            self.counters.add(Counter::BatchesSent, 1);
-            self.counters.add(Counter::BytesSent, bytes as u64);
-        } else {
-            let body = self
-                .get_http_call_response_body(0, body_size.min(512))
-                .unwrap_or_default();
-            log::warn!(
-                "meshlog: collector answered {} for a batch of {records} records: {}",
-                status.map_or_else(|| "no status (reset)".to_owned(), |s| s.to_string()),
-                String::from_utf8_lossy(&body)
-            );
-            self.counters.add(Counter::RecordsFailed, records as u64);
-            self.counters.add(Counter::BatchesFailed, 1);
+        let now = now_ns();
+        // No headers at all: reset, timeout or no healthy host. Retried like a 503.
+        let status = call_response_header(":status")
+            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u16>().ok());
+        let retry_after = call_response_header("retry-after");
+        let outcome = Outcome::classify(status, retry_after.as_deref(), now);
+        {
+            let Ok(mut g) = self.shared.try_borrow_mut() else {
+                return;
+            };
+            let Some(s) = g.as_mut() else { return };
+            let Some(id) = s.in_flight.remove(&token) else {
+                return;
+            };
+            let settled = s.outbox.on_response(id, outcome, now, random_u64());
+            if !matches!(settled, Some(Settled::Delivered { .. })) {
+                let body = call_response_body(body_size.min(512));
+                log::warn!(
+                    "meshlog: collector answered {} for batch {}: {}{}{}",
+                    status.map_or_else(
+                        || "nothing (reset or timeout)".to_owned(),
+                        |s| s.to_string()
+                    ),
+                    id.header_value(s.outbox.vm_id()),
+                    describe(settled),
+                    if body.is_empty() { "" } else { ": " },
+                    String::from_utf8_lossy(&body)
+                );
+            }
         }
         // A slot is free: due batches need not wait for the next tick.
         self.ship(false);
@@ -204,14 +285,14 @@ impl RootContext for Root {
                 return false;
             }
         };
-        // A reconfiguration ships what the old configuration buffered first, with the old
-        // policy's final tally; the new configuration gets a fresh sampler (and tally).
+        // The old policy's final tally joins what the old configuration buffered; the outbox
+        // seals all of it under the old resource and keeps it (and its calls in flight, and
+        // the VM's sequence) across the change. The new configuration gets a fresh sampler.
         self.flush_tally();
-        self.ship(true);
+        let vm_id = self.vm_id.get_or_insert_with(vm_id).clone();
         // Who sends: read once per VM from Envoy's node, then the configured attributes.
-        let res = resource(&EnvoyAttributes, &cfg.resource, &vm_id());
+        let res = resource(&EnvoyAttributes, &cfg.resource, &vm_id);
         let envelope = Envelope::new(res.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let batcher = Batcher::new(&cfg.batch, envelope);
         let tick = Duration::from_millis(cfg.batch.max_age_ms.min(MAX_TICK_MS));
         let policy = cfg.redaction.version().to_owned();
         let now = now_ns();
@@ -230,11 +311,23 @@ impl RootContext for Root {
             log::error!("meshlog: configuration state busy");
             return false;
         };
+        let (outbox, in_flight, reported) = match guard.take() {
+            Some(mut old) => {
+                let compression = cfg.collector.compression;
+                old.outbox.reconfigure(&cfg.batch, compression, envelope);
+                (old.outbox, old.in_flight, old.reported)
+            }
+            None => (
+                Outbox::new(&cfg.batch, cfg.collector.compression, envelope, &vm_id),
+                HashMap::new(),
+                OutboxStats::default(),
+            ),
+        };
         *guard = Some(Shipper {
             cfg,
-            batcher,
-            in_flight: HashMap::new(),
-            dropped_reported: 0,
+            outbox,
+            in_flight,
+            reported,
             redacted: RedactionCounters::define(),
             sampler,
             service,
@@ -297,8 +390,8 @@ impl RootContext for Root {
     }
 }
 
-/// A random id for this VM (16 hex digits), so its sequence numbers are told apart from every
-/// other VM's, across restarts too. If the host has no randomness, time and context stand in.
+/// A random id for this VM (16 hex digits), so its sequence numbers (and batch ids) are told
+/// apart from every other VM's, across restarts too. If the host has no randomness, time and context stand in.
 fn vm_id() -> String {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
@@ -349,7 +442,7 @@ fn log_request(shared: &Shared, counters: &Counters) {
             }
         }
         s.redacted.add(&rec.redactions);
-        s.batcher.push(&mut rec, now);
+        s.outbox.push(&mut rec, now);
         counters.add(Counter::RecordsLogged, 1);
     }
 }
@@ -363,7 +456,7 @@ pub(crate) fn log_connection(shared: &Shared, counters: &Counters, counts: Conne
     {
         let mut rec = capture_tcp(&EnvoyAttributes, &s.cfg.redaction, counts, now);
         s.redacted.add(&rec.redactions);
-        s.batcher.push(&mut rec, now);
+        s.outbox.push(&mut rec, now);
         counters.add(Counter::RecordsLogged, 1);
     }
 }
