@@ -200,6 +200,9 @@ pub struct Root {
     /// This VM's id (16 hex digits), drawn at the first configuration and kept across
     /// reconfigurations, like the outbox and its sequence numbers.
     vm_id: Option<String>,
+    /// `on_done` came: the plugin is being removed (a configuration update replaced it, or the
+    /// VM is shutting down) and only the final flush's calls remain.
+    stopping: bool,
 }
 
 impl Root {
@@ -210,6 +213,14 @@ impl Root {
         {
             s.push_tally(now_ns(), true);
         }
+    }
+
+    fn calls_in_flight(&self) -> usize {
+        self.shared
+            .try_borrow()
+            .ok()
+            .and_then(|g| g.as_ref().map(|s| s.in_flight.len()))
+            .unwrap_or(0)
     }
 
     /// Ships what the outbox releases (`all`: everything) and exports its counters.
@@ -261,14 +272,30 @@ impl Context for Root {
                 );
             }
         }
+        if self.stopping {
+            // The final flush's answers: once the last is in, the host may delete us.
+            if let Ok(mut g) = self.shared.try_borrow_mut()
+                && let Some(s) = g.as_mut()
+            {
+                s.export(&self.counters);
+            }
+            if self.calls_in_flight() == 0 {
+                let _ = hostcalls::done();
+            }
+            return;
+        }
         // A slot is free: due batches need not wait for the next tick.
         self.ship(false);
     }
 
+    /// Ships everything held. Returning false keeps this context alive until the calls are
+    /// answered (`proxy_done` then): Envoy cancels a deleted context's calls, and with them the
+    /// last batches. A host that does not wait (process exit) loses at most those.
     fn on_done(&mut self) -> bool {
         self.flush_tally();
         self.ship(true);
-        true
+        self.stopping = true;
+        self.calls_in_flight() == 0
     }
 }
 

@@ -478,7 +478,7 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    fn spawn(yaml: &str, concurrency: u32) -> (Proc, tempfile::TempDir) {
+    fn spawn(yaml: &str, concurrency: u32, extra: &[&str]) -> (Proc, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("envoy.yaml");
         std::fs::write(&cfg, yaml).expect("write envoy config");
@@ -490,14 +490,33 @@ impl Envoy {
             .arg("--concurrency")
             .arg(concurrency.to_string())
             .arg("-l")
-            .arg("info");
+            .arg("info")
+            .args(extra);
         (Proc::spawn("envoy", cmd), dir)
     }
 
     /// Starts Envoy with `sidecar` and waits until its admin `/ready` says LIVE.
     pub fn start(sidecar: &Sidecar, concurrency: u32) -> Self {
-        let (mut proc, dir) = Self::spawn(&sidecar.render(), concurrency);
-        let admin: SocketAddr = ([127, 0, 0, 1], sidecar.admin).into();
+        Self::start_yaml(
+            &sidecar.render(),
+            sidecar.listen,
+            sidecar.admin,
+            concurrency,
+            &[],
+        )
+    }
+
+    /// Starts Envoy with a bootstrap already rendered (listener and admin on the given ports),
+    /// with extra command-line arguments, and waits until it is ready.
+    pub fn start_yaml(
+        yaml: &str,
+        listen: u16,
+        admin: u16,
+        concurrency: u32,
+        extra: &[&str],
+    ) -> Self {
+        let (mut proc, dir) = Self::spawn(yaml, concurrency, extra);
+        let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
         let ready = wait_for(Duration::from_secs(30), || {
             if let Ok(Some(st)) = proc.child.try_wait() {
                 panic!("envoy exited with {st} during start-up:\n{}", proc.output());
@@ -514,7 +533,7 @@ impl Envoy {
         }
         Envoy {
             proc,
-            listen: ([127, 0, 0, 1], sidecar.listen).into(),
+            listen: ([127, 0, 0, 1], listen).into(),
             admin,
             _dir: dir,
         }
@@ -522,7 +541,7 @@ impl Envoy {
 
     /// Starts Envoy with `sidecar` expecting it to refuse the configuration; returns its output.
     pub fn expect_refusal(sidecar: &Sidecar) -> String {
-        let (mut proc, _dir) = Self::spawn(&sidecar.render(), 1);
+        let (mut proc, _dir) = Self::spawn(&sidecar.render(), 1, &[]);
         let status = proc.wait_exit(Duration::from_secs(30));
         let out = proc.output();
         match status {
