@@ -57,6 +57,7 @@ impl Harness {
         let app = app(AppState {
             store: store.handle(),
             limits,
+            ack_timeout: meshlog_collector::ingest::DEFAULT_ACK_TIMEOUT,
         });
         Harness {
             dir,
@@ -514,7 +515,7 @@ async fn bad_requests_are_refused_precisely_and_store_nothing() {
     refused!(h, "text/plain", None, otlp_json("x", &["a"]) => UNSUPPORTED_MEDIA_TYPE,
         "unsupported Content-Type \"text/plain\"; accepted: application/json, application/x-protobuf");
     refused!(h, JSON, Some("br"), otlp_json("x", &["a"]) => UNSUPPORTED_MEDIA_TYPE,
-        "unsupported Content-Encoding \"br\"; accepted: gzip, identity");
+        "unsupported Content-Encoding \"br\"; accepted: gzip, zstd, identity");
     assert!(h.stored().is_empty());
     // Not even an empty frame: the segment is still just its header.
     let seg = h.path().join(SEGMENTS_DIR).join(segment_file_name(1));
