@@ -244,7 +244,14 @@ struct Pending {
     key: Option<BatchKey>,
     /// Later copies of the same batch id: answered `Duplicate` once this one is durable.
     followers: Vec<Ack>,
-    _reservation: Reservation,
+    reservation: Reservation,
+}
+
+/// Frees the batch's queue bytes, then answers: a client that sends its next batch as soon as
+/// it has the answer must find the room.
+fn answer(ack: Ack, reservation: Reservation, result: Result<Appended, WriteError>) {
+    drop(reservation);
+    let _ = ack.send(result);
 }
 
 /// A full-disk episode, logged once when it starts and once when it ends.
@@ -343,27 +350,27 @@ impl Writer {
 
     fn write_one(&mut self, frame: EncodedFrame, ack: Ack, reservation: Reservation) {
         if let Some(why) = &self.poisoned {
-            let _ = ack.send(Err(WriteError::other(format!("store is unusable: {why}"))));
-            return;
+            let why = format!("store is unusable: {why}");
+            return answer(ack, reservation, Err(WriteError::other(why)));
         }
         let key = frame.batch_id().map(|id| self.dedup.key(id));
         if let Some(key) = key {
             if self.dedup.contains(key) {
-                let _ = ack.send(Ok(Appended::Duplicate));
-                return;
+                return answer(ack, reservation, Ok(Appended::Duplicate));
             }
             if let Some(first) = self
                 .pending_keys
                 .get(&key)
                 .and_then(|i| self.pending.get_mut(*i))
             {
+                // Its bytes are not needed: only the first copy is written.
+                drop(reservation);
                 first.followers.push(ack);
                 return;
             }
         }
         if let Err(e) = self.finish_rollback() {
-            let _ = ack.send(Err(e));
-            return;
+            return answer(ack, reservation, Err(e));
         }
         let size = frame.bytes().len() as u64;
         if self.active.len > SEGMENT_HEADER_LEN
@@ -372,12 +379,11 @@ impl Writer {
             // Seal the full segment first: only the newest may ever have an unsynced tail.
             self.commit();
             if let Some(why) = &self.poisoned {
-                let _ = ack.send(Err(WriteError::other(format!("store is unusable: {why}"))));
-                return;
+                let why = format!("store is unusable: {why}");
+                return answer(ack, reservation, Err(WriteError::other(why)));
             }
             if let Err(e) = self.finish_rollback() {
-                let _ = ack.send(Err(e));
-                return;
+                return answer(ack, reservation, Err(e));
             }
             match create_segment(&self.segments_dir, self.active.seq + 1) {
                 Ok(next) => {
@@ -392,8 +398,7 @@ impl Writer {
                     } else {
                         tracing::error!(error = %e, "cannot create segment {}", self.active.seq + 1);
                     }
-                    let _ = ack.send(Err(err));
-                    return;
+                    return answer(ack, reservation, Err(err));
                 }
             }
         }
@@ -413,7 +418,7 @@ impl Writer {
                     loc,
                     key,
                     followers: Vec::new(),
-                    _reservation: reservation,
+                    reservation,
                 });
             }
             Err(e) => {
@@ -428,7 +433,7 @@ impl Writer {
                         "writing a frame failed; rolling it back"
                     );
                 }
-                let _ = ack.send(Err(err));
+                answer(ack, reservation, Err(err));
                 self.roll_back(offset);
             }
         }
@@ -453,7 +458,7 @@ impl Writer {
                 self.note_space_back();
                 for p in pending {
                     // A requester that went away (client disconnected) is fine: it is stored.
-                    let _ = p.ack.send(Ok(Appended::Stored(p.loc)));
+                    answer(p.ack, p.reservation, Ok(Appended::Stored(p.loc)));
                     for f in p.followers {
                         let _ = f.send(Ok(Appended::Duplicate));
                     }
@@ -473,7 +478,7 @@ impl Writer {
                     );
                 }
                 for p in pending {
-                    let _ = p.ack.send(Err(err.clone()));
+                    answer(p.ack, p.reservation, Err(err.clone()));
                     for f in p.followers {
                         let _ = f.send(Err(err.clone()));
                     }
