@@ -628,7 +628,30 @@ fn a_full_disk_answers_507_keeps_the_store_clean_and_recovers_when_space_returns
     let fs = Tmpfs::mount("512k");
     let data = fs.path().join("data");
     let dir = data.to_str().unwrap();
-    let mut serve = Proc::spawn(&["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"]);
+    // The delivery settings come from the file (outside the small filesystem).
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("meshlog.toml");
+    std::fs::write(
+        &cfg,
+        "max_queue_bytes = 1048576\ndedup_window_batches = 1000\nack_timeout_ms = 5000\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let serve_args = [
+        "serve",
+        "--config",
+        cfg,
+        "--data-dir",
+        dir,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let mut serve = Proc::spawn(&serve_args);
+    let open = serve.wait_line("store open");
+    assert!(
+        open.contains("dedup_window=1000") && open.contains("max_queue_bytes=1048576"),
+        "{open}"
+    );
     let addr = serve.addr();
     let ok = |r: &HttpReply, dup: bool| {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -714,7 +737,7 @@ fn a_full_disk_answers_507_keeps_the_store_clean_and_recovers_when_space_returns
 
     // A restart finds nothing to repair, and every acknowledged record exactly once.
     assert_eq!(serve.terminate().code(), Some(0));
-    let mut serve = Proc::spawn(&["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"]);
+    let mut serve = Proc::spawn(&serve_args);
     let open = serve.wait_line("store open");
     assert!(
         open.contains("bytes_cut=0") && open.contains("batch_ids=7"),

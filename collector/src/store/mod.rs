@@ -199,6 +199,8 @@ impl Store {
             segments = rec.segments,
             bytes_cut = rec.cut_bytes,
             batch_ids = dedup.len(),
+            dedup_window = opts.dedup_window,
+            max_queue_bytes = opts.max_queue_bytes,
             "store open"
         );
         let w = writer::Writer::new(
