@@ -616,6 +616,14 @@ fn fill(path: &Path) -> u64 {
 }
 
 impl Proc {
+    /// Every stderr line, once the process has exited (its end of the pipe closes with it).
+    fn drain(&mut self) -> Vec<String> {
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            self.seen.push(l);
+        }
+        self.seen.clone()
+    }
+
     /// SIGKILL, and reap.
     fn kill9(&mut self) -> std::process::ExitStatus {
         self.child.kill().unwrap();
@@ -698,29 +706,51 @@ fn a_full_disk_answers_507_keeps_the_store_clean_and_recovers_when_space_returns
     assert_eq!((frames, sc.position()), (3, len_before));
     assert_eq!(query_ids(&data), ["fd0", "fd1", "fd2"]);
 
-    // Space returns: the next batch simply goes through; the store was never poisoned.
-    std::fs::remove_file(&filler).unwrap();
-    ok(&send(addr, Some("f:6"), &big(6)).unwrap(), false);
-    let back = serve.wait_line("disk space available again");
-    assert!(back.contains("batches_refused=3"), "{back}");
-    // Every line before that one has been read: the episode was logged once, not per request.
-    let full: Vec<&String> = serve
-        .seen
-        .iter()
-        .filter(|l| l.contains("disk full: batches are refused with 507"))
-        .collect();
+    // A full disk does not prevent a clean stop; all of stderr, read to its end, shows the
+    // episode logged once, not once per refused batch.
+    assert_eq!(serve.terminate().code(), Some(0));
+    let episode_logs = |lines: &[String]| -> Vec<String> {
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("refusing all further writes"))
+        );
+        lines
+            .iter()
+            .filter(|l| l.contains("disk full: batches are refused with 507"))
+            .cloned()
+            .collect()
+    };
+    let full = episode_logs(&serve.drain());
     assert_eq!(full.len(), 1, "{full:#?}");
     assert!(
         full[0].contains("ERROR") && full[0].contains("No space left"),
         "{}",
         full[0]
     );
+
+    // Nor a restart on the still-full disk: nothing to repair, nothing to write, and it serves
+    // (a retry of a stored batch is answered; a new one is refused again).
+    let mut serve = Proc::spawn(&serve_args);
+    let open = serve.wait_line("store open");
     assert!(
-        !serve
-            .seen
-            .iter()
-            .any(|l| l.contains("refusing all further writes"))
+        open.contains("bytes_cut=0") && open.contains("batch_ids=3"),
+        "{open}"
     );
+    let addr = serve.addr();
+    ok(
+        &send(addr, Some("f:0"), &otlp_json("disk", &["fd0"])).unwrap(),
+        true,
+    );
+    assert_eq!(send(addr, Some("f:3"), &big(3)).unwrap().status, 507);
+
+    // Space returns: the next batch simply goes through; the store was never poisoned.
+    std::fs::remove_file(&filler).unwrap();
+    ok(&send(addr, Some("f:6"), &big(6)).unwrap(), false);
+    let back = serve.wait_line("disk space available again");
+    assert!(back.contains("batches_refused=1"), "{back}");
+    // Every line before that one has been read.
+    assert_eq!(episode_logs(&serve.seen).len(), 1);
 
     // The refused batches, retried as the filter does, are stored now (they never were), and
     // a retry of a batch stored before the episode is a duplicate.
@@ -750,8 +780,9 @@ fn a_full_disk_answers_507_keeps_the_store_clean_and_recovers_when_space_returns
     );
     assert_eq!(serve.terminate().code(), Some(0));
     eprintln!(
-        "full disk: filler {filled} bytes on a 512 KiB tmpfs; 3 batches refused with 507, \
-         segment unchanged at {len_before} bytes; all 7 batches stored once after space returned"
+        "full disk: filler {filled} bytes on a 512 KiB tmpfs; 3 batches refused with 507 (one \
+         ERROR line), segment unchanged at {len_before} bytes; clean stop and restart while \
+         full; all 7 batches stored once after space returned"
     );
 }
 

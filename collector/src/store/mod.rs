@@ -283,12 +283,17 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
         }
         Err(TryLockError::Error(e)) => return Err(io("locking")(e)),
     }
-    // The pid is only a hint for the error above; the lock is what counts.
-    let pid = std::process::id();
-    f.set_len(0)
-        .and_then(|()| f.seek(SeekFrom::Start(0)))
-        .and_then(|_| writeln!(f, "{pid}"))
-        .map_err(io("writing lock file"))?;
+    // The pid is only a hint for the error above; the lock is what counts. Overwritten in place
+    // (then cut to length) so a restart on a full disk needs no new block, and a failure to
+    // write it does not stop the collector.
+    let pid = format!("{}\n", std::process::id());
+    let written = f
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| f.write_all(pid.as_bytes()))
+        .and_then(|()| f.set_len(pid.len() as u64));
+    if let Err(e) = written {
+        tracing::warn!(lock = %path.display(), error = %e, "cannot write our pid into the lock file");
+    }
     Ok(f)
 }
 

@@ -405,6 +405,9 @@ impl Writer {
         let offset = self.active.len;
         match self.active.file.write_all(frame.bytes()) {
             Ok(()) => {
+                // A frame that fits ends a full-disk episode (not the fsync of frames written
+                // before the failure, which can come after it in the same group).
+                self.note_space_back();
                 self.active.len += size;
                 let loc = FrameLocation {
                     segment: self.active.seq,
@@ -455,7 +458,6 @@ impl Writer {
                 self.active.synced_len = self.active.len;
                 // Into the index before any ack: a retry sent after the 200 must find it.
                 self.dedup.insert(pending.iter().filter_map(|p| p.key));
-                self.note_space_back();
                 for p in pending {
                     // A requester that went away (client disconnected) is fine: it is stored.
                     answer(p.ack, p.reservation, Ok(Appended::Stored(p.loc)));
