@@ -130,7 +130,9 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
         &cfg.data_dir,
         StoreOptions {
             segment_max_bytes: cfg.segment_max_bytes,
-            ..StoreOptions::default()
+            max_queue_bytes: cfg.max_queue_bytes,
+            dedup_window: cfg.dedup_window_batches,
+            pause: None,
         },
     )?;
     let state = AppState {
@@ -139,6 +141,7 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
             max_body_bytes: cfg.max_body_bytes,
             max_decoded_bytes: cfg.max_decoded_bytes,
         },
+        ack_timeout: Duration::from_millis(cfg.ack_timeout_ms),
     };
     let served = rt.block_on(run_server(cfg.listen, state));
     // Whatever happened to the server, finish the queue and release the lock.

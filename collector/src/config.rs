@@ -21,6 +21,21 @@ pub const MAX_BODY_BYTES: i64 = GIB;
 pub const MIN_SEGMENT_BYTES: i64 = 64 * KIB;
 /// Largest accepted segment size, bytes.
 pub const MAX_SEGMENT_BYTES: i64 = 1024 * GIB;
+/// Smallest accepted ingest queue budget, bytes.
+pub const MIN_QUEUE_BYTES: i64 = 64 * KIB;
+/// Largest accepted ingest queue budget, bytes.
+pub const MAX_QUEUE_BYTES: i64 = 64 * GIB;
+/// Shortest accepted ack timeout, milliseconds.
+pub const MIN_ACK_TIMEOUT_MS: i64 = 100;
+/// Longest accepted ack timeout, milliseconds.
+pub const MAX_ACK_TIMEOUT_MS: i64 = 600_000;
+/// Smallest accepted dedup window, batch ids.
+pub const MIN_DEDUP_WINDOW: i64 = 1000;
+/// Largest accepted dedup window, batch ids (about 5 GiB of memory when full).
+pub const MAX_DEDUP_WINDOW: i64 = 100_000_000;
+
+const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, listen, \
+                          max_body_bytes, max_decoded_bytes, max_queue_bytes, segment_max_bytes";
 
 /// The collector's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +49,7 @@ pub struct Config {
     /// `max_body_bytes`: largest request body accepted as received (before gzip decoding),
     /// bytes, 1024 to 1073741824. Larger → 413. Default 16777216 (16 MiB).
     pub max_body_bytes: usize,
-    /// `max_decoded_bytes`: largest request body after gzip decoding, bytes, from
+    /// `max_decoded_bytes`: largest request body after gzip or zstd decoding, bytes, from
     /// `max_body_bytes` to 1073741824. Larger → 413; decoding stops there, so a zip bomb costs at
     /// most this much memory. The canonical records of one request may take at most 4× this
     /// (uncompressed). Default 67108864 (64 MiB).
@@ -43,6 +58,20 @@ pub struct Config {
     /// bytes, 65536 to 1099511627776 (a single larger frame still gets a segment of its own).
     /// Default 67108864 (64 MiB).
     pub segment_max_bytes: u64,
+    /// `max_queue_bytes`: bytes of accepted batches that may wait to be stored (request bodies
+    /// being decoded, then encoded frames until their fsync), 65536 to 68719476736. Past it new
+    /// batches get 503 with `Retry-After` at once instead of waiting in memory. Default 67108864
+    /// (64 MiB).
+    pub max_queue_bytes: u64,
+    /// `ack_timeout_ms`: how long a request waits for the fsync of its batch, milliseconds, 100
+    /// to 600000. Past it the answer is 503 (not acknowledged; the batch may still be stored,
+    /// and a retry with the same batch id is then a duplicate). Default 15000.
+    pub ack_timeout_ms: u64,
+    /// `dedup_window_batches`: how many distinct batch ids (`meshlog-batch-id`) are remembered
+    /// so a retried batch is stored once, 1000 to 100000000. About 52 bytes each when full. A
+    /// retry older than the window is stored again. Default 2000000 (3 h 20 min at 10,000
+    /// batches a minute; about 100 MiB).
+    pub dedup_window_batches: usize,
 }
 
 impl Default for Config {
@@ -53,6 +82,9 @@ impl Default for Config {
             max_body_bytes: 16 << 20,
             max_decoded_bytes: 64 << 20,
             segment_max_bytes: 64 << 20,
+            max_queue_bytes: 64 << 20,
+            ack_timeout_ms: 15_000,
+            dedup_window_batches: 2_000_000,
         }
     }
 }
@@ -179,12 +211,19 @@ impl Config {
                     Ok(v) => cfg.segment_max_bytes = v as u64,
                     Err(r) => bad(key, r),
                 },
-                _ => bad(
-                    key,
-                    "unknown key (known: data_dir, listen, max_body_bytes, max_decoded_bytes, \
-                     segment_max_bytes)"
-                        .into(),
-                ),
+                "max_queue_bytes" => match int_in(value, MIN_QUEUE_BYTES, MAX_QUEUE_BYTES) {
+                    Ok(v) => cfg.max_queue_bytes = v as u64,
+                    Err(r) => bad(key, r),
+                },
+                "ack_timeout_ms" => match int_in(value, MIN_ACK_TIMEOUT_MS, MAX_ACK_TIMEOUT_MS) {
+                    Ok(v) => cfg.ack_timeout_ms = v as u64,
+                    Err(r) => bad(key, r),
+                },
+                "dedup_window_batches" => match int_in(value, MIN_DEDUP_WINDOW, MAX_DEDUP_WINDOW) {
+                    Ok(v) => cfg.dedup_window_batches = v as usize,
+                    Err(r) => bad(key, r),
+                },
+                _ => bad(key, format!("unknown key (known: {KNOWN_KEYS})")),
             }
         }
         // Checked only when both values are individually valid, so one mistake is one problem.
@@ -253,6 +292,7 @@ fn expected(what: &str, got: &toml::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn problems(text: &str) -> Vec<Problem> {
         match Config::from_toml(text) {
@@ -271,6 +311,19 @@ mod tests {
         assert_eq!(d.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(d.max_decoded_bytes, 64 * 1024 * 1024);
         assert_eq!(d.segment_max_bytes, 64 * 1024 * 1024);
+        assert_eq!(d.max_queue_bytes, 64 * 1024 * 1024);
+        assert_eq!(d.ack_timeout_ms, 15_000);
+        assert_eq!(d.dedup_window_batches, 2_000_000);
+        assert_eq!(
+            d.dedup_window_batches,
+            crate::store::DEFAULT_DEDUP_WINDOW,
+            "one default"
+        );
+        assert_eq!(
+            Duration::from_millis(d.ack_timeout_ms),
+            crate::ingest::DEFAULT_ACK_TIMEOUT,
+            "one default"
+        );
     }
 
     #[test]
@@ -282,6 +335,9 @@ mod tests {
             max_body_bytes = 2048
             max_decoded_bytes = 4096
             segment_max_bytes = 65536
+            max_queue_bytes = 1048576
+            ack_timeout_ms = 250
+            dedup_window_batches = 5000
             "#,
         )
         .unwrap();
@@ -293,6 +349,9 @@ mod tests {
                 max_body_bytes: 2048,
                 max_decoded_bytes: 4096,
                 segment_max_bytes: 65536,
+                max_queue_bytes: 1 << 20,
+                ack_timeout_ms: 250,
+                dedup_window_batches: 5000,
             }
         );
     }
@@ -307,18 +366,24 @@ mod tests {
             segment_max_bytes = 1.5
             data_dir = 7
             bogus = true
+            max_queue_bytes = 1024
+            ack_timeout_ms = "15s"
+            dedup_window_batches = -1
             "#,
         );
         let got: Vec<String> = p.iter().map(Problem::to_string).collect();
         assert_eq!(
             got,
             vec![
-                "bogus: unknown key (known: data_dir, listen, max_body_bytes, max_decoded_bytes, \
-                 segment_max_bytes)",
+                "ack_timeout_ms: expected an integer from 100 to 600000, got \"15s\"",
+                "bogus: unknown key (known: ack_timeout_ms, data_dir, dedup_window_batches, \
+                 listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, segment_max_bytes)",
                 "data_dir: expected a non-empty string (a directory path), got the integer 7",
+                "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got \"localhost\"",
                 "max_body_bytes: expected an integer from 1024 to 1073741824, got \"16MiB\"",
                 "max_decoded_bytes: expected an integer from 1024 to 1073741824, got 0",
+                "max_queue_bytes: expected an integer from 65536 to 68719476736, got 1024",
                 "segment_max_bytes: expected an integer from 65536 to 1099511627776, got a float",
             ]
         );

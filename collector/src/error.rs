@@ -4,7 +4,11 @@
 //! encoding: JSON for JSON requests, protobuf for protobuf requests. Client errors say exactly
 //! what was wrong (the exporter's operator reads them); storage errors get a generic message and
 //! the details go to the collector's log, since they describe our disks, not the request.
+//!
+//! Refusals the client should simply retry (a full ingest queue: 503; a full disk: 507) carry
+//! `Retry-After` and are logged by the store once per episode, not here once per request.
 
+use crate::store::{StoreError, WriteErrorKind};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
@@ -42,10 +46,18 @@ pub struct Status {
 /// `google.rpc.Code` values used here.
 mod code {
     pub const INVALID_ARGUMENT: i32 = 3;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const OUT_OF_RANGE: i32 = 11;
     pub const UNIMPLEMENTED: i32 = 12;
     pub const INTERNAL: i32 = 13;
+    pub const UNAVAILABLE: i32 = 14;
 }
+
+/// `Retry-After` (seconds) when the ingest queue is full: it drains at fsync speed.
+pub const RETRY_AFTER_BUSY_SECS: u32 = 1;
+/// `Retry-After` (seconds) when the disk is full: space comes back when an operator (or a
+/// cleanup job) acts, not within a second, so retries are spaced out.
+pub const RETRY_AFTER_NO_SPACE_SECS: u32 = 10;
 
 /// Why `POST /v1/logs` was refused.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +74,43 @@ pub enum ApiError {
     /// 500: the batch could not be stored. The text is logged, never sent.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// 503 with `Retry-After`: not stored now (the ingest queue is full) or not confirmed in
+    /// time; the message says which.
+    #[error("{message}")]
+    Unavailable {
+        /// For the client.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after: u32,
+    },
+    /// 507 with `Retry-After`: the disk is full; the batch was not stored.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
 }
 
 /// What a client sees for a storage failure.
 pub const STORAGE_FAILURE_MESSAGE: &str = "internal error: the batch was not stored; retry later";
+
+/// What a client sees when the disk is full.
+pub const NO_SPACE_MESSAGE: &str = "insufficient storage: the collector's disk is full and the \
+                                    batch was not stored; retry later";
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Busy(full) => ApiError::Unavailable {
+                message: format!(
+                    "the collector is busy: {full}; retry after {RETRY_AFTER_BUSY_SECS} s"
+                ),
+                retry_after: RETRY_AFTER_BUSY_SECS,
+            },
+            StoreError::Write(w) if w.kind == WriteErrorKind::NoSpace => {
+                ApiError::InsufficientStorage(w.message)
+            }
+            other => ApiError::Storage(other.to_string()),
+        }
+    }
+}
 
 impl ApiError {
     /// The HTTP status.
@@ -75,6 +120,17 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+        }
+    }
+
+    /// Seconds for `Retry-After`, for refusals a client should retry as they are.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            ApiError::Unavailable { retry_after, .. } => Some(*retry_after),
+            ApiError::InsufficientStorage(_) => Some(RETRY_AFTER_NO_SPACE_SECS),
+            _ => None,
         }
     }
 
@@ -85,6 +141,10 @@ impl ApiError {
             ApiError::TooLarge(m) => (code::OUT_OF_RANGE, m.clone()),
             ApiError::Unsupported(m) => (code::UNIMPLEMENTED, m.clone()),
             ApiError::Storage(_) => (code::INTERNAL, STORAGE_FAILURE_MESSAGE.to_owned()),
+            ApiError::Unavailable { message, .. } => (code::UNAVAILABLE, message.clone()),
+            ApiError::InsufficientStorage(_) => {
+                (code::RESOURCE_EXHAUSTED, NO_SPACE_MESSAGE.to_owned())
+            }
         };
         Status { code, message }
     }
@@ -95,8 +155,13 @@ impl ApiError {
             ApiError::Storage(internal) => {
                 tracing::error!(error = %internal, "batch not stored");
             }
+            // The store logs these once per episode; a line per request would flood the log.
+            ApiError::Unavailable { .. } | ApiError::InsufficientStorage(_) => {
+                tracing::debug!(status = %self.status().as_u16(), "refused: {self}");
+            }
             other => tracing::warn!(status = %other.status().as_u16(), "rejected: {other}"),
         }
+        let retry_after = self.retry_after();
         let status = self.to_status();
         let body = match format {
             WireFormat::Json => serde_json::to_vec(&status).unwrap_or_else(|_| b"{}".to_vec()),
@@ -107,6 +172,10 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static(format.content_type()),
         );
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 }
@@ -148,6 +217,43 @@ mod tests {
                 message: "too big".into()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn retryable_refusals_carry_retry_after_and_a_retryable_code() {
+        let busy = ApiError::from(StoreError::Busy(crate::store::queue::QueueFull {
+            queued: 70,
+            max: 64,
+        }));
+        let r = busy.into_response_as(WireFormat::Json);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let v: serde_json::Value = serde_json::from_slice(&body(r).await).unwrap();
+        assert_eq!(v["code"], 14);
+        assert_eq!(
+            v["message"],
+            "the collector is busy: the ingest queue is full (70 of 64 bytes waiting to be \
+             stored); retry after 1 s"
+        );
+
+        let full = ApiError::from(StoreError::Write(crate::store::WriteError {
+            kind: WriteErrorKind::NoSpace,
+            message: "writing a frame: No space left on device (os error 28)".into(),
+        }));
+        let r = full.into_response_as(WireFormat::Protobuf);
+        assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "10");
+        let s = Status::decode(body(r).await.as_slice()).unwrap();
+        assert_eq!(s.code, 8);
+        assert_eq!(s.message, NO_SPACE_MESSAGE);
+
+        let other = ApiError::from(StoreError::Write(crate::store::WriteError {
+            kind: WriteErrorKind::Other,
+            message: "fsync: Input/output error (os error 5)".into(),
+        }));
+        let r = other.into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[tokio::test]

@@ -1,14 +1,21 @@
 //! `POST /v1/logs`: decode an OTLP/HTTP logs request, store it as one frame, answer.
 //!
-//! Order of checks: content type and encoding first (415, without reading the body), then the
+//! Order of checks: content type and encoding first (415), then the `meshlog-batch-id` header
+//! (400), all without reading the body; then a batch whose id is already stored is answered
+//! 200 with `meshlog-duplicate: true` at once (a retry: its body is not even decoded), and a
+//! full ingest queue is answered 503 with `Retry-After` (before the body is buffered); then the
 //! body size (413), then decoding (400), all before anything touches the store, so a bad request
 //! stores nothing. Decoding, canonicalisation and compression are CPU work and run on the
-//! blocking pool; the handler then waits for the writer's ack, so a 200 always means "fsync'd".
+//! blocking pool, under a reservation of the body's size in the ingest queue; the handler then
+//! waits for the writer's ack, so a 200 always means "fsync'd". If that takes longer than the
+//! ack timeout the answer is 503: not acknowledged, though the frame may still be stored, so a
+//! retry with the same batch id is then answered as a duplicate rather than stored twice.
 
 use crate::canonical;
-use crate::error::{ApiError, WireFormat};
-use crate::store::StoreHandle;
+use crate::error::{ApiError, RETRY_AFTER_BUSY_SECS, WireFormat};
+use crate::store::dedup::BatchId;
 use crate::store::format::{BuildError, EncodedFrame, FrameBuilder};
+use crate::store::{Appended, StoreHandle};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, Request, State};
@@ -20,6 +27,15 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use prost::Message;
 use std::borrow::Cow;
 use std::io::Read;
+use std::time::Duration;
+
+/// The request header carrying a batch's id: `<vm_id>:<first_seq>-<last_seq>` from the filter,
+/// but any 1 to 128 visible ASCII characters are accepted.
+pub const BATCH_ID_HEADER: &str = "meshlog-batch-id";
+/// The response header set (to `true`) when a batch's id was already stored.
+pub const DUPLICATE_HEADER: &str = "meshlog-duplicate";
+/// Default [`AppState::ack_timeout`].
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Canonical NDJSON of one request may be at most this many times `max_decoded_bytes`
 /// (resource attributes are repeated on every record, so the flat form can be larger).
@@ -30,7 +46,7 @@ pub const CANONICAL_EXPANSION_LIMIT: u64 = 4;
 pub struct Limits {
     /// Largest body as received, bytes.
     pub max_body_bytes: usize,
-    /// Largest body after gzip decoding, bytes.
+    /// Largest body after gzip or zstd decoding, bytes.
     pub max_decoded_bytes: usize,
 }
 
@@ -50,6 +66,8 @@ pub struct AppState {
     pub store: StoreHandle,
     /// Request limits.
     pub limits: Limits,
+    /// How long a request waits for its fsync before it is answered 503 (unacknowledged).
+    pub ack_timeout: Duration,
 }
 
 /// `Content-Encoding` values we decode.
@@ -59,10 +77,12 @@ pub enum BodyEncoding {
     Identity,
     /// gzip.
     Gzip,
+    /// zstd (what the meshlog filter may send).
+    Zstd,
 }
 
 const ACCEPTED_TYPES: &str = "application/json, application/x-protobuf";
-const ACCEPTED_ENCODINGS: &str = "gzip, identity";
+const ACCEPTED_ENCODINGS: &str = "gzip, zstd, identity";
 
 /// The request's payload format from `Content-Type` (parameters such as `charset` ignored).
 pub fn wire_format(headers: &HeaderMap) -> Result<WireFormat, ApiError> {
@@ -101,27 +121,63 @@ pub fn body_encoding(headers: &HeaderMap) -> Result<BodyEncoding, ApiError> {
     match text.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(BodyEncoding::Identity),
         "gzip" | "x-gzip" => Ok(BodyEncoding::Gzip),
+        "zstd" => Ok(BodyEncoding::Zstd),
         _ => Err(ApiError::Unsupported(format!(
             "unsupported Content-Encoding {text:?}; accepted: {ACCEPTED_ENCODINGS}"
         ))),
     }
 }
 
-/// Gunzips `body`, refusing to produce more than `limit` bytes.
-pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+/// The `meshlog-batch-id` header, if present and valid.
+pub fn batch_id(headers: &HeaderMap) -> Result<Option<BatchId>, ApiError> {
+    let mut values = headers.get_all(BATCH_ID_HEADER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => BatchId::parse(v.as_bytes())
+            .map(Some)
+            .map_err(|e| ApiError::Malformed(format!("invalid {BATCH_ID_HEADER} header: {e}"))),
+        (Some(_), Some(_)) => Err(ApiError::Malformed(format!(
+            "repeated {BATCH_ID_HEADER} header; send exactly one"
+        ))),
+    }
+}
+
+/// Reads a decoder to the end, refusing to produce more than `limit` bytes.
+fn inflate(dec: impl Read, what: &str, body_len: usize, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(body_len.saturating_mul(4).min(limit));
     // One byte more than allowed tells "exactly at the limit" from "over it".
     let cap = (limit as u64).saturating_add(1);
-    flate2::read::MultiGzDecoder::new(body)
-        .take(cap)
+    dec.take(cap)
         .read_to_end(&mut out)
-        .map_err(|e| ApiError::Malformed(format!("invalid gzip body: {e}")))?;
+        .map_err(|e| ApiError::Malformed(format!("invalid {what} body: {e}")))?;
     if out.len() > limit {
         return Err(ApiError::TooLarge(format!(
-            "gzip-decoded body exceeds max_decoded_bytes ({limit} bytes)"
+            "{what}-decoded body exceeds max_decoded_bytes ({limit} bytes)"
         )));
     }
     Ok(out)
+}
+
+/// Gunzips `body`, refusing to produce more than `limit` bytes.
+pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    inflate(
+        flate2::read::MultiGzDecoder::new(body),
+        "gzip",
+        body.len(),
+        limit,
+    )
+}
+
+/// Decompresses a zstd `body` (one or more frames), refusing to produce more than `limit`
+/// bytes. The decoder's window is capped near the limit too: a frame header cannot make it
+/// allocate more than a body may decode to, with an 8 MiB floor (the window zstd picks for a
+/// stream of unknown size at any level up to 19).
+pub fn unzstd(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let bad = |e: std::io::Error| ApiError::Malformed(format!("invalid zstd body: {e}"));
+    let mut dec = zstd::stream::read::Decoder::new(body).map_err(bad)?;
+    let window_log = usize::BITS - limit.saturating_sub(1).leading_zeros();
+    dec.window_log_max(window_log.clamp(23, 31)).map_err(bad)?;
+    inflate(dec, "zstd", body.len(), limit)
 }
 
 /// Decodes a body into an OTLP request.
@@ -134,6 +190,7 @@ pub fn decode(
     let bytes: Cow<'_, [u8]> = match encoding {
         BodyEncoding::Identity => Cow::Borrowed(body),
         BodyEncoding::Gzip => Cow::Owned(gunzip(body, limits.max_decoded_bytes)?),
+        BodyEncoding::Zstd => Cow::Owned(unzstd(body, limits.max_decoded_bytes)?),
     };
     match format {
         WireFormat::Json => serde_json::from_slice(&bytes).map_err(|e| {
@@ -147,13 +204,15 @@ pub fn decode(
     }
 }
 
-/// Decodes and encodes one request into a frame; `None` when it holds no log records.
+/// Decodes and encodes one request into a frame (with `batch_id` in its header); `None` when it
+/// holds no log records.
 pub fn prepare(
     body: &[u8],
     format: WireFormat,
     encoding: BodyEncoding,
     limits: Limits,
     received_unix_nano: u64,
+    batch_id: Option<BatchId>,
 ) -> Result<Option<EncodedFrame>, ApiError> {
     let req = decode(body, format, encoding, limits)?;
     if canonical::record_count(&req) == 0 {
@@ -170,7 +229,7 @@ pub fn prepare(
         }
         BuildError::Io(e) => ApiError::Storage(format!("compressing a frame: {e}")),
     };
-    let mut builder = FrameBuilder::new(max_raw).map_err(too_large)?;
+    let mut builder = FrameBuilder::new(max_raw, batch_id).map_err(too_large)?;
     canonical::for_each_record(&req, received_unix_nano, |r| builder.push(&r))
         .map_err(too_large)?;
     builder.finish().map(Some).map_err(too_large)
@@ -182,7 +241,7 @@ fn now_unix_nano() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn success(format: WireFormat) -> Response {
+fn success(format: WireFormat, duplicate: bool) -> Response {
     let body = match format {
         WireFormat::Json => b"{}".to_vec(),
         WireFormat::Protobuf => ExportLogsServiceResponse::default().encode_to_vec(),
@@ -192,6 +251,10 @@ fn success(format: WireFormat) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
+    if duplicate {
+        resp.headers_mut()
+            .insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));
+    }
     resp
 }
 
@@ -215,6 +278,15 @@ async fn handle(
     received: u64,
 ) -> Result<Response, ApiError> {
     let encoding = body_encoding(req.headers())?;
+    let batch_id = batch_id(req.headers())?;
+    if let Some(id) = &batch_id
+        && state.store.is_stored(id)
+    {
+        tracing::debug!(batch_id = %id, "batch already stored; answering as a duplicate");
+        return Ok(success(format, true));
+    }
+    // Before buffering the body: a full queue refuses at once.
+    state.store.check_room()?;
     let limits = state.limits;
     let body = Bytes::from_request(req, &state)
         .await
@@ -227,25 +299,53 @@ async fn handle(
             }
             other => ApiError::Malformed(format!("cannot read the request body: {other}")),
         })?;
+    let reservation = state.store.reserve(body.len() as u64)?;
+    let id = batch_id.clone();
     let frame =
-        tokio::task::spawn_blocking(move || prepare(&body, format, encoding, limits, received))
+        tokio::task::spawn_blocking(move || prepare(&body, format, encoding, limits, received, id))
             .await
             .map_err(|e| ApiError::Storage(format!("decoding task failed: {e}")))??;
-    if let Some(frame) = frame {
-        let records = frame.records();
-        let loc = state
-            .store
-            .append(frame)
-            .await
-            .map_err(|e| ApiError::Storage(e.to_string()))?;
-        tracing::debug!(
-            records,
-            segment = loc.segment,
-            offset = loc.offset,
-            "batch stored"
-        );
+    let Some(frame) = frame else {
+        return Ok(success(format, false));
+    };
+    let records = frame.records();
+    let appended = tokio::time::timeout(
+        state.ack_timeout,
+        state.store.append_reserved(frame, reservation),
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable {
+        message: format!(
+            "the batch was not confirmed on disk within {} ms and is not acknowledged; it may \
+             still be stored: retry it{}",
+            state.ack_timeout.as_millis(),
+            if batch_id.is_some() {
+                " with the same meshlog-batch-id"
+            } else {
+                ""
+            }
+        ),
+        retry_after: RETRY_AFTER_BUSY_SECS,
+    })??;
+    match appended {
+        Appended::Stored(loc) => {
+            tracing::debug!(
+                records,
+                segment = loc.segment,
+                offset = loc.offset,
+                batch_id = batch_id.as_ref().map(BatchId::as_str),
+                "batch stored"
+            );
+            Ok(success(format, false))
+        }
+        Appended::Duplicate => {
+            tracing::debug!(
+                batch_id = batch_id.as_ref().map(BatchId::as_str),
+                "batch id stored meanwhile; answering as a duplicate"
+            );
+            Ok(success(format, true))
+        }
     }
-    Ok(success(format))
 }
 
 #[cfg(test)]
@@ -298,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn content_encoding_accepts_gzip_and_identity_only() {
+    fn content_encoding_accepts_gzip_zstd_and_identity_only() {
         assert_eq!(
             body_encoding(&HeaderMap::new()).unwrap(),
             BodyEncoding::Identity
@@ -311,10 +411,14 @@ mod tests {
             body_encoding(&headers(&[("content-encoding", "GZIP")])).unwrap(),
             BodyEncoding::Gzip
         );
+        assert_eq!(
+            body_encoding(&headers(&[("content-encoding", "zstd")])).unwrap(),
+            BodyEncoding::Zstd
+        );
         let e = body_encoding(&headers(&[("content-encoding", "br")])).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unsupported Content-Encoding \"br\"; accepted: gzip, identity"
+            "unsupported Content-Encoding \"br\"; accepted: gzip, zstd, identity"
         );
         let e = body_encoding(&headers(&[
             ("content-encoding", "gzip"),
@@ -340,6 +444,78 @@ mod tests {
     }
 
     #[test]
+    fn unzstd_stops_at_the_limit_and_reads_concatenated_frames() {
+        let data = vec![b'z'; 10_000];
+        let z = zstd::encode_all(data.as_slice(), 3).unwrap();
+        assert_eq!(unzstd(&z, 10_000).unwrap(), data);
+        let mut two = z.clone();
+        two.extend_from_slice(&zstd::encode_all(&b"tail"[..], 3).unwrap());
+        assert_eq!(unzstd(&two, 20_000).unwrap().len(), 10_004);
+        let e = unzstd(&z, 9_999).unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            e.to_string(),
+            "zstd-decoded body exceeds max_decoded_bytes (9999 bytes)"
+        );
+        let e = unzstd(b"not zstd at all", 100).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().starts_with("invalid zstd body"), "{e}");
+    }
+
+    #[test]
+    fn a_zstd_frame_asking_for_a_huge_window_is_refused_not_allocated() {
+        // Streamed (no content size), with a 128 MiB window: more than a 1 MiB limit allows.
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.window_log(27).unwrap();
+        enc.include_contentsize(false).unwrap();
+        enc.write_all(&[b'w'; 1000]).unwrap();
+        let z = enc.finish().unwrap();
+        assert_eq!(unzstd(&z, 200 << 20).unwrap().len(), 1000);
+        let e = unzstd(&z, 1 << 20).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().contains("invalid zstd body"), "{e}");
+    }
+
+    #[test]
+    fn the_batch_id_header_is_optional_single_and_visible_ascii() {
+        assert_eq!(batch_id(&HeaderMap::new()).unwrap(), None);
+        let ok = batch_id(&headers(&[(BATCH_ID_HEADER, "00ff00ff00ff00ff:1-500")])).unwrap();
+        assert_eq!(ok.unwrap().as_str(), "00ff00ff00ff00ff:1-500");
+        for (value, message) in [
+            (
+                "a b",
+                "invalid meshlog-batch-id header: has byte 0x20 at position 1; only visible \
+                 ASCII (0x21 to 0x7e) is allowed",
+            ),
+            (
+                "",
+                "invalid meshlog-batch-id header: is empty; expected 1 to 128 visible ASCII \
+                 characters",
+            ),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(BATCH_ID_HEADER, HeaderValue::from_str(value).unwrap());
+            let e = batch_id(&h).unwrap_err();
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(e.to_string(), message);
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            BATCH_ID_HEADER,
+            HeaderValue::from_str(&"x".repeat(129)).unwrap(),
+        );
+        assert_eq!(
+            batch_id(&h).unwrap_err().to_string(),
+            "invalid meshlog-batch-id header: is 129 bytes long; at most 128 are allowed"
+        );
+        let e = batch_id(&headers(&[(BATCH_ID_HEADER, "a"), (BATCH_ID_HEADER, "b")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "repeated meshlog-batch-id header; send exactly one"
+        );
+    }
+
+    #[test]
     fn empty_protobuf_is_an_empty_request_and_prepares_no_frame() {
         let f = prepare(
             b"",
@@ -347,6 +523,7 @@ mod tests {
             BodyEncoding::Identity,
             Limits::default(),
             1,
+            None,
         );
         assert_eq!(f.unwrap(), None);
         let f = prepare(
@@ -355,6 +532,7 @@ mod tests {
             BodyEncoding::Identity,
             Limits::default(),
             1,
+            None,
         );
         assert_eq!(f.unwrap(), None);
     }
@@ -377,6 +555,7 @@ mod tests {
             BodyEncoding::Identity,
             limits,
             1,
+            None,
         )
         .unwrap_err();
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);

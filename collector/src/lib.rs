@@ -3,7 +3,8 @@
 //!
 //! [`app`] is the HTTP surface (`POST /v1/logs`, `GET /healthz`); [`ingest`] decodes requests,
 //! [`canonical`] flattens OTLP records, [`store`] appends them as CRC-checked zstd frames with
-//! group-committed fsyncs, and [`cli`] wires it into the `meshlog` binary.
+//! group-committed fsyncs (each batch id stored once, memory bounded by a byte-budgeted queue, a
+//! full disk refused without damage), and [`cli`] wires it into the `meshlog` binary.
 
 pub mod canonical;
 pub mod cli;

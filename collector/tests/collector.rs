@@ -1,8 +1,12 @@
 //! Collector integration tests: the HTTP app in-process against a real store in a temp dir, and
-//! the real `meshlog` binary for serve / query / signals / exit codes.
+//! the real `meshlog` binary for serve / query / signals / exit codes. One test binary: this
+//! file holds the shared helpers and the ingest/store basics; [`durability`] holds "nothing
+//! acknowledged is ever lost": batch ids, backpressure, full disk, old frames, kill -9.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
+
+mod durability;
 
 use axum::Router;
 use axum::body::Body;
@@ -53,10 +57,36 @@ impl Harness {
     }
 
     fn open(dir: tempfile::TempDir, limits: Limits) -> Self {
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        Self::open_with(
+            dir,
+            StoreOptions::default(),
+            limits,
+            meshlog_collector::ingest::DEFAULT_ACK_TIMEOUT,
+        )
+    }
+
+    fn open_with(
+        dir: tempfile::TempDir,
+        opts: StoreOptions,
+        limits: Limits,
+        ack_timeout: Duration,
+    ) -> Self {
+        // A reopen can find the lock still held for a moment: a `meshlog` child that another
+        // test is spawning right now holds a copy of every open descriptor (ours included)
+        // between its fork and its exec.
+        let end = Instant::now() + Duration::from_secs(5);
+        let store = loop {
+            match Store::open(dir.path(), opts.clone()) {
+                Err(meshlog_collector::StoreError::Locked { .. }) if Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        };
         let app = app(AppState {
             store: store.handle(),
             limits,
+            ack_timeout,
         });
         Harness {
             dir,
@@ -76,31 +106,18 @@ impl Harness {
 
     /// POSTs `body` to /v1/logs; returns status, response content type and body.
     async fn post(&self, ctype: &str, encoding: Option<&str>, body: Vec<u8>) -> Reply {
-        let mut req = Request::post("/v1/logs").header(header::CONTENT_TYPE, ctype);
-        if let Some(e) = encoding {
-            req = req.header(header::CONTENT_ENCODING, e);
-        }
-        let resp = self
-            .app
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let ctype = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap()
-            .to_vec();
-        Reply {
-            status,
-            ctype,
-            body,
-        }
+        self.post_with(ctype, encoding, None, body).await
+    }
+
+    /// Like `post`, with a `meshlog-batch-id` header when `batch_id` is given.
+    async fn post_with(
+        &self,
+        ctype: &str,
+        encoding: Option<&str>,
+        batch_id: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
+        post_to(&self.app, ctype, encoding, batch_id, body).await
     }
 
     /// Stops the writer (blocking work, so off the async thread) and hands back the directory.
@@ -114,10 +131,49 @@ impl Harness {
     }
 }
 
+/// POSTs `body` to /v1/logs of `app`; returns status, response content type, headers and body.
+async fn post_to(
+    app: &Router,
+    ctype: &str,
+    encoding: Option<&str>,
+    batch_id: Option<&str>,
+    body: Vec<u8>,
+) -> Reply {
+    let mut req = Request::post("/v1/logs").header(header::CONTENT_TYPE, ctype);
+    if let Some(e) = encoding {
+        req = req.header(header::CONTENT_ENCODING, e);
+    }
+    if let Some(id) = batch_id {
+        req = req.header(meshlog_collector::ingest::BATCH_ID_HEADER, id);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    Reply {
+        status,
+        ctype,
+        headers,
+        body,
+    }
+}
+
 #[derive(Debug)]
 struct Reply {
     status: StatusCode,
     ctype: String,
+    headers: axum::http::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -212,6 +268,10 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::encode_all(data, 3).unwrap()
+}
+
 fn by_id(records: &[Map<String, Value>]) -> std::collections::HashMap<String, Map<String, Value>> {
     let mut m = std::collections::HashMap::new();
     for r in records {
@@ -235,7 +295,7 @@ fn now_ns() -> u64 {
 // In-process tests
 
 #[tokio::test]
-async fn json_protobuf_and_gzip_bodies_are_stored_as_canonical_records() {
+async fn json_protobuf_gzip_and_zstd_bodies_are_stored_as_canonical_records() {
     let h = Harness::new(Limits::default());
     let before = now_ns();
 
@@ -268,13 +328,23 @@ async fn json_protobuf_and_gzip_bodies_are_stored_as_canonical_records() {
         String::from_utf8_lossy(&r.body)
     );
 
+    let r = h
+        .post(PROTO, Some("zstd"), zstd(&otlp_proto("zs", "z1", 201)))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+
     let stored = h.stored();
     // Arrival order is kept.
     let ids: Vec<&str> = stored
         .iter()
         .map(|r| r["meshlog.request_id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["j1", "j2", "p1", "g1"]);
+    assert_eq!(ids, ["j1", "j2", "p1", "g1", "z1"]);
     let m = by_id(&stored);
 
     let j = &m["j2"];
@@ -309,6 +379,8 @@ async fn json_protobuf_and_gzip_bodies_are_stored_as_canonical_records() {
     assert!(p.get("span_id").is_none() && p.get("severity_text").is_none());
 
     assert_eq!(m["g1"]["resource.service.name"], "gz");
+    assert_eq!(m["z1"]["resource.service.name"], "zs");
+    assert_eq!(m["z1"]["http.response.status_code"], 201);
     h.close().await;
 }
 
@@ -528,10 +600,16 @@ async fn bad_requests_are_refused_precisely_and_store_nothing() {
         "gzip-decoded body exceeds max_decoded_bytes (65536 bytes)");
     refused!(h, PROTO, Some("gzip"), bomb => PAYLOAD_TOO_LARGE,
         "gzip-decoded body exceeds max_decoded_bytes (65536 bytes)");
+    let zbomb = zstd(&vec![0u8; 10 << 20]);
+    assert!(zbomb.len() < 16 * 1024);
+    refused!(h, JSON, Some("zstd"), zbomb => PAYLOAD_TOO_LARGE,
+        "zstd-decoded body exceeds max_decoded_bytes (65536 bytes)");
+    refused!(h, PROTO, Some("zstd"), gzip(b"gzip is not zstd") => BAD_REQUEST,
+        "invalid zstd body: ");
     refused!(h, "text/plain", None, otlp_json("x", &["a"]) => UNSUPPORTED_MEDIA_TYPE,
         "unsupported Content-Type \"text/plain\"; accepted: application/json, application/x-protobuf");
     refused!(h, JSON, Some("br"), otlp_json("x", &["a"]) => UNSUPPORTED_MEDIA_TYPE,
-        "unsupported Content-Encoding \"br\"; accepted: gzip, identity");
+        "unsupported Content-Encoding \"br\"; accepted: gzip, zstd, identity");
     assert!(h.stored().is_empty());
     // Not even an empty frame: the segment is still just its header.
     let seg = h.path().join(SEGMENTS_DIR).join(segment_file_name(1));

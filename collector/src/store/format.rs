@@ -1,9 +1,9 @@
-//! The on-disk format: segment file header, frame header, and frame payload encoding.
+//! The on-disk format: segment file header, frame header with its extension area, and frame
+//! payload encoding.
 //!
 //! Kept in one place so the writer, the reader and recovery agree byte for byte. Everything is
-//! little-endian and versioned: later work (Merkle tree over frames, encryption, batch ids) will
-//! bump the version or add flags, and an old reader must refuse what it does not understand
-//! rather than misread it.
+//! little-endian and versioned, and an old reader refuses what it does not understand rather
+//! than misread it.
 //!
 //! Segment file: `SEGMENT_HEADER_LEN` (8) bytes, then frames back to back.
 //!
@@ -13,20 +13,39 @@
 //! | 4..6 | segment format version (u16, 1) |
 //! | 6..8 | reserved, zero |
 //!
-//! Frame: `FRAME_HEADER_LEN` (24) bytes of header, then `payload_len` bytes of payload.
+//! Frame, version 2 (what this build writes): a header of `26 + E` bytes, then `payload_len`
+//! bytes of payload.
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0..4 | magic `MLFR` |
-//! | 4..6 | frame format version (u16, 1) |
-//! | 6..8 | flags (u16); bit 0 = payload is zstd; other bits must be zero in version 1 |
+//! | 4..6 | frame format version (u16, 2) |
+//! | 6..8 | flags (u16); bit 0 = payload is zstd (always set); other bits must be zero |
 //! | 8..12 | payload length in bytes (u32) |
 //! | 12..16 | record count (u32) |
 //! | 16..20 | CRC32 (IEEE) of the payload |
-//! | 20..24 | CRC32 (IEEE) of header bytes 0..20 |
+//! | 20..22 | extension area length `E` in bytes (u16, 0 to 65535) |
+//! | 22..22+E | extension entries (TLV), back to back |
+//! | 22+E..26+E | CRC32 (IEEE) of header bytes 0..22+E (the extensions included) |
 //!
-//! Payload (version 1): zstd-compressed NDJSON, one canonical record per line.
+//! Extension entry: type (u16), value length `L` (u16), `L` bytes of value. Bit 15 of the type
+//! marks a **critical** entry: a reader that does not know a critical type refuses the frame
+//! (for what changes how the payload is read, e.g. an encryption key id); it skips an unknown
+//! non-critical entry (for what only adds to it, e.g. a Merkle leaf index). A type appears at
+//! most once. New metadata is a new entry type, not a new version; bytes 0..22 and the
+//! CRC-after-extensions rule hold for every version from 2 on, so even a newer version's header
+//! is CRC-checked before it is refused as unsupported (never mistaken for a torn write).
+//!
+//! | type | name | value |
+//! |---|---|---|
+//! | `0x0001` | batch id | the sender's `meshlog-batch-id`: 1 to 128 bytes of visible ASCII |
+//!
+//! Frame, version 1 (written before batch ids; still read): a 24-byte header, bytes 0..20 as
+//! above with version 1, then 20..24 the CRC32 of bytes 0..20. No extensions.
+//!
+//! Payload (both versions): zstd-compressed NDJSON, one canonical record per line.
 
+use super::dedup::{BatchId, BatchIdError};
 use serde_json::{Map, Value};
 use std::io::Write;
 
@@ -38,14 +57,24 @@ pub const SEGMENT_VERSION: u16 = 1;
 pub const SEGMENT_HEADER_LEN: u64 = 8;
 /// Magic at the start of every frame.
 pub const FRAME_MAGIC: [u8; 4] = *b"MLFR";
-/// Frame format version this build writes and reads.
-pub const FRAME_VERSION: u16 = 1;
-/// Length of a frame header in bytes.
-pub const FRAME_HEADER_LEN: usize = 24;
+/// Frame format version this build writes.
+pub const FRAME_VERSION: u16 = 2;
+/// The version-1 frame format, still read.
+pub const FRAME_VERSION_1: u16 = 1;
+/// Length of a version-1 frame header in bytes.
+pub const FRAME_V1_HEADER_LEN: usize = 24;
+/// Length of a version-2 frame header without extensions, in bytes.
+pub const FRAME_V2_FIXED_LEN: usize = 26;
+/// Bytes of a frame header that tell its full length (every header is at least this long).
+pub const FRAME_HEADER_PREFIX_LEN: usize = 24;
 /// Flag bit: the payload is zstd-compressed.
 pub const FLAG_ZSTD: u16 = 1;
-/// Flags a version-1 reader understands.
+/// Flags this build understands.
 const KNOWN_FLAGS: u16 = FLAG_ZSTD;
+/// Extension type bit: a reader that does not know the type must refuse the frame.
+pub const EXT_CRITICAL: u16 = 0x8000;
+/// Extension type: the batch id.
+pub const EXT_BATCH_ID: u16 = 0x0001;
 /// zstd level: level 3 is zstd's default, a good ratio at a cost far below the fsync.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -94,11 +123,13 @@ pub enum Damage {
     /// A segment format this build cannot read.
     #[error("unsupported segment format version {0} (this build reads version {SEGMENT_VERSION})")]
     UnsupportedSegmentVersion(u16),
-    /// Fewer bytes than a frame header remain.
-    #[error("short frame header ({available} of {FRAME_HEADER_LEN} bytes)")]
+    /// Fewer bytes remain than the frame header needs.
+    #[error("short frame header ({available} of {needed} bytes)")]
     ShortHeader {
         /// Bytes present.
         available: u64,
+        /// Bytes the header needs (as far as its first bytes tell).
+        needed: u64,
     },
     /// The frame does not start with the frame magic.
     #[error("bad frame magic {found} (expected 4d4c4652 \"MLFR\")")]
@@ -115,11 +146,20 @@ pub enum Damage {
         computed: u32,
     },
     /// A frame format this build cannot read (the header itself is intact).
-    #[error("unsupported frame format version {0} (this build reads version {FRAME_VERSION})")]
+    #[error(
+        "unsupported frame format version {0} (this build reads versions {FRAME_VERSION_1} \
+         and {FRAME_VERSION})"
+    )]
     UnsupportedVersion(u16),
     /// Flags this build does not understand (the header itself is intact).
     #[error("unknown frame flags {0:#06x}")]
     UnknownFlags(u16),
+    /// A critical extension this build does not understand (the header itself is intact).
+    #[error("unknown critical frame extension {0:#06x}")]
+    UnknownExtension(u16),
+    /// The extension area is malformed although the header CRC matches: written that way.
+    #[error("malformed frame extensions: {0}")]
+    BadExtensions(String),
     /// The payload length points past the end of the file.
     #[error("payload of {len} bytes runs past end of file ({available} bytes left)")]
     PastEof {
@@ -147,14 +187,99 @@ impl Damage {
             self,
             Damage::UnsupportedVersion(_)
                 | Damage::UnknownFlags(_)
+                | Damage::UnknownExtension(_)
+                | Damage::BadExtensions(_)
                 | Damage::BadSegmentMagic { .. }
                 | Damage::UnsupportedSegmentVersion(_)
         )
     }
 }
 
+/// What a frame header's extension area says. Every field is optional; a frame without
+/// extensions has them all `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extensions {
+    /// The batch id the frame was sent with (`meshlog-batch-id`).
+    pub batch_id: Option<BatchId>,
+}
+
+impl Extensions {
+    /// The extension area's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(id) = &self.batch_id {
+            push_entry(&mut out, EXT_BATCH_ID, id.as_bytes());
+        }
+        out
+    }
+
+    /// Parses an extension area whose header CRC already matched.
+    pub fn decode(mut area: &[u8]) -> Result<Extensions, Damage> {
+        let bad = |m: String| Damage::BadExtensions(m);
+        let mut ext = Extensions::default();
+        let mut seen = Vec::new();
+        while !area.is_empty() {
+            let (Some(t), Some(l)) = (area.get(0..2), area.get(2..4)) else {
+                return Err(bad(format!(
+                    "{} stray bytes after the last entry",
+                    area.len()
+                )));
+            };
+            let ty = u16::from_le_bytes([t[0], t[1]]);
+            let len = usize::from(u16::from_le_bytes([l[0], l[1]]));
+            let Some(value) = area.get(4..4 + len) else {
+                return Err(bad(format!(
+                    "entry {ty:#06x} claims {len} bytes, {} left",
+                    area.len() - 4
+                )));
+            };
+            if seen.contains(&ty) {
+                return Err(bad(format!("entry {ty:#06x} appears twice")));
+            }
+            seen.push(ty);
+            match ty {
+                EXT_BATCH_ID => {
+                    let id = BatchId::parse(value)
+                        .map_err(|e: BatchIdError| bad(format!("batch id {e}")))?;
+                    ext.batch_id = Some(id);
+                }
+                t if t & EXT_CRITICAL != 0 => return Err(Damage::UnknownExtension(t)),
+                // Unknown and not critical: written by a newer build, safe to ignore.
+                _ => {}
+            }
+            area = area.get(4 + len..).unwrap_or_default();
+        }
+        Ok(ext)
+    }
+}
+
+fn push_entry(out: &mut Vec<u8>, ty: u16, value: &[u8]) {
+    // Values are bounded by their own rules (a batch id is at most 128 bytes), far below u16.
+    let len = u16::try_from(value.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&ty.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(value.get(..usize::from(len)).unwrap_or(value));
+}
+
+/// The full length of a frame header from its first [`FRAME_HEADER_PREFIX_LEN`] bytes. Only the
+/// magic is checked; the length read here is confirmed by the header CRC in
+/// [`FrameHeader::decode`].
+pub fn frame_header_len(prefix: &[u8; FRAME_HEADER_PREFIX_LEN]) -> Result<usize, Damage> {
+    if prefix[0..4] != FRAME_MAGIC {
+        return Err(Damage::BadMagic {
+            found: hex::encode(&prefix[0..4]),
+        });
+    }
+    let version = u16::from_le_bytes([prefix[4], prefix[5]]);
+    Ok(if version <= FRAME_VERSION_1 {
+        FRAME_V1_HEADER_LEN
+    } else {
+        FRAME_V2_FIXED_LEN + usize::from(u16::from_le_bytes([prefix[20], prefix[21]]))
+    })
+}
+
 /// A decoded, CRC-checked frame header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameHeader {
     /// Format version.
     pub version: u16,
@@ -166,51 +291,74 @@ pub struct FrameHeader {
     pub record_count: u32,
     /// CRC32 of the payload.
     pub payload_crc: u32,
+    /// What the extension area says (nothing for version 1).
+    pub extensions: Extensions,
 }
 
 impl FrameHeader {
-    /// The header bytes, with the header CRC filled in.
-    pub fn encode(&self) -> [u8; FRAME_HEADER_LEN] {
-        let mut h = [0u8; FRAME_HEADER_LEN];
-        h[0..4].copy_from_slice(&FRAME_MAGIC);
-        h[4..6].copy_from_slice(&self.version.to_le_bytes());
-        h[6..8].copy_from_slice(&self.flags.to_le_bytes());
-        h[8..12].copy_from_slice(&self.payload_len.to_le_bytes());
-        h[12..16].copy_from_slice(&self.record_count.to_le_bytes());
-        h[16..20].copy_from_slice(&self.payload_crc.to_le_bytes());
-        let crc = crc32fast::hash(&h[..20]);
-        h[20..24].copy_from_slice(&crc.to_le_bytes());
+    /// The header bytes in the current format (version 2), CRC filled in.
+    pub fn encode(&self) -> Vec<u8> {
+        let area = self.extensions.encode();
+        let area_len = u16::try_from(area.len()).unwrap_or(u16::MAX);
+        let mut h = Vec::with_capacity(FRAME_V2_FIXED_LEN + area.len());
+        h.extend_from_slice(&FRAME_MAGIC);
+        h.extend_from_slice(&self.version.to_le_bytes());
+        h.extend_from_slice(&self.flags.to_le_bytes());
+        h.extend_from_slice(&self.payload_len.to_le_bytes());
+        h.extend_from_slice(&self.record_count.to_le_bytes());
+        h.extend_from_slice(&self.payload_crc.to_le_bytes());
+        h.extend_from_slice(&area_len.to_le_bytes());
+        h.extend_from_slice(area.get(..usize::from(area_len)).unwrap_or(&area));
+        let crc = crc32fast::hash(&h);
+        h.extend_from_slice(&crc.to_le_bytes());
         h
     }
 
-    /// Decodes and checks magic, header CRC, version and flags, in that order: a damaged
-    /// header is reported as damage before its version is believed.
-    pub fn decode(h: &[u8; FRAME_HEADER_LEN]) -> Result<Self, Damage> {
-        if h[0..4] != FRAME_MAGIC {
-            return Err(Damage::BadMagic {
-                found: hex::encode(&h[0..4]),
+    /// Decodes a whole header (`h` is exactly [`frame_header_len`] bytes) and checks magic,
+    /// header CRC, version, flags and extensions, in that order: a damaged header is reported
+    /// as damage before its version is believed.
+    pub fn decode(h: &[u8]) -> Result<Self, Damage> {
+        let prefix: &[u8; FRAME_HEADER_PREFIX_LEN] = h
+            .get(..FRAME_HEADER_PREFIX_LEN)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(Damage::ShortHeader {
+                available: h.len() as u64,
+                needed: FRAME_HEADER_PREFIX_LEN as u64,
+            })?;
+        let len = frame_header_len(prefix)?;
+        let Some(h) = h.get(..len) else {
+            return Err(Damage::ShortHeader {
+                available: h.len() as u64,
+                needed: len as u64,
             });
-        }
+        };
         let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        let stored = u32_at(20);
-        let computed = crc32fast::hash(&h[..20]);
+        let crc_at = len - 4;
+        let stored = u32_at(crc_at);
+        let computed = crc32fast::hash(&h[..crc_at]);
         if stored != computed {
             return Err(Damage::HeaderCrc { stored, computed });
         }
         let version = u16::from_le_bytes([h[4], h[5]]);
-        if version != FRAME_VERSION {
+        if version != FRAME_VERSION_1 && version != FRAME_VERSION {
             return Err(Damage::UnsupportedVersion(version));
         }
         let flags = u16::from_le_bytes([h[6], h[7]]);
         if flags & !KNOWN_FLAGS != 0 || flags & FLAG_ZSTD == 0 {
             return Err(Damage::UnknownFlags(flags));
         }
+        let extensions = if version == FRAME_VERSION {
+            Extensions::decode(&h[FRAME_V2_FIXED_LEN - 4..crc_at])?
+        } else {
+            Extensions::default()
+        };
         Ok(FrameHeader {
             version,
             flags,
             payload_len: u32_at(8),
             record_count: u32_at(12),
             payload_crc: u32_at(16),
+            extensions,
         })
     }
 }
@@ -220,6 +368,7 @@ impl FrameHeader {
 pub struct EncodedFrame {
     bytes: Vec<u8>,
     records: u32,
+    batch_id: Option<BatchId>,
 }
 
 impl EncodedFrame {
@@ -231,6 +380,11 @@ impl EncodedFrame {
     /// Records in the frame.
     pub fn records(&self) -> u32 {
         self.records
+    }
+
+    /// The batch id in the frame's header, if any.
+    pub fn batch_id(&self) -> Option<&BatchId> {
+        self.batch_id.as_ref()
     }
 }
 
@@ -255,6 +409,8 @@ pub enum BuildError {
 /// request never sits in memory as a whole.
 pub struct FrameBuilder {
     enc: zstd::stream::write::Encoder<'static, Vec<u8>>,
+    header_len: usize,
+    extensions: Extensions,
     line: Vec<u8>,
     records: u32,
     raw_bytes: u64,
@@ -271,12 +427,17 @@ impl std::fmt::Debug for FrameBuilder {
 }
 
 impl FrameBuilder {
-    /// A builder that refuses more than `max_raw_bytes` of uncompressed NDJSON.
-    pub fn new(max_raw_bytes: u64) -> Result<Self, BuildError> {
+    /// A builder that refuses more than `max_raw_bytes` of uncompressed NDJSON and writes
+    /// `batch_id` into the frame header.
+    pub fn new(max_raw_bytes: u64, batch_id: Option<BatchId>) -> Result<Self, BuildError> {
+        let extensions = Extensions { batch_id };
+        let header_len = FRAME_V2_FIXED_LEN + extensions.encode().len();
         // Room for the header up front: the payload is compressed in place after it.
-        let out = vec![0u8; FRAME_HEADER_LEN];
+        let out = vec![0u8; header_len];
         Ok(FrameBuilder {
             enc: zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?,
+            header_len,
+            extensions,
             line: Vec::with_capacity(1024),
             records: 0,
             raw_bytes: 0,
@@ -311,7 +472,7 @@ impl FrameBuilder {
     /// Finishes compression and fills in the header.
     pub fn finish(self) -> Result<EncodedFrame, BuildError> {
         let mut bytes = self.enc.finish()?;
-        let payload = bytes.get(FRAME_HEADER_LEN..).unwrap_or_default();
+        let payload = bytes.get(self.header_len..).unwrap_or_default();
         let payload_len = u32::try_from(payload.len())
             .map_err(|_| BuildError::Overflow("compressed payload over 4 GiB"))?;
         let header = FrameHeader {
@@ -320,11 +481,16 @@ impl FrameBuilder {
             payload_len,
             record_count: self.records,
             payload_crc: crc32fast::hash(payload),
+            extensions: self.extensions,
         };
-        bytes[..FRAME_HEADER_LEN].copy_from_slice(&header.encode());
+        let encoded = header.encode();
+        if let Some(room) = bytes.get_mut(..self.header_len) {
+            room.copy_from_slice(&encoded);
+        }
         Ok(EncodedFrame {
             bytes,
             records: self.records,
+            batch_id: header.extensions.batch_id,
         })
     }
 }
@@ -333,7 +499,15 @@ impl FrameBuilder {
 pub fn encode_frame<'a>(
     records: impl IntoIterator<Item = &'a Map<String, Value>>,
 ) -> Result<EncodedFrame, BuildError> {
-    let mut b = FrameBuilder::new(u64::MAX)?;
+    encode_frame_with_id(records, None)
+}
+
+/// Like [`encode_frame`], with a batch id in the header.
+pub fn encode_frame_with_id<'a>(
+    records: impl IntoIterator<Item = &'a Map<String, Value>>,
+    batch_id: Option<BatchId>,
+) -> Result<EncodedFrame, BuildError> {
+    let mut b = FrameBuilder::new(u64::MAX, batch_id)?;
     for r in records {
         b.push(r)?;
     }
@@ -352,66 +526,192 @@ mod tests {
         m
     }
 
-    #[test]
-    fn header_round_trips_and_every_single_bit_flip_is_detected() {
-        let h = FrameHeader {
+    fn id(s: &str) -> BatchId {
+        BatchId::parse(s.as_bytes()).unwrap()
+    }
+
+    fn header(batch_id: Option<BatchId>) -> FrameHeader {
+        FrameHeader {
             version: FRAME_VERSION,
             flags: FLAG_ZSTD,
             payload_len: 1234,
             record_count: 7,
             payload_crc: 0xdead_beef,
-        };
-        let bytes = h.encode();
-        assert_eq!(FrameHeader::decode(&bytes), Ok(h));
-        for bit in 0..FRAME_HEADER_LEN * 8 {
-            let mut b = bytes;
-            b[bit / 8] ^= 1 << (bit % 8);
-            let err = FrameHeader::decode(&b).unwrap_err();
-            assert!(err.is_torn(), "bit {bit}: {err}");
+            extensions: Extensions { batch_id },
+        }
+    }
+
+    /// A header in an arbitrary version-2-style layout: fields, extension area, CRC.
+    fn raw_v2(version: u16, flags: u16, area: &[u8]) -> Vec<u8> {
+        let mut h = Vec::new();
+        h.extend_from_slice(&FRAME_MAGIC);
+        h.extend_from_slice(&version.to_le_bytes());
+        h.extend_from_slice(&flags.to_le_bytes());
+        h.extend_from_slice(&[0; 12]);
+        h.extend_from_slice(&(area.len() as u16).to_le_bytes());
+        h.extend_from_slice(area);
+        let crc = crc32fast::hash(&h);
+        h.extend_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    /// A version-1 header, as the version-1 writer laid it out.
+    fn raw_v1(payload_len: u32, record_count: u32, payload_crc: u32) -> Vec<u8> {
+        let mut h = Vec::new();
+        h.extend_from_slice(&FRAME_MAGIC);
+        h.extend_from_slice(&FRAME_VERSION_1.to_le_bytes());
+        h.extend_from_slice(&FLAG_ZSTD.to_le_bytes());
+        h.extend_from_slice(&payload_len.to_le_bytes());
+        h.extend_from_slice(&record_count.to_le_bytes());
+        h.extend_from_slice(&payload_crc.to_le_bytes());
+        let crc = crc32fast::hash(&h);
+        h.extend_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    fn decode(bytes: &[u8]) -> Result<FrameHeader, Damage> {
+        FrameHeader::decode(bytes)
+    }
+
+    #[test]
+    fn header_round_trips_and_every_single_bit_flip_is_detected() {
+        for batch_id in [None, Some(id("0123456789abcdef:1-500"))] {
+            let h = header(batch_id);
+            let bytes = h.encode();
+            let prefix: [u8; FRAME_HEADER_PREFIX_LEN] =
+                bytes[..FRAME_HEADER_PREFIX_LEN].try_into().unwrap();
+            assert_eq!(frame_header_len(&prefix), Ok(bytes.len()));
+            assert_eq!(decode(&bytes), Ok(h.clone()));
+            for bit in 0..bytes.len() * 8 {
+                let mut b = bytes.clone();
+                b[bit / 8] ^= 1 << (bit % 8);
+                let err = decode(&b).unwrap_err();
+                assert!(err.is_torn(), "bit {bit}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_batch_id_is_a_tlv_covered_by_the_header_crc() {
+        let h = header(Some(id("vm:7-9"))).encode();
+        assert_eq!(h.len(), FRAME_V2_FIXED_LEN + 4 + 6);
+        assert_eq!(&h[20..22], &10u16.to_le_bytes(), "extension length");
+        assert_eq!(&h[22..24], &EXT_BATCH_ID.to_le_bytes(), "type");
+        assert_eq!(&h[24..26], &6u16.to_le_bytes(), "value length");
+        assert_eq!(&h[26..32], b"vm:7-9");
+        assert_eq!(&h[32..], &crc32fast::hash(&h[..32]).to_le_bytes());
+        let plain = header(None).encode();
+        assert_eq!(plain.len(), FRAME_V2_FIXED_LEN);
+        assert_eq!(decode(&plain).unwrap().extensions, Extensions::default());
+    }
+
+    #[test]
+    fn version_1_headers_are_still_read() {
+        let h = decode(&raw_v1(5, 2, 0xabcd)).unwrap();
+        assert_eq!(
+            h,
+            FrameHeader {
+                version: FRAME_VERSION_1,
+                flags: FLAG_ZSTD,
+                payload_len: 5,
+                record_count: 2,
+                payload_crc: 0xabcd,
+                extensions: Extensions::default(),
+            }
+        );
+        let mut torn = raw_v1(5, 2, 0xabcd);
+        torn[9] ^= 1;
+        assert!(decode(&torn).unwrap_err().is_torn());
+    }
+
+    #[test]
+    fn unknown_extensions_are_skipped_unless_critical() {
+        let mut area = Vec::new();
+        push_entry(&mut area, 0x0042, b"a later, optional thing");
+        push_entry(&mut area, EXT_BATCH_ID, b"b-1");
+        let h = decode(&raw_v2(FRAME_VERSION, FLAG_ZSTD, &area)).unwrap();
+        assert_eq!(h.extensions.batch_id, Some(id("b-1")));
+
+        let mut area = Vec::new();
+        push_entry(&mut area, EXT_CRITICAL | 0x0002, b"key-7");
+        let err = decode(&raw_v2(FRAME_VERSION, FLAG_ZSTD, &area)).unwrap_err();
+        assert_eq!(err, Damage::UnknownExtension(0x8002));
+        assert!(!err.is_torn(), "intact, just not understood");
+    }
+
+    #[test]
+    fn malformed_extensions_with_a_good_crc_are_refused_not_cut() {
+        let mut twice = Vec::new();
+        push_entry(&mut twice, EXT_BATCH_ID, b"a");
+        push_entry(&mut twice, EXT_BATCH_ID, b"b");
+        let mut overrun = Vec::new();
+        push_entry(&mut overrun, 0x0042, b"abc");
+        overrun[2] = 9; // claims 9 bytes, 3 follow
+        let mut bad_id = Vec::new();
+        push_entry(&mut bad_id, EXT_BATCH_ID, b"has space");
+        for (area, needle) in [
+            (twice, "entry 0x0001 appears twice"),
+            (overrun, "entry 0x0042 claims 9 bytes, 3 left"),
+            (bad_id, "batch id has byte 0x20 at position 3"),
+            (vec![1, 0, 0], "3 stray bytes after the last entry"),
+        ] {
+            let err = decode(&raw_v2(FRAME_VERSION, FLAG_ZSTD, &area)).unwrap_err();
+            assert!(!err.is_torn(), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
         }
     }
 
     #[test]
     fn intact_header_of_a_newer_version_is_unsupported_not_torn() {
-        let mut h = FrameHeader {
-            version: 2,
-            flags: FLAG_ZSTD,
-            payload_len: 1,
-            record_count: 1,
-            payload_crc: 0,
-        };
-        let err = FrameHeader::decode(&h.encode()).unwrap_err();
-        assert_eq!(err, Damage::UnsupportedVersion(2));
+        let err = decode(&raw_v2(3, FLAG_ZSTD, b"whatever v3 puts here")).unwrap_err();
+        assert_eq!(err, Damage::UnsupportedVersion(3));
         assert!(!err.is_torn());
-        h.version = FRAME_VERSION;
-        h.flags = FLAG_ZSTD | 0x8000;
+        assert!(err.to_string().contains("reads versions 1 and 2"), "{err}");
+        let err = decode(&raw_v2(FRAME_VERSION, FLAG_ZSTD | 0x8000, &[])).unwrap_err();
+        assert_eq!(err, Damage::UnknownFlags(0x8001));
+        assert!(!err.is_torn());
+    }
+
+    #[test]
+    fn a_header_cut_short_is_torn() {
+        let h = header(Some(id("abc"))).encode();
+        let err = decode(&h[..h.len() - 1]).unwrap_err();
         assert_eq!(
-            FrameHeader::decode(&h.encode()).unwrap_err(),
-            Damage::UnknownFlags(0x8001)
+            err,
+            Damage::ShortHeader {
+                available: h.len() as u64 - 1,
+                needed: h.len() as u64
+            }
         );
+        assert!(err.is_torn());
     }
 
     #[test]
     fn frame_payload_is_zstd_ndjson_with_matching_crc_and_count() {
         let recs: Vec<_> = (0..3).map(rec).collect();
-        let f = encode_frame(&recs).unwrap();
-        assert_eq!(f.records(), 3);
-        let mut h = [0u8; FRAME_HEADER_LEN];
-        h.copy_from_slice(&f.bytes()[..FRAME_HEADER_LEN]);
-        let h = FrameHeader::decode(&h).unwrap();
-        let payload = &f.bytes()[FRAME_HEADER_LEN..];
-        assert_eq!(h.payload_len as usize, payload.len());
-        assert_eq!(h.payload_crc, crc32fast::hash(payload));
-        assert_eq!(h.record_count, 3);
-        let text = String::from_utf8(zstd::decode_all(payload).unwrap()).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[2], r#"{"i":2,"s":"x\ny"}"#);
+        for batch_id in [None, Some(id("x:1-3"))] {
+            let f = encode_frame_with_id(&recs, batch_id.clone()).unwrap();
+            assert_eq!(f.records(), 3);
+            assert_eq!(f.batch_id(), batch_id.as_ref());
+            let prefix: [u8; FRAME_HEADER_PREFIX_LEN] =
+                f.bytes()[..FRAME_HEADER_PREFIX_LEN].try_into().unwrap();
+            let hlen = frame_header_len(&prefix).unwrap();
+            let h = decode(&f.bytes()[..hlen]).unwrap();
+            assert_eq!(h.extensions.batch_id, batch_id);
+            let payload = &f.bytes()[hlen..];
+            assert_eq!(h.payload_len as usize, payload.len());
+            assert_eq!(h.payload_crc, crc32fast::hash(payload));
+            assert_eq!(h.record_count, 3);
+            let text = String::from_utf8(zstd::decode_all(payload).unwrap()).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 3);
+            assert_eq!(lines[2], r#"{"i":2,"s":"x\ny"}"#);
+        }
     }
 
     #[test]
     fn builder_enforces_the_uncompressed_limit() {
-        let mut b = FrameBuilder::new(30).unwrap(); // one 19-byte line fits, two do not
+        let mut b = FrameBuilder::new(30, None).unwrap(); // one 19-byte line fits, two do not
         b.push(&rec(1)).unwrap();
         let err = b.push(&rec(2)).unwrap_err();
         assert!(err.to_string().contains("exceed 30 bytes"), "{err}");

@@ -3,38 +3,56 @@
 //! Layout: `DATA_DIR/LOCK` (held by the running `serve`), `DATA_DIR/segments/<seq>.seg`
 //! (16-digit zero-padded sequence numbers, oldest first) and, only after a repair,
 //! `DATA_DIR/quarantine/` (bytes cut from a torn tail). One accepted request is one frame; see
-//! [`mod@format`] for the bytes. [`Store::open`] locks the directory, runs [`recovery`] and starts the
-//! [`writer`] thread; handlers talk to it through a cloneable [`StoreHandle`].
+//! [`mod@format`] for the bytes. [`Store::open`] locks the directory, runs [`recovery`] (which
+//! also rebuilds the [`dedup`] index of stored batch ids from the frame headers) and starts the
+//! [`writer`] thread; handlers talk to it through a cloneable [`StoreHandle`], which admits
+//! frames only while the [`queue`]'s byte budget allows.
 
+pub mod dedup;
 pub mod format;
+pub mod queue;
 pub mod reader;
 pub mod recovery;
 pub mod writer;
 
+use dedup::{BatchId, SharedIndex};
 use format::{Damage, EncodedFrame};
+use queue::{IngestQueue, QueueFull, Reservation};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-pub use writer::{FrameLocation, WriteError};
+pub use writer::{Appended, FrameLocation, WriteError, WriteErrorKind, WriterPause};
 
 /// Name of the lock file in the data directory.
 pub const LOCK_FILE: &str = "LOCK";
 
 /// Store settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Start a new segment rather than grow the active one past this many bytes.
     pub segment_max_bytes: u64,
-    /// Frames that may wait for the writer; senders wait when it is full, which bounds memory.
-    pub queue_depth: usize,
+    /// Bytes of accepted but unanswered batches the store holds (see [`queue`]); past it new
+    /// batches are refused at once.
+    pub max_queue_bytes: u64,
+    /// How many distinct batch ids are remembered for deduplication (see [`dedup`]).
+    pub dedup_window: usize,
+    /// Test hook, `None` in `serve`: stalls the writer before each fsync while held.
+    pub pause: Option<WriterPause>,
 }
+
+/// Default [`StoreOptions::dedup_window`]: at 10,000 batches a minute, 3 h 20 min of retries;
+/// about 100 MiB when full.
+pub const DEFAULT_DEDUP_WINDOW: usize = 2_000_000;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             segment_max_bytes: 64 << 20,
-            queue_depth: 64,
+            max_queue_bytes: 64 << 20,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+            pause: None,
         }
     }
 }
@@ -83,6 +101,9 @@ pub enum StoreError {
     /// The writer thread has stopped.
     #[error("the store writer has stopped")]
     Closed,
+    /// The ingest queue's byte budget is used up: try again shortly.
+    #[error(transparent)]
+    Busy(#[from] QueueFull),
     /// The writer could not store a frame.
     #[error("storing a frame failed: {0}")]
     Write(#[from] WriteError),
@@ -91,7 +112,7 @@ pub enum StoreError {
 /// The open store: owns the writer thread.
 #[derive(Debug)]
 pub struct Store {
-    tx: mpsc::Sender<writer::Msg>,
+    handle: StoreHandle,
     thread: Option<std::thread::JoinHandle<()>>,
     data_dir: PathBuf,
 }
@@ -99,16 +120,56 @@ pub struct Store {
 /// A cheap, cloneable way to append frames.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
-    tx: mpsc::Sender<writer::Msg>,
+    // Unbounded as a channel: the queue's byte budget bounds it.
+    tx: mpsc::UnboundedSender<writer::Msg>,
+    queue: Arc<IngestQueue>,
+    dedup: Arc<SharedIndex>,
 }
 
 impl StoreHandle {
-    /// Appends `frame`; returns once it is on disk.
-    pub async fn append(&self, frame: EncodedFrame) -> Result<FrameLocation, StoreError> {
+    /// True when a batch with this id is durably stored (and still in the dedup window). A
+    /// `false` is not final: the writer checks again, and also catches copies in flight.
+    pub fn is_stored(&self, id: &BatchId) -> bool {
+        self.dedup.contains(self.dedup.key(id))
+    }
+
+    /// Refuses (`Busy`) when the ingest queue is full, without reserving anything.
+    pub fn check_room(&self) -> Result<(), StoreError> {
+        Ok(self.queue.check_room()?)
+    }
+
+    /// Reserves `bytes` of the ingest queue for a batch being prepared; `Busy` when full.
+    pub fn reserve(&self, bytes: u64) -> Result<Reservation, StoreError> {
+        Ok(self.queue.reserve(bytes)?)
+    }
+
+    /// Bytes of the ingest queue in use.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queue.used()
+    }
+
+    /// Appends `frame`, reserving its room in the queue first (`Busy` when full); returns once
+    /// it is on disk, or once a frame with its batch id is.
+    pub async fn append(&self, frame: EncodedFrame) -> Result<Appended, StoreError> {
+        let reservation = self.reserve(frame.bytes().len() as u64)?;
+        self.append_reserved(frame, reservation).await
+    }
+
+    /// Like [`append`](Self::append) with room already reserved (resized to the frame). The
+    /// frame is written even if this future is dropped before the answer.
+    pub async fn append_reserved(
+        &self,
+        frame: EncodedFrame,
+        mut reservation: Reservation,
+    ) -> Result<Appended, StoreError> {
+        reservation.resize(frame.bytes().len() as u64);
         let (ack, rx) = oneshot::channel();
         self.tx
-            .send(writer::Msg::Write { frame, ack })
-            .await
+            .send(writer::Msg::Write {
+                frame,
+                ack,
+                reservation,
+            })
             .map_err(|_| StoreError::Closed)?;
         Ok(rx.await.map_err(|_| StoreError::Closed)??)
     }
@@ -131,15 +192,26 @@ impl Store {
                 context: ctx("creating", &segments_dir),
                 source,
             })?;
-        let rec = recovery::recover(data_dir, &segments_dir)?;
+        let dedup = Arc::new(SharedIndex::new(opts.dedup_window));
+        let rec = recovery::recover(data_dir, &segments_dir, &dedup)?;
         tracing::info!(
             data_dir = %data_dir.display(),
             segments = rec.segments,
             bytes_cut = rec.cut_bytes,
+            batch_ids = dedup.len(),
+            dedup_window = opts.dedup_window,
+            max_queue_bytes = opts.max_queue_bytes,
             "store open"
         );
-        let w = writer::Writer::new(segments_dir, opts.segment_max_bytes, rec.active, lock);
-        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let w = writer::Writer::new(
+            segments_dir,
+            opts.segment_max_bytes,
+            rec.active,
+            lock,
+            dedup.clone(),
+            opts.pause,
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("meshlog-writer".into())
             .spawn(move || w.run(rx))
@@ -148,7 +220,11 @@ impl Store {
                 source,
             })?;
         Ok(Store {
-            tx,
+            handle: StoreHandle {
+                tx,
+                queue: IngestQueue::new(opts.max_queue_bytes),
+                dedup,
+            },
             thread: Some(thread),
             data_dir: data_dir.to_owned(),
         })
@@ -156,9 +232,7 @@ impl Store {
 
     /// A handle for appending.
     pub fn handle(&self) -> StoreHandle {
-        StoreHandle {
-            tx: self.tx.clone(),
-        }
+        self.handle.clone()
     }
 
     /// The data directory.
@@ -170,7 +244,7 @@ impl Store {
     /// outside async code (or via `spawn_blocking`).
     pub fn close(mut self) -> Result<(), StoreError> {
         // If the writer is already gone the send fails; joining still reports a panic.
-        let _ = self.tx.blocking_send(writer::Msg::Close);
+        let _ = self.handle.tx.send(writer::Msg::Close);
         match self.thread.take().map(|t| t.join()) {
             Some(Err(_)) => Err(StoreError::Closed),
             _ => Ok(()),
@@ -209,19 +283,26 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
         }
         Err(TryLockError::Error(e)) => return Err(io("locking")(e)),
     }
-    // The pid is only a hint for the error above; the lock is what counts.
-    let pid = std::process::id();
-    f.set_len(0)
-        .and_then(|()| f.seek(SeekFrom::Start(0)))
-        .and_then(|_| writeln!(f, "{pid}"))
-        .map_err(io("writing lock file"))?;
+    // The pid is only a hint for the error above; the lock is what counts. Overwritten in place
+    // (then cut to length) so a restart on a full disk needs no new block, and a failure to
+    // write it does not stop the collector.
+    let pid = format!("{}\n", std::process::id());
+    let written = f
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| f.write_all(pid.as_bytes()))
+        .and_then(|()| f.set_len(pid.len() as u64));
+    if let Err(e) = written {
+        tracing::warn!(lock = %path.display(), error = %e, "cannot write our pid into the lock file");
+    }
     Ok(f)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, encode_frame};
-    use super::reader::{SEGMENTS_DIR, read_all, segment_file_name};
+    use super::format::{
+        FRAME_V2_FIXED_LEN, SEGMENT_HEADER_LEN, encode_frame, encode_frame_with_id,
+    };
+    use super::reader::{self, SEGMENTS_DIR, read_all, segment_file_name};
     use super::*;
     use serde_json::{Map, Value, json};
 
@@ -252,7 +333,7 @@ mod tests {
             data,
             StoreOptions {
                 segment_max_bytes,
-                queue_depth: 4,
+                ..StoreOptions::default()
             },
         )
         .unwrap();
@@ -262,7 +343,10 @@ mod tests {
             .unwrap();
         let locs = frames
             .iter()
-            .map(|f| rt.block_on(h.append(frame(f))).unwrap())
+            .map(|f| match rt.block_on(h.append(frame(f))).unwrap() {
+                Appended::Stored(loc) => loc,
+                Appended::Duplicate => panic!("a frame without batch id is never a duplicate"),
+            })
             .collect();
         store.close().unwrap();
         locs
@@ -344,23 +428,133 @@ mod tests {
         write(d.path(), &[&[0], &[1]], 1 << 20);
         let p = seg(d.path(), 1);
         let mut bytes = std::fs::read(&p).unwrap();
-        // Rewrite the second frame's header as version 2 with a valid header CRC.
+        // Rewrite the second frame's header as version 3 with a valid header CRC (frames
+        // without a batch id have no extensions: a 26-byte header).
         let first_len = {
             let start = SEGMENT_HEADER_LEN as usize;
-            let mut h = [0u8; FRAME_HEADER_LEN];
-            h.copy_from_slice(&bytes[start..start + FRAME_HEADER_LEN]);
-            FRAME_HEADER_LEN + format::FrameHeader::decode(&h).unwrap().payload_len as usize
+            let h = &bytes[start..start + FRAME_V2_FIXED_LEN];
+            FRAME_V2_FIXED_LEN + format::FrameHeader::decode(h).unwrap().payload_len as usize
         };
         let at = SEGMENT_HEADER_LEN as usize + first_len;
-        bytes[at + 4] = 2;
-        let crc = crc32fast::hash(&bytes[at..at + 20]);
-        bytes[at + 20..at + 24].copy_from_slice(&crc.to_le_bytes());
+        bytes[at + 4] = 3;
+        let crc = crc32fast::hash(&bytes[at..at + 22]);
+        bytes[at + 22..at + 26].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&p, &bytes).unwrap();
         let msg = Store::open(d.path(), StoreOptions::default())
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("unsupported frame format version 2"), "{msg}");
+        assert!(msg.contains("unsupported frame format version 3"), "{msg}");
         assert_eq!(std::fs::read(&p).unwrap(), bytes, "nothing cut");
+    }
+
+    fn with_id(i: u64, id: &str) -> EncodedFrame {
+        let Value::Object(m) = json!({ "i": i }) else {
+            unreachable!()
+        };
+        encode_frame_with_id([&m], Some(BatchId::parse(id.as_bytes()).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn batch_ids_survive_a_reopen_and_the_window_bounds_what_is_remembered() {
+        let d = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let open = || {
+            Store::open(
+                d.path(),
+                StoreOptions {
+                    dedup_window: 2,
+                    ..StoreOptions::default()
+                },
+            )
+            .unwrap()
+        };
+        let store = open();
+        let h = store.handle();
+        let a = BatchId::parse(b"a").unwrap();
+        assert!(!h.is_stored(&a));
+        assert!(matches!(
+            rt.block_on(h.append(with_id(0, "a"))).unwrap(),
+            Appended::Stored(_)
+        ));
+        assert!(h.is_stored(&a));
+        assert_eq!(
+            rt.block_on(h.append(with_id(1, "a"))).unwrap(),
+            Appended::Duplicate
+        );
+        store.close().unwrap();
+
+        // Rebuilt from the frame headers.
+        let store = open();
+        let h = store.handle();
+        assert!(h.is_stored(&a));
+        assert_eq!(
+            rt.block_on(h.append(with_id(2, "a"))).unwrap(),
+            Appended::Duplicate
+        );
+        for (i, id) in [(3, "b"), (4, "c")] {
+            assert!(matches!(
+                rt.block_on(h.append(with_id(i, id))).unwrap(),
+                Appended::Stored(_)
+            ));
+        }
+        // Two newer ids pushed "a" out of a window of 2: a retry this late is stored again.
+        assert!(!h.is_stored(&a));
+        assert!(matches!(
+            rt.block_on(h.append(with_id(5, "a"))).unwrap(),
+            Appended::Stored(_)
+        ));
+        assert_eq!(h.queued_bytes(), 0);
+        store.close().unwrap();
+        assert_eq!(ids(d.path()), vec![0, 3, 4, 5]);
+        let stored_ids: Vec<String> = reader::frames(d.path())
+            .unwrap()
+            .map(|f| f.unwrap().batch_id.unwrap().to_string())
+            .collect();
+        assert_eq!(stored_ids, ["a", "b", "c", "a"]);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once_and_frees_up_after_the_fsync() {
+        let d = tempfile::tempdir().unwrap();
+        let pause = WriterPause::new();
+        let store = Store::open(
+            d.path(),
+            StoreOptions {
+                max_queue_bytes: 1,
+                pause: Some(pause.clone()),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let h = store.handle();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        pause.hold();
+        let first = rt.spawn({
+            let h = h.clone();
+            async move { h.append(frame(&[1])).await }
+        });
+        assert!(pause.wait_until_paused(std::time::Duration::from_secs(10)));
+        // A lone batch larger than the budget got in; the next one does not.
+        let err = rt.block_on(h.append(frame(&[2]))).unwrap_err();
+        assert!(matches!(err, StoreError::Busy(_)), "{err}");
+        assert!(h.check_room().is_err());
+        pause.release();
+        assert!(matches!(
+            rt.block_on(first).unwrap().unwrap(),
+            Appended::Stored(_)
+        ));
+        assert_eq!(h.queued_bytes(), 0);
+        assert!(matches!(
+            rt.block_on(h.append(frame(&[2]))).unwrap(),
+            Appended::Stored(_)
+        ));
+        store.close().unwrap();
+        assert_eq!(ids(d.path()), vec![1, 2]);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! damaged tail of the newest segment (a frame still being written) is treated as the end of
 //! the data, not as an error. Damage anywhere else is an error naming the segment and offset.
 
+use super::dedup::BatchId;
 use super::format::{
-    Damage, FRAME_HEADER_LEN, FrameHeader, SEGMENT_HEADER_LEN, check_segment_header,
+    Damage, FRAME_HEADER_PREFIX_LEN, FrameHeader, SEGMENT_HEADER_LEN, check_segment_header,
+    frame_header_len,
 };
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
@@ -141,6 +143,8 @@ impl ScanError {
 pub struct RawFrame {
     /// Byte offset of the frame header in the segment.
     pub offset: u64,
+    /// Length of the header on disk (24 for version 1; 26 plus extensions for version 2).
+    pub header_len: u32,
     /// The decoded header.
     pub header: FrameHeader,
     /// The CRC-checked payload, when the scan reads payloads.
@@ -150,7 +154,7 @@ pub struct RawFrame {
 impl RawFrame {
     /// Byte offset just past the frame.
     pub fn end(&self) -> u64 {
-        self.offset + FRAME_HEADER_LEN as u64 + u64::from(self.header.payload_len)
+        self.offset + u64::from(self.header_len) + u64::from(self.header.payload_len)
     }
 }
 
@@ -160,6 +164,7 @@ pub struct SegmentScanner {
     file: BufReader<File>,
     len: u64,
     pos: u64,
+    header: Vec<u8>,
 }
 
 impl SegmentScanner {
@@ -181,6 +186,7 @@ impl SegmentScanner {
             file,
             len,
             pos: SEGMENT_HEADER_LEN,
+            header: Vec::new(),
         })
     }
 
@@ -208,16 +214,36 @@ impl SegmentScanner {
             return Ok(None);
         }
         let damage = |damage| ScanError::Damage { offset, damage };
-        if available < FRAME_HEADER_LEN as u64 {
-            return Err(damage(Damage::ShortHeader { available }));
+        let short = |needed: usize| {
+            damage(Damage::ShortHeader {
+                available,
+                needed: needed as u64,
+            })
+        };
+        if available < FRAME_HEADER_PREFIX_LEN as u64 {
+            return Err(short(FRAME_HEADER_PREFIX_LEN));
         }
-        let mut h = [0u8; FRAME_HEADER_LEN];
-        if read_up_to(&mut self.file, &mut h)? < FRAME_HEADER_LEN {
+        let mut prefix = [0u8; FRAME_HEADER_PREFIX_LEN];
+        if read_up_to(&mut self.file, &mut prefix)? < FRAME_HEADER_PREFIX_LEN {
             // The file shrank under us (a writer rolled back a failed write).
-            return Err(damage(Damage::ShortHeader { available }));
+            return Err(short(FRAME_HEADER_PREFIX_LEN));
         }
-        let header = FrameHeader::decode(&h).map_err(damage)?;
-        let after_header = available - FRAME_HEADER_LEN as u64;
+        let header_len = frame_header_len(&prefix).map_err(damage)?;
+        if header_len as u64 > available {
+            return Err(short(header_len));
+        }
+        self.header.clear();
+        self.header.extend_from_slice(&prefix);
+        self.header.resize(header_len, 0);
+        let rest = self
+            .header
+            .get_mut(FRAME_HEADER_PREFIX_LEN..)
+            .unwrap_or_default();
+        if read_up_to(&mut self.file, rest)? < rest.len() {
+            return Err(short(header_len));
+        }
+        let header = FrameHeader::decode(&self.header).map_err(damage)?;
+        let after_header = available - header_len as u64;
         if u64::from(header.payload_len) > after_header {
             return Err(damage(Damage::PastEof {
                 len: header.payload_len,
@@ -246,6 +272,8 @@ impl SegmentScanner {
         };
         let frame = RawFrame {
             offset,
+            // At most 26 + 65535.
+            header_len: header_len as u32,
             header,
             payload,
         };
@@ -279,6 +307,8 @@ pub struct Frame {
     pub offset: u64,
     /// Records the header promises.
     pub record_count: u32,
+    /// The batch id the frame was stored with (none for version-1 frames and plain OTLP).
+    pub batch_id: Option<BatchId>,
     /// Compressed payload (CRC already checked).
     payload: Vec<u8>,
 }
@@ -407,6 +437,7 @@ impl Iterator for Frames {
                         path: seg.path.clone(),
                         offset: raw.offset,
                         record_count: raw.header.record_count,
+                        batch_id: raw.header.extensions.batch_id,
                         payload: raw.payload.unwrap_or_default(),
                     }));
                 }

@@ -9,10 +9,17 @@
 //! Older segments get a structural walk (every frame header and its CRC, and the chain must end
 //! exactly at end of file) rather than a full payload check, so start-up time grows with the
 //! number of frames, not the number of bytes; payload CRCs are checked on every read.
+//!
+//! The same walk rebuilds the index of stored batch ids, oldest first, from the frame headers
+//! (no payload is decompressed); frames cut from a torn tail were never acknowledged and are not
+//! indexed, so their retries are stored.
 
 use super::StoreError;
+use super::dedup::SharedIndex;
 use super::format::{Damage, SEGMENT_HEADER_LEN, segment_header};
-use super::reader::{ScanError, SegmentFile, SegmentScanner, list_segments, segment_file_name};
+use super::reader::{
+    RawFrame, ScanError, SegmentFile, SegmentScanner, list_segments, segment_file_name,
+};
 use super::writer::{Active, create_segment, sync_dir};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -55,8 +62,13 @@ fn scan_err(path: &Path, e: ScanError) -> StoreError {
     }
 }
 
-/// Checks every segment in `segments_dir`, repairs the newest one's tail, and opens it.
-pub fn recover(data_dir: &Path, segments_dir: &Path) -> Result<Recovered, StoreError> {
+/// Checks every segment in `segments_dir`, repairs the newest one's tail, and opens it; adds
+/// the batch id of every good frame to `index`, in order.
+pub fn recover(
+    data_dir: &Path,
+    segments_dir: &Path,
+    index: &SharedIndex,
+) -> Result<Recovered, StoreError> {
     let segments = list_segments(segments_dir)
         .map_err(io_err(format!("listing {}", segments_dir.display())))?;
     let Some((newest, older)) = segments.split_last() else {
@@ -71,9 +83,9 @@ pub fn recover(data_dir: &Path, segments_dir: &Path) -> Result<Recovered, StoreE
         });
     };
     for seg in older {
-        walk_closed_segment(seg)?;
+        walk_closed_segment(seg, index)?;
     }
-    let (active, cut_bytes) = open_newest(data_dir, newest)?;
+    let (active, cut_bytes) = open_newest(data_dir, newest, index)?;
     Ok(Recovered {
         active,
         segments: segments.len(),
@@ -82,10 +94,12 @@ pub fn recover(data_dir: &Path, segments_dir: &Path) -> Result<Recovered, StoreE
 }
 
 /// Structural walk of a closed segment: any damage is an error.
-fn walk_closed_segment(seg: &SegmentFile) -> Result<(), StoreError> {
+fn walk_closed_segment(seg: &SegmentFile, index: &SharedIndex) -> Result<(), StoreError> {
     let walk = || {
         let mut sc = SegmentScanner::open(&seg.path)?;
-        while sc.next_frame(false)?.is_some() {}
+        while let Some(f) = sc.next_frame(false)? {
+            remember(index, &f);
+        }
         Ok(())
     };
     walk().map_err(|e| {
@@ -96,7 +110,17 @@ fn walk_closed_segment(seg: &SegmentFile) -> Result<(), StoreError> {
 }
 
 /// Verifies the newest segment fully, cuts a torn tail, and returns it open for appending.
-fn open_newest(data_dir: &Path, seg: &SegmentFile) -> Result<(Active, u64), StoreError> {
+fn remember(index: &SharedIndex, frame: &RawFrame) {
+    if let Some(id) = &frame.header.extensions.batch_id {
+        index.insert([index.key(id)]);
+    }
+}
+
+fn open_newest(
+    data_dir: &Path,
+    seg: &SegmentFile,
+    index: &SharedIndex,
+) -> Result<(Active, u64), StoreError> {
     let path = &seg.path;
     let mut file = OpenOptions::new()
         .read(true)
@@ -114,7 +138,7 @@ fn open_newest(data_dir: &Path, seg: &SegmentFile) -> Result<(Active, u64), Stor
     let good_end = match scanner {
         Ok(mut sc) => loop {
             match sc.next_frame(true) {
-                Ok(Some(_)) => {}
+                Ok(Some(f)) => remember(index, &f),
                 Ok(None) => break sc.position(),
                 Err(ScanError::Damage { offset, damage }) if damage.is_torn() => {
                     cut_tail(data_dir, seg, &mut file, len, offset, &damage)?;
@@ -267,7 +291,7 @@ mod tests {
     }
 
     fn recover_and_count(data: &Path, path: &Path) -> (u64, usize) {
-        let rec = recover(data, &data.join(SEGMENTS_DIR)).unwrap();
+        let rec = recover(data, &data.join(SEGMENTS_DIR), &SharedIndex::new(100)).unwrap();
         assert_eq!(rec.active.len, std::fs::metadata(path).unwrap().len());
         drop(rec);
         (std::fs::metadata(path).unwrap().len(), stored_count(data))
