@@ -6,14 +6,11 @@
 
 use meshlog_core::outbox::{
     ATTR_DROPPED_OVERFLOW, ATTR_DROPPED_OVERFLOW_SEQUENCES, ATTR_DROPPED_OVERFLOW_TOTAL,
-    DELIVERY_TALLY_EVENT_NAME, parse_ranges,
+    ATTR_FAILED_SEQUENCES, DELIVERY_TALLY_EVENT_NAME, parse_ranges,
 };
-use meshlog_e2e::{
-    Collector, Envoy, Proc, Sidecar, Upstream, collector_bin, free_port, send, wait_for,
-};
+use meshlog_e2e::{Collector, Envoy, Load, Sidecar, Upstream, free_port, send, wait_for};
 use serde_json::Value;
-use std::collections::BTreeSet;
-use std::process::Command;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 const UPSTREAM: &str = env!("CARGO_BIN_EXE_meshlog-upstream");
@@ -71,19 +68,7 @@ fn an_outage_is_retried_through_and_overflow_is_accounted_for() {
     );
 
     // The collector comes up where the filter keeps trying.
-    let mut cmd = Command::new(collector_bin());
-    cmd.arg("serve")
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"));
-    let mut proc = Proc::spawn("collector", cmd);
-    let addr = proc.listening_addr(Duration::from_secs(20));
-    let collector = Collector {
-        proc,
-        addr,
-        data_dir: data.path().to_owned(),
-    };
+    let collector = Collector::start_at(data.path(), &format!("127.0.0.1:{port}"));
 
     // Everything held arrives: the access records that survived and the tally of the rest.
     let is_access = |r: &&Value| r["event_name"] == "meshlog.http.access";
@@ -153,4 +138,218 @@ fn an_outage_is_retried_through_and_overflow_is_accounted_for() {
     assert_eq!(total, dropped);
     let max = *seqs.last().unwrap();
     assert_eq!(seqs, (0..=max).collect(), "no unexplained gap");
+}
+
+/// Per VM (`resource.meshlog.vm.id`): the stored sequence numbers and the delivery tallies'
+/// dropped and failed ranges must cover `0..=max` exactly once. Returns, per VM, the access
+/// records stored and the records the tallies say were dropped.
+fn account(stored: &[Value]) -> BTreeMap<String, (u64, u64)> {
+    let mut seqs: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in stored {
+        let vm = r["resource.meshlog.vm.id"].as_str().unwrap().to_owned();
+        let set = seqs.entry(vm.clone()).or_default();
+        assert!(
+            set.insert(int(&r["meshlog.sequence"])),
+            "sequence twice: {r}"
+        );
+        let e = out.entry(vm).or_default();
+        if r["event_name"] == "meshlog.http.access" {
+            e.0 += 1;
+        }
+    }
+    for r in stored
+        .iter()
+        .filter(|r| r["event_name"] == DELIVERY_TALLY_EVENT_NAME)
+    {
+        let vm = r["resource.meshlog.vm.id"].as_str().unwrap().to_owned();
+        let set = seqs.get_mut(&vm).unwrap();
+        for key in [ATTR_DROPPED_OVERFLOW_SEQUENCES, ATTR_FAILED_SEQUENCES] {
+            if let Some(ranges) = r[key].as_str() {
+                for (a, b) in parse_ranges(ranges).unwrap() {
+                    for s in a..=b {
+                        assert!(set.insert(s), "{s} both stored and dropped: {r}");
+                    }
+                }
+            }
+        }
+        let e = out.get_mut(&vm).unwrap();
+        e.1 = e.1.max(int(&r[ATTR_DROPPED_OVERFLOW_TOTAL]));
+    }
+    for (vm, set) in &seqs {
+        let max = *set.last().unwrap();
+        assert_eq!(
+            set.len() as u64,
+            max + 1,
+            "VM {vm}: unexplained sequence gap"
+        );
+    }
+    out
+}
+
+/// Request ids of stored access records, each at most once.
+fn request_ids(stored: &[Value], prefix: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for r in stored
+        .iter()
+        .filter(|r| r["event_name"] == "meshlog.http.access")
+    {
+        let id = r["meshlog.request_id"].as_str().unwrap();
+        if id.starts_with(prefix) {
+            assert!(ids.insert(id.to_owned()), "{id} stored twice");
+        }
+    }
+    ids
+}
+
+/// Asserts traffic was unaffected: every request answered 200, none slow.
+fn unaffected(sent: &[meshlog_e2e::Sent], what: &str) {
+    let failed: Vec<_> = sent.iter().filter(|s| s.status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{what}: {} requests failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let slowest = sent.iter().map(|s| s.latency).max().unwrap();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "{what}: a request took {slowest:?}"
+    );
+}
+
+fn delivery_config(service: &str, buffer: u64) -> String {
+    format!(
+        r#"{{"batch":{{"max_age_ms":200,"max_buffer_bytes":{buffer},"retry_initial_ms":100,"retry_max_ms":1000}},"resource":{{"service.name":"{service}"}}}}"#
+    )
+}
+
+#[test]
+fn a_collector_down_for_20_s_costs_no_request_and_loses_nothing_it_does_not_count() {
+    let data = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(UPSTREAM);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let collector = Collector::start_at(data.path(), &listen);
+    // Roomy: 32 MiB holds 20 s of this load. Tight: the smallest buffer, which must overflow.
+    let mut roomy = Sidecar::new(upstream.addr.port(), port);
+    roomy.plugin_config = Some(delivery_config("roomy", 32 << 20));
+    let mut tight = Sidecar::new(upstream.addr.port(), port);
+    tight.plugin_config = Some(delivery_config("tight", 65_536));
+    let roomy = Envoy::start(&roomy, 2);
+    let tight = Envoy::start(&tight, 1);
+    let loads = [
+        Load::start(roomy.listen, "roomy", Duration::from_millis(10)),
+        Load::start(tight.listen, "tight", Duration::from_millis(10)),
+    ];
+
+    std::thread::sleep(Duration::from_secs(2));
+    // A graceful stop (answers what it took), then 20 s with nothing listening.
+    collector.proc.terminate();
+    drop(collector);
+    std::thread::sleep(Duration::from_secs(20));
+    let collector = Collector::start_at(data.path(), &listen);
+    std::thread::sleep(Duration::from_secs(3));
+    let [roomy_load, tight_load] = loads;
+    let (roomy_sent, tight_sent) = (roomy_load.stop(), tight_load.stop());
+    unaffected(&roomy_sent, "roomy");
+    unaffected(&tight_sent, "tight");
+
+    // Roomy: everything arrives, once.
+    let n = roomy_sent.len();
+    let arrived = wait_for(Duration::from_secs(30), || {
+        (request_ids(&collector.query(), "roomy").len() == n).then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "roomy: {} of {n} stored",
+        request_ids(&collector.query(), "roomy").len()
+    );
+    assert_eq!(roomy.stat("wasmcustom.meshlog.records_dropped"), Some(0));
+    assert!(
+        roomy
+            .stat("wasmcustom.meshlog.batches_retried")
+            .unwrap_or(0)
+            > 0
+    );
+
+    // Tight: what arrived plus what the tallies count is every request, exactly.
+    let m = tight_sent.len() as u64;
+    let settled = wait_for(Duration::from_secs(30), || {
+        let stored = collector.query();
+        let a: BTreeMap<_, _> = account(&stored)
+            .into_iter()
+            .filter(|(vm, _)| {
+                stored.iter().any(|r| {
+                    r["resource.meshlog.vm.id"] == vm.as_str()
+                        && r["resource.service.name"] == "tight"
+                })
+            })
+            .collect();
+        let (access, dropped) = a.values().fold((0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
+        (access + dropped == m).then_some((access, dropped))
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let stored = collector.query();
+    account(&stored);
+    let (access, dropped) =
+        settled.unwrap_or_else(|| panic!("tight: stored + dropped never reached {m}"));
+    assert_eq!(request_ids(&stored, "tight").len() as u64, access);
+    assert!(dropped > 0, "tight: 20 s of load must overflow 64 KiB");
+    assert_eq!(
+        tight.stat("wasmcustom.meshlog.records_dropped"),
+        Some(dropped)
+    );
+    eprintln!(
+        "collector down 20 s: roomy {n} requests, all stored once; tight {m} requests, {access} stored + {dropped} dropped and counted"
+    );
+}
+
+#[test]
+fn kill_9_of_the_collector_under_load_loses_and_duplicates_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(UPSTREAM);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut collector = Collector::start_at(data.path(), &listen);
+    let mut sidecar = Sidecar::new(upstream.addr.port(), port);
+    sidecar.plugin_config = Some(delivery_config("kill9", 32 << 20));
+    let envoy = Envoy::start(&sidecar, 2);
+    let load = Load::start(envoy.listen, "k9", Duration::from_millis(5));
+
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(1500));
+        collector.proc.kill9();
+        std::thread::sleep(Duration::from_millis(300));
+        collector = Collector::start_at(data.path(), &listen);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = load.stop();
+    unaffected(&sent, "kill -9");
+
+    let n = sent.len();
+    let arrived = wait_for(Duration::from_secs(30), || {
+        (request_ids(&collector.query(), "k9").len() == n).then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "{} of {n} stored",
+        request_ids(&collector.query(), "k9").len()
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let stored = collector.query();
+    let ids = request_ids(&stored, "k9");
+    let want: BTreeSet<String> = sent.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, want);
+    // Gapless per VM, nothing dropped: every record produced is stored exactly once.
+    let a = account(&stored);
+    assert!(a.values().all(|(_, dropped)| *dropped == 0), "{a:?}");
+    assert_eq!(envoy.stat("wasmcustom.meshlog.records_dropped"), Some(0));
+    assert_eq!(envoy.stat("wasmcustom.meshlog.records_failed"), Some(0));
+    eprintln!(
+        "5 kill -9 under load: {n} requests, each stored exactly once; {} batches retried",
+        envoy
+            .stat("wasmcustom.meshlog.batches_retried")
+            .unwrap_or(0)
+    );
 }
