@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod integrity;
 pub mod store;
 
 pub use config::Config;

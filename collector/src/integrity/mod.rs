@@ -1,0 +1,3 @@
+//! Tamper evidence and encryption at rest (placeholder docs, completed below).
+
+pub mod merkle;
