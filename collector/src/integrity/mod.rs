@@ -1,3 +1,5 @@
 //! Tamper evidence and encryption at rest (placeholder docs, completed below).
 
+pub mod keys;
 pub mod merkle;
+pub mod seal;
