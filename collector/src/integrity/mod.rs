@@ -1,5 +1,6 @@
 //! Tamper evidence and encryption at rest (placeholder docs, completed below).
 
+pub mod checkpoint;
 pub mod keys;
 pub mod merkle;
 pub mod seal;
