@@ -45,6 +45,11 @@ pub const MAX_KEY_ID_LEN: usize = 32;
 /// key file grows by ~60 bytes per rotation).
 pub const MAX_KEY_FILE_BYTES: u64 = 1 << 20;
 
+/// File name of the checkpoint signing key that `meshlog keygen --out DIR` writes (private).
+pub const SIGNING_KEY_FILE: &str = "signing.key";
+/// File name of the verifier key that `meshlog keygen --out DIR` writes (public).
+pub const VERIFIER_KEY_FILE: &str = "verifier.pub";
+
 const PRIVATE_PREFIX: &str = "PRIVATE+KEY+";
 /// The comment a new data-encryption key file starts with.
 const DATA_KEY_FILE_HEADER: &str = "\
