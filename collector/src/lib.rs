@@ -3,7 +3,9 @@
 //!
 //! [`app`] is the HTTP surface (`POST /v1/logs`, `GET /healthz`); [`ingest`] decodes requests,
 //! [`canonical`] flattens OTLP records, [`store`] appends them as CRC-checked zstd frames with
-//! group-committed fsyncs, and [`cli`] wires it into the `meshlog` binary.
+//! group-committed fsyncs, and [`cli`] wires it into the `meshlog` binary. [`integrity`] holds
+//! the building blocks for a tamper-evident, encrypted store: Merkle tree and proofs, signed
+//! checkpoints, key files and per-batch encryption.
 
 pub mod canonical;
 pub mod cli;
