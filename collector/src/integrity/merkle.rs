@@ -8,10 +8,11 @@
 //!
 //! [`CompactTree`] is the append-only state the writer keeps: the roots of the full subtrees
 //! that make up the tree (one per set bit of the size, the "frontier"), so appending costs
-//! O(log n) memory and time and the root is available at any size. Proof *generation* takes the
-//! full list of leaf hashes (the store can keep them: 32 bytes per frame); proof
-//! *verification* needs only the proof, sizes and roots, and treats all of them as untrusted:
-//! any input yields `Ok` or a [`VerifyError`], never a panic.
+//! O(log n) memory and time and the root is available at any size. Proof *generation* needs
+//! the leaf hashes: [`MerkleTree`] is built from them (as the store keeps or recomputes them)
+//! and keeps every full subtree's hash, so roots and proofs at any earlier size cost
+//! O(log² n). Proof *verification* needs only the proof, sizes and roots, and treats all of
+//! them as untrusted: any input yields `Ok` or a [`VerifyError`], never a panic.
 
 use sha2::{Digest, Sha256};
 
