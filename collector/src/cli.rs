@@ -1,4 +1,5 @@
-//! The command line: `meshlog serve` runs the collector, `meshlog query` prints the store.
+//! The command line: `meshlog serve` runs the collector, `meshlog query` prints the store,
+//! `meshlog keygen` creates keys for signed checkpoints and encryption at rest.
 //!
 //! `serve` shuts down gracefully on SIGTERM or Ctrl-C: it stops accepting, lets in-flight
 //! requests finish (each is answered only after its fsync), then stops the writer. Since every
@@ -6,11 +7,13 @@
 
 use crate::config::{Config, ConfigError, Overrides};
 use crate::ingest::{AppState, Limits};
+use crate::integrity::keys::{self, KeyFileError, SignerKey};
 use crate::store::reader::{self, ReadError};
 use crate::store::{Store, StoreError, StoreOptions};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind};
@@ -35,6 +38,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print every stored record as NDJSON (one JSON object per line), oldest first.
     Query(QueryArgs),
+    /// Create the checkpoint signing key pair (--out), or add a data-encryption key
+    /// (--data-key).
+    Keygen(KeygenArgs),
 }
 
 /// `meshlog serve` options.
@@ -60,6 +66,34 @@ pub struct QueryArgs {
     pub data_dir: PathBuf,
 }
 
+/// The origin `keygen` names keys after without `--name`.
+pub const DEFAULT_ORIGIN: &str = "meshlog";
+
+/// `meshlog keygen` options: exactly one of `--out` and `--data-key`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["out", "data_key"])))]
+pub struct KeygenArgs {
+    /// Write a new checkpoint signing key pair into DIR (created if missing, mode 0700):
+    /// `signing.key` (private, mode 0600) and `verifier.pub` (public); prints the verifier
+    /// key. Existing key files are never overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The log's origin, the name in the keys and in every checkpoint, e.g.
+    /// example.com/meshlog: no spaces or '+' [default: meshlog].
+    #[arg(long, value_name = "ORIGIN", conflicts_with = "data_key", value_parser = parse_origin)]
+    pub name: Option<String>,
+    /// Append a new data-encryption key to FILE (created with mode 0600 if missing) and print
+    /// its id. The new key encrypts from now on; older keys in the file still decrypt.
+    #[arg(long, value_name = "FILE")]
+    pub data_key: Option<PathBuf>,
+}
+
+fn parse_origin(s: &str) -> Result<String, String> {
+    keys::check_key_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 /// A runtime failure (exit status 1).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -72,6 +106,9 @@ pub enum RunError {
     /// Reading the store failed.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// A key could not be made or a key file written.
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
     /// Anything else, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -101,7 +138,63 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
                 other => Ok(other.map(|_| ())?),
             }
         }
+        Command::Keygen(a) => keygen(a, &mut io::stdout().lock()),
     }
+}
+
+/// Runs `meshlog keygen`: what is printed on `out` is for scripts (the verifier key, or the
+/// new data key's id); what was written where goes to stderr.
+pub fn keygen(args: KeygenArgs, out: &mut impl Write) -> Result<(), RunError> {
+    let printed = |e: io::Error| RunError::Io {
+        context: "writing to stdout".into(),
+        source: e,
+    };
+    if let Some(file) = args.data_key {
+        let id = keys::append_data_key(&file)?;
+        writeln!(out, "{id}").map_err(printed)?;
+        eprintln!(
+            "meshlog: added data-encryption key {id} to {}; it encrypts new data from now on",
+            file.display()
+        );
+        return Ok(());
+    }
+    let Some(dir) = args.out else {
+        // clap requires one of the two.
+        return Ok(());
+    };
+    let name = args.name.as_deref().unwrap_or(DEFAULT_ORIGIN);
+    let key = SignerKey::generate(name).map_err(|source| KeyFileError::Key {
+        path: dir.clone(),
+        source,
+    })?;
+    // Only the owner needs the directory that holds the private key.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io_err(format!("creating {}", dir.display())))?;
+    let signing = dir.join(keys::SIGNING_KEY_FILE);
+    let verifier = dir.join(keys::VERIFIER_KEY_FILE);
+    // Check both first, so a refusal leaves no half-written pair behind.
+    for path in [&signing, &verifier] {
+        if path.symlink_metadata().is_ok() {
+            return Err(KeyFileError::AlreadyExists { path: path.clone() }.into());
+        }
+    }
+    keys::write_signer_key(&signing, &key)?;
+    if let Err(e) = keys::write_verifier_key(&verifier, &key.verifier()) {
+        // Without its public half the new private key is useless: take it back.
+        let _ = std::fs::remove_file(&signing);
+        return Err(e.into());
+    }
+    writeln!(out, "{}", key.verifier()).map_err(printed)?;
+    eprintln!(
+        "meshlog: wrote the checkpoint signing key {} (private, keep it secret) and the \
+         verifier key {} (public)",
+        signing.display(),
+        verifier.display()
+    );
+    Ok(())
 }
 
 /// Writes every record in `data_dir` to `out`, one per line; returns the number written.
@@ -251,5 +344,32 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let e = Cli::try_parse_from(["meshlog", "query", "--config", "x"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn keygen_takes_exactly_one_of_out_and_data_key() {
+        let c = Cli::try_parse_from(["meshlog", "keygen", "--out", "d", "--name", "a.example/l"])
+            .unwrap();
+        let Command::Keygen(k) = c.command else {
+            panic!("not keygen")
+        };
+        assert_eq!(k.out, Some(PathBuf::from("d")));
+        assert_eq!(k.name.as_deref(), Some("a.example/l"));
+        assert_eq!(k.data_key, None);
+        let c = Cli::try_parse_from(["meshlog", "keygen", "--data-key", "k"]).unwrap();
+        let Command::Keygen(k) = c.command else {
+            panic!("not keygen")
+        };
+        assert_eq!(k.data_key, Some(PathBuf::from("k")));
+        for bad in [
+            &["meshlog", "keygen"][..],
+            &["meshlog", "keygen", "--out", "d", "--data-key", "k"],
+            &["meshlog", "keygen", "--data-key", "k", "--name", "n"],
+            &["meshlog", "keygen", "--out", "d", "--name", "has space"],
+            &["meshlog", "keygen", "--out", "d", "--name", "a+b"],
+        ] {
+            let e = Cli::try_parse_from(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
     }
 }

@@ -5,12 +5,15 @@
 //! [`canonical`] flattens OTLP records, [`store`] appends them as CRC-checked zstd frames with
 //! group-committed fsyncs (each batch id stored once, memory bounded by a byte-budgeted queue, a
 //! full disk refused without damage), and [`cli`] wires it into the `meshlog` binary.
+//! [`integrity`] holds the building blocks for a tamper-evident, encrypted store: Merkle tree and
+//! proofs, signed checkpoints, key files and per-batch encryption.
 
 pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod integrity;
 pub mod store;
 
 pub use config::Config;

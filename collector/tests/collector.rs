@@ -1166,3 +1166,157 @@ fn sigterm_stops_accepting_but_finishes_the_request_in_flight() {
     assert_eq!(serve.wait_exit().code(), Some(0));
     assert_eq!(query_ids(data.path()), ["late"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// keygen with the real binary
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn keygen_writes_a_private_signing_key_that_signs_checkpoints_its_public_key_verifies() {
+    use meshlog_collector::integrity::checkpoint::Checkpoint;
+    use meshlog_collector::integrity::keys::{
+        SIGNING_KEY_FILE, VERIFIER_KEY_FILE, VerifierKey, read_signer_key,
+    };
+    use meshlog_collector::integrity::merkle;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys"); // created by keygen
+    let d = dir.to_str().unwrap();
+    let out = run(&["keygen", "--out", d, "--name", "example.com/meshlog"]);
+    let printed = stdout_of(&out);
+    let signing = dir.join(SIGNING_KEY_FILE);
+    let verifier = dir.join(VERIFIER_KEY_FILE);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&signing), 0o600);
+    assert_eq!(mode(&verifier), 0o644);
+    let signing_text = std::fs::read_to_string(&signing).unwrap();
+    assert!(signing_text.starts_with("PRIVATE+KEY+example.com/meshlog+"));
+    // stdout is exactly the verifier key file, and carries no secret.
+    assert_eq!(printed, std::fs::read_to_string(&verifier).unwrap());
+    assert!(printed.starts_with("example.com/meshlog+"), "{printed}");
+    let secret = signing_text.trim().rsplit_once('+').unwrap().1;
+    assert!(!printed.contains(secret));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("signing.key") && err.contains("verifier.pub"),
+        "{err}"
+    );
+
+    // A checkpoint signed with the private key verifies with the printed public key only.
+    let vkey = VerifierKey::parse(printed.trim()).unwrap();
+    let skey = read_signer_key(&signing).unwrap();
+    let leaves: Vec<_> = (0..3u8).map(|i| merkle::leaf_hash(&[i])).collect();
+    let cp = Checkpoint {
+        origin: "example.com/meshlog".into(),
+        size: 3,
+        root: merkle::root(&leaves),
+        timestamp_unix_ns: now_ns(),
+    };
+    let note = cp.sign(&skey).unwrap();
+    assert_eq!(Checkpoint::verify(note.as_bytes(), &vkey), Ok(cp.clone()));
+    let tampered = note.replacen("\n3\n", "\n4\n", 1);
+    assert!(Checkpoint::verify(tampered.as_bytes(), &vkey).is_err());
+
+    // A second keygen into the same directory refuses and changes nothing.
+    let again = run(&["keygen", "--out", d, "--name", "example.com/meshlog"]);
+    assert_eq!(again.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("signing.key already exists; refusing to overwrite"),
+        "{err}"
+    );
+    assert!(again.stdout.is_empty());
+    assert_eq!(std::fs::read_to_string(&signing).unwrap(), signing_text);
+    // Also when only the public half is left: no new private key appears beside it.
+    std::fs::remove_file(&signing).unwrap();
+    let again = run(&["keygen", "--out", d]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("verifier.pub already exists"));
+    assert!(!signing.exists());
+
+    // Without --name the origin is "meshlog".
+    let other = tmp.path().join("default");
+    let printed = stdout_of(&run(&["keygen", "--out", other.to_str().unwrap()]));
+    assert!(printed.starts_with("meshlog+"), "{printed}");
+
+    // Usage errors: exit 2, and nothing written.
+    let k = tmp.path().join("k");
+    let k = k.to_str().unwrap();
+    let fresh = tmp.path().join("fresh");
+    let fresh = fresh.to_str().unwrap();
+    for args in [
+        &["keygen"][..],
+        &["keygen", "--name", "n"],
+        &["keygen", "--out", fresh, "--data-key", k],
+        &["keygen", "--out", fresh, "--name", "has space"],
+        &["keygen", "--data-key", k, "--name", "n"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+            "{args:?}"
+        );
+    }
+    assert!(!Path::new(k).exists() && !Path::new(fresh).exists());
+}
+
+#[test]
+fn keygen_data_key_creates_a_private_key_file_and_rotation_keeps_old_data_readable() {
+    use meshlog_collector::integrity::keys::Keyring;
+    use meshlog_collector::integrity::seal;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("data.keys");
+    let f = file.to_str().unwrap();
+    let first = stdout_of(&run(&["keygen", "--data-key", f]))
+        .trim()
+        .to_owned();
+    assert_eq!(mode(&file), 0o600);
+    let ring = Keyring::load(&file).unwrap();
+    assert_eq!(ring.current().id(), first);
+    let old = seal::seal(&ring, b"batch sealed before rotation", b"hdr").unwrap();
+    assert_eq!(old.key_id, first);
+
+    let second = stdout_of(&run(&["keygen", "--data-key", f]))
+        .trim()
+        .to_owned();
+    assert_ne!(first, second);
+    assert_eq!(mode(&file), 0o600);
+    let ring = Keyring::load(&file).unwrap();
+    assert_eq!(ring.ids().collect::<Vec<_>>(), [&first, &second]);
+    assert_eq!(ring.current().id(), second);
+    assert_eq!(seal::seal(&ring, b"new", b"").unwrap().key_id, second);
+    assert_eq!(
+        seal::open(&ring, &old.key_id, &old.bytes, b"hdr").unwrap(),
+        b"batch sealed before rotation"
+    );
+
+    // A damaged key file is not extended: exit 1, naming file and line.
+    let broken = tmp.path().join("broken.keys");
+    std::fs::write(&broken, "# keys\nk1 not-base64!\n").unwrap();
+    let out = run(&["keygen", "--data-key", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.keys") && err.contains("line 2: key \"k1\" is not valid base64"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&broken).unwrap(),
+        "# keys\nk1 not-base64!\n"
+    );
+}
