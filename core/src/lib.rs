@@ -4,7 +4,6 @@
 //! all logic lives here so it is tested natively and runs unchanged in the Wasm VM. Nothing in this
 //! crate reads a clock, draws randomness or touches I/O: callers pass time (and random draws) in.
 
-pub mod batch;
 pub mod capture;
 pub mod compress;
 pub mod config;
@@ -22,7 +21,6 @@ pub mod sample;
 pub mod schema;
 pub mod trace;
 
-pub use batch::{Batch, Batcher};
 pub use capture::{AttributeSource, ConnectionCounts, capture_http, capture_tcp};
 pub use config::{ConfigErrors, FieldError, FilterConfig};
 pub use outbox::{BatchId, Dispatch, Outbox, OutboxStats, Settled};

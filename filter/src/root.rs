@@ -136,26 +136,33 @@ impl Shipper {
     fn export(&mut self, counters: &Counters) {
         let now = self.outbox.stats();
         let was = self.reported;
-        let d = |a: u64, b: u64| a.saturating_sub(b);
-        counters.add(Counter::RecordsSent, d(now.records_sent, was.records_sent));
-        counters.add(
-            Counter::RecordsDropped,
-            d(now.records_dropped, was.records_dropped),
-        );
-        counters.add(
-            Counter::RecordsFailed,
-            d(now.records_failed, was.records_failed),
-        );
-        counters.add(Counter::BatchesSent, d(now.batches_sent, was.batches_sent));
-        counters.add(
-            Counter::BatchesFailed,
-            d(now.batches_failed, was.batches_failed),
-        );
-        counters.add(
-            Counter::BatchesRetried,
-            d(now.batches_retried, was.batches_retried),
-        );
-        counters.add(Counter::BytesSent, d(now.bytes_sent, was.bytes_sent));
+        for (counter, is, was) in [
+            (Counter::RecordsSent, now.records_sent, was.records_sent),
+            (
+                Counter::RecordsDropped,
+                now.records_dropped,
+                was.records_dropped,
+            ),
+            (
+                Counter::RecordsFailed,
+                now.records_failed,
+                was.records_failed,
+            ),
+            (Counter::BatchesSent, now.batches_sent, was.batches_sent),
+            (
+                Counter::BatchesFailed,
+                now.batches_failed,
+                was.batches_failed,
+            ),
+            (
+                Counter::BatchesRetried,
+                now.batches_retried,
+                was.batches_retried,
+            ),
+            (Counter::BytesSent, now.bytes_sent, was.bytes_sent),
+        ] {
+            counters.add(counter, is.saturating_sub(was));
+        }
         self.reported = now;
     }
 }

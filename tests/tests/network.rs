@@ -47,17 +47,22 @@ fn exchange(stream: &mut impl ReadWrite, raw: &[u8]) -> usize {
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-fn plain(addr: SocketAddr, i: usize) -> Conn {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let port = s.local_addr().unwrap().port();
+/// Connection `i` over `stream` (whose local port is `port`).
+fn connection(mut stream: impl ReadWrite, port: u16, i: usize) -> Conn {
     let raw = request(i);
-    let received = exchange(&mut s, &raw);
+    let received = exchange(&mut stream, &raw);
     Conn {
         port,
         sent: raw.len(),
         received,
     }
+}
+
+fn plain(addr: SocketAddr, i: usize) -> Conn {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    connection(s, port, i)
 }
 
 fn by_client_port(records: &[Value]) -> HashMap<u64, Value> {
@@ -132,15 +137,9 @@ fn an_mtls_connection_record_names_the_calling_workload() {
     let t0 = Instant::now();
     let conns: Vec<Conn> = (0..3)
         .map(|i| {
-            let mut s = pki.connect(envoy.listen).expect("TLS connect");
+            let s = pki.connect(envoy.listen).expect("TLS connect");
             let port = s.sock.local_addr().unwrap().port();
-            let raw = request(i);
-            let received = exchange(&mut s, &raw);
-            Conn {
-                port,
-                sent: raw.len(),
-                received,
-            }
+            connection(s, port, i)
         })
         .collect();
     let elapsed = t0.elapsed();
