@@ -63,6 +63,15 @@ fn headers(
     out
 }
 
+/// The first value of header `name` in a fetched list (lower-case names), decoded lossily; an
+/// empty value counts as absent, like an empty attribute.
+fn first(list: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    list.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| lossy(v.clone()))
+        .filter(|v| !v.is_empty())
+}
+
 fn owned(c: Option<Cow<'_, str>>) -> Option<String> {
     c.map(Cow::into_owned)
 }
@@ -91,8 +100,15 @@ pub fn capture_http(
     now_ns: u64,
 ) -> AccessRecord {
     let mut sum = Summary::new();
-    let scheme = text(src, &["request", "scheme"]);
-    let (server_address, server_port) = match text(src, &["request", "host"]) {
+    // Both header lists are fetched anyway (for logged headers and trace ids); what they hold is
+    // read from them, each an attribute read (a hostcall) saved. The attribute stays the
+    // fallback for a host whose list lacks the pseudo-header.
+    let raw_request_headers = src.request_headers();
+    let raw_response_headers = src.response_headers();
+    let req =
+        |name: &str, path: &[&str]| first(&raw_request_headers, name).or_else(|| text(src, path));
+    let scheme = req(":scheme", &["request", "scheme"]);
+    let (server_address, server_port) = match req(":authority", &["request", "host"]) {
         Some(a) => {
             let (h, p) = split_authority(&a);
             // A port the scheme implies is noise: `shop:443` and `shop` are one server.
@@ -108,17 +124,21 @@ pub fn capture_http(
         }
         None => (None, None),
     };
-    let (raw_path, raw_query) = match text(src, &["request", "url_path"]) {
-        Some(p) => (Some(p), text(src, &["request", "query"])),
-        None => match text(src, &["request", "path"]) {
-            Some(full) => match full.split_once('?') {
-                Some((p, q)) => (
-                    Some(p.to_owned()),
-                    Some(q.to_owned()).filter(|q| !q.is_empty()),
-                ),
-                None => (Some(full), None),
+    let split_target = |full: String| match full.split_once('?') {
+        Some((p, q)) => (
+            Some(p.to_owned()),
+            Some(q.to_owned()).filter(|q| !q.is_empty()),
+        ),
+        None => (Some(full), None),
+    };
+    let (raw_path, raw_query) = match first(&raw_request_headers, ":path") {
+        Some(full) => split_target(full),
+        None => match text(src, &["request", "url_path"]) {
+            Some(p) => (Some(p), text(src, &["request", "query"])),
+            None => match text(src, &["request", "path"]) {
+                Some(full) => split_target(full),
+                None => (None, None),
             },
-            None => (None, None),
         },
     };
     let (path, route) = match &raw_path {
@@ -142,9 +162,14 @@ pub fn capture_http(
         None => (None, None),
     };
     let user_agent =
-        text(src, &["request", "useragent"]).and_then(|v| owned(policy.text(&v, &mut sum)));
-    let request_id = text(src, &["request", "id"]).and_then(|v| owned(policy.text(&v, &mut sum)));
-    let raw_request_headers = src.request_headers();
+        req("user-agent", &["request", "useragent"]).and_then(|v| owned(policy.text(&v, &mut sum)));
+    let request_id =
+        req("x-request-id", &["request", "id"]).and_then(|v| owned(policy.text(&v, &mut sum)));
+    let method = req(":method", &["request", "method"]).map(|m| m.to_ascii_uppercase());
+    let status = first(&raw_response_headers, ":status")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or_else(|| int(src, &["response", "code"]))
+        .filter(|c| *c > 0);
     // Trace ids come from the header list already fetched: no extra hostcall per header.
     let trace = trace::from_headers(
         raw_request_headers
@@ -158,7 +183,7 @@ pub fn capture_http(
         &mut sum,
     );
     let response_headers = headers(
-        src.response_headers(),
+        raw_response_headers,
         |n| policy.logs_response_header(n),
         |n, v, s| owned(policy.response_header(n, v, s)),
         &mut sum,
@@ -167,7 +192,7 @@ pub fn capture_http(
         start_time_ns: unsigned(src, &["request", "time"]).unwrap_or(now_ns),
         observed_time_ns: now_ns,
         duration_ns: unsigned(src, &["request", "duration"]),
-        method: text(src, &["request", "method"]).map(|m| m.to_ascii_uppercase()),
+        method,
         scheme,
         server_address,
         server_port,
@@ -175,7 +200,7 @@ pub fn capture_http(
         query,
         protocol_version: text(src, &["request", "protocol"])
             .map(|p| protocol_version(&p).to_owned()),
-        status: int(src, &["response", "code"]).filter(|c| *c > 0),
+        status,
         request_body_bytes: unsigned(src, &["request", "size"]),
         response_body_bytes: unsigned(src, &["response", "size"]),
         user_agent,
@@ -335,6 +360,21 @@ impl AttributeSource for MapSource {
 mod tests {
     use super::*;
 
+    /// Remembers which attributes were asked for: each one is a hostcall in Envoy.
+    struct Recording(MapSource, std::cell::RefCell<Vec<String>>);
+    impl AttributeSource for Recording {
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.1.borrow_mut().push(path.join("."));
+            self.0.property(path)
+        }
+        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+            self.0.request_headers()
+        }
+        fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+            self.0.response_headers()
+        }
+    }
+
     #[test]
     fn captures_every_field() {
         let src = MapSource::default()
@@ -389,20 +429,6 @@ mod tests {
 
     #[test]
     fn plaintext_has_no_tls_and_reads_no_tls_attribute_past_the_version() {
-        /// Remembers which attributes were asked for: each one is a hostcall in Envoy.
-        struct Recording(MapSource, std::cell::RefCell<Vec<String>>);
-        impl AttributeSource for Recording {
-            fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-                self.1.borrow_mut().push(path.join("."));
-                self.0.property(path)
-            }
-            fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-                Vec::new()
-            }
-            fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
-                Vec::new()
-            }
-        }
         let src = Recording(MapSource::default(), Default::default());
         let r = capture_http(&src, &RedactionPolicy::default(), 1);
         assert_eq!(r.tls, None);
@@ -414,6 +440,47 @@ mod tests {
             .filter(|p| p.starts_with("connection."))
             .collect();
         assert_eq!(tls_reads, ["connection.tls_version"]);
+    }
+
+    #[test]
+    fn what_the_header_lists_hold_costs_no_attribute_read() {
+        let src = Recording(
+            MapSource::default()
+                .header(":method", "get")
+                .header(":scheme", "https")
+                .header(":authority", "Shop.Example:443")
+                .header(":path", "/a/b?x=1")
+                .header("user-agent", "ua/1")
+                .header("x-request-id", "rid-9")
+                .response_header(":status", "418"),
+            Default::default(),
+        );
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        assert_eq!(r.method.as_deref(), Some("GET"));
+        assert_eq!(r.scheme.as_deref(), Some("https"));
+        assert_eq!(r.server_address.as_deref(), Some("shop.example"));
+        assert_eq!(r.server_port, None, "443 is https's own port");
+        assert_eq!(r.path.as_deref(), Some("/a/b"));
+        assert_eq!(r.query.as_deref(), Some("x=1"));
+        assert_eq!(r.user_agent.as_deref(), Some("ua/1"));
+        assert_eq!(r.request_id.as_deref(), Some("rid-9"));
+        assert_eq!(r.status, Some(418));
+        let read = src.1.take();
+        for attr in [
+            "request.method",
+            "request.scheme",
+            "request.host",
+            "request.url_path",
+            "request.query",
+            "request.path",
+            "request.useragent",
+            "request.id",
+            "response.code",
+        ] {
+            assert!(!read.iter().any(|p| p == attr), "{attr} read: {read:?}");
+        }
+        // What no header list holds is still read: duration, sizes, flags, peers, ...
+        assert!(read.len() <= 13, "{} attribute reads: {read:?}", read.len());
     }
 
     #[test]
@@ -526,7 +593,10 @@ mod tests {
             )
             .text("request.id", "rid-7")
             .text("source.address", "203.0.113.77:4444")
-            .header(":path", "/users/48213?email=jo%40example.com")
+            .header(
+                ":path",
+                "/users/48213/cards/4111%201111%201111%201111?email=jo%40example.com&page=2",
+            )
             .header("authorization", "Bearer abc.def.ghi")
             .header("x-forwarded-for", "198.51.100.23")
             .header("accept", "text/html")
