@@ -99,131 +99,239 @@ pub fn capture_http(
     policy: &RedactionPolicy,
     now_ns: u64,
 ) -> AccessRecord {
-    let mut sum = Summary::new();
-    // Both header lists are fetched anyway (for logged headers and trace ids); what they hold is
-    // read from them, each an attribute read (a hostcall) saved. The attribute stays the
-    // fallback for a host whose list lacks the pseudo-header.
-    let raw_request_headers = src.request_headers();
-    let raw_response_headers = src.response_headers();
-    let req =
-        |name: &str, path: &[&str]| first(&raw_request_headers, name).or_else(|| text(src, path));
-    let scheme = req(":scheme", &["request", "scheme"]);
-    let (server_address, server_port) = match req(":authority", &["request", "host"]) {
-        Some(a) => {
-            let (h, p) = split_authority(&a);
-            // A port the scheme implies is noise: `shop:443` and `shop` are one server.
-            let p = p.filter(|p| default_port(scheme.as_deref()) != Some(*p));
-            // An IP literal here is the server's own address, not personal data: the IP detector
-            // (meant for clients) must not truncate it. Any other host is client-supplied text.
-            let host = if h.parse::<std::net::IpAddr>().is_ok() {
-                Some(h)
-            } else {
-                owned(policy.text(&h, &mut sum))
-            };
-            (host, p)
+    RequestView::fetch(src).record(policy, now_ns)
+}
+
+/// A finished request as the proxy shows it, nothing redacted yet: both header lists (fetched
+/// once, one hostcall each) and the few attributes sampling needs. Sampling decides from
+/// [`RequestView::facts`] before anything else is read or redacted, so a dropped request costs
+/// four hostcalls; [`RequestView::record`] then builds a kept request's record from the same
+/// view. The raw values never leave it: the record holds only redacted ones.
+pub struct RequestView<'s, S: AttributeSource> {
+    src: &'s S,
+    request: Vec<(String, Vec<u8>)>,
+    response: Vec<(String, Vec<u8>)>,
+    duration_ns: Option<u64>,
+    flags: u64,
+}
+
+/// What sampling needs to know of a request ([`crate::sample::RequestFacts`] borrows from it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SamplingFacts {
+    /// Trace id (W3C, else B3), from the request headers.
+    pub trace_id: Option<[u8; 16]>,
+    /// `x-request-id` as sent.
+    pub request_id: Option<String>,
+    /// Method, upper case.
+    pub method: Option<String>,
+    /// Path as sent, without the query.
+    pub path: Option<String>,
+    /// The route template the redaction policy gives the path (the path itself when none).
+    pub route: Option<String>,
+    /// Response status.
+    pub status: Option<i64>,
+    /// Duration, nanoseconds.
+    pub duration_ns: Option<u64>,
+    /// Envoy response flags bitmask.
+    pub response_flags: u64,
+}
+
+impl SamplingFacts {
+    /// The facts as the sampler takes them, for `service`.
+    pub fn as_request_facts<'a>(
+        &'a self,
+        service: Option<&'a str>,
+    ) -> crate::sample::RequestFacts<'a> {
+        crate::sample::RequestFacts {
+            trace_id: self.trace_id,
+            request_id: self.request_id.as_deref(),
+            method: self.method.as_deref(),
+            path: self.path.as_deref(),
+            route: self.route.as_deref(),
+            service,
+            status: self.status,
+            duration_ns: self.duration_ns,
+            response_flags: self.response_flags,
         }
-        None => (None, None),
-    };
-    let split_target = |full: String| match full.split_once('?') {
-        Some((p, q)) => (
-            Some(p.to_owned()),
-            Some(q.to_owned()).filter(|q| !q.is_empty()),
-        ),
-        None => (Some(full), None),
-    };
-    let (raw_path, raw_query) = match first(&raw_request_headers, ":path") {
-        Some(full) => split_target(full),
-        None => match text(src, &["request", "url_path"]) {
-            Some(p) => (Some(p), text(src, &["request", "query"])),
-            None => match text(src, &["request", "path"]) {
-                Some(full) => split_target(full),
-                None => (None, None),
+    }
+}
+
+impl<'s, S: AttributeSource> RequestView<'s, S> {
+    /// Fetches the header lists, duration and flags.
+    pub fn fetch(src: &'s S) -> Self {
+        RequestView {
+            src,
+            request: src.request_headers(),
+            response: src.response_headers(),
+            duration_ns: unsigned(src, &["request", "duration"]),
+            flags: unsigned(src, &["response", "flags"]).unwrap_or(0),
+        }
+    }
+
+    /// A request header's first value, else the attribute at `path`. What the header lists hold
+    /// is read from them, each an attribute read (a hostcall) saved; the attribute stays the
+    /// fallback for a host whose list lacks the pseudo-header.
+    fn req(&self, name: &str, path: &[&str]) -> Option<String> {
+        first(&self.request, name).or_else(|| text(self.src, path))
+    }
+
+    fn status(&self) -> Option<i64> {
+        first(&self.response, ":status")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .or_else(|| int(self.src, &["response", "code"]))
+            .filter(|c| *c > 0)
+    }
+
+    /// Path and query as sent.
+    fn target(&self) -> (Option<String>, Option<String>) {
+        let split_target = |full: String| match full.split_once('?') {
+            Some((p, q)) => (
+                Some(p.to_owned()),
+                Some(q.to_owned()).filter(|q| !q.is_empty()),
+            ),
+            None => (Some(full), None),
+        };
+        match first(&self.request, ":path") {
+            Some(full) => split_target(full),
+            None => match text(self.src, &["request", "url_path"]) {
+                Some(p) => (Some(p), text(self.src, &["request", "query"])),
+                None => match text(self.src, &["request", "path"]) {
+                    Some(full) => split_target(full),
+                    None => (None, None),
+                },
             },
-        },
-    };
-    let (path, route) = match &raw_path {
-        Some(p) => {
-            let r = policy.path(p, &mut sum);
-            let path = owned(r.path);
-            // Every record carries a route to group by; untemplated, it is the path itself.
-            let route = r.route.or_else(|| path.clone());
-            (path, route)
         }
-        None => (None, None),
-    };
-    let query = raw_query
-        .as_deref()
-        .and_then(|q| owned(policy.query(q, &mut sum)));
-    let (client_address, client_port) = match text(src, &["source", "address"]) {
-        Some(a) => {
-            let (ip, port) = split_socket_address(&a);
-            (owned(policy.client_ip(unmap_ipv4(ip), &mut sum)), port)
+    }
+
+    fn trace(&self) -> Option<([u8; 16], [u8; 8])> {
+        trace::from_headers(self.request.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+    }
+
+    /// What sampling decides on. Raw values (unredacted) but for the route, which is the
+    /// template `policy` gives the path.
+    pub fn facts(&self, policy: &RedactionPolicy) -> SamplingFacts {
+        let (path, _) = self.target();
+        let route = path.as_deref().and_then(|p| {
+            let r = policy.path(p, &mut Summary::new());
+            r.route.or_else(|| owned(r.path))
+        });
+        SamplingFacts {
+            trace_id: self.trace().map(|t| t.0),
+            request_id: self.req("x-request-id", &["request", "id"]),
+            method: self
+                .req(":method", &["request", "method"])
+                .map(|m| m.to_ascii_uppercase()),
+            path,
+            route,
+            status: self.status(),
+            duration_ns: self.duration_ns,
+            response_flags: self.flags,
         }
-        None => (None, None),
-    };
-    let user_agent =
-        req("user-agent", &["request", "useragent"]).and_then(|v| owned(policy.text(&v, &mut sum)));
-    let request_id =
-        req("x-request-id", &["request", "id"]).and_then(|v| owned(policy.text(&v, &mut sum)));
-    let method = req(":method", &["request", "method"]).map(|m| m.to_ascii_uppercase());
-    let status = first(&raw_response_headers, ":status")
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .or_else(|| int(src, &["response", "code"]))
-        .filter(|c| *c > 0);
-    // Trace ids come from the header list already fetched: no extra hostcall per header.
-    let trace = trace::from_headers(
-        raw_request_headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice())),
-    );
-    let request_headers = headers(
-        raw_request_headers,
-        |n| policy.logs_request_header(n),
-        |n, v, s| owned(policy.request_header(n, v, s)),
-        &mut sum,
-    );
-    let response_headers = headers(
-        raw_response_headers,
-        |n| policy.logs_response_header(n),
-        |n, v, s| owned(policy.response_header(n, v, s)),
-        &mut sum,
-    );
-    AccessRecord {
-        start_time_ns: unsigned(src, &["request", "time"]).unwrap_or(now_ns),
-        observed_time_ns: now_ns,
-        duration_ns: unsigned(src, &["request", "duration"]),
-        method,
-        scheme,
-        server_address,
-        server_port,
-        path,
-        query,
-        protocol_version: text(src, &["request", "protocol"])
-            .map(|p| protocol_version(&p).to_owned()),
-        status,
-        request_body_bytes: unsigned(src, &["request", "size"]),
-        response_body_bytes: unsigned(src, &["response", "size"]),
-        user_agent,
-        request_id,
-        response_flags: unsigned(src, &["response", "flags"])
-            .filter(|m| *m != 0)
-            .map(response_flags),
-        response_code_details: text(src, &["response", "code_details"]),
-        upstream_cluster: text(src, &["xds", "cluster_name"]),
-        upstream_host: text(src, &["upstream", "address"]),
-        client_address,
-        client_port,
-        downstream_local_address: text(src, &["destination", "address"]),
-        trace_id: trace.map(|t| t.0),
-        span_id: trace.map(|t| t.1),
-        route,
-        request_headers,
-        response_headers,
-        tls: tls(src, policy, &mut sum),
-        redactions: sum,
-        policy_version: Some(policy.version().to_owned()),
-        direction: direction(src),
-        ..AccessRecord::default()
+    }
+
+    /// The record, redacted under `policy`.
+    pub fn record(self, policy: &RedactionPolicy, now_ns: u64) -> AccessRecord {
+        let src = self.src;
+        let mut sum = Summary::new();
+        let scheme = self.req(":scheme", &["request", "scheme"]);
+        let (server_address, server_port) = match self.req(":authority", &["request", "host"]) {
+            Some(a) => {
+                let (h, p) = split_authority(&a);
+                // A port the scheme implies is noise: `shop:443` and `shop` are one server.
+                let p = p.filter(|p| default_port(scheme.as_deref()) != Some(*p));
+                // An IP literal here is the server's own address, not personal data: the IP detector
+                // (meant for clients) must not truncate it. Any other host is client-supplied text.
+                let host = if h.parse::<std::net::IpAddr>().is_ok() {
+                    Some(h)
+                } else {
+                    owned(policy.text(&h, &mut sum))
+                };
+                (host, p)
+            }
+            None => (None, None),
+        };
+        let (raw_path, raw_query) = self.target();
+        let (path, route) = match &raw_path {
+            Some(p) => {
+                let r = policy.path(p, &mut sum);
+                let path = owned(r.path);
+                // Every record carries a route to group by; untemplated, it is the path itself.
+                let route = r.route.or_else(|| path.clone());
+                (path, route)
+            }
+            None => (None, None),
+        };
+        let query = raw_query
+            .as_deref()
+            .and_then(|q| owned(policy.query(q, &mut sum)));
+        let (client_address, client_port) = match text(src, &["source", "address"]) {
+            Some(a) => {
+                let (ip, port) = split_socket_address(&a);
+                (owned(policy.client_ip(unmap_ipv4(ip), &mut sum)), port)
+            }
+            None => (None, None),
+        };
+        let user_agent = self
+            .req("user-agent", &["request", "useragent"])
+            .and_then(|v| owned(policy.text(&v, &mut sum)));
+        let request_id = self
+            .req("x-request-id", &["request", "id"])
+            .and_then(|v| owned(policy.text(&v, &mut sum)));
+        let method = self
+            .req(":method", &["request", "method"])
+            .map(|m| m.to_ascii_uppercase());
+        let status = self.status();
+        let duration_ns = self.duration_ns;
+        let flags = self.flags;
+        // Trace ids come from the header list already fetched: no extra hostcall per header.
+        let trace = self.trace();
+        let request_headers = headers(
+            self.request,
+            |n| policy.logs_request_header(n),
+            |n, v, s| owned(policy.request_header(n, v, s)),
+            &mut sum,
+        );
+        let response_headers = headers(
+            self.response,
+            |n| policy.logs_response_header(n),
+            |n, v, s| owned(policy.response_header(n, v, s)),
+            &mut sum,
+        );
+        AccessRecord {
+            start_time_ns: unsigned(src, &["request", "time"]).unwrap_or(now_ns),
+            observed_time_ns: now_ns,
+            duration_ns,
+            method,
+            scheme,
+            server_address,
+            server_port,
+            path,
+            query,
+            protocol_version: text(src, &["request", "protocol"])
+                .map(|p| protocol_version(&p).to_owned()),
+            status,
+            request_body_bytes: unsigned(src, &["request", "size"]),
+            response_body_bytes: unsigned(src, &["response", "size"]),
+            user_agent,
+            request_id,
+            response_flags: (flags != 0).then(|| response_flags(flags)),
+            response_code_details: text(src, &["response", "code_details"]),
+            upstream_cluster: text(src, &["xds", "cluster_name"]),
+            upstream_host: text(src, &["upstream", "address"]),
+            client_address,
+            client_port,
+            downstream_local_address: text(src, &["destination", "address"]),
+            trace_id: trace.map(|t| t.0),
+            span_id: trace.map(|t| t.1),
+            route,
+            request_headers,
+            response_headers,
+            tls: tls(src, policy, &mut sum),
+            redactions: sum,
+            policy_version: Some(policy.version().to_owned()),
+            direction: direction(src),
+            ..AccessRecord::default()
+        }
     }
 }
 
@@ -481,6 +589,41 @@ mod tests {
         }
         // What no header list holds is still read: duration, sizes, flags, peers, ...
         assert!(read.len() <= 13, "{} attribute reads: {read:?}", read.len());
+    }
+
+    #[test]
+    fn sampling_decides_on_four_hostcalls_and_the_record_comes_from_the_same_view() {
+        let map = MapSource::default()
+            .header(":method", "post")
+            .header(":path", "/users/48213?email=jo%40example.com")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .header("x-request-id", "rid-5")
+            .response_header(":status", "503")
+            .int("request.duration", 7_000)
+            .int("response.flags", 1 << 5)
+            .text("source.address", "10.0.0.9:1234");
+        let src = Recording(map.clone(), Default::default());
+        let view = RequestView::fetch(&src);
+        let policy = RedactionPolicy::default();
+        let f = view.facts(&policy);
+        assert_eq!(f.trace_id.map(|t| t[0]), Some(0x4b));
+        assert_eq!(f.request_id.as_deref(), Some("rid-5"));
+        assert_eq!(f.method.as_deref(), Some("POST"));
+        assert_eq!(f.path.as_deref(), Some("/users/48213"));
+        assert_eq!(f.route.as_deref(), Some("/users/{id}"));
+        assert_eq!(f.status, Some(503));
+        assert_eq!(f.duration_ns, Some(7_000));
+        assert_eq!(f.response_flags, 1 << 5);
+        // Two header lists plus these two attributes: all a dropped request costs.
+        assert_eq!(src.1.take(), ["request.duration", "response.flags"]);
+        // A kept request's record: as capture_http makes it, raw values redacted.
+        let rec = view.record(&policy, 9);
+        assert_eq!(rec, capture_http(&map, &policy, 9));
+        assert_eq!(rec.path.as_deref(), Some("/users/{id}"));
+        assert!(!format!("{rec:?}").contains("jo%40example.com"));
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub mod sample;
 pub mod schema;
 pub mod trace;
 
-pub use capture::{AttributeSource, ConnectionCounts, capture_http, capture_tcp};
+pub use capture::{
+    AttributeSource, ConnectionCounts, RequestView, SamplingFacts, capture_http, capture_tcp,
+};
 pub use config::{ConfigErrors, FieldError, FilterConfig};
 pub use outbox::{BatchId, Dispatch, Outbox, OutboxStats, Settled};
 pub use record::AccessRecord;

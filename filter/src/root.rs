@@ -24,9 +24,9 @@ use meshlog_core::otlp::Envelope;
 use meshlog_core::record::SamplingMark;
 use meshlog_core::resource::resource;
 use meshlog_core::retry::Outcome;
-use meshlog_core::sample::{Decision, DropReason, RequestFacts, Sampler};
+use meshlog_core::sample::{Decision, DropReason, Sampler};
 use meshlog_core::{
-    BatchId, ConnectionCounts, Dispatch, FilterConfig, Outbox, OutboxStats, Settled, capture_http,
+    BatchId, ConnectionCounts, Dispatch, FilterConfig, Outbox, OutboxStats, RequestView, Settled,
     capture_tcp,
 };
 use proxy_wasm::hostcalls;
@@ -441,22 +441,22 @@ fn log_request(shared: &Shared, counters: &Counters) {
     if let Ok(mut g) = shared.try_borrow_mut()
         && let Some(s) = g.as_mut()
     {
-        // The decision is taken after capture, from the captured record: simple and exactly what
-        // is logged, but a dropped request still pays for capture and redaction. Deciding
-        // before capture from raw attributes (trace id, request id, path, status, duration,
-        // flags) is future work.
-        let mut rec = capture_http(&EnvoyAttributes, &s.cfg.redaction, now);
+        // Sampling decides from the raw view (both header lists, duration, flags: four
+        // hostcalls) before anything else is read, redacted or encoded: a dropped request
+        // costs only that.
+        let view = RequestView::fetch(&EnvoyAttributes);
+        let mut mark = None;
         if s.sampler.policy().is_enabled() {
-            let facts = RequestFacts {
-                service: s.service.as_deref(),
-                ..RequestFacts::from_record(&rec)
-            };
-            match s.sampler.decide(&facts, now) {
+            let facts = view.facts(&s.cfg.redaction);
+            match s
+                .sampler
+                .decide(&facts.as_request_facts(s.service.as_deref()), now)
+            {
                 Decision::Keep {
                     adjusted_count,
                     reason,
                 } => {
-                    rec.sampling = Some(SamplingMark {
+                    mark = Some(SamplingMark {
                         adjusted_count,
                         reason: reason.name(),
                         policy_version: s.sampler.policy().version().to_owned(),
@@ -475,6 +475,8 @@ fn log_request(shared: &Shared, counters: &Counters) {
                 }
             }
         }
+        let mut rec = view.record(&s.cfg.redaction, now);
+        rec.sampling = mark;
         s.redacted.add(&rec.redactions);
         s.outbox.push(&mut rec, now);
         counters.add(Counter::RecordsLogged, 1);
