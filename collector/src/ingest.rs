@@ -5,11 +5,12 @@
 //! 200 with `meshlog-duplicate: true` at once (a retry: its body is not even decoded), and a
 //! full ingest queue is answered 503 with `Retry-After` (before the body is buffered); then the
 //! body size (413), then decoding (400), all before anything touches the store, so a bad request
-//! stores nothing. Decoding, canonicalisation and compression are CPU work and run on the
-//! blocking pool, under a reservation of the body's size in the ingest queue; the handler then
-//! waits for the writer's ack, so a 200 always means "fsync'd". If that takes longer than the
-//! ack timeout the answer is 503: not acknowledged, though the frame may still be stored, so a
-//! retry with the same batch id is then answered as a duplicate rather than stored twice.
+//! stores nothing. Decoding, canonicalisation, compression and (with encryption at rest on)
+//! sealing are CPU work and run on the blocking pool, under a reservation of the body's size in
+//! the ingest queue; the handler then waits for the writer's ack, so a 200 always means
+//! "fsync'd". If that takes longer than the ack timeout the answer is 503: not acknowledged,
+//! though the frame may still be stored, so a retry with the same batch id is then answered as
+//! a duplicate rather than stored twice.
 
 use crate::canonical;
 use crate::error::{ApiError, RETRY_AFTER_BUSY_SECS, WireFormat};

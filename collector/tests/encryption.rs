@@ -399,7 +399,8 @@ fn query_without_the_key_or_with_a_wrong_one_says_which_and_tampering_is_caught(
     assert_eq!(code, Some(1), "{err}");
     for needle in [
         format!(
-            "0000000000000001.seg, frame at offset 8: authentication failed with data-encryption key {id:?} from {}",
+            "0000000000000001.seg, frame at offset 8: authentication failed with \
+             data-encryption key {id:?} from {}",
             wrong.display()
         ),
         "wrong key".into(),

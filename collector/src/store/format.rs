@@ -263,7 +263,12 @@ impl Sealing {
         let key_id = std::str::from_utf8(id)
             .ok()
             .filter(|id| check_data_key_id(id).is_ok())
-            .ok_or_else(|| format!("data key entry has an invalid key id {id:02x?}"))?;
+            .ok_or_else(|| {
+                format!(
+                    "data key entry has an invalid key id (hex {})",
+                    hex::encode(id)
+                )
+            })?;
         Ok(Sealing {
             key_id: key_id.to_owned(),
             nonce: *nonce,
@@ -1046,12 +1051,12 @@ mod tests {
             (
                 FLAG_ZSTD | FLAG_SEALED,
                 entry(&[0; NONCE_LEN]),
-                "data key entry has an invalid key id []",
+                "data key entry has an invalid key id (hex )",
             ),
             (
                 FLAG_ZSTD | FLAG_SEALED,
                 entry(&[[0u8; NONCE_LEN].as_slice(), b"a b"].concat()),
-                "invalid key id [61, 20, 62]",
+                "invalid key id (hex 612062)",
             ),
             (
                 FLAG_ZSTD | FLAG_SEALED,
