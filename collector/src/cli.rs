@@ -1,6 +1,11 @@
 //! The command line: `meshlog serve` runs the collector, `meshlog query` prints the store,
 //! `meshlog keygen` creates keys for signed checkpoints and encryption at rest.
 //!
+//! With `[encryption] key_file` in the configuration, `serve` loads the data-encryption keys
+//! at start (a bad key file stops it, naming file and line) and logs the id of the key that
+//! seals new batches, never key bytes; `query` takes the same configuration (`--config`) or
+//! just the key file (`--key-file`) to read sealed frames.
+//!
 //! `serve` shuts down gracefully on SIGTERM or Ctrl-C: it stops accepting, lets in-flight
 //! requests finish (each is answered only after its fsync), then stops the writer. Since every
 //! 200 already implies an fsync, even a forced stop loses nothing acknowledged.
@@ -8,6 +13,7 @@
 use crate::config::{Config, ConfigError, Overrides};
 use crate::ingest::{AppState, Limits};
 use crate::integrity::keys::{self, KeyFileError, SignerKey};
+use crate::store::encryption::DataKeys;
 use crate::store::reader::{self, ReadError};
 use crate::store::{Store, StoreError, StoreOptions};
 use clap::{ArgGroup, Args, Parser, Subcommand};
@@ -61,9 +67,17 @@ pub struct ServeArgs {
 /// `meshlog query` options.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Data directory to read.
-    #[arg(long, value_name = "DIR", default_value = "./meshlog-data")]
-    pub data_dir: PathBuf,
+    /// The collector's TOML configuration: `data_dir` and `[encryption] key_file` are taken
+    /// from it (the other keys are checked, not used).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory to read; overrides `data_dir` from the file [default: ./meshlog-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Data-encryption key file to open encrypted frames with; overrides `[encryption]
+    /// key_file` from the file. Only needed when the store has encrypted frames.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// The origin `keygen` names keys after without `--name`.
@@ -109,6 +123,9 @@ pub enum RunError {
     /// A key could not be made or a key file written.
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    /// The data-encryption key file could not be loaded.
+    #[error("cannot load the keys for encryption at rest: {0}")]
+    DataKeys(KeyFileError),
     /// Anything else, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -129,9 +146,13 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Command::Serve(a) => serve(a),
         Command::Query(a) => {
+            let cfg = Config::load(a.config.as_deref())?;
+            let data_dir = a.data_dir.unwrap_or(cfg.data_dir);
+            let keys = load_data_keys(a.key_file.or(cfg.encryption_key_file).as_deref())?;
             let stdout = io::stdout().lock();
             let mut out = BufWriter::new(stdout);
-            match query(&a.data_dir, &mut out).and_then(|_| out.flush().map_err(ReadError::Output))
+            match query(&data_dir, keys, &mut out)
+                .and_then(|_| out.flush().map_err(ReadError::Output))
             {
                 // `meshlog query | head` is not a failure.
                 Err(ReadError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -197,10 +218,22 @@ pub fn keygen(args: KeygenArgs, out: &mut impl Write) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Writes every record in `data_dir` to `out`, one per line; returns the number written.
-pub fn query(data_dir: &Path, out: &mut impl Write) -> Result<u64, ReadError> {
+/// Loads the data-encryption key file, if one is configured.
+fn load_data_keys(key_file: Option<&Path>) -> Result<Option<DataKeys>, RunError> {
+    key_file
+        .map(|p| DataKeys::load(p).map_err(RunError::DataKeys))
+        .transpose()
+}
+
+/// Writes every record in `data_dir` to `out`, one per line, opening encrypted frames with
+/// `keys`; returns the number written.
+pub fn query(
+    data_dir: &Path,
+    keys: Option<DataKeys>,
+    out: &mut impl Write,
+) -> Result<u64, ReadError> {
     let mut n = 0;
-    for frame in reader::frames(data_dir)? {
+    for frame in reader::frames(data_dir)?.with_keys(keys) {
         frame?.for_each_line(|line| {
             n += 1;
             out.write_all(line)?;
@@ -215,6 +248,8 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
         data_dir: args.data_dir,
         listen: args.listen,
     });
+    let keys = load_data_keys(cfg.encryption_key_file.as_deref())?;
+    log_encryption(keys.as_ref());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -226,6 +261,7 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
             max_queue_bytes: cfg.max_queue_bytes,
             dedup_window: cfg.dedup_window_batches,
             pause: None,
+            encryption: keys.map(|k| k.keyring().clone()),
         },
     )?;
     let state = AppState {
@@ -244,6 +280,23 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
     closed?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says whether batches will be sealed, and with which key (its id, never its bytes).
+fn log_encryption(keys: Option<&DataKeys>) {
+    match keys {
+        Some(k) => tracing::info!(
+            key_id = k.keyring().current().id(),
+            keys = k.keyring().len(),
+            key_file = %k.path().display(),
+            "encryption at rest on: new batches are sealed with data-encryption key {}",
+            k.keyring().current().id()
+        ),
+        None => tracing::info!(
+            "encryption at rest off: batches are stored in plain ([encryption] key_file turns \
+             it on)"
+        ),
+    }
 }
 
 async fn run_server(listen: SocketAddr, state: AppState) -> Result<(), RunError> {
@@ -338,11 +391,28 @@ mod tests {
         let Command::Query(q) = c.command else {
             panic!("not query")
         };
-        assert_eq!(q.data_dir, PathBuf::from("./meshlog-data"));
+        assert_eq!((q.config, q.data_dir, q.key_file), (None, None, None));
+        let c = Cli::try_parse_from([
+            "meshlog",
+            "query",
+            "--config",
+            "m.toml",
+            "--data-dir",
+            "/d",
+            "--key-file",
+            "k",
+        ])
+        .unwrap();
+        let Command::Query(q) = c.command else {
+            panic!("not query")
+        };
+        assert_eq!(q.config, Some(PathBuf::from("m.toml")));
+        assert_eq!(q.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(q.key_file, Some(PathBuf::from("k")));
 
         let e = Cli::try_parse_from(["meshlog", "serve", "--listen", "nope"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        let e = Cli::try_parse_from(["meshlog", "query", "--config", "x"]).unwrap_err();
+        let e = Cli::try_parse_from(["meshlog", "query", "--listen", "x"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
     }
 

@@ -34,7 +34,7 @@ pub const MIN_DEDUP_WINDOW: i64 = 1000;
 /// Largest accepted dedup window, batch ids (about 5 GiB of memory when full).
 pub const MAX_DEDUP_WINDOW: i64 = 100_000_000;
 
-const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, listen, \
+const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, encryption, listen, \
                           max_body_bytes, max_decoded_bytes, max_queue_bytes, segment_max_bytes";
 
 /// The collector's settings.
@@ -72,6 +72,13 @@ pub struct Config {
     /// retry older than the window is stored again. Default 2000000 (3 h 20 min at 10,000
     /// batches a minute; about 100 MiB).
     pub dedup_window_batches: usize,
+    /// `[encryption] key_file`: encryption at rest. The data-encryption key file (made with
+    /// `meshlog keygen --data-key FILE`; a relative path is relative to the working directory,
+    /// like `data_dir`): every batch is sealed with its last key; frames sealed with any key in
+    /// it stay readable. Read once at start, so rotation is adding a key and restarting. A
+    /// `[encryption]` section without `key_file` is an error. Default: none (off; batches are
+    /// stored compressed but in plain).
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -85,6 +92,7 @@ impl Default for Config {
             max_queue_bytes: 64 << 20,
             ack_timeout_ms: 15_000,
             dedup_window_batches: 2_000_000,
+            encryption_key_file: None,
         }
     }
 }
@@ -223,6 +231,7 @@ impl Config {
                     Ok(v) => cfg.dedup_window_batches = v as usize,
                     Err(r) => bad(key, r),
                 },
+                "encryption" => cfg.encryption_key_file = encryption(value, &mut bad),
                 _ => bad(key, format!("unknown key (known: {KNOWN_KEYS})")),
             }
         }
@@ -265,6 +274,42 @@ pub enum TomlError {
     Syntax(String),
     /// Every bad key.
     Invalid(Vec<Problem>),
+}
+
+/// The `[encryption]` section: its key file, every problem reported through `bad`.
+fn encryption(value: &toml::Value, bad: &mut impl FnMut(&str, String)) -> Option<PathBuf> {
+    let Some(table) = value.as_table() else {
+        bad(
+            "encryption",
+            expected("a table ([encryption] with key_file)", value),
+        );
+        return None;
+    };
+    let mut key_file = None;
+    for (key, v) in table {
+        match key.as_str() {
+            "key_file" => match v.as_str() {
+                Some(s) if !s.is_empty() => key_file = Some(PathBuf::from(s)),
+                _ => bad(
+                    "encryption.key_file",
+                    expected("a non-empty string (a key file path)", v),
+                ),
+            },
+            _ => bad(
+                &format!("encryption.{key}"),
+                "unknown key (known: key_file)".into(),
+            ),
+        }
+    }
+    if !table.contains_key("key_file") {
+        bad(
+            "encryption.key_file",
+            "missing: an [encryption] section needs the data-encryption key file (without the \
+             section, batches are stored in plain)"
+                .into(),
+        );
+    }
+    key_file
 }
 
 fn int_in(v: &toml::Value, min: i64, max: i64) -> Result<i64, String> {
@@ -338,6 +383,9 @@ mod tests {
             max_queue_bytes = 1048576
             ack_timeout_ms = 250
             dedup_window_batches = 5000
+
+            [encryption]
+            key_file = "/etc/meshlog/data.keys"
             "#,
         )
         .unwrap();
@@ -352,6 +400,7 @@ mod tests {
                 max_queue_bytes: 1 << 20,
                 ack_timeout_ms: 250,
                 dedup_window_batches: 5000,
+                encryption_key_file: Some("/etc/meshlog/data.keys".into()),
             }
         );
     }
@@ -377,7 +426,8 @@ mod tests {
             vec![
                 "ack_timeout_ms: expected an integer from 100 to 600000, got \"15s\"",
                 "bogus: unknown key (known: ack_timeout_ms, data_dir, dedup_window_batches, \
-                 listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, segment_max_bytes)",
+                 encryption, listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, \
+                 segment_max_bytes)",
                 "data_dir: expected a non-empty string (a directory path), got the integer 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got \"localhost\"",
@@ -385,6 +435,34 @@ mod tests {
                 "max_decoded_bytes: expected an integer from 1024 to 1073741824, got 0",
                 "max_queue_bytes: expected an integer from 65536 to 68719476736, got 1024",
                 "segment_max_bytes: expected an integer from 65536 to 1099511627776, got a float",
+            ]
+        );
+    }
+
+    #[test]
+    fn encryption_is_off_by_default_and_its_section_is_checked_key_by_key() {
+        assert_eq!(Config::default().encryption_key_file, None);
+        let c = Config::from_toml("[encryption]\nkey_file = \"keys/data.keys\"\n").unwrap();
+        assert_eq!(c.encryption_key_file, Some(PathBuf::from("keys/data.keys")));
+        let got =
+            |text: &str| -> Vec<String> { problems(text).iter().map(Problem::to_string).collect() };
+        assert_eq!(
+            got("[encryption]\nkey_fil = \"x\"\n"),
+            [
+                "encryption.key_fil: unknown key (known: key_file)",
+                "encryption.key_file: missing: an [encryption] section needs the \
+                 data-encryption key file (without the section, batches are stored in plain)",
+            ]
+        );
+        assert_eq!(
+            got("[encryption]\nkey_file = \"\"\n"),
+            ["encryption.key_file: expected a non-empty string (a key file path), got \"\""]
+        );
+        assert_eq!(
+            got("encryption = \"on\"\nlisten = 1\n"),
+            [
+                "encryption: expected a table ([encryption] with key_file), got \"on\"",
+                "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 1",
             ]
         );
     }

@@ -5,6 +5,10 @@
 //! what was wrong (the exporter's operator reads them); storage errors get a generic message and
 //! the details go to the collector's log, since they describe our disks, not the request.
 //!
+//! The log never carries record content: a decoder's message can quote the offending value
+//! (`invalid type: string "…", expected i32`), so a malformed request is logged with quoted
+//! spans elided, while the client, who sent the value, gets the message whole.
+//!
 //! Refusals the client should simply retry (a full ingest queue: 503; a full disk: 507) carry
 //! `Retry-After` and are logged by the store once per episode, not here once per request.
 
@@ -159,6 +163,11 @@ impl ApiError {
             ApiError::Unavailable { .. } | ApiError::InsufficientStorage(_) => {
                 tracing::debug!(status = %self.status().as_u16(), "refused: {self}");
             }
+            ApiError::Malformed(m) => tracing::warn!(
+                status = %self.status().as_u16(),
+                "rejected: {}",
+                elide_quoted(m)
+            ),
             other => tracing::warn!(status = %other.status().as_u16(), "rejected: {other}"),
         }
         let retry_after = self.retry_after();
@@ -178,6 +187,34 @@ impl ApiError {
         }
         resp
     }
+}
+
+/// `msg` with the inside of every `"…"` and `` `…` `` span replaced by `…`: what a decoder
+/// quotes is the sender's data (record content), not something to log.
+pub fn elide_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut open: Option<char> = None;
+    let mut escaped = false;
+    for c in msg.chars() {
+        match open {
+            None => {
+                out.push(c);
+                if c == '"' || c == '`' {
+                    open = Some(c);
+                }
+            }
+            Some(q) if c == q && !escaped => {
+                out.push('…');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => escaped = c == '\\' && !escaped,
+        }
+    }
+    if open.is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Without a known request format the answer is JSON (e.g. an unsupported `Content-Type`).
@@ -254,6 +291,24 @@ mod tests {
         let r = other.into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(r.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn quoted_values_are_elided_for_the_log() {
+        assert_eq!(
+            elide_quoted(
+                r#"invalid type: string "4111 1111 \"1111\" 1111", expected i32 at line 1 column 80"#
+            ),
+            r#"invalid type: string "…", expected i32 at line 1 column 80"#
+        );
+        assert_eq!(
+            elide_quoted("unknown variant `SECRET`, expected `a` or \"b"),
+            "unknown variant `…`, expected `…` or \"…"
+        );
+        assert_eq!(
+            elide_quoted("invalid digit found in string at line 1 column 78"),
+            "invalid digit found in string at line 1 column 78"
+        );
     }
 
     #[tokio::test]

@@ -5,14 +5,16 @@
 //! 200 with `meshlog-duplicate: true` at once (a retry: its body is not even decoded), and a
 //! full ingest queue is answered 503 with `Retry-After` (before the body is buffered); then the
 //! body size (413), then decoding (400), all before anything touches the store, so a bad request
-//! stores nothing. Decoding, canonicalisation and compression are CPU work and run on the
-//! blocking pool, under a reservation of the body's size in the ingest queue; the handler then
-//! waits for the writer's ack, so a 200 always means "fsync'd". If that takes longer than the
-//! ack timeout the answer is 503: not acknowledged, though the frame may still be stored, so a
-//! retry with the same batch id is then answered as a duplicate rather than stored twice.
+//! stores nothing. Decoding, canonicalisation, compression and (with encryption at rest on)
+//! sealing are CPU work and run on the blocking pool, under a reservation of the body's size in
+//! the ingest queue; the handler then waits for the writer's ack, so a 200 always means
+//! "fsync'd". If that takes longer than the ack timeout the answer is 503: not acknowledged,
+//! though the frame may still be stored, so a retry with the same batch id is then answered as
+//! a duplicate rather than stored twice.
 
 use crate::canonical;
 use crate::error::{ApiError, RETRY_AFTER_BUSY_SECS, WireFormat};
+use crate::integrity::keys::Keyring;
 use crate::store::dedup::BatchId;
 use crate::store::format::{BuildError, EncodedFrame, FrameBuilder};
 use crate::store::{Appended, StoreHandle};
@@ -27,6 +29,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use prost::Message;
 use std::borrow::Cow;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The request header carrying a batch's id: `<vm_id>:<first_seq>-<last_seq>` from the filter,
@@ -204,8 +207,8 @@ pub fn decode(
     }
 }
 
-/// Decodes and encodes one request into a frame (with `batch_id` in its header); `None` when it
-/// holds no log records.
+/// Decodes and encodes one request into a frame (with `batch_id` in its header, sealed with
+/// `keyring`'s current key when given); `None` when it holds no log records.
 pub fn prepare(
     body: &[u8],
     format: WireFormat,
@@ -213,6 +216,7 @@ pub fn prepare(
     limits: Limits,
     received_unix_nano: u64,
     batch_id: Option<BatchId>,
+    keyring: Option<Arc<Keyring>>,
 ) -> Result<Option<EncodedFrame>, ApiError> {
     let req = decode(body, format, encoding, limits)?;
     if canonical::record_count(&req) == 0 {
@@ -228,8 +232,10 @@ pub fn prepare(
             ApiError::TooLarge(format!("the request does not fit in one frame: {what}"))
         }
         BuildError::Io(e) => ApiError::Storage(format!("compressing a frame: {e}")),
+        BuildError::Seal(e) => ApiError::Storage(e.to_string()),
     };
-    let mut builder = FrameBuilder::new(max_raw, batch_id).map_err(too_large)?;
+    let mut builder =
+        FrameBuilder::with_encryption(max_raw, batch_id, keyring).map_err(too_large)?;
     canonical::for_each_record(&req, received_unix_nano, |r| builder.push(&r))
         .map_err(too_large)?;
     builder.finish().map(Some).map_err(too_large)
@@ -301,10 +307,12 @@ async fn handle(
         })?;
     let reservation = state.store.reserve(body.len() as u64)?;
     let id = batch_id.clone();
-    let frame =
-        tokio::task::spawn_blocking(move || prepare(&body, format, encoding, limits, received, id))
-            .await
-            .map_err(|e| ApiError::Storage(format!("decoding task failed: {e}")))??;
+    let keyring = state.store.keyring().cloned();
+    let frame = tokio::task::spawn_blocking(move || {
+        prepare(&body, format, encoding, limits, received, id, keyring)
+    })
+    .await
+    .map_err(|e| ApiError::Storage(format!("decoding task failed: {e}")))??;
     let Some(frame) = frame else {
         return Ok(success(format, false));
     };
@@ -524,6 +532,7 @@ mod tests {
             Limits::default(),
             1,
             None,
+            None,
         );
         assert_eq!(f.unwrap(), None);
         let f = prepare(
@@ -532,6 +541,7 @@ mod tests {
             BodyEncoding::Identity,
             Limits::default(),
             1,
+            None,
             None,
         );
         assert_eq!(f.unwrap(), None);
@@ -555,6 +565,7 @@ mod tests {
             BodyEncoding::Identity,
             limits,
             1,
+            None,
             None,
         )
         .unwrap_err();

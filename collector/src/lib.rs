@@ -4,7 +4,8 @@
 //! [`app`] is the HTTP surface (`POST /v1/logs`, `GET /healthz`); [`ingest`] decodes requests,
 //! [`canonical`] flattens OTLP records, [`store`] appends them as CRC-checked zstd frames with
 //! group-committed fsyncs (each batch id stored once, memory bounded by a byte-budgeted queue, a
-//! full disk refused without damage), and [`cli`] wires it into the `meshlog` binary.
+//! full disk refused without damage, payloads sealed when encryption at rest is configured),
+//! and [`cli`] wires it into the `meshlog` binary.
 //! [`integrity`] holds the building blocks for a tamper-evident, encrypted store: Merkle tree and
 //! proofs, signed checkpoints, key files and per-batch encryption.
 

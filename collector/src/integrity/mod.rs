@@ -60,12 +60,14 @@
 //! # Encryption at rest
 //!
 //! ([`seal`]) Each batch (a frame's compressed payload) is sealed with XChaCha20-Poly1305
-//! under the current key and a random 192-bit nonce, stored as `nonce || ciphertext || tag`;
-//! the key id goes into the frame header (its extension area), and the frame header is the
-//! associated data, so a payload cannot be moved under another header nor a header edited
-//! without the open failing. Opening tells "no key with this id in the key file" apart from
-//! "authentication failed" (wrong key bytes, or altered data or header). Sizes are not
-//! hidden: a frame's length still reveals how well its batch compressed.
+//! under the current key and a random 192-bit nonce. The nonce and the key id go into the
+//! frame header (a critical extension entry, next to a "sealed" flag) and the payload is
+//! `ciphertext || tag`; the associated data is the frame header's fixed fields, its batch id
+//! and that entry (exact bytes in `store::format`), so a payload cannot be moved under another
+//! header (every header has its own nonce) nor those fields edited without the open failing.
+//! Opening tells "no key with this id in the key file" apart from "authentication failed"
+//! (wrong key bytes, or altered data or header). Sizes are not hidden: a frame's length still
+//! reveals how well its batch compressed. The store side is `store::encryption`.
 
 pub mod checkpoint;
 pub mod keys;

@@ -2,10 +2,14 @@
 //! data-encryption key file ([`Keyring`]).
 //!
 //! [`seal`] encrypts with the keyring's current (last) key and returns that key's id, which
-//! the caller stores next to the ciphertext (the frame header), and
-//! `nonce (24 bytes) || ciphertext || tag (16 bytes)`. [`open`] takes the stored key id back.
-//! The associated data is authenticated but not encrypted: the caller passes the frame header,
-//! so a ciphertext moved under another header, or a header edited in place, fails to open.
+//! the caller stores next to the ciphertext, and `nonce (24 bytes) || ciphertext || tag (16
+//! bytes)`. [`open`] takes the stored key id back. The associated data is authenticated but not
+//! encrypted: the caller passes what describes the data (its header), so a ciphertext moved
+//! under another header, or a header edited in place, fails to open.
+//!
+//! [`seal_in_place`] and [`open_detached`] are the same construction for a caller that keeps
+//! the nonce apart from `ciphertext || tag`: the segment store puts it into the frame header,
+//! so that no two frame headers are alike and a sealed payload opens under its own header only.
 //!
 //! XChaCha20's 192-bit nonce is why nonces can simply be random: the chance of a repeat stays
 //! negligible for far more batches than one key will ever seal (unlike the 96-bit nonces of
@@ -86,8 +90,7 @@ pub fn seal(
     associated_data: &[u8],
 ) -> Result<Sealed, SealError> {
     let key = keyring.current();
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| SealError::Random(e.to_string()))?;
+    let nonce = random_nonce()?;
     Ok(Sealed {
         key_id: key.id().to_owned(),
         bytes: seal_with_nonce(key, &nonce, plaintext, associated_data)?,
@@ -101,15 +104,58 @@ pub fn open(
     sealed: &[u8],
     associated_data: &[u8],
 ) -> Result<Vec<u8>, OpenError> {
-    let key = keyring.get(key_id).ok_or_else(|| OpenError::UnknownKey {
-        id: key_id.to_owned(),
-        available: keyring.ids().map(str::to_owned).collect(),
-    })?;
-    if sealed.len() < OVERHEAD {
+    // The key is looked up first: an unknown key id is reported as such even for short data.
+    keyring
+        .get(key_id)
+        .ok_or_else(|| unknown_key(keyring, key_id))?;
+    let (Some((nonce, rest)), true) = (sealed.split_first_chunk(), sealed.len() >= OVERHEAD) else {
         return Err(OpenError::TooShort { len: sealed.len() });
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    };
+    open_detached(keyring, key_id, nonce, rest, associated_data)
+}
+
+/// A fresh random nonce from the operating system, for [`seal_in_place`].
+pub fn random_nonce() -> Result<[u8; NONCE_LEN], SealError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| SealError::Random(e.to_string()))?;
+    Ok(nonce)
+}
+
+/// Encrypts `buf` in place with the keyring's current key under `nonce`, binding
+/// `associated_data`; returns the tag, which the caller stores right after the ciphertext. The
+/// caller stores the nonce and the key id (`keyring.current().id()`) itself. The nonce must come
+/// from [`random_nonce`]: a nonce used twice under one key breaks the cipher.
+pub fn seal_in_place(
+    keyring: &Keyring,
+    nonce: &[u8; NONCE_LEN],
+    associated_data: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], SealError> {
+    let tag = cipher(keyring.current())
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), associated_data, buf)
+        .map_err(|_| SealError::TooLarge { len: buf.len() })?;
+    Ok(tag.into())
+}
+
+/// Opens `ciphertext || tag` sealed under `nonce` with the key `key_id` (what
+/// [`seal_in_place`] produced), checking `associated_data`.
+pub fn open_detached(
+    keyring: &Keyring,
+    key_id: &str,
+    nonce: &[u8; NONCE_LEN],
+    sealed: &[u8],
+    associated_data: &[u8],
+) -> Result<Vec<u8>, OpenError> {
+    let key = keyring
+        .get(key_id)
+        .ok_or_else(|| unknown_key(keyring, key_id))?;
+    let Some(split) = sealed.len().checked_sub(TAG_LEN) else {
+        // Reported with the nonce counted, as for `open`: the sealed data is too short.
+        return Err(OpenError::TooShort {
+            len: sealed.len() + NONCE_LEN,
+        });
+    };
+    let (ciphertext, tag) = sealed.split_at(split);
     let mut buf = ciphertext.to_vec();
     cipher(key)
         .decrypt_in_place_detached(
@@ -122,6 +168,13 @@ pub fn open(
             key_id: key_id.to_owned(),
         })?;
     Ok(buf)
+}
+
+fn unknown_key(keyring: &Keyring, key_id: &str) -> OpenError {
+    OpenError::UnknownKey {
+        id: key_id.to_owned(),
+        available: keyring.ids().map(str::to_owned).collect(),
+    }
 }
 
 fn cipher(key: &DataKey) -> XChaCha20Poly1305 {
@@ -218,6 +271,49 @@ for the future, sunscreen would be it.";
         let b = seal(&r, b"same", b"same").unwrap();
         assert_ne!(a.bytes[..NONCE_LEN], b.bytes[..NONCE_LEN]);
         assert_ne!(a.bytes, b.bytes);
+    }
+
+    #[test]
+    fn detached_sealing_is_the_same_construction_with_the_nonce_kept_apart() {
+        let r = ring(&[("k1", 1), ("k2", 2)]);
+        let nonce = random_nonce().unwrap();
+        assert_ne!(nonce, random_nonce().unwrap());
+        let mut buf = b"zstd payload".to_vec();
+        let tag = seal_in_place(&r, &nonce, b"hdr", &mut buf).unwrap();
+        assert_ne!(&buf[..], b"zstd payload");
+        buf.extend_from_slice(&tag);
+        // Byte for byte what `seal` stores after its nonce.
+        let whole = seal_with_nonce(r.current(), &nonce, b"zstd payload", b"hdr").unwrap();
+        assert_eq!(&whole[NONCE_LEN..], &buf[..]);
+        assert_eq!(
+            open_detached(&r, "k2", &nonce, &buf, b"hdr").unwrap(),
+            b"zstd payload"
+        );
+        assert_eq!(open(&r, "k2", &whole, b"hdr").unwrap(), b"zstd payload");
+        // Another nonce (a payload moved under another header), other associated data, the
+        // other key: all fail authentication; an unknown id says so.
+        let mut other = nonce;
+        other[0] ^= 1;
+        for (n, aad, id) in [
+            (&other, &b"hdr"[..], "k2"),
+            (&nonce, b"hdR", "k2"),
+            (&nonce, b"hdr", "k1"),
+        ] {
+            assert_eq!(
+                open_detached(&r, id, n, &buf, aad),
+                Err(OpenError::AuthenticationFailed { key_id: id.into() })
+            );
+        }
+        assert!(matches!(
+            open_detached(&r, "k3", &nonce, &buf, b"hdr"),
+            Err(OpenError::UnknownKey { .. })
+        ));
+        assert_eq!(
+            open_detached(&r, "k2", &nonce, &buf[..TAG_LEN - 1], b"hdr"),
+            Err(OpenError::TooShort {
+                len: NONCE_LEN + TAG_LEN - 1
+            })
+        );
     }
 
     #[test]

@@ -7,14 +7,20 @@
 //! also rebuilds the [`dedup`] index of stored batch ids from the frame headers) and starts the
 //! [`writer`] thread; handlers talk to it through a cloneable [`StoreHandle`], which admits
 //! frames only while the [`queue`]'s byte budget allows.
+//!
+//! With encryption at rest on ([`StoreOptions::encryption`], see [`encryption`]) every frame is
+//! sealed as it is built, and the handle refuses a plain one, so no code path can store records
+//! in clear by forgetting to seal them.
 
 pub mod dedup;
+pub mod encryption;
 pub mod format;
 pub mod queue;
 pub mod reader;
 pub mod recovery;
 pub mod writer;
 
+use crate::integrity::keys::Keyring;
 use dedup::{BatchId, SharedIndex};
 use format::{Damage, EncodedFrame};
 use queue::{IngestQueue, QueueFull, Reservation};
@@ -40,6 +46,9 @@ pub struct StoreOptions {
     pub dedup_window: usize,
     /// Test hook, `None` in `serve`: stalls the writer before each fsync while held.
     pub pause: Option<WriterPause>,
+    /// Encryption at rest: when set, every frame is sealed with the keyring's current key
+    /// ([`StoreHandle::keyring`] for whoever builds frames) and plain frames are refused.
+    pub encryption: Option<Arc<Keyring>>,
 }
 
 /// Default [`StoreOptions::dedup_window`]: at 10,000 batches a minute, 3 h 20 min of retries;
@@ -53,6 +62,7 @@ impl Default for StoreOptions {
             max_queue_bytes: 64 << 20,
             dedup_window: DEFAULT_DEDUP_WINDOW,
             pause: None,
+            encryption: None,
         }
     }
 }
@@ -107,6 +117,9 @@ pub enum StoreError {
     /// The writer could not store a frame.
     #[error("storing a frame failed: {0}")]
     Write(#[from] WriteError),
+    /// A plain frame offered to a store with encryption at rest on (a bug: refused, not stored).
+    #[error("refusing to store a frame in plain: encryption at rest is on")]
+    NotSealed,
 }
 
 /// The open store: owns the writer thread.
@@ -124,9 +137,15 @@ pub struct StoreHandle {
     tx: mpsc::UnboundedSender<writer::Msg>,
     queue: Arc<IngestQueue>,
     dedup: Arc<SharedIndex>,
+    encryption: Option<Arc<Keyring>>,
 }
 
 impl StoreHandle {
+    /// The keys frames for this store must be sealed with; `None` when encryption is off.
+    pub fn keyring(&self) -> Option<&Arc<Keyring>> {
+        self.encryption.as_ref()
+    }
+
     /// True when a batch with this id is durably stored (and still in the dedup window). A
     /// `false` is not final: the writer checks again, and also catches copies in flight.
     pub fn is_stored(&self, id: &BatchId) -> bool {
@@ -162,6 +181,9 @@ impl StoreHandle {
         frame: EncodedFrame,
         mut reservation: Reservation,
     ) -> Result<Appended, StoreError> {
+        if self.encryption.is_some() && frame.key_id().is_none() {
+            return Err(StoreError::NotSealed);
+        }
         reservation.resize(frame.bytes().len() as u64);
         let (ack, rx) = oneshot::channel();
         self.tx
@@ -224,6 +246,7 @@ impl Store {
                 tx,
                 queue: IngestQueue::new(opts.max_queue_bytes),
                 dedup,
+                encryption: opts.encryption,
             },
             thread: Some(thread),
             data_dir: data_dir.to_owned(),
@@ -555,6 +578,57 @@ mod tests {
         ));
         store.close().unwrap();
         assert_eq!(ids(d.path()), vec![1, 2]);
+    }
+
+    #[test]
+    fn an_encrypted_store_refuses_plain_frames_and_recovers_without_the_key() {
+        use crate::integrity::keys::{DataKey, Keyring};
+        use format::FrameBuilder;
+        let d = tempfile::tempdir().unwrap();
+        let keyring = Arc::new(Keyring::new(vec![DataKey::new("k", [3; 32]).unwrap()]).unwrap());
+        let opts = StoreOptions {
+            encryption: Some(keyring.clone()),
+            ..StoreOptions::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let store = Store::open(d.path(), opts).unwrap();
+        let h = store.handle();
+        assert!(Arc::ptr_eq(h.keyring().unwrap(), &keyring));
+        let err = rt.block_on(h.append(frame(&[1]))).unwrap_err();
+        assert!(matches!(err, StoreError::NotSealed), "{err}");
+        let sealed = |i: u64, id: &str| {
+            let id = BatchId::parse(id.as_bytes()).unwrap();
+            let mut b =
+                FrameBuilder::with_encryption(u64::MAX, Some(id), h.keyring().cloned()).unwrap();
+            let Value::Object(m) = json!({ "i": i }) else {
+                unreachable!()
+            };
+            b.push(&m).unwrap();
+            b.finish().unwrap()
+        };
+        assert!(matches!(
+            rt.block_on(h.append(sealed(2, "b-1"))).unwrap(),
+            Appended::Stored(_)
+        ));
+        store.close().unwrap();
+        // Recovery and the dedup index work from headers alone: no key needed.
+        let store = Store::open(d.path(), StoreOptions::default()).unwrap();
+        let h2 = store.handle();
+        assert!(h2.is_stored(&BatchId::parse(b"b-1").unwrap()));
+        store.close().unwrap();
+        let keys = encryption::DataKeys::new(
+            Keyring::new(vec![DataKey::new("k", [3; 32]).unwrap()]).unwrap(),
+            "k.keys".into(),
+        );
+        let records: Vec<u64> = reader::frames(d.path())
+            .unwrap()
+            .with_keys(Some(keys))
+            .flat_map(|f| f.unwrap().records().unwrap())
+            .map(|r| r["i"].as_u64().unwrap())
+            .collect();
+        assert_eq!(records, [2], "the plain frame was not stored");
     }
 
     #[test]

@@ -4,13 +4,21 @@
 //! so it runs next to a live writer: it snapshots each file's length when it opens it, and a
 //! damaged tail of the newest segment (a frame still being written) is treated as the end of
 //! the data, not as an error. Damage anywhere else is an error naming the segment and offset.
+//!
+//! Sealed frames (encryption at rest) are walked like any other: CRCs cover the stored bytes,
+//! so listing frames and recovery need no key. Only a frame's records need one: opening its
+//! payload takes the keys given with [`Frames::with_keys`], and an error says which key, which
+//! key file, which segment and offset.
 
 use super::dedup::BatchId;
+use super::encryption::DataKeys;
 use super::format::{
     Damage, FRAME_HEADER_PREFIX_LEN, FrameHeader, SEGMENT_HEADER_LEN, check_segment_header,
     frame_header_len,
 };
+use crate::integrity::seal::OpenError;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -89,6 +97,60 @@ pub enum ReadError {
     /// Writing what was read failed (e.g. stdout closed).
     #[error("writing output: {0}")]
     Output(io::Error),
+    /// A sealed frame, and no key file was given.
+    #[error(
+        "segment {}, frame at offset {offset} is encrypted with data-encryption key {key_id:?}, \
+         and no key file was given (--key-file FILE, or [encryption] key_file in the \
+         configuration)",
+        path.display()
+    )]
+    NoKeyFile {
+        /// The segment.
+        path: PathBuf,
+        /// Byte offset of the frame.
+        offset: u64,
+        /// The key id in the frame header.
+        key_id: String,
+    },
+    /// A sealed frame names a key that the key file does not have.
+    #[error(
+        "segment {}, frame at offset {offset} is encrypted with data-encryption key {key_id:?}, \
+         which the key file {} does not have (it has {}); was a key removed, or is this the \
+         wrong key file?",
+        path.display(),
+        key_file.display(),
+        available.join(", ")
+    )]
+    UnknownKey {
+        /// The segment.
+        path: PathBuf,
+        /// Byte offset of the frame.
+        offset: u64,
+        /// The key id in the frame header.
+        key_id: String,
+        /// The key file.
+        key_file: PathBuf,
+        /// The ids it has.
+        available: Vec<String>,
+    },
+    /// A sealed frame failed authentication.
+    #[error(
+        "segment {}, frame at offset {offset}: authentication failed with data-encryption key \
+         {key_id:?} from {}: wrong key (the key file's key with this id is not the one that \
+         sealed the frame) or tampered data (the frame was altered after it was written)",
+        path.display(),
+        key_file.display()
+    )]
+    Authentication {
+        /// The segment.
+        path: PathBuf,
+        /// Byte offset of the frame.
+        offset: u64,
+        /// The key id in the frame header.
+        key_id: String,
+        /// The key file.
+        key_file: PathBuf,
+    },
     /// A frame passed its CRCs but its payload does not decode as promised.
     #[error("segment {path}, frame at offset {offset}: {reason}")]
     BadPayload {
@@ -297,7 +359,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A verified frame with its position.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Frame {
     /// Segment sequence number.
     pub segment: u64,
@@ -309,11 +371,56 @@ pub struct Frame {
     pub record_count: u32,
     /// The batch id the frame was stored with (none for version-1 frames and plain OTLP).
     pub batch_id: Option<BatchId>,
-    /// Compressed payload (CRC already checked).
+    /// Compressed payload (CRC already checked); sealed when `header` says so.
     payload: Vec<u8>,
+    header: FrameHeader,
+    keys: Option<DataKeys>,
 }
 
 impl Frame {
+    /// The id of the data-encryption key that sealed the payload; `None` when it is plain.
+    pub fn key_id(&self) -> Option<&str> {
+        self.header
+            .extensions
+            .sealing
+            .as_ref()
+            .map(|s| s.key_id.as_str())
+    }
+
+    /// The zstd payload: as stored, or opened with the keys when sealed.
+    fn plain_payload(&self) -> Result<Cow<'_, [u8]>, ReadError> {
+        let Some(key_id) = self.key_id().map(str::to_owned) else {
+            return Ok(Cow::Borrowed(&self.payload));
+        };
+        let (path, offset) = (self.path.clone(), self.offset);
+        let Some(keys) = &self.keys else {
+            return Err(ReadError::NoKeyFile {
+                path,
+                offset,
+                key_id,
+            });
+        };
+        let key_file = keys.path().to_owned();
+        match self.header.open_payload(keys.keyring(), &self.payload) {
+            Some(Ok(plain)) => Ok(Cow::Owned(plain)),
+            None => Ok(Cow::Borrowed(&self.payload)),
+            Some(Err(OpenError::UnknownKey { available, .. })) => Err(ReadError::UnknownKey {
+                path,
+                offset,
+                key_id,
+                key_file,
+                available,
+            }),
+            Some(Err(OpenError::AuthenticationFailed { .. })) => Err(ReadError::Authentication {
+                path,
+                offset,
+                key_id,
+                key_file,
+            }),
+            Some(Err(e @ OpenError::TooShort { .. })) => Err(self.bad(e.to_string())),
+        }
+    }
+
     fn bad(&self, reason: String) -> ReadError {
         ReadError::BadPayload {
             path: self.path.clone(),
@@ -328,7 +435,8 @@ impl Frame {
         &self,
         mut f: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<(), ReadError> {
-        let dec = zstd::stream::read::Decoder::new(self.payload.as_slice())
+        let payload = self.plain_payload()?;
+        let dec = zstd::stream::read::Decoder::new(payload.as_ref())
             .map_err(|e| self.bad(format!("zstd: {e}")))?;
         let mut dec = BufReader::new(dec);
         let mut line = Vec::with_capacity(1024);
@@ -382,6 +490,15 @@ pub struct Frames {
     pending: VecDeque<SegmentFile>,
     current: Option<(SegmentFile, SegmentScanner, bool)>,
     failed: bool,
+    keys: Option<DataKeys>,
+}
+
+impl Frames {
+    /// Opens sealed frames with `keys` (without keys, reading a sealed frame's records fails).
+    pub fn with_keys(mut self, keys: Option<DataKeys>) -> Self {
+        self.keys = keys;
+        self
+    }
 }
 
 /// Opens the store in `data_dir` for reading. A data directory without a `segments` directory
@@ -400,6 +517,7 @@ pub fn frames(data_dir: &Path) -> Result<Frames, ReadError> {
         pending,
         current: None,
         failed: false,
+        keys: None,
     })
 }
 
@@ -437,8 +555,10 @@ impl Iterator for Frames {
                         path: seg.path.clone(),
                         offset: raw.offset,
                         record_count: raw.header.record_count,
-                        batch_id: raw.header.extensions.batch_id,
+                        batch_id: raw.header.extensions.batch_id.clone(),
                         payload: raw.payload.unwrap_or_default(),
+                        header: raw.header,
+                        keys: self.keys.clone(),
                     }));
                 }
                 Ok(None) => self.current = None,
@@ -552,6 +672,75 @@ mod tests {
         let err = read_all(d.path()).unwrap_err().to_string();
         assert!(err.contains("0000000000000001.seg"), "{err}");
         assert!(err.contains("runs past end of file"), "{err}");
+    }
+
+    #[test]
+    fn sealed_frames_need_the_key_they_name_and_plain_frames_need_none() {
+        use crate::integrity::keys::{DataKey, Keyring};
+        use crate::store::format::FrameBuilder;
+        let ring = |keys: &[(&str, u8)]| {
+            let keys = keys
+                .iter()
+                .map(|(id, b)| DataKey::new(id, [*b; 32]).unwrap());
+            Keyring::new(keys.collect()).unwrap()
+        };
+        let d = tempfile::tempdir().unwrap();
+        let segs = d.path().join(SEGMENTS_DIR);
+        std::fs::create_dir(&segs).unwrap();
+        let path = write_segment(&segs, 1, &[vec![0]]);
+        let sealed_offset = std::fs::metadata(&path).unwrap().len();
+        let keys = DataKeys::new(ring(&[("k1", 1)]), "data.keys".into());
+        let mut b =
+            FrameBuilder::with_encryption(u64::MAX, None, Some(keys.keyring().clone())).unwrap();
+        b.push(&rec(1)).unwrap();
+        let frame = b.finish().unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(frame.bytes()).unwrap();
+
+        let read = |keys: Option<DataKeys>| -> Result<Vec<u64>, ReadError> {
+            let mut out = Vec::new();
+            for f in frames(d.path()).unwrap().with_keys(keys) {
+                out.extend(f?.records()?.iter().map(|r| r["i"].as_u64().unwrap()));
+            }
+            Ok(out)
+        };
+        assert_eq!(read(Some(keys.clone())).unwrap(), vec![0, 1]);
+        // Listing needs no key; the key id is in the header.
+        let ids: Vec<_> = frames(d.path())
+            .unwrap()
+            .map(|f| f.unwrap().key_id().map(str::to_owned))
+            .collect();
+        assert_eq!(ids, [None, Some("k1".to_owned())]);
+        let seg = path.display().to_string();
+        let err = read(None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "segment {seg}, frame at offset {sealed_offset} is encrypted with \
+                 data-encryption key \"k1\", and no key file was given (--key-file FILE, or \
+                 [encryption] key_file in the configuration)"
+            )
+        );
+        let other = DataKeys::new(ring(&[("k0", 1), ("k2", 2)]), "other.keys".into());
+        let err = read(Some(other)).unwrap_err().to_string();
+        assert!(
+            err.contains("key \"k1\", which the key file other.keys does not have (it has k0, k2)"),
+            "{err}"
+        );
+        let wrong = DataKeys::new(ring(&[("k1", 7)]), "wrong.keys".into());
+        let err = read(Some(wrong)).unwrap_err();
+        assert!(matches!(err, ReadError::Authentication { .. }), "{err}");
+        let err = err.to_string();
+        for needle in [
+            format!("segment {seg}, frame at offset {sealed_offset}: authentication failed"),
+            "key \"k1\" from wrong.keys: wrong key".into(),
+            "or tampered data".into(),
+        ] {
+            assert!(err.contains(&needle), "{err} lacks {needle}");
+        }
     }
 
     #[test]
