@@ -390,8 +390,8 @@ fn read_compression(c: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Compressi
         |s| match s {
             "gzip" | "none" => None,
             "zstd" => Some(
-                "zstd is not supported (no pure-Rust encoder fast enough for the filter, and the \
-                 collector accepts gzip and identity only); expected \"gzip\" or \"none\"",
+                "zstd is not supported (its only pure-Rust encoder is slower than gzip in the \
+                 filter's Wasm VM for no smaller body); expected \"gzip\" or \"none\"",
             ),
             _ => Some("expected \"gzip\" or \"none\""),
         },
