@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod integrity;
+pub mod retention;
 pub mod store;
 
 pub use config::Config;

@@ -1,0 +1,3 @@
+//! Retention (placeholder doc, written in full below).
+
+pub mod policy;
