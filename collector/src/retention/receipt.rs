@@ -33,10 +33,11 @@
 //! stay possible; `leaves_sha256` binds that file to the receipt.
 //!
 //! `receipts.log` entries are framed so a torn tail is detectable: a header line
-//! `MLRC <note length> <CRC32 of the note, 8 hex>` and the note's bytes. An incomplete or
-//! CRC-failing last entry is a crash during an append (its segment was not deleted: the receipt
-//! is made durable first) and is cut before the next append; damage before the last entry is an
-//! error, never repaired.
+//! `MLRC <note length> <CRC32 of the note, 8 hex>` and the note's bytes. An incomplete last
+//! entry (a header line cut short, or fewer note bytes than it announces) is a crash during an
+//! append, which deleted nothing (the receipt is made durable first): readers skip it and the
+//! next append cuts it. Anything else that is not an intact entry, last or not, is damage: an
+//! error, never repaired (a receipt that no longer reads is evidence someone must look at).
 
 use crate::integrity::checkpoint::{NoteError, open_note, sign_note};
 use crate::integrity::keys::{SignerKey, VerifierKey};
@@ -376,9 +377,9 @@ pub enum ReceiptLogError {
         /// The error.
         source: io::Error,
     },
-    /// An entry that is not intact, with intact entries after it: not a crash artefact.
+    /// Bytes that are no intact entry and not an append cut short: not a crash artefact.
     #[error(
-        "{} is damaged at offset {offset}: {reason}; only a torn last entry is repaired",
+        "{} is damaged at offset {offset}: {reason}; only an incomplete last entry is repaired",
         path.display()
     )]
     Damaged {
@@ -417,11 +418,6 @@ pub fn read_log(path: &Path) -> Result<ReceiptLog, ReceiptLogError> {
             }
             Err(EntryError::Torn) => break,
             Err(EntryError::Bad(reason)) => {
-                // The last entry may be any garbage a crash left; one followed by an intact
-                // entry is damage.
-                if next_entry_start(rest).is_none() {
-                    break;
-                }
                 return Err(ReceiptLogError::Damaged {
                     path: path.to_owned(),
                     offset: at as u64,
@@ -445,7 +441,15 @@ enum EntryError {
 /// One entry at the start of `b`: the note and the entry's length.
 fn parse_entry(b: &[u8]) -> Result<(&[u8], usize), EntryError> {
     let Some(nl) = b.iter().take(MAX_ENTRY_HEADER).position(|&c| c == b'\n') else {
-        return Err(if b.len() < MAX_ENTRY_HEADER {
+        // A header cut short is the start of one: the magic (or its beginning), then digits,
+        // spaces and hex.
+        let magic = ENTRY_MAGIC.as_bytes();
+        let prefix = b.len() < MAX_ENTRY_HEADER
+            && magic.starts_with(b.get(..b.len().min(magic.len())).unwrap_or_default())
+            && b.iter()
+                .skip(magic.len())
+                .all(|c| c.is_ascii_hexdigit() || *c == b' ');
+        return Err(if prefix {
             EntryError::Torn
         } else {
             EntryError::Bad("no entry header line".into())
@@ -473,16 +477,6 @@ fn parse_entry(b: &[u8]) -> Result<(&[u8], usize), EntryError> {
         return Err(EntryError::Bad("entry CRC mismatch".into()));
     }
     Ok((note, start + len))
-}
-
-/// Whether an intact entry starts anywhere after the first byte of `b`.
-fn next_entry_start(b: &[u8]) -> Option<usize> {
-    let magic = ENTRY_MAGIC.as_bytes();
-    (1..b.len()).find(|&i| {
-        b.get(i - 1) == Some(&b'\n')
-            && b.get(i..)
-                .is_some_and(|r| r.starts_with(magic) && parse_entry(r).is_ok())
-    })
 }
 
 /// Appends `note` as one entry and makes it durable (file and, when created, directory).
@@ -722,6 +716,20 @@ mod tests {
         let log = read_log(&path).unwrap();
         assert_eq!((log.entries.len(), log.torn_bytes), (3, 0));
         assert_eq!(log.entries[2].offset, good_len);
+
+        // A flipped byte in the last, complete entry is damage too, not a torn tail.
+        let intact = std::fs::read(&path).unwrap();
+        let mut bytes = intact.clone();
+        let last = bytes.len() - 10;
+        bytes[last] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_log(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("damaged at offset {good_len}: entry CRC mismatch")),
+            "{e}"
+        );
+        assert!(append(&path, &notes[0]).is_err(), "no append behind damage");
+        std::fs::write(&path, &intact).unwrap();
 
         // A flipped byte in the first note: its CRC fails and entries follow: damage.
         let entries = read_log(&path).unwrap().entries;
