@@ -25,6 +25,10 @@
 //! — <key name> <base64(key id || signature)>
 //! ```
 //!
+//! A receipt is valid when the signature verifies and it is a deletion by policy: every line
+//! well-formed, at least one frame and record, `oldest <= newest`, and `newest_observed_unix_ns`
+//! plus `retention_days` before `swept_unix_ns`.
+//!
 //! A leaf hash is `SHA-256(0x00 || frame bytes as written)`, the Merkle log's leaf (see
 //! [`crate::integrity`]): with `last_leaf`, a verifier checks that the frame after the gap
 //! names the deleted frame as its predecessor, and with `frames` that the leaf indexes skip
@@ -262,6 +266,16 @@ impl Receipt {
         }
         if self.retention_days == 0 {
             return bad("retention_days is 0");
+        }
+        // By policy only: the newest record was more than the class's days old at the sweep.
+        let expired_at = self
+            .newest_observed_unix_ns
+            .saturating_add(crate::retention::policy::days_ns(self.retention_days));
+        if expired_at >= self.swept_unix_ns {
+            return bad(
+                "deleted before it expired (newest_observed_unix_ns + retention_days is \
+                 not before swept_unix_ns)",
+            );
         }
         Ok(())
     }
@@ -683,6 +697,14 @@ mod tests {
         let mut r = sample();
         r.oldest_observed_unix_ns = r.newest_observed_unix_ns + 1;
         assert!(matches!(r.sign(&key()), Err(ReceiptError::Inconsistent(_))));
+        // A deletion before the records expired is not by policy, even when signed.
+        let mut early = sample();
+        early.retention_days = 31;
+        let e = early.sign(&key()).unwrap_err().to_string();
+        assert!(e.contains("deleted before it expired"), "{e}");
+        let note = sign_note(&early.body(), &key()).unwrap();
+        let e = Receipt::verify(note.as_bytes(), &key().verifier()).unwrap_err();
+        assert!(e.to_string().contains("deleted before it expired"), "{e}");
     }
 
     #[test]
