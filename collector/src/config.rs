@@ -571,6 +571,24 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_retention_example_is_a_valid_configuration() {
+        let readme = include_str!("../../README.md");
+        let section = readme.split("### Retention").nth(1).unwrap();
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let c = Config::from_toml(example).unwrap();
+        let r = c.retention.unwrap();
+        assert_eq!(r.class_names(), ["short", "default"]);
+        assert_eq!((r.days(0), r.days(1)), (30, 400));
+        assert_eq!(r.holds[0].name, "case-4711");
+        assert!(r.holds[0].from_unix_ns < r.holds[0].until_unix_ns);
+        assert!(c.integrity.signing_key.is_some());
+    }
+
+    #[test]
     fn decoded_limit_below_body_limit_is_a_problem() {
         let p = problems("max_body_bytes = 4096\nmax_decoded_bytes = 2048\n");
         assert_eq!(p.len(), 1);
