@@ -501,6 +501,82 @@ fn a_deletion_interrupted_after_its_receipt_is_finished_without_a_second_one() {
 }
 
 #[test]
+fn the_time_range_cache_survives_a_restart_and_never_decides_a_deletion() {
+    use meshlog_collector::retention::sweep::CACHE_FILE;
+    let c = four_segments(true);
+    let cache_path = c.class("short").join(CACHE_FILE);
+    let mut cache: Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
+    let names: Vec<&String> = cache["segments"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        names,
+        [
+            "0000000000000001.seg",
+            "0000000000000002.seg",
+            "0000000000000003.seg"
+        ]
+    );
+    assert_eq!(
+        cache["segments"]["0000000000000003.seg"]["newest"],
+        T0 + 10 * DAY
+    );
+    // A cache claiming segment 3 is as old as segment 1: the re-read before deleting keeps it.
+    cache["segments"]["0000000000000003.seg"]["oldest"] = json!(T0);
+    cache["segments"]["0000000000000003.seg"]["newest"] = json!(T0);
+    std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
+    let stores = c.stores.as_ref().unwrap();
+    let mut restarted = Sweeper::for_classes(
+        c.path(),
+        &policy(),
+        &stores.routes(),
+        Some(Arc::new(signer())),
+        None,
+    );
+    let r = restarted.sweep(T0 + 31 * DAY + 12 * HOUR, &[]);
+    let short = r.class("short").unwrap();
+    assert_eq!(
+        short.deleted,
+        ["0000000000000001.seg", "0000000000000002.seg"]
+    );
+    assert_eq!(short.kept, 1, "{short:?}");
+    assert_eq!(c.segments("short"), [3, 4]);
+    // Deleted segments leave the cache.
+    let cache: Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
+    let names: Vec<&String> = cache["segments"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["0000000000000003.seg"]);
+    c.close();
+}
+
+#[test]
+fn an_altered_receipt_stops_deletion_in_its_class() {
+    let mut c = four_segments(true);
+    let r = c.sweep(T0 + 30 * DAY + 12 * HOUR, &[]);
+    assert_eq!(r.class("short").unwrap().deleted, ["0000000000000001.seg"]);
+    // Its segment line edited, the entry's CRC recomputed: intact as stored, but altered.
+    let path = c.class("short").join(RECEIPTS_FILE);
+    let note = read_log(&path).unwrap().entries[0].note.clone();
+    let note = String::from_utf8(note).unwrap().replace(
+        "segment 0000000000000001.seg",
+        "segment 00000000000000x1.seg",
+    );
+    let mut entry = format!(
+        "MLRC {} {:08x}\n",
+        note.len(),
+        crc32fast::hash(note.as_bytes())
+    );
+    entry.push_str(&note);
+    std::fs::write(&path, entry).unwrap();
+    let r = c.sweep(T0 + 31 * DAY + 12 * HOUR, &[]);
+    let short = r.class("short").unwrap();
+    assert!(short.deleted.is_empty(), "{short:?}");
+    assert!(
+        short.errors[0].contains("nothing is deleted in this class until it is fixed"),
+        "{short:?}"
+    );
+    assert!(c.seg_path("short", 2).exists(), "expired, but kept");
+    c.close();
+}
+
+#[test]
 fn without_a_signing_key_nothing_is_deleted() {
     let mut c = four_segments(false);
     // Everything is expired by then (segment 4 is closed by age first).

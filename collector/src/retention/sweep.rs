@@ -247,8 +247,9 @@ pub struct Sweeper {
     segment_max_age_ns: u64,
     signer: Option<Arc<SignerKey>>,
     keys: Option<Arc<Keyring>>,
-    /// Per class: segment name → summary of a closed segment.
-    cache: Vec<BTreeMap<String, Summary>>,
+    /// Per class: segment name → summary of a closed segment, and whether it changed since
+    /// it was saved.
+    cache: Vec<(BTreeMap<String, Summary>, bool)>,
     stop: Arc<AtomicBool>,
 }
 
@@ -261,7 +262,10 @@ impl Sweeper {
         signer: Option<Arc<SignerKey>>,
         keys: Option<Arc<Keyring>>,
     ) -> Self {
-        let cache = classes.iter().map(|c| load_cache(&c.dir)).collect();
+        let cache = classes
+            .iter()
+            .map(|c| (load_cache(&c.dir), false))
+            .collect();
         Sweeper {
             classes,
             segment_max_age_ns: u64::try_from(segment_max_age.as_nanos()).unwrap_or(u64::MAX),
@@ -375,11 +379,17 @@ impl Sweeper {
                 Ok(pair) => {
                     receipted.insert(pair.0.segment.clone(), pair);
                 }
-                Err(e) => r.errors.push(format!(
-                    "{}, receipt at offset {}: {e}",
-                    receipts_path.display(),
-                    entry.offset
-                )),
+                Err(e) => {
+                    // Intact as written but unreadable: altered. Which segment it names is
+                    // unknown, so a deletion now could give a segment a second receipt.
+                    r.errors.push(format!(
+                        "{}, receipt at offset {}: {e}; nothing is deleted in this class until \
+                         it is fixed",
+                        receipts_path.display(),
+                        entry.offset
+                    ));
+                    return r;
+                }
             }
         }
 
@@ -409,23 +419,31 @@ impl Sweeper {
                 Decision::Held(names) => r.held.push((name, names)),
                 Decision::Delete if self.signer.is_none() => r.unsigned.push(name),
                 Decision::Delete => match self.delete(&class, seg, now, holds) {
-                    Ok(Decision::Delete) => {
-                        if let Some(c) = self.cache.get_mut(i) {
-                            c.remove(&name);
-                        }
-                        r.deleted.push(name);
-                    }
+                    Ok(Decision::Delete) => r.deleted.push(name),
                     Ok(Decision::Held(names)) => r.held.push((name, names)),
                     Ok(Decision::Keep) => r.kept += 1,
                     Err(e) => r.errors.push(e.to_string()),
                 },
             }
         }
-        if let Some(cache) = self.cache.get_mut(i) {
-            // Forget segments that are gone.
-            cache.retain(|name, _| closed.iter().any(|s| segment_name(s.seq) == *name));
-            if let Err(e) = save_cache(&class.dir, cache) {
-                tracing::warn!(class = %class.name, error = %e, "cannot save {CACHE_FILE} (a cache: the next start reads the segments again)");
+        if let Some((cache, dirty)) = self.cache.get_mut(i) {
+            // Forget segments that are gone (deleted now, or by a pass before a restart).
+            let before = cache.len();
+            cache.retain(|name, _| {
+                closed
+                    .iter()
+                    .any(|s| segment_name(s.seq) == *name && s.path.exists())
+            });
+            *dirty |= cache.len() != before;
+            if *dirty {
+                match save_cache(&class.dir, cache) {
+                    Ok(()) => *dirty = false,
+                    Err(e) => tracing::warn!(
+                        class = %class.name,
+                        error = %e,
+                        "cannot save {CACHE_FILE} (a cache: the next start reads the segments again)"
+                    ),
+                }
             }
         }
         r
@@ -468,14 +486,15 @@ impl Sweeper {
                 source,
             })?
             .len();
-        if let Some(s) = self.cache.get(i).and_then(|c| c.get(&name))
+        if let Some(s) = self.cache.get(i).and_then(|(c, _)| c.get(&name))
             && s.bytes == len
         {
             return Ok(*s);
         }
         let s = scan(&seg.path, self.keys.as_deref(), false)?.summary;
-        if let Some(c) = self.cache.get_mut(i) {
+        if let Some((c, dirty)) = self.cache.get_mut(i) {
             c.insert(name, s);
+            *dirty = true;
         }
         Ok(s)
     }
