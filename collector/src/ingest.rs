@@ -285,9 +285,9 @@ impl std::io::Write for Counter {
 }
 
 /// Like [`prepare`], split by retention class: one frame per class that has records, as
-/// `(class index, frame)` in class order, each with `batch_id`. The canonical size limit
-/// applies to the request as a whole, as without classes.
-#[allow(clippy::too_many_arguments)]
+/// `(class index, frame)` in class order, each with `batch_id` and sealed when the class
+/// stores seal (they share one keyring). The canonical size limit applies to the request as a
+/// whole, as without classes.
 pub fn prepare_classes(
     body: &[u8],
     format: WireFormat,
@@ -295,9 +295,9 @@ pub fn prepare_classes(
     limits: Limits,
     received_unix_nano: u64,
     batch_id: Option<BatchId>,
-    keyring: Option<Arc<Keyring>>,
     routes: &ClassRoutes,
 ) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
+    let keyring = routes.default_handle().and_then(|h| h.keyring().cloned());
     let req = decode(body, format, encoding, limits)?;
     let max_raw = max_raw_bytes(limits);
     let mut builders: Vec<Option<FrameBuilder>> = Vec::new();
@@ -493,12 +493,9 @@ async fn handle_classed(
     let body = read_body(req, limits).await?;
     let reservation = default.reserve(body.len() as u64)?;
     let id = batch_id.clone();
-    let keyring = default.keyring().cloned();
     let routes = state.routes.clone();
     let frames = tokio::task::spawn_blocking(move || {
-        prepare_classes(
-            &body, format, encoding, limits, received, id, keyring, &routes,
-        )
+        prepare_classes(&body, format, encoding, limits, received, id, &routes)
     })
     .await
     .map_err(|e| ApiError::Storage(format!("decoding task failed: {e}")))??;

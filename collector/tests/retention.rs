@@ -11,7 +11,8 @@
 use super::*;
 use meshlog_collector::cli;
 use meshlog_collector::integrity::keys::{
-    SIGNING_KEY_FILE, SignerKey, VERIFIER_KEY_FILE, write_signer_key, write_verifier_key,
+    DataKey, Keyring, SIGNING_KEY_FILE, SignerKey, VERIFIER_KEY_FILE, write_signer_key,
+    write_verifier_key,
 };
 use meshlog_collector::retention::classes::{ClassStores, class_dir};
 use meshlog_collector::retention::policy::{Hold, HoldClasses, RetentionConfig};
@@ -19,6 +20,7 @@ use meshlog_collector::retention::receipt::{
     DELETED_DIR, DELETION_EVENT, RECEIPTS_FILE, Receipt, read_log, receipts,
 };
 use meshlog_collector::retention::sweep::{ManualClock, SweepReport, Sweeper};
+use meshlog_collector::store::encryption::DataKeys;
 use meshlog_collector::{ClassedState, Config, classed_app};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -86,9 +88,19 @@ struct Classed {
 
 impl Classed {
     fn new(signed: bool) -> Self {
+        Self::open(signed, None, false)
+    }
+
+    /// With `encryption`, the class stores seal every frame; `sweeper_keys` gives the sweeper
+    /// the keys to read them.
+    fn open(signed: bool, encryption: Option<Arc<Keyring>>, sweeper_keys: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let policy = policy();
-        let stores = ClassStores::open(dir.path(), &policy, &StoreOptions::default()).unwrap();
+        let opts = StoreOptions {
+            encryption: encryption.clone(),
+            ..StoreOptions::default()
+        };
+        let stores = ClassStores::open(dir.path(), &policy, &opts).unwrap();
         let app = classed_app(ClassedState {
             routes: stores.routes(),
             limits: Limits::default(),
@@ -99,7 +111,7 @@ impl Classed {
             &policy,
             &stores.routes(),
             signed.then(|| Arc::new(signer())),
-            None,
+            encryption.filter(|_| sweeper_keys),
         );
         Classed {
             dir,
@@ -573,6 +585,57 @@ fn an_altered_receipt_stops_deletion_in_its_class() {
         "{short:?}"
     );
     assert!(c.seg_path("short", 2).exists(), "expired, but kept");
+    c.close();
+}
+
+#[test]
+fn sealed_classes_are_swept_with_the_keys_and_kept_without_them() {
+    let ring = || Keyring::new(vec![DataKey::new("k1", [9; 32]).unwrap()]).unwrap();
+    let mut c = Classed::open(true, Some(Arc::new(ring())), true);
+    c.post_one("checkout", &["x1"], T0);
+    assert_eq!(
+        c.sweep(T0 + 2 * HOUR, &[]).class("short").unwrap().rotated,
+        Some(1)
+    );
+    let r = c.sweep(T0 + 31 * DAY, &[]);
+    assert_eq!(
+        r.class("short").unwrap().deleted,
+        ["0000000000000001.seg"],
+        "{r:?}"
+    );
+    // The deletion record is sealed like every other frame of the store.
+    let keys = DataKeys::new(ring(), "data.keys".into());
+    let frames: Vec<_> = reader::frames(&c.class("short"))
+        .unwrap()
+        .with_keys(Some(keys))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].key_id(), Some("k1"));
+    assert_eq!(
+        frames[0].records().unwrap()[0]["event_name"],
+        DELETION_EVENT
+    );
+    assert_eq!(
+        receipts(&c.class("short"), &signer().verifier())
+            .unwrap()
+            .len(),
+        1
+    );
+    c.close();
+
+    // Without the keys the sweeper cannot date a sealed segment: it neither closes nor
+    // deletes it, and says which key it lacks.
+    let mut c = Classed::open(true, Some(Arc::new(ring())), false);
+    c.post_one("checkout", &["x1"], T0);
+    let r = c.sweep(T0 + 31 * DAY, &[]);
+    let short = r.class("short").unwrap();
+    assert_eq!((short.rotated, short.deleted.len()), (None, 0), "{short:?}");
+    assert!(
+        short.errors[0].contains("encrypted with data-encryption key \"k1\""),
+        "{short:?}"
+    );
+    assert_eq!(c.segments("short"), [1]);
     c.close();
 }
 
