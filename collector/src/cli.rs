@@ -1,5 +1,10 @@
 //! The command line: `meshlog serve` runs the collector, `meshlog query` prints the store,
-//! `meshlog keygen` creates keys for signed checkpoints and encryption at rest.
+//! `meshlog keygen` creates keys for signed checkpoints and encryption at rest, `meshlog
+//! receipts` lists and verifies retention's deletion receipts.
+//!
+//! With `[retention]` in the configuration, `serve` opens one store per retention class and runs
+//! the sweeper (see [`crate::retention`]); it re-reads the legal holds from the configuration
+//! file before every pass, so a hold takes effect, or is lifted, without a restart.
 //!
 //! With `[encryption] key_file` in the configuration, `serve` loads the data-encryption keys
 //! at start (a bad key file stops it, naming file and line) and logs the id of the key that
@@ -11,8 +16,12 @@
 //! 200 already implies an fsync, even a forced stop loses nothing acknowledged.
 
 use crate::config::{Config, ConfigError, Overrides};
-use crate::ingest::{AppState, Limits};
-use crate::integrity::keys::{self, KeyFileError, SignerKey};
+use crate::ingest::{AppState, ClassedState, Limits};
+use crate::integrity::keys::{self, KeyFileError, SignerKey, VerifierKey};
+use crate::retention::classes::{self, ClassStores, ClassesError};
+use crate::retention::policy::{Hold, RetentionConfig};
+use crate::retention::receipt::{self, RECEIPTS_FILE, Receipt};
+use crate::retention::sweep::{Sweeper, SystemClock};
 use crate::store::encryption::DataKeys;
 use crate::store::reader::{self, ReadError};
 use crate::store::{Store, StoreError, StoreOptions};
@@ -21,6 +30,7 @@ use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind};
 
@@ -47,6 +57,24 @@ pub enum Command {
     /// Create the checkpoint signing key pair (--out), or add a data-encryption key
     /// (--data-key).
     Keygen(KeygenArgs),
+    /// List retention's deletion receipts and verify each with the public key (exit 0: all
+    /// valid, 1: any invalid).
+    Receipts(ReceiptsArgs),
+}
+
+/// `meshlog receipts` options.
+#[derive(Debug, Args)]
+pub struct ReceiptsArgs {
+    /// Data directory whose retention classes' receipts are read [default: ./meshlog-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The verifier key (`verifier.pub` from `meshlog keygen --out`) of the signing key the
+    /// collector was configured with.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: PathBuf,
+    /// Print one JSON document instead of a line per receipt.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `meshlog serve` options.
@@ -126,6 +154,20 @@ pub enum RunError {
     /// The data-encryption key file could not be loaded.
     #[error("cannot load the keys for encryption at rest: {0}")]
     DataKeys(KeyFileError),
+    /// The signing key could not be loaded.
+    #[error("cannot load the signing key ([integrity] signing_key): {0}")]
+    SigningKey(KeyFileError),
+    /// The retention class stores could not be opened.
+    #[error(transparent)]
+    Classes(#[from] ClassesError),
+    /// Some deletion receipts are not valid.
+    #[error("{invalid} of {total} deletion receipts are not valid")]
+    InvalidReceipts {
+        /// Invalid receipts (a damaged receipt log counts as one).
+        invalid: usize,
+        /// All receipts.
+        total: usize,
+    },
     /// Anything else, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -160,7 +202,159 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             }
         }
         Command::Keygen(a) => keygen(a, &mut io::stdout().lock()),
+        Command::Receipts(a) => {
+            let key = keys::read_verifier_key(&a.public_key)?;
+            let data_dir = a
+                .data_dir
+                .unwrap_or_else(|| Config::default().data_dir.clone());
+            let mut out = BufWriter::new(io::stdout().lock());
+            let tally = receipts(&data_dir, &key, a.json, &mut out)
+                .and_then(|t| out.flush().map(|()| t))
+                .map_err(io_err("writing to stdout"))?;
+            if tally.invalid > 0 {
+                return Err(RunError::InvalidReceipts {
+                    invalid: tally.invalid,
+                    total: tally.total,
+                });
+            }
+            eprintln!(
+                "meshlog: {} deletion receipt{}, all valid",
+                tally.total,
+                if tally.total == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
     }
+}
+
+/// What `meshlog receipts` found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiptTally {
+    /// Receipts read (a damaged log counts as one invalid receipt).
+    pub total: usize,
+    /// Of which not valid.
+    pub invalid: usize,
+}
+
+/// Lists and verifies every receipt in `data_dir`'s class directories with `key`, writing a
+/// line per receipt (or, with `json`, one JSON document) to `out`. A torn last entry of a
+/// receipt log (a crash during an append: nothing was deleted for it) is noted on stderr and
+/// is not a failure.
+pub fn receipts(
+    data_dir: &Path,
+    key: &VerifierKey,
+    json: bool,
+    out: &mut impl Write,
+) -> io::Result<ReceiptTally> {
+    if !data_dir.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("data directory {} does not exist", data_dir.display()),
+        ));
+    }
+    let mut tally = ReceiptTally::default();
+    let mut items = Vec::new();
+    for (class, dir) in classes::class_dirs(data_dir)? {
+        let path = dir.join(RECEIPTS_FILE);
+        let log = match receipt::read_log(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                tally.total += 1;
+                tally.invalid += 1;
+                items.push(
+                    serde_json::json!({"class": class, "valid": false, "error": e.to_string()}),
+                );
+                if !json {
+                    writeln!(out, "INVALID {class} {}: {e}", path.display())?;
+                }
+                continue;
+            }
+        };
+        if log.torn_bytes > 0 {
+            eprintln!(
+                "meshlog: {}: {} bytes at offset {} are a receipt torn by a crash (its segment \
+                 was not deleted; the next sweep cuts them)",
+                path.display(),
+                log.torn_bytes,
+                log.good_len
+            );
+        }
+        for entry in &log.entries {
+            tally.total += 1;
+            match receipt::verify_logged(entry, Some(&class), key) {
+                Ok(r) => {
+                    if json {
+                        items.push(receipt_json(&r, entry.offset));
+                    } else {
+                        writeln!(out, "{}", receipt_line(&r))?;
+                    }
+                }
+                Err(e) => {
+                    tally.invalid += 1;
+                    if json {
+                        items.push(serde_json::json!({
+                            "class": class, "offset": entry.offset, "valid": false,
+                            "error": e.to_string(),
+                        }));
+                    } else {
+                        writeln!(
+                            out,
+                            "INVALID {class} {} offset {}: {e}",
+                            path.display(),
+                            entry.offset
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    if json {
+        let doc = serde_json::json!({
+            "receipts": items,
+            "valid": tally.total - tally.invalid,
+            "invalid": tally.invalid,
+        });
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        writeln!(out)?;
+    }
+    Ok(tally)
+}
+
+fn receipt_line(r: &Receipt) -> String {
+    use crate::retention::policy::rfc3339;
+    format!(
+        "valid {} {} records={} frames={} bytes={} sha256={} observed={}..{} days={} swept={}",
+        r.class,
+        r.segment,
+        r.records,
+        r.frames,
+        r.bytes,
+        hex::encode(r.sha256),
+        rfc3339(r.oldest_observed_unix_ns),
+        rfc3339(r.newest_observed_unix_ns),
+        r.retention_days,
+        rfc3339(r.swept_unix_ns),
+    )
+}
+
+fn receipt_json(r: &Receipt, offset: u64) -> serde_json::Value {
+    serde_json::json!({
+        "class": r.class,
+        "offset": offset,
+        "valid": true,
+        "segment": r.segment,
+        "bytes": r.bytes,
+        "sha256": hex::encode(r.sha256),
+        "frames": r.frames,
+        "records": r.records,
+        "leaves_sha256": hex::encode(r.leaves_sha256),
+        "first_leaf": hex::encode(r.first_leaf),
+        "last_leaf": hex::encode(r.last_leaf),
+        "oldest_observed_unix_ns": r.oldest_observed_unix_ns,
+        "newest_observed_unix_ns": r.newest_observed_unix_ns,
+        "retention_days": r.retention_days,
+        "swept_unix_ns": r.swept_unix_ns,
+    })
 }
 
 /// Runs `meshlog keygen`: what is printed on `out` is for scripts (the verifier key, or the
@@ -226,24 +420,37 @@ fn load_data_keys(key_file: Option<&Path>) -> Result<Option<DataKeys>, RunError>
 }
 
 /// Writes every record in `data_dir` to `out`, one per line, opening encrypted frames with
-/// `keys`; returns the number written.
+/// `keys`; returns the number written. Order: the store in `data_dir` itself (without
+/// retention), then each retention class's store by class name, each in store order.
 pub fn query(
     data_dir: &Path,
     keys: Option<DataKeys>,
     out: &mut impl Write,
 ) -> Result<u64, ReadError> {
     let mut n = 0;
-    for frame in reader::frames(data_dir)?.with_keys(keys) {
-        frame?.for_each_line(|line| {
-            n += 1;
-            out.write_all(line)?;
-            out.write_all(b"\n")
-        })?;
+    let first = reader::frames(data_dir)?;
+    let classes = classes::store_dirs(data_dir).map_err(|source| ReadError::Io {
+        path: data_dir.join(classes::CLASSES_DIR),
+        source,
+    })?;
+    let mut stores = vec![first];
+    for dir in classes.iter().skip(1) {
+        stores.push(reader::frames(dir)?);
+    }
+    for frames in stores {
+        for frame in frames.with_keys(keys.clone()) {
+            frame?.for_each_line(|line| {
+                n += 1;
+                out.write_all(line)?;
+                out.write_all(b"\n")
+            })?;
+        }
     }
     Ok(n)
 }
 
 fn serve(args: ServeArgs) -> Result<(), RunError> {
+    let config_file = args.config.clone();
     let cfg = Config::load(args.config.as_deref())?.with_overrides(Overrides {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -254,32 +461,140 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
         .enable_all()
         .build()
         .map_err(io_err("starting the async runtime"))?;
-    let store = Store::open(
-        &cfg.data_dir,
-        StoreOptions {
-            segment_max_bytes: cfg.segment_max_bytes,
-            max_queue_bytes: cfg.max_queue_bytes,
-            dedup_window: cfg.dedup_window_batches,
-            pause: None,
-            encryption: keys.map(|k| k.keyring().clone()),
-        },
-    )?;
-    let state = AppState {
-        store: store.handle(),
-        limits: Limits {
-            max_body_bytes: cfg.max_body_bytes,
-            max_decoded_bytes: cfg.max_decoded_bytes,
-        },
-        ack_timeout: Duration::from_millis(cfg.ack_timeout_ms),
+    let opts = StoreOptions {
+        segment_max_bytes: cfg.segment_max_bytes,
+        max_queue_bytes: cfg.max_queue_bytes,
+        dedup_window: cfg.dedup_window_batches,
+        pause: None,
+        encryption: keys.as_ref().map(|k| k.keyring().clone()),
     };
-    let served = rt.block_on(run_server(cfg.listen, state));
-    // Whatever happened to the server, finish the queue and release the lock.
-    let closed = store.close();
+    let limits = Limits {
+        max_body_bytes: cfg.max_body_bytes,
+        max_decoded_bytes: cfg.max_decoded_bytes,
+    };
+    let ack_timeout = Duration::from_millis(cfg.ack_timeout_ms);
+    let Some(policy) = cfg.retention.clone() else {
+        if cfg.data_dir.join(classes::CLASSES_DIR).is_dir() {
+            tracing::warn!(
+                data_dir = %cfg.data_dir.display(),
+                "the data directory holds retention class stores, but the configuration has no \
+                 [retention]: new records go to {}/segments and nothing expires (query reads both)",
+                cfg.data_dir.display()
+            );
+        }
+        let store = Store::open(&cfg.data_dir, opts)?;
+        let app = crate::app(AppState {
+            store: store.handle(),
+            limits,
+            ack_timeout,
+        });
+        let served = rt.block_on(run_server(cfg.listen, app));
+        // Whatever happened to the server, finish the queue and release the lock.
+        let closed = store.close();
+        rt.shutdown_timeout(Duration::from_secs(1));
+        served?;
+        closed?;
+        tracing::info!("stopped");
+        return Ok(());
+    };
+    let signer = cfg
+        .integrity
+        .signing_key
+        .as_deref()
+        .map(|p| keys::read_signer_key(p).map(Arc::new))
+        .transpose()
+        .map_err(RunError::SigningKey)?;
+    let stores = ClassStores::open(&cfg.data_dir, &policy, &opts)?;
+    log_retention(&policy, signer.as_deref());
+    let sweeper = Sweeper::for_classes(
+        &cfg.data_dir,
+        &policy,
+        &stores.routes(),
+        signer,
+        keys.map(|k| k.keyring().clone()),
+    );
+    let mut last_holds = hold_names(&policy.holds);
+    let holds = move || {
+        let holds = reload_holds(config_file.as_deref())?;
+        let names = hold_names(&holds);
+        if names != last_holds {
+            tracing::info!(holds = %names, "legal holds changed in the configuration file");
+            last_holds = names;
+        }
+        Ok(holds)
+    };
+    let sweeping = match sweeper.spawn(
+        Arc::new(SystemClock),
+        Duration::from_secs(policy.sweep_interval_s),
+        holds,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = stores.close();
+            return Err(io_err("starting the sweeper thread")(e));
+        }
+    };
+    let app = crate::classed_app(ClassedState {
+        routes: stores.routes(),
+        limits,
+        ack_timeout,
+    });
+    let served = rt.block_on(run_server(cfg.listen, app));
+    // The sweeper first: it appends receipt records to the stores.
+    sweeping.stop();
+    let closed = stores.close();
     rt.shutdown_timeout(Duration::from_secs(1));
     served?;
     closed?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn hold_names(holds: &[Hold]) -> String {
+    let names: Vec<&str> = holds.iter().map(|h| h.name.as_str()).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The legal holds in the configuration file as it is now.
+fn reload_holds(config_file: Option<&Path>) -> Result<Vec<Hold>, String> {
+    let cfg = Config::load(config_file).map_err(|e| e.to_string())?;
+    cfg.retention.map(|r| r.holds).ok_or_else(|| {
+        "the configuration file no longer has a [retention] section (restart meshlog to turn \
+         retention off)"
+            .to_owned()
+    })
+}
+
+/// Says which classes keep records how long, which holds are in force, and whether deletions
+/// can be signed.
+fn log_retention(policy: &RetentionConfig, signer: Option<&SignerKey>) {
+    let classes: Vec<String> = policy
+        .class_names()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n}={}d", policy.days(i)))
+        .collect();
+    tracing::info!(
+        classes = %classes.join(" "),
+        holds = %hold_names(&policy.holds),
+        sweep_interval_s = policy.sweep_interval_s,
+        segment_max_age_s = policy.segment_max_age_s,
+        "retention on"
+    );
+    match signer {
+        Some(k) => tracing::info!(
+            key = %format!("{}+{:08x}", k.name(), k.key_id()),
+            "deletion receipts are signed with this key"
+        ),
+        None => tracing::error!(
+            "retention is on but no signing key is configured ([integrity] signing_key): \
+             expired data is kept, since every deletion needs a signed receipt"
+        ),
+    }
 }
 
 /// Says whether batches will be sealed, and with which key (its id, never its bytes).
@@ -299,7 +614,7 @@ fn log_encryption(keys: Option<&DataKeys>) {
     }
 }
 
-async fn run_server(listen: SocketAddr, state: AppState) -> Result<(), RunError> {
+async fn run_server(listen: SocketAddr, app: axum::Router) -> Result<(), RunError> {
     let mut term = tokio::signal::unix::signal(SignalKind::terminate())
         .map_err(io_err("installing the SIGTERM handler"))?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -310,7 +625,7 @@ async fn run_server(listen: SocketAddr, state: AppState) -> Result<(), RunError>
         .map_err(io_err("reading the listen address"))?;
     tracing::info!("listening on {addr}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, crate::app(state)).with_graceful_shutdown(async {
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
         let _ = stop_rx.await;
     });
     let mut server = tokio::spawn(std::future::IntoFuture::into_future(server));

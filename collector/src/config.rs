@@ -3,8 +3,10 @@
 //! The file is parsed into a plain TOML table and every key is checked here, so an operator sees
 //! every problem in one go (each with its key and reason) instead of fixing them one restart at
 //! a time. Unknown keys are errors: a misspelt limit that silently falls back to its default is
-//! worse than a refusal to start. No file at all means all defaults.
+//! worse than a refusal to start. No file at all means all defaults. The `[retention]` section
+//! is read by [`crate::retention::policy`], into the same list of problems.
 
+use crate::retention::policy::{self, RetentionConfig};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,8 +36,10 @@ pub const MIN_DEDUP_WINDOW: i64 = 1000;
 /// Largest accepted dedup window, batch ids (about 5 GiB of memory when full).
 pub const MAX_DEDUP_WINDOW: i64 = 100_000_000;
 
-const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, encryption, listen, \
-                          max_body_bytes, max_decoded_bytes, max_queue_bytes, segment_max_bytes";
+const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, encryption, integrity, \
+                          listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, retention, \
+                          segment_max_bytes";
+const KNOWN_INTEGRITY_KEYS: &str = "signing_key";
 
 /// The collector's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +83,20 @@ pub struct Config {
     /// `[encryption]` section without `key_file` is an error. Default: none (off; batches are
     /// stored compressed but in plain).
     pub encryption_key_file: Option<PathBuf>,
+    /// `[integrity]`: the signing key for what the collector signs (deletion receipts).
+    pub integrity: IntegrityConfig,
+    /// `[retention]`: retention classes, legal holds and the sweeper (see
+    /// [`crate::retention`]). Default: none (one store in `data_dir`, nothing is ever deleted).
+    pub retention: Option<RetentionConfig>,
+}
+
+/// The `[integrity]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntegrityConfig {
+    /// `signing_key`: the signing key file written by `meshlog keygen --out DIR`
+    /// (`DIR/signing.key`; relative to the working directory), read at start. Retention signs
+    /// every deletion receipt with it and deletes nothing without it. Default: none.
+    pub signing_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -93,6 +111,8 @@ impl Default for Config {
             ack_timeout_ms: 15_000,
             dedup_window_batches: 2_000_000,
             encryption_key_file: None,
+            integrity: IntegrityConfig::default(),
+            retention: None,
         }
     }
 }
@@ -232,6 +252,8 @@ impl Config {
                     Err(r) => bad(key, r),
                 },
                 "encryption" => cfg.encryption_key_file = encryption(value, &mut bad),
+                "integrity" => cfg.integrity = integrity(value, &mut bad),
+                "retention" => cfg.retention = policy::parse(value, &mut bad),
                 _ => bad(key, format!("unknown key (known: {KNOWN_KEYS})")),
             }
         }
@@ -312,6 +334,31 @@ fn encryption(value: &toml::Value, bad: &mut impl FnMut(&str, String)) -> Option
     key_file
 }
 
+/// The `[integrity]` section, every problem reported through `bad`.
+fn integrity(value: &toml::Value, bad: &mut impl FnMut(&str, String)) -> IntegrityConfig {
+    let mut cfg = IntegrityConfig::default();
+    let Some(table) = value.as_table() else {
+        bad("integrity", expected("a table ([integrity])", value));
+        return cfg;
+    };
+    for (key, v) in table {
+        match key.as_str() {
+            "signing_key" => match v.as_str() {
+                Some(s) if !s.is_empty() => cfg.signing_key = Some(PathBuf::from(s)),
+                _ => bad(
+                    "integrity.signing_key",
+                    expected("a non-empty string (a key file path)", v),
+                ),
+            },
+            _ => bad(
+                &format!("integrity.{key}"),
+                format!("unknown key (known: {KNOWN_INTEGRITY_KEYS})"),
+            ),
+        }
+    }
+    cfg
+}
+
 fn int_in(v: &toml::Value, min: i64, max: i64) -> Result<i64, String> {
     let what = format!("an integer from {min} to {max}");
     match v.as_integer() {
@@ -386,6 +433,12 @@ mod tests {
 
             [encryption]
             key_file = "/etc/meshlog/data.keys"
+
+            [integrity]
+            signing_key = "/etc/meshlog/keys/signing.key"
+
+            [retention]
+            default_days = 400
             "#,
         )
         .unwrap();
@@ -401,6 +454,10 @@ mod tests {
                 ack_timeout_ms: 250,
                 dedup_window_batches: 5000,
                 encryption_key_file: Some("/etc/meshlog/data.keys".into()),
+                integrity: IntegrityConfig {
+                    signing_key: Some("/etc/meshlog/keys/signing.key".into()),
+                },
+                retention: Some(RetentionConfig::default()),
             }
         );
     }
@@ -426,8 +483,8 @@ mod tests {
             vec![
                 "ack_timeout_ms: expected an integer from 100 to 600000, got \"15s\"",
                 "bogus: unknown key (known: ack_timeout_ms, data_dir, dedup_window_batches, \
-                 encryption, listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, \
-                 segment_max_bytes)",
+                 encryption, integrity, listen, max_body_bytes, max_decoded_bytes, \
+                 max_queue_bytes, retention, segment_max_bytes)",
                 "data_dir: expected a non-empty string (a directory path), got the integer 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got \"localhost\"",
@@ -465,6 +522,70 @@ mod tests {
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 1",
             ]
         );
+    }
+
+    #[test]
+    fn retention_and_integrity_problems_join_the_others() {
+        assert_eq!(
+            Config::default().retention,
+            None,
+            "nothing expires by default"
+        );
+        let got: Vec<String> = problems(
+            r#"
+            listen = 1
+            [integrity]
+            signing_key = ""
+            sign = true
+            [retention]
+            default_days = 0
+            [[retention.classes]]
+            name = "short"
+            days = 30
+            match = { "service.name" = "checkout" }
+            [[retention.classes]]
+            name = "short"
+            days = 0
+            match = { "service.name" = "cart" }
+            [[retention.holds]]
+            name = "case-1"
+            reason = "litigation"
+            classes = ["long"]
+            "#,
+        )
+        .iter()
+        .map(Problem::to_string)
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "integrity.sign: unknown key (known: signing_key)",
+                "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
+                "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 1",
+                "retention.default_days: expected an integer from 1 to 36500, got 0",
+                "retention.classes[1].days: expected an integer from 1 to 36500, got 0",
+                "retention.classes[1].name: duplicate class name \"short\"",
+                "retention.holds[0].classes: unknown class \"long\" (classes: short, default)",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_readme_retention_example_is_a_valid_configuration() {
+        let readme = include_str!("../../README.md");
+        let section = readme.split("### Retention").nth(1).unwrap();
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let c = Config::from_toml(example).unwrap();
+        let r = c.retention.unwrap();
+        assert_eq!(r.class_names(), ["short", "default"]);
+        assert_eq!((r.days(0), r.days(1)), (30, 400));
+        assert_eq!(r.holds[0].name, "case-4711");
+        assert!(r.holds[0].from_unix_ns < r.holds[0].until_unix_ns);
+        assert!(c.integrity.signing_key.is_some());
     }
 
     #[test]

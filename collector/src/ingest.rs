@@ -11,10 +11,21 @@
 //! "fsync'd". If that takes longer than the ack timeout the answer is 503: not acknowledged,
 //! though the frame may still be stored, so a retry with the same batch id is then answered as
 //! a duplicate rather than stored twice.
+//!
+//! With retention classes ([`ClassedState`], see [`crate::retention`]) the same checks run, then
+//! the request's records are split by class (by their resource attributes) into one frame per
+//! class, each with the request's batch id, appended to the class's store in parallel; the
+//! answer is 200 only once every one of them is durable (`meshlog-duplicate: true` when every
+//! one was already stored), else the first class's error. A retry splits identically, so the
+//! classes that already stored their part answer it as a duplicate. The duplicate shortcut
+//! before decoding applies only when every class has the batch id. The queue budget
+//! (`max_queue_bytes`) is per class: the body is reserved in the default class's queue while it
+//! is decoded, each class's frame in its own.
 
 use crate::canonical;
 use crate::error::{ApiError, RETRY_AFTER_BUSY_SECS, WireFormat};
 use crate::integrity::keys::Keyring;
+use crate::retention::classes::ClassRoutes;
 use crate::store::dedup::BatchId;
 use crate::store::format::{BuildError, EncodedFrame, FrameBuilder};
 use crate::store::{Appended, StoreHandle};
@@ -70,6 +81,17 @@ pub struct AppState {
     /// Request limits.
     pub limits: Limits,
     /// How long a request waits for its fsync before it is answered 503 (unacknowledged).
+    pub ack_timeout: Duration,
+}
+
+/// What the HTTP handlers share when records are split into retention classes.
+#[derive(Debug, Clone)]
+pub struct ClassedState {
+    /// The class stores and how records are sorted into them.
+    pub routes: Arc<ClassRoutes>,
+    /// Request limits.
+    pub limits: Limits,
+    /// How long a request waits for every class's fsync before it is answered 503.
     pub ack_timeout: Duration,
 }
 
@@ -222,8 +244,21 @@ pub fn prepare(
     if canonical::record_count(&req) == 0 {
         return Ok(None);
     }
-    let max_raw = (limits.max_decoded_bytes as u64).saturating_mul(CANONICAL_EXPANSION_LIMIT);
-    let too_large = |e: BuildError| match e {
+    let max_raw = max_raw_bytes(limits);
+    let mut builder =
+        FrameBuilder::with_encryption(max_raw, batch_id, keyring).map_err(too_large)?;
+    canonical::for_each_record(&req, received_unix_nano, |r| builder.push(&r))
+        .map_err(too_large)?;
+    builder.finish().map(Some).map_err(too_large)
+}
+
+/// The most canonical NDJSON one request may produce.
+fn max_raw_bytes(limits: Limits) -> u64 {
+    (limits.max_decoded_bytes as u64).saturating_mul(CANONICAL_EXPANSION_LIMIT)
+}
+
+fn too_large(e: BuildError) -> ApiError {
+    match e {
         BuildError::TooLarge { limit } => ApiError::TooLarge(format!(
             "the canonical records of this request exceed {limit} bytes \
              ({CANONICAL_EXPANSION_LIMIT} × max_decoded_bytes); send smaller batches"
@@ -233,12 +268,68 @@ pub fn prepare(
         }
         BuildError::Io(e) => ApiError::Storage(format!("compressing a frame: {e}")),
         BuildError::Seal(e) => ApiError::Storage(e.to_string()),
-    };
-    let mut builder =
-        FrameBuilder::with_encryption(max_raw, batch_id, keyring).map_err(too_large)?;
-    canonical::for_each_record(&req, received_unix_nano, |r| builder.push(&r))
-        .map_err(too_large)?;
-    builder.finish().map(Some).map_err(too_large)
+    }
+}
+
+/// Counts bytes written to it (the NDJSON size of a record, without keeping it).
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Like [`prepare`], split by retention class: one frame per class that has records, as
+/// `(class index, frame)` in class order, each with `batch_id` and sealed when the class
+/// stores seal (they share one keyring). The canonical size limit applies to the request as a
+/// whole, as without classes.
+pub fn prepare_classes(
+    body: &[u8],
+    format: WireFormat,
+    encoding: BodyEncoding,
+    limits: Limits,
+    received_unix_nano: u64,
+    batch_id: Option<BatchId>,
+    routes: &ClassRoutes,
+) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
+    let keyring = routes.default_handle().and_then(|h| h.keyring().cloned());
+    let req = decode(body, format, encoding, limits)?;
+    let max_raw = max_raw_bytes(limits);
+    let mut builders: Vec<Option<FrameBuilder>> = Vec::new();
+    builders.resize_with(routes.names().len(), || None);
+    let mut raw = Counter(0);
+    canonical::for_each_record(&req, received_unix_nano, |r| {
+        serde_json::to_writer(&mut raw, &r).map_err(|e| BuildError::Io(e.into()))?;
+        raw.0 += 1; // the newline
+        if raw.0 > max_raw {
+            return Err(BuildError::TooLarge { limit: max_raw });
+        }
+        let slot = builders
+            .get_mut(routes.classify(&r))
+            .ok_or(BuildError::Overflow("no such retention class"))?;
+        let builder = match slot {
+            Some(b) => b,
+            None => slot.insert(FrameBuilder::with_encryption(
+                max_raw,
+                batch_id.clone(),
+                keyring.clone(),
+            )?),
+        };
+        builder.push(&r)
+    })
+    .map_err(too_large)?;
+    let mut frames = Vec::new();
+    for (i, b) in builders.into_iter().enumerate() {
+        if let Some(b) = b {
+            frames.push((i, b.finish().map_err(too_large)?));
+        }
+    }
+    Ok(frames)
 }
 
 fn now_unix_nano() -> u64 {
@@ -277,6 +368,36 @@ pub async fn export_logs(State(state): State<AppState>, req: Request) -> Respons
     }
 }
 
+/// Reads the whole body (the router's body limit applies).
+async fn read_body(req: Request, limits: Limits) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, &()).await.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::TooLarge(format!(
+                "request body exceeds max_body_bytes ({} bytes)",
+                limits.max_body_bytes
+            ))
+        }
+        other => ApiError::Malformed(format!("cannot read the request body: {other}")),
+    })
+}
+
+/// The 503 for a batch not confirmed within the ack timeout.
+fn not_confirmed(ack_timeout: Duration, batch_id: Option<&BatchId>) -> ApiError {
+    ApiError::Unavailable {
+        message: format!(
+            "the batch was not confirmed on disk within {} ms and is not acknowledged; it may \
+             still be stored: retry it{}",
+            ack_timeout.as_millis(),
+            if batch_id.is_some() {
+                " with the same meshlog-batch-id"
+            } else {
+                ""
+            }
+        ),
+        retry_after: RETRY_AFTER_BUSY_SECS,
+    }
+}
+
 async fn handle(
     state: AppState,
     req: Request,
@@ -294,17 +415,7 @@ async fn handle(
     // Before buffering the body: a full queue refuses at once.
     state.store.check_room()?;
     let limits = state.limits;
-    let body = Bytes::from_request(req, &state)
-        .await
-        .map_err(|e| match e {
-            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
-                ApiError::TooLarge(format!(
-                    "request body exceeds max_body_bytes ({} bytes)",
-                    limits.max_body_bytes
-                ))
-            }
-            other => ApiError::Malformed(format!("cannot read the request body: {other}")),
-        })?;
+    let body = read_body(req, limits).await?;
     let reservation = state.store.reserve(body.len() as u64)?;
     let id = batch_id.clone();
     let keyring = state.store.keyring().cloned();
@@ -322,19 +433,7 @@ async fn handle(
         state.store.append_reserved(frame, reservation),
     )
     .await
-    .map_err(|_| ApiError::Unavailable {
-        message: format!(
-            "the batch was not confirmed on disk within {} ms and is not acknowledged; it may \
-             still be stored: retry it{}",
-            state.ack_timeout.as_millis(),
-            if batch_id.is_some() {
-                " with the same meshlog-batch-id"
-            } else {
-                ""
-            }
-        ),
-        retry_after: RETRY_AFTER_BUSY_SECS,
-    })??;
+    .map_err(|_| not_confirmed(state.ack_timeout, batch_id.as_ref()))??;
     match appended {
         Appended::Stored(loc) => {
             tracing::debug!(
@@ -354,6 +453,104 @@ async fn handle(
             Ok(success(format, true))
         }
     }
+}
+
+/// The `POST /v1/logs` handler with retention classes.
+pub async fn export_logs_classed(State(state): State<ClassedState>, req: Request) -> Response {
+    let received = now_unix_nano();
+    let format = match wire_format(req.headers()) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    match handle_classed(state, req, format, received).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response_as(format),
+    }
+}
+
+async fn handle_classed(
+    state: ClassedState,
+    req: Request,
+    format: WireFormat,
+    received: u64,
+) -> Result<Response, ApiError> {
+    let encoding = body_encoding(req.headers())?;
+    let batch_id = batch_id(req.headers())?;
+    let handles = state.routes.handles();
+    let Some(default) = state.routes.default_handle() else {
+        return Err(ApiError::Storage("no retention class is open".into()));
+    };
+    if let Some(id) = &batch_id
+        && handles.iter().all(|h| h.is_stored(id))
+    {
+        tracing::debug!(batch_id = %id, "batch already stored; answering as a duplicate");
+        return Ok(success(format, true));
+    }
+    for h in handles {
+        h.check_room()?;
+    }
+    let limits = state.limits;
+    let body = read_body(req, limits).await?;
+    let reservation = default.reserve(body.len() as u64)?;
+    let id = batch_id.clone();
+    let routes = state.routes.clone();
+    let frames = tokio::task::spawn_blocking(move || {
+        prepare_classes(&body, format, encoding, limits, received, id, &routes)
+    })
+    .await
+    .map_err(|e| ApiError::Storage(format!("decoding task failed: {e}")))??;
+    drop(reservation);
+    if frames.is_empty() {
+        return Ok(success(format, false));
+    }
+    // Every class's frame goes to its writer at once: one fsync wait, not one per class.
+    let mut pending = Vec::with_capacity(frames.len());
+    for (class, frame) in frames {
+        let Some(h) = handles.get(class).cloned() else {
+            return Err(ApiError::Storage(format!("no retention class {class}")));
+        };
+        let records = frame.records();
+        pending.push((
+            class,
+            records,
+            tokio::spawn(async move { h.append(frame).await }),
+        ));
+    }
+    let results = tokio::time::timeout(state.ack_timeout, async {
+        let mut out = Vec::with_capacity(pending.len());
+        for (class, records, task) in pending {
+            let r = task
+                .await
+                .map_err(|e| ApiError::Storage(format!("storing task failed: {e}")))?;
+            out.push((class, records, r));
+        }
+        Ok::<_, ApiError>(out)
+    })
+    .await
+    .map_err(|_| not_confirmed(state.ack_timeout, batch_id.as_ref()))??;
+    let mut all_duplicate = true;
+    for (class, records, r) in results {
+        let class = state.routes.names().get(class).map_or("?", String::as_str);
+        match r? {
+            Appended::Stored(loc) => {
+                all_duplicate = false;
+                tracing::debug!(
+                    class,
+                    records,
+                    segment = loc.segment,
+                    offset = loc.offset,
+                    batch_id = batch_id.as_ref().map(BatchId::as_str),
+                    "batch part stored"
+                );
+            }
+            Appended::Duplicate => tracing::debug!(
+                class,
+                batch_id = batch_id.as_ref().map(BatchId::as_str),
+                "batch part already stored"
+            ),
+        }
+    }
+    Ok(success(format, all_duplicate))
 }
 
 #[cfg(test)]

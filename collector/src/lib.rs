@@ -7,7 +7,9 @@
 //! full disk refused without damage, payloads sealed when encryption at rest is configured),
 //! and [`cli`] wires it into the `meshlog` binary.
 //! [`integrity`] holds the building blocks for a tamper-evident, encrypted store: Merkle tree and
-//! proofs, signed checkpoints, key files and per-batch encryption.
+//! proofs, signed checkpoints, key files and per-batch encryption. [`retention`] splits records
+//! into retention classes (one store each), deletes expired segments with a signed receipt,
+//! and honours legal holds.
 
 pub mod canonical;
 pub mod cli;
@@ -15,11 +17,12 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod integrity;
+pub mod retention;
 pub mod store;
 
 pub use config::Config;
 pub use error::{ApiError, WireFormat};
-pub use ingest::{AppState, Limits};
+pub use ingest::{AppState, ClassedState, Limits};
 pub use store::{Store, StoreError, StoreHandle, StoreOptions};
 
 use axum::Router;
@@ -31,6 +34,16 @@ pub fn app(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
     Router::new()
         .route("/v1/logs", post(ingest::export_logs))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Like [`app`], with each request's records split into retention classes, one store each.
+pub fn classed_app(state: ClassedState) -> Router {
+    let limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/logs", post(ingest::export_logs_classed))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -2,13 +2,15 @@
 //! the real `meshlog` binary for serve / query / signals / exit codes. One test binary: this
 //! file holds the shared helpers and the ingest/store basics; [`durability`] holds "nothing
 //! acknowledged is ever lost": batch ids, backpressure, full disk, old frames, kill -9;
-//! [`encryption`] holds encryption at rest: nothing in plain on disk, key errors, rotation.
+//! [`encryption`] holds encryption at rest: nothing in plain on disk, key errors, rotation;
+//! [`retention`] holds retention classes, the sweeper, deletion receipts and legal holds.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
 mod durability;
 mod encryption;
+mod retention;
 
 use axum::Router;
 use axum::body::Body;

@@ -195,6 +195,18 @@ impl StoreHandle {
             .map_err(|_| StoreError::Closed)?;
         Ok(rx.await.map_err(|_| StoreError::Closed)??)
     }
+
+    /// Closes the active segment once every frame queued before this call is written, if it
+    /// holds any, and starts the next one; returns the closed segment's sequence number (`None`
+    /// when the active segment was empty). Retention uses it so a quiet store's data can expire
+    /// whole.
+    pub async fn rotate(&self) -> Result<Option<u64>, StoreError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(writer::Msg::Rotate(ack))
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx.await.map_err(|_| StoreError::Closed)??)
+    }
 }
 
 impl Store {
@@ -275,8 +287,9 @@ impl Store {
     }
 }
 
-/// Takes the exclusive lock on `DATA_DIR/LOCK` and writes our pid into it.
-fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+/// Takes the exclusive lock on `DATA_DIR/LOCK` and writes our pid into it; held while the
+/// returned file is open.
+pub fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
     let path = data_dir.join(LOCK_FILE);
     let io = |what: &str| {
         let context = format!("{what} {}", path.display());
@@ -629,6 +642,33 @@ mod tests {
             .map(|r| r["i"].as_u64().unwrap())
             .collect();
         assert_eq!(records, [2], "the plain frame was not stored");
+    }
+
+    #[test]
+    fn rotate_closes_a_segment_with_frames_and_keeps_an_empty_one() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path(), StoreOptions::default()).unwrap();
+        let h = store.handle();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            rt.block_on(h.rotate()).unwrap(),
+            None,
+            "empty: nothing to close"
+        );
+        let stored = |i| match rt.block_on(h.append(frame(&[i]))).unwrap() {
+            Appended::Stored(loc) => loc.segment,
+            Appended::Duplicate => panic!("no batch id"),
+        };
+        assert_eq!(stored(0), 1);
+        assert_eq!(rt.block_on(h.rotate()).unwrap(), Some(1));
+        assert_eq!(rt.block_on(h.rotate()).unwrap(), None);
+        assert_eq!(stored(1), 2);
+        store.close().unwrap();
+        let segs = reader::list_segments(&d.path().join(SEGMENTS_DIR)).unwrap();
+        assert_eq!(segs.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(ids(d.path()), vec![0, 1]);
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub enum Msg {
     },
     /// Finish everything queued before this message, then stop.
     Close,
+    /// Finish everything queued before this message, then close the active segment if it holds
+    /// a frame and start the next one (retention expires closed segments only). Answers with
+    /// the closed segment's sequence number, `None` when the active one was empty.
+    Rotate(oneshot::Sender<Result<Option<u64>, WriteError>>),
 }
 
 /// The segment being appended to.
@@ -310,10 +314,12 @@ impl Writer {
     pub fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         while let Some(first) = rx.blocking_recv() {
             let mut close = false;
+            let mut rotate = None;
             let mut group = Vec::new();
             let mut bytes = 0;
             match first {
                 Msg::Close => close = true,
+                Msg::Rotate(ack) => rotate = Some(ack),
                 Msg::Write {
                     frame,
                     ack,
@@ -323,7 +329,11 @@ impl Writer {
                     group.push((frame, ack, reservation));
                 }
             }
-            while !close && group.len() < MAX_GROUP_FRAMES && bytes < MAX_GROUP_BYTES {
+            while !close
+                && rotate.is_none()
+                && group.len() < MAX_GROUP_FRAMES
+                && bytes < MAX_GROUP_BYTES
+            {
                 match rx.try_recv() {
                     Ok(Msg::Write {
                         frame,
@@ -334,6 +344,7 @@ impl Writer {
                         group.push((frame, ack, reservation));
                     }
                     Ok(Msg::Close) => close = true,
+                    Ok(Msg::Rotate(ack)) => rotate = Some(ack),
                     Err(_) => break,
                 }
             }
@@ -341,6 +352,9 @@ impl Writer {
                 self.write_one(frame, ack, reservation);
             }
             self.commit();
+            if let Some(ack) = rotate {
+                let _ = ack.send(self.rotate());
+            }
             if close {
                 break;
             }
@@ -440,6 +454,23 @@ impl Writer {
                 self.roll_back(offset);
             }
         }
+    }
+
+    /// Closes the active segment if it holds a frame and starts the next one; called right
+    /// after a commit, so the closed segment is synced (only the newest may have a torn tail).
+    fn rotate(&mut self) -> Result<Option<u64>, WriteError> {
+        if let Some(why) = &self.poisoned {
+            return Err(WriteError::other(format!("store is unusable: {why}")));
+        }
+        self.finish_rollback()?;
+        if self.active.len <= SEGMENT_HEADER_LEN {
+            return Ok(None);
+        }
+        let next = create_segment(&self.segments_dir, self.active.seq + 1)
+            .map_err(|e| WriteError::io("creating a segment", &e))?;
+        tracing::info!(segment = %next.path.display(), "rotated to a new segment on request");
+        let closed = std::mem::replace(&mut self.active, next);
+        Ok(Some(closed.seq))
     }
 
     /// Makes everything written durable and answers the waiting requests.
