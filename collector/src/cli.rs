@@ -5,9 +5,10 @@
 //! requests finish (each is answered only after its fsync), then stops the writer. Since every
 //! 200 already implies an fsync, even a forced stop loses nothing acknowledged.
 
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{Config, ConfigError, IntegrityConfig, Overrides};
 use crate::ingest::{AppState, Limits};
 use crate::integrity::keys::{self, KeyFileError, SignerKey};
+use crate::integrity::leaves::IntegrityOptions;
 use crate::store::reader::{self, ReadError};
 use crate::store::{Store, StoreError, StoreOptions};
 use clap::{ArgGroup, Args, Parser, Subcommand};
@@ -226,6 +227,7 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
             max_queue_bytes: cfg.max_queue_bytes,
             dedup_window: cfg.dedup_window_batches,
             pause: None,
+            integrity: integrity_options(&cfg.integrity)?,
         },
     )?;
     let state = AppState {
@@ -244,6 +246,33 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
     closed?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads the signing key, if configured.
+fn integrity_options(cfg: &IntegrityConfig) -> Result<IntegrityOptions, RunError> {
+    let signer = match &cfg.signing_key {
+        Some(path) => {
+            let key = keys::read_signer_key(path)?;
+            tracing::info!(
+                key = %format_args!("{}+{:08x}", key.name(), key.key_id()),
+                interval_s = cfg.checkpoint_interval_s,
+                "signing checkpoints"
+            );
+            Some(std::sync::Arc::new(key))
+        }
+        None => {
+            tracing::warn!(
+                "no checkpoint signing key configured ([integrity] signing_key): frames are \
+                 chained and hashed, but no checkpoint is signed, so rewriting the whole store \
+                 would go unnoticed"
+            );
+            None
+        }
+    };
+    Ok(IntegrityOptions {
+        signer,
+        checkpoint_interval: Duration::from_secs(cfg.checkpoint_interval_s),
+    })
 }
 
 async fn run_server(listen: SocketAddr, state: AppState) -> Result<(), RunError> {

@@ -33,9 +33,14 @@ pub const MAX_ACK_TIMEOUT_MS: i64 = 600_000;
 pub const MIN_DEDUP_WINDOW: i64 = 1000;
 /// Largest accepted dedup window, batch ids (about 5 GiB of memory when full).
 pub const MAX_DEDUP_WINDOW: i64 = 100_000_000;
+/// Shortest accepted checkpoint interval, seconds.
+pub const MIN_CHECKPOINT_INTERVAL_S: i64 = 1;
+/// Longest accepted checkpoint interval, seconds (one day).
+pub const MAX_CHECKPOINT_INTERVAL_S: i64 = 86_400;
 
-const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, listen, \
+const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, integrity, listen, \
                           max_body_bytes, max_decoded_bytes, max_queue_bytes, segment_max_bytes";
+const KNOWN_INTEGRITY_KEYS: &str = "checkpoint_interval_s, signing_key";
 
 /// The collector's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +77,30 @@ pub struct Config {
     /// retry older than the window is stored again. Default 2000000 (3 h 20 min at 10,000
     /// batches a minute; about 100 MiB).
     pub dedup_window_batches: usize,
+    /// `[integrity]`: signed checkpoints of the store's Merkle tree.
+    pub integrity: IntegrityConfig,
+}
+
+/// The `[integrity]` table. Every frame is chained and hashed into the Merkle tree whatever
+/// this says; it decides whether (and how often) the tree's root is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrityConfig {
+    /// `signing_key`: the checkpoint signing key file written by `meshlog keygen --out DIR`
+    /// (`DIR/signing.key`), read at start. Without it no checkpoint is signed and `meshlog
+    /// verify` can check the store's internal consistency only. Default: none.
+    pub signing_key: Option<PathBuf>,
+    /// `checkpoint_interval_s`: seconds between signed checkpoints (written also when no batch
+    /// arrived, and at start and shutdown), 1 to 86400. Default 60.
+    pub checkpoint_interval_s: u64,
+}
+
+impl Default for IntegrityConfig {
+    fn default() -> Self {
+        IntegrityConfig {
+            signing_key: None,
+            checkpoint_interval_s: 60,
+        }
+    }
 }
 
 impl Default for Config {
@@ -85,6 +114,7 @@ impl Default for Config {
             max_queue_bytes: 64 << 20,
             ack_timeout_ms: 15_000,
             dedup_window_batches: 2_000_000,
+            integrity: IntegrityConfig::default(),
         }
     }
 }
@@ -223,6 +253,10 @@ impl Config {
                     Ok(v) => cfg.dedup_window_batches = v as usize,
                     Err(r) => bad(key, r),
                 },
+                "integrity" => match value.as_table() {
+                    Some(t) => integrity_table(t, &mut cfg.integrity, &mut bad),
+                    None => bad(key, expected("a table ([integrity])", value)),
+                },
                 _ => bad(key, format!("unknown key (known: {KNOWN_KEYS})")),
             }
         }
@@ -255,6 +289,36 @@ impl Config {
             self.listen = l;
         }
         self
+    }
+}
+
+/// Reads the `[integrity]` table into `cfg`, reporting problems as `integrity.<key>`.
+fn integrity_table(
+    table: &toml::Table,
+    cfg: &mut IntegrityConfig,
+    bad: &mut impl FnMut(&str, String),
+) {
+    for (key, value) in table {
+        let full = format!("integrity.{key}");
+        match key.as_str() {
+            "signing_key" => match value.as_str() {
+                Some(s) if !s.is_empty() => cfg.signing_key = Some(PathBuf::from(s)),
+                _ => bad(
+                    &full,
+                    expected("a non-empty string (a key file path)", value),
+                ),
+            },
+            "checkpoint_interval_s" => {
+                match int_in(value, MIN_CHECKPOINT_INTERVAL_S, MAX_CHECKPOINT_INTERVAL_S) {
+                    Ok(v) => cfg.checkpoint_interval_s = v as u64,
+                    Err(r) => bad(&full, r),
+                }
+            }
+            _ => bad(
+                &full,
+                format!("unknown key (known: {KNOWN_INTEGRITY_KEYS})"),
+            ),
+        }
     }
 }
 
@@ -314,6 +378,18 @@ mod tests {
         assert_eq!(d.max_queue_bytes, 64 * 1024 * 1024);
         assert_eq!(d.ack_timeout_ms, 15_000);
         assert_eq!(d.dedup_window_batches, 2_000_000);
+        assert_eq!(d.integrity.signing_key, None);
+        assert_eq!(d.integrity.checkpoint_interval_s, 60);
+        assert_eq!(
+            std::time::Duration::from_secs(d.integrity.checkpoint_interval_s),
+            crate::integrity::leaves::DEFAULT_CHECKPOINT_INTERVAL,
+            "one default"
+        );
+        let p = problems("integrity = 3\n");
+        assert_eq!(
+            p[0].to_string(),
+            "integrity: expected a table ([integrity]), got the integer 3"
+        );
         assert_eq!(
             d.dedup_window_batches,
             crate::store::DEFAULT_DEDUP_WINDOW,
@@ -338,6 +414,10 @@ mod tests {
             max_queue_bytes = 1048576
             ack_timeout_ms = 250
             dedup_window_batches = 5000
+
+            [integrity]
+            signing_key = "/etc/meshlog/keys/signing.key"
+            checkpoint_interval_s = 5
             "#,
         )
         .unwrap();
@@ -352,6 +432,10 @@ mod tests {
                 max_queue_bytes: 1 << 20,
                 ack_timeout_ms: 250,
                 dedup_window_batches: 5000,
+                integrity: IntegrityConfig {
+                    signing_key: Some("/etc/meshlog/keys/signing.key".into()),
+                    checkpoint_interval_s: 5,
+                },
             }
         );
     }
@@ -369,6 +453,10 @@ mod tests {
             max_queue_bytes = 1024
             ack_timeout_ms = "15s"
             dedup_window_batches = -1
+            [integrity]
+            signing_key = ""
+            checkpoint_interval_s = 0
+            sign = true
             "#,
         );
         let got: Vec<String> = p.iter().map(Problem::to_string).collect();
@@ -377,9 +465,13 @@ mod tests {
             vec![
                 "ack_timeout_ms: expected an integer from 100 to 600000, got \"15s\"",
                 "bogus: unknown key (known: ack_timeout_ms, data_dir, dedup_window_batches, \
-                 listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, segment_max_bytes)",
+                 integrity, listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, \
+                 segment_max_bytes)",
                 "data_dir: expected a non-empty string (a directory path), got the integer 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
+                "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
+                "integrity.sign: unknown key (known: checkpoint_interval_s, signing_key)",
+                "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got \"localhost\"",
                 "max_body_bytes: expected an integer from 1024 to 1073741824, got \"16MiB\"",
                 "max_decoded_bytes: expected an integer from 1024 to 1073741824, got 0",

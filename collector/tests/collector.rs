@@ -726,12 +726,18 @@ async fn a_torn_tail_is_cut_at_the_last_good_frame_and_writing_continues() {
 
 #[tokio::test]
 async fn a_flipped_byte_in_the_last_frame_is_cut_and_earlier_frames_survive() {
-    for (what, at) in [("payload", 30u64), ("header", 9)] {
+    for what in ["payload", "header"] {
         let (dir, frames) = five_frames().await;
         let seg = seg1(dir.path());
         let mut bytes = std::fs::read(&seg).unwrap();
-        let (last_start, _) = frames[4];
-        bytes[(last_start + at) as usize] ^= 0x01;
+        let (last_start, last_end) = frames[4];
+        // 5 bytes before its end is inside the payload; byte 9 is the payload length.
+        let at = if what == "payload" {
+            last_end - 5
+        } else {
+            last_start + 9
+        };
+        bytes[at as usize] ^= 0x01;
         std::fs::write(&seg, &bytes).unwrap();
         // The reader already refuses to show the damaged frame...
         assert_eq!(ids(dir.path()), ["b0", "b1", "b2", "b3"], "{what}");
@@ -1078,7 +1084,7 @@ fn usage_config_and_damage_errors_have_distinct_exit_codes() {
         bytes.extend_from_slice(frame.bytes());
         bytes.extend_from_slice(frame.bytes());
         if seq == 1 {
-            let at = 8 + frame.bytes().len() + 30;
+            let at = 8 + 2 * frame.bytes().len() - 5;
             bytes[at] ^= 0xff; // payload of the second frame
         }
         std::fs::write(segs.join(segment_file_name(seq)), bytes).unwrap();

@@ -68,6 +68,8 @@
 //! hidden: a frame's length still reveals how well its batch compressed.
 
 pub mod checkpoint;
+pub mod checkpoint_log;
 pub mod keys;
+pub mod leaves;
 pub mod merkle;
 pub mod seal;

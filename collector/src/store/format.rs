@@ -39,6 +39,12 @@
 //! | type | name | value |
 //! |---|---|---|
 //! | `0x0001` | batch id | the sender's `meshlog-batch-id`: 1 to 128 bytes of visible ASCII |
+//! | `0x0010` | chain | 40 bytes: the frame's Merkle leaf index (u64) and the leaf hash of the frame before it (32 bytes; zeros for leaf 0) |
+//!
+//! The chain entry (see `integrity/mod.rs`) is reserved by [`FrameBuilder`] with a zero value
+//! and filled in by the writer, which alone knows the frame's place in the log
+//! ([`EncodedFrame::stamp_chain`]); the header CRC is recomputed then. Its length never changes,
+//! so stamping moves no byte of the payload.
 //!
 //! Frame, version 1 (written before batch ids; still read): a 24-byte header, bytes 0..20 as
 //! above with version 1, then 20..24 the CRC32 of bytes 0..20. No extensions.
@@ -75,6 +81,10 @@ const KNOWN_FLAGS: u16 = FLAG_ZSTD;
 pub const EXT_CRITICAL: u16 = 0x8000;
 /// Extension type: the batch id.
 pub const EXT_BATCH_ID: u16 = 0x0001;
+/// Extension type: the hash chain (leaf index and previous leaf hash), not critical.
+pub const EXT_CHAIN: u16 = 0x0010;
+/// Length of the chain entry's value: leaf index (8) and previous leaf hash (32).
+pub const CHAIN_VALUE_LEN: usize = 40;
 /// zstd level: level 3 is zstd's default, a good ratio at a cost far below the fsync.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -201,6 +211,61 @@ impl Damage {
 pub struct Extensions {
     /// The batch id the frame was sent with (`meshlog-batch-id`).
     pub batch_id: Option<BatchId>,
+    /// The frame's place in the hash chain (frames written before the chain have none).
+    pub chain: Option<Chain>,
+}
+
+/// A frame's link in the store's hash chain: its Merkle leaf index and the leaf hash
+/// (RFC 6962, `SHA-256(0x00 || frame bytes)`) of the frame written just before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// Leaf index: frames counted from the first ever written, from 0.
+    pub leaf_index: u64,
+    /// Leaf hash of the previous frame; all zeros for leaf 0.
+    pub prev_leaf: [u8; 32],
+}
+
+impl Chain {
+    /// The value a frame carries until the writer stamps it.
+    pub const PLACEHOLDER: Chain = Chain {
+        leaf_index: 0,
+        prev_leaf: [0; 32],
+    };
+
+    /// The entry's value bytes.
+    pub fn encode(&self) -> [u8; CHAIN_VALUE_LEN] {
+        let mut v = [0u8; CHAIN_VALUE_LEN];
+        v[..8].copy_from_slice(&self.leaf_index.to_le_bytes());
+        v[8..].copy_from_slice(&self.prev_leaf);
+        v
+    }
+
+    /// Parses an entry's value; `None` unless it is exactly [`CHAIN_VALUE_LEN`] bytes.
+    pub fn decode(value: &[u8]) -> Option<Chain> {
+        let v: &[u8; CHAIN_VALUE_LEN] = value.try_into().ok()?;
+        let (index, prev) = v.split_at(8);
+        Some(Chain {
+            leaf_index: u64::from_le_bytes(index.try_into().ok()?),
+            prev_leaf: prev.try_into().ok()?,
+        })
+    }
+}
+
+/// Finds the entry of type `ty` in an extension area: the byte range of its value within
+/// `area`. Walks entries generically (unknown and critical ones included), so it works on any
+/// header whose CRC matched, also one this build cannot fully decode.
+pub fn find_entry(area: &[u8], ty: u16) -> Option<std::ops::Range<usize>> {
+    let mut at = 0usize;
+    while let (Some(t), Some(l)) = (area.get(at..at + 2), area.get(at + 2..at + 4)) {
+        let len = usize::from(u16::from_le_bytes([l[0], l[1]]));
+        let value = at + 4..at + 4 + len;
+        area.get(value.clone())?;
+        if u16::from_le_bytes([t[0], t[1]]) == ty {
+            return Some(value);
+        }
+        at = value.end;
+    }
+    None
 }
 
 impl Extensions {
@@ -209,6 +274,9 @@ impl Extensions {
         let mut out = Vec::new();
         if let Some(id) = &self.batch_id {
             push_entry(&mut out, EXT_BATCH_ID, id.as_bytes());
+        }
+        if let Some(chain) = &self.chain {
+            push_entry(&mut out, EXT_CHAIN, &chain.encode());
         }
         out
     }
@@ -242,6 +310,14 @@ impl Extensions {
                     let id = BatchId::parse(value)
                         .map_err(|e: BatchIdError| bad(format!("batch id {e}")))?;
                     ext.batch_id = Some(id);
+                }
+                EXT_CHAIN => {
+                    let chain = Chain::decode(value).ok_or_else(|| {
+                        bad(format!(
+                            "chain entry is {len} bytes, expected {CHAIN_VALUE_LEN}"
+                        ))
+                    })?;
+                    ext.chain = Some(chain);
                 }
                 t if t & EXT_CRITICAL != 0 => return Err(Damage::UnknownExtension(t)),
                 // Unknown and not critical: written by a newer build, safe to ignore.
@@ -367,6 +443,7 @@ impl FrameHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
     bytes: Vec<u8>,
+    header_len: usize,
     records: u32,
     batch_id: Option<BatchId>,
 }
@@ -385,6 +462,28 @@ impl EncodedFrame {
     /// The batch id in the frame's header, if any.
     pub fn batch_id(&self) -> Option<&BatchId> {
         self.batch_id.as_ref()
+    }
+
+    /// Writes `chain` into the frame's reserved chain entry and recomputes the header CRC (the
+    /// writer's job: only it knows the frame's place in the log). False, changing nothing, if
+    /// the frame has no chain entry.
+    pub fn stamp_chain(&mut self, chain: Chain) -> bool {
+        let crc_at = self.header_len.saturating_sub(4);
+        let Some(area) = self.bytes.get_mut(FRAME_V2_FIXED_LEN - 4..crc_at) else {
+            return false;
+        };
+        let Some(value) = find_entry(area, EXT_CHAIN).and_then(|r| area.get_mut(r)) else {
+            return false;
+        };
+        if value.len() != CHAIN_VALUE_LEN {
+            return false;
+        }
+        value.copy_from_slice(&chain.encode());
+        let crc = crc32fast::hash(self.bytes.get(..crc_at).unwrap_or_default());
+        if let Some(c) = self.bytes.get_mut(crc_at..self.header_len) {
+            c.copy_from_slice(&crc.to_le_bytes());
+        }
+        true
     }
 }
 
@@ -430,7 +529,11 @@ impl FrameBuilder {
     /// A builder that refuses more than `max_raw_bytes` of uncompressed NDJSON and writes
     /// `batch_id` into the frame header.
     pub fn new(max_raw_bytes: u64, batch_id: Option<BatchId>) -> Result<Self, BuildError> {
-        let extensions = Extensions { batch_id };
+        // The chain entry is reserved now and stamped by the writer.
+        let extensions = Extensions {
+            batch_id,
+            chain: Some(Chain::PLACEHOLDER),
+        };
         let header_len = FRAME_V2_FIXED_LEN + extensions.encode().len();
         // Room for the header up front: the payload is compressed in place after it.
         let out = vec![0u8; header_len];
@@ -489,6 +592,7 @@ impl FrameBuilder {
         }
         Ok(EncodedFrame {
             bytes,
+            header_len: self.header_len,
             records: self.records,
             batch_id: header.extensions.batch_id,
         })
@@ -537,7 +641,10 @@ mod tests {
             payload_len: 1234,
             record_count: 7,
             payload_crc: 0xdead_beef,
-            extensions: Extensions { batch_id },
+            extensions: Extensions {
+                batch_id,
+                chain: None,
+            },
         }
     }
 
@@ -707,6 +814,65 @@ mod tests {
             assert_eq!(lines.len(), 3);
             assert_eq!(lines[2], r#"{"i":2,"s":"x\ny"}"#);
         }
+    }
+
+    #[test]
+    fn the_writer_stamps_the_reserved_chain_entry_in_place() {
+        let recs: Vec<_> = (0..2).map(rec).collect();
+        let mut f = encode_frame_with_id(&recs, Some(id("vm:1-2"))).unwrap();
+        let before = f.bytes().to_vec();
+        let prefix: [u8; FRAME_HEADER_PREFIX_LEN] =
+            before[..FRAME_HEADER_PREFIX_LEN].try_into().unwrap();
+        let hlen = frame_header_len(&prefix).unwrap();
+        assert_eq!(hlen, FRAME_V2_FIXED_LEN + (4 + 6) + (4 + CHAIN_VALUE_LEN));
+        let h = decode(&before[..hlen]).unwrap();
+        assert_eq!(
+            h.extensions.chain,
+            Some(Chain::PLACEHOLDER),
+            "reserved, zero"
+        );
+        let chain = Chain {
+            leaf_index: 0x0102_0304_0506_0708,
+            prev_leaf: [0xab; 32],
+        };
+        assert!(f.stamp_chain(chain));
+        let after = f.bytes();
+        assert_eq!(after.len(), before.len(), "same length: nothing moved");
+        assert_eq!(&after[hlen..], &before[hlen..], "payload untouched");
+        let h2 = decode(&after[..hlen]).unwrap();
+        assert_eq!(h2.extensions.chain, Some(chain));
+        assert_eq!(h2.extensions.batch_id, Some(id("vm:1-2")));
+        assert_eq!(
+            h2.payload_crc, h.payload_crc,
+            "only the chain and the header CRC change"
+        );
+        let area = &after[FRAME_V2_FIXED_LEN - 4..hlen - 4];
+        let r = find_entry(area, EXT_CHAIN).unwrap();
+        assert_eq!(&area[r.start..r.start + 8], &chain.leaf_index.to_le_bytes());
+        assert_eq!(find_entry(area, 0x7777), None);
+        // A frame without the entry (built by hand) is left alone.
+        let mut plain = EncodedFrame {
+            bytes: header(None).encode(),
+            header_len: FRAME_V2_FIXED_LEN,
+            records: 0,
+            batch_id: None,
+        };
+        let copy = plain.bytes.clone();
+        assert!(!plain.stamp_chain(chain));
+        assert_eq!(plain.bytes, copy);
+    }
+
+    #[test]
+    fn a_chain_entry_of_the_wrong_length_is_malformed() {
+        let mut area = Vec::new();
+        push_entry(&mut area, EXT_CHAIN, &[0; 39]);
+        let err = decode(&raw_v2(FRAME_VERSION, FLAG_ZSTD, &area)).unwrap_err();
+        assert!(!err.is_torn(), "{err}");
+        assert!(
+            err.to_string()
+                .contains("chain entry is 39 bytes, expected 40"),
+            "{err}"
+        );
     }
 
     #[test]
