@@ -1,5 +1,11 @@
 //! The command line: `meshlog serve` runs the collector, `meshlog query` prints the store,
-//! `meshlog keygen` creates keys for signed checkpoints and encryption at rest.
+//! `meshlog keygen` creates keys for signed checkpoints and encryption at rest, `meshlog
+//! verify` checks the store's integrity, `meshlog prove` and `meshlog verify-proof` make and
+//! check inclusion and consistency proofs.
+//!
+//! Exit status: 0 success (for `verify` and `verify-proof`: intact, valid), 1 a runtime error
+//! or, for `verify` and `verify-proof`, not intact / not valid, 2 a usage error (bad flags, a
+//! data directory or key file that is not there or not a key).
 //!
 //! `serve` shuts down gracefully on SIGTERM or Ctrl-C: it stops accepting, lets in-flight
 //! requests finish (each is answered only after its fsync), then stops the writer. Since every
@@ -7,12 +13,18 @@
 
 use crate::config::{Config, ConfigError, IntegrityConfig, Overrides};
 use crate::ingest::{AppState, Limits};
+use crate::integrity;
+use crate::integrity::keys::VerifierKey;
 use crate::integrity::keys::{self, KeyFileError, SignerKey};
 use crate::integrity::leaves::IntegrityOptions;
+use crate::integrity::proof::{self, ProofError, ProveError, RecordSel};
+use crate::integrity::scan::ScanError;
 use crate::store::reader::{self, ReadError};
 use crate::store::{Store, StoreError, StoreOptions};
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, BufWriter, Write};
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -42,6 +54,57 @@ pub enum Command {
     /// Create the checkpoint signing key pair (--out), or add a data-encryption key
     /// (--data-key).
     Keygen(KeygenArgs),
+    /// Check the store: every frame, the hash chain, the Merkle tree and every signed
+    /// checkpoint; name every problem (exit 0 intact, 1 not).
+    Verify(VerifyArgs),
+    /// Print a JSON proof that a record is in the signed log, or a consistency proof between
+    /// two checkpoints.
+    Prove(ProveArgs),
+    /// Check a proof printed by `meshlog prove` with the public key alone (exit 0 valid, 1 not).
+    VerifyProof(VerifyProofArgs),
+}
+
+/// `meshlog verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Data directory to check.
+    #[arg(long, value_name = "DIR", default_value = "./meshlog-data")]
+    pub data_dir: PathBuf,
+    /// Verifier key file (`verifier.pub` from `meshlog keygen`) to check checkpoint signatures
+    /// with; repeat for keys used before a rotation. Take it from where you keep it, never from
+    /// the data directory. Without one, signatures are not checked.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Vec<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `meshlog prove` options.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["record", "consistency"])))]
+pub struct ProveArgs {
+    /// Data directory.
+    #[arg(long, value_name = "DIR", default_value = "./meshlog-data")]
+    pub data_dir: PathBuf,
+    /// The record: VM_ID:SEQUENCE (its resource.meshlog.vm.id and meshlog.sequence, as
+    /// `meshlog query` prints them) or LEAF/LINE (line, from 1, of the frame that is leaf LEAF).
+    #[arg(value_name = "RECORD", value_parser = clap::value_parser!(RecordSel))]
+    pub record: Option<RecordSel>,
+    /// Prove that the checkpoint of OLD_SIZE leaves is a prefix of the one of NEW_SIZE.
+    #[arg(long, num_args = 2, value_names = ["OLD_SIZE", "NEW_SIZE"])]
+    pub consistency: Option<Vec<u64>>,
+}
+
+/// `meshlog verify-proof` options.
+#[derive(Debug, Args)]
+pub struct VerifyProofArgs {
+    /// Verifier key file (`verifier.pub`); repeat for several.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub public_key: Vec<PathBuf>,
+    /// The proof (JSON from `meshlog prove`); `-` reads stdin.
+    #[arg(value_name = "PROOF")]
+    pub proof: PathBuf,
 }
 
 /// `meshlog serve` options.
@@ -118,6 +181,31 @@ pub enum RunError {
         /// The error.
         source: io::Error,
     },
+    /// A usage error found after parsing (a missing data directory, a bad key file).
+    #[error("{0}")]
+    Usage(String),
+    /// `verify` found problems (the report says which).
+    #[error("the store is NOT intact: {0} finding{s} (see the report)", s = if *.0 == 1 { "" } else { "s" })]
+    NotIntact(usize),
+    /// Reading the store for a proof or verification failed.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// A proof could not be made.
+    #[error(transparent)]
+    Prove(#[from] ProveError),
+    /// A proof does not verify.
+    #[error("the proof is NOT valid: {0}")]
+    Proof(#[from] ProofError),
+}
+
+impl RunError {
+    /// The process exit status for this error: 2 for usage errors, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(_) | RunError::Scan(ScanError::NoDataDir(_)) => 2,
+            _ => 1,
+        }
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
@@ -140,7 +228,114 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             }
         }
         Command::Keygen(a) => keygen(a, &mut io::stdout().lock()),
+        Command::Verify(a) => verify(a, &mut io::stdout().lock()),
+        Command::Prove(a) => prove(a, &mut io::stdout().lock()),
+        Command::VerifyProof(a) => verify_proof(a, &mut io::stdout().lock()),
     }
+}
+
+/// Reads verifier key files; a bad one is a usage error.
+fn read_keys(paths: &[PathBuf]) -> Result<Vec<VerifierKey>, RunError> {
+    paths
+        .iter()
+        .map(|p| keys::read_verifier_key(p).map_err(|e| RunError::Usage(e.to_string())))
+        .collect()
+}
+
+fn stdout_err(e: io::Error) -> RunError {
+    RunError::Io {
+        context: "writing to stdout".into(),
+        source: e,
+    }
+}
+
+/// Runs `meshlog verify`: the report on `out` (text or JSON), a progress bar on a terminal's
+/// stderr, `NotIntact` when anything was found.
+pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
+    let keys = read_keys(&args.public_key)?;
+    if !args.data_dir.is_dir() {
+        return Err(RunError::Usage(format!(
+            "data directory {} does not exist",
+            args.data_dir.display()
+        )));
+    }
+    let bar = io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "verifying {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let report = integrity::verify::verify(&args.data_dir, &keys, &mut |done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &report)
+            .map_err(io::Error::from)
+            .map_err(stdout_err)?;
+        writeln!(out).map_err(stdout_err)?;
+    } else {
+        report.write_text(out).map_err(stdout_err)?;
+    }
+    out.flush().map_err(stdout_err)?;
+    if report.intact {
+        Ok(())
+    } else {
+        Err(RunError::NotIntact(report.findings.len()))
+    }
+}
+
+/// Runs `meshlog prove`: the proof, as JSON, on `out`.
+pub fn prove(args: ProveArgs, out: &mut impl Write) -> Result<(), RunError> {
+    if !args.data_dir.is_dir() {
+        return Err(RunError::Usage(format!(
+            "data directory {} does not exist",
+            args.data_dir.display()
+        )));
+    }
+    let json = match (&args.record, args.consistency.as_deref()) {
+        (Some(sel), _) => serde_json::to_string_pretty(&proof::prove_record(&args.data_dir, sel)?),
+        (None, Some(&[old, new])) => {
+            serde_json::to_string_pretty(&proof::prove_consistency(&args.data_dir, old, new)?)
+        }
+        _ => {
+            return Err(RunError::Usage(
+                "give a RECORD or --consistency OLD_SIZE NEW_SIZE".into(),
+            ));
+        }
+    }
+    .map_err(io::Error::from)
+    .map_err(stdout_err)?;
+    writeln!(out, "{json}").map_err(stdout_err)
+}
+
+/// Runs `meshlog verify-proof`: each check passed on `out`, or the failure.
+pub fn verify_proof(args: VerifyProofArgs, out: &mut impl Write) -> Result<(), RunError> {
+    let keys = read_keys(&args.public_key)?;
+    let bytes = if args.proof.as_os_str() == "-" {
+        let mut b = Vec::new();
+        io::stdin()
+            .read_to_end(&mut b)
+            .map_err(io_err("reading the proof from stdin"))?;
+        b
+    } else {
+        std::fs::read(&args.proof).map_err(|e| {
+            RunError::Usage(format!("cannot read proof {}: {e}", args.proof.display()))
+        })?
+    };
+    let checks = proof::verify_proof(&bytes, &keys)?;
+    for c in &checks {
+        writeln!(out, "ok: {c}").map_err(stdout_err)?;
+    }
+    writeln!(out, "VALID").map_err(stdout_err)
 }
 
 /// Runs `meshlog keygen`: what is printed on `out` is for scripts (the verifier key, or the

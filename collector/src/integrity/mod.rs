@@ -72,4 +72,7 @@ pub mod checkpoint_log;
 pub mod keys;
 pub mod leaves;
 pub mod merkle;
+pub mod proof;
+pub mod scan;
 pub mod seal;
+pub mod verify;
