@@ -1,12 +1,14 @@
 //! Collector integration tests: the HTTP app in-process against a real store in a temp dir, and
 //! the real `meshlog` binary for serve / query / signals / exit codes. One test binary: this
 //! file holds the shared helpers and the ingest/store basics; [`durability`] holds "nothing
-//! acknowledged is ever lost": batch ids, backpressure, full disk, old frames, kill -9.
+//! acknowledged is ever lost": batch ids, backpressure, full disk, old frames, kill -9;
+//! [`integrity`] the tamper matrix for `meshlog verify`, signed checkpoints and proofs.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
 mod durability;
+mod integrity;
 
 use axum::Router;
 use axum::body::Body;

@@ -290,6 +290,7 @@ pub fn verify(
         items: &items,
         findings: Vec::new(),
         notes: Vec::new(),
+        highest_leaf: None,
     };
     let (cps, log_findings, entries) = read_checkpoints(data_dir, keys)?;
     // The tree of the frames as stored, with its root at every checkpoint's size.
@@ -309,7 +310,9 @@ pub fn verify(
     let sorted = v.analyse();
     let mut findings = sorted;
     findings.extend(log_findings);
-    let mut cp_summary = v.check_checkpoints(&cps, keys, &roots, tree.size(), &mut findings);
+    let highest = v.highest_leaf;
+    let mut cp_summary =
+        v.check_checkpoints(&cps, keys, &roots, tree.size(), highest, &mut findings);
     cp_summary.entries = entries;
     v.describe_records(&mut findings);
     let unchained = v.frames().take_while(|(_, f)| f.chain.is_none()).count() as u64;
@@ -491,6 +494,8 @@ struct Verifier<'a> {
     items: &'a [Item],
     findings: Vec<(usize, Finding)>,
     notes: Vec<String>,
+    /// The highest leaf index the store holds (set by `analyse`).
+    highest_leaf: Option<u64>,
 }
 
 /// What the chain analysis decided about a frame.
@@ -763,6 +768,7 @@ impl<'a> Verifier<'a> {
             prev = Some(k);
         }
 
+        self.highest_leaf = genuine.keys().next_back().copied();
         // Missing leaves: gaps in the indexes from 0 to the highest.
         let mut gaps: Vec<(u64, u64)> = Vec::new();
         let mut next = 0u64;
@@ -978,6 +984,7 @@ impl<'a> Verifier<'a> {
         keys: &[VerifierKey],
         roots: &HashMap<u64, Hash>,
         tree_size: u64,
+        highest: Option<u64>,
         findings: &mut Vec<Finding>,
     ) -> CheckpointSummary {
         let at = |c: &Cp, kind, message| {
@@ -992,18 +999,32 @@ impl<'a> Verifier<'a> {
         let mut prev: Option<&Cp> = None;
         for c in cps {
             let (n, k) = (c.cp.size, c.number);
-            if n > tree_size {
+            if n > tree_size && highest.is_none_or(|h| h + 1 < n) {
+                let from = highest.map_or(0, |h| h + 1);
                 let mut f = at(
                     c,
                     Kind::Truncated,
                     format!(
-                        "checkpoint #{k} signed {n} leaves, the store has {tree_size}: leaves \
-                         {tree_size}..{} are missing (frames cut from the end, or the newest \
-                         segments removed)",
+                        "checkpoint #{k} signed {n} leaves; the store ends with leaf {}: leaves \
+                         {from}..{} are missing from its end (frames cut from the newest \
+                         segment, or the newest segments removed)",
+                        highest.map_or("none".into(), |h| h.to_string()),
                         n - 1
                     ),
                 );
-                f.leaves = Some([tree_size, n - 1]);
+                f.leaves = Some([from, n - 1]);
+                findings.push(f);
+            } else if n > tree_size {
+                let mut f = at(
+                    c,
+                    Kind::CheckpointRootMismatch,
+                    format!(
+                        "checkpoint #{k} signed {n} leaves; the store's tree has only \
+                         {tree_size}, so its root cannot match: leaves are missing from the \
+                         middle (see the other findings)"
+                    ),
+                );
+                f.leaves = Some([0, n - 1]);
                 findings.push(f);
             } else if !matches(c) {
                 // The largest smaller checkpoint that still matches bounds where the change is.
