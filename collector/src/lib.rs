@@ -5,8 +5,9 @@
 //! [`canonical`] flattens OTLP records, [`store`] appends them as CRC-checked zstd frames with
 //! group-committed fsyncs (each batch id stored once, memory bounded by a byte-budgeted queue, a
 //! full disk refused without damage), and [`cli`] wires it into the `meshlog` binary.
-//! [`integrity`] holds the building blocks for a tamper-evident, encrypted store: Merkle tree and
-//! proofs, signed checkpoints, key files and per-batch encryption.
+//! [`integrity`] makes the store tamper-evident (every frame a chained leaf of a Merkle tree,
+//! signed checkpoints, `meshlog verify`, inclusion and consistency proofs) and holds the
+//! building blocks of encryption at rest (key files, per-batch AEAD).
 
 pub mod canonical;
 pub mod cli;

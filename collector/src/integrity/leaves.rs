@@ -229,6 +229,7 @@ impl LeafLog {
             None
         });
         let started = Instant::now();
+        let saved_size = saved.as_ref().map(|s| s.tree.size());
         let (state, hashed, bytes) = match saved {
             Some(s) => match rebuild(segments_dir, Some(&s), expect.as_ref()) {
                 Ok(r) => r,
@@ -255,11 +256,13 @@ impl LeafLog {
             )),
             "Merkle tree ready"
         );
+        // Nothing to save again until the tree grows past what the file holds.
+        let saved_size = saved_size.filter(|n| *n == state.tree.size());
         Ok(LeafLog {
             current: state.clone(),
             committed: state,
             state_path: Some(state_path),
-            saved_size: None,
+            saved_size,
             signer: opts.signer.clone(),
             checkpoints,
             last_timestamp: expect.map_or(0, |cp| cp.timestamp_unix_ns),

@@ -570,6 +570,13 @@ impl<'a> Verifier<'a> {
             garbage_at.insert(i, at);
         }
 
+        // First and last frame (item index) of each segment.
+        let mut seg_bounds: HashMap<usize, (usize, usize)> = HashMap::new();
+        for (item, f) in &frames {
+            let e = seg_bounds.entry(f.segment).or_insert((*item, *item));
+            e.1 = *item;
+        }
+
         // Gaps in the segment numbers.
         let mut seg_gaps: Vec<(usize, usize)> = Vec::new(); // (segment index after the gap, finding)
         let mut expected = 1u64;
@@ -783,7 +790,8 @@ impl<'a> Verifier<'a> {
             let Some(&after) = genuine.get(&(e + 1)) else {
                 continue;
             };
-            self.missing(&frames, before, after, (s, e), &garbage_at, &seg_gaps);
+            let ctx = (&garbage_at, seg_gaps.as_slice(), &seg_bounds);
+            self.missing(&frames, before, after, (s, e), ctx);
         }
 
         // Modification: each leaf must hash to what the next leaf recorded.
@@ -886,8 +894,11 @@ impl<'a> Verifier<'a> {
         before: Option<usize>,
         after: usize,
         (s, e): (u64, u64),
-        garbage_at: &BTreeMap<usize, usize>,
-        seg_gaps: &[(usize, usize)],
+        (garbage_at, seg_gaps, seg_bounds): (
+            &BTreeMap<usize, usize>,
+            &[(usize, usize)],
+            &HashMap<usize, (usize, usize)>,
+        ),
     ) {
         let count = e - s + 1;
         let range = if s == e {
@@ -921,19 +932,10 @@ impl<'a> Verifier<'a> {
             f.message = format!("{}; {range} missing with it", f.message);
             return;
         }
-        let first_of_segment = self
-            .frames()
-            .find(|(_, f)| f.segment == fa.segment)
-            .map(|x| x.0)
-            == Some(ia);
+        let first_of_segment = seg_bounds.get(&fa.segment).map(|b| b.0) == Some(ia);
         if let (Some(b), true) = (before, first_of_segment) {
             let fb = frames[b].1;
-            let last_of_segment = self
-                .frames()
-                .filter(|(_, f)| f.segment == fb.segment)
-                .last()
-                .map(|x| x.0)
-                == Some(frames[b].0);
+            let last_of_segment = seg_bounds.get(&fb.segment).map(|b| b.1) == Some(frames[b].0);
             if last_of_segment && fb.segment + 1 == fa.segment {
                 let mut x = Finding::new(
                     Kind::Truncated,
@@ -996,6 +998,13 @@ impl<'a> Verifier<'a> {
             f
         };
         let matches = |c: &Cp| roots.get(&c.cp.size) == Some(&c.cp.root);
+        // (size, number) of the checkpoints that match the store, by size.
+        let mut good: Vec<(u64, usize)> = cps
+            .iter()
+            .filter(|c| matches(c))
+            .map(|c| (c.cp.size, c.number))
+            .collect();
+        good.sort_unstable();
         let mut prev: Option<&Cp> = None;
         for c in cps {
             let (n, k) = (c.cp.size, c.number);
@@ -1028,12 +1037,8 @@ impl<'a> Verifier<'a> {
                 findings.push(f);
             } else if !matches(c) {
                 // The largest smaller checkpoint that still matches bounds where the change is.
-                let good = cps
-                    .iter()
-                    .filter(|o| o.cp.size < n && matches(o))
-                    .map(|o| (o.cp.size, o.number))
-                    .max();
-                let (m, why) = match good {
+                let below = good.partition_point(|(size, _)| *size < n);
+                let (m, why) = match below.checked_sub(1).and_then(|i| good.get(i)).copied() {
                     Some((m, j)) => (m, format!("checkpoint #{j} ({m} leaves) still matches")),
                     None => (0, "no smaller checkpoint matches".into()),
                 };
@@ -1123,6 +1128,22 @@ impl<'a> Verifier<'a> {
     /// Fills in which records the frames named in findings hold (bounded: a store broken
     /// everywhere need not be decompressed whole for the report).
     fn describe_records(&self, findings: &mut [Finding]) {
+        let wanted: HashSet<(String, u64)> = findings
+            .iter()
+            .filter(|f| f.records.is_some())
+            .take(1000)
+            .filter_map(|f| Some((f.file.clone()?, f.offset?)))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let mut by_place: HashMap<(String, u64), &ScannedFrame> = HashMap::new();
+        for (_, fr) in self.frames() {
+            let key = (self.seg_name(fr.segment), fr.offset);
+            if wanted.contains(&key) {
+                by_place.insert(key, fr);
+            }
+        }
         for f in findings
             .iter_mut()
             .filter(|f| f.records.is_some())
@@ -1131,13 +1152,9 @@ impl<'a> Verifier<'a> {
             let (Some(name), Some(offset), Some(end)) = (&f.file, f.offset, f.end) else {
                 continue;
             };
-            let Some(frame) = self
-                .frames()
-                .find(|(_, fr)| fr.offset == offset && self.seg_name(fr.segment) == *name)
-            else {
+            let Some(fr) = by_place.get(&(name.clone(), offset)).copied() else {
                 continue;
             };
-            let fr = frame.1;
             if fr.opaque || end != fr.offset + fr.len {
                 continue;
             }
