@@ -498,6 +498,16 @@ struct Verifier<'a> {
     highest_leaf: Option<u64>,
 }
 
+/// Where things are, for placing missing leaves.
+struct Places<'x> {
+    /// Item index of each garbage stretch → its finding.
+    garbage_at: &'x BTreeMap<usize, usize>,
+    /// (segment index after a gap in the numbers, its finding).
+    seg_gaps: &'x [(usize, usize)],
+    /// Segment index → item indexes of its first and last frame.
+    seg_bounds: &'x HashMap<usize, (usize, usize)>,
+}
+
 /// What the chain analysis decided about a frame.
 #[derive(Debug, Clone)]
 enum Status {
@@ -790,8 +800,12 @@ impl<'a> Verifier<'a> {
             let Some(&after) = genuine.get(&(e + 1)) else {
                 continue;
             };
-            let ctx = (&garbage_at, seg_gaps.as_slice(), &seg_bounds);
-            self.missing(&frames, before, after, (s, e), ctx);
+            let places = Places {
+                garbage_at: &garbage_at,
+                seg_gaps: &seg_gaps,
+                seg_bounds: &seg_bounds,
+            };
+            self.missing(&frames, before, after, (s, e), &places);
         }
 
         // Modification: each leaf must hash to what the next leaf recorded.
@@ -894,12 +908,13 @@ impl<'a> Verifier<'a> {
         before: Option<usize>,
         after: usize,
         (s, e): (u64, u64),
-        (garbage_at, seg_gaps, seg_bounds): (
-            &BTreeMap<usize, usize>,
-            &[(usize, usize)],
-            &HashMap<usize, (usize, usize)>,
-        ),
+        places: &Places<'_>,
     ) {
+        let Places {
+            garbage_at,
+            seg_gaps,
+            seg_bounds,
+        } = places;
         let count = e - s + 1;
         let range = if s == e {
             format!("leaf {s} is")
