@@ -277,8 +277,9 @@ pub fn verify(
     let total: u64 = segments.iter().map(|s| s.len).sum();
     let mut done = 0u64;
     let mut items = Vec::new();
+    let mut bytes = Vec::new();
     for (i, seg) in segments.iter().enumerate() {
-        let bytes = scan::read_segment(seg)?;
+        scan::read_segment_into(seg, &mut bytes)?;
         items.extend(scan::parse_segment(&bytes, i, &mut |n| {
             done += n;
             progress(done, total);
