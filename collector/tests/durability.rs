@@ -489,6 +489,21 @@ async fn a_store_of_version_1_frames_is_read_and_appended_to() {
     assert_eq!(frame_ids(dir.path()), [None, None, Some("v2:1-1".into())]);
     assert!(!dir.path().join("quarantine").exists());
     assert_eq!(query_ids(dir.path()), ["v1-a", "v1-b", "v1-c", "v2-a"]);
+
+    // The new frame is chained to the old ones, which are leaves without a chain entry: the
+    // store verifies, and says the old frames rest on checkpoints alone.
+    let out = run(&["verify", "--json", "--data-dir", dir.path().to_str().unwrap()]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["tree_size"], 3);
+    assert_eq!(report["unchained_frames"], 2);
+    assert!(
+        report["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("the first 2 frames were written before the hash chain"),
+        "{report:#}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
