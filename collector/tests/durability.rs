@@ -794,6 +794,11 @@ fn a_full_disk_answers_507_keeps_the_store_clean_and_recovers_when_space_returns
         ["fd0", "fd1", "fd2", "fd6", "fd3", "fd4", "fd5"]
     );
     assert_eq!(serve.terminate().code(), Some(0));
+    // The refused writes were rolled back in the Merkle tree too: the chain is unbroken.
+    let out = run(&["verify", "--json", "--data-dir", data.to_str().unwrap()]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["tree_size"], 7);
     eprintln!(
         "full disk: filler {filled} bytes on a 512 KiB tmpfs; 3 batches refused with 507 (one \
          ERROR line), segment unchanged at {len_before} bytes; clean stop and restart while \
@@ -982,6 +987,11 @@ fn kill_9_loses_no_acknowledged_batch_and_stores_none_twice() {
         acked.len() as u64 * RECORDS_PER_BATCH,
         "only acknowledged batches are stored"
     );
+    // Five crashes, torn tails cut, restarts that resumed the tree: the chain is unbroken.
+    let out = run(&["verify", "--json", "--data-dir", &dir]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["tree_size"], acked_batches.len());
     let duplicates = acked.iter().filter(|a| a.2).count();
     let failed: u64 = stats.iter().map(|s| s.failed_attempts).sum();
     let refused: usize = stats.iter().map(|s| s.refused.len()).sum();
