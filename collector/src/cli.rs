@@ -135,7 +135,7 @@ pub const DEFAULT_ORIGIN: &str = "meshlog";
 
 /// `meshlog keygen` options: exactly one of `--out` and `--data-key`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["out", "data_key"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["out", "data_key", "export"])))]
 pub struct KeygenArgs {
     /// Write a new checkpoint signing key pair into DIR (created if missing, mode 0700):
     /// `signing.key` (private, mode 0600) and `verifier.pub` (public); prints the verifier
@@ -144,12 +144,16 @@ pub struct KeygenArgs {
     pub out: Option<PathBuf>,
     /// The log's origin, the name in the keys and in every checkpoint, e.g.
     /// example.com/meshlog: no spaces or '+' [default: meshlog].
-    #[arg(long, value_name = "ORIGIN", conflicts_with = "data_key", value_parser = parse_origin)]
+    #[arg(long, value_name = "ORIGIN", conflicts_with_all = ["data_key", "export"], value_parser = parse_origin)]
     pub name: Option<String>,
     /// Append a new data-encryption key to FILE (created with mode 0600 if missing) and print
     /// its id. The new key encrypts from now on; older keys in the file still decrypt.
     #[arg(long, value_name = "FILE")]
     pub data_key: Option<PathBuf>,
+    /// Print the public verifier key of the signing key in FILE (e.g. to rewrite a lost
+    /// `verifier.pub`); writes nothing.
+    #[arg(long, value_name = "SIGNING_KEY")]
+    pub export: Option<PathBuf>,
 }
 
 fn parse_origin(s: &str) -> Result<String, String> {
@@ -345,6 +349,10 @@ pub fn keygen(args: KeygenArgs, out: &mut impl Write) -> Result<(), RunError> {
         context: "writing to stdout".into(),
         source: e,
     };
+    if let Some(file) = args.export {
+        let key = keys::read_signer_key(&file)?;
+        return writeln!(out, "{}", key.verifier()).map_err(printed);
+    }
     if let Some(file) = args.data_key {
         let id = keys::append_data_key(&file)?;
         writeln!(out, "{id}").map_err(printed)?;
@@ -571,6 +579,56 @@ mod tests {
     }
 
     #[test]
+    fn verify_prove_and_verify_proof_parse() {
+        let c = Cli::try_parse_from([
+            "meshlog",
+            "verify",
+            "--data-dir",
+            "d",
+            "--public-key",
+            "a",
+            "--public-key",
+            "b",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Verify(v) = c.command else {
+            panic!("not verify")
+        };
+        assert_eq!(v.public_key, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert!(v.json);
+        let c = Cli::try_parse_from(["meshlog", "prove", "vm:7"]).unwrap();
+        let Command::Prove(p) = c.command else {
+            panic!("not prove")
+        };
+        assert_eq!(
+            p.record,
+            Some(RecordSel::VmSeq {
+                vm: "vm".into(),
+                seq: 7
+            })
+        );
+        let c = Cli::try_parse_from(["meshlog", "prove", "--consistency", "3", "9"]).unwrap();
+        let Command::Prove(p) = c.command else {
+            panic!("not prove")
+        };
+        assert_eq!(p.consistency, Some(vec![3, 9]));
+        for bad in [
+            &["meshlog", "prove"][..],
+            &["meshlog", "prove", "vm:1", "--consistency", "1", "2"],
+            &["meshlog", "prove", "--consistency", "1"],
+            &["meshlog", "verify-proof", "p.json"],
+            &["meshlog", "verify", "--public-key"],
+        ] {
+            assert_eq!(
+                Cli::try_parse_from(bad).unwrap_err().exit_code(),
+                2,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn keygen_takes_exactly_one_of_out_and_data_key() {
         let c = Cli::try_parse_from(["meshlog", "keygen", "--out", "d", "--name", "a.example/l"])
             .unwrap();
@@ -591,6 +649,8 @@ mod tests {
             &["meshlog", "keygen", "--data-key", "k", "--name", "n"],
             &["meshlog", "keygen", "--out", "d", "--name", "has space"],
             &["meshlog", "keygen", "--out", "d", "--name", "a+b"],
+            &["meshlog", "keygen", "--export", "k", "--out", "d"],
+            &["meshlog", "keygen", "--export", "k", "--name", "n"],
         ] {
             let e = Cli::try_parse_from(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}");

@@ -492,7 +492,12 @@ async fn a_store_of_version_1_frames_is_read_and_appended_to() {
 
     // The new frame is chained to the old ones, which are leaves without a chain entry: the
     // store verifies, and says the old frames rest on checkpoints alone.
-    let out = run(&["verify", "--json", "--data-dir", dir.path().to_str().unwrap()]);
+    let out = run(&[
+        "verify",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["tree_size"], 3);

@@ -799,6 +799,16 @@ fn serve_signs_checkpoints_at_start_periodically_without_traffic_and_at_shutdown
     ]));
     let vkey = VerifierKey::parse(printed.trim()).unwrap();
     let public = keys.join("verifier.pub");
+    // The public key can be exported again from the private one.
+    let signing = keys.join("signing.key");
+    let exported = stdout_of(&run(&["keygen", "--export", signing.to_str().unwrap()]));
+    assert_eq!(exported, printed);
+    let out = run(&["keygen", "--export", public.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a public key is not a signing key"
+    );
     let data = tmp.path().join("data");
     let cfg = tmp.path().join("meshlog.toml");
     std::fs::write(
