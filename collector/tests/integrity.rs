@@ -464,6 +464,21 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "a crash while creating a segment",
+            damage: |data, _, _| {
+                std::fs::write(data.join(SEGMENTS_DIR).join(segment_file_name(5)), b"MLS").unwrap()
+            },
+            kinds: &["torn_tail"],
+            place: |r, _| {
+                let f = the(r, "torn_tail");
+                assert_eq!(f["file"], "0000000000000005.seg");
+                assert_eq!(
+                    (f["offset"].as_u64(), f["end"].as_u64()),
+                    (Some(0), Some(3))
+                );
+            },
+        },
+        Case {
             name: "a forged checkpoint",
             damage: |data, _, _| {
                 // The right key name and id, a signature by another key.
@@ -1083,4 +1098,34 @@ fn consistency_proofs_between_nonempty_checkpoints_and_a_record_not_yet_signed()
     .unwrap();
     assert_eq!(p["leaf_index"], 12);
     assert_eq!(p["tree_size"], 13);
+
+    // A forged checkpoint appended to the log does not stop proofs: the latest entry that
+    // matches the store is used, and the proof verifies.
+    let forged = Checkpoint {
+        origin: ORIGIN.into(),
+        size: 13,
+        root: [9; 32],
+        timestamp_unix_ns: now_ns(),
+    }
+    .sign(&SignerKey::generate(ORIGIN).unwrap())
+    .unwrap();
+    edit(&data.join(CHECKPOINT_LOG_FILE), |b| {
+        b.extend_from_slice(&encode_entry(forged.as_bytes()))
+    });
+    let path = tmp.path().join("after-forgery.json");
+    std::fs::write(
+        &path,
+        stdout_of(&run(&["prove", "--data-dir", d, &format!("{VM}:25")])),
+    )
+    .unwrap();
+    let out = run(&[
+        "verify-proof",
+        "--public-key",
+        key.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    assert!(stdout_of(&out).contains("VALID"));
+    let (code, report) = verify_json(&data, &key);
+    assert_eq!(code, 1);
+    assert_eq!(kinds(&report), ["checkpoint_wrong_key"]);
 }

@@ -351,23 +351,33 @@ pub fn prove_record(data_dir: &Path, sel: &RecordSel) -> Result<InclusionProof, 
     };
     let found = found.ok_or(ProveError::NotFound(name))?;
     let n = leaves.len() as u64;
-    let (number, cp, note) = cps
-        .into_iter()
-        .rfind(|(_, cp, _)| cp.size > found.leaf && cp.size <= n)
-        .ok_or_else(|| {
-            ProveError::NoCheckpoint(format!(
-                "no signed checkpoint covers leaf {} yet (the next one will: serve signs one \
-                 every checkpoint_interval_s and at shutdown)",
-                found.leaf
-            ))
-        })?;
-    let tree = MerkleTree::from_leaf_hashes(leaves.iter().copied().take(cp.size as usize));
-    if tree.root() != cp.root {
-        return Err(ProveError::Mismatch {
-            size: cp.size,
-            number,
-        });
-    }
+    // The latest checkpoint that covers the leaf and matches the store (an entry that does not
+    // match, e.g. a forged one appended, must not make every proof impossible).
+    let covering: Vec<&(usize, Checkpoint, String)> = cps
+        .iter()
+        .filter(|(_, cp, _)| cp.size > found.leaf && cp.size <= n)
+        .collect();
+    let tree = MerkleTree::from_leaf_hashes(leaves.iter().copied());
+    let (_, cp, note) = match covering
+        .iter()
+        .rev()
+        .find(|(_, cp, _)| tree.root_at(cp.size).ok() == Some(cp.root))
+    {
+        Some(c) => (*c).clone(),
+        None => {
+            return Err(match covering.last() {
+                Some((number, cp, _)) => ProveError::Mismatch {
+                    size: cp.size,
+                    number: *number,
+                },
+                None => ProveError::NoCheckpoint(format!(
+                    "no signed checkpoint covers leaf {} yet (the next one will: serve signs \
+                     one every checkpoint_interval_s and at shutdown)",
+                    found.leaf
+                )),
+            });
+        }
+    };
     let path = tree
         .inclusion_proof(found.leaf, cp.size)
         .map_err(|e| ProveError::NoCheckpoint(e.to_string()))?;
@@ -424,9 +434,21 @@ pub fn prove_consistency(
             "the old size {old} is larger than the new size {new}"
         )));
     }
+    let (leaves, _) = scan_store(data_dir, None)?;
+    let tree = MerkleTree::from_leaf_hashes(leaves.iter().copied().take(new as usize));
+    // Among entries of a size, prefer one that matches the store.
+    let pick = |size: u64| {
+        let any = pick(size)?;
+        Ok::<_, ProveError>(
+            cps.iter()
+                .rev()
+                .find(|(_, cp, _)| cp.size == size && tree.root_at(size).ok() == Some(cp.root))
+                .cloned()
+                .unwrap_or(any),
+        )
+    };
     let (on, ocp, onote) = pick(old)?;
     let (nn, ncp, nnote) = pick(new)?;
-    let (leaves, _) = scan_store(data_dir, None)?;
     if (leaves.len() as u64) < new {
         return Err(ProveError::NoCheckpoint(format!(
             "the store has {} leaves, fewer than checkpoint #{nn} signed ({new}); run `meshlog \
@@ -434,7 +456,6 @@ pub fn prove_consistency(
             leaves.len()
         )));
     }
-    let tree = MerkleTree::from_leaf_hashes(leaves.iter().copied().take(new as usize));
     for (size, number, cp) in [(old, on, &ocp), (new, nn, &ncp)] {
         if tree.root_at(size).ok() != Some(cp.root) {
             return Err(ProveError::Mismatch { size, number });

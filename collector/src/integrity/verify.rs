@@ -31,6 +31,7 @@ use super::checkpoint_log::{self, CHECKPOINT_LOG_FILE, Item as LogItem};
 use super::keys::VerifierKey;
 use super::merkle::{CompactTree, Hash, empty_root};
 use super::scan::{self, Garbage, Item, ScanError, ScannedFrame, SegmentInfo};
+use crate::store::format::SEGMENT_HEADER_LEN;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -858,7 +859,15 @@ impl<'a> Verifier<'a> {
     fn garbage_finding(&self, g: &Garbage, newest: bool) -> Finding {
         let seg_len = self.segments.get(g.segment).map_or(0, |s| s.len);
         let n = g.end - g.offset;
-        let (kind, what) = if g.offset == 0 {
+        let (kind, what) = if g.offset == 0 && newest && seg_len < SEGMENT_HEADER_LEN {
+            (
+                Kind::TornTail,
+                format!(
+                    "the newest segment is {seg_len} bytes, shorter than a segment header: a \
+                     crash while it was created (serve rewrites it at its next start)"
+                ),
+            )
+        } else if g.offset == 0 {
             (
                 Kind::Damaged,
                 format!(
