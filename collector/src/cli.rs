@@ -1,6 +1,12 @@
 //! The command line: `meshlog serve` runs the collector, `meshlog query` prints the store,
 //! `meshlog keygen` creates keys for signed checkpoints and encryption at rest, `meshlog
-//! receipts` lists and verifies retention's deletion receipts.
+//! receipts` lists and verifies retention's deletion receipts, `meshlog verify` checks the
+//! store's integrity, `meshlog prove` and `meshlog verify-proof` make and check inclusion and
+//! consistency proofs.
+//!
+//! Exit status: 0 success (for `verify` and `verify-proof`: intact, valid), 1 a runtime error
+//! or, for `verify` and `verify-proof`, not intact / not valid, 2 a usage error (bad flags, a
+//! data directory or key file that is not there or not a key).
 //!
 //! With `[retention]` in the configuration, `serve` opens one store per retention class and runs
 //! the sweeper (see [`crate::retention`]); it re-reads the legal holds from the configuration
@@ -15,9 +21,13 @@
 //! requests finish (each is answered only after its fsync), then stops the writer. Since every
 //! 200 already implies an fsync, even a forced stop loses nothing acknowledged.
 
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{Config, ConfigError, IntegrityConfig, Overrides};
 use crate::ingest::{AppState, ClassedState, Limits};
+use crate::integrity;
 use crate::integrity::keys::{self, KeyFileError, SignerKey, VerifierKey};
+use crate::integrity::leaves::IntegrityOptions;
+use crate::integrity::proof::{self, ProofError, ProveError, RecordSel};
+use crate::integrity::scan::ScanError;
 use crate::retention::classes::{self, ClassStores, ClassesError};
 use crate::retention::policy::{Hold, RetentionConfig};
 use crate::retention::receipt::{self, RECEIPTS_FILE, Receipt};
@@ -26,7 +36,9 @@ use crate::store::encryption::DataKeys;
 use crate::store::reader::{self, ReadError};
 use crate::store::{Store, StoreError, StoreOptions};
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, BufWriter, Write};
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -60,6 +72,14 @@ pub enum Command {
     /// List retention's deletion receipts and verify each with the public key (exit 0: all
     /// valid, 1: any invalid).
     Receipts(ReceiptsArgs),
+    /// Check the store: every frame, the hash chain, the Merkle tree and every signed
+    /// checkpoint; name every problem (exit 0 intact, 1 not).
+    Verify(VerifyArgs),
+    /// Print a JSON proof that a record is in the signed log, or a consistency proof between
+    /// two checkpoints.
+    Prove(ProveArgs),
+    /// Check a proof printed by `meshlog prove` with the public key alone (exit 0 valid, 1 not).
+    VerifyProof(VerifyProofArgs),
 }
 
 /// `meshlog receipts` options.
@@ -75,6 +95,49 @@ pub struct ReceiptsArgs {
     /// Print one JSON document instead of a line per receipt.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `meshlog verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Data directory to check.
+    #[arg(long, value_name = "DIR", default_value = "./meshlog-data")]
+    pub data_dir: PathBuf,
+    /// Verifier key file (`verifier.pub` from `meshlog keygen`) to check checkpoint signatures
+    /// with; repeat for keys used before a rotation. Take it from where you keep it, never from
+    /// the data directory. Without one, signatures are not checked.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Vec<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `meshlog prove` options.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["record", "consistency"])))]
+pub struct ProveArgs {
+    /// Data directory.
+    #[arg(long, value_name = "DIR", default_value = "./meshlog-data")]
+    pub data_dir: PathBuf,
+    /// The record: VM_ID:SEQUENCE (its resource.meshlog.vm.id and meshlog.sequence, as
+    /// `meshlog query` prints them) or LEAF/LINE (line, from 1, of the frame that is leaf LEAF).
+    #[arg(value_name = "RECORD", value_parser = clap::value_parser!(RecordSel))]
+    pub record: Option<RecordSel>,
+    /// Prove that the checkpoint of OLD_SIZE leaves is a prefix of the one of NEW_SIZE.
+    #[arg(long, num_args = 2, value_names = ["OLD_SIZE", "NEW_SIZE"])]
+    pub consistency: Option<Vec<u64>>,
+}
+
+/// `meshlog verify-proof` options.
+#[derive(Debug, Args)]
+pub struct VerifyProofArgs {
+    /// Verifier key file (`verifier.pub`); repeat for several.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub public_key: Vec<PathBuf>,
+    /// The proof (JSON from `meshlog prove`); `-` reads stdin.
+    #[arg(value_name = "PROOF")]
+    pub proof: PathBuf,
 }
 
 /// `meshlog serve` options.
@@ -113,7 +176,7 @@ pub const DEFAULT_ORIGIN: &str = "meshlog";
 
 /// `meshlog keygen` options: exactly one of `--out` and `--data-key`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["out", "data_key"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["out", "data_key", "export"])))]
 pub struct KeygenArgs {
     /// Write a new checkpoint signing key pair into DIR (created if missing, mode 0700):
     /// `signing.key` (private, mode 0600) and `verifier.pub` (public); prints the verifier
@@ -122,12 +185,16 @@ pub struct KeygenArgs {
     pub out: Option<PathBuf>,
     /// The log's origin, the name in the keys and in every checkpoint, e.g.
     /// example.com/meshlog: no spaces or '+' [default: meshlog].
-    #[arg(long, value_name = "ORIGIN", conflicts_with = "data_key", value_parser = parse_origin)]
+    #[arg(long, value_name = "ORIGIN", conflicts_with_all = ["data_key", "export"], value_parser = parse_origin)]
     pub name: Option<String>,
     /// Append a new data-encryption key to FILE (created with mode 0600 if missing) and print
     /// its id. The new key encrypts from now on; older keys in the file still decrypt.
     #[arg(long, value_name = "FILE")]
     pub data_key: Option<PathBuf>,
+    /// Print the public verifier key of the signing key in FILE (e.g. to rewrite a lost
+    /// `verifier.pub`); writes nothing.
+    #[arg(long, value_name = "SIGNING_KEY")]
+    pub export: Option<PathBuf>,
 }
 
 fn parse_origin(s: &str) -> Result<String, String> {
@@ -157,9 +224,9 @@ pub enum RunError {
     /// The signing key could not be loaded.
     #[error("cannot load the signing key ([integrity] signing_key): {0}")]
     SigningKey(KeyFileError),
-    /// The retention class stores could not be opened.
+    /// The retention class stores could not be opened (boxed: the largest error by far).
     #[error(transparent)]
-    Classes(#[from] ClassesError),
+    Classes(Box<ClassesError>),
     /// Some deletion receipts are not valid.
     #[error("{invalid} of {total} deletion receipts are not valid")]
     InvalidReceipts {
@@ -176,6 +243,31 @@ pub enum RunError {
         /// The error.
         source: io::Error,
     },
+    /// A usage error found after parsing (a missing data directory, a bad key file).
+    #[error("{0}")]
+    Usage(String),
+    /// `verify` found problems (the report says which).
+    #[error("the store is NOT intact: {0} finding{s} (see the report)", s = if *.0 == 1 { "" } else { "s" })]
+    NotIntact(usize),
+    /// Reading the store for a proof or verification failed.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// A proof could not be made.
+    #[error(transparent)]
+    Prove(#[from] ProveError),
+    /// A proof does not verify.
+    #[error("the proof is NOT valid: {0}")]
+    Proof(#[from] ProofError),
+}
+
+impl RunError {
+    /// The process exit status for this error: 2 for usage errors, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(_) | RunError::Scan(ScanError::NoDataDir(_)) => 2,
+            _ => 1,
+        }
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
@@ -224,6 +316,15 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
             );
             Ok(())
         }
+        Command::Verify(a) => verify(a, &mut io::stdout().lock()),
+        Command::Prove(a) => prove(a, &mut io::stdout().lock()),
+        Command::VerifyProof(a) => verify_proof(a, &mut io::stdout().lock()),
+    }
+}
+
+impl From<ClassesError> for RunError {
+    fn from(e: ClassesError) -> Self {
+        RunError::Classes(Box::new(e))
     }
 }
 
@@ -357,6 +458,110 @@ fn receipt_json(r: &Receipt, offset: u64) -> serde_json::Value {
     })
 }
 
+/// Reads verifier key files; a bad one is a usage error.
+fn read_keys(paths: &[PathBuf]) -> Result<Vec<VerifierKey>, RunError> {
+    paths
+        .iter()
+        .map(|p| keys::read_verifier_key(p).map_err(|e| RunError::Usage(e.to_string())))
+        .collect()
+}
+
+fn stdout_err(e: io::Error) -> RunError {
+    RunError::Io {
+        context: "writing to stdout".into(),
+        source: e,
+    }
+}
+
+/// Runs `meshlog verify`: the report on `out` (text or JSON), a progress bar on a terminal's
+/// stderr, `NotIntact` when anything was found.
+pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
+    let keys = read_keys(&args.public_key)?;
+    if !args.data_dir.is_dir() {
+        return Err(RunError::Usage(format!(
+            "data directory {} does not exist",
+            args.data_dir.display()
+        )));
+    }
+    let bar = io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "verifying {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let report = integrity::verify::verify(&args.data_dir, &keys, &mut |done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &report)
+            .map_err(io::Error::from)
+            .map_err(stdout_err)?;
+        writeln!(out).map_err(stdout_err)?;
+    } else {
+        report.write_text(out).map_err(stdout_err)?;
+    }
+    out.flush().map_err(stdout_err)?;
+    if report.intact {
+        Ok(())
+    } else {
+        Err(RunError::NotIntact(report.findings.len()))
+    }
+}
+
+/// Runs `meshlog prove`: the proof, as JSON, on `out`.
+pub fn prove(args: ProveArgs, out: &mut impl Write) -> Result<(), RunError> {
+    if !args.data_dir.is_dir() {
+        return Err(RunError::Usage(format!(
+            "data directory {} does not exist",
+            args.data_dir.display()
+        )));
+    }
+    let json = match (&args.record, args.consistency.as_deref()) {
+        (Some(sel), _) => serde_json::to_string_pretty(&proof::prove_record(&args.data_dir, sel)?),
+        (None, Some(&[old, new])) => {
+            serde_json::to_string_pretty(&proof::prove_consistency(&args.data_dir, old, new)?)
+        }
+        _ => {
+            return Err(RunError::Usage(
+                "give a RECORD or --consistency OLD_SIZE NEW_SIZE".into(),
+            ));
+        }
+    }
+    .map_err(io::Error::from)
+    .map_err(stdout_err)?;
+    writeln!(out, "{json}").map_err(stdout_err)
+}
+
+/// Runs `meshlog verify-proof`: each check passed on `out`, or the failure.
+pub fn verify_proof(args: VerifyProofArgs, out: &mut impl Write) -> Result<(), RunError> {
+    let keys = read_keys(&args.public_key)?;
+    let bytes = if args.proof.as_os_str() == "-" {
+        let mut b = Vec::new();
+        io::stdin()
+            .read_to_end(&mut b)
+            .map_err(io_err("reading the proof from stdin"))?;
+        b
+    } else {
+        std::fs::read(&args.proof).map_err(|e| {
+            RunError::Usage(format!("cannot read proof {}: {e}", args.proof.display()))
+        })?
+    };
+    let checks = proof::verify_proof(&bytes, &keys)?;
+    for c in &checks {
+        writeln!(out, "ok: {c}").map_err(stdout_err)?;
+    }
+    writeln!(out, "VALID").map_err(stdout_err)
+}
+
 /// Runs `meshlog keygen`: what is printed on `out` is for scripts (the verifier key, or the
 /// new data key's id); what was written where goes to stderr.
 pub fn keygen(args: KeygenArgs, out: &mut impl Write) -> Result<(), RunError> {
@@ -364,6 +569,10 @@ pub fn keygen(args: KeygenArgs, out: &mut impl Write) -> Result<(), RunError> {
         context: "writing to stdout".into(),
         source: e,
     };
+    if let Some(file) = args.export {
+        let key = keys::read_signer_key(&file)?;
+        return writeln!(out, "{}", key.verifier()).map_err(printed);
+    }
     if let Some(file) = args.data_key {
         let id = keys::append_data_key(&file)?;
         writeln!(out, "{id}").map_err(printed)?;
@@ -461,12 +670,14 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
         .enable_all()
         .build()
         .map_err(io_err("starting the async runtime"))?;
+    let integrity = integrity_options(&cfg.integrity)?;
     let opts = StoreOptions {
         segment_max_bytes: cfg.segment_max_bytes,
         max_queue_bytes: cfg.max_queue_bytes,
         dedup_window: cfg.dedup_window_batches,
         pause: None,
         encryption: keys.as_ref().map(|k| k.keyring().clone()),
+        integrity: integrity.clone(),
     };
     let limits = Limits {
         max_body_bytes: cfg.max_body_bytes,
@@ -497,13 +708,7 @@ fn serve(args: ServeArgs) -> Result<(), RunError> {
         tracing::info!("stopped");
         return Ok(());
     };
-    let signer = cfg
-        .integrity
-        .signing_key
-        .as_deref()
-        .map(|p| keys::read_signer_key(p).map(Arc::new))
-        .transpose()
-        .map_err(RunError::SigningKey)?;
+    let signer = integrity.signer.clone();
     let stores = ClassStores::open(&cfg.data_dir, &policy, &opts)?;
     log_retention(&policy, signer.as_deref());
     let sweeper = Sweeper::for_classes(
@@ -612,6 +817,33 @@ fn log_encryption(keys: Option<&DataKeys>) {
              it on)"
         ),
     }
+}
+
+/// Reads the signing key, if configured.
+fn integrity_options(cfg: &IntegrityConfig) -> Result<IntegrityOptions, RunError> {
+    let signer = match &cfg.signing_key {
+        Some(path) => {
+            let key = keys::read_signer_key(path)?;
+            tracing::info!(
+                key = %format_args!("{}+{:08x}", key.name(), key.key_id()),
+                interval_s = cfg.checkpoint_interval_s,
+                "signing checkpoints"
+            );
+            Some(std::sync::Arc::new(key))
+        }
+        None => {
+            tracing::warn!(
+                "no checkpoint signing key configured ([integrity] signing_key): frames are \
+                 chained and hashed, but no checkpoint is signed, so rewriting the whole store \
+                 would go unnoticed"
+            );
+            None
+        }
+    };
+    Ok(IntegrityOptions {
+        signer,
+        checkpoint_interval: Duration::from_secs(cfg.checkpoint_interval_s),
+    })
 }
 
 async fn run_server(listen: SocketAddr, app: axum::Router) -> Result<(), RunError> {
@@ -732,6 +964,56 @@ mod tests {
     }
 
     #[test]
+    fn verify_prove_and_verify_proof_parse() {
+        let c = Cli::try_parse_from([
+            "meshlog",
+            "verify",
+            "--data-dir",
+            "d",
+            "--public-key",
+            "a",
+            "--public-key",
+            "b",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Verify(v) = c.command else {
+            panic!("not verify")
+        };
+        assert_eq!(v.public_key, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert!(v.json);
+        let c = Cli::try_parse_from(["meshlog", "prove", "vm:7"]).unwrap();
+        let Command::Prove(p) = c.command else {
+            panic!("not prove")
+        };
+        assert_eq!(
+            p.record,
+            Some(RecordSel::VmSeq {
+                vm: "vm".into(),
+                seq: 7
+            })
+        );
+        let c = Cli::try_parse_from(["meshlog", "prove", "--consistency", "3", "9"]).unwrap();
+        let Command::Prove(p) = c.command else {
+            panic!("not prove")
+        };
+        assert_eq!(p.consistency, Some(vec![3, 9]));
+        for bad in [
+            &["meshlog", "prove"][..],
+            &["meshlog", "prove", "vm:1", "--consistency", "1", "2"],
+            &["meshlog", "prove", "--consistency", "1"],
+            &["meshlog", "verify-proof", "p.json"],
+            &["meshlog", "verify", "--public-key"],
+        ] {
+            assert_eq!(
+                Cli::try_parse_from(bad).unwrap_err().exit_code(),
+                2,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn keygen_takes_exactly_one_of_out_and_data_key() {
         let c = Cli::try_parse_from(["meshlog", "keygen", "--out", "d", "--name", "a.example/l"])
             .unwrap();
@@ -752,6 +1034,8 @@ mod tests {
             &["meshlog", "keygen", "--data-key", "k", "--name", "n"],
             &["meshlog", "keygen", "--out", "d", "--name", "has space"],
             &["meshlog", "keygen", "--out", "d", "--name", "a+b"],
+            &["meshlog", "keygen", "--export", "k", "--out", "d"],
+            &["meshlog", "keygen", "--export", "k", "--name", "n"],
         ] {
             let e = Cli::try_parse_from(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}");

@@ -35,11 +35,15 @@ pub const MAX_ACK_TIMEOUT_MS: i64 = 600_000;
 pub const MIN_DEDUP_WINDOW: i64 = 1000;
 /// Largest accepted dedup window, batch ids (about 5 GiB of memory when full).
 pub const MAX_DEDUP_WINDOW: i64 = 100_000_000;
+/// Shortest accepted checkpoint interval, seconds.
+pub const MIN_CHECKPOINT_INTERVAL_S: i64 = 1;
+/// Longest accepted checkpoint interval, seconds (one day).
+pub const MAX_CHECKPOINT_INTERVAL_S: i64 = 86_400;
 
 const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, encryption, integrity, \
                           listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, retention, \
                           segment_max_bytes";
-const KNOWN_INTEGRITY_KEYS: &str = "signing_key";
+const KNOWN_INTEGRITY_KEYS: &str = "checkpoint_interval_s, signing_key";
 
 /// The collector's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,20 +87,36 @@ pub struct Config {
     /// `[encryption]` section without `key_file` is an error. Default: none (off; batches are
     /// stored compressed but in plain).
     pub encryption_key_file: Option<PathBuf>,
-    /// `[integrity]`: the signing key for what the collector signs (deletion receipts).
+    /// `[integrity]`: signed checkpoints of the store's Merkle tree, and the key that signs
+    /// them and retention's deletion receipts.
     pub integrity: IntegrityConfig,
     /// `[retention]`: retention classes, legal holds and the sweeper (see
     /// [`crate::retention`]). Default: none (one store in `data_dir`, nothing is ever deleted).
     pub retention: Option<RetentionConfig>,
 }
 
-/// The `[integrity]` table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The `[integrity]` table. Every frame is chained and hashed into the Merkle tree whatever
+/// this says; it decides whether (and how often) the tree's root is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntegrityConfig {
     /// `signing_key`: the signing key file written by `meshlog keygen --out DIR`
-    /// (`DIR/signing.key`; relative to the working directory), read at start. Retention signs
-    /// every deletion receipt with it and deletes nothing without it. Default: none.
+    /// (`DIR/signing.key`; relative to the working directory), read at start. It signs the
+    /// checkpoints and retention's deletion receipts. Without it no checkpoint is signed
+    /// (`meshlog verify` can check the store's internal consistency only) and retention deletes
+    /// nothing. Default: none.
     pub signing_key: Option<PathBuf>,
+    /// `checkpoint_interval_s`: seconds between signed checkpoints (written also when no batch
+    /// arrived, and at start and shutdown), 1 to 86400. Default 60.
+    pub checkpoint_interval_s: u64,
+}
+
+impl Default for IntegrityConfig {
+    fn default() -> Self {
+        IntegrityConfig {
+            signing_key: None,
+            checkpoint_interval_s: 60,
+        }
+    }
 }
 
 impl Default for Config {
@@ -252,7 +272,10 @@ impl Config {
                     Err(r) => bad(key, r),
                 },
                 "encryption" => cfg.encryption_key_file = encryption(value, &mut bad),
-                "integrity" => cfg.integrity = integrity(value, &mut bad),
+                "integrity" => match value.as_table() {
+                    Some(t) => integrity_table(t, &mut cfg.integrity, &mut bad),
+                    None => bad(key, expected("a table ([integrity])", value)),
+                },
                 "retention" => cfg.retention = policy::parse(value, &mut bad),
                 _ => bad(key, format!("unknown key (known: {KNOWN_KEYS})")),
             }
@@ -286,6 +309,36 @@ impl Config {
             self.listen = l;
         }
         self
+    }
+}
+
+/// Reads the `[integrity]` table into `cfg`, reporting problems as `integrity.<key>`.
+fn integrity_table(
+    table: &toml::Table,
+    cfg: &mut IntegrityConfig,
+    bad: &mut impl FnMut(&str, String),
+) {
+    for (key, value) in table {
+        let full = format!("integrity.{key}");
+        match key.as_str() {
+            "signing_key" => match value.as_str() {
+                Some(s) if !s.is_empty() => cfg.signing_key = Some(PathBuf::from(s)),
+                _ => bad(
+                    &full,
+                    expected("a non-empty string (a key file path)", value),
+                ),
+            },
+            "checkpoint_interval_s" => {
+                match int_in(value, MIN_CHECKPOINT_INTERVAL_S, MAX_CHECKPOINT_INTERVAL_S) {
+                    Ok(v) => cfg.checkpoint_interval_s = v as u64,
+                    Err(r) => bad(&full, r),
+                }
+            }
+            _ => bad(
+                &full,
+                format!("unknown key (known: {KNOWN_INTEGRITY_KEYS})"),
+            ),
+        }
     }
 }
 
@@ -332,31 +385,6 @@ fn encryption(value: &toml::Value, bad: &mut impl FnMut(&str, String)) -> Option
         );
     }
     key_file
-}
-
-/// The `[integrity]` section, every problem reported through `bad`.
-fn integrity(value: &toml::Value, bad: &mut impl FnMut(&str, String)) -> IntegrityConfig {
-    let mut cfg = IntegrityConfig::default();
-    let Some(table) = value.as_table() else {
-        bad("integrity", expected("a table ([integrity])", value));
-        return cfg;
-    };
-    for (key, v) in table {
-        match key.as_str() {
-            "signing_key" => match v.as_str() {
-                Some(s) if !s.is_empty() => cfg.signing_key = Some(PathBuf::from(s)),
-                _ => bad(
-                    "integrity.signing_key",
-                    expected("a non-empty string (a key file path)", v),
-                ),
-            },
-            _ => bad(
-                &format!("integrity.{key}"),
-                format!("unknown key (known: {KNOWN_INTEGRITY_KEYS})"),
-            ),
-        }
-    }
-    cfg
 }
 
 fn int_in(v: &toml::Value, min: i64, max: i64) -> Result<i64, String> {
@@ -406,6 +434,18 @@ mod tests {
         assert_eq!(d.max_queue_bytes, 64 * 1024 * 1024);
         assert_eq!(d.ack_timeout_ms, 15_000);
         assert_eq!(d.dedup_window_batches, 2_000_000);
+        assert_eq!(d.integrity.signing_key, None);
+        assert_eq!(d.integrity.checkpoint_interval_s, 60);
+        assert_eq!(
+            std::time::Duration::from_secs(d.integrity.checkpoint_interval_s),
+            crate::integrity::leaves::DEFAULT_CHECKPOINT_INTERVAL,
+            "one default"
+        );
+        let p = problems("integrity = 3\n");
+        assert_eq!(
+            p[0].to_string(),
+            "integrity: expected a table ([integrity]), got the integer 3"
+        );
         assert_eq!(
             d.dedup_window_batches,
             crate::store::DEFAULT_DEDUP_WINDOW,
@@ -436,6 +476,7 @@ mod tests {
 
             [integrity]
             signing_key = "/etc/meshlog/keys/signing.key"
+            checkpoint_interval_s = 5
 
             [retention]
             default_days = 400
@@ -456,6 +497,7 @@ mod tests {
                 encryption_key_file: Some("/etc/meshlog/data.keys".into()),
                 integrity: IntegrityConfig {
                     signing_key: Some("/etc/meshlog/keys/signing.key".into()),
+                    checkpoint_interval_s: 5,
                 },
                 retention: Some(RetentionConfig::default()),
             }
@@ -475,6 +517,10 @@ mod tests {
             max_queue_bytes = 1024
             ack_timeout_ms = "15s"
             dedup_window_batches = -1
+            [integrity]
+            signing_key = ""
+            checkpoint_interval_s = 0
+            sign = true
             "#,
         );
         let got: Vec<String> = p.iter().map(Problem::to_string).collect();
@@ -487,6 +533,9 @@ mod tests {
                  max_queue_bytes, retention, segment_max_bytes)",
                 "data_dir: expected a non-empty string (a directory path), got the integer 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
+                "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
+                "integrity.sign: unknown key (known: checkpoint_interval_s, signing_key)",
+                "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got \"localhost\"",
                 "max_body_bytes: expected an integer from 1024 to 1073741824, got \"16MiB\"",
                 "max_decoded_bytes: expected an integer from 1024 to 1073741824, got 0",
@@ -559,7 +608,7 @@ mod tests {
         assert_eq!(
             got,
             [
-                "integrity.sign: unknown key (known: signing_key)",
+                "integrity.sign: unknown key (known: checkpoint_interval_s, signing_key)",
                 "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 1",
                 "retention.default_days: expected an integer from 1 to 36500, got 0",

@@ -5,11 +5,11 @@
 //! [`canonical`] flattens OTLP records, [`store`] appends them as CRC-checked zstd frames with
 //! group-committed fsyncs (each batch id stored once, memory bounded by a byte-budgeted queue, a
 //! full disk refused without damage, payloads sealed when encryption at rest is configured),
-//! and [`cli`] wires it into the `meshlog` binary.
-//! [`integrity`] holds the building blocks for a tamper-evident, encrypted store: Merkle tree and
-//! proofs, signed checkpoints, key files and per-batch encryption. [`retention`] splits records
-//! into retention classes (one store each), deletes expired segments with a signed receipt,
-//! and honours legal holds.
+//! and [`cli`] wires it into the `meshlog` binary. [`integrity`] makes the store tamper-evident
+//! (every frame a chained leaf of a Merkle tree, signed checkpoints, `meshlog verify`, inclusion
+//! and consistency proofs) and holds the building blocks of encryption at rest (key files,
+//! per-batch AEAD). [`retention`] splits records into retention classes (one store each),
+//! deletes expired segments with a signed receipt, and honours legal holds.
 
 pub mod canonical;
 pub mod cli;

@@ -1,5 +1,6 @@
 //! The `meshlog` binary: parse the command line, set up logging, run, map errors to exit codes
-//! (0 success, 1 runtime error, 2 bad usage via clap).
+//! (0 success, 1 runtime error or a store / proof that is not intact, 2 bad usage: clap's, or
+//! a missing data directory or bad key file).
 
 use clap::Parser;
 use meshlog_collector::cli::{self, Cli};
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("meshlog: error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

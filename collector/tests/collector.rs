@@ -3,13 +3,15 @@
 //! file holds the shared helpers and the ingest/store basics; [`durability`] holds "nothing
 //! acknowledged is ever lost": batch ids, backpressure, full disk, old frames, kill -9;
 //! [`encryption`] holds encryption at rest: nothing in plain on disk, key errors, rotation;
-//! [`retention`] holds retention classes, the sweeper, deletion receipts and legal holds.
+//! [`retention`] holds retention classes, the sweeper, deletion receipts and legal holds;
+//! [`integrity`] holds the tamper matrix for `meshlog verify`, signed checkpoints and proofs.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
 mod durability;
 mod encryption;
+mod integrity;
 mod retention;
 
 use axum::Router;
@@ -730,12 +732,18 @@ async fn a_torn_tail_is_cut_at_the_last_good_frame_and_writing_continues() {
 
 #[tokio::test]
 async fn a_flipped_byte_in_the_last_frame_is_cut_and_earlier_frames_survive() {
-    for (what, at) in [("payload", 30u64), ("header", 9)] {
+    for what in ["payload", "header"] {
         let (dir, frames) = five_frames().await;
         let seg = seg1(dir.path());
         let mut bytes = std::fs::read(&seg).unwrap();
-        let (last_start, _) = frames[4];
-        bytes[(last_start + at) as usize] ^= 0x01;
+        let (last_start, last_end) = frames[4];
+        // 5 bytes before its end is inside the payload; byte 9 is the payload length.
+        let at = if what == "payload" {
+            last_end - 5
+        } else {
+            last_start + 9
+        };
+        bytes[at as usize] ^= 0x01;
         std::fs::write(&seg, &bytes).unwrap();
         // The reader already refuses to show the damaged frame...
         assert_eq!(ids(dir.path()), ["b0", "b1", "b2", "b3"], "{what}");
@@ -1082,7 +1090,7 @@ fn usage_config_and_damage_errors_have_distinct_exit_codes() {
         bytes.extend_from_slice(frame.bytes());
         bytes.extend_from_slice(frame.bytes());
         if seq == 1 {
-            let at = 8 + frame.bytes().len() + 30;
+            let at = 8 + 2 * frame.bytes().len() - 5;
             bytes[at] ^= 0xff; // payload of the second frame
         }
         std::fs::write(segs.join(segment_file_name(seq)), bytes).unwrap();

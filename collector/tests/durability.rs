@@ -489,6 +489,26 @@ async fn a_store_of_version_1_frames_is_read_and_appended_to() {
     assert_eq!(frame_ids(dir.path()), [None, None, Some("v2:1-1".into())]);
     assert!(!dir.path().join("quarantine").exists());
     assert_eq!(query_ids(dir.path()), ["v1-a", "v1-b", "v1-c", "v2-a"]);
+
+    // The new frame is chained to the old ones, which are leaves without a chain entry: the
+    // store verifies, and says the old frames rest on checkpoints alone.
+    let out = run(&[
+        "verify",
+        "--json",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["tree_size"], 3);
+    assert_eq!(report["unchained_frames"], 2);
+    assert!(
+        report["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("the first 2 frames were written before the hash chain"),
+        "{report:#}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -779,6 +799,11 @@ fn a_full_disk_answers_507_keeps_the_store_clean_and_recovers_when_space_returns
         ["fd0", "fd1", "fd2", "fd6", "fd3", "fd4", "fd5"]
     );
     assert_eq!(serve.terminate().code(), Some(0));
+    // The refused writes were rolled back in the Merkle tree too: the chain is unbroken.
+    let out = run(&["verify", "--json", "--data-dir", data.to_str().unwrap()]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["tree_size"], 7);
     eprintln!(
         "full disk: filler {filled} bytes on a 512 KiB tmpfs; 3 batches refused with 507 (one \
          ERROR line), segment unchanged at {len_before} bytes; clean stop and restart while \
@@ -967,6 +992,11 @@ fn kill_9_loses_no_acknowledged_batch_and_stores_none_twice() {
         acked.len() as u64 * RECORDS_PER_BATCH,
         "only acknowledged batches are stored"
     );
+    // Five crashes, torn tails cut, restarts that resumed the tree: the chain is unbroken.
+    let out = run(&["verify", "--json", "--data-dir", &dir]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["tree_size"], acked_batches.len());
     let duplicates = acked.iter().filter(|a| a.2).count();
     let failed: u64 = stats.iter().map(|s| s.failed_attempts).sum();
     let refused: usize = stats.iter().map(|s| s.refused.len()).sum();

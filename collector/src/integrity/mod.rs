@@ -1,11 +1,13 @@
-//! Tamper evidence and encryption at rest for the segment store: the pure building blocks
-//! (hashing, proofs, signatures, keys, AEAD). Nothing here touches the store; the writer, a
-//! `verify` command and retention are wired to it separately.
+//! Tamper evidence and encryption at rest for the segment store: the building blocks
+//! (hashing, proofs, signatures, keys, AEAD: [`merkle`], [`checkpoint`], [`keys`], [`seal`]) and
+//! their wiring: the writer's side of the Merkle log ([`leaves`]), the checkpoint file
+//! ([`checkpoint_log`]), and the readers behind `meshlog verify` ([`scan`], [`verify`]) and
+//! `meshlog prove` / `meshlog verify-proof` ([`proof`]).
 //!
 //! An audit log must show that nothing was removed, reordered or altered after it was
 //! acknowledged, to someone who does not trust the machine it lives on. CRC32 frames catch
 //! bit rot, not edits; so every stored frame is also a leaf of a Merkle tree whose root is
-//! signed from time to time.
+//! signed from time to time, and carries a link to the frame before it.
 //!
 //! # Leaves
 //!
@@ -20,6 +22,22 @@
 //! prefix of the tree of size n", i.e. nothing before m changed). Retention that deletes old
 //! segments must keep their leaf hashes (or the full-subtree hashes covering them) for proofs
 //! over the remaining frames to stay possible.
+//!
+//! # The hash chain
+//!
+//! The tree alone says *that* something changed (a root no longer matches), not *where*. So
+//! each frame's header carries a non-critical **chain** entry (type `0x0010`, 40 bytes: the
+//! leaf index as a u64 and the leaf hash of the previous frame; zeros for leaf 0). The frame
+//! builder reserves it; the writer thread stamps it just before writing ([`leaves::LeafLog`]),
+//! as only it knows the frame's place. Because every frame names its index and its
+//! predecessor, `meshlog verify` can put the frames back in order without trusting the file
+//! order and name the exact frame that was modified (even with its CRCs recomputed: it no
+//! longer hashes to what the next frame recorded), removed (an index missing), duplicated
+//! (identical bytes twice), swapped (indexes out of order) or inserted (no chain entry, or an
+//! index another frame holds that the next frame does not refer to). What the chain cannot
+//! catch, an attacker re-chaining everything after the frame they changed, the signed roots
+//! do. Frames written before the chain existed (version-1 frames, early version-2 ones) have
+//! no entry: they are leaves like any other, covered by checkpoints only.
 //!
 //! # Checkpoints
 //!
@@ -38,6 +56,48 @@
 //! The origin names the log and is the signing key's name. Verifying needs only the public
 //! verifier key; a run of checkpoints with valid consistency proofs between them shows the
 //! store only ever grew.
+//!
+//! `serve` signs one with `[integrity] signing_key` (see `config.rs`): after recovery at start,
+//! every `checkpoint_interval_s` (60 by default; also when no batch arrived: same size, a new
+//! time, which shows the log was alive and had not grown), and at graceful shutdown. A
+//! checkpoint covers only fsync'd frames. They are appended to `DATA_DIR/checkpoints.log`
+//! ([`checkpoint_log`]): each entry a header line `MLCP <length> <crc32>` and the note, so a
+//! torn append is told apart from an edit (which the signature catches); a torn last entry is
+//! cut at the next start (into `quarantine/`), damage before it stops `serve` from starting.
+//!
+//! The writer keeps the tree as a [`merkle::CompactTree`], rolled back with the segment when
+//! an fsync fails. To avoid hashing the whole store at every start (recovery only walks
+//! headers), the committed tree is saved to `DATA_DIR/tree.state` at every checkpoint tick and
+//! at shutdown, and the next start hashes only the frames after it (checking the saved last
+//! leaf against the store first; anything odd and it hashes everything). At start the tree is
+//! also compared with the last checkpoint; a store changed while the collector was down is
+//! logged as an error (the collector keeps running: the evidence stays for `verify`).
+//!
+//! **Without a signing key** frames are still chained and the tree kept, but nothing is signed:
+//! `verify` then checks the store's internal consistency (CRCs, chain, indexes), which catches
+//! a careless edit but not someone who rewrites the store from the edit on. `serve` warns at
+//! start.
+//!
+//! # Verifying
+//!
+//! `meshlog verify --data-dir DIR --public-key verifier.pub [--json]` ([`verify`]) reads every
+//! byte of every segment ([`scan`]: after bytes that are no intact frame it resynchronises on
+//! the next one), checks CRCs and the chain, recomputes the tree, and checks every checkpoint:
+//! its signature, its root against the recomputed root at its size, that the store still holds
+//! as many leaves, and that checkpoints never shrink or fork. Findings name the file, byte
+//! offset, leaf index (or range), checkpoint number and the records the frame holds (VM id and
+//! sequence numbers, batch id). Exit 0 intact, 1 not, 2 usage errors. The verifier key is only
+//! ever taken from `--public-key`, never from the data directory: whoever can rewrite the store
+//! can also replace a key stored next to it. Without `--public-key` signatures are not checked
+//! (the report says so). Several `--public-key` flags cover a key rotation.
+//!
+//! # Proofs
+//!
+//! `meshlog prove --data-dir DIR VM_ID:SEQUENCE` (or `LEAF/LINE`) prints a self-contained JSON
+//! inclusion proof (frame bytes, record line, leaf index, audit path, signed checkpoint);
+//! `meshlog prove --consistency OLD NEW` a consistency proof between the checkpoints of those
+//! sizes; `meshlog verify-proof --public-key verifier.pub PROOF.json` checks either with the
+//! public key alone ([`proof`]).
 //!
 //! # Keys
 //!
@@ -68,8 +128,19 @@
 //! Opening tells "no key with this id in the key file" apart from "authentication failed"
 //! (wrong key bytes, or altered data or header). Sizes are not hidden: a frame's length still
 //! reveals how well its batch compressed. The store side is `store::encryption`.
+//!
+//! The hash chain's entry is not in the associated data: the writer stamps it after the frame
+//! is built and sealed, and it needs no AEAD protection (the header CRC, the chain itself and
+//! the signed roots cover it). Integrity never opens a payload, so `verify` and `prove` work
+//! without the data keys; `verify-proof` then proves the frame's inclusion and says the
+//! record's content could not be checked.
 
 pub mod checkpoint;
+pub mod checkpoint_log;
 pub mod keys;
+pub mod leaves;
 pub mod merkle;
+pub mod proof;
+pub mod scan;
 pub mod seal;
+pub mod verify;

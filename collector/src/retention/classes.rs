@@ -62,8 +62,8 @@ pub enum ClassesError {
     Store {
         /// The class (`*` for the data directory itself).
         class: String,
-        /// The error.
-        source: StoreError,
+        /// The error (boxed: store errors are large).
+        source: Box<StoreError>,
     },
     /// Segments written without retention: they would never expire.
     #[error(
@@ -156,7 +156,7 @@ impl ClassStores {
     ) -> Result<ClassStores, ClassesError> {
         let top = |source| ClassesError::Store {
             class: "*".into(),
-            source,
+            source: Box::new(source),
         };
         std::fs::create_dir_all(data_dir).map_err(|source| {
             top(StoreError::Io {
@@ -209,7 +209,7 @@ impl ClassStores {
                     }
                     return Err(ClassesError::Store {
                         class: (*name).to_owned(),
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }

@@ -40,6 +40,12 @@
 //! |---|---|---|
 //! | `0x0001` | batch id | the sender's `meshlog-batch-id`: 1 to 128 bytes of visible ASCII |
 //! | `0x8002` | data key (critical) | a sealed payload's 24-byte XChaCha20 nonce, then the id of the data-encryption key that sealed it (1 to 32 of `A-Z a-z 0-9 . _ -`) |
+//! | `0x0010` | chain | 40 bytes: the frame's Merkle leaf index (u64) and the leaf hash of the frame before it (32 bytes; zeros for leaf 0) |
+//!
+//! The chain entry (see `integrity/mod.rs`) is reserved by [`FrameBuilder`] with a zero value
+//! and filled in by the writer, which alone knows the frame's place in the log
+//! ([`EncodedFrame::stamp_chain`]); the header CRC is recomputed then. Its length never changes,
+//! so stamping moves no byte of the payload.
 //!
 //! Frame, version 1 (written before batch ids; still read): a 24-byte header, bytes 0..20 as
 //! above with version 1, then 20..24 the CRC32 of bytes 0..20. No extensions.
@@ -105,6 +111,10 @@ pub const EXT_CRITICAL: u16 = 0x8000;
 pub const EXT_BATCH_ID: u16 = 0x0001;
 /// Extension type (critical): nonce and key id of a sealed payload.
 pub const EXT_DATA_KEY: u16 = EXT_CRITICAL | 0x0002;
+/// Extension type: the hash chain (leaf index and previous leaf hash), not critical.
+pub const EXT_CHAIN: u16 = 0x0010;
+/// Length of the chain entry's value: leaf index (8) and previous leaf hash (32).
+pub const CHAIN_VALUE_LEN: usize = 40;
 /// zstd level: level 3 is zstd's default, a good ratio at a cost far below the fsync.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -233,6 +243,8 @@ pub struct Extensions {
     pub batch_id: Option<BatchId>,
     /// How the payload is sealed, when it is (the data key entry).
     pub sealing: Option<Sealing>,
+    /// The frame's place in the hash chain (frames written before the chain have none).
+    pub chain: Option<Chain>,
 }
 
 /// The data key entry of a sealed frame: which key sealed the payload, under which nonce.
@@ -276,6 +288,59 @@ impl Sealing {
     }
 }
 
+/// A frame's link in the store's hash chain: its Merkle leaf index and the leaf hash
+/// (RFC 6962, `SHA-256(0x00 || frame bytes)`) of the frame written just before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// Leaf index: frames counted from the first ever written, from 0.
+    pub leaf_index: u64,
+    /// Leaf hash of the previous frame; all zeros for leaf 0.
+    pub prev_leaf: [u8; 32],
+}
+
+impl Chain {
+    /// The value a frame carries until the writer stamps it.
+    pub const PLACEHOLDER: Chain = Chain {
+        leaf_index: 0,
+        prev_leaf: [0; 32],
+    };
+
+    /// The entry's value bytes.
+    pub fn encode(&self) -> [u8; CHAIN_VALUE_LEN] {
+        let mut v = [0u8; CHAIN_VALUE_LEN];
+        v[..8].copy_from_slice(&self.leaf_index.to_le_bytes());
+        v[8..].copy_from_slice(&self.prev_leaf);
+        v
+    }
+
+    /// Parses an entry's value; `None` unless it is exactly [`CHAIN_VALUE_LEN`] bytes.
+    pub fn decode(value: &[u8]) -> Option<Chain> {
+        let v: &[u8; CHAIN_VALUE_LEN] = value.try_into().ok()?;
+        let (index, prev) = v.split_at(8);
+        Some(Chain {
+            leaf_index: u64::from_le_bytes(index.try_into().ok()?),
+            prev_leaf: prev.try_into().ok()?,
+        })
+    }
+}
+
+/// Finds the entry of type `ty` in an extension area: the byte range of its value within
+/// `area`. Walks entries generically (unknown and critical ones included), so it works on any
+/// header whose CRC matched, also one this build cannot fully decode.
+pub fn find_entry(area: &[u8], ty: u16) -> Option<std::ops::Range<usize>> {
+    let mut at = 0usize;
+    while let (Some(t), Some(l)) = (area.get(at..at + 2), area.get(at + 2..at + 4)) {
+        let len = usize::from(u16::from_le_bytes([l[0], l[1]]));
+        let value = at + 4..at + 4 + len;
+        area.get(value.clone())?;
+        if u16::from_le_bytes([t[0], t[1]]) == ty {
+            return Some(value);
+        }
+        at = value.end;
+    }
+    None
+}
+
 impl Extensions {
     /// The extension area's bytes.
     pub fn encode(&self) -> Vec<u8> {
@@ -285,6 +350,9 @@ impl Extensions {
         }
         if let Some(s) = &self.sealing {
             push_entry(&mut out, EXT_DATA_KEY, &s.value());
+        }
+        if let Some(chain) = &self.chain {
+            push_entry(&mut out, EXT_CHAIN, &chain.encode());
         }
         out
     }
@@ -320,6 +388,14 @@ impl Extensions {
                     ext.batch_id = Some(id);
                 }
                 EXT_DATA_KEY => ext.sealing = Some(Sealing::parse(value).map_err(bad)?),
+                EXT_CHAIN => {
+                    let chain = Chain::decode(value).ok_or_else(|| {
+                        bad(format!(
+                            "chain entry is {len} bytes, expected {CHAIN_VALUE_LEN}"
+                        ))
+                    })?;
+                    ext.chain = Some(chain);
+                }
                 t if t & EXT_CRITICAL != 0 => return Err(Damage::UnknownExtension(t)),
                 // Unknown and not critical: written by a newer build, safe to ignore.
                 _ => {}
@@ -501,6 +577,7 @@ impl FrameHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
     bytes: Vec<u8>,
+    header_len: usize,
     records: u32,
     batch_id: Option<BatchId>,
     key_id: Option<String>,
@@ -525,6 +602,28 @@ impl EncodedFrame {
     /// The id of the data-encryption key that sealed the payload; `None` when it is plain.
     pub fn key_id(&self) -> Option<&str> {
         self.key_id.as_deref()
+    }
+
+    /// Writes `chain` into the frame's reserved chain entry and recomputes the header CRC (the
+    /// writer's job: only it knows the frame's place in the log). False, changing nothing, if
+    /// the frame has no chain entry.
+    pub fn stamp_chain(&mut self, chain: Chain) -> bool {
+        let crc_at = self.header_len.saturating_sub(4);
+        let Some(area) = self.bytes.get_mut(FRAME_V2_FIXED_LEN - 4..crc_at) else {
+            return false;
+        };
+        let Some(value) = find_entry(area, EXT_CHAIN).and_then(|r| area.get_mut(r)) else {
+            return false;
+        };
+        if value.len() != CHAIN_VALUE_LEN {
+            return false;
+        }
+        value.copy_from_slice(&chain.encode());
+        let crc = crc32fast::hash(self.bytes.get(..crc_at).unwrap_or_default());
+        if let Some(c) = self.bytes.get_mut(crc_at..self.header_len) {
+            c.copy_from_slice(&crc.to_le_bytes());
+        }
+        true
     }
 }
 
@@ -593,7 +692,12 @@ impl FrameBuilder {
             }),
             None => None,
         };
-        let extensions = Extensions { batch_id, sealing };
+        // The chain entry is reserved now and stamped by the writer.
+        let extensions = Extensions {
+            batch_id,
+            sealing,
+            chain: Some(Chain::PLACEHOLDER),
+        };
         let header_len = FRAME_V2_FIXED_LEN + extensions.encode().len();
         // Room for the header up front: the payload is compressed in place after it.
         let out = vec![0u8; header_len];
@@ -665,6 +769,7 @@ impl FrameBuilder {
         }
         Ok(EncodedFrame {
             bytes,
+            header_len: self.header_len,
             records: self.records,
             key_id: header.extensions.sealing.map(|s| s.key_id),
             batch_id: header.extensions.batch_id,
@@ -947,7 +1052,10 @@ mod tests {
             b"new",
         ]
         .concat();
-        assert_eq!(&hbytes[32..hbytes.len() - 4], &entry[..]);
+        // Then the chain entry (type, length, 40 bytes), stamped by the writer after sealing.
+        let chain_at = hbytes.len() - 4 - (4 + CHAIN_VALUE_LEN);
+        assert_eq!(&hbytes[32..chain_at], &entry[..]);
+        assert_eq!(&hbytes[chain_at..chain_at + 2], &EXT_CHAIN.to_le_bytes());
         // Length and CRC are those of the stored bytes; the payload is no zstd frame.
         assert_eq!(h.payload_len as usize, payload.len());
         assert_eq!(h.payload_crc, crc32fast::hash(payload));
@@ -958,7 +1066,7 @@ mod tests {
         assert_eq!(text.lines().nth(2), Some(r#"{"i":2,"s":"x\ny"}"#));
         // The associated data: header bytes 0..16, the batch id entry, the data key entry.
         let aad = h.associated_data();
-        assert_eq!(aad, [&hbytes[..16], &hbytes[22..hbytes.len() - 4]].concat());
+        assert_eq!(aad, [&hbytes[..16], &hbytes[22..chain_at]].concat());
         // A plain frame has no associated data use and nothing to open.
         let plain_frame = encode_frame(&recs).unwrap();
         let (plain_h, _, plain_payload) = split(plain_frame.bytes());
@@ -986,12 +1094,14 @@ mod tests {
         assert!(hb.open_payload(&k, pa).unwrap().is_err());
         // Any edit of a header byte the seal covers (CRC made to match again) is refused or
         // fails to open. Not covered: the payload CRC (16..20), which the payload read checks,
-        // and the extension length (20..22), which frames the entries.
+        // the extension length (20..22), which frames the entries, and the chain entry, stamped
+        // after sealing and covered by the header CRC, the chain and the signed roots.
         let frame = sealed_frame(&[rec(2)], Some(id("b-9")), &k);
         let (_, hbytes, payload) = split(&frame);
         let crc_at = hbytes.len() - 4;
+        let chain = crc_at - (4 + CHAIN_VALUE_LEN)..crc_at;
         let mut parsed = 0;
-        for i in (0..crc_at).filter(|i| !(16..22).contains(i)) {
+        for i in (0..crc_at).filter(|i| !(16..22).contains(i) && !chain.contains(i)) {
             for bit in 0..8 {
                 let mut h = hbytes.to_vec();
                 h[i] ^= 1 << bit;
@@ -1074,6 +1184,66 @@ mod tests {
         let crc = crc32fast::hash(&v1[..20]);
         v1[20..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode(&v1), Err(Damage::UnknownFlags(3)));
+    }
+
+    #[test]
+    fn the_writer_stamps_the_reserved_chain_entry_in_place() {
+        let recs: Vec<_> = (0..2).map(rec).collect();
+        let mut f = encode_frame_with_id(&recs, Some(id("vm:1-2"))).unwrap();
+        let before = f.bytes().to_vec();
+        let prefix: [u8; FRAME_HEADER_PREFIX_LEN] =
+            before[..FRAME_HEADER_PREFIX_LEN].try_into().unwrap();
+        let hlen = frame_header_len(&prefix).unwrap();
+        assert_eq!(hlen, FRAME_V2_FIXED_LEN + (4 + 6) + (4 + CHAIN_VALUE_LEN));
+        let h = decode(&before[..hlen]).unwrap();
+        assert_eq!(
+            h.extensions.chain,
+            Some(Chain::PLACEHOLDER),
+            "reserved, zero"
+        );
+        let chain = Chain {
+            leaf_index: 0x0102_0304_0506_0708,
+            prev_leaf: [0xab; 32],
+        };
+        assert!(f.stamp_chain(chain));
+        let after = f.bytes();
+        assert_eq!(after.len(), before.len(), "same length: nothing moved");
+        assert_eq!(&after[hlen..], &before[hlen..], "payload untouched");
+        let h2 = decode(&after[..hlen]).unwrap();
+        assert_eq!(h2.extensions.chain, Some(chain));
+        assert_eq!(h2.extensions.batch_id, Some(id("vm:1-2")));
+        assert_eq!(
+            h2.payload_crc, h.payload_crc,
+            "only the chain and the header CRC change"
+        );
+        let area = &after[FRAME_V2_FIXED_LEN - 4..hlen - 4];
+        let r = find_entry(area, EXT_CHAIN).unwrap();
+        assert_eq!(&area[r.start..r.start + 8], &chain.leaf_index.to_le_bytes());
+        assert_eq!(find_entry(area, 0x7777), None);
+        // A frame without the entry (built by hand) is left alone.
+        let mut plain = EncodedFrame {
+            bytes: header(None).encode(),
+            header_len: FRAME_V2_FIXED_LEN,
+            records: 0,
+            batch_id: None,
+            key_id: None,
+        };
+        let copy = plain.bytes.clone();
+        assert!(!plain.stamp_chain(chain));
+        assert_eq!(plain.bytes, copy);
+    }
+
+    #[test]
+    fn a_chain_entry_of_the_wrong_length_is_malformed() {
+        let mut area = Vec::new();
+        push_entry(&mut area, EXT_CHAIN, &[0; 39]);
+        let err = decode(&raw_v2(FRAME_VERSION, FLAG_ZSTD, &area)).unwrap_err();
+        assert!(!err.is_torn(), "{err}");
+        assert!(
+            err.to_string()
+                .contains("chain entry is 39 bytes, expected 40"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod recovery;
 pub mod writer;
 
 use crate::integrity::keys::Keyring;
+use crate::integrity::leaves::{IntegrityError, IntegrityOptions, LeafLog};
 use dedup::{BatchId, SharedIndex};
 use format::{Damage, EncodedFrame};
 use queue::{IngestQueue, QueueFull, Reservation};
@@ -49,6 +50,8 @@ pub struct StoreOptions {
     /// Encryption at rest: when set, every frame is sealed with the keyring's current key
     /// ([`StoreHandle::keyring`] for whoever builds frames) and plain frames are refused.
     pub encryption: Option<Arc<Keyring>>,
+    /// Checkpoint signing key and interval.
+    pub integrity: IntegrityOptions,
 }
 
 /// Default [`StoreOptions::dedup_window`]: at 10,000 batches a minute, 3 h 20 min of retries;
@@ -63,6 +66,7 @@ impl Default for StoreOptions {
             dedup_window: DEFAULT_DEDUP_WINDOW,
             pause: None,
             encryption: None,
+            integrity: IntegrityOptions::default(),
         }
     }
 }
@@ -120,6 +124,9 @@ pub enum StoreError {
     /// A plain frame offered to a store with encryption at rest on (a bug: refused, not stored).
     #[error("refusing to store a frame in plain: encryption at rest is on")]
     NotSealed,
+    /// The Merkle log could not be opened (checkpoint log, tree rebuild).
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
 }
 
 /// The open store: owns the writer thread.
@@ -128,6 +135,8 @@ pub struct Store {
     handle: StoreHandle,
     thread: Option<std::thread::JoinHandle<()>>,
     data_dir: PathBuf,
+    /// Dropping it stops the checkpoint ticker.
+    ticker_stop: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// A cheap, cloneable way to append frames.
@@ -237,6 +246,7 @@ impl Store {
             max_queue_bytes = opts.max_queue_bytes,
             "store open"
         );
+        let leaves = LeafLog::open(data_dir, &segments_dir, &opts.integrity)?;
         let w = writer::Writer::new(
             segments_dir,
             opts.segment_max_bytes,
@@ -244,8 +254,10 @@ impl Store {
             lock,
             dedup.clone(),
             opts.pause,
-        );
+        )
+        .with_integrity(leaves);
         let (tx, rx) = mpsc::unbounded_channel();
+        let ticker_stop = start_ticker(tx.clone(), opts.integrity.checkpoint_interval)?;
         let thread = std::thread::Builder::new()
             .name("meshlog-writer".into())
             .spawn(move || w.run(rx))
@@ -262,6 +274,7 @@ impl Store {
             },
             thread: Some(thread),
             data_dir: data_dir.to_owned(),
+            ticker_stop: Some(ticker_stop),
         })
     }
 
@@ -278,6 +291,7 @@ impl Store {
     /// Finishes every queued write, stops the writer and releases the lock. Blocks: call it
     /// outside async code (or via `spawn_blocking`).
     pub fn close(mut self) -> Result<(), StoreError> {
+        drop(self.ticker_stop.take());
         // If the writer is already gone the send fails; joining still reports a panic.
         let _ = self.handle.tx.send(writer::Msg::Close);
         match self.thread.take().map(|t| t.join()) {
@@ -285,6 +299,31 @@ impl Store {
             _ => Ok(()),
         }
     }
+}
+
+/// Starts the thread that asks the writer for a checkpoint every `interval`; it stops when the
+/// returned sender is dropped (or the writer is gone).
+fn start_ticker(
+    tx: mpsc::UnboundedSender<writer::Msg>,
+    interval: std::time::Duration,
+) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("meshlog-checkpoints".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stop_rx.recv_timeout(interval)
+            {
+                if tx.send(writer::Msg::Checkpoint).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|source| StoreError::Io {
+            context: "starting the checkpoint thread".into(),
+            source,
+        })?;
+    Ok(stop_tx)
 }
 
 /// Takes the exclusive lock on `DATA_DIR/LOCK` and writes our pid into it; held while the
@@ -336,7 +375,7 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::format::{
-        FRAME_V2_FIXED_LEN, SEGMENT_HEADER_LEN, encode_frame, encode_frame_with_id,
+        FRAME_HEADER_PREFIX_LEN, SEGMENT_HEADER_LEN, encode_frame, encode_frame_with_id,
     };
     use super::reader::{self, SEGMENTS_DIR, read_all, segment_file_name};
     use super::*;
@@ -464,17 +503,22 @@ mod tests {
         write(d.path(), &[&[0], &[1]], 1 << 20);
         let p = seg(d.path(), 1);
         let mut bytes = std::fs::read(&p).unwrap();
-        // Rewrite the second frame's header as version 3 with a valid header CRC (frames
-        // without a batch id have no extensions: a 26-byte header).
+        // Rewrite the second frame's header as version 3 with a valid header CRC.
+        let header_len = |at: usize| {
+            format::frame_header_len(&bytes[at..at + FRAME_HEADER_PREFIX_LEN].try_into().unwrap())
+                .unwrap()
+        };
         let first_len = {
             let start = SEGMENT_HEADER_LEN as usize;
-            let h = &bytes[start..start + FRAME_V2_FIXED_LEN];
-            FRAME_V2_FIXED_LEN + format::FrameHeader::decode(h).unwrap().payload_len as usize
+            let hlen = header_len(start);
+            let h = &bytes[start..start + hlen];
+            hlen + format::FrameHeader::decode(h).unwrap().payload_len as usize
         };
         let at = SEGMENT_HEADER_LEN as usize + first_len;
+        let hlen = header_len(at);
         bytes[at + 4] = 3;
-        let crc = crc32fast::hash(&bytes[at..at + 22]);
-        bytes[at + 22..at + 26].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[at..at + hlen - 4]);
+        bytes[at + hlen - 4..at + hlen].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&p, &bytes).unwrap();
         let msg = Store::open(d.path(), StoreOptions::default())
             .unwrap_err()

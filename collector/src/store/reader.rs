@@ -267,6 +267,11 @@ impl SegmentScanner {
         self.pos
     }
 
+    /// The header bytes, exactly as on disk, of the last frame returned (for hashing it).
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.header
+    }
+
     /// The next frame, `None` at a clean end of file. With `read_payload` false the payload is
     /// skipped without being read or CRC-checked (a cheap structural walk).
     pub fn next_frame(&mut self, read_payload: bool) -> Result<Option<RawFrame>, ScanError> {

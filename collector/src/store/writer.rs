@@ -16,12 +16,16 @@
 //!   any other reason the writer refuses all further writes (poisoned) rather than append
 //!   behind bytes it cannot account for;
 //! - a segment is synced before the next one is created, so only the newest can have a torn
-//!   tail, which is what recovery relies on.
+//!   tail, which is what recovery relies on;
+//! - every frame is stamped with its leaf index and its predecessor's leaf hash just before it
+//!   is written, and becomes a leaf of the Merkle tree ([`LeafLog`]); checkpoints cover only
+//!   synced frames, and a failed fsync rolls the tree back with the file.
 
 use super::dedup::{BatchKey, SharedIndex};
 use super::format::{EncodedFrame, SEGMENT_HEADER_LEN, segment_header};
 use super::queue::Reservation;
 use super::reader::segment_file_name;
+use crate::integrity::leaves::LeafLog;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -122,6 +126,8 @@ pub enum Msg {
     /// a frame and start the next one (retention expires closed segments only). Answers with
     /// the closed segment's sequence number, `None` when the active one was empty.
     Rotate(oneshot::Sender<Result<Option<u64>, WriteError>>),
+    /// Sign a checkpoint of what is synced (sent every checkpoint interval).
+    Checkpoint,
 }
 
 /// The segment being appended to.
@@ -281,6 +287,7 @@ pub struct Writer {
     unfinished_rollback: Option<u64>,
     disk_full: DiskFull,
     pause: Option<WriterPause>,
+    integrity: LeafLog,
     // Held for the life of the writer: the data directory is ours while it runs.
     _lock: File,
 }
@@ -306,20 +313,32 @@ impl Writer {
             unfinished_rollback: None,
             disk_full: DiskFull::default(),
             pause,
+            integrity: LeafLog::detached(),
             _lock: lock,
         }
     }
 
+    /// The Merkle log to chain frames into (a detached one, saving and signing nothing, by
+    /// default).
+    pub fn with_integrity(mut self, integrity: LeafLog) -> Self {
+        self.integrity = integrity;
+        self
+    }
+
     /// Serves `rx` until a `Close` message or until every sender is gone.
     pub fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        // What recovery left is the start of this run's log.
+        self.integrity.checkpoint("start");
         while let Some(first) = rx.blocking_recv() {
             let mut close = false;
             let mut rotate = None;
+            let mut checkpoint = false;
             let mut group = Vec::new();
             let mut bytes = 0;
             match first {
                 Msg::Close => close = true,
                 Msg::Rotate(ack) => rotate = Some(ack),
+                Msg::Checkpoint => checkpoint = true,
                 Msg::Write {
                     frame,
                     ack,
@@ -345,6 +364,7 @@ impl Writer {
                     }
                     Ok(Msg::Close) => close = true,
                     Ok(Msg::Rotate(ack)) => rotate = Some(ack),
+                    Ok(Msg::Checkpoint) => checkpoint = true,
                     Err(_) => break,
                 }
             }
@@ -355,14 +375,18 @@ impl Writer {
             if let Some(ack) = rotate {
                 let _ = ack.send(self.rotate());
             }
+            if checkpoint && !close {
+                self.integrity.checkpoint("periodic");
+            }
             if close {
                 break;
             }
         }
+        self.integrity.checkpoint("shutdown");
         tracing::debug!(segment = %self.active.path.display(), len = self.active.len, "writer stopped");
     }
 
-    fn write_one(&mut self, frame: EncodedFrame, ack: Ack, reservation: Reservation) {
+    fn write_one(&mut self, mut frame: EncodedFrame, ack: Ack, reservation: Reservation) {
         if let Some(why) = &self.poisoned {
             let why = format!("store is unusable: {why}");
             return answer(ack, reservation, Err(WriteError::other(why)));
@@ -417,11 +441,13 @@ impl Writer {
             }
         }
         let offset = self.active.len;
+        self.integrity.stamp(&mut frame);
         match self.active.file.write_all(frame.bytes()) {
             Ok(()) => {
                 // A frame that fits ends a full-disk episode (not the fsync of frames written
                 // before the failure, which can come after it in the same group).
                 self.note_space_back();
+                self.integrity.append(&frame);
                 self.active.len += size;
                 let loc = FrameLocation {
                     segment: self.active.seq,
@@ -487,6 +513,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.active.synced_len = self.active.len;
+                self.integrity.commit();
                 // Into the index before any ack: a retry sent after the 200 must find it.
                 self.dedup.insert(pending.iter().filter_map(|p| p.key));
                 for p in pending {
@@ -517,7 +544,8 @@ impl Writer {
                     }
                 }
                 // After a failed fsync the page cache no longer tells what is on disk: cut back
-                // to what an earlier fsync confirmed.
+                // to what an earlier fsync confirmed (the tree too).
+                self.integrity.roll_back();
                 let synced = self.active.synced_len;
                 self.roll_back(synced);
             }
