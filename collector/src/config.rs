@@ -387,7 +387,8 @@ fn encryption(value: &toml::Value, bad: &mut impl FnMut(&str, String)) -> Option
     key_file
 }
 
-fn int_in(v: &toml::Value, min: i64, max: i64) -> Result<i64, String> {
+/// An integer in `min..=max`, or why not (shared by the `[retention]` parser).
+pub(crate) fn int_in(v: &toml::Value, min: i64, max: i64) -> Result<i64, String> {
     let what = format!("an integer from {min} to {max}");
     match v.as_integer() {
         Some(i) if (min..=max).contains(&i) => Ok(i),
@@ -396,7 +397,8 @@ fn int_in(v: &toml::Value, min: i64, max: i64) -> Result<i64, String> {
     }
 }
 
-fn expected(what: &str, got: &toml::Value) -> String {
+/// "expected WHAT, got …" naming the value or its type.
+pub(crate) fn expected(what: &str, got: &toml::Value) -> String {
     let got = match got {
         toml::Value::String(s) => format!("{s:?}"),
         toml::Value::Integer(i) => format!("the integer {i}"),

@@ -372,7 +372,7 @@ impl Checkpoint {
 }
 
 /// A u64 in canonical ASCII decimal: digits only, no sign, no leading zeros (but `0`).
-fn parse_decimal(s: &str) -> Result<u64, &'static str> {
+pub(crate) fn parse_decimal(s: &str) -> Result<u64, &'static str> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err("expected decimal digits only");
     }

@@ -6,6 +6,7 @@
 //! ([`RetentionConfig::classify`]) and which holds cover a segment ([`Hold::covers`]), so both
 //! are tested on their own.
 
+use crate::config::{expected, int_in};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -594,28 +595,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-fn int_in(v: &toml::Value, min: i64, max: i64) -> Result<i64, String> {
-    let what = format!("an integer from {min} to {max}");
-    match v.as_integer() {
-        Some(i) if (min..=max).contains(&i) => Ok(i),
-        Some(i) => Err(format!("expected {what}, got {i}")),
-        None => Err(expected(&what, v)),
-    }
-}
-
-fn expected(what: &str, got: &toml::Value) -> String {
-    let got = match got {
-        toml::Value::String(s) => format!("{s:?}"),
-        toml::Value::Integer(i) => format!("the integer {i}"),
-        other => {
-            let t = other.type_str();
-            let article = if t.starts_with(['a', 'i']) { "an" } else { "a" };
-            format!("{article} {t}")
-        }
-    };
-    format!("expected {what}, got {got}")
 }
 
 impl fmt::Display for HoldClasses {

@@ -43,7 +43,7 @@
 //! next append cuts it. Anything else that is not an intact entry, last or not, is damage: an
 //! error, never repaired (a receipt that no longer reads is evidence someone must look at).
 
-use crate::integrity::checkpoint::{NoteError, open_note, sign_note};
+use crate::integrity::checkpoint::{NoteError, open_note, parse_decimal, sign_note};
 use crate::integrity::keys::{SignerKey, VerifierKey};
 use crate::integrity::merkle::Hash;
 use serde_json::{Map, Value};
@@ -336,16 +336,6 @@ impl Receipt {
         put("meshlog.retention.receipt", note.into());
         m
     }
-}
-
-fn parse_decimal(s: &str) -> Result<u64, &'static str> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("expected decimal digits only");
-    }
-    if s.len() > 1 && s.starts_with('0') {
-        return Err("leading zeros are not allowed");
-    }
-    s.parse().map_err(|_| "does not fit in 64 bits")
 }
 
 fn parse_hash(s: &str) -> Result<Hash, &'static str> {
