@@ -492,29 +492,73 @@ pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
         }
         bar
     });
-    let report = integrity::verify::verify(&args.data_dir, &keys, &mut |done, total| {
+    let mut progress = |done, total| {
         if let Some(b) = &bar {
             b.set_length(total);
             b.set_position(done);
         }
-    })?;
+    };
+    // With retention classes, every store in the data directory, each with its receipts.
+    let with_classes = !classes::class_dirs(&args.data_dir)
+        .map_err(io_err(format!(
+            "listing {}",
+            args.data_dir.join(classes::CLASSES_DIR).display()
+        )))?
+        .is_empty();
+    let report = if with_classes {
+        Verified::DataDir(integrity::verify::verify_data_dir(
+            &args.data_dir,
+            &keys,
+            &mut progress,
+        )?)
+    } else {
+        Verified::Store(Box::new(integrity::verify::verify(
+            &args.data_dir,
+            &keys,
+            &mut progress,
+        )?))
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if args.json {
-        serde_json::to_writer_pretty(&mut *out, &report)
-            .map_err(io::Error::from)
-            .map_err(stdout_err)?;
-        writeln!(out).map_err(stdout_err)?;
-    } else {
-        report.write_text(out).map_err(stdout_err)?;
-    }
+    let (written, intact, findings) = match &report {
+        Verified::DataDir(r) => (
+            if args.json {
+                write_json(out, r)
+            } else {
+                r.write_text(out)
+            },
+            r.intact,
+            r.findings(),
+        ),
+        Verified::Store(r) => (
+            if args.json {
+                write_json(out, r.as_ref())
+            } else {
+                r.write_text(out)
+            },
+            r.intact,
+            r.findings.len(),
+        ),
+    };
+    written.map_err(stdout_err)?;
     out.flush().map_err(stdout_err)?;
-    if report.intact {
+    if intact {
         Ok(())
     } else {
-        Err(RunError::NotIntact(report.findings.len()))
+        Err(RunError::NotIntact(findings))
     }
+}
+
+/// What `meshlog verify` checked: one store, or a data directory with retention classes.
+enum Verified {
+    Store(Box<integrity::verify::Report>),
+    DataDir(integrity::verify::DataDirReport),
+}
+
+fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
 }
 
 /// Runs `meshlog prove`: the proof, as JSON, on `out`.

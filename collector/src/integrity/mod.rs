@@ -137,6 +137,7 @@
 
 pub mod checkpoint;
 pub mod checkpoint_log;
+pub mod deletions;
 pub mod keys;
 pub mod leaves;
 pub mod merkle;
