@@ -915,6 +915,40 @@ fn verify_accepts_segments_deleted_by_policy_and_lists_each_deletion() {
     assert_eq!(default["intact"], true);
     assert_eq!(default["deleted_segments"], 0);
     assert!(default.get("deletions").is_none(), "{default:#}");
+
+    // Proofs still work over the kept leaves: a record kept after the deletion (leaf 2, c1),
+    // and the checkpoint signed before the deletion (4 leaves) as a prefix of the one after.
+    let short_dir = class_dir(dir.path(), "short");
+    let short_dir = short_dir.to_str().unwrap();
+    let public = public.to_str().unwrap();
+    for (what, args) in [
+        ("inclusion", vec!["prove", "--data-dir", short_dir, "2/1"]),
+        (
+            "consistency",
+            vec!["prove", "--data-dir", short_dir, "--consistency", "4", "6"],
+        ),
+    ] {
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let proof = dir.path().join(format!("{what}.json"));
+        std::fs::write(&proof, &out.stdout).unwrap();
+        let out = run(&[
+            "verify-proof",
+            "--public-key",
+            public,
+            proof.to_str().unwrap(),
+        ]);
+        let text = stdout_of(&out);
+        assert!(text.trim_end().ends_with("VALID"), "{what}: {text}");
+        if what == "inclusion" {
+            assert!(text.contains("is leaf 2 of that tree"), "{text}");
+        }
+    }
 }
 
 #[test]
