@@ -22,9 +22,32 @@
 //!    recomputed tree, successive checkpoints are consistent by construction (each is a prefix
 //!    of the same tree).
 //!
-//! A finding names the file (segment or `checkpoints.log`), the byte offset, the leaf index
-//! (or range) and, for a frame, its record count, batch id and the records' ids. Findings are
-//! evidence, not repairs: nothing is changed.
+//! 4. **Deletions by policy**, in a retention class store ([`verify_store`] with a class;
+//!    [`verify_data_dir`] checks the data directory's own store, if it has segments, and every
+//!    `classes/<name>/`). A missing segment is accepted exactly when a valid receipt in the
+//!    class's `receipts.log` names it ([`super::deletions`]: signed by a given key, well-formed,
+//!    its own class, a deletion by policy, one per segment); every other missing segment is
+//!    flagged as before. For each run of consecutive deleted segments: the first frame after it
+//!    must name the last receipt's `last_leaf` as its predecessor, and its leaf index must skip
+//!    exactly the receipts' `frames` (counted from the frame before the run, or from leaf 0
+//!    when the run starts the log). The kept `deleted/<seq>.leaves` (checked against
+//!    `leaves_sha256`) take the deleted segments' place in the recomputed tree, so checkpoints
+//!    signed before a deletion still verify; when a leaves file is missing or altered, the roots
+//!    of the checkpoints over it are not checked (a note lists them) and the file is a finding.
+//!    Each deletion's receipt must also be in the store as a `meshlog.retention.deletion`
+//!    record (found by its fixed batch id; when the payload can be read, with the same note;
+//!    a sealed payload is matched by batch id, as verify never opens payloads), or have been in
+//!    a segment deleted later, whose receipt's observed-time range covers the sweep time. A
+//!    missing record is a finding (the store is not intact: the sweeper stores it before it
+//!    deletes), but not fatal to the deletion itself: the receipt alone shows the deletion was
+//!    by policy, so the segment is not reported missing as well. Without verifier keys receipts
+//!    are checked for form only: the deletions are accepted, each marked not authenticated, and
+//!    a note says so. The report lists every deletion: class, segment, leaves, counts, rule.
+//!
+//! A finding names the file (segment, `checkpoints.log`, `receipts.log` or
+//! `deleted/<seq>.leaves`), the byte offset, the leaf index (or range) and, for a frame, its
+//! record count, batch id and the records' ids. Findings are evidence, not repairs: nothing is
+//! changed.
 
 use super::checkpoint::{Checkpoint, CheckpointError, NoteError};
 use super::checkpoint_log::{self, CHECKPOINT_LOG_FILE, Item as LogItem};
