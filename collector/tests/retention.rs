@@ -504,9 +504,24 @@ fn a_legal_hold_keeps_data_until_it_is_lifted() {
         ]
     );
     assert_eq!(c.deletion_records("short").len(), 3);
+    // Much later, the segments holding those deletion records expire in turn (segment 6,
+    // active since the last sweep closed 5, is closed first).
+    let r = c.sweep(T0 + 500 * DAY, &[]);
+    let short = r.class("short").unwrap();
+    assert_eq!(short.rotated, Some(6), "{short:?}");
+    assert_eq!(
+        short.deleted,
+        [
+            "0000000000000004.seg",
+            "0000000000000005.seg",
+            "0000000000000006.seg"
+        ],
+        "{short:?}"
+    );
     let dir = c.close();
-    // Deleted out of order (2, 3, then 1), each record stored wherever the active segment
-    // was: verify places the three in sequence order at the start of the log and accepts them.
+    // Deleted out of order (2, 3, 1, then 4 to 6), each record stored wherever the active
+    // segment was: verify places them in sequence order from the start of the log, and finds
+    // each deletion's record in the store or in a segment deleted after it.
     let report = verify_data_dir(dir.path(), &[signer().verifier()], &mut |_, _| {}).unwrap();
     let short = report
         .stores
@@ -514,19 +529,28 @@ fn a_legal_hold_keeps_data_until_it_is_lifted() {
         .find(|r| r.class.as_deref() == Some("short"));
     let short = short.unwrap();
     assert!(report.intact, "{:#?}", short.findings);
-    let placed: Vec<(&str, Option<[u64; 2]>)> = short
+    let placed: Vec<(&str, Option<[u64; 2]>, &str)> = short
         .deletions
         .iter()
-        .map(|d| (d.segment.as_str(), d.leaves))
+        .map(|d| (d.segment.as_str(), d.leaves, d.record.as_str()))
         .collect();
-    assert_eq!(
-        placed,
-        [
-            ("0000000000000001.seg", Some([0, 0])),
-            ("0000000000000002.seg", Some([1, 1])),
-            ("0000000000000003.seg", Some([2, 2]))
-        ]
-    );
+    println!("{placed:?}");
+    let in_later = |seq: u64| format!("in {seq:016}.seg, deleted by policy too");
+    // Segment 4 held e1 and the record of segment 2's deletion, 5 that of 3, 6 that of 1.
+    let want = [
+        (1, [0, 0], in_later(6)),
+        (2, [1, 1], in_later(4)),
+        (3, [2, 2], in_later(5)),
+        (4, [3, 4], "leaf 7, 0000000000000007.seg".to_owned()),
+        (5, [5, 5], "leaf 8, 0000000000000007.seg".to_owned()),
+        (6, [6, 6], "leaf 9, 0000000000000007.seg".to_owned()),
+    ];
+    assert_eq!(placed.len(), want.len());
+    for ((segment, leaves, record), (seq, l, r)) in placed.iter().zip(&want) {
+        assert_eq!(*segment, segment_file_name(*seq));
+        assert_eq!(*leaves, Some(*l), "{segment}");
+        assert!(record.starts_with(r.as_str()), "{segment}: {record}");
+    }
 }
 
 #[test]
@@ -1029,6 +1053,51 @@ fn verify_flags_a_segment_deleted_without_its_own_receipt_or_not_chained() {
         "{m}"
     );
     println!("re-chained: {m}");
+}
+
+#[test]
+fn a_deletion_whose_record_is_gone_is_flagged_but_stays_accepted() {
+    let (dir, _keys, public) = swept();
+    // The last frame, the record of segment 2's deletion (leaf 5), cut from segment 4.
+    let seg4 = class_dir(dir.path(), "short")
+        .join(SEGMENTS_DIR)
+        .join(segment_file_name(4));
+    let frames: Vec<u64> = reader::frames(&class_dir(dir.path(), "short"))
+        .unwrap()
+        .map(|f| f.unwrap().offset)
+        .collect();
+    let last = *frames.last().unwrap();
+    let bytes = std::fs::read(&seg4).unwrap();
+    std::fs::write(&seg4, &bytes[..last as usize]).unwrap();
+    let (code, report) = verify_json(dir.path(), &public);
+    assert_eq!(code, 1, "{report:#}");
+    let short = class_report(&report, "short");
+    // The cut itself (checkpoint #4 signed 6 leaves), and the missing record.
+    assert_eq!(
+        kinds(short),
+        ["deletion_record_missing", "truncated"],
+        "{short:#}"
+    );
+    let f = the(short, "deletion_record_missing");
+    let offset = read_log(&class_dir(dir.path(), "short").join(RECEIPTS_FILE))
+        .unwrap()
+        .entries[1]
+        .offset;
+    assert_eq!(
+        (f["file"].as_str(), f["offset"].as_u64()),
+        (Some(RECEIPTS_FILE), Some(offset))
+    );
+    assert_eq!(f["leaves"], json!([1, 1]));
+    let m = f["message"].as_str().unwrap();
+    assert!(
+        m.contains("no meshlog.retention.deletion record for the deletion of 0000000000000002.seg"),
+        "{m}"
+    );
+    println!("record gone: {m}");
+    // Still a deletion by policy: listed, and segment 2 is not reported missing.
+    assert_eq!(short["deletions"][1]["segment"], "0000000000000002.seg");
+    assert_eq!(short["deletions"][1]["record"], "missing");
+    assert_eq!(short["deleted_segments"], 2);
 }
 
 #[test]

@@ -2117,6 +2117,8 @@ pub struct DataDirReport {
     /// One report per store: the data directory's own store when it has segments, then each
     /// class store by name.
     pub stores: Vec<Report>,
+    /// Remarks that are not problems.
+    pub notes: Vec<String>,
     /// Time taken.
     pub seconds: f64,
 }
@@ -2136,8 +2138,17 @@ pub fn verify_data_dir(
             source,
         })?;
     let mut stores: Vec<(std::path::PathBuf, Option<String>)> = Vec::new();
+    let mut notes = Vec::new();
     if !scan::segments(data_dir)?.is_empty() {
         stores.push((data_dir.to_owned(), None));
+    } else if data_dir.join(CHECKPOINT_LOG_FILE).exists() {
+        // Left behind when the segments written without retention were moved into a class.
+        notes.push(format!(
+            "{} has a {CHECKPOINT_LOG_FILE} but no segments: not checked (its segments were \
+             moved into a class when retention was turned on?); check it with `meshlog verify \
+             --data-dir` on a copy holding them",
+            data_dir.display()
+        ));
     }
     stores.extend(classes.into_iter().map(|(name, dir)| (dir, Some(name))));
     let mut total = 0u64;
@@ -2158,6 +2169,7 @@ pub fn verify_data_dir(
         intact: reports.iter().all(|r| r.intact),
         signatures_checked: !keys.is_empty(),
         stores: reports,
+        notes,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -2187,6 +2199,9 @@ impl DataDirReport {
             r.write_text(out)?;
         }
         writeln!(out)?;
+        for n in &self.notes {
+            writeln!(out, "note: {n}")?;
+        }
         for r in &self.stores {
             let n = r.findings.len();
             if r.intact {
