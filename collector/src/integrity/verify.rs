@@ -2052,13 +2052,14 @@ impl Report {
                 };
                 writeln!(
                     out,
-                    "    {} {}: {leaves}, {} frame{}, {} records; {}; receipt at offset {}; \
+                    "    {} {}: {leaves}, {} frame{}, {} record{}; {}; receipt at offset {}; \
                      record: {}",
                     d.class,
                     d.segment,
                     d.frames,
                     if d.frames == 1 { "" } else { "s" },
                     d.records,
+                    if d.records == 1 { "" } else { "s" },
                     d.rule,
                     d.receipt_offset,
                     d.record
