@@ -10,7 +10,10 @@
 //!
 //! With `[retention]` in the configuration, `serve` opens one store per retention class and runs
 //! the sweeper (see [`crate::retention`]); it re-reads the legal holds from the configuration
-//! file before every pass, so a hold takes effect, or is lifted, without a restart.
+//! file before every pass, so a hold takes effect, or is lifted, without a restart. `verify` on
+//! a data directory with `classes/` checks every store in it (its own, if it has segments, and
+//! each class store with its deletion receipts) and reports per class; exit 1 if any is not
+//! intact.
 //!
 //! With `[encryption] key_file` in the configuration, `serve` loads the data-encryption keys
 //! at start (a bad key file stops it, naming file and line) and logs the id of the key that
@@ -73,7 +76,8 @@ pub enum Command {
     /// valid, 1: any invalid).
     Receipts(ReceiptsArgs),
     /// Check the store: every frame, the hash chain, the Merkle tree and every signed
-    /// checkpoint; name every problem (exit 0 intact, 1 not).
+    /// checkpoint, and with retention classes every class store and its deletion receipts;
+    /// name every problem (exit 0 intact, 1 not).
     Verify(VerifyArgs),
     /// Print a JSON proof that a record is in the signed log, or a consistency proof between
     /// two checkpoints.
@@ -100,12 +104,15 @@ pub struct ReceiptsArgs {
 /// `meshlog verify` options.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Data directory to check.
+    /// Data directory to check (with `classes/`: its own store if it has segments, and every
+    /// class store; or one class directory).
     #[arg(long, value_name = "DIR", default_value = "./meshlog-data")]
     pub data_dir: PathBuf,
-    /// Verifier key file (`verifier.pub` from `meshlog keygen`) to check checkpoint signatures
-    /// with; repeat for keys used before a rotation. Take it from where you keep it, never from
-    /// the data directory. Without one, signatures are not checked.
+    /// Verifier key file (`verifier.pub` from `meshlog keygen`) to check checkpoint and
+    /// deletion receipt signatures with; repeat for keys used before a rotation. Take it from
+    /// where you keep it, never from the data directory. Without one, signatures are not
+    /// checked (deletions are then accepted on their receipts' form and reported as not
+    /// authenticated).
     #[arg(long, value_name = "FILE")]
     pub public_key: Vec<PathBuf>,
     /// Print the report as JSON on stdout.
@@ -492,29 +499,73 @@ pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
         }
         bar
     });
-    let report = integrity::verify::verify(&args.data_dir, &keys, &mut |done, total| {
+    let mut progress = |done, total| {
         if let Some(b) = &bar {
             b.set_length(total);
             b.set_position(done);
         }
-    })?;
+    };
+    // With retention classes, every store in the data directory, each with its receipts.
+    let with_classes = !classes::class_dirs(&args.data_dir)
+        .map_err(io_err(format!(
+            "listing {}",
+            args.data_dir.join(classes::CLASSES_DIR).display()
+        )))?
+        .is_empty();
+    let report = if with_classes {
+        Verified::DataDir(integrity::verify::verify_data_dir(
+            &args.data_dir,
+            &keys,
+            &mut progress,
+        )?)
+    } else {
+        Verified::Store(Box::new(integrity::verify::verify(
+            &args.data_dir,
+            &keys,
+            &mut progress,
+        )?))
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if args.json {
-        serde_json::to_writer_pretty(&mut *out, &report)
-            .map_err(io::Error::from)
-            .map_err(stdout_err)?;
-        writeln!(out).map_err(stdout_err)?;
-    } else {
-        report.write_text(out).map_err(stdout_err)?;
-    }
+    let (written, intact, findings) = match &report {
+        Verified::DataDir(r) => (
+            if args.json {
+                write_json(out, r)
+            } else {
+                r.write_text(out)
+            },
+            r.intact,
+            r.findings(),
+        ),
+        Verified::Store(r) => (
+            if args.json {
+                write_json(out, r.as_ref())
+            } else {
+                r.write_text(out)
+            },
+            r.intact,
+            r.findings.len(),
+        ),
+    };
+    written.map_err(stdout_err)?;
     out.flush().map_err(stdout_err)?;
-    if report.intact {
+    if intact {
         Ok(())
     } else {
-        Err(RunError::NotIntact(report.findings.len()))
+        Err(RunError::NotIntact(findings))
     }
+}
+
+/// What `meshlog verify` checked: one store, or a data directory with retention classes.
+enum Verified {
+    Store(Box<integrity::verify::Report>),
+    DataDir(integrity::verify::DataDirReport),
+}
+
+fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
 }
 
 /// Runs `meshlog prove`: the proof, as JSON, on `out`.

@@ -60,7 +60,7 @@ fn header_len(b: &[u8], at: usize) -> usize {
 
 /// Recomputes the payload CRC and the header CRC of the frame at `at` (what an attacker who
 /// knows the format does after an edit).
-fn fix_crcs(b: &mut [u8], at: usize) {
+pub(super) fn fix_crcs(b: &mut [u8], at: usize) {
     let hlen = header_len(b, at);
     let plen = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
     let pcrc = crc32fast::hash(&b[at + hlen..at + hlen + plen]);
@@ -70,7 +70,7 @@ fn fix_crcs(b: &mut [u8], at: usize) {
 }
 
 /// Rewrites the chain entry of the frame at `at` to name `prev` as its previous leaf.
-fn set_prev(b: &mut [u8], at: usize, prev: [u8; 32]) {
+pub(super) fn set_prev(b: &mut [u8], at: usize, prev: [u8; 32]) {
     let hlen = header_len(b, at);
     let area = at + FRAME_V2_FIXED_LEN - 4..at + hlen - 4;
     let r = find_entry(&b[area.clone()], EXT_CHAIN).unwrap();
@@ -80,7 +80,7 @@ fn set_prev(b: &mut [u8], at: usize, prev: [u8; 32]) {
     fix_crcs(b, at);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(super) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -174,7 +174,7 @@ fn open_retrying(data: &Path, opts: &StoreOptions) -> Store {
 }
 
 /// Runs `meshlog verify --json` with the key; returns the exit code and the report.
-fn verify_json(data: &Path, key: &Path) -> (i32, Value) {
+pub(super) fn verify_json(data: &Path, key: &Path) -> (i32, Value) {
     let out = run(&[
         "verify",
         "--json",
@@ -193,7 +193,7 @@ fn verify_json(data: &Path, key: &Path) -> (i32, Value) {
     (out.status.code().unwrap(), report)
 }
 
-fn kinds(report: &Value) -> Vec<String> {
+pub(super) fn kinds(report: &Value) -> Vec<String> {
     let mut k: Vec<String> = report["findings"]
         .as_array()
         .unwrap()
@@ -205,7 +205,7 @@ fn kinds(report: &Value) -> Vec<String> {
 }
 
 /// The one finding of `kind` (panics unless exactly one).
-fn the<'a>(report: &'a Value, kind: &str) -> &'a Value {
+pub(super) fn the<'a>(report: &'a Value, kind: &str) -> &'a Value {
     let all: Vec<&Value> = report["findings"]
         .as_array()
         .unwrap()
@@ -768,7 +768,7 @@ fn verify_usage_errors_exit_2_and_unsigned_stores_say_so() {
 // Checkpoints from the real serve, proofs
 
 /// The checkpoints in `data`'s log, verified with `key`.
-fn checkpoints(data: &Path, key: &VerifierKey) -> Vec<Checkpoint> {
+pub(super) fn checkpoints(data: &Path, key: &VerifierKey) -> Vec<Checkpoint> {
     let bytes = std::fs::read(data.join(CHECKPOINT_LOG_FILE)).unwrap_or_default();
     checkpoint_log::parse(&bytes)
         .into_iter()

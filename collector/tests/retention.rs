@@ -8,12 +8,16 @@
 //! binary: `meshlog receipts` exit codes, and `serve` sweeping on its own with holds re-read
 //! from the configuration file.
 
+use super::integrity::{checkpoints, kinds, the, verify_json};
 use super::*;
 use meshlog_collector::cli;
+use meshlog_collector::integrity::checkpoint::sign_note;
 use meshlog_collector::integrity::keys::{
     DataKey, Keyring, SIGNING_KEY_FILE, SignerKey, VERIFIER_KEY_FILE, write_signer_key,
     write_verifier_key,
 };
+use meshlog_collector::integrity::leaves::{IntegrityOptions, LeafLog, TREE_STATE_FILE};
+use meshlog_collector::integrity::verify::verify_data_dir;
 use meshlog_collector::retention::classes::{ClassStores, class_dir};
 use meshlog_collector::retention::policy::{Hold, HoldClasses, RetentionConfig};
 use meshlog_collector::retention::receipt::{
@@ -84,6 +88,9 @@ struct Classed {
     app: Router,
     sweeper: Sweeper,
     rt: tokio::runtime::Runtime,
+    signed: bool,
+    encryption: Option<Arc<Keyring>>,
+    sweeper_keys: bool,
 }
 
 impl Classed {
@@ -91,28 +98,12 @@ impl Classed {
         Self::open(signed, None, false)
     }
 
-    /// With `encryption`, the class stores seal every frame; `sweeper_keys` gives the sweeper
-    /// the keys to read them.
+    /// With `signed`, the sweeper signs receipts and the class stores sign checkpoints with
+    /// the same key (as `serve` does); with `encryption`, the class stores seal every frame;
+    /// `sweeper_keys` gives the sweeper the keys to read them.
     fn open(signed: bool, encryption: Option<Arc<Keyring>>, sweeper_keys: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let policy = policy();
-        let opts = StoreOptions {
-            encryption: encryption.clone(),
-            ..StoreOptions::default()
-        };
-        let stores = ClassStores::open(dir.path(), &policy, &opts).unwrap();
-        let app = classed_app(ClassedState {
-            routes: stores.routes(),
-            limits: Limits::default(),
-            ack_timeout: meshlog_collector::ingest::DEFAULT_ACK_TIMEOUT,
-        });
-        let sweeper = Sweeper::for_classes(
-            dir.path(),
-            &policy,
-            &stores.routes(),
-            signed.then(|| Arc::new(signer())),
-            encryption.filter(|_| sweeper_keys),
-        );
+        let (stores, app, sweeper) = Self::start(dir.path(), signed, &encryption, sweeper_keys);
         Classed {
             dir,
             stores: Some(stores),
@@ -123,7 +114,59 @@ impl Classed {
                 .enable_all()
                 .build()
                 .unwrap(),
+            signed,
+            encryption,
+            sweeper_keys,
         }
+    }
+
+    fn start(
+        dir: &Path,
+        signed: bool,
+        encryption: &Option<Arc<Keyring>>,
+        sweeper_keys: bool,
+    ) -> (ClassStores, Router, Sweeper) {
+        let policy = policy();
+        let opts = StoreOptions {
+            encryption: encryption.clone(),
+            integrity: IntegrityOptions {
+                signer: signed.then(|| Arc::new(signer())),
+                // Checkpoints at start and shutdown only, so tests know which exist.
+                checkpoint_interval: Duration::from_secs(3600),
+            },
+            ..StoreOptions::default()
+        };
+        let stores = ClassStores::open(dir, &policy, &opts).unwrap();
+        let app = classed_app(ClassedState {
+            routes: stores.routes(),
+            limits: Limits::default(),
+            ack_timeout: meshlog_collector::ingest::DEFAULT_ACK_TIMEOUT,
+        });
+        let sweeper = Sweeper::for_classes(
+            dir,
+            &policy,
+            &stores.routes(),
+            signed.then(|| Arc::new(signer())),
+            encryption.clone().filter(|_| sweeper_keys),
+        );
+        (stores, app, sweeper)
+    }
+
+    /// Stops the class stores (each signs a checkpoint at shutdown, with a key) and starts
+    /// them again on the same directory (each rebuilds its tree and signs one at start).
+    fn restart(&mut self) {
+        if let Some(stores) = self.stores.take() {
+            stores.close().unwrap();
+        }
+        let (stores, app, sweeper) = Self::start(
+            self.dir.path(),
+            self.signed,
+            &self.encryption,
+            self.sweeper_keys,
+        );
+        self.stores = Some(stores);
+        self.app = app;
+        self.sweeper = sweeper;
     }
 
     fn path(&self) -> &Path {
@@ -186,7 +229,9 @@ impl Classed {
     }
 
     fn close(mut self) -> tempfile::TempDir {
-        self.stores.take().unwrap().close().unwrap();
+        if let Some(stores) = self.stores.take() {
+            stores.close().unwrap();
+        }
         self.dir
     }
 }
@@ -459,7 +504,53 @@ fn a_legal_hold_keeps_data_until_it_is_lifted() {
         ]
     );
     assert_eq!(c.deletion_records("short").len(), 3);
-    c.close();
+    // Much later, the segments holding those deletion records expire in turn (segment 6,
+    // active since the last sweep closed 5, is closed first).
+    let r = c.sweep(T0 + 500 * DAY, &[]);
+    let short = r.class("short").unwrap();
+    assert_eq!(short.rotated, Some(6), "{short:?}");
+    assert_eq!(
+        short.deleted,
+        [
+            "0000000000000004.seg",
+            "0000000000000005.seg",
+            "0000000000000006.seg"
+        ],
+        "{short:?}"
+    );
+    let dir = c.close();
+    // Deleted out of order (2, 3, 1, then 4 to 6), each record stored wherever the active
+    // segment was: verify places them in sequence order from the start of the log, and finds
+    // each deletion's record in the store or in a segment deleted after it.
+    let report = verify_data_dir(dir.path(), &[signer().verifier()], &mut |_, _| {}).unwrap();
+    let short = report
+        .stores
+        .iter()
+        .find(|r| r.class.as_deref() == Some("short"));
+    let short = short.unwrap();
+    assert!(report.intact, "{:#?}", short.findings);
+    let placed: Vec<(&str, Option<[u64; 2]>, &str)> = short
+        .deletions
+        .iter()
+        .map(|d| (d.segment.as_str(), d.leaves, d.record.as_str()))
+        .collect();
+    println!("{placed:?}");
+    let in_later = |seq: u64| format!("in {seq:016}.seg, deleted by policy too");
+    // Segment 4 held e1 and the record of segment 2's deletion, 5 that of 3, 6 that of 1.
+    let want = [
+        (1, [0, 0], in_later(6)),
+        (2, [1, 1], in_later(4)),
+        (3, [2, 2], in_later(5)),
+        (4, [3, 4], "leaf 7, 0000000000000007.seg".to_owned()),
+        (5, [5, 5], "leaf 8, 0000000000000007.seg".to_owned()),
+        (6, [6, 6], "leaf 9, 0000000000000007.seg".to_owned()),
+    ];
+    assert_eq!(placed.len(), want.len());
+    for ((segment, leaves, record), (seq, l, r)) in placed.iter().zip(&want) {
+        assert_eq!(*segment, segment_file_name(*seq));
+        assert_eq!(*leaves, Some(*l), "{segment}");
+        assert!(record.starts_with(r.as_str()), "{segment}: {record}");
+    }
 }
 
 #[test]
@@ -723,6 +814,567 @@ fn class_stores_refuse_segments_written_without_retention() {
     );
     assert!(e.contains("classes/default"), "{e}");
     assert!(!dir.path().join("classes").exists(), "nothing created");
+}
+
+// ---------------------------------------------------------------------------------------------
+// meshlog verify on class stores: deletions by policy accepted, every other gap flagged
+
+/// A signed data directory after a deletion by policy: `four_segments` restarted (so
+/// checkpoints #2 and #3 sign class short's 4 leaves), swept at T0 + 31.5 d, which deletes
+/// short's segments 1 and 2 (leaves 0 and 1) and stores their two deletion records (leaves 4
+/// and 5) in segment 4, then closed (checkpoint #4 signs 6 leaves). Returns the data directory,
+/// and the verifier key in a directory of its own.
+fn swept() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+    let mut c = four_segments(true);
+    c.restart();
+    let r = c.sweep(T0 + 31 * DAY + 12 * HOUR, &[]);
+    assert_eq!(
+        r.class("short").unwrap().deleted,
+        ["0000000000000001.seg", "0000000000000002.seg"]
+    );
+    let dir = c.close();
+    let keys = tempfile::tempdir().unwrap();
+    let (_, public) = write_keys(keys.path());
+    (dir, keys, public)
+}
+
+/// The report of class `name` in a data directory's report.
+fn class_report<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["class"] == name)
+        .unwrap_or_else(|| panic!("no class {name}: {report:#}"))
+}
+
+/// A copy of `dir` to damage.
+fn copy_of(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    super::integrity::copy_dir(dir, copy.path());
+    copy
+}
+
+/// Rewrites `receipts.log` with `notes` as its entries (CRCs right: intact as stored).
+fn write_receipts(path: &Path, notes: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    for note in notes {
+        out.extend_from_slice(
+            format!("MLRC {} {:08x}\n", note.len(), crc32fast::hash(note)).as_bytes(),
+        );
+        out.extend_from_slice(note);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn verify_accepts_segments_deleted_by_policy_and_lists_each_deletion() {
+    let (dir, _keys, public) = swept();
+    let (code, report) = verify_json(dir.path(), &public);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["intact"], true);
+    let classes: Vec<&str> = report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        classes,
+        ["default", "short"],
+        "no store outside the classes"
+    );
+
+    let short = class_report(&report, "short");
+    assert_eq!(short["findings"], json!([]));
+    assert_eq!(short["segments"], 2);
+    assert_eq!(
+        (
+            short["deleted_segments"].as_u64(),
+            short["deleted_frames"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert_eq!(short["tree_size"], 6, "the deleted leaves are still leaves");
+    assert_eq!(
+        short["receipts"],
+        json!({"entries": 2, "valid": 2, "authenticated": true})
+    );
+    // Every checkpoint verifies, the two signed before the deletion (4 leaves, 0 and 1 now
+    // deleted) included.
+    let cps = checkpoints(&class_dir(dir.path(), "short"), &signer().verifier());
+    let sizes: Vec<u64> = cps.iter().map(|c| c.size).collect();
+    assert_eq!(sizes, [0, 4, 4, 6]);
+    assert_eq!(short["checkpoints"]["verified"], 4);
+    let d = short["deletions"].as_array().unwrap();
+    assert_eq!(d.len(), 2);
+    for (i, (segment, records)) in [("0000000000000001.seg", 2), ("0000000000000002.seg", 1)]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(d[i]["class"], "short");
+        assert_eq!(d[i]["segment"], segment);
+        assert_eq!(d[i]["leaves"], json!([i, i]));
+        assert_eq!(
+            (d[i]["frames"].as_u64(), d[i]["records"].as_u64()),
+            (Some(1), Some(records))
+        );
+        assert_eq!(d[i]["retention_days"], 30);
+        assert_eq!(d[i]["authenticated"], true);
+        // Its deletion record: leaf 4 and 5, in segment 4.
+        let record = d[i]["record"].as_str().unwrap();
+        assert!(
+            record.starts_with(&format!("leaf {}, 0000000000000004.seg offset ", 4 + i)),
+            "{record}"
+        );
+    }
+    assert_eq!(
+        d[0]["rule"],
+        "newest record observed 2023-11-14T22:13:20Z + 30 days is before the sweep at \
+         2023-12-16T10:13:20Z"
+    );
+    assert_eq!(d[1]["newest_observed"], "2023-11-15T22:13:20.000Z");
+
+    let default = class_report(&report, "default");
+    assert_eq!(default["intact"], true);
+    assert_eq!(default["deleted_segments"], 0);
+    assert!(default.get("deletions").is_none(), "{default:#}");
+
+    // Proofs still work over the kept leaves: a record kept after the deletion (leaf 2, c1),
+    // and the checkpoint signed before the deletion (4 leaves) as a prefix of the one after.
+    let short_dir = class_dir(dir.path(), "short");
+    let short_dir = short_dir.to_str().unwrap();
+    let public = public.to_str().unwrap();
+    for (what, args) in [
+        ("inclusion", vec!["prove", "--data-dir", short_dir, "2/1"]),
+        (
+            "consistency",
+            vec!["prove", "--data-dir", short_dir, "--consistency", "4", "6"],
+        ),
+    ] {
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let proof = dir.path().join(format!("{what}.json"));
+        std::fs::write(&proof, &out.stdout).unwrap();
+        let out = run(&[
+            "verify-proof",
+            "--public-key",
+            public,
+            proof.to_str().unwrap(),
+        ]);
+        let text = stdout_of(&out);
+        assert!(text.trim_end().ends_with("VALID"), "{what}: {text}");
+        if what == "inclusion" {
+            assert!(text.contains("is leaf 2 of that tree"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn verify_flags_a_segment_deleted_without_its_own_receipt_or_not_chained() {
+    let (dir, _keys, public) = swept();
+    let short_of = |d: &Path| class_dir(d, "short");
+    let mismatches = |n: usize| vec!["checkpoint_root_mismatch"; n];
+
+    // By hand: segment 3 (closed, not expired, no receipt).
+    let by_hand = copy_of(dir.path());
+    std::fs::remove_file(
+        short_of(by_hand.path())
+            .join(SEGMENTS_DIR)
+            .join(segment_file_name(3)),
+    )
+    .unwrap();
+    let (code, report) = verify_json(by_hand.path(), &public);
+    assert_eq!(code, 1, "{report:#}");
+    let short = class_report(&report, "short");
+    let mut want = mismatches(3);
+    want.push("segment_missing");
+    assert_eq!(kinds(short), want, "{short:#}");
+    let f = the(short, "segment_missing");
+    assert_eq!(f["file"], "0000000000000003.seg");
+    assert_eq!(f["leaves"], json!([2, 2]));
+    let m = f["message"].as_str().unwrap();
+    assert!(
+        m.contains("is missing and no valid deletion receipt names it"),
+        "{m}"
+    );
+    println!("by hand: {m}");
+    assert_eq!(
+        short["deleted_segments"], 2,
+        "the deletions by policy still are"
+    );
+    assert_eq!(class_report(&report, "default")["intact"], true);
+
+    // Only another segment's receipt: segment 2's receipt removed, segment 1's kept.
+    let other = copy_of(dir.path());
+    let log_path = short_of(other.path()).join(RECEIPTS_FILE);
+    let log = read_log(&log_path).unwrap();
+    write_receipts(&log_path, &[log.entries[0].note.clone()]);
+    let (code, report) = verify_json(other.path(), &public);
+    assert_eq!(code, 1, "{report:#}");
+    let short = class_report(&report, "short");
+    assert_eq!(kinds(short), want, "{short:#}");
+    let f = the(short, "segment_missing");
+    assert_eq!(f["file"], "0000000000000002.seg");
+    assert_eq!(f["leaves"], json!([1, 1]));
+    println!("another segment's receipt: {}", f["message"]);
+    assert_eq!(short["deletions"][0]["segment"], "0000000000000001.seg");
+    assert_eq!(short["deletions"].as_array().unwrap().len(), 1);
+
+    // The frame after the gap re-chained to another predecessor (its CRCs recomputed): it no
+    // longer names the receipt's last leaf.
+    let rechained = copy_of(dir.path());
+    let seg3 = short_of(rechained.path())
+        .join(SEGMENTS_DIR)
+        .join(segment_file_name(3));
+    let mut bytes = std::fs::read(&seg3).unwrap();
+    super::integrity::set_prev(&mut bytes, 8, [7; 32]);
+    std::fs::write(&seg3, &bytes).unwrap();
+    let (code, report) = verify_json(rechained.path(), &public);
+    assert_eq!(code, 1, "{report:#}");
+    let short = class_report(&report, "short");
+    // Leaf 2 changed: every checkpoint over it (#2, #3, #4) no longer matches.
+    let mut want = mismatches(3);
+    want.extend(["deletion_mismatch", "modified"]);
+    assert_eq!(kinds(short), want, "{short:#}");
+    let f = the(short, "deletion_mismatch");
+    assert_eq!(
+        (f["file"].as_str(), f["offset"].as_u64(), f["leaf"].as_u64()),
+        (Some("0000000000000003.seg"), Some(8), Some(2))
+    );
+    let m = f["message"].as_str().unwrap();
+    assert!(
+        m.contains("names the last leaf of 0000000000000002.seg") && m.contains(&"07".repeat(32)),
+        "{m}"
+    );
+    println!("re-chained: {m}");
+}
+
+#[test]
+fn a_deletion_whose_record_is_gone_is_flagged_but_stays_accepted() {
+    let (dir, _keys, public) = swept();
+    // The last frame, the record of segment 2's deletion (leaf 5), cut from segment 4.
+    let seg4 = class_dir(dir.path(), "short")
+        .join(SEGMENTS_DIR)
+        .join(segment_file_name(4));
+    let frames: Vec<u64> = reader::frames(&class_dir(dir.path(), "short"))
+        .unwrap()
+        .map(|f| f.unwrap().offset)
+        .collect();
+    let last = *frames.last().unwrap();
+    let bytes = std::fs::read(&seg4).unwrap();
+    std::fs::write(&seg4, &bytes[..last as usize]).unwrap();
+    let (code, report) = verify_json(dir.path(), &public);
+    assert_eq!(code, 1, "{report:#}");
+    let short = class_report(&report, "short");
+    // The cut itself (checkpoint #4 signed 6 leaves), and the missing record.
+    assert_eq!(
+        kinds(short),
+        ["deletion_record_missing", "truncated"],
+        "{short:#}"
+    );
+    let f = the(short, "deletion_record_missing");
+    let offset = read_log(&class_dir(dir.path(), "short").join(RECEIPTS_FILE))
+        .unwrap()
+        .entries[1]
+        .offset;
+    assert_eq!(
+        (f["file"].as_str(), f["offset"].as_u64()),
+        (Some(RECEIPTS_FILE), Some(offset))
+    );
+    assert_eq!(f["leaves"], json!([1, 1]));
+    let m = f["message"].as_str().unwrap();
+    assert!(
+        m.contains("no meshlog.retention.deletion record for the deletion of 0000000000000002.seg"),
+        "{m}"
+    );
+    println!("record gone: {m}");
+    // Still a deletion by policy: listed, and segment 2 is not reported missing.
+    assert_eq!(short["deletions"][1]["segment"], "0000000000000002.seg");
+    assert_eq!(short["deletions"][1]["record"], "missing");
+    assert_eq!(short["deleted_segments"], 2);
+}
+
+#[test]
+fn verify_refuses_a_receipt_altered_or_signed_by_another_key() {
+    let (dir, _keys, public) = swept();
+    let log_of = |d: &Path| class_dir(d, "short").join(RECEIPTS_FILE);
+    let notes: Vec<Vec<u8>> = read_log(&log_of(dir.path()))
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.note)
+        .collect();
+
+    // A byte of the first receipt flipped, its entry's CRC recomputed: intact as stored, but
+    // the signature fails. Segment 1 is then missing like any other; segment 2 still is
+    // deleted by policy.
+    let flipped = copy_of(dir.path());
+    let mut first = notes[0].clone();
+    first[60] ^= 0x01;
+    write_receipts(&log_of(flipped.path()), &[first, notes[1].clone()]);
+    let (code, report) = verify_json(flipped.path(), &public);
+    assert_eq!(code, 1, "{report:#}");
+    let short = class_report(&report, "short");
+    let k = kinds(short);
+    assert!(
+        k.contains(&"receipt_invalid".to_owned()) && k.contains(&"segment_missing".to_owned()),
+        "{k:?}"
+    );
+    let f = the(short, "receipt_invalid");
+    assert_eq!(
+        (f["file"].as_str(), f["offset"].as_u64()),
+        (Some(RECEIPTS_FILE), Some(0))
+    );
+    assert!(
+        f["message"].as_str().unwrap().contains("does not verify"),
+        "{f:#}"
+    );
+    println!("flipped: {}", f["message"]);
+    let f = the(short, "segment_missing");
+    assert_eq!(
+        (f["file"].as_str(), &f["leaves"]),
+        (Some("0000000000000001.seg"), &json!([0, 0]))
+    );
+    assert_eq!(short["deletions"].as_array().unwrap().len(), 1);
+    assert_eq!(short["deletions"][0]["segment"], "0000000000000002.seg");
+
+    // Both receipts signed by another key: neither is valid, both segments are missing.
+    let forged = copy_of(dir.path());
+    let other = SignerKey::from_seed("example.com/meshlog", &[43; 32]).unwrap();
+    let resigned: Vec<Vec<u8>> = notes
+        .iter()
+        .map(|n| {
+            let text = std::str::from_utf8(n).unwrap();
+            let body = &text[..text.rfind("\n\n").unwrap() + 1];
+            sign_note(body, &other).unwrap().into_bytes()
+        })
+        .collect();
+    write_receipts(&log_of(forged.path()), &resigned);
+    let (code, report) = verify_json(forged.path(), &public);
+    assert_eq!(code, 1, "{report:#}");
+    let short = class_report(&report, "short");
+    let invalid: Vec<&Value> = short["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "receipt_invalid")
+        .collect();
+    assert_eq!(invalid.len(), 2, "{short:#}");
+    for f in &invalid {
+        let m = f["message"].as_str().unwrap();
+        assert!(m.contains("is not signed by the given key"), "{m}");
+    }
+    println!("another key: {}", invalid[0]["message"]);
+    let f = the(short, "segment_missing");
+    assert_eq!(f["leaves"], json!([0, 1]));
+    assert!(short.get("deletions").is_none(), "{short:#}");
+
+    // A flipped byte without the CRC fixed: the log itself is damaged there.
+    let damaged = copy_of(dir.path());
+    let mut raw = std::fs::read(log_of(damaged.path())).unwrap();
+    raw[90] ^= 0x01;
+    std::fs::write(log_of(damaged.path()), &raw).unwrap();
+    let (code, report) = verify_json(damaged.path(), &public);
+    assert_eq!(code, 1);
+    let short = class_report(&report, "short");
+    let f = the(short, "receipt_log_damaged");
+    assert_eq!(f["offset"], 0);
+    println!("damaged log: {}", f["message"]);
+    assert_eq!(the(short, "segment_missing")["leaves"], json!([0, 1]));
+}
+
+#[test]
+fn verify_flags_kept_leaf_hashes_that_were_altered_or_removed() {
+    let (dir, _keys, public) = swept();
+    let leaves_of = |d: &Path, seq: u64| {
+        class_dir(d, "short")
+            .join(DELETED_DIR)
+            .join(format!("{seq:016}.leaves"))
+    };
+
+    let altered = copy_of(dir.path());
+    let mut bytes = std::fs::read(leaves_of(altered.path(), 1)).unwrap();
+    bytes[5] ^= 0x01;
+    std::fs::write(leaves_of(altered.path(), 1), &bytes).unwrap();
+    let (code, report) = verify_json(altered.path(), &public);
+    assert_eq!(code, 1, "{report:#}");
+    let short = class_report(&report, "short");
+    assert_eq!(kinds(short), ["deleted_leaves"], "{short:#}");
+    let f = the(short, "deleted_leaves");
+    assert_eq!(f["file"], "deleted/0000000000000001.leaves");
+    assert!(
+        f["message"].as_str().unwrap().contains("was altered"),
+        "{f:#}"
+    );
+    println!("altered: {}", f["message"]);
+    // What cannot be recomputed is said, not passed.
+    assert_eq!(short["root"], "unknown");
+    let notes = short["notes"].to_string();
+    assert!(
+        notes.contains("the roots of checkpoints #2, #3, #4 were not checked"),
+        "{notes}"
+    );
+
+    let removed = copy_of(dir.path());
+    std::fs::remove_file(leaves_of(removed.path(), 2)).unwrap();
+    let (code, report) = verify_json(removed.path(), &public);
+    assert_eq!(code, 1);
+    let short = class_report(&report, "short");
+    assert_eq!(kinds(short), ["deleted_leaves"], "{short:#}");
+    let f = the(short, "deleted_leaves");
+    assert_eq!(f["file"], "deleted/0000000000000002.leaves");
+    assert!(
+        f["message"].as_str().unwrap().contains("is missing"),
+        "{f:#}"
+    );
+}
+
+#[test]
+fn a_restart_after_a_deletion_rebuilds_the_signed_tree_with_or_without_tree_state() {
+    let mut c = four_segments(true);
+    c.restart();
+    let r = c.sweep(T0 + 31 * DAY + 12 * HOUR, &[]);
+    assert_eq!(r.class("short").unwrap().deleted.len(), 2);
+    // Stopped: checkpoint #4 signs the 6 leaves, the 2 deleted ones included.
+    c.stores.take().unwrap().close().unwrap();
+    let short = c.class("short");
+    let signed = checkpoints(&short, &signer().verifier());
+    let after_sweep = signed.last().unwrap().clone();
+    assert_eq!((signed.len(), after_sweep.size), (4, 6));
+
+    // Started with its tree.state (whose last leaf is in segment 4) and stopped: the start
+    // checkpoint is the same tree.
+    c.restart();
+    c.stores.take().unwrap().close().unwrap();
+    // Without tree.state: the tree rebuilt from segments 3 and 4 and the leaves kept of 1 and
+    // 2 is the signed one (what the start-up comparison checks).
+    std::fs::remove_file(short.join(TREE_STATE_FILE)).unwrap();
+    let log = LeafLog::open(
+        &short,
+        &short.join(SEGMENTS_DIR),
+        &IntegrityOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (log.committed_size(), log.committed_root()),
+        (after_sweep.size, after_sweep.root),
+        "the rebuilt tree matches the checkpoint signed after the deletion"
+    );
+    drop(log);
+
+    // Started again without tree.state: its start checkpoint is that tree too, and a new
+    // record becomes leaf 6, chained to leaf 5.
+    c.restart();
+    c.post_one("cart", &["f1"], T0 + 41 * DAY);
+    let dir = c.close();
+    let cps = checkpoints(&class_dir(dir.path(), "short"), &signer().verifier());
+    let sizes: Vec<u64> = cps.iter().map(|c| c.size).collect();
+    assert_eq!(sizes, [0, 4, 4, 6, 6, 6, 6, 7]);
+    for (i, cp) in cps.iter().enumerate().take(7).skip(4) {
+        assert_eq!(cp.root, after_sweep.root, "checkpoint #{}", i + 1);
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let (_, public) = write_keys(keys.path());
+    let (code, report) = verify_json(dir.path(), &public);
+    assert_eq!(code, 0, "{report:#}");
+    let short = class_report(&report, "short");
+    assert_eq!(short["tree_size"], 7);
+    assert_eq!(
+        short["checkpoints"]["verified"], 8,
+        "signed before and after the deletion"
+    );
+    assert_eq!(short["deleted_segments"], 2);
+}
+
+#[test]
+fn meshlog_verify_reports_each_class_with_and_without_the_public_key() {
+    let (dir, _keys, public) = swept();
+    let data = dir.path().to_str().unwrap();
+    let public = public.to_str().unwrap();
+    let out = run(&["verify", "--data-dir", data, "--public-key", public]);
+    let text = stdout_of(&out);
+    println!("{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for needle in [
+        format!("meshlog verify: {data}: 2 stores (class default, class short)"),
+        format!("meshlog verify: {data}/classes/default (retention class default)"),
+        format!("meshlog verify: {data}/classes/short (retention class short)"),
+        "deletion receipts: 2 in receipts.log, 2 valid\n".into(),
+        "deleted by policy: 2 segments, 2 leaves (receipts verified)".into(),
+        "short 0000000000000001.seg: leaf 0, 1 frame, 2 records; newest record observed \
+         2023-11-14T22:13:20Z + 30 days is before the sweep at 2023-12-16T10:13:20Z; receipt \
+         at offset 0; record: leaf 4, 0000000000000004.seg offset"
+            .into(),
+        "  class default: INTACT (2 segments, 0 deleted by policy)".into(),
+        "  class short: INTACT (2 segments, 2 deleted by policy)".into(),
+    ] {
+        assert!(text.contains(&needle), "{needle:?} not in\n{text}");
+    }
+    assert!(text.trim_end().ends_with("\nINTACT"), "{text}");
+
+    // Without the key: the structure is checked, the deletions accepted on their receipts'
+    // form, and the report says they are not authenticated.
+    let out = run(&["verify", "--data-dir", data, "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["signatures_checked"], false);
+    let short = class_report(&report, "short");
+    assert_eq!(short["deletions"][0]["authenticated"], false);
+    assert_eq!(short["receipts"]["authenticated"], false);
+    let notes = short["notes"].to_string();
+    assert!(
+        notes.contains("2 deletions were accepted on the receipts' form alone")
+            && notes.contains("NOT authenticated"),
+        "{notes}"
+    );
+    let out = run(&["verify", "--data-dir", data]);
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(
+            "deleted by policy: 2 segments, 2 leaves (NOT authenticated: no --public-key)"
+        ),
+        "{text}"
+    );
+
+    // One class damaged: exit 1, and the summary names it; the other class is intact.
+    std::fs::remove_file(
+        class_dir(dir.path(), "short")
+            .join(SEGMENTS_DIR)
+            .join(segment_file_name(3)),
+    )
+    .unwrap();
+    let out = run(&["verify", "--data-dir", data, "--public-key", public]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  class default: INTACT"), "{text}");
+    assert!(
+        text.contains("  class short: NOT INTACT (4 findings)"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("NOT INTACT: class short"),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the store is NOT intact: 4 findings"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A class directory checked on its own is that class store, receipts and all.
+    let out = run(&[
+        "verify",
+        "--data-dir",
+        &format!("{data}/classes/default"),
+        "--public-key",
+        public,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,6 +18,14 @@
 //! At start the rebuilt tree is also compared with the last checkpoint in the log, when its
 //! size is reached while hashing: a store changed while the collector was down is logged as an
 //! error (the collector keeps running; `meshlog verify` names the damage).
+//!
+//! Retention deletes whole segments of a class store ([`crate::retention`]) but keeps their
+//! frames' leaf hashes in `deleted/<seq>.leaves`: the tree still has those leaves (the
+//! checkpoints signed before a deletion cover them, and leaf indexes go on after them), so the
+//! rebuild walks the segments by sequence number and takes a missing segment's leaves from its
+//! file. The file is not checked against its receipt here (that needs the verifier key): a
+//! wrong or missing one makes the tree differ from the last checkpoint, which is logged as
+//! above, and `meshlog verify` names the file.
 
 use super::checkpoint::Checkpoint;
 use super::checkpoint_log::{CheckpointLog, CheckpointLogError};
@@ -231,18 +239,18 @@ impl LeafLog {
         let started = Instant::now();
         let saved_size = saved.as_ref().map(|s| s.tree.size());
         let (state, hashed, bytes) = match saved {
-            Some(s) => match rebuild(segments_dir, Some(&s), expect.as_ref()) {
+            Some(s) => match rebuild(data_dir, segments_dir, Some(&s), expect.as_ref()) {
                 Ok(r) => r,
                 Err(Rebuild::Stale(why)) => {
                     tracing::warn!(
                         "the saved tree state does not match the store ({why}); hashing every \
                          frame"
                     );
-                    rebuild_all(segments_dir, expect.as_ref())?
+                    rebuild_all(data_dir, segments_dir, expect.as_ref())?
                 }
                 Err(Rebuild::Fail(e)) => return Err(e),
             },
-            None => rebuild_all(segments_dir, expect.as_ref())?,
+            None => rebuild_all(data_dir, segments_dir, expect.as_ref())?,
         };
         tracing::info!(
             leaves = state.tree.size(),
@@ -377,10 +385,11 @@ impl LeafLog {
 }
 
 fn rebuild_all(
+    data_dir: &Path,
     segments_dir: &Path,
     expect: Option<&Checkpoint>,
 ) -> Result<(TreeState, u64, u64), IntegrityError> {
-    match rebuild(segments_dir, None, expect) {
+    match rebuild(data_dir, segments_dir, None, expect) {
         Ok(r) => Ok(r),
         Err(Rebuild::Fail(e)) => Err(e),
         // Without a saved state there is nothing to be stale.
@@ -392,22 +401,89 @@ fn rebuild_all(
     }
 }
 
-/// Hashes the frames after `saved` (all of them without it) into the tree; returns the state,
-/// frames hashed and bytes hashed.
-fn rebuild(
-    segments_dir: &Path,
-    saved: Option<&TreeState>,
-    expect: Option<&Checkpoint>,
-) -> Result<(TreeState, u64, u64), Rebuild> {
-    let mut state = saved.cloned().unwrap_or(TreeState {
-        tree: CompactTree::new(),
-        last_leaf: [0; 32],
-    });
-    let skip = state.tree.size();
-    let check = |tree: &CompactTree| {
-        if let Some(cp) = expect
-            && tree.size() == cp.size
-            && tree.root() != cp.root
+/// Where the tree's leaves come from, in leaf order (segment sequence order).
+enum Source {
+    /// A segment file: its frames.
+    Segment(PathBuf),
+    /// A segment retention deleted: the leaf hashes it kept (`deleted/<seq>.leaves`).
+    Deleted(PathBuf),
+}
+
+/// The segment files and, for segments that are gone, the leaf hashes retention kept of them,
+/// by sequence number. Only gaps before the newest segment are filled: retention never deletes
+/// the newest (active) segment.
+fn sources(data_dir: &Path, segments_dir: &Path) -> Result<Vec<Source>, ReadError> {
+    let segments = list_segments(segments_dir).map_err(|source| ReadError::Io {
+        path: segments_dir.to_owned(),
+        source,
+    })?;
+    let deleted = crate::retention::receipt::deleted_leaves_files(data_dir).map_err(|source| {
+        ReadError::Io {
+            path: data_dir.join(crate::retention::receipt::DELETED_DIR),
+            source,
+        }
+    })?;
+    let newest = segments.last().map_or(0, |s| s.seq);
+    let mut by_seq: std::collections::BTreeMap<u64, Source> = deleted
+        .into_iter()
+        .filter(|(seq, _)| *seq < newest)
+        .map(|(seq, p)| (seq, Source::Deleted(p)))
+        .collect();
+    // A segment still there wins over its leaves file (a deletion not finished yet).
+    for s in segments {
+        by_seq.insert(s.seq, Source::Segment(s.path));
+    }
+    Ok(by_seq.into_values().collect())
+}
+
+/// The walk over every leaf of the store, hashing only those after the saved state.
+struct Walk<'a> {
+    state: TreeState,
+    /// Leaves in the saved state.
+    skip: u64,
+    /// Leaves walked so far.
+    ordinal: u64,
+    hashed: u64,
+    bytes: u64,
+    expect: Option<&'a Checkpoint>,
+}
+
+impl Walk<'_> {
+    /// The next leaf needs its hash: the state's last leaf (checked) or one after it.
+    fn wants_hash(&self) -> bool {
+        self.ordinal + 1 >= self.skip
+    }
+
+    /// Takes the next leaf (`leaf` is only looked at when [`Walk::wants_hash`]).
+    fn leaf(&mut self, leaf: Hash, len: u64, place: &dyn Fn() -> String) -> Result<(), Rebuild> {
+        if self.ordinal + 1 == self.skip {
+            // The state's last leaf is hashed again to check the state belongs to this store.
+            if leaf != self.state.last_leaf {
+                return Err(Rebuild::Stale(format!(
+                    "leaf {} in {} has another hash",
+                    self.ordinal,
+                    place()
+                )));
+            }
+        } else if self.ordinal + 1 > self.skip {
+            self.state
+                .tree
+                .append_leaf_hash(leaf)
+                .map_err(|e| Rebuild::Stale(e.to_string()))?;
+            self.state.last_leaf = leaf;
+            self.hashed += 1;
+            self.bytes += len;
+            self.check();
+        }
+        self.ordinal += 1;
+        Ok(())
+    }
+
+    /// Logs an error when the tree reaches the last checkpoint's size with another root.
+    fn check(&self) {
+        if let Some(cp) = self.expect
+            && self.state.tree.size() == cp.size
+            && self.state.tree.root() != cp.root
         {
             tracing::error!(
                 size = cp.size,
@@ -416,64 +492,88 @@ fn rebuild(
                  verify` to find them"
             );
         }
+    }
+}
+
+/// Hashes the frames after `saved` (all of them without it) into the tree, taking the leaves of
+/// segments retention deleted from the hashes it kept in `deleted/` (so the tree still matches
+/// the checkpoints signed before a deletion); returns the state, leaves hashed (or taken from
+/// `deleted/`) and bytes hashed.
+fn rebuild(
+    data_dir: &Path,
+    segments_dir: &Path,
+    saved: Option<&TreeState>,
+    expect: Option<&Checkpoint>,
+) -> Result<(TreeState, u64, u64), Rebuild> {
+    let state = saved.cloned().unwrap_or(TreeState {
+        tree: CompactTree::new(),
+        last_leaf: [0; 32],
+    });
+    let mut walk = Walk {
+        skip: state.tree.size(),
+        state,
+        ordinal: 0,
+        hashed: 0,
+        bytes: 0,
+        expect,
     };
-    check(&state.tree);
-    let segments = list_segments(segments_dir).map_err(|source| ReadError::Io {
-        path: segments_dir.to_owned(),
-        source,
-    })?;
-    let (mut ordinal, mut hashed, mut bytes) = (0u64, 0u64, 0u64);
-    for seg in &segments {
-        let mut sc = SegmentScanner::open(&seg.path).map_err(|e| e.into_read_error(&seg.path))?;
-        loop {
-            // The state's last leaf is hashed again to check the state belongs to this store.
-            let hash_it = ordinal + 1 >= skip;
-            let Some(f) = sc
-                .next_frame(hash_it)
-                .map_err(|e| e.into_read_error(&seg.path))?
-            else {
-                break;
-            };
-            if hash_it {
-                let payload = f.payload.as_deref().unwrap_or_default();
-                let leaf = frame_leaf_hash(sc.header_bytes(), payload);
-                if ordinal + 1 == skip {
-                    if leaf != state.last_leaf {
-                        return Err(Rebuild::Stale(format!(
-                            "leaf {ordinal} in {} has another hash",
-                            seg.path.display()
-                        )));
+    walk.check();
+    for source in sources(data_dir, segments_dir)? {
+        match source {
+            Source::Deleted(path) => match crate::retention::receipt::read_leaves(&path) {
+                Ok(leaves) => {
+                    let place = || path.display().to_string();
+                    for leaf in leaves {
+                        walk.leaf(leaf, 0, &place)?;
                     }
-                } else {
-                    state
-                        .tree
-                        .append_leaf_hash(leaf)
-                        .map_err(|e| Rebuild::Stale(e.to_string()))?;
-                    state.last_leaf = leaf;
-                    hashed += 1;
-                    bytes += f.end() - f.offset;
-                    check(&state.tree);
+                }
+                // Without them the tree cannot match the checkpoints over the deleted frames:
+                // the comparison below says so, and `meshlog verify` names the file.
+                Err(e) => tracing::error!(
+                    file = %path.display(),
+                    error = %e,
+                    "cannot read the leaf hashes of a deleted segment; the Merkle tree will not \
+                     match the checkpoints signed before the deletion"
+                ),
+            },
+            Source::Segment(path) => {
+                let mut sc = SegmentScanner::open(&path).map_err(|e| e.into_read_error(&path))?;
+                loop {
+                    let hash_it = walk.wants_hash();
+                    let Some(f) = sc
+                        .next_frame(hash_it)
+                        .map_err(|e| e.into_read_error(&path))?
+                    else {
+                        break;
+                    };
+                    let leaf = if hash_it {
+                        let payload = f.payload.as_deref().unwrap_or_default();
+                        frame_leaf_hash(sc.header_bytes(), payload)
+                    } else {
+                        [0; 32]
+                    };
+                    walk.leaf(leaf, f.end() - f.offset, &|| path.display().to_string())?;
                 }
             }
-            ordinal += 1;
         }
     }
-    if ordinal < skip {
+    if walk.ordinal < walk.skip {
         return Err(Rebuild::Stale(format!(
-            "the store has {ordinal} frames, the state {skip}"
+            "the store has {} frames, the state {}",
+            walk.ordinal, walk.skip
         )));
     }
     if let Some(cp) = expect
-        && cp.size > state.tree.size()
+        && cp.size > walk.state.tree.size()
     {
         tracing::error!(
             checkpoint_size = cp.size,
-            store_size = state.tree.size(),
+            store_size = walk.state.tree.size(),
             "the store has fewer frames than the last signed checkpoint: frames were removed or \
              cut while the collector was down; run `meshlog verify`"
         );
     }
-    Ok((state, hashed, bytes))
+    Ok((walk.state, walk.hashed, walk.bytes))
 }
 
 #[cfg(test)]
@@ -495,9 +595,14 @@ mod tests {
     /// Writes `n` frames through a log (as the writer does) into segment 1 of `data`; returns
     /// the log and the frames' bytes.
     fn write(data: &Path, log: &mut LeafLog, n: u64) -> Vec<Vec<u8>> {
+        write_to(data, 1, log, n)
+    }
+
+    /// The same into segment `seq`.
+    fn write_to(data: &Path, seq: u64, log: &mut LeafLog, n: u64) -> Vec<Vec<u8>> {
         let segs = data.join(SEGMENTS_DIR);
         std::fs::create_dir_all(&segs).unwrap();
-        let path = segs.join(segment_file_name(1));
+        let path = segs.join(segment_file_name(seq));
         let mut bytes = std::fs::read(&path).unwrap_or_else(|_| segment_header().to_vec());
         let mut out = Vec::new();
         for i in 0..n {
@@ -573,6 +678,64 @@ mod tests {
         assert_eq!(open(d.path()).committed_root(), merkle::root(&all));
         let seg = d.path().join(SEGMENTS_DIR).join(segment_file_name(1));
         assert!(std::fs::metadata(seg).unwrap().len() > SEGMENT_HEADER_LEN);
+    }
+
+    #[test]
+    fn the_leaves_of_deleted_segments_are_taken_from_deleted_with_or_without_the_saved_state() {
+        use crate::retention::receipt::{DELETED_DIR, leaves_file_name};
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join(SEGMENTS_DIR)).unwrap();
+        let mut log = open(d.path());
+        // Segments 1 and 2 will be deleted, 3 and 4 stay.
+        let mut all = Vec::new();
+        for (seq, n) in [(1, 2), (2, 3), (3, 2), (4, 1)] {
+            all.extend(write_to(d.path(), seq, &mut log, n));
+        }
+        let leaves: Vec<Hash> = all.iter().map(|f| merkle::leaf_hash(f)).collect();
+        let root = merkle::root(&leaves);
+        assert_eq!(log.committed_root(), root);
+        log.checkpoint("shutdown");
+        // What the sweeper does: keep the leaf hashes, then delete the segment.
+        std::fs::create_dir_all(d.path().join(DELETED_DIR)).unwrap();
+        for (seq, range) in [(1u64, 0..2), (2, 2..5)] {
+            let name = segment_file_name(seq);
+            let bytes: Vec<u8> = leaves[range].iter().flatten().copied().collect();
+            std::fs::write(
+                d.path().join(DELETED_DIR).join(leaves_file_name(&name)),
+                bytes,
+            )
+            .unwrap();
+            std::fs::remove_file(d.path().join(SEGMENTS_DIR).join(name)).unwrap();
+        }
+        // With the saved state (its last leaf is in segment 4), and without it.
+        let resumed = open(d.path());
+        assert_eq!(
+            (resumed.committed_size(), resumed.committed_root()),
+            (8, root)
+        );
+        std::fs::remove_file(d.path().join(TREE_STATE_FILE)).unwrap();
+        let mut rebuilt = open(d.path());
+        assert_eq!(
+            (rebuilt.committed_size(), rebuilt.committed_root()),
+            (8, root)
+        );
+        // The next frame is leaf 8, chained to leaf 7.
+        let more = write_to(d.path(), 4, &mut rebuilt, 1);
+        let mut with_more = leaves.clone();
+        with_more.push(merkle::leaf_hash(&more[0]));
+        assert_eq!(rebuilt.committed_root(), merkle::root(&with_more));
+
+        // Without the leaves of segment 1 the tree cannot be the signed one (logged at start).
+        std::fs::remove_file(
+            d.path()
+                .join(DELETED_DIR)
+                .join(leaves_file_name(&segment_file_name(1))),
+        )
+        .unwrap();
+        std::fs::remove_file(d.path().join(TREE_STATE_FILE)).ok();
+        let short = open(d.path());
+        assert_eq!(short.committed_size(), 7);
+        assert_eq!(short.committed_root(), merkle::root(&with_more[2..]));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Tamper evidence and encryption at rest for the segment store: the building blocks
 //! (hashing, proofs, signatures, keys, AEAD: [`merkle`], [`checkpoint`], [`keys`], [`seal`]) and
 //! their wiring: the writer's side of the Merkle log ([`leaves`]), the checkpoint file
-//! ([`checkpoint_log`]), and the readers behind `meshlog verify` ([`scan`], [`verify`]) and
-//! `meshlog prove` / `meshlog verify-proof` ([`proof`]).
+//! ([`checkpoint_log`]), and the readers behind `meshlog verify` ([`scan`], [`verify`], and
+//! [`deletions`] for retention's receipts) and `meshlog prove` / `meshlog verify-proof`
+//! ([`proof`]).
 //!
 //! An audit log must show that nothing was removed, reordered or altered after it was
 //! acknowledged, to someone who does not trust the machine it lives on. CRC32 frames catch
@@ -19,9 +20,10 @@
 //! the writer keeps a [`merkle::CompactTree`] (O(log n) state) for the current root;
 //! [`merkle::MerkleTree`] (every level, ~64 bytes per frame) produces inclusion proofs ("this
 //! frame is leaf i of the tree of size n") and consistency proofs ("the tree of size m is a
-//! prefix of the tree of size n", i.e. nothing before m changed). Retention that deletes old
-//! segments must keep their leaf hashes (or the full-subtree hashes covering them) for proofs
-//! over the remaining frames to stay possible.
+//! prefix of the tree of size n", i.e. nothing before m changed). Retention deletes old
+//! segments of a class store whole but keeps their leaf hashes (`deleted/<seq>.leaves`): the
+//! deleted frames stay leaves of the tree, so the writer's rebuild at start, proofs over the
+//! remaining frames and the checkpoints signed before a deletion all still work.
 //!
 //! # The hash chain
 //!
@@ -91,6 +93,15 @@
 //! can also replace a key stored next to it. Without `--public-key` signatures are not checked
 //! (the report says so). Several `--public-key` flags cover a key rotation.
 //!
+//! A data directory with retention classes (`classes/`) is checked store by store: its own
+//! store if it has segments, then every class store, each reported on its own (text and
+//! `--json`: `{intact, stores: [...]}`), exit 1 if any is not intact. In a class store a missing
+//! segment is accepted exactly when a valid deletion receipt names it, the frame after it
+//! chains to the receipt's `last_leaf` and the leaf indexes skip its frames; its kept leaf
+//! hashes keep the checkpoints over it checkable ([`verify`], [`deletions`]). Without
+//! `--public-key` the receipts are checked for form only and the deletions reported as not
+//! authenticated.
+//!
 //! # Proofs
 //!
 //! `meshlog prove --data-dir DIR VM_ID:SEQUENCE` (or `LEAF/LINE`) prints a self-contained JSON
@@ -137,6 +148,7 @@
 
 pub mod checkpoint;
 pub mod checkpoint_log;
+pub mod deletions;
 pub mod keys;
 pub mod leaves;
 pub mod merkle;

@@ -28,6 +28,11 @@
 //! RFC 9162 consistency proof between their trees: checked, it shows the older tree is a prefix
 //! of the newer one, i.e. nothing signed before was changed afterwards.
 //!
+//! In a retention class store (`--data-dir DATA_DIR/classes/<class>`) the leaves of segments
+//! deleted by policy are taken from `deleted/<seq>.leaves`, so records kept after a deletion
+//! still get proofs against checkpoints signed before or after it (a wrong leaves file only
+//! makes the roots differ, which the signed checkpoint catches; `meshlog verify` names it).
+//!
 //! A record is named as `VM_ID:SEQUENCE` (the `resource.meshlog.vm.id` and `meshlog.sequence`
 //! fields `meshlog query` prints; every record the filter sends has both) or `LEAF/LINE` (the
 //! line, from 1, of the frame that is leaf `LEAF`, for records without them).
@@ -260,7 +265,26 @@ fn scan_store(
 ) -> Result<(Vec<Hash>, Option<Found>), ProveError> {
     let mut leaves = Vec::new();
     let mut found = None;
-    for (i, seg) in scan::segments(data_dir)?.iter().enumerate() {
+    let segments = scan::segments(data_dir)?;
+    // Segments retention deleted keep their leaf hashes: their leaves stay in the tree.
+    let newest = segments.last().map_or(0, |s| s.seq);
+    let deleted = crate::retention::receipt::deleted_leaves_files(data_dir).map_err(|source| {
+        ScanError::Io {
+            path: data_dir.join(crate::retention::receipt::DELETED_DIR),
+            source,
+        }
+    })?;
+    let present: std::collections::HashSet<u64> = segments.iter().map(|s| s.seq).collect();
+    let mut deleted = deleted
+        .into_iter()
+        .filter(|(seq, _)| *seq < newest && !present.contains(seq))
+        .peekable();
+    for (i, seg) in segments.iter().enumerate() {
+        while let Some((_, path)) = deleted.next_if(|(seq, _)| *seq < seg.seq) {
+            let kept = crate::retention::receipt::read_leaves(&path)
+                .map_err(|source| ScanError::Io { path, source })?;
+            leaves.extend(kept);
+        }
         let bytes = scan::read_segment(seg)?;
         for item in scan::parse_segment(&bytes, i, &mut |_| {}) {
             let f = match item {

@@ -1,6 +1,6 @@
 //! Retention classes as independent stores: `DATA_DIR/classes/<name>/` is a complete
-//! [`Store`] (its own lock, segments, writer thread, dedup index, and later its own Merkle log
-//! and checkpoints), so a class's segments hold only its records and can be deleted whole, and
+//! [`Store`] (its own lock, segments, writer thread, dedup index, Merkle log and
+//! checkpoints), so a class's segments hold only its records and can be deleted whole, and
 //! nothing in the store needs to know about retention.
 //!
 //! [`ClassStores::open`] takes `DATA_DIR/LOCK` (so a `serve` without retention cannot write

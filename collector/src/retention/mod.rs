@@ -15,8 +15,8 @@
 //! ```text
 //! DATA_DIR/LOCK                          held by serve (so a serve without retention cannot
 //!                                        write here meanwhile)
-//! DATA_DIR/classes/<class>/              a complete store: LOCK, segments/, quarantine/ (and,
-//!                                        with the Merkle log, its own tree and checkpoints)
+//! DATA_DIR/classes/<class>/              a complete store: LOCK, segments/, quarantine/,
+//!                                        its own tree.state and checkpoints.log
 //!                         receipts.log   signed deletion receipts, append-only
 //!                         deleted/<seq>.leaves   leaf hashes of each deleted segment's frames
 //!                         retention.cache        time ranges of closed segments (a cache)
@@ -68,14 +68,16 @@
 //! [`receipt::receipts`] reads and verifies a class's receipts with the verifier key; `meshlog
 //! receipts` lists them (exit 1 if any is invalid). A valid receipt is signed by the key, names
 //! its own class, and shows a deletion by policy: its newest record plus the class's days is
-//! before the sweep time. Once the Merkle log and `meshlog verify` are merged, verify must
-//! accept a missing segment of a class exactly when a valid receipt in that class's
-//! `receipts.log` names it, and flag every other gap: the first frame after the gap must name
-//! the receipt's `last_leaf` as its predecessor and its leaf index must skip exactly the
-//! receipts' `frames`; checkpoints over deleted frames are recomputed from the kept
-//! `deleted/<seq>.leaves` (checked against `leaves_sha256`); and each receipt's note must also
-//! be in the store as a `meshlog.retention.deletion` record (or in a segment deleted under a
-//! receipt of its own).
+//! before the sweep time. `meshlog verify` ([`crate::integrity::verify`],
+//! [`crate::integrity::deletions`]) checks every class store of a data directory and accepts a
+//! missing segment of a class exactly when a valid receipt in that class's `receipts.log` names
+//! it, flagging every other gap: the first frame after the gap must name the receipt's
+//! `last_leaf` as its predecessor and its leaf index must skip exactly the receipts' `frames`;
+//! checkpoints over deleted frames are recomputed from the kept `deleted/<seq>.leaves`
+//! (checked against `leaves_sha256`); and each receipt's note must also be in the store as a
+//! `meshlog.retention.deletion` record (or in a segment deleted under a receipt of its own), a
+//! finding when it is not. The writer's tree rebuild at start
+//! ([`crate::integrity::leaves`]) takes the deleted segments' leaves from the same files.
 
 pub mod classes;
 pub mod policy;

@@ -398,6 +398,23 @@ pub enum ReceiptLogError {
 
 /// Reads `path` (a missing file holds no receipts).
 pub fn read_log(path: &Path) -> Result<ReceiptLog, ReceiptLogError> {
+    let (log, damage) = read_log_to_damage(path)?;
+    match damage {
+        Some((offset, reason)) => Err(ReceiptLogError::Damaged {
+            path: path.to_owned(),
+            offset,
+            reason,
+        }),
+        None => Ok(log),
+    }
+}
+
+/// Like [`read_log`], but damage does not discard what comes before it: the intact entries up
+/// to the first damage, and where and what that damage is. `meshlog verify` reports the damage
+/// and still checks the receipts before it (each is signed on its own).
+pub fn read_log_to_damage(
+    path: &Path,
+) -> Result<(ReceiptLog, Option<(u64, String)>), ReceiptLogError> {
     let io_err = |source| ReceiptLogError::Io {
         path: path.to_owned(),
         source,
@@ -405,11 +422,12 @@ pub fn read_log(path: &Path) -> Result<ReceiptLog, ReceiptLogError> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => f.read_to_end(&mut bytes).map_err(io_err)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ReceiptLog::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((ReceiptLog::default(), None)),
         Err(e) => return Err(io_err(e)),
     };
     let mut log = ReceiptLog::default();
     let mut at = 0usize;
+    let mut damage = None;
     while at < bytes.len() {
         let rest = bytes.get(at..).unwrap_or_default();
         match parse_entry(rest) {
@@ -422,17 +440,73 @@ pub fn read_log(path: &Path) -> Result<ReceiptLog, ReceiptLogError> {
             }
             Err(EntryError::Torn) => break,
             Err(EntryError::Bad(reason)) => {
-                return Err(ReceiptLogError::Damaged {
-                    path: path.to_owned(),
-                    offset: at as u64,
-                    reason,
-                });
+                damage = Some((at as u64, reason));
+                break;
             }
         }
     }
     log.good_len = at as u64;
-    log.torn_bytes = (bytes.len() - at) as u64;
-    Ok(log)
+    log.torn_bytes = if damage.is_some() {
+        0
+    } else {
+        (bytes.len() - at) as u64
+    };
+    Ok((log, damage))
+}
+
+/// The name of the file in `deleted/` that keeps the leaf hashes of `segment`
+/// (`0000000000000003.seg` → `0000000000000003.leaves`).
+pub fn leaves_file_name(segment: &str) -> String {
+    format!("{}.leaves", segment.strip_suffix(".seg").unwrap_or(segment))
+}
+
+/// The `deleted/<seq>.leaves` files of a store directory, by segment sequence number (none
+/// without the directory). Other names (a `.tmp` left by a crash) are not listed.
+pub fn deleted_leaves_files(
+    store_dir: &Path,
+) -> io::Result<std::collections::BTreeMap<u64, PathBuf>> {
+    let dir = store_dir.join(DELETED_DIR);
+    let mut out = std::collections::BTreeMap::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(seq) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".leaves"))
+            .and_then(|stem| segment_seq(&format!("{stem}.seg")))
+        else {
+            continue;
+        };
+        if entry.file_type()?.is_file() {
+            out.insert(seq, entry.path());
+        }
+    }
+    Ok(out)
+}
+
+/// The leaf hashes in a `deleted/<seq>.leaves` file (32 bytes each); a length that is not a
+/// multiple of 32 is an error (`InvalidData`).
+pub fn read_leaves(path: &Path) -> io::Result<Vec<Hash>> {
+    let bytes = std::fs::read(path)?;
+    if bytes.len() % 32 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is {} bytes, not a whole number of 32-byte leaf hashes",
+                path.display(),
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .filter_map(|c| Hash::try_from(c).ok())
+        .collect())
 }
 
 enum EntryError {

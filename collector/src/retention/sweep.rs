@@ -582,7 +582,7 @@ impl Sweeper {
         let leaves = class
             .dir
             .join(DELETED_DIR)
-            .join(leaves_name(&receipt.segment));
+            .join(receipt::leaves_file_name(&receipt.segment));
         if !leaves.exists() {
             write_leaves(&class.dir, &receipt.segment, &full.leaves)?;
         }
@@ -742,14 +742,10 @@ fn remove_segment(seg: &SegmentFile) -> Result<(), SweepError> {
     Ok(())
 }
 
-fn leaves_name(segment: &str) -> String {
-    format!("{}.leaves", segment.strip_suffix(".seg").unwrap_or(segment))
-}
-
 /// Writes `deleted/<seq>.leaves` durably; returns the SHA-256 of its content.
 fn write_leaves(class_dir: &Path, segment: &str, leaves: &[Hash]) -> Result<Hash, SweepError> {
     let dir = class_dir.join(DELETED_DIR);
-    let path = dir.join(leaves_name(segment));
+    let path = dir.join(receipt::leaves_file_name(segment));
     let tmp = path.with_extension("leaves.tmp");
     let io = |p: &Path| {
         let p = p.to_owned();
