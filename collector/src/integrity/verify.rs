@@ -1199,6 +1199,32 @@ impl<'a> Verifier<'a> {
         f
     }
 
+    /// When bytes that are no frame lie between items `items` (a garbage finding), the missing
+    /// `leaves` are what became of them: says so in that finding, and returns true.
+    fn fold_into_garbage(
+        &mut self,
+        garbage_at: &BTreeMap<usize, usize>,
+        items: std::ops::Range<usize>,
+        leaves: [u64; 2],
+        range: &str,
+    ) -> bool {
+        if items.is_empty() {
+            return false;
+        }
+        let Some(&at) = garbage_at.range(items).next().map(|(_, at)| at) else {
+            return false;
+        };
+        let Some((_, f)) = self.findings.get_mut(at) else {
+            return false;
+        };
+        f.leaves = Some(leaves);
+        f.message = format!(
+            "{}; {range} missing, these bytes are where they were",
+            f.message
+        );
+        true
+    }
+
     /// Reports leaves `s..=e`, missing between `before` and `after` (positions among frames).
     fn missing(
         &mut self,
@@ -1232,15 +1258,7 @@ impl<'a> Verifier<'a> {
             (None, Some(seq)) => self.first_item_after(seq),
             (None, None) => 0,
         };
-        if lo < ia
-            && let Some(&at) = garbage_at.range(lo..ia).next().map(|(_, at)| at)
-            && let Some((_, f)) = self.findings.get_mut(at)
-        {
-            f.leaves = Some([s, e]);
-            f.message = format!(
-                "{}; {range} missing, these bytes are where they were",
-                f.message
-            );
+        if self.fold_into_garbage(garbage_at, lo..ia, [s, e], &range) {
             return;
         }
         // A gap in the segment numbers between them.
@@ -1342,15 +1360,7 @@ impl<'a> Verifier<'a> {
             (None, None) => 0,
         };
         let hi = self.first_item_after(seq);
-        if lo < hi
-            && let Some(&at) = places.garbage_at.range(lo..hi).next().map(|(_, at)| at)
-            && let Some((_, f)) = self.findings.get_mut(at)
-        {
-            f.leaves = Some([s, e]);
-            f.message = format!(
-                "{}; {range} missing, these bytes are where they were",
-                f.message
-            );
+        if self.fold_into_garbage(places.garbage_at, lo..hi, [s, e], &range) {
             return;
         }
         let seq_before = before
