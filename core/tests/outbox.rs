@@ -352,7 +352,11 @@ fn simulate(p: &Params) -> OutboxStats {
     let mut rounds = 0;
     while !(o.is_idle() && calls.is_empty()) {
         rounds += 1;
-        assert!(rounds < 10_000, "does not drain");
+        assert!(
+            rounds < 10_000,
+            "does not drain: {o:?} calls {}",
+            calls.len()
+        );
         now += 3 * S;
         for c in std::mem::take(&mut calls) {
             col.store(&c);

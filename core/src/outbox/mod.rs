@@ -52,7 +52,8 @@
 //! `dropped` + `failed` + [`Outbox::held_records`]). Dropped and failed records are also noted by
 //! sequence number in a [`DeliveryTally`], which goes out as a `meshlog.delivery.tally` record
 //! (taking its own sequence number) after the next delivery, when the collector is reachable
-//! again — and at [`Outbox::flush`]. If that record is itself dropped or rejected, its counts
+//! again; on its own when nothing else is left to send (a refused tally waits `retry_max_ms`
+//! before going alone again); and at [`Outbox::flush`]. If that record is itself dropped or rejected, its counts
 //! return to the pending tally and travel with the next one; each also carries the VM's running
 //! totals. So at the collector, per VM: every sequence number is in a stored batch or in a
 //! stored tally, and the largest totals are the exact counts. One ambiguity cannot be avoided: a
@@ -232,6 +233,9 @@ pub struct Outbox {
     server_pause_until_ns: u64,
 
     pending: DeliveryTally,
+    /// A batch carrying a delivery tally was refused: no tally goes out on its own before this
+    /// time (`retry_max_ms` later), or a collector refusing everything would get one per tick.
+    tally_refused_until_ns: u64,
     stats: OutboxStats,
 }
 
@@ -264,6 +268,7 @@ impl Outbox {
             backoff_until_ns: 0,
             server_pause_until_ns: 0,
             pending: DeliveryTally::default(),
+            tally_refused_until_ns: 0,
             stats: OutboxStats::default(),
         };
         o.set_limits(batch);
@@ -453,6 +458,16 @@ impl Outbox {
         if now_ns < self.resume_at_ns() || self.in_flight >= self.in_flight_limit() {
             return None;
         }
+        // Losses with nothing left to carry their tally (the last batches were refused or
+        // dropped): the tally goes out on its own, as a probe when in backoff, rather than wait
+        // for the next traffic.
+        if self.open.is_empty()
+            && self.sealed.is_empty()
+            && !self.pending.is_empty()
+            && now_ns >= self.tally_refused_until_ns
+        {
+            self.push_delivery_tally(now_ns);
+        }
         let waiting = self.sealed.iter().find(|b| !b.in_flight).map(|b| b.id);
         let id = match waiting {
             Some(id) => id,
@@ -536,6 +551,7 @@ impl Outbox {
                 self.stats.bytes_sent += bytes;
                 self.failures = 0;
                 self.backoff_until_ns = 0;
+                self.tally_refused_until_ns = 0;
                 // The collector is reachable: tell it what was lost.
                 self.push_delivery_tally(now_ns);
                 Some(Settled::Delivered {
@@ -550,6 +566,7 @@ impl Outbox {
                 self.pending.failed.insert(id.first_seq, id.last_seq);
                 if let Some(t) = b.carries {
                     self.pending.merge(&t);
+                    self.tally_refused_until_ns = now_ns.saturating_add(self.backoff.max_ns());
                 }
                 Some(Settled::Rejected {
                     records: id.records(),
