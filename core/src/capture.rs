@@ -113,7 +113,13 @@ pub struct RequestView<'s, S: AttributeSource> {
     response: Vec<(String, Vec<u8>)>,
     duration_ns: Option<u64>,
     flags: u64,
+    /// The path redacted (path to log, route, what was replaced), computed once: sampling needs
+    /// the route and a kept request's record the rest, and templating runs the detectors.
+    redacted_path: std::cell::OnceCell<RedactedTarget>,
 }
+
+/// The path as logged, its route, and what redacting it replaced.
+type RedactedTarget = (Option<String>, Option<String>, Summary);
 
 /// What sampling needs to know of a request ([`crate::sample::RequestFacts`] borrows from it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,7 +171,28 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             response: src.response_headers(),
             duration_ns: unsigned(src, &["request", "duration"]),
             flags: unsigned(src, &["response", "flags"]).unwrap_or(0),
+            redacted_path: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The path redacted under `policy` (the policy of the first call: a view serves one
+    /// request under one policy).
+    fn redacted_path(&self, policy: &RedactionPolicy) -> &RedactedTarget {
+        self.redacted_path.get_or_init(|| {
+            let mut sum = Summary::new();
+            let (raw, _) = self.target();
+            let (path, route) = match raw.as_deref() {
+                Some(p) => {
+                    let r = policy.path(p, &mut sum);
+                    let path = owned(r.path);
+                    // Every record carries a route to group by; untemplated, it is the path.
+                    let route = r.route.or_else(|| path.clone());
+                    (path, route)
+                }
+                None => (None, None),
+            };
+            (path, route, sum)
+        })
     }
 
     /// A request header's first value, else the attribute at `path`. What the header lists hold
@@ -211,10 +238,7 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
     /// template `policy` gives the path.
     pub fn facts(&self, policy: &RedactionPolicy) -> SamplingFacts {
         let (path, _) = self.target();
-        let route = path.as_deref().and_then(|p| {
-            let r = policy.path(p, &mut Summary::new());
-            r.route.or_else(|| owned(r.path))
-        });
+        let route = self.redacted_path(policy).1.clone();
         SamplingFacts {
             trace_id: self.trace().map(|t| t.0),
             request_id: self.req("x-request-id", &["request", "id"]),
@@ -230,7 +254,7 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
     }
 
     /// The record, redacted under `policy`.
-    pub fn record(self, policy: &RedactionPolicy, now_ns: u64) -> AccessRecord {
+    pub fn record(mut self, policy: &RedactionPolicy, now_ns: u64) -> AccessRecord {
         let src = self.src;
         let mut sum = Summary::new();
         let scheme = self.req(":scheme", &["request", "scheme"]);
@@ -250,17 +274,10 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             }
             None => (None, None),
         };
-        let (raw_path, raw_query) = self.target();
-        let (path, route) = match &raw_path {
-            Some(p) => {
-                let r = policy.path(p, &mut sum);
-                let path = owned(r.path);
-                // Every record carries a route to group by; untemplated, it is the path itself.
-                let route = r.route.or_else(|| path.clone());
-                (path, route)
-            }
-            None => (None, None),
-        };
+        let (_, raw_query) = self.target();
+        self.redacted_path(policy);
+        let (path, route, path_sum) = self.redacted_path.take().unwrap_or_default();
+        sum.merge(&path_sum);
         let query = raw_query
             .as_deref()
             .and_then(|q| owned(policy.query(q, &mut sum)));
