@@ -80,7 +80,7 @@ pub fn wasm_path() -> PathBuf {
 
 /// The collector binary (debug build, as `cargo test --workspace` leaves it).
 pub fn collector_bin() -> PathBuf {
-    artifact("target/debug/meshlog", "cargo build -p meshlog-collector")
+    artifact("target/debug/meshlog", "cargo build -p meshlog")
 }
 
 /// A loopback port nothing listens on right now.

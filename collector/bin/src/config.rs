@@ -1,0 +1,680 @@
+//! Collector configuration: a TOML file (`--config meshlog.toml`), then command-line flags.
+//!
+//! The file is parsed into a plain TOML table and every key is checked here, so an operator sees
+//! every problem in one go (each with its key and reason) instead of fixing them one restart at
+//! a time. Unknown keys are errors: a misspelt limit that silently falls back to its default is
+//! worse than a refusal to start. No file at all means all defaults. The `[retention]` section
+//! is read by [`meshlog_retention::policy`], into the same list of problems.
+
+use meshlog_retention::policy::{self, RetentionConfig};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const KIB: i64 = 1024;
+const MIB: i64 = 1024 * KIB;
+const GIB: i64 = 1024 * MIB;
+
+/// Smallest accepted body limit, bytes.
+pub const MIN_BODY_BYTES: i64 = KIB;
+/// Largest accepted body (and decoded body) limit, bytes.
+pub const MAX_BODY_BYTES: i64 = GIB;
+/// Smallest accepted segment size, bytes.
+pub const MIN_SEGMENT_BYTES: i64 = 64 * KIB;
+/// Largest accepted segment size, bytes.
+pub const MAX_SEGMENT_BYTES: i64 = 1024 * GIB;
+/// Smallest accepted ingest queue budget, bytes.
+pub const MIN_QUEUE_BYTES: i64 = 64 * KIB;
+/// Largest accepted ingest queue budget, bytes.
+pub const MAX_QUEUE_BYTES: i64 = 64 * GIB;
+/// Shortest accepted ack timeout, milliseconds.
+pub const MIN_ACK_TIMEOUT_MS: i64 = 100;
+/// Longest accepted ack timeout, milliseconds.
+pub const MAX_ACK_TIMEOUT_MS: i64 = 600_000;
+/// Smallest accepted dedup window, batch ids.
+pub const MIN_DEDUP_WINDOW: i64 = 1000;
+/// Largest accepted dedup window, batch ids (about 5 GiB of memory when full).
+pub const MAX_DEDUP_WINDOW: i64 = 100_000_000;
+/// Shortest accepted checkpoint interval, seconds.
+pub const MIN_CHECKPOINT_INTERVAL_S: i64 = 1;
+/// Longest accepted checkpoint interval, seconds (one day).
+pub const MAX_CHECKPOINT_INTERVAL_S: i64 = 86_400;
+
+const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, encryption, integrity, \
+                          listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, retention, \
+                          segment_max_bytes";
+const KNOWN_INTEGRITY_KEYS: &str = "checkpoint_interval_s, signing_key";
+
+/// The collector's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `data_dir`: directory holding the segment store; created if missing.
+    /// Default `./meshlog-data`.
+    pub data_dir: PathBuf,
+    /// `listen`: socket address for OTLP/HTTP, `IP:PORT` (port 0 picks a free port).
+    /// Default `127.0.0.1:4318`, the OTLP/HTTP port.
+    pub listen: SocketAddr,
+    /// `max_body_bytes`: largest request body accepted as received (before gzip decoding),
+    /// bytes, 1024 to 1073741824. Larger → 413. Default 16777216 (16 MiB).
+    pub max_body_bytes: usize,
+    /// `max_decoded_bytes`: largest request body after gzip or zstd decoding, bytes, from
+    /// `max_body_bytes` to 1073741824. Larger → 413; decoding stops there, so a zip bomb costs at
+    /// most this much memory. The canonical records of one request may take at most 4× this
+    /// (uncompressed). Default 67108864 (64 MiB).
+    pub max_decoded_bytes: usize,
+    /// `segment_max_bytes`: start a new segment file rather than grow the active one past this,
+    /// bytes, 65536 to 1099511627776 (a single larger frame still gets a segment of its own).
+    /// Default 67108864 (64 MiB).
+    pub segment_max_bytes: u64,
+    /// `max_queue_bytes`: bytes of accepted batches that may wait to be stored (request bodies
+    /// being decoded, then encoded frames until their fsync), 65536 to 68719476736. Past it new
+    /// batches get 503 with `Retry-After` at once instead of waiting in memory. Default 67108864
+    /// (64 MiB).
+    pub max_queue_bytes: u64,
+    /// `ack_timeout_ms`: how long a request waits for the fsync of its batch, milliseconds, 100
+    /// to 600000. Past it the answer is 503 (not acknowledged; the batch may still be stored,
+    /// and a retry with the same batch id is then a duplicate). Default 15000.
+    pub ack_timeout_ms: u64,
+    /// `dedup_window_batches`: how many distinct batch ids (`meshlog-batch-id`) are remembered
+    /// so a retried batch is stored once, 1000 to 100000000. About 52 bytes each when full. A
+    /// retry older than the window is stored again. Default 2000000 (3 h 20 min at 10,000
+    /// batches a minute; about 100 MiB).
+    pub dedup_window_batches: usize,
+    /// `[encryption] key_file`: encryption at rest. The data-encryption key file (made with
+    /// `meshlog keygen --data-key FILE`; a relative path is relative to the working directory,
+    /// like `data_dir`): every batch is sealed with its last key; frames sealed with any key in
+    /// it stay readable. Read once at start, so rotation is adding a key and restarting. A
+    /// `[encryption]` section without `key_file` is an error. Default: none (off; batches are
+    /// stored compressed but in plain).
+    pub encryption_key_file: Option<PathBuf>,
+    /// `[integrity]`: signed checkpoints of the store's Merkle tree, and the key that signs
+    /// them and retention's deletion receipts.
+    pub integrity: IntegrityConfig,
+    /// `[retention]`: retention classes, legal holds and the sweeper (see
+    /// [`meshlog_retention`]). Default: none (one store in `data_dir`, nothing is ever deleted).
+    pub retention: Option<RetentionConfig>,
+}
+
+/// The `[integrity]` table. Every frame is chained and hashed into the Merkle tree whatever
+/// this says; it decides whether (and how often) the tree's root is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrityConfig {
+    /// `signing_key`: the signing key file written by `meshlog keygen --out DIR`
+    /// (`DIR/signing.key`; relative to the working directory), read at start. It signs the
+    /// checkpoints and retention's deletion receipts. Without it no checkpoint is signed
+    /// (`meshlog verify` can check the store's internal consistency only) and retention deletes
+    /// nothing. Default: none.
+    pub signing_key: Option<PathBuf>,
+    /// `checkpoint_interval_s`: seconds between signed checkpoints (written also when no batch
+    /// arrived, and at start and shutdown), 1 to 86400. Default 60.
+    pub checkpoint_interval_s: u64,
+}
+
+impl Default for IntegrityConfig {
+    fn default() -> Self {
+        IntegrityConfig {
+            signing_key: None,
+            checkpoint_interval_s: 60,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./meshlog-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            max_body_bytes: 16 << 20,
+            max_decoded_bytes: 64 << 20,
+            segment_max_bytes: 64 << 20,
+            max_queue_bytes: 64 << 20,
+            ack_timeout_ms: 15_000,
+            dedup_window_batches: 2_000_000,
+            encryption_key_file: None,
+            integrity: IntegrityConfig::default(),
+            retention: None,
+        }
+    }
+}
+
+/// Command-line values that take precedence over the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--data-dir`
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+}
+
+/// One bad key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, as written in the file.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {} is not valid TOML: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// The file is TOML, but keys are unknown or values wrong.
+    #[error(
+        "invalid configuration in {} ({} problem{}): {}",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found, in key order.
+        problems: Vec<Problem>,
+    },
+}
+
+impl Config {
+    /// Reads `path` if given, else all defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            TomlError::Syntax(message) => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            TomlError::Invalid(problems) => ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            },
+        })
+    }
+
+    /// Parses TOML text, checking every key.
+    pub fn from_toml(text: &str) -> Result<Config, TomlError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| TomlError::Syntax(e.to_string().trim_end().to_owned()))?;
+        let mut cfg = Config::default();
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, reason: String| {
+            problems.push(Problem {
+                key: key.to_owned(),
+                reason,
+            })
+        };
+        for (key, value) in &table {
+            match key.as_str() {
+                "data_dir" => match value.as_str() {
+                    Some(s) if !s.is_empty() => cfg.data_dir = PathBuf::from(s),
+                    _ => bad(
+                        key,
+                        expected("a non-empty string (a directory path)", value),
+                    ),
+                },
+                "listen" => match value.as_str().map(str::parse::<SocketAddr>) {
+                    Some(Ok(a)) => cfg.listen = a,
+                    _ => bad(
+                        key,
+                        expected("a socket address such as \"127.0.0.1:4318\"", value),
+                    ),
+                },
+                "max_body_bytes" => match int_in(value, MIN_BODY_BYTES, MAX_BODY_BYTES) {
+                    Ok(v) => cfg.max_body_bytes = v as usize,
+                    Err(r) => bad(key, r),
+                },
+                "max_decoded_bytes" => match int_in(value, MIN_BODY_BYTES, MAX_BODY_BYTES) {
+                    Ok(v) => cfg.max_decoded_bytes = v as usize,
+                    Err(r) => bad(key, r),
+                },
+                "segment_max_bytes" => match int_in(value, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES) {
+                    Ok(v) => cfg.segment_max_bytes = v as u64,
+                    Err(r) => bad(key, r),
+                },
+                "max_queue_bytes" => match int_in(value, MIN_QUEUE_BYTES, MAX_QUEUE_BYTES) {
+                    Ok(v) => cfg.max_queue_bytes = v as u64,
+                    Err(r) => bad(key, r),
+                },
+                "ack_timeout_ms" => match int_in(value, MIN_ACK_TIMEOUT_MS, MAX_ACK_TIMEOUT_MS) {
+                    Ok(v) => cfg.ack_timeout_ms = v as u64,
+                    Err(r) => bad(key, r),
+                },
+                "dedup_window_batches" => match int_in(value, MIN_DEDUP_WINDOW, MAX_DEDUP_WINDOW) {
+                    Ok(v) => cfg.dedup_window_batches = v as usize,
+                    Err(r) => bad(key, r),
+                },
+                "encryption" => cfg.encryption_key_file = encryption(value, &mut bad),
+                "integrity" => match value.as_table() {
+                    Some(t) => integrity_table(t, &mut cfg.integrity, &mut bad),
+                    None => bad(key, expected("a table ([integrity])", value)),
+                },
+                "retention" => cfg.retention = policy::parse(value, &mut bad),
+                _ => bad(key, format!("unknown key (known: {KNOWN_KEYS})")),
+            }
+        }
+        // Checked only when both values are individually valid, so one mistake is one problem.
+        let both_ok = !problems
+            .iter()
+            .any(|p| p.key == "max_body_bytes" || p.key == "max_decoded_bytes");
+        if both_ok && cfg.max_decoded_bytes < cfg.max_body_bytes {
+            problems.push(Problem {
+                key: "max_decoded_bytes".into(),
+                reason: format!(
+                    "must be at least max_body_bytes ({}), got {}",
+                    cfg.max_body_bytes, cfg.max_decoded_bytes
+                ),
+            });
+        }
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(TomlError::Invalid(problems))
+        }
+    }
+
+    /// Applies command-line values over the file's.
+    pub fn with_overrides(mut self, o: Overrides) -> Config {
+        if let Some(d) = o.data_dir {
+            self.data_dir = d;
+        }
+        if let Some(l) = o.listen {
+            self.listen = l;
+        }
+        self
+    }
+}
+
+/// Reads the `[integrity]` table into `cfg`, reporting problems as `integrity.<key>`.
+fn integrity_table(
+    table: &toml::Table,
+    cfg: &mut IntegrityConfig,
+    bad: &mut impl FnMut(&str, String),
+) {
+    for (key, value) in table {
+        let full = format!("integrity.{key}");
+        match key.as_str() {
+            "signing_key" => match value.as_str() {
+                Some(s) if !s.is_empty() => cfg.signing_key = Some(PathBuf::from(s)),
+                _ => bad(
+                    &full,
+                    expected("a non-empty string (a key file path)", value),
+                ),
+            },
+            "checkpoint_interval_s" => {
+                match int_in(value, MIN_CHECKPOINT_INTERVAL_S, MAX_CHECKPOINT_INTERVAL_S) {
+                    Ok(v) => cfg.checkpoint_interval_s = v as u64,
+                    Err(r) => bad(&full, r),
+                }
+            }
+            _ => bad(
+                &full,
+                format!("unknown key (known: {KNOWN_INTEGRITY_KEYS})"),
+            ),
+        }
+    }
+}
+
+/// Why TOML text was rejected (no file name attached yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TomlError {
+    /// Not TOML.
+    Syntax(String),
+    /// Every bad key.
+    Invalid(Vec<Problem>),
+}
+
+/// The `[encryption]` section: its key file, every problem reported through `bad`.
+fn encryption(value: &toml::Value, bad: &mut impl FnMut(&str, String)) -> Option<PathBuf> {
+    let Some(table) = value.as_table() else {
+        bad(
+            "encryption",
+            expected("a table ([encryption] with key_file)", value),
+        );
+        return None;
+    };
+    let mut key_file = None;
+    for (key, v) in table {
+        match key.as_str() {
+            "key_file" => match v.as_str() {
+                Some(s) if !s.is_empty() => key_file = Some(PathBuf::from(s)),
+                _ => bad(
+                    "encryption.key_file",
+                    expected("a non-empty string (a key file path)", v),
+                ),
+            },
+            _ => bad(
+                &format!("encryption.{key}"),
+                "unknown key (known: key_file)".into(),
+            ),
+        }
+    }
+    if !table.contains_key("key_file") {
+        bad(
+            "encryption.key_file",
+            "missing: an [encryption] section needs the data-encryption key file (without the \
+             section, batches are stored in plain)"
+                .into(),
+        );
+    }
+    key_file
+}
+
+pub use meshlog_retention::policy::{expected, int_in};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Config::from_toml(text) {
+            Err(TomlError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_and_no_file_are_all_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        assert_eq!(Config::load(None).unwrap(), Config::default());
+        let d = Config::default();
+        assert_eq!(d.listen.to_string(), "127.0.0.1:4318");
+        assert_eq!(d.data_dir, PathBuf::from("./meshlog-data"));
+        assert_eq!(d.max_body_bytes, 16 * 1024 * 1024);
+        assert_eq!(d.max_decoded_bytes, 64 * 1024 * 1024);
+        assert_eq!(d.segment_max_bytes, 64 * 1024 * 1024);
+        assert_eq!(d.max_queue_bytes, 64 * 1024 * 1024);
+        assert_eq!(d.ack_timeout_ms, 15_000);
+        assert_eq!(d.dedup_window_batches, 2_000_000);
+        assert_eq!(d.integrity.signing_key, None);
+        assert_eq!(d.integrity.checkpoint_interval_s, 60);
+        assert_eq!(
+            std::time::Duration::from_secs(d.integrity.checkpoint_interval_s),
+            meshlog_store::ledger::DEFAULT_CHECKPOINT_INTERVAL,
+            "one default"
+        );
+        let p = problems("integrity = 3\n");
+        assert_eq!(
+            p[0].to_string(),
+            "integrity: expected a table ([integrity]), got the integer 3"
+        );
+        assert_eq!(
+            d.dedup_window_batches,
+            meshlog_store::DEFAULT_DEDUP_WINDOW,
+            "one default"
+        );
+        assert_eq!(
+            Duration::from_millis(d.ack_timeout_ms),
+            meshlog_server::ingest::DEFAULT_ACK_TIMEOUT,
+            "one default"
+        );
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let c = Config::from_toml(
+            r#"
+            data_dir = "/var/lib/meshlog"
+            listen = "0.0.0.0:14318"
+            max_body_bytes = 2048
+            max_decoded_bytes = 4096
+            segment_max_bytes = 65536
+            max_queue_bytes = 1048576
+            ack_timeout_ms = 250
+            dedup_window_batches = 5000
+
+            [encryption]
+            key_file = "/etc/meshlog/data.keys"
+
+            [integrity]
+            signing_key = "/etc/meshlog/keys/signing.key"
+            checkpoint_interval_s = 5
+
+            [retention]
+            default_days = 400
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Config {
+                data_dir: "/var/lib/meshlog".into(),
+                listen: "0.0.0.0:14318".parse().unwrap(),
+                max_body_bytes: 2048,
+                max_decoded_bytes: 4096,
+                segment_max_bytes: 65536,
+                max_queue_bytes: 1 << 20,
+                ack_timeout_ms: 250,
+                dedup_window_batches: 5000,
+                encryption_key_file: Some("/etc/meshlog/data.keys".into()),
+                integrity: IntegrityConfig {
+                    signing_key: Some("/etc/meshlog/keys/signing.key".into()),
+                    checkpoint_interval_s: 5,
+                },
+                retention: Some(RetentionConfig::default()),
+            }
+        );
+    }
+
+    #[test]
+    fn all_problems_are_reported_together_with_key_and_reason() {
+        let p = problems(
+            r#"
+            listen = "localhost"
+            max_body_bytes = "16MiB"
+            max_decoded_bytes = 0
+            segment_max_bytes = 1.5
+            data_dir = 7
+            bogus = true
+            max_queue_bytes = 1024
+            ack_timeout_ms = "15s"
+            dedup_window_batches = -1
+            [integrity]
+            signing_key = ""
+            checkpoint_interval_s = 0
+            sign = true
+            "#,
+        );
+        let got: Vec<String> = p.iter().map(Problem::to_string).collect();
+        assert_eq!(
+            got,
+            vec![
+                "ack_timeout_ms: expected an integer from 100 to 600000, got \"15s\"",
+                "bogus: unknown key (known: ack_timeout_ms, data_dir, dedup_window_batches, \
+                 encryption, integrity, listen, max_body_bytes, max_decoded_bytes, \
+                 max_queue_bytes, retention, segment_max_bytes)",
+                "data_dir: expected a non-empty string (a directory path), got the integer 7",
+                "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
+                "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
+                "integrity.sign: unknown key (known: checkpoint_interval_s, signing_key)",
+                "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
+                "listen: expected a socket address such as \"127.0.0.1:4318\", got \"localhost\"",
+                "max_body_bytes: expected an integer from 1024 to 1073741824, got \"16MiB\"",
+                "max_decoded_bytes: expected an integer from 1024 to 1073741824, got 0",
+                "max_queue_bytes: expected an integer from 65536 to 68719476736, got 1024",
+                "segment_max_bytes: expected an integer from 65536 to 1099511627776, got a float",
+            ]
+        );
+    }
+
+    #[test]
+    fn encryption_is_off_by_default_and_its_section_is_checked_key_by_key() {
+        assert_eq!(Config::default().encryption_key_file, None);
+        let c = Config::from_toml("[encryption]\nkey_file = \"keys/data.keys\"\n").unwrap();
+        assert_eq!(c.encryption_key_file, Some(PathBuf::from("keys/data.keys")));
+        let got =
+            |text: &str| -> Vec<String> { problems(text).iter().map(Problem::to_string).collect() };
+        assert_eq!(
+            got("[encryption]\nkey_fil = \"x\"\n"),
+            [
+                "encryption.key_fil: unknown key (known: key_file)",
+                "encryption.key_file: missing: an [encryption] section needs the \
+                 data-encryption key file (without the section, batches are stored in plain)",
+            ]
+        );
+        assert_eq!(
+            got("[encryption]\nkey_file = \"\"\n"),
+            ["encryption.key_file: expected a non-empty string (a key file path), got \"\""]
+        );
+        assert_eq!(
+            got("encryption = \"on\"\nlisten = 1\n"),
+            [
+                "encryption: expected a table ([encryption] with key_file), got \"on\"",
+                "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn retention_and_integrity_problems_join_the_others() {
+        assert_eq!(
+            Config::default().retention,
+            None,
+            "nothing expires by default"
+        );
+        let got: Vec<String> = problems(
+            r#"
+            listen = 1
+            [integrity]
+            signing_key = ""
+            sign = true
+            [retention]
+            default_days = 0
+            [[retention.classes]]
+            name = "short"
+            days = 30
+            match = { "service.name" = "checkout" }
+            [[retention.classes]]
+            name = "short"
+            days = 0
+            match = { "service.name" = "cart" }
+            [[retention.holds]]
+            name = "case-1"
+            reason = "litigation"
+            classes = ["long"]
+            "#,
+        )
+        .iter()
+        .map(Problem::to_string)
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "integrity.sign: unknown key (known: checkpoint_interval_s, signing_key)",
+                "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
+                "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 1",
+                "retention.default_days: expected an integer from 1 to 36500, got 0",
+                "retention.classes[1].days: expected an integer from 1 to 36500, got 0",
+                "retention.classes[1].name: duplicate class name \"short\"",
+                "retention.holds[0].classes: unknown class \"long\" (classes: short, default)",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_readme_retention_example_is_a_valid_configuration() {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("### Retention").nth(1).unwrap();
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap();
+        let c = Config::from_toml(example).unwrap();
+        let r = c.retention.unwrap();
+        assert_eq!(r.class_names(), ["short", "default"]);
+        assert_eq!((r.days(0), r.days(1)), (30, 400));
+        assert_eq!(r.holds[0].name, "case-4711");
+        assert!(r.holds[0].from_unix_ns < r.holds[0].until_unix_ns);
+        assert!(c.integrity.signing_key.is_some());
+    }
+
+    #[test]
+    fn decoded_limit_below_body_limit_is_a_problem() {
+        let p = problems("max_body_bytes = 4096\nmax_decoded_bytes = 2048\n");
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].key, "max_decoded_bytes");
+        assert!(
+            p[0].reason.contains("at least max_body_bytes (4096)"),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_position() {
+        match Config::from_toml("listen = ") {
+            Err(TomlError::Syntax(m)) => assert!(m.contains("line 1"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_flags_override_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("meshlog.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9\"\ndata_dir = \"/from/file\"\nnope = 1\n",
+        )
+        .unwrap();
+        let msg = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            msg.contains("meshlog.toml (1 problem): nope: unknown key"),
+            "{msg}"
+        );
+
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9\"\ndata_dir = \"/from/file\"\n",
+        )
+        .unwrap();
+        let file = Config::load(Some(&path)).unwrap();
+        let c = file.clone().with_overrides(Overrides {
+            data_dir: Some("/from/flag".into()),
+            listen: None,
+        });
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9", "file value kept");
+        let c = file.with_overrides(Overrides {
+            data_dir: None,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+        });
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+
+        let missing = Config::load(Some(&d.path().join("missing.toml"))).unwrap_err();
+        assert!(
+            missing.to_string().contains("cannot read config file"),
+            "{missing}"
+        );
+    }
+}

@@ -1,0 +1,983 @@
+//! The sweeper: closes segments that are old enough, deletes expired ones with a signed
+//! receipt, and leaves everything a legal hold covers.
+//!
+//! [`Sweeper::sweep`] is one pass at a given time (`now`, so tests drive it with any clock and
+//! never sleep for expiry); [`Sweeper::spawn`] runs it on its own thread at start and every
+//! interval with a [`Clock`]. Per class, a pass:
+//!
+//! 1. closes the active (newest) segment when its first batch's oldest record was observed
+//!    `segment_max_age` ago or earlier ([`StoreHandle::rotate`]), so quiet classes expire too;
+//! 2. reads `receipts.log` (cutting nothing: only an append cuts a torn tail) and finishes any
+//!    deletion whose receipt is durable but whose segment is still there (a crash between the
+//!    two): the file must still match the receipt's length and SHA-256; the receipt record is
+//!    stored (once: it has a fixed batch id), the segment deleted, no second receipt written;
+//! 3. for every other closed segment, learns its records' observed-time range (decompressing
+//!    it once; remembered in `retention.cache`, which is never evidence) and, when the newest
+//!    record is more than the class's days old: keeps it if a hold covers it, keeps it and
+//!    logs an error if no signing key is configured, and otherwise deletes it:
+//!    - re-reads the whole file: length, SHA-256, frames, records, time range (expiry and
+//!      holds are checked again on these), every frame's Merkle leaf hash;
+//!    - writes the leaf hashes to `deleted/<segment>.leaves` (durably);
+//!    - signs the [`Receipt`] and appends it to `receipts.log`, fsync'd;
+//!    - appends the receipt as a `meshlog.retention.deletion` record to the class's own store
+//!      and waits for its fsync, so the tamper-evident log covers the deletion;
+//!    - only then deletes the segment file and fsyncs the directory.
+//!
+//! A failure at any step leaves the segment in place (logged); the next pass tries again. A
+//! pass never touches the active segment, and never deletes without a durable receipt.
+
+use super::classes::ClassRoutes;
+use super::policy::{Hold, RetentionConfig, days_ns};
+use meshlog_format::batch_id::BatchId;
+use meshlog_format::frame::{Damage, FrameBuilder};
+use meshlog_format::fsutil::sync_dir;
+use meshlog_format::layout::class_dir;
+use meshlog_format::reader::{SEGMENTS_DIR, ScanError, SegmentFile, SegmentScanner, list_segments};
+use meshlog_format::receipt::{
+    self, DELETED_DIR, RECEIPTS_FILE, Receipt, ReceiptError, segment_name,
+};
+use meshlog_store::{Appended, StoreError, StoreHandle};
+use meshlog_tlog::keys::{Keyring, SignerKey};
+use meshlog_tlog::merkle::Hash;
+use meshlog_tlog::seal::OpenError;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The sweeper's cache of closed segments' time ranges, in each class directory.
+pub const CACHE_FILE: &str = "retention.cache";
+
+/// Where the sweeper gets the time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Nanoseconds since the Unix epoch.
+    fn now_unix_ns(&self) -> u64;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix_ns(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A clock that says what it is told (tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock at `unix_ns`.
+    pub fn new(unix_ns: u64) -> Self {
+        ManualClock(AtomicU64::new(unix_ns))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, unix_ns: u64) {
+        self.0.store(unix_ns, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_unix_ns(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Why one step of a sweep failed (the segment concerned stays).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// An I/O error.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A closed segment is damaged: never deleted, so the damage stays for inspection.
+    #[error("segment {} is damaged at offset {offset}: {damage}", path.display())]
+    Damaged {
+        /// The segment.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// What.
+        damage: Damage,
+    },
+    /// A sealed frame could not be opened (no key, wrong key): its time range is unknown.
+    #[error("segment {}, frame at offset {offset}: {source}", path.display())]
+    Sealed {
+        /// The segment.
+        path: PathBuf,
+        /// The frame.
+        offset: u64,
+        /// Why.
+        source: OpenError,
+    },
+    /// A sealed frame, and no data-encryption keys.
+    #[error(
+        "segment {}, frame at offset {offset} is encrypted with data-encryption key {key_id:?} \
+         and the collector has no key file: its time range is unknown",
+        path.display()
+    )]
+    NoKeys {
+        /// The segment.
+        path: PathBuf,
+        /// The frame.
+        offset: u64,
+        /// The key id.
+        key_id: String,
+    },
+    /// A payload that does not decode, or a record without an observed time.
+    #[error("segment {}, frame at offset {offset}: {reason}", path.display())]
+    BadPayload {
+        /// The segment.
+        path: PathBuf,
+        /// The frame.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A segment that no longer matches the receipt written for it.
+    #[error(
+        "segment {} does not match its receipt ({what}); it is not deleted: inspect it",
+        path.display()
+    )]
+    ReceiptMismatch {
+        /// The segment.
+        path: PathBuf,
+        /// What differs.
+        what: String,
+    },
+    /// `receipts.log` could not be read or appended to.
+    #[error(transparent)]
+    Receipts(#[from] receipt::ReceiptLogError),
+    /// A receipt could not be made.
+    #[error("making a receipt: {0}")]
+    Receipt(#[from] ReceiptError),
+    /// The class's store refused the receipt record.
+    #[error("storing the receipt record: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What a sweep did in one class.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClassReport {
+    /// The class.
+    pub class: String,
+    /// The segment closed because it was old enough.
+    pub rotated: Option<u64>,
+    /// Segments deleted, each with a new receipt.
+    pub deleted: Vec<String>,
+    /// Segments deleted under a receipt written by an earlier, interrupted pass.
+    pub completed: Vec<String>,
+    /// Expired segments kept by legal holds, with the holds' names.
+    pub held: Vec<(String, Vec<String>)>,
+    /// Expired segments kept because no signing key is configured.
+    pub unsigned: Vec<String>,
+    /// Closed segments not expired yet.
+    pub kept: usize,
+    /// What failed (the segments concerned stay).
+    pub errors: Vec<String>,
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Per class, in class order.
+    pub classes: Vec<ClassReport>,
+}
+
+impl SweepReport {
+    /// The report of class `name`.
+    pub fn class(&self, name: &str) -> Option<&ClassReport> {
+        self.classes.iter().find(|c| c.class == name)
+    }
+}
+
+/// One class as the sweeper sees it.
+#[derive(Debug, Clone)]
+pub struct SweepClass {
+    /// Its name.
+    pub name: String,
+    /// Its directory (a store directory).
+    pub dir: PathBuf,
+    /// Days kept.
+    pub days: u32,
+    /// Its store, for rotation and receipt records.
+    pub handle: StoreHandle,
+}
+
+/// The observed-time range and counts of a closed segment (what the cache keeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Summary {
+    bytes: u64,
+    frames: u64,
+    records: u64,
+    oldest: Option<u64>,
+    newest: Option<u64>,
+}
+
+/// A full read of a segment: the summary plus what a receipt needs.
+#[derive(Debug)]
+struct FullScan {
+    summary: Summary,
+    sha256: Hash,
+    leaves: Vec<Hash>,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CacheFile {
+    version: u32,
+    segments: BTreeMap<String, Summary>,
+}
+
+/// Deletes expired segments of every class; see the module docs.
+#[derive(Debug)]
+pub struct Sweeper {
+    classes: Vec<SweepClass>,
+    segment_max_age_ns: u64,
+    signer: Option<Arc<SignerKey>>,
+    keys: Option<Arc<Keyring>>,
+    /// Per class: segment name → summary of a closed segment, and whether it changed since
+    /// it was saved.
+    cache: Vec<(BTreeMap<String, Summary>, bool)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sweeper {
+    /// A sweeper over `classes`. Without `signer` it deletes nothing (and says so each pass);
+    /// `keys` opens sealed frames to read their times.
+    pub fn new(
+        classes: Vec<SweepClass>,
+        segment_max_age: Duration,
+        signer: Option<Arc<SignerKey>>,
+        keys: Option<Arc<Keyring>>,
+    ) -> Self {
+        let cache = classes
+            .iter()
+            .map(|c| (load_cache(&c.dir), false))
+            .collect();
+        Sweeper {
+            classes,
+            segment_max_age_ns: u64::try_from(segment_max_age.as_nanos()).unwrap_or(u64::MAX),
+            signer,
+            keys,
+            cache,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A sweeper over the class stores of `policy` in `data_dir`, reached through `routes`.
+    pub fn for_classes(
+        data_dir: &Path,
+        policy: &RetentionConfig,
+        routes: &ClassRoutes,
+        signer: Option<Arc<SignerKey>>,
+        keys: Option<Arc<Keyring>>,
+    ) -> Self {
+        let classes = routes
+            .names()
+            .iter()
+            .zip(routes.handles())
+            .enumerate()
+            .map(|(i, (name, handle))| SweepClass {
+                name: name.clone(),
+                dir: class_dir(data_dir, name),
+                days: policy.days(i),
+                handle: handle.clone(),
+            })
+            .collect();
+        Sweeper::new(
+            classes,
+            Duration::from_secs(policy.segment_max_age_s),
+            signer,
+            keys,
+        )
+    }
+
+    /// One pass over every class at time `now_unix_ns`, with `holds` in force.
+    pub fn sweep(&mut self, now_unix_ns: u64, holds: &[Hold]) -> SweepReport {
+        let mut report = SweepReport::default();
+        for i in 0..self.classes.len() {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let r = self.sweep_class(i, now_unix_ns, holds);
+            log_report(&r, self.classes.get(i).map_or(0, |c| c.days));
+            report.classes.push(r);
+        }
+        report
+    }
+
+    fn sweep_class(&mut self, i: usize, now: u64, holds: &[Hold]) -> ClassReport {
+        let Some(class) = self.classes.get(i).cloned() else {
+            return ClassReport::default();
+        };
+        let mut r = ClassReport {
+            class: class.name.clone(),
+            ..ClassReport::default()
+        };
+        let segments_dir = class.dir.join(SEGMENTS_DIR);
+        let listed = |r: &mut ClassReport| match list_segments(&segments_dir) {
+            Ok(s) => Some(s),
+            Err(source) => {
+                r.errors.push(
+                    SweepError::Io {
+                        path: segments_dir.clone(),
+                        source,
+                    }
+                    .to_string(),
+                );
+                None
+            }
+        };
+        let Some(segments) = listed(&mut r) else {
+            return r;
+        };
+
+        // 1. Close the active segment once it is old enough.
+        if let Some(active) = segments.last() {
+            match first_observed(&active.path, self.keys.as_deref()) {
+                Ok(Some(oldest)) if oldest.saturating_add(self.segment_max_age_ns) <= now => {
+                    match block_on(class.handle.rotate()) {
+                        Ok(closed) => r.rotated = closed,
+                        Err(e) => r.errors.push(format!("closing the active segment: {e}")),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => r.errors.push(e.to_string()),
+            }
+        }
+        let Some(segments) = listed(&mut r) else {
+            return r;
+        };
+
+        // 2. Receipts already written, by segment.
+        let receipts_path = class.dir.join(RECEIPTS_FILE);
+        let logged = match receipt::read_log(&receipts_path) {
+            Ok(l) => l,
+            Err(e) => {
+                // Deleting without knowing what was deleted could write a second receipt.
+                r.errors.push(format!(
+                    "{e}; nothing is deleted in this class until it is fixed"
+                ));
+                return r;
+            }
+        };
+        let mut receipted: HashMap<String, (Receipt, String)> = HashMap::new();
+        for entry in &logged.entries {
+            match unverified(&entry.note) {
+                Ok(pair) => {
+                    receipted.insert(pair.0.segment.clone(), pair);
+                }
+                Err(e) => {
+                    // Intact as written but unreadable: altered. Which segment it names is
+                    // unknown, so a deletion now could give a segment a second receipt.
+                    r.errors.push(format!(
+                        "{}, receipt at offset {}: {e}; nothing is deleted in this class until \
+                         it is fixed",
+                        receipts_path.display(),
+                        entry.offset
+                    ));
+                    return r;
+                }
+            }
+        }
+
+        // 3. Every closed segment.
+        let closed = segments.split_last().map_or(&[][..], |(_, rest)| rest);
+        for seg in closed {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let name = segment_name(seg.seq);
+            if let Some((receipt, note)) = receipted.get(&name) {
+                match self.finish(&class, seg, receipt, note) {
+                    Ok(()) => r.completed.push(name),
+                    Err(e) => r.errors.push(e.to_string()),
+                }
+                continue;
+            }
+            let summary = match self.summary(i, seg) {
+                Ok(s) => s,
+                Err(e) => {
+                    r.errors.push(e.to_string());
+                    continue;
+                }
+            };
+            match self.decide(&class, &name, &summary, now, holds) {
+                Decision::Keep => r.kept += 1,
+                Decision::Held(names) => r.held.push((name, names)),
+                Decision::Delete if self.signer.is_none() => r.unsigned.push(name),
+                Decision::Delete => match self.delete(&class, seg, now, holds) {
+                    Ok(Decision::Delete) => r.deleted.push(name),
+                    Ok(Decision::Held(names)) => r.held.push((name, names)),
+                    Ok(Decision::Keep) => r.kept += 1,
+                    Err(e) => r.errors.push(e.to_string()),
+                },
+            }
+        }
+        if let Some((cache, dirty)) = self.cache.get_mut(i) {
+            // Forget segments that are gone (deleted now, or by a pass before a restart).
+            let before = cache.len();
+            cache.retain(|name, _| {
+                closed
+                    .iter()
+                    .any(|s| segment_name(s.seq) == *name && s.path.exists())
+            });
+            *dirty |= cache.len() != before;
+            if *dirty {
+                match save_cache(&class.dir, cache) {
+                    Ok(()) => *dirty = false,
+                    Err(e) => tracing::warn!(
+                        class = %class.name,
+                        error = %e,
+                        "cannot save {CACHE_FILE} (a cache: the next start reads the segments again)"
+                    ),
+                }
+            }
+        }
+        r
+    }
+
+    /// What to do with a closed segment of `class` summarised as `s`.
+    fn decide(
+        &self,
+        class: &SweepClass,
+        name: &str,
+        s: &Summary,
+        now: u64,
+        holds: &[Hold],
+    ) -> Decision {
+        let (Some(oldest), Some(newest)) = (s.oldest, s.newest) else {
+            tracing::debug!(class = %class.name, segment = name, "a segment without records is kept");
+            return Decision::Keep;
+        };
+        if newest.saturating_add(days_ns(class.days)) >= now {
+            return Decision::Keep;
+        }
+        let holding: Vec<String> = holds
+            .iter()
+            .filter(|h| h.covers(&class.name, oldest, newest))
+            .map(|h| h.name.clone())
+            .collect();
+        if holding.is_empty() {
+            Decision::Delete
+        } else {
+            Decision::Held(holding)
+        }
+    }
+
+    /// The cached summary of a closed segment, or a fresh one (then cached).
+    fn summary(&mut self, i: usize, seg: &SegmentFile) -> Result<Summary, SweepError> {
+        let name = segment_name(seg.seq);
+        let len = std::fs::metadata(&seg.path)
+            .map_err(|source| SweepError::Io {
+                path: seg.path.clone(),
+                source,
+            })?
+            .len();
+        if let Some(s) = self.cache.get(i).and_then(|(c, _)| c.get(&name))
+            && s.bytes == len
+        {
+            return Ok(*s);
+        }
+        let s = scan(&seg.path, self.keys.as_deref(), false)?.summary;
+        if let Some((c, dirty)) = self.cache.get_mut(i) {
+            c.insert(name, s);
+            *dirty = true;
+        }
+        Ok(s)
+    }
+
+    /// Deletes an expired segment with a receipt; returns what the fresh read decided
+    /// (`Delete` when it was deleted).
+    fn delete(
+        &self,
+        class: &SweepClass,
+        seg: &SegmentFile,
+        now: u64,
+        holds: &[Hold],
+    ) -> Result<Decision, SweepError> {
+        let Some(signer) = &self.signer else {
+            return Ok(Decision::Keep);
+        };
+        let full = scan(&seg.path, self.keys.as_deref(), true)?;
+        let name = segment_name(seg.seq);
+        // Decided again on the bytes about to be deleted, not on the cache.
+        let decision = self.decide(class, &name, &full.summary, now, holds);
+        let (Decision::Delete, Some(oldest), Some(newest), Some(first), Some(last)) = (
+            &decision,
+            full.summary.oldest,
+            full.summary.newest,
+            full.leaves.first(),
+            full.leaves.last(),
+        ) else {
+            return Ok(decision);
+        };
+        let leaves_sha256 = write_leaves(&class.dir, &name, &full.leaves)?;
+        let receipt = Receipt {
+            class: class.name.clone(),
+            segment: name,
+            bytes: full.summary.bytes,
+            sha256: full.sha256,
+            frames: full.summary.frames,
+            records: full.summary.records,
+            leaves_sha256,
+            first_leaf: *first,
+            last_leaf: *last,
+            oldest_observed_unix_ns: oldest,
+            newest_observed_unix_ns: newest,
+            retention_days: class.days,
+            swept_unix_ns: now,
+        };
+        let note = receipt.sign(signer)?;
+        receipt::append(&class.dir.join(RECEIPTS_FILE), &note)?;
+        store_receipt(class, &receipt, &note)?;
+        remove_segment(seg)?;
+        tracing::info!(
+            class = %class.name,
+            segment = %receipt.segment,
+            records = receipt.records,
+            bytes = receipt.bytes,
+            newest_observed_unix_ns = newest,
+            days = class.days,
+            "deleted an expired segment; its signed receipt is in receipts.log and in the store"
+        );
+        Ok(Decision::Delete)
+    }
+
+    /// Completes a deletion whose receipt is already durable: same bytes, record stored once,
+    /// then the file goes. No second receipt.
+    fn finish(
+        &self,
+        class: &SweepClass,
+        seg: &SegmentFile,
+        receipt: &Receipt,
+        note: &str,
+    ) -> Result<(), SweepError> {
+        let full = scan(&seg.path, self.keys.as_deref(), true)?;
+        let mismatch = |what: String| SweepError::ReceiptMismatch {
+            path: seg.path.clone(),
+            what,
+        };
+        if full.summary.bytes != receipt.bytes {
+            return Err(mismatch(format!(
+                "{} bytes, the receipt says {}",
+                full.summary.bytes, receipt.bytes
+            )));
+        }
+        if full.sha256 != receipt.sha256 {
+            return Err(mismatch("its SHA-256 differs".into()));
+        }
+        let leaves = class
+            .dir
+            .join(DELETED_DIR)
+            .join(receipt::leaves_file_name(&receipt.segment));
+        if !leaves.exists() {
+            write_leaves(&class.dir, &receipt.segment, &full.leaves)?;
+        }
+        store_receipt(class, receipt, note)?;
+        remove_segment(seg)?;
+        tracing::info!(
+            class = %class.name,
+            segment = %receipt.segment,
+            "deleted a segment whose receipt an interrupted sweep had written"
+        );
+        Ok(())
+    }
+
+    /// Runs a pass now and then every `interval` on a thread of its own, with the time from
+    /// `clock` and the holds from `holds` (called before each pass: a failure skips the pass,
+    /// since deleting with unknown holds could destroy held data).
+    pub fn spawn(
+        mut self,
+        clock: Arc<dyn Clock>,
+        interval: Duration,
+        mut holds: impl FnMut() -> Result<Vec<Hold>, String> + Send + 'static,
+    ) -> io::Result<SweeperThread> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let stop = self.stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("meshlog-sweeper".into())
+            .spawn(move || {
+                loop {
+                    match holds() {
+                        Ok(h) => {
+                            self.sweep(clock.now_unix_ns(), &h);
+                        }
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            "retention sweep skipped: the legal holds could not be read, and \
+                             nothing is deleted while they are unknown"
+                        ),
+                    }
+                    if !matches!(
+                        rx.recv_timeout(interval),
+                        Err(mpsc::RecvTimeoutError::Timeout)
+                    ) {
+                        break;
+                    }
+                }
+            })?;
+        Ok(SweeperThread {
+            tx,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A running sweeper thread; [`stop`](Self::stop) ends it.
+#[derive(Debug)]
+pub struct SweeperThread {
+    tx: mpsc::Sender<()>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SweeperThread {
+    /// Stops the thread (a pass in progress stops before its next segment) and waits for it.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    Keep,
+    Held(Vec<String>),
+    Delete,
+}
+
+fn log_report(r: &ClassReport, days: u32) {
+    if let Some(seq) = r.rotated {
+        tracing::info!(class = %r.class, segment = %segment_name(seq), "closed the active segment: it reached segment_max_age_s");
+    }
+    if !r.held.is_empty() {
+        let mut holds: Vec<&str> = r
+            .held
+            .iter()
+            .flat_map(|(_, h)| h.iter().map(String::as_str))
+            .collect();
+        holds.sort_unstable();
+        holds.dedup();
+        tracing::info!(
+            class = %r.class,
+            segments = r.held.len(),
+            holds = %holds.join(", "),
+            "legal holds keep expired segments"
+        );
+    }
+    if !r.unsigned.is_empty() {
+        tracing::error!(
+            class = %r.class,
+            segments = r.unsigned.len(),
+            days,
+            "expired segments are kept: no signing key is configured ([integrity] signing_key), \
+             and retention deletes nothing without a signed receipt"
+        );
+    }
+    for e in &r.errors {
+        tracing::error!(class = %r.class, error = %e, "retention sweep");
+    }
+}
+
+/// The receipt in a note and the note, without checking the signature (the sweeper only needs
+/// to know which segments have one; `meshlog receipts` verifies).
+fn unverified(note: &[u8]) -> Result<(Receipt, String), ReceiptError> {
+    let text = std::str::from_utf8(note)
+        .map_err(|_| ReceiptError::Note(meshlog_tlog::checkpoint::NoteError::NotUtf8))?;
+    let body = text
+        .rfind("\n\n")
+        .and_then(|i| text.get(..i + 1))
+        .ok_or(ReceiptError::Note(
+            meshlog_tlog::checkpoint::NoteError::NoSignatures,
+        ))?;
+    Ok((Receipt::parse_body(body)?, text.to_owned()))
+}
+
+/// Appends the receipt's record to the class's own store and waits for its fsync.
+fn store_receipt(class: &SweepClass, receipt: &Receipt, note: &str) -> Result<(), SweepError> {
+    let id = BatchId::parse(receipt.batch_id().as_bytes())
+        .map_err(|e| SweepError::Receipt(ReceiptError::Inconsistent(format!("batch id: {e}"))))?;
+    let build = |e: meshlog_format::frame::BuildError| {
+        SweepError::Store(StoreError::Io {
+            context: "building the receipt record".into(),
+            source: io::Error::other(e.to_string()),
+        })
+    };
+    let mut b = FrameBuilder::with_encryption(u64::MAX, Some(id), class.handle.keyring().cloned())
+        .map_err(build)?;
+    b.push(&receipt.record(note)).map_err(build)?;
+    let frame = b.finish().map_err(build)?;
+    match block_on(class.handle.append(frame))? {
+        Appended::Stored(_) | Appended::Duplicate => Ok(()),
+    }
+}
+
+/// Deletes a segment file and makes the deletion durable.
+fn remove_segment(seg: &SegmentFile) -> Result<(), SweepError> {
+    let io = |source| SweepError::Io {
+        path: seg.path.clone(),
+        source,
+    };
+    std::fs::remove_file(&seg.path).map_err(io)?;
+    if let Some(dir) = seg.path.parent() {
+        sync_dir(dir).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Writes `deleted/<seq>.leaves` durably; returns the SHA-256 of its content.
+fn write_leaves(class_dir: &Path, segment: &str, leaves: &[Hash]) -> Result<Hash, SweepError> {
+    let dir = class_dir.join(DELETED_DIR);
+    let path = dir.join(receipt::leaves_file_name(segment));
+    let tmp = path.with_extension("leaves.tmp");
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| SweepError::Io { path: p, source }
+    };
+    let bytes: Vec<u8> = leaves.iter().flatten().copied().collect();
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    sync_dir(&dir).map_err(io(&dir))?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent).map_err(io(parent))?;
+    }
+    Ok(Sha256::digest(&bytes).into())
+}
+
+fn load_cache(class_dir: &Path) -> BTreeMap<String, Summary> {
+    let path = class_dir.join(CACHE_FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return BTreeMap::new();
+    };
+    match serde_json::from_slice::<CacheFile>(&bytes) {
+        Ok(c) if c.version == 1 => c.segments,
+        _ => {
+            tracing::warn!(cache = %path.display(), "ignoring an unreadable retention cache (the segments are read again)");
+            BTreeMap::new()
+        }
+    }
+}
+
+fn save_cache(class_dir: &Path, segments: &BTreeMap<String, Summary>) -> io::Result<()> {
+    let path = class_dir.join(CACHE_FILE);
+    let tmp = class_dir.join(format!("{CACHE_FILE}.tmp"));
+    let file = CacheFile {
+        version: 1,
+        segments: segments.clone(),
+    };
+    std::fs::write(&tmp, serde_json::to_vec(&file).map_err(io::Error::other)?)?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// The oldest observed time in the first frame of `path` (the active segment); `None` when it
+/// has no complete frame yet.
+fn first_observed(path: &Path, keys: Option<&Keyring>) -> Result<Option<u64>, SweepError> {
+    let mut scanner = match SegmentScanner::open(path) {
+        Ok(s) => s,
+        Err(ScanError::Damage { damage, .. }) if damage.is_torn() => return Ok(None),
+        Err(e) => return Err(scan_error(path, e)),
+    };
+    match scanner.next_frame(true) {
+        Ok(Some(frame)) => {
+            let mut oldest = None;
+            frame_times(path, &frame, keys, |t| {
+                oldest = Some(oldest.map_or(t, |o: u64| o.min(t)));
+            })?;
+            Ok(oldest)
+        }
+        Ok(None) => Ok(None),
+        Err(ScanError::Damage { damage, .. }) if damage.is_torn() => Ok(None),
+        Err(e) => Err(scan_error(path, e)),
+    }
+}
+
+fn scan_error(path: &Path, e: ScanError) -> SweepError {
+    match e {
+        ScanError::Io(source) => SweepError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        ScanError::Damage { offset, damage } => SweepError::Damaged {
+            path: path.to_owned(),
+            offset,
+            damage,
+        },
+    }
+}
+
+/// Reads a closed segment to its end: counts and time range, and with `full` its SHA-256 and
+/// every frame's leaf hash. Any damage is an error (a closed segment must be intact).
+fn scan(path: &Path, keys: Option<&Keyring>, full: bool) -> Result<FullScan, SweepError> {
+    let io = |source| SweepError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // A second handle reads each frame's header bytes for hashing.
+    let raw = file.try_clone().map_err(io)?;
+    let mut scanner = SegmentScanner::from_file(file).map_err(|e| scan_error(path, e))?;
+    let mut summary = Summary {
+        bytes: scanner.len(),
+        frames: 0,
+        records: 0,
+        oldest: None,
+        newest: None,
+    };
+    let mut sha = Sha256::new();
+    let mut leaves = Vec::new();
+    if full {
+        let mut head = [0u8; meshlog_format::frame::SEGMENT_HEADER_LEN as usize];
+        raw.read_exact_at(&mut head, 0).map_err(io)?;
+        sha.update(head);
+    }
+    while let Some(frame) = scanner.next_frame(true).map_err(|e| scan_error(path, e))? {
+        let payload = frame.payload.as_deref().unwrap_or_default();
+        if full {
+            let mut header = vec![0u8; frame.header_len as usize];
+            raw.read_exact_at(&mut header, frame.offset).map_err(io)?;
+            sha.update(&header);
+            sha.update(payload);
+            let mut leaf = Sha256::new();
+            leaf.update([0u8]);
+            leaf.update(&header);
+            leaf.update(payload);
+            leaves.push(leaf.finalize().into());
+        }
+        let n = frame_times(path, &frame, keys, |t| {
+            summary.oldest = Some(summary.oldest.map_or(t, |o| o.min(t)));
+            summary.newest = Some(summary.newest.map_or(t, |o| o.max(t)));
+        })?;
+        summary.records += n;
+        summary.frames += 1;
+    }
+    // Frames are back to back from the segment header to the end (a clean end was reached).
+    if scanner.position() != summary.bytes {
+        return Err(SweepError::BadPayload {
+            path: path.to_owned(),
+            offset: scanner.position(),
+            reason: "the segment changed while it was read".into(),
+        });
+    }
+    Ok(FullScan {
+        summary,
+        sha256: sha.finalize().into(),
+        leaves,
+    })
+}
+
+/// Calls `f` with each record's `observed_time_unix_nano`; returns the record count (checked
+/// against the header).
+fn frame_times(
+    path: &Path,
+    frame: &meshlog_format::reader::RawFrame,
+    keys: Option<&Keyring>,
+    mut f: impl FnMut(u64),
+) -> Result<u64, SweepError> {
+    #[derive(serde::Deserialize)]
+    struct Times {
+        observed_time_unix_nano: Option<u64>,
+    }
+    let bad = |reason: String| SweepError::BadPayload {
+        path: path.to_owned(),
+        offset: frame.offset,
+        reason,
+    };
+    let stored = frame.payload.as_deref().unwrap_or_default();
+    let opened;
+    let plain: &[u8] = match (&frame.header.extensions.sealing, keys) {
+        (None, _) => stored,
+        (Some(s), None) => {
+            return Err(SweepError::NoKeys {
+                path: path.to_owned(),
+                offset: frame.offset,
+                key_id: s.key_id.clone(),
+            });
+        }
+        (Some(_), Some(keys)) => match frame.header.open_payload(keys, stored) {
+            Some(Ok(p)) => {
+                opened = p;
+                &opened
+            }
+            None => stored,
+            Some(Err(source)) => {
+                return Err(SweepError::Sealed {
+                    path: path.to_owned(),
+                    offset: frame.offset,
+                    source,
+                });
+            }
+        },
+    };
+    let dec = zstd::stream::read::Decoder::new(plain).map_err(|e| bad(format!("zstd: {e}")))?;
+    let mut lines = BufReader::new(dec);
+    let mut line = Vec::new();
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        if lines
+            .read_until(b'\n', &mut line)
+            .map_err(|e| bad(format!("zstd: {e}")))?
+            == 0
+        {
+            break;
+        }
+        let t: Times =
+            serde_json::from_slice(&line).map_err(|e| bad(format!("record {n}: {e}")))?;
+        let t = t
+            .observed_time_unix_nano
+            .ok_or_else(|| bad(format!("record {n} has no observed_time_unix_nano")))?;
+        f(t);
+        n += 1;
+    }
+    if n != u64::from(frame.header.record_count) {
+        return Err(bad(format!(
+            "header promises {} records, payload has {n}",
+            frame.header.record_count
+        )));
+    }
+    Ok(n)
+}
+
+/// Runs a future to completion on this thread. The sweeper's only futures wait for the store's
+/// writer (tokio channels, which need no runtime), and a pass may run inside or outside one.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}

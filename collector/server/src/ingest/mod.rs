@@ -1,0 +1,52 @@
+//! Ingest: OTLP log batches in, durable canonical records out.
+//!
+//! - [`pipeline`]: what every transport shares (admission, decoding, flattening, routing to
+//!   retention classes, appending, waiting for the fsync);
+//! - [`http`]: OTLP/HTTP `POST /v1/logs`;
+//! - [`decode`]: body decoding under size caps;
+//! - [`flatten`]: OTLP records to meshlog's canonical flat records;
+//! - [`error`]: why a batch was refused, and how each transport answers it.
+
+pub mod decode;
+pub mod error;
+pub mod flatten;
+pub mod http;
+pub mod pipeline;
+
+use std::time::Duration;
+
+/// The request header carrying a batch's id: `<vm_id>:<first_seq>-<last_seq>` from the filter,
+/// but any 1 to 128 visible ASCII characters are accepted.
+pub const BATCH_ID_HEADER: &str = "meshlog-batch-id";
+/// The response header set (to `true`) when a batch's id was already stored.
+pub const DUPLICATE_HEADER: &str = "meshlog-duplicate";
+/// How long a batch waits for its fsync by default before it is refused, unacknowledged.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Canonical NDJSON of one request may be at most this many times `max_decoded_bytes`
+/// (resource attributes are repeated on every record, so the flat form can be larger).
+pub const CANONICAL_EXPANSION_LIMIT: u64 = 4;
+
+/// Size limits for requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest body as received, bytes.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip or zstd decoding, bytes.
+    pub max_decoded_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 << 20,
+            max_decoded_bytes: 64 << 20,
+        }
+    }
+}
+
+fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,398 @@
+//! The ingest pipeline every transport shares: admit (duplicate batch id, room in the queue),
+//! decode, flatten to canonical records, route each record to its retention class, append one
+//! frame per class, and wait for the fsync. A transport (OTLP/HTTP today) only parses its
+//! framing and answers; what is stored, and when a batch counts as acknowledged, is decided here
+//! once.
+//!
+//! Without `[retention]` there is one class, `default`, whose store is the data directory: the
+//! same path. With classes, each class's frame carries the request's batch id and goes to its
+//! store at once (one fsync wait, not one per class); the answer is success only once every one
+//! is durable (a duplicate when every one was already stored), else the first class's error. A
+//! retry splits identically, so the classes that already stored their part answer it as a
+//! duplicate. The body's size is reserved in the default class's queue while it is decoded and
+//! carried over to the default class's frame; other classes reserve their frames' sizes.
+//!
+//! Decoding, flattening, compression and (with encryption at rest) sealing are CPU work and run
+//! on the blocking pool. If the fsyncs take longer than the ack timeout the batch is refused as
+//! unavailable: not acknowledged, though it may still be stored, so a retry with the same batch
+//! id is then answered as a duplicate rather than stored twice.
+
+use super::decode::{BodyEncoding, decode};
+use super::error::{ApiError, RETRY_AFTER_BUSY_SECS, WireFormat};
+use super::{CANONICAL_EXPANSION_LIMIT, Limits, flatten};
+use axum::body::Bytes;
+use meshlog_format::batch_id::BatchId;
+use meshlog_format::frame::{BuildError, EncodedFrame, FrameBuilder};
+use meshlog_retention::classes::ClassRoutes;
+use meshlog_store::{Appended, StoreHandle};
+use meshlog_tlog::keys::Keyring;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the pipeline needs: where records go, request limits, and how long a batch may wait
+/// for its fsync before it is refused (unacknowledged).
+#[derive(Debug)]
+pub struct Pipeline {
+    routes: Arc<ClassRoutes>,
+    limits: Limits,
+    ack_timeout: Duration,
+}
+
+/// One batch as a transport received it.
+#[derive(Debug)]
+pub struct Batch {
+    /// The body as received.
+    pub body: Bytes,
+    /// OTLP/JSON or protobuf.
+    pub format: WireFormat,
+    /// gzip, zstd or none.
+    pub encoding: BodyEncoding,
+    /// The client's batch id, when it sent one.
+    pub batch_id: Option<BatchId>,
+    /// When it arrived (stands in for a record's missing observed time).
+    pub received_unix_nano: u64,
+}
+
+/// Whether to read a batch's body at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Every class already stores this batch id: answer success, read nothing.
+    Duplicate,
+    /// Go on.
+    Proceed,
+}
+
+/// What became of an acknowledged batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Durably stored (at least one class's part was new).
+    Stored {
+        /// Records stored.
+        records: u64,
+    },
+    /// Every part was already stored under this batch id.
+    Duplicate,
+    /// Valid, but it held no log records.
+    Empty,
+}
+
+/// Which class a record goes to, and how many classes there are.
+pub trait Classify: Sync {
+    /// The number of classes.
+    fn classes(&self) -> usize;
+    /// The index of `record`'s class.
+    fn classify(&self, record: &Map<String, Value>) -> usize;
+}
+
+impl Classify for ClassRoutes {
+    fn classes(&self) -> usize {
+        self.names().len()
+    }
+    fn classify(&self, record: &Map<String, Value>) -> usize {
+        ClassRoutes::classify(self, record)
+    }
+}
+
+impl Pipeline {
+    /// A pipeline over `routes`.
+    pub fn new(routes: Arc<ClassRoutes>, limits: Limits, ack_timeout: Duration) -> Self {
+        Pipeline {
+            routes,
+            limits,
+            ack_timeout,
+        }
+    }
+
+    /// A pipeline over one store (no retention classes).
+    pub fn single(store: StoreHandle, limits: Limits, ack_timeout: Duration) -> Self {
+        Self::new(Arc::new(ClassRoutes::single(store)), limits, ack_timeout)
+    }
+
+    /// Request limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The classes and their stores.
+    pub fn routes(&self) -> &Arc<ClassRoutes> {
+        &self.routes
+    }
+
+    /// Before a body is read: a batch id every class already stores is a duplicate; a full
+    /// queue in any class refuses at once.
+    pub fn admit(&self, batch_id: Option<&BatchId>) -> Result<Admission, ApiError> {
+        let handles = self.routes.handles();
+        if let Some(id) = batch_id
+            && handles.iter().all(|h| h.is_stored(id))
+        {
+            tracing::debug!(batch_id = %id, "batch already stored; answering as a duplicate");
+            return Ok(Admission::Duplicate);
+        }
+        for h in handles {
+            h.check_room()?;
+        }
+        Ok(Admission::Proceed)
+    }
+
+    /// Stores `batch`: returns once every class's part is durable.
+    pub async fn ingest(&self, batch: Batch) -> Result<Outcome, ApiError> {
+        let Some(default) = self.routes.default_handle() else {
+            return Err(ApiError::Storage("no retention class is open".into()));
+        };
+        let mut reservation = Some(default.reserve(batch.body.len() as u64)?);
+        let batch_id = batch.batch_id.clone();
+        let limits = self.limits;
+        let routes = self.routes.clone();
+        let keyring = default.keyring().cloned();
+        let frames = tokio::task::spawn_blocking(move || {
+            prepare(
+                &batch.body,
+                batch.format,
+                batch.encoding,
+                limits,
+                batch.received_unix_nano,
+                batch.batch_id,
+                keyring,
+                routes.as_ref(),
+            )
+        })
+        .await
+        .map_err(|e| ApiError::Storage(format!("decoding task failed: {e}")))??;
+        if frames.is_empty() {
+            return Ok(Outcome::Empty);
+        }
+        let default_index = self.routes.default_index();
+        let handles = self.routes.handles();
+        let mut pending = Vec::with_capacity(frames.len());
+        for (class, frame) in frames {
+            let Some(h) = handles.get(class).cloned() else {
+                return Err(ApiError::Storage(format!("no retention class {class}")));
+            };
+            let records = frame.records();
+            // The body's reservation carries over to the default class's frame.
+            let held = if class == default_index {
+                reservation.take()
+            } else {
+                None
+            };
+            let task = tokio::spawn(async move {
+                match held {
+                    Some(r) => h.append_reserved(frame, r).await,
+                    None => h.append(frame).await,
+                }
+            });
+            pending.push((class, records, task));
+        }
+        drop(reservation);
+        let results = tokio::time::timeout(self.ack_timeout, async {
+            let mut out = Vec::with_capacity(pending.len());
+            for (class, records, task) in pending {
+                let r = task
+                    .await
+                    .map_err(|e| ApiError::Storage(format!("storing task failed: {e}")))?;
+                out.push((class, records, r));
+            }
+            Ok::<_, ApiError>(out)
+        })
+        .await
+        .map_err(|_| not_confirmed(self.ack_timeout, batch_id.as_ref()))??;
+        let mut stored = 0;
+        let mut all_duplicate = true;
+        for (class, records, r) in results {
+            let class = self.routes.names().get(class).map_or("?", String::as_str);
+            match r? {
+                Appended::Stored(loc) => {
+                    all_duplicate = false;
+                    stored += u64::from(records);
+                    tracing::debug!(
+                        class,
+                        records,
+                        segment = loc.segment,
+                        offset = loc.offset,
+                        batch_id = batch_id.as_ref().map(BatchId::as_str),
+                        "batch stored"
+                    );
+                }
+                Appended::Duplicate => tracing::debug!(
+                    class,
+                    batch_id = batch_id.as_ref().map(BatchId::as_str),
+                    "batch id stored meanwhile; answering as a duplicate"
+                ),
+            }
+        }
+        Ok(if all_duplicate {
+            Outcome::Duplicate
+        } else {
+            Outcome::Stored { records: stored }
+        })
+    }
+}
+
+/// The most canonical NDJSON one request may produce.
+fn max_raw_bytes(limits: Limits) -> u64 {
+    (limits.max_decoded_bytes as u64).saturating_mul(CANONICAL_EXPANSION_LIMIT)
+}
+
+fn too_large(e: BuildError) -> ApiError {
+    match e {
+        BuildError::TooLarge { limit } => ApiError::TooLarge(format!(
+            "the canonical records of this request exceed {limit} bytes \
+             ({CANONICAL_EXPANSION_LIMIT} × max_decoded_bytes); send smaller batches"
+        )),
+        BuildError::Overflow(what) => {
+            ApiError::TooLarge(format!("the request does not fit in one frame: {what}"))
+        }
+        BuildError::Io(e) => ApiError::Storage(format!("compressing a frame: {e}")),
+        BuildError::Seal(e) => ApiError::Storage(e.to_string()),
+    }
+}
+
+/// Counts bytes written to it (the NDJSON size of a record, without keeping it).
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Decodes one request and encodes its records into one frame per class that has any, as
+/// `(class index, frame)` in class order, each with `batch_id` and sealed with `keyring`'s
+/// current key when given. The canonical size limit applies to the request as a whole.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    body: &[u8],
+    format: WireFormat,
+    encoding: BodyEncoding,
+    limits: Limits,
+    received_unix_nano: u64,
+    batch_id: Option<BatchId>,
+    keyring: Option<Arc<Keyring>>,
+    classes: &dyn Classify,
+) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
+    let req = decode(body, format, encoding, limits)?;
+    let max_raw = max_raw_bytes(limits);
+    let mut builders: Vec<Option<FrameBuilder>> = Vec::new();
+    builders.resize_with(classes.classes(), || None);
+    let mut raw = Counter(0);
+    flatten::for_each_record(&req, received_unix_nano, |r| {
+        serde_json::to_writer(&mut raw, &r).map_err(|e| BuildError::Io(e.into()))?;
+        raw.0 += 1; // the newline
+        if raw.0 > max_raw {
+            return Err(BuildError::TooLarge { limit: max_raw });
+        }
+        let slot = builders
+            .get_mut(classes.classify(&r))
+            .ok_or(BuildError::Overflow("no such retention class"))?;
+        let builder = match slot {
+            Some(b) => b,
+            None => slot.insert(FrameBuilder::with_encryption(
+                max_raw,
+                batch_id.clone(),
+                keyring.clone(),
+            )?),
+        };
+        builder.push(&r)
+    })
+    .map_err(too_large)?;
+    let mut frames = Vec::new();
+    for (i, b) in builders.into_iter().enumerate() {
+        if let Some(b) = b {
+            frames.push((i, b.finish().map_err(too_large)?));
+        }
+    }
+    Ok(frames)
+}
+
+/// The refusal for a batch not confirmed within the ack timeout.
+fn not_confirmed(ack_timeout: Duration, batch_id: Option<&BatchId>) -> ApiError {
+    ApiError::Unavailable {
+        message: format!(
+            "the batch was not confirmed on disk within {} ms and is not acknowledged; it may \
+             still be stored: retry it{}",
+            ack_timeout.as_millis(),
+            if batch_id.is_some() {
+                " with the same meshlog-batch-id"
+            } else {
+                ""
+            }
+        ),
+        retry_after: RETRY_AFTER_BUSY_SECS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    /// Every record in one class.
+    struct One;
+    impl Classify for One {
+        fn classes(&self) -> usize {
+            1
+        }
+        fn classify(&self, _: &Map<String, Value>) -> usize {
+            0
+        }
+    }
+    const ONE: One = One;
+
+    #[test]
+    fn empty_protobuf_is_an_empty_request_and_prepares_no_frame() {
+        let f = prepare(
+            b"",
+            WireFormat::Protobuf,
+            BodyEncoding::Identity,
+            Limits::default(),
+            1,
+            None,
+            None,
+            &ONE,
+        );
+        assert!(f.unwrap().is_empty());
+        let f = prepare(
+            br#"{"resourceLogs":[]}"#,
+            WireFormat::Json,
+            BodyEncoding::Identity,
+            Limits::default(),
+            1,
+            None,
+            None,
+            &ONE,
+        );
+        assert!(f.unwrap().is_empty());
+    }
+
+    #[test]
+    fn resource_amplification_is_capped() {
+        // 3000 records each repeating a 2 KB resource attribute: ~6 MB canonical from ~11 KB.
+        let big = "r".repeat(2000);
+        let recs = vec!["{}"; 3000].join(",");
+        let body = format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"k","value":{{"stringValue":"{big}"}}}}]}},"scopeLogs":[{{"logRecords":[{recs}]}}]}}]}}"#
+        );
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            max_decoded_bytes: 1 << 20,
+        };
+        let e = prepare(
+            body.as_bytes(),
+            WireFormat::Json,
+            BodyEncoding::Identity,
+            limits,
+            1,
+            None,
+            None,
+            &ONE,
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(e.to_string().contains("exceed 4194304 bytes"), "{e}");
+    }
+}
