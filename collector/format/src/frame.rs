@@ -41,6 +41,7 @@
 //! | `0x0001` | batch id | the sender's `meshlog-batch-id`: 1 to 128 bytes of visible ASCII |
 //! | `0x8002` | data key (critical) | a sealed payload's 24-byte XChaCha20 nonce, then the id of the data-encryption key that sealed it (1 to 32 of `A-Z a-z 0-9 . _ -`) |
 //! | `0x0010` | chain | 40 bytes: the frame's Merkle leaf index (u64) and the leaf hash of the frame before it (32 bytes; zeros for leaf 0) |
+//! | `0x0011` | received | 8 bytes: when the collector received the frame's batch, nanoseconds since the Unix epoch (u64), by its own clock; what retention runs on. Frames written before it have none |
 //!
 //! The chain entry (see `integrity/mod.rs`) is reserved by [`FrameBuilder`] with a zero value
 //! and filled in by the writer, which alone knows the frame's place in the log
@@ -115,6 +116,11 @@ pub const EXT_DATA_KEY: u16 = EXT_CRITICAL | 0x0002;
 pub const EXT_CHAIN: u16 = 0x0010;
 /// Length of the chain entry's value: leaf index (8) and previous leaf hash (32).
 pub const CHAIN_VALUE_LEN: usize = 40;
+/// Extension type: when the collector received the frame's batch (u64 nanoseconds since the
+/// Unix epoch, its own clock), not critical: an older reader skips it.
+pub const EXT_RECEIVED: u16 = 0x0011;
+/// Length of the received entry's value.
+pub const RECEIVED_VALUE_LEN: usize = 8;
 /// zstd level: level 3 is zstd's default, a good ratio at a cost far below the fsync.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -245,6 +251,9 @@ pub struct Extensions {
     pub sealing: Option<Sealing>,
     /// The frame's place in the hash chain (frames written before the chain have none).
     pub chain: Option<Chain>,
+    /// When the collector received the frame's batch, by its own clock (nanoseconds since the
+    /// Unix epoch); frames written before this entry existed have none.
+    pub received_unix_ns: Option<u64>,
 }
 
 /// The data key entry of a sealed frame: which key sealed the payload, under which nonce.
@@ -354,6 +363,9 @@ impl Extensions {
         if let Some(chain) = &self.chain {
             push_entry(&mut out, EXT_CHAIN, &chain.encode());
         }
+        if let Some(t) = self.received_unix_ns {
+            push_entry(&mut out, EXT_RECEIVED, &t.to_le_bytes());
+        }
         out
     }
 
@@ -395,6 +407,14 @@ impl Extensions {
                         ))
                     })?;
                     ext.chain = Some(chain);
+                }
+                EXT_RECEIVED => {
+                    let v: [u8; RECEIVED_VALUE_LEN] = value.try_into().map_err(|_| {
+                        bad(format!(
+                            "received entry is {len} bytes, expected {RECEIVED_VALUE_LEN}"
+                        ))
+                    })?;
+                    ext.received_unix_ns = Some(u64::from_le_bytes(v));
                 }
                 t if t & EXT_CRITICAL != 0 => return Err(Damage::UnknownExtension(t)),
                 // Unknown and not critical: written by a newer build, safe to ignore.
@@ -685,6 +705,17 @@ impl FrameBuilder {
         batch_id: Option<BatchId>,
         keyring: Option<Arc<Keyring>>,
     ) -> Result<Self, BuildError> {
+        Self::with_received(max_raw_bytes, batch_id, keyring, None)
+    }
+
+    /// Like [`with_encryption`](Self::with_encryption), with the collector's receive time of
+    /// the batch in the header's received entry ([`EXT_RECEIVED`]), when given.
+    pub fn with_received(
+        max_raw_bytes: u64,
+        batch_id: Option<BatchId>,
+        keyring: Option<Arc<Keyring>>,
+        received_unix_ns: Option<u64>,
+    ) -> Result<Self, BuildError> {
         let sealing = match &keyring {
             Some(k) => Some(Sealing {
                 key_id: k.current().id().to_owned(),
@@ -697,6 +728,7 @@ impl FrameBuilder {
             batch_id,
             sealing,
             chain: Some(Chain::PLACEHOLDER),
+            received_unix_ns,
         };
         let header_len = FRAME_V2_FIXED_LEN + extensions.encode().len();
         // Room for the header up front: the payload is compressed in place after it.

@@ -48,16 +48,29 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The sweeper's cache of closed segments' time ranges, in each class directory.
 pub const CACHE_FILE: &str = "retention.cache";
+/// Version of [`CACHE_FILE`] this build writes (2: receive-time and observed-time ranges).
+const CACHE_VERSION: u32 = 2;
+/// The sweeper's monotonic view of time, in each class directory (see the module docs).
+pub const CLOCK_FILE: &str = "retention.clock";
+/// Version of [`CLOCK_FILE`] this build writes.
+const CLOCK_VERSION: u32 = 1;
 
-/// Where the sweeper gets the time.
+/// Where the sweeper (and ingest, for receive times) gets the time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Nanoseconds since the Unix epoch.
     fn now_unix_ns(&self) -> u64;
+
+    /// A monotonic reading in nanoseconds (only differences between two readings of one
+    /// process mean anything), if this clock has one. Without it the sweeper believes the
+    /// wall clock (see the module docs).
+    fn monotonic_ns(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The system's clock.
@@ -70,27 +83,55 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
     }
+
+    fn monotonic_ns(&self) -> Option<u64> {
+        static START: OnceLock<Instant> = OnceLock::new();
+        let start = *START.get_or_init(Instant::now);
+        Some(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
 }
 
-/// A clock that says what it is told (tests).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicU64);
+/// A clock that says what it is told (tests): a wall clock and, once set, a monotonic one.
+#[derive(Debug)]
+pub struct ManualClock {
+    wall: AtomicU64,
+    /// `u64::MAX`: no monotonic clock.
+    mono: AtomicU64,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock::new(0)
+    }
+}
 
 impl ManualClock {
-    /// A clock at `unix_ns`.
+    /// A clock at `unix_ns`, without a monotonic clock.
     pub fn new(unix_ns: u64) -> Self {
-        ManualClock(AtomicU64::new(unix_ns))
+        ManualClock {
+            wall: AtomicU64::new(unix_ns),
+            mono: AtomicU64::new(u64::MAX),
+        }
     }
 
     /// Sets the time.
     pub fn set(&self, unix_ns: u64) {
-        self.0.store(unix_ns, Ordering::SeqCst);
+        self.wall.store(unix_ns, Ordering::SeqCst);
+    }
+
+    /// Sets the monotonic reading (from then on the clock has one).
+    pub fn set_monotonic(&self, ns: u64) {
+        self.mono.store(ns.min(u64::MAX - 1), Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now_unix_ns(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+        self.wall.load(Ordering::SeqCst)
+    }
+
+    fn monotonic_ns(&self) -> Option<u64> {
+        Some(self.mono.load(Ordering::SeqCst)).filter(|&m| m != u64::MAX)
     }
 }
 
@@ -147,6 +188,19 @@ pub enum SweepError {
         /// The frame.
         offset: u64,
         /// What is wrong.
+        reason: String,
+    },
+    /// A receipt in `receipts.log` for a segment still there that does not verify with the
+    /// signing key's verifier, or names another class or segment: never acted on.
+    #[error(
+        "segment {}: the receipt naming it in receipts.log is not valid ({reason}); the segment \
+         is not deleted: inspect receipts.log",
+        path.display()
+    )]
+    ReceiptInvalid {
+        /// The segment.
+        path: PathBuf,
+        /// Why.
         reason: String,
     },
     /// A segment that no longer matches the receipt written for it.
@@ -219,7 +273,9 @@ pub struct SweepClass {
     pub handle: StoreHandle,
 }
 
-/// The observed-time range and counts of a closed segment (what the cache keeps).
+/// The time ranges and counts of a closed segment (what the cache keeps). `oldest` and
+/// `newest` are retention times: each frame's receive time (its header's received entry), or
+/// for a frame written before that entry existed, its records' observed times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Summary {
     bytes: u64,
@@ -227,6 +283,170 @@ struct Summary {
     records: u64,
     oldest: Option<u64>,
     newest: Option<u64>,
+    /// The records' `observed_time_unix_nano` range (the sender's time: data, and what legal
+    /// holds are also matched on).
+    #[serde(default)]
+    observed_oldest: Option<u64>,
+    #[serde(default)]
+    observed_newest: Option<u64>,
+}
+
+/// [`CLOCK_FILE`]: the retention clock and when each closed segment was closed by it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct ClockFile {
+    version: u32,
+    /// The retention clock, nanoseconds: advanced by monotonic time between passes.
+    retention_ns: u64,
+    /// The latest wall-clock `now` a pass ran at.
+    high_water_unix_ns: u64,
+    /// Per closed segment: the retention clock when it was closed (as far as the sweeper can
+    /// tell; see the module docs).
+    closed: BTreeMap<String, u64>,
+}
+
+/// One class's retention clock, in memory.
+#[derive(Debug, Default)]
+struct ClassClock {
+    file: Option<ClockFile>,
+    loaded: bool,
+    /// Wall and monotonic readings of this process's previous pass.
+    last: Option<(u64, u64)>,
+    /// The retention clock from which on the wall clock has kept pace with the monotonic
+    /// clock (wall-clock differences are believed back to there); `None`: believed without
+    /// limit (no monotonic clock).
+    trusted_since: Option<u64>,
+}
+
+impl ClassClock {
+    /// Advances the clock for a pass at `now` (`mono`: the monotonic reading, if any).
+    fn advance(&mut self, dir: &Path, now: u64, mono: Option<u64>) -> Result<(), String> {
+        let path = dir.join(CLOCK_FILE);
+        if !self.loaded {
+            self.file = match std::fs::read(&path) {
+                Ok(bytes) => match serde_json::from_slice::<ClockFile>(&bytes) {
+                    Ok(f) if f.version == CLOCK_VERSION => Some(f),
+                    Ok(f) => {
+                        return Err(format!(
+                            "{}: unknown version {}; nothing is deleted in this class until it is \
+                             fixed",
+                            path.display(),
+                            f.version
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "{}: {e}; nothing is deleted in this class until it is fixed (remove \
+                             it to have the sweeper believe the wall clock once)",
+                            path.display()
+                        ));
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    return Err(format!(
+                        "{}: {e}; nothing is deleted in this class until it is readable",
+                        path.display()
+                    ));
+                }
+            };
+            self.loaded = true;
+        }
+        match &mut self.file {
+            None => {
+                // No clock yet (a new class, or the first start of a build with one): the
+                // wall clock is believed once, for the segments already closed.
+                self.file = Some(ClockFile {
+                    version: CLOCK_VERSION,
+                    retention_ns: now,
+                    high_water_unix_ns: now,
+                    closed: BTreeMap::new(),
+                });
+                self.trusted_since = mono.map(|_| 0);
+            }
+            Some(f) => {
+                match (mono, self.last) {
+                    (Some(m), Some((last_now, last_mono))) => {
+                        let elapsed = m.saturating_sub(last_mono);
+                        f.retention_ns = f.retention_ns.saturating_add(elapsed);
+                        let wall = i128::from(now) - i128::from(last_now);
+                        let tolerance = i128::from((elapsed / 1000).max(1_000_000_000));
+                        if (wall - i128::from(elapsed)).abs() > tolerance {
+                            tracing::warn!(
+                                class_dir = %dir.display(),
+                                wall_clock_step_ns = wall,
+                                monotonic_step_ns = elapsed,
+                                "the wall clock jumped between two sweeps; retention counts \
+                                 monotonic time"
+                            );
+                            self.trusted_since = Some(f.retention_ns);
+                        }
+                    }
+                    // The first pass of this process: the time it was stopped is not counted,
+                    // and the wall clock is not believed back past now.
+                    (Some(_), None) => self.trusted_since = Some(f.retention_ns),
+                    (None, _) => {
+                        f.retention_ns = f
+                            .retention_ns
+                            .saturating_add(now.saturating_sub(f.high_water_unix_ns));
+                        self.trusted_since = None;
+                    }
+                }
+                f.high_water_unix_ns = f.high_water_unix_ns.max(now);
+            }
+        }
+        self.last = mono.map(|m| (now, m));
+        Ok(())
+    }
+
+    /// Records `segment` as closed, first seen at a pass at wall time `now`, its newest
+    /// retention time `newest`: closed at the retention clock now, less the wall-clock time
+    /// since `newest` as far back as the wall clock is believed.
+    fn saw_closed(&mut self, segment: &str, now: u64, newest: Option<u64>) {
+        let trusted = self.trusted_since;
+        let Some(f) = &mut self.file else {
+            return;
+        };
+        if f.closed.contains_key(segment) {
+            return;
+        }
+        let r = f.retention_ns;
+        let span = trusted.map_or(r, |t| r.saturating_sub(t));
+        let back = newest.map_or(0, |n| now.saturating_sub(n)).min(span);
+        f.closed.insert(segment.to_owned(), r - back.min(r));
+    }
+
+    /// How long `segment` has been closed by the retention clock; 0 if it is not recorded.
+    fn closed_age(&self, segment: &str) -> u64 {
+        self.file
+            .as_ref()
+            .and_then(|f| {
+                f.closed
+                    .get(segment)
+                    .map(|c| f.retention_ns.saturating_sub(*c))
+            })
+            .unwrap_or(0)
+    }
+
+    fn knows(&self, segment: &str) -> bool {
+        self.file
+            .as_ref()
+            .is_some_and(|f| f.closed.contains_key(segment))
+    }
+
+    /// Forgets segments that are gone and writes the file durably.
+    fn save(&mut self, dir: &Path, keep: impl Fn(&str) -> bool) -> io::Result<()> {
+        let Some(f) = &mut self.file else {
+            return Ok(());
+        };
+        f.closed.retain(|name, _| keep(name));
+        let path = dir.join(CLOCK_FILE);
+        let tmp = dir.join(format!("{CLOCK_FILE}.tmp"));
+        let mut file = File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec(f).map_err(io::Error::other)?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(dir)
+    }
 }
 
 /// A full read of a segment: the summary plus what a receipt needs.
@@ -253,6 +473,8 @@ pub struct Sweeper {
     /// Per class: segment name → summary of a closed segment, and whether it changed since
     /// it was saved.
     cache: Vec<(BTreeMap<String, Summary>, bool)>,
+    /// Per class: its retention clock.
+    clocks: Vec<ClassClock>,
     stop: Arc<AtomicBool>,
 }
 
@@ -269,12 +491,14 @@ impl Sweeper {
             .iter()
             .map(|c| (load_cache(&c.dir), false))
             .collect();
+        let clocks = classes.iter().map(|_| ClassClock::default()).collect();
         Sweeper {
             classes,
             segment_max_age_ns: u64::try_from(segment_max_age.as_nanos()).unwrap_or(u64::MAX),
             signer,
             keys,
             cache,
+            clocks,
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -307,21 +531,39 @@ impl Sweeper {
         )
     }
 
-    /// One pass over every class at time `now_unix_ns`, with `holds` in force.
+    /// One pass over every class at time `now_unix_ns`, with `holds` in force, without a
+    /// monotonic clock (the wall clock is believed; see the module docs).
     pub fn sweep(&mut self, now_unix_ns: u64, holds: &[Hold]) -> SweepReport {
+        self.sweep_at(now_unix_ns, None, holds)
+    }
+
+    /// One pass at wall-clock time `now_unix_ns` and monotonic reading `monotonic_ns` (see
+    /// [`Clock::monotonic_ns`]), with `holds` in force.
+    pub fn sweep_at(
+        &mut self,
+        now_unix_ns: u64,
+        monotonic_ns: Option<u64>,
+        holds: &[Hold],
+    ) -> SweepReport {
         let mut report = SweepReport::default();
         for i in 0..self.classes.len() {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let r = self.sweep_class(i, now_unix_ns, holds);
+            let r = self.sweep_class(i, now_unix_ns, monotonic_ns, holds);
             log_report(&r, self.classes.get(i).map_or(0, |c| c.days));
             report.classes.push(r);
         }
         report
     }
 
-    fn sweep_class(&mut self, i: usize, now: u64, holds: &[Hold]) -> ClassReport {
+    fn sweep_class(
+        &mut self,
+        i: usize,
+        now: u64,
+        mono: Option<u64>,
+        holds: &[Hold],
+    ) -> ClassReport {
         let Some(class) = self.classes.get(i).cloned() else {
             return ClassReport::default();
         };
@@ -329,6 +571,12 @@ impl Sweeper {
             class: class.name.clone(),
             ..ClassReport::default()
         };
+        if let Some(clock) = self.clocks.get_mut(i)
+            && let Err(e) = clock.advance(&class.dir, now, mono)
+        {
+            r.errors.push(e);
+            return r;
+        }
         let segments_dir = class.dir.join(SEGMENTS_DIR);
         let listed = |r: &mut ClassReport| match list_segments(&segments_dir) {
             Ok(s) => Some(s),
@@ -349,7 +597,7 @@ impl Sweeper {
 
         // 1. Close the active segment once it is old enough.
         if let Some(active) = segments.last() {
-            match first_observed(&active.path, self.keys.as_deref()) {
+            match first_time(&active.path, self.keys.as_deref()) {
                 Ok(Some(oldest)) if oldest.saturating_add(self.segment_max_age_ns) <= now => {
                     match block_on(class.handle.rotate()) {
                         Ok(closed) => r.rotated = closed,
@@ -403,25 +651,41 @@ impl Sweeper {
                 break;
             }
             let name = segment_name(seg.seq);
-            if let Some((receipt, note)) = receipted.get(&name) {
-                match self.finish(&class, seg, receipt, note) {
-                    Ok(()) => r.completed.push(name),
-                    Err(e) => r.errors.push(e.to_string()),
-                }
-                continue;
-            }
-            let summary = match self.summary(i, seg) {
+            // A segment first seen closed is read afresh (never from the cache) to date its
+            // closing on the retention clock.
+            let first_seen = !self.clocks.get(i).is_some_and(|c| c.knows(&name));
+            let summary = match self.summary(i, seg, first_seen) {
                 Ok(s) => s,
                 Err(e) => {
                     r.errors.push(e.to_string());
                     continue;
                 }
             };
-            match self.decide(&class, &name, &summary, now, holds) {
+            let age = match self.clocks.get_mut(i) {
+                Some(clock) => {
+                    clock.saw_closed(&name, now, summary.newest);
+                    clock.closed_age(&name)
+                }
+                None => 0,
+            };
+            if let Some((receipt, note)) = receipted.get(&name) {
+                match self.finish(&class, seg, receipt, note, now, age, holds) {
+                    Ok(Decision::Delete) => r.completed.push(name),
+                    Ok(Decision::Held(names)) => r.held.push((name, names)),
+                    Ok(Decision::Keep) if self.signer.is_none() => r.unsigned.push(name),
+                    Ok(Decision::Keep) => r.errors.push(format!(
+                        "segment {name} is named by a receipt in receipts.log but is not \
+                         expired now; it is kept: inspect receipts.log"
+                    )),
+                    Err(e) => r.errors.push(e.to_string()),
+                }
+                continue;
+            }
+            match self.decide(&class, &name, &summary, now, age, holds) {
                 Decision::Keep => r.kept += 1,
                 Decision::Held(names) => r.held.push((name, names)),
                 Decision::Delete if self.signer.is_none() => r.unsigned.push(name),
-                Decision::Delete => match self.delete(&class, seg, now, holds) {
+                Decision::Delete => match self.delete(&class, seg, now, age, holds) {
                     Ok(Decision::Delete) => r.deleted.push(name),
                     Ok(Decision::Held(names)) => r.held.push((name, names)),
                     Ok(Decision::Keep) => r.kept += 1,
@@ -449,28 +713,60 @@ impl Sweeper {
                 }
             }
         }
+        if let Some(clock) = self.clocks.get_mut(i)
+            && let Err(e) = clock.save(&class.dir, |name| {
+                closed
+                    .iter()
+                    .any(|s| segment_name(s.seq) == name && s.path.exists())
+            })
+        {
+            r.errors.push(format!(
+                "cannot save {}: {e}",
+                class.dir.join(CLOCK_FILE).display()
+            ));
+        }
         r
     }
 
-    /// What to do with a closed segment of `class` summarised as `s`.
+    /// What to do with a closed segment of `class` summarised as `s`, closed for `age` by the
+    /// retention clock: expired when its newest retention time plus the class's days is before
+    /// `now` (exactly `days` later it is kept) and it has been closed for at least `days` by
+    /// the retention clock; then kept if a hold covers its retention-time or observed-time
+    /// range.
     fn decide(
         &self,
         class: &SweepClass,
         name: &str,
         s: &Summary,
         now: u64,
+        age: u64,
         holds: &[Hold],
     ) -> Decision {
         let (Some(oldest), Some(newest)) = (s.oldest, s.newest) else {
             tracing::debug!(class = %class.name, segment = name, "a segment without records is kept");
             return Decision::Keep;
         };
-        if newest.saturating_add(days_ns(class.days)) >= now {
+        let days = days_ns(class.days);
+        if newest.saturating_add(days) >= now {
             return Decision::Keep;
         }
+        if age < days {
+            tracing::debug!(
+                class = %class.name,
+                segment = name,
+                closed_for_ns = age,
+                "expired by the wall clock but not closed for the class's days by the retention \
+                 clock: kept"
+            );
+            return Decision::Keep;
+        }
+        let observed = (s.observed_oldest, s.observed_newest);
         let holding: Vec<String> = holds
             .iter()
-            .filter(|h| h.covers(&class.name, oldest, newest))
+            .filter(|h| {
+                h.covers(&class.name, oldest, newest)
+                    || matches!(observed, (Some(o), Some(n)) if h.covers(&class.name, o, n))
+            })
             .map(|h| h.name.clone())
             .collect();
         if holding.is_empty() {
@@ -481,7 +777,7 @@ impl Sweeper {
     }
 
     /// The cached summary of a closed segment, or a fresh one (then cached).
-    fn summary(&mut self, i: usize, seg: &SegmentFile) -> Result<Summary, SweepError> {
+    fn summary(&mut self, i: usize, seg: &SegmentFile, fresh: bool) -> Result<Summary, SweepError> {
         let name = segment_name(seg.seq);
         let len = std::fs::metadata(&seg.path)
             .map_err(|source| SweepError::Io {
@@ -489,7 +785,8 @@ impl Sweeper {
                 source,
             })?
             .len();
-        if let Some(s) = self.cache.get(i).and_then(|(c, _)| c.get(&name))
+        if !fresh
+            && let Some(s) = self.cache.get(i).and_then(|(c, _)| c.get(&name))
             && s.bytes == len
         {
             return Ok(*s);
@@ -509,6 +806,7 @@ impl Sweeper {
         class: &SweepClass,
         seg: &SegmentFile,
         now: u64,
+        age: u64,
         holds: &[Hold],
     ) -> Result<Decision, SweepError> {
         let Some(signer) = &self.signer else {
@@ -517,7 +815,7 @@ impl Sweeper {
         let full = scan(&seg.path, self.keys.as_deref(), true)?;
         let name = segment_name(seg.seq);
         // Decided again on the bytes about to be deleted, not on the cache.
-        let decision = self.decide(class, &name, &full.summary, now, holds);
+        let decision = self.decide(class, &name, &full.summary, now, age, holds);
         let (Decision::Delete, Some(oldest), Some(newest), Some(first), Some(last)) = (
             &decision,
             full.summary.oldest,
@@ -559,15 +857,39 @@ impl Sweeper {
         Ok(Decision::Delete)
     }
 
-    /// Completes a deletion whose receipt is already durable: same bytes, record stored once,
-    /// then the file goes. No second receipt.
+    /// Completes a deletion whose receipt is already durable, as if it were a new one: the
+    /// receipt must verify with the signing key's verifier and name this class and segment,
+    /// the file must still match it, and the segment must be expired and unheld now (decided
+    /// on a fresh read); then the record is stored once and the file goes. No second receipt.
+    /// Returns what the fresh read decided (`Delete` when it was deleted; `Keep` without a
+    /// signing key, since the receipt cannot be checked).
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         class: &SweepClass,
         seg: &SegmentFile,
         receipt: &Receipt,
         note: &str,
-    ) -> Result<(), SweepError> {
+        now: u64,
+        age: u64,
+        holds: &[Hold],
+    ) -> Result<Decision, SweepError> {
+        let Some(signer) = &self.signer else {
+            return Ok(Decision::Keep);
+        };
+        let invalid = |reason: String| SweepError::ReceiptInvalid {
+            path: seg.path.clone(),
+            reason,
+        };
+        let verified = Receipt::verify(note.as_bytes(), &signer.verifier())
+            .map_err(|e| invalid(e.to_string()))?;
+        let name = segment_name(seg.seq);
+        if verified != *receipt || verified.class != class.name || verified.segment != name {
+            return Err(invalid(format!(
+                "it names class {:?}, segment {:?}",
+                verified.class, verified.segment
+            )));
+        }
         let full = scan(&seg.path, self.keys.as_deref(), true)?;
         let mismatch = |what: String| SweepError::ReceiptMismatch {
             path: seg.path.clone(),
@@ -581,6 +903,10 @@ impl Sweeper {
         }
         if full.sha256 != receipt.sha256 {
             return Err(mismatch("its SHA-256 differs".into()));
+        }
+        let decision = self.decide(class, &name, &full.summary, now, age, holds);
+        if decision != Decision::Delete {
+            return Ok(decision);
         }
         let leaves = class
             .dir
@@ -596,7 +922,7 @@ impl Sweeper {
             segment = %receipt.segment,
             "deleted a segment whose receipt an interrupted sweep had written"
         );
-        Ok(())
+        Ok(Decision::Delete)
     }
 
     /// Runs a pass now and then every `interval` on a thread of its own, with the time from
@@ -616,7 +942,7 @@ impl Sweeper {
                 loop {
                     match holds() {
                         Ok(h) => {
-                            self.sweep(clock.now_unix_ns(), &h);
+                            self.sweep_at(clock.now_unix_ns(), clock.monotonic_ns(), &h);
                         }
                         Err(e) => tracing::error!(
                             error = %e,
@@ -723,8 +1049,14 @@ fn store_receipt(class: &SweepClass, receipt: &Receipt, note: &str) -> Result<()
             source: io::Error::other(e.to_string()),
         })
     };
-    let mut b = FrameBuilder::with_encryption(u64::MAX, Some(id), class.handle.keyring().cloned())
-        .map_err(build)?;
+    // Received (stored) at the sweep's time: the record expires like any other.
+    let mut b = FrameBuilder::with_received(
+        u64::MAX,
+        Some(id),
+        class.handle.keyring().cloned(),
+        Some(receipt.swept_unix_ns),
+    )
+    .map_err(build)?;
     b.push(&receipt.record(note)).map_err(build)?;
     let frame = b.finish().map_err(build)?;
     match block_on(class.handle.append(frame))? {
@@ -774,7 +1106,7 @@ fn load_cache(class_dir: &Path) -> BTreeMap<String, Summary> {
         return BTreeMap::new();
     };
     match serde_json::from_slice::<CacheFile>(&bytes) {
-        Ok(c) if c.version == 1 => c.segments,
+        Ok(c) if c.version == CACHE_VERSION => c.segments,
         _ => {
             tracing::warn!(cache = %path.display(), "ignoring an unreadable retention cache (the segments are read again)");
             BTreeMap::new()
@@ -786,16 +1118,17 @@ fn save_cache(class_dir: &Path, segments: &BTreeMap<String, Summary>) -> io::Res
     let path = class_dir.join(CACHE_FILE);
     let tmp = class_dir.join(format!("{CACHE_FILE}.tmp"));
     let file = CacheFile {
-        version: 1,
+        version: CACHE_VERSION,
         segments: segments.clone(),
     };
     std::fs::write(&tmp, serde_json::to_vec(&file).map_err(io::Error::other)?)?;
     std::fs::rename(&tmp, &path)
 }
 
-/// The oldest observed time in the first frame of `path` (the active segment); `None` when it
-/// has no complete frame yet.
-fn first_observed(path: &Path, keys: Option<&Keyring>) -> Result<Option<u64>, SweepError> {
+/// The oldest retention time in the first frame of `path` (the active segment): its receive
+/// time, or for a frame without one its oldest observed time; `None` when it has no complete
+/// frame yet.
+fn first_time(path: &Path, keys: Option<&Keyring>) -> Result<Option<u64>, SweepError> {
     let mut scanner = match SegmentScanner::open(path) {
         Ok(s) => s,
         Err(ScanError::Damage { damage, .. }) if damage.is_torn() => return Ok(None),
@@ -803,6 +1136,9 @@ fn first_observed(path: &Path, keys: Option<&Keyring>) -> Result<Option<u64>, Sw
     };
     match scanner.next_frame(true) {
         Ok(Some(frame)) => {
+            if let Some(t) = frame.header.extensions.received_unix_ns {
+                return Ok(Some(t));
+            }
             let mut oldest = None;
             frame_times(path, &frame, keys, |t| {
                 oldest = Some(oldest.map_or(t, |o: u64| o.min(t)));
@@ -846,6 +1182,8 @@ fn scan(path: &Path, keys: Option<&Keyring>, full: bool) -> Result<FullScan, Swe
         records: 0,
         oldest: None,
         newest: None,
+        observed_oldest: None,
+        observed_newest: None,
     };
     let mut sha = Sha256::new();
     let mut leaves = Vec::new();
@@ -867,7 +1205,12 @@ fn scan(path: &Path, keys: Option<&Keyring>, full: bool) -> Result<FullScan, Swe
             leaf.update(payload);
             leaves.push(leaf.finalize().into());
         }
+        let received = frame.header.extensions.received_unix_ns;
         let n = frame_times(path, &frame, keys, |t| {
+            summary.observed_oldest = Some(summary.observed_oldest.map_or(t, |o| o.min(t)));
+            summary.observed_newest = Some(summary.observed_newest.map_or(t, |o| o.max(t)));
+            // The collector's receive time when the frame has one, else the observed time.
+            let t = received.unwrap_or(t);
             summary.oldest = Some(summary.oldest.map_or(t, |o| o.min(t)));
             summary.newest = Some(summary.newest.map_or(t, |o| o.max(t)));
         })?;

@@ -114,7 +114,7 @@ fn success(format: WireFormat, duplicate: bool) -> Response {
 
 /// The `POST /v1/logs` handler.
 pub async fn export_logs(State(pipeline): State<Arc<Pipeline>>, req: Request) -> Response {
-    let received = super::now_unix_nano();
+    let received = pipeline.now_unix_nano();
     let format = match wire_format(req.headers()) {
         Ok(f) => f,
         Err(e) => return e.into_response(),

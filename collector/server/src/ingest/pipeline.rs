@@ -24,6 +24,7 @@ use axum::body::Bytes;
 use meshlog_format::batch_id::BatchId;
 use meshlog_format::frame::{BuildError, EncodedFrame, FrameBuilder};
 use meshlog_retention::classes::ClassRoutes;
+use meshlog_retention::sweep::{Clock, SystemClock};
 use meshlog_store::{Appended, StoreHandle};
 use meshlog_tlog::keys::Keyring;
 use serde_json::{Map, Value};
@@ -37,6 +38,9 @@ pub struct Pipeline {
     routes: Arc<ClassRoutes>,
     limits: Limits,
     ack_timeout: Duration,
+    /// The collector's clock for receive times (stored in each frame's header: what
+    /// retention runs on).
+    clock: Arc<dyn Clock>,
 }
 
 /// One batch as a transport received it.
@@ -101,7 +105,19 @@ impl Pipeline {
             routes,
             limits,
             ack_timeout,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same pipeline with receive times from `clock` (tests inject one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The receive time of a batch arriving now, by the collector's clock.
+    pub fn now_unix_nano(&self) -> u64 {
+        self.clock.now_unix_ns()
     }
 
     /// A pipeline over one store (no retention classes).
@@ -291,10 +307,11 @@ pub fn prepare(
             .ok_or(BuildError::Overflow("no such retention class"))?;
         let builder = match slot {
             Some(b) => b,
-            None => slot.insert(FrameBuilder::with_encryption(
+            None => slot.insert(FrameBuilder::with_received(
                 max_raw,
                 batch_id.clone(),
                 keyring.clone(),
+                Some(received_unix_nano),
             )?),
         };
         builder.push(&r)
