@@ -18,6 +18,7 @@ mod durability;
 mod encryption;
 mod integrity;
 mod retention;
+mod retention_time;
 
 use axum::Router;
 use axum::body::Body;

@@ -30,10 +30,10 @@ use meshlog_tlog::keys::{
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-const DAY: u64 = 86_400 * 1_000_000_000;
-const HOUR: u64 = 3_600 * 1_000_000_000;
+pub(crate) const DAY: u64 = 86_400 * 1_000_000_000;
+pub(crate) const HOUR: u64 = 3_600 * 1_000_000_000;
 /// 2023-11-14T22:13:20Z: the records' observed times count from here.
-const T0: u64 = 1_700_000_000 * 1_000_000_000;
+pub(crate) const T0: u64 = 1_700_000_000 * 1_000_000_000;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -48,16 +48,16 @@ days = 30
 match = { "service.name" = ["checkout", "cart"] }
 "#;
 
-fn policy() -> RetentionConfig {
+pub(crate) fn policy() -> RetentionConfig {
     Config::from_toml(POLICY).unwrap().retention.unwrap()
 }
 
-fn signer() -> SignerKey {
+pub(crate) fn signer() -> SignerKey {
     SignerKey::from_seed("example.com/meshlog", &[42; 32]).unwrap()
 }
 
 /// OTLP/JSON with one resource per `(service, ids)`, every record observed at `observed`.
-fn otlp_at(parts: &[(&str, &[&str])], observed: u64) -> Vec<u8> {
+pub(crate) fn otlp_at(parts: &[(&str, &[&str])], observed: u64) -> Vec<u8> {
     let resource_logs: Vec<Value> = parts
         .iter()
         .map(|(service, ids)| {
@@ -83,28 +83,28 @@ fn otlp_at(parts: &[(&str, &[&str])], observed: u64) -> Vec<u8> {
 
 /// Class stores in a temp dir, the classed app in front, a sweeper over them, and a runtime
 /// to post with (the tests are plain threads, as the sweeper thread in `serve` is).
-struct Classed {
-    dir: tempfile::TempDir,
+pub(crate) struct Classed {
+    pub(crate) dir: tempfile::TempDir,
     /// The collector's clock for receive times (the sweeper gets its time per pass).
-    clock: Arc<ManualClock>,
-    stores: Option<ClassStores>,
-    app: Router,
-    sweeper: Sweeper,
-    rt: tokio::runtime::Runtime,
-    signed: bool,
-    encryption: Option<Arc<Keyring>>,
-    sweeper_keys: bool,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) stores: Option<ClassStores>,
+    pub(crate) app: Router,
+    pub(crate) sweeper: Sweeper,
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) signed: bool,
+    pub(crate) encryption: Option<Arc<Keyring>>,
+    pub(crate) sweeper_keys: bool,
 }
 
 impl Classed {
-    fn new(signed: bool) -> Self {
+    pub(crate) fn new(signed: bool) -> Self {
         Self::open(signed, None, false)
     }
 
     /// With `signed`, the sweeper signs receipts and the class stores sign checkpoints with
     /// the same key (as `serve` does); with `encryption`, the class stores seal every frame;
     /// `sweeper_keys` gives the sweeper the keys to read them.
-    fn open(signed: bool, encryption: Option<Arc<Keyring>>, sweeper_keys: bool) -> Self {
+    pub(crate) fn open(signed: bool, encryption: Option<Arc<Keyring>>, sweeper_keys: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(T0));
         let (stores, app, sweeper) =
@@ -126,7 +126,7 @@ impl Classed {
         }
     }
 
-    fn start(
+    pub(crate) fn start(
         dir: &Path,
         clock: &Arc<ManualClock>,
         signed: bool,
@@ -164,7 +164,7 @@ impl Classed {
 
     /// Stops the class stores (each signs a checkpoint at shutdown, with a key) and starts
     /// them again on the same directory (each rebuilds its tree and signs one at start).
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         if let Some(stores) = self.stores.take() {
             stores.close().unwrap();
         }
@@ -180,15 +180,15 @@ impl Classed {
         self.sweeper = sweeper;
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn class(&self, name: &str) -> PathBuf {
+    pub(crate) fn class(&self, name: &str) -> PathBuf {
         class_dir(self.path(), name)
     }
 
-    fn post(&self, batch_id: Option<&str>, body: Vec<u8>) -> Reply {
+    pub(crate) fn post(&self, batch_id: Option<&str>, body: Vec<u8>) -> Reply {
         let r = self
             .rt
             .block_on(post_to(&self.app, JSON, None, batch_id, body));
@@ -197,17 +197,17 @@ impl Classed {
     }
 
     /// `ids` of `service`, observed at `observed` and received then, as one batch.
-    fn post_one(&self, service: &str, ids: &[&str], observed: u64) {
+    pub(crate) fn post_one(&self, service: &str, ids: &[&str], observed: u64) {
         self.clock.set(observed);
         self.post(None, otlp_at(&[(service, ids)], observed));
     }
 
-    fn sweep(&mut self, now: u64, holds: &[Hold]) -> SweepReport {
+    pub(crate) fn sweep(&mut self, now: u64, holds: &[Hold]) -> SweepReport {
         self.sweeper.sweep(now, holds)
     }
 
     /// Segment sequence numbers of a class.
-    fn segments(&self, class: &str) -> Vec<u64> {
+    pub(crate) fn segments(&self, class: &str) -> Vec<u64> {
         reader::list_segments(&self.class(class).join(SEGMENTS_DIR))
             .unwrap()
             .iter()
@@ -216,7 +216,7 @@ impl Classed {
     }
 
     /// Request ids stored in a class, in store order (deletion records left out).
-    fn ids(&self, class: &str) -> Vec<String> {
+    pub(crate) fn ids(&self, class: &str) -> Vec<String> {
         reader::read_all(&self.class(class))
             .unwrap()
             .iter()
@@ -226,7 +226,7 @@ impl Classed {
     }
 
     /// The deletion records stored in a class.
-    fn deletion_records(&self, class: &str) -> Vec<Map<String, Value>> {
+    pub(crate) fn deletion_records(&self, class: &str) -> Vec<Map<String, Value>> {
         reader::read_all(&self.class(class))
             .unwrap()
             .into_iter()
@@ -234,13 +234,13 @@ impl Classed {
             .collect()
     }
 
-    fn seg_path(&self, class: &str, seq: u64) -> PathBuf {
+    pub(crate) fn seg_path(&self, class: &str, seq: u64) -> PathBuf {
         self.class(class)
             .join(SEGMENTS_DIR)
             .join(segment_file_name(seq))
     }
 
-    fn close(mut self) -> tempfile::TempDir {
+    pub(crate) fn close(mut self) -> tempfile::TempDir {
         if let Some(stores) = self.stores.take() {
             stores.close().unwrap();
         }
@@ -250,7 +250,7 @@ impl Classed {
 
 /// A short class with segments 1 (observed T0), 2 (T0 + 1 d) and 3 (T0 + 10 d) closed by
 /// age, and 4 (T0 + 40 d) active; the default class with one segment closed (T0).
-fn four_segments(signed: bool) -> Classed {
+pub(crate) fn four_segments(signed: bool) -> Classed {
     let mut c = Classed::new(signed);
     for (i, (ids, day)) in [(&["a1", "a2"][..], 0), (&["b1"], 1), (&["c1"], 10)]
         .into_iter()
@@ -272,19 +272,24 @@ fn four_segments(signed: bool) -> Classed {
     c
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// The RFC 6962 leaf hash of the only frame of a one-frame segment.
-fn only_leaf(segment: &[u8]) -> [u8; 32] {
+pub(crate) fn only_leaf(segment: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update([0u8]);
     h.update(&segment[8..]);
     h.finalize().into()
 }
 
-fn hold(name: &str, classes: HoldClasses, from: Option<u64>, until: Option<u64>) -> Hold {
+pub(crate) fn hold(
+    name: &str,
+    classes: HoldClasses,
+    from: Option<u64>,
+    until: Option<u64>,
+) -> Hold {
     Hold {
         name: name.into(),
         reason: "litigation hold, ticket LEGAL-4711".into(),
@@ -294,7 +299,7 @@ fn hold(name: &str, classes: HoldClasses, from: Option<u64>, until: Option<u64>)
     }
 }
 
-fn write_keys(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn write_keys(dir: &Path) -> (PathBuf, PathBuf) {
     let (s, v) = (dir.join(SIGNING_KEY_FILE), dir.join(VERIFIER_KEY_FILE));
     write_signer_key(&s, &signer()).unwrap();
     write_verifier_key(&v, &signer().verifier()).unwrap();
@@ -865,14 +870,14 @@ fn class_report<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 /// A copy of `dir` to damage.
-fn copy_of(dir: &Path) -> tempfile::TempDir {
+pub(crate) fn copy_of(dir: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     super::integrity::copy_dir(dir, copy.path());
     copy
 }
 
 /// Rewrites `receipts.log` with `notes` as its entries (CRCs right: intact as stored).
-fn write_receipts(path: &Path, notes: &[Vec<u8>]) {
+pub(crate) fn write_receipts(path: &Path, notes: &[Vec<u8>]) {
     let mut out = Vec::new();
     for note in notes {
         out.extend_from_slice(
