@@ -150,10 +150,10 @@ fn a_sender_s_past_or_future_observed_times_do_not_change_when_its_records_expir
         None,
         otlp_at(&[("checkout", &["future1"])], T0 + 3650 * DAY),
     );
-    assert_eq!(
-        c.sweep(T0 + 5 * HOUR, &[]).class("short").unwrap().rotated,
-        Some(2)
-    );
+    let r = c.sweep(T0 + 5 * HOUR, &[]);
+    let short = r.class("short").unwrap();
+    assert_eq!(short.rotated, Some(2));
+    assert!(short.deleted.is_empty(), "{short:?}");
     // A day later: by the observed times segment 1 would be long expired; it is not.
     let r = c.sweep(T0 + DAY, &[]);
     let short = r.class("short").unwrap();
@@ -206,9 +206,18 @@ fn a_wall_clock_that_jumps_forward_does_not_delete_before_days_of_monotonic_time
 
 #[test]
 fn a_damaged_segment_is_never_deleted() {
-    let mut c = four_segments(true);
-    // Segment 1: a flipped payload byte; segment 2: its last bytes cut (a torn tail, which in
-    // a closed segment is damage too). Both are expired at T0 + 31.5 d.
+    let mut c = Classed::new(true);
+    // Segments 1 and 2 of two frames each, closed; 3 active.
+    for (seq, day, ids) in [(1, 0, ["a1", "a2"]), (2, 1, ["b1", "b2"])] {
+        c.post_one("checkout", &ids[..1], T0 + day * DAY);
+        c.post_one("checkout", &ids[1..], T0 + day * DAY + 60_000_000_000);
+        let r = c.sweep(T0 + day * DAY + 2 * HOUR, &[]);
+        assert_eq!(r.class("short").unwrap().rotated, Some(seq));
+    }
+    c.post_one("checkout", &["c1"], T0 + 40 * DAY);
+    // Segment 1: a flipped byte in its second frame's payload; segment 2: its last bytes cut
+    // (a torn tail, which in a closed segment is damage too). Both are expired from T0 + 31 d;
+    // their first frames are intact.
     let seg1 = c.seg_path("short", 1);
     let mut b = std::fs::read(&seg1).unwrap();
     let last = b.len() - 1;
@@ -227,8 +236,8 @@ fn a_damaged_segment_is_never_deleted() {
                 .any(|s| *s == seg_name(1) || *s == seg_name(2)),
             "{short:?}"
         );
-        assert!(short.errors.len() >= 2, "{short:?}");
         assert!(seg1.exists() && seg2.exists());
+        assert!(short.errors.len() >= 2, "{short:?}");
     }
     let got = receipts(&c.class("short"), &signer().verifier()).unwrap();
     assert!(
