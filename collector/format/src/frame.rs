@@ -923,6 +923,37 @@ mod tests {
     }
 
     #[test]
+    fn the_received_entry_round_trips_is_not_critical_and_has_a_fixed_length() {
+        let t = 1_700_000_000_123_456_789u64;
+        let mut area = Vec::new();
+        push_entry(&mut area, EXT_RECEIVED, &t.to_le_bytes());
+        let h = decode(&raw_v2(FRAME_VERSION, FLAG_ZSTD, &area)).unwrap();
+        assert_eq!(h.extensions.received_unix_ns, Some(t));
+        assert_eq!(EXT_RECEIVED & EXT_CRITICAL, 0, "older builds skip it");
+        let mut short = Vec::new();
+        push_entry(&mut short, EXT_RECEIVED, &[1, 2, 3]);
+        assert!(matches!(
+            decode(&raw_v2(FRAME_VERSION, FLAG_ZSTD, &short)),
+            Err(Damage::BadExtensions(_))
+        ));
+        // The builder writes it, and the writer's chain stamp leaves it alone.
+        let mut f = FrameBuilder::with_received(u64::MAX, None, None, Some(t))
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert!(f.stamp_chain(Chain {
+            leaf_index: 3,
+            prev_leaf: [5; 32]
+        }));
+        let h = decode(&f.bytes()[..f.header_len]).unwrap();
+        assert_eq!(h.extensions.received_unix_ns, Some(t));
+        assert_eq!(h.extensions.chain.unwrap().leaf_index, 3);
+        let plain = encode_frame([&rec(1)]).unwrap();
+        let h = decode(&plain.bytes()[..plain.header_len]).unwrap();
+        assert_eq!(h.extensions.received_unix_ns, None);
+    }
+
+    #[test]
     fn version_1_headers_are_still_read() {
         let h = decode(&raw_v1(5, 2, 0xabcd)).unwrap();
         assert_eq!(

@@ -86,9 +86,11 @@ pub struct Receipt {
     pub first_leaf: Hash,
     /// Leaf hash of the last frame.
     pub last_leaf: Hash,
-    /// Oldest `observed_time_unix_nano` of its records.
+    /// Oldest retention time of the segment: the collector's receive time of its frames (the
+    /// frame header's received entry), or for a frame without one, its records'
+    /// `observed_time_unix_nano` (the field keeps its v1 name: every receipt verifies as before).
     pub oldest_observed_unix_ns: u64,
-    /// Newest `observed_time_unix_nano` of its records.
+    /// Newest retention time of the segment (as `oldest_observed_unix_ns`): what expiry ran on.
     pub newest_observed_unix_ns: u64,
     /// The class's retention when the segment was deleted, days.
     pub retention_days: u32,

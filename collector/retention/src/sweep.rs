@@ -5,16 +5,22 @@
 //! never sleep for expiry); [`Sweeper::spawn`] runs it on its own thread at start and every
 //! interval with a [`Clock`]. Per class, a pass:
 //!
-//! 1. closes the active (newest) segment when its first batch's oldest record was observed
-//!    `segment_max_age` ago or earlier ([`StoreHandle::rotate`]), so quiet classes expire too;
+//! 0. advances the class's retention clock ([`CLOCK_FILE`], below);
+//! 1. closes the active (newest) segment when its first frame was received `segment_max_age`
+//!    ago or earlier ([`StoreHandle::rotate`]), so quiet classes expire too;
 //! 2. reads `receipts.log` (cutting nothing: only an append cuts a torn tail) and finishes any
 //!    deletion whose receipt is durable but whose segment is still there (a crash between the
-//!    two): the file must still match the receipt's length and SHA-256; the receipt record is
-//!    stored (once: it has a fixed batch id), the segment deleted, no second receipt written;
-//! 3. for every other closed segment, learns its records' observed-time range (decompressing
-//!    it once; remembered in `retention.cache`, which is never evidence) and, when the newest
-//!    record is more than the class's days old: keeps it if a hold covers it, keeps it and
-//!    logs an error if no signing key is configured, and otherwise deletes it:
+//!    two), re-checking everything a new deletion checks: the receipt must verify with the
+//!    signing key's verifier and name this class and segment (else it is never acted on), the
+//!    file must still match its length and SHA-256, and the segment must be expired and unheld
+//!    now (decided on a fresh read); then the receipt record is stored (once: it has a fixed
+//!    batch id), the segment deleted, no second receipt written;
+//! 3. for every other closed segment, learns its retention-time range (each frame's receive
+//!    time from its header, or for a frame without one its records' observed times) and its
+//!    records' observed-time range (decompressing it once; remembered in `retention.cache`,
+//!    which is never evidence) and, when it is expired (below): keeps it if a hold covers
+//!    either range, keeps it and logs an error if no signing key is configured, and otherwise
+//!    deletes it:
 //!    - re-reads the whole file: length, SHA-256, frames, records, time range (expiry and
 //!      holds are checked again on these), every frame's Merkle leaf hash;
 //!    - writes the leaf hashes to `deleted/<segment>.leaves` (durably);
@@ -24,7 +30,28 @@
 //!    - only then deletes the segment file and fsyncs the directory.
 //!
 //! A failure at any step leaves the segment in place (logged); the next pass tries again. A
-//! pass never touches the active segment, and never deletes without a durable receipt.
+//! pass never touches the active segment, never deletes without a durable receipt, and never
+//! deletes a damaged segment (any damage is an error that keeps it).
+//!
+//! # Expiry, and clocks that jump
+//!
+//! A closed segment is expired at a pass at wall-clock time `now` when **both**:
+//!
+//! 1. `now` is more than the class's days past its newest retention time (at exactly `days`
+//!    it is kept);
+//! 2. it has been closed for at least `days` by the class's **retention clock**.
+//!
+//! The retention clock ([`CLOCK_FILE`], per class) advances at each pass by the monotonic time
+//! ([`Clock::monotonic_ns`]) since the previous pass of this process: not by the wall clock,
+//! and not while the collector is stopped. A segment first seen closed is dated on it from its
+//! newest retention time, counted back by the wall clock only as far back as the wall clock
+//! has kept pace with the monotonic clock (within 1 s or 0.1 % per pass) in this run; beyond
+//! that, at the pass. So a wall clock that jumps forward cannot delete anything before `days`
+//! of monotonic time, one that jumps backward only delays, and a stop delays by its length.
+//! Without `retention.clock` (a new class, an upgrade) the first pass believes the wall clock
+//! once; an unreadable one stops deletion in its class. Without a monotonic reading
+//! ([`Sweeper::sweep`]) the clock advances by how far `now` passes the latest `now` seen, i.e.
+//! the wall clock is believed.
 
 use super::classes::ClassRoutes;
 use super::policy::{Hold, RetentionConfig, days_ns};
