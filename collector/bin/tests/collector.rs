@@ -19,6 +19,7 @@ mod encryption;
 mod integrity;
 mod retention;
 mod retention_time;
+mod verify_findings;
 
 use axum::Router;
 use axum::body::Body;

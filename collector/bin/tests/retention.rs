@@ -845,7 +845,7 @@ fn class_stores_refuse_segments_written_without_retention() {
 /// short's segments 1 and 2 (leaves 0 and 1) and stores their two deletion records (leaves 4
 /// and 5) in segment 4, then closed (checkpoint #4 signs 6 leaves). Returns the data directory,
 /// and the verifier key in a directory of its own.
-fn swept() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+pub(crate) fn swept() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
     let mut c = four_segments(true);
     c.restart();
     let r = c.sweep(T0 + 31 * DAY + 12 * HOUR, &[]);
@@ -860,7 +860,7 @@ fn swept() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
 }
 
 /// The report of class `name` in a data directory's report.
-fn class_report<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn class_report<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["stores"]
         .as_array()
         .unwrap()
