@@ -302,3 +302,30 @@ fn an_unreadable_configuration_skips_the_sweep_and_deletes_nothing() {
     let log = read_log(&class_dir(&data, "short").join(RECEIPTS_FILE)).unwrap();
     assert_eq!(log.entries.len(), 1);
 }
+
+#[test]
+fn an_unreadable_retention_clock_stops_deletion_in_its_class() {
+    use meshlog_retention::sweep::CLOCK_FILE;
+    let mut c = four_segments(true);
+    // Read at start (a running sweeper keeps its clock in memory and rewrites the file).
+    std::fs::write(c.class("short").join(CLOCK_FILE), b"{not json").unwrap();
+    c.restart();
+    let r = c.sweep(T0 + 31 * DAY + 12 * HOUR, &[]);
+    let short = r.class("short").unwrap();
+    assert!(short.deleted.is_empty(), "{short:?}");
+    assert!(
+        short.errors[0].contains("nothing is deleted in this class until it is fixed"),
+        "{short:?}"
+    );
+    assert_eq!(c.segments("short"), [1, 2, 3, 4]);
+    // Removed (and started again): the next pass believes the wall clock once, and deletes
+    // what is expired.
+    std::fs::remove_file(c.class("short").join(CLOCK_FILE)).unwrap();
+    c.restart();
+    let r = c.sweep(T0 + 31 * DAY + 13 * HOUR, &[]);
+    assert_eq!(
+        r.class("short").unwrap().deleted,
+        [seg_name(1), seg_name(2)]
+    );
+    c.close();
+}

@@ -17,7 +17,9 @@
 //! leaves_sha256 <64 hex>                       SHA-256 of its leaf hashes (the kept leaves file)
 //! first_leaf <64 hex>                          RFC 6962 leaf hash of its first frame
 //! last_leaf <64 hex>                           ... and of its last frame
-//! oldest_observed_unix_ns 1735689600000000000  its records' observed_time_unix_nano range
+//! oldest_observed_unix_ns 1735689600000000000  its retention-time range: the collector's
+//!                                              receive times (observed times for frames
+//!                                              written before the received entry)
 //! newest_observed_unix_ns 1735775999000000000
 //! retention_days 30                            the rule: the class's days when it was deleted
 //! swept_unix_ns 1738368000000000000            when the sweep deleted it

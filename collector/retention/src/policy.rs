@@ -42,10 +42,10 @@ pub struct RetentionConfig {
     /// `sweep_interval_s`: seconds between sweeps (one also runs at start), 1 to 86400.
     /// Default 3600.
     pub sweep_interval_s: u64,
-    /// `segment_max_age_s`: a sweep closes a class's active segment once its first batch's
-    /// oldest record is this old, seconds, 60 to 2592000, so a quiet class's data can expire
+    /// `segment_max_age_s`: a sweep closes a class's active segment once its first frame was
+    /// received this long ago, seconds, 60 to 2592000, so a quiet class's data can expire
     /// whole. Default 86400. A record is deleted at most `days` + `segment_max_age_s` +
-    /// `sweep_interval_s` after it was observed.
+    /// `sweep_interval_s` after it was received (later if held, or the collector was stopped).
     pub segment_max_age_s: u64,
     /// `[[retention.classes]]`: the configured classes, in file order (the first match wins).
     pub classes: Vec<ClassRule>,
@@ -104,17 +104,19 @@ pub struct Hold {
     pub reason: String,
     /// `classes`: `"all"` or a list of class names (`default` included). Default `"all"`.
     pub classes: HoldClasses,
-    /// `from`: only segments with records observed at or after this instant (RFC 3339 with an
-    /// offset, or a date meaning midnight UTC), nanoseconds since the Unix epoch.
+    /// `from`: only segments with records observed (or received) at or after this instant
+    /// (RFC 3339 with an offset, or a date meaning midnight UTC), nanoseconds since the Unix
+    /// epoch.
     pub from_unix_ns: Option<u64>,
-    /// `until`: only segments with records observed at or before this instant.
+    /// `until`: only segments with records observed (or received) at or before this instant.
     pub until_unix_ns: Option<u64>,
 }
 
 impl Hold {
-    /// True when the hold keeps a segment of `class` whose records were observed from
-    /// `oldest_ns` to `newest_ns` (inclusive): the class is named (or all are) and the time
-    /// ranges overlap.
+    /// True when the hold keeps a segment of `class` whose records span `oldest_ns` to
+    /// `newest_ns` (inclusive; the sweeper asks with both the observed-time and the
+    /// receive-time range, and either is enough): the class is named (or all are) and the
+    /// time ranges overlap.
     pub fn covers(&self, class: &str, oldest_ns: u64, newest_ns: u64) -> bool {
         let class_ok = match &self.classes {
             HoldClasses::All => true,
