@@ -12,32 +12,32 @@ pub const NO_ROUTE: &str = "(none)";
 /// Route key for routes beyond [`MAX_TALLY_ROUTES`] in one interval.
 pub const OTHER_ROUTE: &str = "(other)";
 
-/// `eventName` suggested for the record that ships a tally.
-pub const TALLY_EVENT_NAME: &str = "meshlog.sampling.tally";
-/// Interval start, unix ns (integer).
-pub const ATTR_START_NS: &str = "meshlog.sampling.interval.start_ns";
-/// Interval end, unix ns (integer).
-pub const ATTR_END_NS: &str = "meshlog.sampling.interval.end_ns";
-/// Requests decided (integer).
-pub const ATTR_SEEN: &str = "meshlog.sampling.seen";
-/// Records kept, whatever the reason (integer).
-pub const ATTR_KEPT: &str = "meshlog.sampling.kept";
-/// Of those, kept by an always-keep rule (integer).
-pub const ATTR_KEPT_ALWAYS: &str = "meshlog.sampling.kept.always";
-/// Sum of the kept records' adjusted counts, rounded (integer).
-pub const ATTR_KEPT_ADJUSTED: &str = "meshlog.sampling.kept.adjusted";
-/// Requests not selected by their sampling rate (integer).
-pub const ATTR_DROPPED_SAMPLED: &str = "meshlog.dropped.sampled";
+/// Requests dropped by the health-check drop list (integer).
+pub use crate::schema::MESHLOG_DROPPED_HEALTH_CHECK as ATTR_DROPPED_HEALTH_CHECK;
 /// Records selected by sampling but dropped by the per-VM rate cap (integer).
-pub const ATTR_DROPPED_RATE_CAP: &str = "meshlog.dropped.rate_cap";
+pub use crate::schema::MESHLOG_DROPPED_RATE_CAP as ATTR_DROPPED_RATE_CAP;
 /// Sum of the adjusted counts of the records the rate cap dropped, rounded (integer): the
 /// requests they stood for.
-pub const ATTR_DROPPED_RATE_CAP_ADJUSTED: &str = "meshlog.dropped.rate_cap.adjusted";
-/// Requests dropped by the health-check drop list (integer).
-pub const ATTR_DROPPED_HEALTH_CHECK: &str = "meshlog.dropped.health_check";
+pub use crate::schema::MESHLOG_DROPPED_RATE_CAP_ADJUSTED as ATTR_DROPPED_RATE_CAP_ADJUSTED;
+/// Requests not selected by their sampling rate (integer).
+pub use crate::schema::MESHLOG_DROPPED_SAMPLED as ATTR_DROPPED_SAMPLED;
 /// Per-route counts as a JSON object string:
 /// `{"/api/{id}":{"seen":10,"sampled":8,"rate_cap":0,"health_check":0}}`. Absent when empty.
-pub const ATTR_BY_ROUTE: &str = "meshlog.sampling.by_route";
+pub use crate::schema::MESHLOG_SAMPLING_BY_ROUTE as ATTR_BY_ROUTE;
+/// Interval end, unix ns (integer).
+pub use crate::schema::MESHLOG_SAMPLING_INTERVAL_END_NS as ATTR_END_NS;
+/// Interval start, unix ns (integer).
+pub use crate::schema::MESHLOG_SAMPLING_INTERVAL_START_NS as ATTR_START_NS;
+/// Records kept, whatever the reason (integer).
+pub use crate::schema::MESHLOG_SAMPLING_KEPT as ATTR_KEPT;
+/// Sum of the kept records' adjusted counts, rounded (integer).
+pub use crate::schema::MESHLOG_SAMPLING_KEPT_ADJUSTED as ATTR_KEPT_ADJUSTED;
+/// Of those, kept by an always-keep rule (integer).
+pub use crate::schema::MESHLOG_SAMPLING_KEPT_ALWAYS as ATTR_KEPT_ALWAYS;
+/// Requests decided (integer).
+pub use crate::schema::MESHLOG_SAMPLING_SEEN as ATTR_SEEN;
+/// `eventName` suggested for the record that ships a tally.
+pub use crate::schema::SAMPLING_TALLY_EVENT_NAME as TALLY_EVENT_NAME;
 
 /// Counts for one route in a [`Tally`]. Kept = `seen − sampled − rate_cap − health_check`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -181,7 +181,7 @@ impl Tally {
         f(ATTR_START_NS, i(self.start_ns));
         f(ATTR_END_NS, i(self.end_ns));
         f(
-            super::ATTR_POLICY_VERSION,
+            crate::schema::MESHLOG_SAMPLING_POLICY_VERSION,
             AttrValue::Str(&self.policy_version),
         );
         f(ATTR_SEEN, i(self.seen));
