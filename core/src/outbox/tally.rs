@@ -2,7 +2,7 @@
 //! for overflow and records the collector refused. Shipped as a `meshlog.delivery.tally` record
 //! so that, per VM, every sequence number is either stored or explained.
 
-use crate::record::AttrValue;
+use crate::record::{AttrValue, Event, Severity};
 
 /// `eventName` of the record that ships a [`DeliveryTally`].
 pub use crate::schema::DELIVERY_TALLY_EVENT_NAME;
@@ -198,6 +198,25 @@ pub fn parse_ranges(s: &str) -> Option<Vec<(u64, u64)>> {
             Some((a.parse().ok()?, b.parse().ok()?))
         })
         .collect()
+}
+
+/// Shipped as `meshlog.delivery.tally`, severity WARN (records were lost), timed when written.
+impl Event for DeliveryTally {
+    fn event_name(&self) -> &'static str {
+        DELIVERY_TALLY_EVENT_NAME
+    }
+
+    fn severity(&self) -> Severity {
+        Severity::Warn
+    }
+
+    fn time_ns(&self, now_ns: u64) -> u64 {
+        now_ns
+    }
+
+    fn visit_attributes(&self, f: &mut dyn FnMut(&str, AttrValue<'_>)) {
+        self.for_each_attribute(f);
+    }
 }
 
 #[cfg(test)]

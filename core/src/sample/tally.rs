@@ -2,7 +2,7 @@
 //! trail is explained and volumes and error rates can be re-estimated.
 
 use super::{Decision, DropReason};
-use crate::record::AttrValue;
+use crate::record::{AttrValue, Event, Severity};
 use std::collections::BTreeMap;
 
 /// At most this many routes are tallied separately per interval; the rest go to [`OTHER_ROUTE`].
@@ -226,6 +226,108 @@ impl Tally {
     }
 }
 
+/// Shipped as `meshlog.sampling.tally`, severity INFO, timed at the end of its interval.
+impl Event for Tally {
+    fn event_name(&self) -> &'static str {
+        TALLY_EVENT_NAME
+    }
+
+    fn severity(&self) -> Severity {
+        Severity::Info
+    }
+
+    fn time_ns(&self, _now_ns: u64) -> u64 {
+        self.end_ns
+    }
+
+    fn visit_attributes(&self, f: &mut dyn FnMut(&str, AttrValue<'_>)) {
+        self.for_each_attribute(f);
+    }
+}
+
 fn push_u64(out: &mut Vec<u8>, v: u64) {
     crate::json::push_int(out, i64::try_from(v).unwrap_or(i64::MAX));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::{Envelope, encode_event_record};
+    use crate::sample::{RequestFacts, Sampler};
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+    #[test]
+    fn a_tally_record_decodes_with_every_count() {
+        let policy = crate::FilterConfig::from_json(br#"{"sampling":{"default_rate":0.0}}"#)
+            .unwrap()
+            .sampling;
+        let mut s = Sampler::new(policy.clone(), 1_000);
+        let ok = RequestFacts {
+            trace_id: Some([7; 16]),
+            path: Some("/a"),
+            route: Some("/a"),
+            status: Some(200),
+            ..RequestFacts::default()
+        };
+        let err = RequestFacts {
+            status: Some(503),
+            ..ok
+        };
+        let hc = RequestFacts {
+            path: Some("/healthz"),
+            route: None,
+            ..ok
+        };
+        for f in [ok, ok, err, hc] {
+            s.decide(&f, 2_000);
+        }
+        let t = s.take_tally(5_000);
+        let mut a = Vec::new();
+        encode_event_record(&mut a, &t, Some(7), 6_000);
+        let body = Envelope::new([("service.name", "x")]).wrap([a.as_slice()], a.len());
+        let req: ExportLogsServiceRequest = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)));
+        let lr = &req.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(lr.event_name, "meshlog.sampling.tally");
+        assert_eq!(lr.time_unix_nano, 5_000);
+        assert_eq!(lr.observed_time_unix_nano, 6_000);
+        assert_eq!(lr.severity_number, 9);
+        assert!(lr.trace_id.is_empty());
+        let get = |k: &str| {
+            lr.attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.as_ref()?.value.clone())
+                .unwrap_or_else(|| panic!("no {k} in {lr:?}"))
+        };
+        assert_eq!(get("meshlog.sampling.seen"), Value::IntValue(4));
+        assert_eq!(get("meshlog.sampling.kept"), Value::IntValue(1));
+        assert_eq!(get("meshlog.sampling.kept.always"), Value::IntValue(1));
+        assert_eq!(get("meshlog.dropped.sampled"), Value::IntValue(2));
+        assert_eq!(get("meshlog.dropped.health_check"), Value::IntValue(1));
+        assert_eq!(get("meshlog.dropped.rate_cap"), Value::IntValue(0));
+        assert_eq!(
+            get("meshlog.sampling.interval.start_ns"),
+            Value::IntValue(1_000)
+        );
+        assert_eq!(
+            get("meshlog.sampling.interval.end_ns"),
+            Value::IntValue(5_000)
+        );
+        assert_eq!(
+            get("meshlog.sampling.policy_version"),
+            Value::StringValue(policy.version().into())
+        );
+        assert_eq!(get("meshlog.sequence"), Value::IntValue(7));
+        let Value::StringValue(by_route) = get("meshlog.sampling.by_route") else {
+            panic!("by_route is a string")
+        };
+        let v: serde_json::Value = serde_json::from_str(&by_route).unwrap();
+        assert_eq!(v["/a"]["sampled"], 2);
+        // Without a sequence, the attribute list stays valid JSON.
+        let mut b = Vec::new();
+        encode_event_record(&mut b, &Tally::default(), None, 0);
+        let _: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    }
 }
