@@ -3,9 +3,9 @@
 
 use super::Kind;
 use super::action::{Action, Hasher, partial_defined};
-use super::detect::Detectors;
 use super::keys;
 use super::path::Template;
+use super::scan::Detectors;
 use crate::config::{ConfigErrors, FieldError, Fields, kind as json_kind};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
