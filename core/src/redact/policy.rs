@@ -6,7 +6,7 @@ use super::action::{Action, Hasher, partial_defined};
 use super::keys;
 use super::path::Template;
 use super::scan::Detectors;
-use crate::config::{ConfigErrors, FieldError, Fields, kind as json_kind};
+use crate::config::fields::{ConfigErrors, FieldError, Fields, kind as json_kind};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -345,15 +345,12 @@ impl RedactionPolicy {
     /// Parses a `redaction` section given on its own (the object itself, not the whole plugin
     /// config); errors carry paths under `$.redaction`. Empty input means the default policy.
     pub fn from_json(bytes: &[u8]) -> Result<RedactionPolicy, ConfigErrors> {
-        crate::config::read_json(bytes, "$.redaction", parse)
+        crate::config::fields::read_json(bytes, "$.redaction", parse)
     }
 }
 
 fn err(errs: &mut Vec<FieldError>, path: String, reason: impl Into<String>) {
-    errs.push(FieldError {
-        path,
-        reason: reason.into(),
-    });
+    errs.push(FieldError::invalid(path, reason));
 }
 
 /// Reads an optional array of strings; each element is checked by `check`. `None` when absent.

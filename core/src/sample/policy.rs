@@ -4,7 +4,7 @@
 use super::hash::{self, KEY_SPACE};
 use super::pattern::{self, NamePattern, PathPattern};
 use super::{Decision, DropReason, KeepReason, RequestFacts};
-use crate::config::{ConfigErrors, FieldError, Fields, kind as json_kind};
+use crate::config::fields::{ConfigErrors, FieldError, Fields, Problem, kind as json_kind};
 use crate::envoy::RESPONSE_FLAGS;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -406,10 +406,10 @@ impl SamplingPolicy {
             return Ok(SamplingPolicy::default());
         }
         let doc: Value = serde_json::from_slice(trimmed).map_err(|e| {
-            ConfigErrors(vec![FieldError {
-                path: "$.sampling".into(),
-                reason: format!("not valid JSON: {e}"),
-            }])
+            ConfigErrors(vec![FieldError::new(
+                "$.sampling",
+                Problem::Syntax(format!("not valid JSON: {e}")),
+            )])
         })?;
         let mut errs = Vec::new();
         let p = parse("$.sampling".into(), Some(&doc), &mut errs);
@@ -422,10 +422,7 @@ impl SamplingPolicy {
 }
 
 fn err(errs: &mut Vec<FieldError>, path: String, reason: impl Into<String>) {
-    errs.push(FieldError {
-        path,
-        reason: reason.into(),
-    });
+    errs.push(FieldError::invalid(path, reason));
 }
 
 /// A field that may be absent: `None` absent (or `null`), `Some(None)` present but invalid (the
