@@ -111,6 +111,45 @@ impl FieldError {
         }
     }
 
+    /// A [`Problem::WrongType`] at `path`: `expected` (`a string`), got a value of `got`'s kind.
+    pub fn wrong_type(path: impl Into<String>, expected: impl Into<String>, got: &Value) -> Self {
+        FieldError::new(
+            path,
+            Problem::WrongType {
+                expected: expected.into(),
+                got: kind(got).to_owned(),
+            },
+        )
+    }
+
+    /// A number `got` that is not `expected` (`an integer from 1 to 9`): [`Problem::OutOfRange`]
+    /// when it is a number, else [`Problem::WrongType`] (the value shown either way).
+    pub fn not_in_range(path: impl Into<String>, expected: impl Into<String>, got: &Value) -> Self {
+        let (expected, shown) = (expected.into(), got.to_string());
+        let problem = if got.is_number() {
+            Problem::OutOfRange {
+                expected,
+                got: shown,
+            }
+        } else {
+            Problem::WrongType {
+                expected,
+                got: shown,
+            }
+        };
+        FieldError::new(path, problem)
+    }
+
+    /// A [`Problem::Missing`] at `path`: `expected` should be there.
+    pub fn missing(path: impl Into<String>, expected: impl Into<String>) -> Self {
+        FieldError::new(
+            path,
+            Problem::Missing {
+                expected: expected.into(),
+            },
+        )
+    }
+
     /// A [`Problem::Invalid`] at `path`: the value is unacceptable for `reason`.
     pub fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Self {
         FieldError::new(path, Problem::Invalid(reason.into()))
@@ -507,13 +546,7 @@ pub fn kind(v: &Value) -> &'static str {
 }
 
 fn wrong_type(path: &str, expected: &str, got: &Value) -> FieldError {
-    FieldError::new(
-        path,
-        Problem::WrongType {
-            expected: expected.to_owned(),
-            got: kind(got).to_owned(),
-        },
-    )
+    FieldError::wrong_type(path, expected, got)
 }
 
 /// Parses a JSON document (empty input: `T::default()`) and reads it with `read`, which records

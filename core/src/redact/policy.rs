@@ -6,7 +6,7 @@ use super::action::{Action, Hasher, partial_defined};
 use super::keys;
 use super::path::Template;
 use super::scan::Detectors;
-use crate::config::fields::{ConfigErrors, FieldError, Fields, kind as json_kind};
+use crate::config::fields::{ConfigErrors, FieldError, Fields};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -381,21 +381,17 @@ fn indexed_string_list(
                         Some(reason) => err(errs, format!("{path}[{i}]"), reason),
                         None => out.push((i, s.to_owned())),
                     },
-                    None => err(
-                        errs,
+                    None => errs.push(FieldError::wrong_type(
                         format!("{path}[{i}]"),
-                        format!("expected a string, got {}", json_kind(it)),
-                    ),
+                        "a string",
+                        it,
+                    )),
                 }
             }
             Some(out)
         }
         other => {
-            err(
-                errs,
-                path,
-                format!("expected an array of strings, got {}", json_kind(other)),
-            );
+            errs.push(FieldError::wrong_type(path, "an array of strings", other));
             None
         }
     }
@@ -503,14 +499,11 @@ fn read_detectors(
 /// The action `v` names for kind `k`, if it is one `k` allows.
 fn detector_action(k: Kind, v: &Value, path: &str, errs: &mut Vec<FieldError>) -> Option<Action> {
     let Some(name) = v.as_str() else {
-        err(
-            errs,
-            path.to_owned(),
-            format!(
-                "expected an action string (mask, hash, partial, drop, off), got {}",
-                json_kind(v)
-            ),
-        );
+        errs.push(FieldError::wrong_type(
+            path,
+            "an action string (mask, hash, partial, drop, off)",
+            v,
+        ));
         return None;
     };
     let a = match parse_action(name) {
@@ -638,14 +631,11 @@ fn read_custom(
                 }
             }
         }
-        Some(other) => err(
-            errs,
+        Some(other) => errs.push(FieldError::wrong_type(
             custom_path,
-            format!(
-                "expected an array of {{name, pattern, action}} objects, got {}",
-                json_kind(other)
-            ),
-        ),
+            "an array of {name, pattern, action} objects",
+            other,
+        )),
     }
     (custom, hash_user)
 }

@@ -447,11 +447,7 @@ fn opt_string<T>(
             }
         },
         other => {
-            err(
-                errs,
-                path,
-                format!("expected a string, got {}", json_kind(other)),
-            );
+            errs.push(FieldError::wrong_type(path, "a string", other));
             Some(None)
         }
     }
@@ -467,11 +463,11 @@ fn opt_rate(f: &mut Fields<'_>, key: &'static str, errs: &mut Vec<FieldError>) -
     match v.as_f64() {
         Some(r) if (0.0..=1.0).contains(&r) => Some(Some(Rate::new(r))),
         _ => {
-            err(
-                errs,
+            errs.push(FieldError::not_in_range(
                 path,
-                format!("expected a number from 0.0 to 1.0, got {v}"),
-            );
+                "a number from 0.0 to 1.0",
+                v,
+            ));
             Some(None)
         }
     }
@@ -491,11 +487,11 @@ fn opt_list<T>(
         Value::Null => None,
         Value::Array(items) => Some(list_items(&path, items, errs, parse)),
         other => {
-            err(
-                errs,
+            errs.push(FieldError::wrong_type(
                 path,
-                format!("expected an array of {what}, got {}", json_kind(other)),
-            );
+                format!("an array of {what}"),
+                other,
+            ));
             None
         }
     }
@@ -578,14 +574,11 @@ fn read_rules(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<Rule> {
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(items)) => items,
         Some(other) => {
-            err(
-                errs,
+            errs.push(FieldError::wrong_type(
                 path,
-                format!(
-                    "expected an array of {{route, service, method, rate}} objects, got {}",
-                    json_kind(other)
-                ),
-            );
+                "an array of {route, service, method, rate} objects",
+                other,
+            ));
             return Vec::new();
         }
     };
@@ -618,7 +611,7 @@ fn read_rules(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<Rule> {
             );
         }
         if rate.is_none() {
-            err(errs, rate_path, "required: a number from 0.0 to 1.0");
+            errs.push(FieldError::missing(rate_path, "a number from 0.0 to 1.0"));
         }
         let (Some(rate), Some(route), Some(service), Some(method)) = (
             rate.flatten(),
@@ -672,11 +665,11 @@ fn read_always(mut a: Fields<'_>, errs: &mut Vec<FieldError>) -> AlwaysKeep {
         Some(v) => match v.as_u64() {
             Some(ms) if (1..=MAX_LATENCY_MS).contains(&ms) => Some(ms),
             _ => {
-                err(
-                    errs,
+                errs.push(FieldError::not_in_range(
                     lpath,
-                    format!("expected an integer from 1 to {MAX_LATENCY_MS} (ms), got {v}"),
-                );
+                    format!("an integer from 1 to {MAX_LATENCY_MS} (ms)"),
+                    v,
+                ));
                 None
             }
         },
@@ -727,11 +720,10 @@ fn read_rate_cap(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Option<RateC
         return None;
     }
     if !present {
-        err(
-            errs,
+        errs.push(FieldError::missing(
             rps_path,
-            format!("required: an integer from 1 to {MAX_RECORDS_PER_SECOND}"),
-        );
+            format!("an integer from 1 to {MAX_RECORDS_PER_SECOND}"),
+        ));
         return None;
     }
     Some(RateCap {
