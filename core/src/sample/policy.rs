@@ -544,6 +544,7 @@ fn flag_code(s: &str) -> Result<u64, String> {
         })
 }
 
+/// `always_keep.response_flags`: `"any"`, `"none"` or a list of flag codes.
 fn read_flags(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> FlagMatch {
     let path = f.child_path("response_flags");
     match f.raw("response_flags") {
@@ -568,6 +569,7 @@ fn read_flags(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> FlagMatch {
     }
 }
 
+/// `rules`, sorted by precedence (most specific first).
 fn read_rules(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<Rule> {
     let path = f.child_path("rules");
     let items = match f.raw("rules") {
@@ -592,43 +594,8 @@ fn read_rules(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<Rule> {
     let mut rules: Vec<(usize, Rule)> = Vec::with_capacity(items.len().min(MAX_RULES));
     for (i, item) in items.iter().enumerate().take(MAX_RULES) {
         let ipath = format!("{path}[{i}]");
-        let mut r = Fields::object(ipath.clone(), Some(item), errs);
-        let route = opt_string(&mut r, "route", errs, PathPattern::parse);
-        let service = opt_string(&mut r, "service", errs, NamePattern::parse);
-        let method = opt_string(&mut r, "method", errs, pattern::method);
-        let rate_path = r.child_path("rate");
-        let rate = opt_rate(&mut r, "rate", errs);
-        r.finish(errs);
-        if !item.is_object() {
+        let Some(rule) = read_rule(&ipath, item, errs) else {
             continue;
-        }
-        if route.is_none() && service.is_none() && method.is_none() {
-            err(
-                errs,
-                ipath.clone(),
-                "needs at least one of route, service, method (default_rate is the rate of \
-                 everything else)",
-            );
-        }
-        if rate.is_none() {
-            errs.push(FieldError::missing(rate_path, "a number from 0.0 to 1.0"));
-        }
-        let (Some(rate), Some(route), Some(service), Some(method)) = (
-            rate.flatten(),
-            route.map_or(Some(None), |o| o.map(Some)),
-            service.map_or(Some(None), |o| o.map(Some)),
-            method.map_or(Some(None), |o| o.map(Some)),
-        ) else {
-            continue;
-        };
-        if route.is_none() && service.is_none() && method.is_none() {
-            continue;
-        }
-        let rule = Rule {
-            route,
-            service,
-            method,
-            rate,
         };
         if let Some((j, _)) = rules.iter().find(|(_, o)| o.same_matchers(&rule)) {
             err(
@@ -646,6 +613,50 @@ fn read_rules(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<Rule> {
     rules
 }
 
+/// One `rules[i]` entry at `ipath`; `None` when invalid (the errors are recorded).
+fn read_rule(ipath: &str, item: &Value, errs: &mut Vec<FieldError>) -> Option<Rule> {
+    let mut r = Fields::object(ipath, Some(item), errs);
+    let route = opt_string(&mut r, "route", errs, PathPattern::parse);
+    let service = opt_string(&mut r, "service", errs, NamePattern::parse);
+    let method = opt_string(&mut r, "method", errs, pattern::method);
+    let rate_path = r.child_path("rate");
+    let rate = opt_rate(&mut r, "rate", errs);
+    r.finish(errs);
+    if !item.is_object() {
+        return None;
+    }
+    if route.is_none() && service.is_none() && method.is_none() {
+        err(
+            errs,
+            ipath.to_owned(),
+            "needs at least one of route, service, method (default_rate is the rate of \
+             everything else)",
+        );
+    }
+    if rate.is_none() {
+        errs.push(FieldError::missing(rate_path, "a number from 0.0 to 1.0"));
+    }
+    // Absent matchers are fine, invalid ones (already reported) drop the rule.
+    let (Some(rate), Some(route), Some(service), Some(method)) = (
+        rate.flatten(),
+        route.map_or(Some(None), |o| o.map(Some)),
+        service.map_or(Some(None), |o| o.map(Some)),
+        method.map_or(Some(None), |o| o.map(Some)),
+    ) else {
+        return None;
+    };
+    if route.is_none() && service.is_none() && method.is_none() {
+        return None;
+    }
+    Some(Rule {
+        route,
+        service,
+        method,
+        rate,
+    })
+}
+
+/// `always_keep`: the classes kept whatever the rate.
 fn read_always(mut a: Fields<'_>, errs: &mut Vec<FieldError>) -> AlwaysKeep {
     let d = AlwaysKeep::default();
     let status_min = a.int_in("status_min", 500, 100, 500, errs);
@@ -704,6 +715,26 @@ fn read_always(mut a: Fields<'_>, errs: &mut Vec<FieldError>) -> AlwaysKeep {
     }
 }
 
+/// `drop`: the health-check paths ([`DEFAULT_DROP_PATHS`] when absent).
+fn read_drop(mut d: Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<PathPattern> {
+    let paths = opt_list(
+        &mut d,
+        "paths",
+        errs,
+        "path patterns",
+        string_then(PathPattern::parse),
+    )
+    .unwrap_or_else(|| {
+        DEFAULT_DROP_PATHS
+            .iter()
+            .filter_map(|p| PathPattern::parse(p).ok())
+            .collect()
+    });
+    d.finish(errs);
+    paths
+}
+
+/// `rate_cap`: `None` when absent (no cap) or invalid.
 fn read_rate_cap(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Option<RateCap> {
     let path = f.child_path("rate_cap");
     let v = f.raw("rate_cap")?;
@@ -750,21 +781,7 @@ pub(crate) fn parse(
         .unwrap_or(Rate::new(1.0));
     let rules = read_rules(&mut f, errs);
     let always = read_always(f.section("always_keep", errs), errs);
-    let mut d = f.section("drop", errs);
-    let drop_paths = opt_list(
-        &mut d,
-        "paths",
-        errs,
-        "path patterns",
-        string_then(PathPattern::parse),
-    )
-    .unwrap_or_else(|| {
-        DEFAULT_DROP_PATHS
-            .iter()
-            .filter_map(|p| PathPattern::parse(p).ok())
-            .collect()
-    });
-    d.finish(errs);
+    let drop_paths = read_drop(f.section("drop", errs), errs);
     let rate_cap = read_rate_cap(&mut f, errs);
     let tally_interval_ms = f.int_in(
         "tally_interval_ms",
