@@ -4,8 +4,8 @@
 //! enums, 64-bit integers as strings. Each record is encoded once, at log time, into a fragment;
 //! a batch is the fragments joined inside a fixed envelope built once per configuration.
 //!
-//! Depends on [`crate::record`] and [`crate::schema`] only: what the VM reports about itself
-//! (tallies) comes in through the [`Event`] trait.
+//! Depends on [`crate::record`] and [`crate::schema`] only (plus the [`crate::json`] writers):
+//! what the VM reports about itself (tallies) comes in through the [`Event`] trait.
 
 use crate::json::{push_f64, push_hex, push_int, push_int_str, push_str, push_str2};
 use crate::record::{AccessRecord, AttrValue, Event};
