@@ -6,9 +6,9 @@
 //!
 //! Modules import only modules below them, never in a cycle: [`schema`] (every attribute name),
 //! [`json`] and [`config::fields`] (the config walker) are leaves; [`record`] builds on
-//! `schema`; [`otlp`] encodes records and [`record::Event`]s knowing nothing else; the policies
-//! ([`redact`], [`sample`]) read their sections through `config::fields`; [`config`] assembles
-//! them and [`outbox`] ships what the others produce.
+//! `schema` (and redaction's `Summary`); [`otlp`] encodes records and [`record::Event`]s
+//! knowing nothing else; the policies ([`redact`], [`sample`]) read their sections through
+//! `config::fields`; [`config`] assembles them and [`outbox`] ships what the others produce.
 
 pub mod capture;
 pub mod compress;

@@ -244,7 +244,10 @@ impl<'a> Fields<'a> {
 
     /// The value at `key` as it is (`Some(Null)` for an explicit `null`), marking `key` known.
     pub fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
-        self.known.push(key);
+        // Readers such as `required_string` look twice; list each key once in errors.
+        if !self.known.contains(&key) {
+            self.known.push(key);
+        }
         self.obj?.get(key)
     }
 
@@ -620,9 +623,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_name_the_known_ones() {
-        let doc = json!({"port": 1, "prot": 2});
+        let doc = json!({"host": "h", "port": 1, "prot": 2});
         let mut errs = Vec::new();
         let mut f = Fields::root(&doc, &mut errs);
+        f.required_string("host", &mut errs);
         f.int("port", 1..=65535, &mut errs);
         f.bool("tls", &mut errs);
         f.finish(&mut errs);
@@ -631,11 +635,14 @@ mod tests {
             [FieldError::new(
                 "prot",
                 Problem::UnknownKey {
-                    expected: vec!["port", "tls"]
+                    expected: vec!["host", "port", "tls"]
                 }
             )]
         );
-        assert_eq!(errs[0].reason, "unknown field; expected one of: port, tls");
+        assert_eq!(
+            errs[0].reason,
+            "unknown field; expected one of: host, port, tls"
+        );
     }
 
     #[test]
