@@ -421,11 +421,11 @@ fn query_without_the_key_or_with_a_wrong_one_says_which_and_tampering_is_caught(
     );
     assert!(err.contains(&needle), "{err} lacks {needle:?}");
 
-    // A key file that does not load: exit 1, naming it.
+    // A key file that does not load: exit 2 (usage), naming it.
     let missing = s.tmp.path().join("missing.keys");
     let (code, err) =
         failure(&s.query(&["--data-dir", data, "--key-file", missing.to_str().unwrap()]));
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("cannot load the keys for encryption at rest"),
         "{err}"
@@ -668,7 +668,8 @@ fn a_bad_key_file_stops_serve_naming_file_and_line() {
         "127.0.0.1:0",
     ]);
     let (code, err) = failure(&out);
-    assert_eq!(code, Some(1));
+    // A key file that does not load is a usage error: exit 2.
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("cannot load the keys for encryption at rest"),
         "{err}"
@@ -687,7 +688,7 @@ fn a_bad_key_file_stops_serve_naming_file_and_line() {
         "127.0.0.1:0",
     ]);
     let (code, err) = failure(&out);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2), "a key file that is not one is a usage error");
     assert!(
         err.contains("line 2: key \"k1\" is 6 bytes; expected 32"),
         "{err}"

@@ -821,8 +821,8 @@ fn serve_signs_checkpoints_at_start_periodically_without_traffic_and_at_shutdown
     let out = run(&["keygen", "--export", public.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "a public key is not a signing key"
+        Some(2),
+        "a public key is not a signing key: a usage error"
     );
     let data = tmp.path().join("data");
     let cfg = tmp.path().join("meshlog.toml");

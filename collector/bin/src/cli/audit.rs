@@ -10,7 +10,7 @@ fn read_keys(paths: &[PathBuf]) -> Result<Vec<VerifierKey>, RunError> {
         .collect()
 }
 
-fn stdout_err(e: io::Error) -> RunError {
+pub(super) fn stdout_err(e: io::Error) -> RunError {
     RunError::Io {
         context: "writing to stdout".into(),
         source: e,

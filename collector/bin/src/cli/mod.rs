@@ -52,6 +52,7 @@ mod keygen;
 mod query;
 mod receipts;
 mod serve;
+mod validate;
 
 pub use audit::{prove, verify, verify_proof};
 pub use keygen::keygen;
@@ -64,9 +65,22 @@ pub use serve::DRAIN_TIMEOUT;
 #[derive(Debug, Parser)]
 #[command(name = "meshlog", version, about, long_about = None)]
 pub struct Cli {
+    /// Log lines on stderr as text or as JSON objects (one per line); RUST_LOG sets the level,
+    /// e.g. RUST_LOG=debug or RUST_LOG=meshlog_store=debug,info.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MESHLOG_LOG_FORMAT")]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// Subcommands.
@@ -91,6 +105,17 @@ pub enum Command {
     Prove(ProveArgs),
     /// Check a proof printed by `meshlog prove` with the public key alone (exit 0 valid, 1 not).
     VerifyProof(VerifyProofArgs),
+    /// Check a configuration file without starting anything: every problem at once, including
+    /// key files that do not load (exit 0 valid, 1 not).
+    Validate(ValidateArgs),
+}
+
+/// `meshlog validate` options.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 /// `meshlog receipts` options.
@@ -269,6 +294,9 @@ pub enum RunError {
     /// `verify` found problems (the report says which).
     #[error("the store is NOT intact: {0} finding{s} (see the report)", s = if *.0 == 1 { "" } else { "s" })]
     NotIntact(usize),
+    /// `validate` found problems (printed on stdout).
+    #[error("the configuration is NOT valid: {0} problem{s}", s = if *.0 == 1 { "" } else { "s" })]
+    InvalidConfig(usize),
     /// Reading the store for a proof or verification failed.
     #[error(transparent)]
     Scan(#[from] ScanError),
@@ -363,6 +391,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         Command::Verify(a) => verify(a, &mut io::stdout().lock()),
         Command::Prove(a) => prove(a, &mut io::stdout().lock()),
         Command::VerifyProof(a) => verify_proof(a, &mut io::stdout().lock()),
+        Command::Validate(a) => validate::validate(&a.config, &mut io::stdout().lock()),
     }
 }
 
