@@ -281,13 +281,16 @@ struct Found {
 }
 
 /// Leaf hashes of the whole store, in order, and the frame holding `want` (if given).
+/// What a scan for a record found.
+type Scanned = (Vec<Hash>, Option<Found>, Vec<u64>);
+
 /// The store's leaves, the frame holding `want` if found, and the leaves of sealed frames that
 /// could hold it but could not be read (no `keys`).
 fn scan_store(
     data_dir: &Path,
     want: Option<&RecordSel>,
     keys: Option<&Keyring>,
-) -> Result<(Vec<Hash>, Option<Found>, Vec<u64>), ProveError> {
+) -> Result<Scanned, ProveError> {
     let mut leaves = Vec::new();
     let mut found = None;
     let mut sealed = Vec::new();
