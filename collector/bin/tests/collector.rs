@@ -1072,8 +1072,8 @@ fn usage_config_and_damage_errors_have_distinct_exit_codes() {
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
         "(3 problems)",
-        "colour: unknown key",
-        "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 4318",
+        "colour: unknown field; expected one of: data_dir,",
+        "listen: expected a socket address such as \"127.0.0.1:4318\", got 4318",
         "max_body_bytes: expected an integer from 1024 to 1073741824, got \"big\"",
     ] {
         assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
@@ -1355,7 +1355,7 @@ fn validate_reports_every_problem_at_once_including_key_files_and_accepts_a_good
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     for needle in [
-        "problem: colour: unknown key",
+        "problem: colour: unknown field",
         "problem: listen: expected a socket address",
     ] {
         assert!(text.contains(needle), "{text} lacks {needle:?}");

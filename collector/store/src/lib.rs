@@ -11,6 +11,7 @@
 //! sealed as it is built, and the handle refuses a plain one, so no code path can store records
 //! in clear by forgetting to seal them.
 
+pub mod config;
 pub mod dedup;
 pub mod ledger;
 pub mod queue;

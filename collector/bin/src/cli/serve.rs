@@ -222,7 +222,7 @@ fn server_result(res: Result<io::Result<()>, tokio::task::JoinError>) -> Result<
         Ok(r) => r.map_err(io_err("serving HTTP")),
         Err(e) => Err(RunError::Io {
             context: "serving HTTP".into(),
-            source: io::Error::other(e.to_string()),
+            source: io::Error::other(e),
         }),
     }
 }
