@@ -26,7 +26,7 @@
 //! the report says so: whoever can write the data directory can then forge a deletion.
 
 use crate::scan::ScanError;
-use crate::verify::{Finding, Kind};
+use crate::verify::report::{Finding, Kind};
 use meshlog_format::receipt::{
     DELETED_DIR, LoggedNote, RECEIPTS_FILE, Receipt, ReceiptError, leaves_file_name,
     read_log_to_damage, verify_logged,
