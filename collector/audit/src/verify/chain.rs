@@ -306,6 +306,27 @@ mod tests {
     }
 
     #[test]
+    fn claim_leaves_records_every_claim_and_pick_genuine_keeps_the_one_chained() {
+        let mut items = chain(4);
+        // A forged leaf 2 stored after the real one: the real one is chained to leaf 1 and
+        // referred to by leaf 3; the forgery names some other predecessor.
+        let mut forged = frame_mut(&mut items, 2).clone();
+        forged.leaf = hash(98);
+        forged.chain.as_mut().unwrap().prev_leaf = hash(97);
+        items.insert(3, Item::Frame(forged));
+        with(&items, |s| {
+            let mut c = claim_leaves(s);
+            assert_eq!(c.claimants.get(&2), Some(&vec![2, 3]));
+            assert!(c.status.iter().all(|st| *st == Status::Genuine));
+            assert!(c.genuine.is_empty(), "not decided yet");
+            pick_genuine(s, &mut c);
+            assert_eq!(c.genuine.get(&2), Some(&2));
+            assert_eq!(c.genuine.get(&3), Some(&4));
+            assert!(matches!(&c.status[3], Status::Inserted(why) if why.contains("claims leaf 2")));
+        });
+    }
+
+    #[test]
     fn a_second_copy_is_a_duplicate_of_its_leaf() {
         let mut items = chain(4);
         items.insert(3, items[2].clone());

@@ -387,3 +387,89 @@ fn deletion(d: &Deleted, leaves: Option<[u64; 2]>, record: Option<String>) -> De
         record: record.unwrap_or_else(|| "missing".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::scanned::synthetic::{hash, kinds, leaf, segment};
+    use super::*;
+    use crate::scan::Item;
+    use meshlog_format::receipt::Receipt;
+
+    /// Segment `seq`, deleted by policy, which held `frames` frames, the last with leaf hash
+    /// `last`.
+    fn deleted(seq: u64, frames: u64, last: u64) -> Deleted {
+        Deleted {
+            seq,
+            receipt: Receipt {
+                class: "short".into(),
+                segment: segment_file_name(seq),
+                bytes: 1000,
+                sha256: [0; 32],
+                frames,
+                records: frames,
+                leaves_sha256: [0; 32],
+                first_leaf: hash(last + 1 - frames),
+                last_leaf: hash(last),
+                oldest_observed_unix_ns: 0,
+                newest_observed_unix_ns: 0,
+                retention_days: 30,
+                swept_unix_ns: 0,
+            },
+            note: String::new(),
+            offset: 0,
+            authenticated: true,
+            leaves: None,
+        }
+    }
+
+    /// Segments 1 and 2 deleted (leaves 0..2 and 3..4), segment 3 holding leaves 5..7.
+    fn place(items: &[Item], receipts: [(u64, u64); 2]) -> (Placement, Vec<Located>) {
+        let segs = [segment(3)];
+        let del: BTreeMap<u64, Deleted> = [
+            (1, deleted(1, receipts[0].0, receipts[0].1)),
+            (2, deleted(2, receipts[1].0, receipts[1].1)),
+        ]
+        .into();
+        let s = Scanned::new(&segs, items, &del, true);
+        let c = Claims::build(&s);
+        let mut found = Vec::new();
+        let p = place_deletions(&s, &c, &mut found);
+        (p, found)
+    }
+
+    fn after_the_deletions() -> Vec<Item> {
+        (5..8).map(|i| Item::Frame(leaf(0, i))).collect()
+    }
+
+    #[test]
+    fn deleted_segments_take_the_leaves_their_receipts_say() {
+        let (p, found) = place(&after_the_deletions(), [(3, 2), (2, 4)]);
+        assert!(found.is_empty());
+        assert_eq!(p.placed, [(1, [0, 2]), (2, [3, 4])].into());
+        assert_eq!(p.deleted_at(4), Some(2));
+        assert_eq!(p.deleted_at(5), None);
+    }
+
+    #[test]
+    fn a_frame_after_the_deletions_chained_elsewhere_is_a_mismatch() {
+        // The last receipt names leaf hash 9 as its last leaf: leaf 5 names hash(4).
+        let (_, found) = place(&after_the_deletions(), [(3, 2), (2, 9)]);
+        assert_eq!(kinds(&found), [Kind::DeletionMismatch]);
+        assert_eq!(found[0].finding.leaf, Some(5));
+        assert!(found[0].finding.message.contains("no frame of"));
+    }
+
+    #[test]
+    fn receipts_counting_more_frames_than_leaves_before_are_a_mismatch() {
+        let (_, found) = place(&after_the_deletions(), [(4, 3), (2, 4)]);
+        assert_eq!(kinds(&found), [Kind::DeletionMismatch]);
+        assert!(
+            found[0]
+                .finding
+                .message
+                .contains("more than there are leaves before it"),
+            "{}",
+            found[0].finding.message
+        );
+    }
+}
