@@ -1,7 +1,7 @@
 //! The receipt side of `meshlog verify` in a retention class store: which missing segments were
 //! deleted by policy, and the leaf hashes kept of them.
 //!
-//! Retention ([`meshlog_retention`]) deletes whole segments of a class store, each after a signed
+//! Retention (`meshlog_retention`) deletes whole segments of a class store, each after a signed
 //! receipt is durable in the class's `receipts.log` and the segment's leaf hashes are kept in
 //! `deleted/<seq>.leaves`. [`load`] reads both and decides, per receipt:
 //!

@@ -51,11 +51,11 @@
 //!
 //! A consequence is reported under its cause: the checkpoints whose roots differ because of a
 //! frame-level finding (a frame changed, removed, inserted, ...) are one finding after it, with
-//! their count and the first and last ([`causes`]), not one per checkpoint.
+//! their count and the first and last (`causes`), not one per checkpoint.
 //!
-//! The modules: [`report`] (the findings and reports), [`scanned`] (the store as scanned),
-//! [`chain`] and [`gaps`] (the frame-level analysis), [`deletions`] (deletions by policy),
-//! [`tree`] and [`checkpoints`] (the signed roots), [`causes`], [`records`] (what a frame
+//! The modules: [`report`] (the findings and reports), `scanned` (the store as scanned),
+//! `chain` and `gaps` (the frame-level analysis), `deletions` (deletions by policy),
+//! `tree` and `checkpoints` (the signed roots), `causes`, `records` (what a frame
 //! holds), and [`render`] (text and JSON).
 
 mod causes;
@@ -254,7 +254,7 @@ fn check_tree(
 }
 
 /// The findings in report order: the frame-level analysis's (in store order), then `rest`;
-/// the consequences of a frame-level finding grouped under it ([`causes`]).
+/// the consequences of a frame-level finding grouped under it (`causes`).
 fn in_report_order(found: Vec<Located>, rest: impl Iterator<Item = Finding>) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut causes = Vec::new();
