@@ -994,9 +994,15 @@ fn verify_flags_a_segment_deleted_without_its_own_receipt_or_not_chained() {
     let (code, report) = verify_json(by_hand.path(), &public);
     assert_eq!(code, 1, "{report:#}");
     let short = class_report(&report, "short");
-    let mut want = mismatches(3);
+    // The checkpoints over the missing leaf (#2, #3, #4): one finding, under its cause.
+    let mut want = mismatches(1);
     want.push("segment_missing");
     assert_eq!(kinds(short), want, "{short:#}");
+    let g = the(short, "checkpoint_root_mismatch");
+    assert_eq!(
+        (g["count"].as_u64(), g["cause"]["kind"].as_str()),
+        (Some(3), Some("segment_missing"))
+    );
     let f = the(short, "segment_missing");
     assert_eq!(f["file"], "0000000000000003.seg");
     assert_eq!(f["leaves"], json!([2, 2]));
@@ -1040,8 +1046,8 @@ fn verify_flags_a_segment_deleted_without_its_own_receipt_or_not_chained() {
     let (code, report) = verify_json(rechained.path(), &public);
     assert_eq!(code, 1, "{report:#}");
     let short = class_report(&report, "short");
-    // Leaf 2 changed: every checkpoint over it (#2, #3, #4) no longer matches.
-    let mut want = mismatches(3);
+    // Leaf 2 changed: every checkpoint over it (#2, #3, #4) no longer matches, one finding.
+    let mut want = mismatches(1);
     want.extend(["deletion_mismatch", "modified"]);
     assert_eq!(kinds(short), want, "{short:#}");
     let f = the(short, "deletion_mismatch");
@@ -1355,8 +1361,9 @@ fn meshlog_verify_reports_each_class_with_and_without_the_public_key() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("  class default: INTACT"), "{text}");
+    // The missing segment, and the three checkpoints over it as one finding under it.
     assert!(
-        text.contains("  class short: NOT INTACT (4 findings)"),
+        text.contains("  class short: NOT INTACT (2 findings)"),
         "{text}"
     );
     assert!(
@@ -1364,7 +1371,7 @@ fn meshlog_verify_reports_each_class_with_and_without_the_public_key() {
         "{text}"
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the store is NOT intact: 4 findings"),
+        String::from_utf8_lossy(&out.stderr).contains("the store is NOT intact: 2 findings"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
