@@ -63,7 +63,7 @@ pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
     let (written, intact, findings) = match &report {
         Verified::DataDir(r) => (
             if args.json {
-                write_json(out, r)
+                r.write_json(out)
             } else {
                 r.write_text(out)
             },
@@ -72,7 +72,7 @@ pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
         ),
         Verified::Store(r) => (
             if args.json {
-                write_json(out, r.as_ref())
+                r.write_json(out)
             } else {
                 r.write_text(out)
             },
@@ -95,10 +95,6 @@ enum Verified {
     DataDir(meshlog_audit::verify::DataDirReport),
 }
 
-fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)
-}
 
 /// Runs `meshlog prove`: the proof, as JSON, on `out`.
 pub fn prove(args: ProveArgs, out: &mut impl Write) -> Result<(), RunError> {
