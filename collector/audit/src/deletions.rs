@@ -142,10 +142,7 @@ pub fn load(
     present: &BTreeSet<u64>,
 ) -> Result<Receipts, ScanError> {
     let path = store_dir.join(RECEIPTS_FILE);
-    let (log, damage) = read_log_to_damage(&path).map_err(|e| ScanError::Io {
-        path: path.clone(),
-        source: io::Error::other(e.to_string()),
-    })?;
+    let (log, damage) = read_log_to_damage(&path)?;
     let mut out = Receipts {
         entries: log.entries.len(),
         ..Receipts::default()
