@@ -18,6 +18,11 @@ pub mod queue;
 pub mod recovery;
 pub mod writer;
 
+#[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
+mod sim;
+
 use crate::fs::{FileSystem, StdFs};
 use crate::ledger::{IntegrityError, IntegrityOptions, LeafLog};
 use dedup::{BatchId, SharedIndex};
