@@ -10,6 +10,12 @@
 //! With encryption at rest on ([`StoreOptions::encryption`], see `meshlog_format::encryption`) every frame is
 //! sealed as it is built, and the handle refuses a plain one, so no code path can store records
 //! in clear by forgetting to seal them.
+//!
+//! The writer and recovery change segment files through the [`fs::FileSystem`] trait
+//! ([`fs::StdFs`], plain `std::fs`, unless a test passes another to [`Store::open_in`]). The
+//! unit tests in `crash_tests.rs` run them on a simulated disk that loses whatever was not
+//! fsync'd at a random operation (power loss, not process death) and check that every
+//! acknowledged batch survives exactly once and the store still verifies.
 
 pub mod dedup;
 pub mod fs;
