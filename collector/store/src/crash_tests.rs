@@ -176,6 +176,7 @@ struct Stats {
     torn: u64,
     failed_opens: u64,
     signed: u64,
+    faults: u64,
 }
 
 /// A temporary directory, on tmpfs when there is one: the simulated disk needs no real fsync,
@@ -220,11 +221,29 @@ fn run_one(seed: u64, stats: &mut Stats) {
         let sim = SimFs::new(&root).unwrap();
         let n = 4 + rng.below(40);
         let steps = workload(&mut rng, &mut next_id, n);
-        sim.crash_at(1 + rng.below(3 * n + 12));
+        let span = 3 * n + 12;
+        sim.crash_at(1 + rng.below(span));
+        // In one life of three, an I/O error or a full disk before the crash, maybe in a
+        // sync (the rollback), maybe in the rollback itself (the writer stops writing).
+        let mut faults = 0;
+        if rng.below(3) == 0 {
+            faults = 1 + rng.below(2);
+            for _ in 0..faults {
+                let kind = match rng.below(2) {
+                    0 => io::ErrorKind::Other,
+                    _ => io::ErrorKind::StorageFull,
+                };
+                sim.fail_at(1 + rng.below(span), kind);
+            }
+            stats.faults += faults;
+        }
         match life(sim.clone(), &root, &opts, &steps) {
             Ok(ids) => acked.extend(ids),
             Err(e) => {
-                assert!(sim.crashed(), "opening failed without a crash: {e}");
+                assert!(
+                    sim.crashed() || faults > 0,
+                    "opening failed without a crash or a fault: {e}"
+                );
                 stats.failed_opens += 1;
             }
         }

@@ -21,7 +21,8 @@
 //! `tree.state`, `checkpoints.log`) are outside the model: they survive as written.
 //!
 //! Faults without a crash: [`SimFs::fail_next`] makes the next operations of a kind fail with
-//! an I/O error (EIO) or a full disk (ENOSPC), leaving the model unchanged.
+//! an I/O error (EIO) or a full disk (ENOSPC), and [`SimFs::fail_at`] the `n`-th operation,
+//! leaving the model unchanged.
 
 use crate::fs::{FileSystem, FsFile};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -92,8 +93,18 @@ struct State {
     crashed: bool,
     /// Armed faults: how many more operations of the kind fail, and how.
     faults: HashMap<Op, Vec<io::ErrorKind>>,
+    /// Armed faults by step number.
+    step_faults: BTreeMap<u64, io::ErrorKind>,
     /// Operations done, by kind.
     counts: BTreeMap<Op, u64>,
+}
+
+/// ENOSPC for `StorageFull`, EIO for anything else.
+fn fault(kind: io::ErrorKind) -> io::Error {
+    match kind {
+        io::ErrorKind::StorageFull => io::Error::from_raw_os_error(28),
+        _ => io::Error::from_raw_os_error(5),
+    }
 }
 
 fn power_off() -> io::Error {
@@ -114,10 +125,10 @@ impl State {
         if let Some(f) = self.faults.get_mut(&kind)
             && !f.is_empty()
         {
-            return Err(match f.remove(0) {
-                io::ErrorKind::StorageFull => io::Error::from_raw_os_error(28),
-                _ => io::Error::from_raw_os_error(5),
-            });
+            return Err(fault(f.remove(0)));
+        }
+        if let Some(e) = self.step_faults.remove(&self.steps) {
+            return Err(fault(e));
         }
         *self.counts.entry(kind).or_default() += 1;
         Ok(())
@@ -205,6 +216,12 @@ impl SimFs {
     /// else EIO); arming several queues them.
     pub fn fail_next(&self, kind: Op, error: io::ErrorKind) {
         self.st().faults.entry(kind).or_default().push(error);
+    }
+
+    /// The `n`-th operation (1-based, whatever its kind) fails with `error`, as for
+    /// [`fail_next`](Self::fail_next).
+    pub fn fail_at(&self, n: u64, error: io::ErrorKind) {
+        self.st().step_faults.insert(n, error);
     }
 
     /// The durable bytes of the file at `path` (as the disk's directory entry has it).
