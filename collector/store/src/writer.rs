@@ -23,12 +23,13 @@
 
 use super::dedup::{BatchKey, SharedIndex};
 use super::queue::Reservation;
+use crate::fs::{FileSystem, FsFile, StdFs};
 use crate::ledger::LeafLog;
 use meshlog_format::frame::{EncodedFrame, SEGMENT_HEADER_LEN, segment_header};
 pub use meshlog_format::fsutil::sync_dir;
 use meshlog_format::reader::segment_file_name;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -133,9 +134,9 @@ pub enum Msg {
 
 /// The segment being appended to.
 #[derive(Debug)]
-pub struct Active {
+pub struct Active<F: FileSystem = StdFs> {
     /// Open for writing, positioned at `len`.
-    pub file: File,
+    pub file: F::File,
     /// Sequence number.
     pub seq: u64,
     /// Path, for messages.
@@ -148,18 +149,19 @@ pub struct Active {
 
 /// Creates segment `seq` with its header, durably (file and directory entry).
 pub fn create_segment(dir: &Path, seq: u64) -> io::Result<Active> {
+    create_segment_in(&StdFs, dir, seq)
+}
+
+/// [`create_segment`] on the file system `fs`.
+pub fn create_segment_in<F: FileSystem>(fs: &F, dir: &Path, seq: u64) -> io::Result<Active<F>> {
     let path = dir.join(segment_file_name(seq));
     let made = (|| {
         // Truncate, not create_new: a file with this name can only be the remains of our own
         // failed rotation (we hold the lock and `seq` is past the newest segment at start).
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let mut f = fs.create(&path)?;
         f.write_all(&segment_header())?;
         f.sync_all()?;
-        sync_dir(dir)?;
+        fs.sync_dir(dir)?;
         Ok::<_, io::Error>(f)
     })();
     match made {
@@ -171,7 +173,7 @@ pub fn create_segment(dir: &Path, seq: u64) -> io::Result<Active> {
             synced_len: SEGMENT_HEADER_LEN,
         }),
         Err(e) => {
-            let _ = std::fs::remove_file(&path);
+            let _ = fs.remove_file(&path);
             Err(e)
         }
     }
@@ -269,10 +271,11 @@ struct DiskFull {
 
 /// The writer thread's state.
 #[derive(Debug)]
-pub struct Writer {
+pub struct Writer<F: FileSystem = StdFs> {
+    fs: F,
     segments_dir: PathBuf,
     segment_max_bytes: u64,
-    active: Active,
+    active: Active<F>,
     pending: Vec<Pending>,
     /// Index into `pending` by batch key.
     pending_keys: HashMap<BatchKey, usize>,
@@ -298,7 +301,31 @@ impl Writer {
         dedup: Arc<SharedIndex>,
         pause: Option<WriterPause>,
     ) -> Self {
+        Writer::new_in(
+            StdFs,
+            segments_dir,
+            segment_max_bytes,
+            active,
+            lock,
+            dedup,
+            pause,
+        )
+    }
+}
+
+impl<F: FileSystem> Writer<F> {
+    /// [`Writer::new`] on the file system `fs`.
+    pub fn new_in(
+        fs: F,
+        segments_dir: PathBuf,
+        segment_max_bytes: u64,
+        active: Active<F>,
+        lock: File,
+        dedup: Arc<SharedIndex>,
+        pause: Option<WriterPause>,
+    ) -> Self {
         Writer {
+            fs,
             segments_dir,
             segment_max_bytes,
             active,
@@ -419,7 +446,7 @@ impl Writer {
             if let Err(e) = self.finish_rollback() {
                 return answer(ack, reservation, Err(e));
             }
-            match create_segment(&self.segments_dir, self.active.seq + 1) {
+            match create_segment_in(&self.fs, &self.segments_dir, self.active.seq + 1) {
                 Ok(next) => {
                     tracing::info!(segment = %next.path.display(), "rotated to a new segment");
                     self.active = next;
@@ -488,7 +515,7 @@ impl Writer {
         if self.active.len <= SEGMENT_HEADER_LEN {
             return Ok(None);
         }
-        let next = create_segment(&self.segments_dir, self.active.seq + 1)
+        let next = create_segment_in(&self.fs, &self.segments_dir, self.active.seq + 1)
             .map_err(|e| WriteError::io("creating a segment", &e))?;
         tracing::info!(segment = %next.path.display(), "rotated to a new segment on request");
         let closed = std::mem::replace(&mut self.active, next);
