@@ -69,25 +69,37 @@ pub enum WriteErrorKind {
     Other,
 }
 
-/// Why a frame was not stored. The message is for logs, not for clients.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// Why a frame was not stored. For logs, not for clients.
+#[derive(Debug, Clone, thiserror::Error)]
 pub struct WriteError {
     /// The broad cause.
     pub kind: WriteErrorKind,
-    /// What failed, with the OS error.
+    /// What failed (`fsync`, `writing a frame`, `store is unusable: …`).
     pub message: String,
+    /// The OS error behind it, if any: shared by every batch of a failed group commit.
+    #[source]
+    pub source: Option<Arc<io::Error>>,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(e) => write!(f, "{}: {e}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
 }
 
 impl WriteError {
-    fn io(what: &str, e: &io::Error) -> Self {
+    fn io(what: &str, e: io::Error) -> Self {
         WriteError {
-            kind: if is_no_space(e) {
+            kind: if is_no_space(&e) {
                 WriteErrorKind::NoSpace
             } else {
                 WriteErrorKind::Other
             },
-            message: format!("{what}: {e}"),
+            message: what.to_owned(),
+            source: Some(Arc::new(e)),
         }
     }
 
@@ -95,6 +107,7 @@ impl WriteError {
         WriteError {
             kind: WriteErrorKind::Other,
             message,
+            source: None,
         }
     }
 }
@@ -453,11 +466,11 @@ impl<F: FileSystem> Writer<F> {
                 }
                 Err(e) => {
                     // Keep appending to the current segment; the next write tries again.
-                    let err = WriteError::io("creating a segment", &e);
+                    let err = WriteError::io("creating a segment", e);
                     if err.kind == WriteErrorKind::NoSpace {
-                        self.note_disk_full(&e, 1);
+                        self.note_disk_full(&err, 1);
                     } else {
-                        tracing::error!(error = %e, "cannot create segment {}", self.active.seq + 1);
+                        tracing::error!(error = %err, "cannot create segment {}", self.active.seq + 1);
                     }
                     return answer(ack, reservation, Err(err));
                 }
@@ -488,14 +501,14 @@ impl<F: FileSystem> Writer<F> {
                 });
             }
             Err(e) => {
-                let err = WriteError::io("writing a frame", &e);
+                let err = WriteError::io("writing a frame", e);
                 if err.kind == WriteErrorKind::NoSpace {
-                    self.note_disk_full(&e, 1);
+                    self.note_disk_full(&err, 1);
                 } else {
                     tracing::error!(
                         segment = %self.active.path.display(),
                         offset,
-                        error = %e,
+                        error = %err,
                         "writing a frame failed; rolling it back"
                     );
                 }
@@ -516,7 +529,7 @@ impl<F: FileSystem> Writer<F> {
             return Ok(None);
         }
         let next = create_segment_in(&self.fs, &self.segments_dir, self.active.seq + 1)
-            .map_err(|e| WriteError::io("creating a segment", &e))?;
+            .map_err(|e| WriteError::io("creating a segment", e))?;
         tracing::info!(segment = %next.path.display(), "rotated to a new segment on request");
         let closed = std::mem::replace(&mut self.active, next);
         Ok(Some(closed.seq))
@@ -548,14 +561,14 @@ impl<F: FileSystem> Writer<F> {
                 }
             }
             Err(e) => {
-                let err = WriteError::io("fsync", &e);
+                let err = WriteError::io("fsync", e);
                 let frames = pending.len();
                 if err.kind == WriteErrorKind::NoSpace {
-                    self.note_disk_full(&e, frames as u64);
+                    self.note_disk_full(&err, frames as u64);
                 } else {
                     tracing::error!(
                         segment = %self.active.path.display(),
-                        error = %e,
+                        error = %err,
                         frames,
                         "fsync failed; none of these frames is acknowledged"
                     );
@@ -625,12 +638,13 @@ impl<F: FileSystem> Writer<F> {
             return Err(WriteError {
                 kind: WriteErrorKind::NoSpace,
                 message: "disk full: a failed write is not cut yet".into(),
+                source: None,
             });
         }
         Ok(())
     }
 
-    fn note_disk_full(&mut self, e: &io::Error, frames: u64) {
+    fn note_disk_full(&mut self, e: &WriteError, frames: u64) {
         self.disk_full.refused += frames;
         if self.disk_full.since.is_none() {
             self.disk_full.since = Some(Instant::now());
@@ -850,7 +864,10 @@ mod tests {
 
         // A later group: k is durable now, so it is answered without writing.
         let again = w.send(frame_with_id(7, "k"));
-        assert_eq!(again.blocking_recv().unwrap(), Ok(Appended::Duplicate));
+        assert!(matches!(
+            again.blocking_recv().unwrap(),
+            Ok(Appended::Duplicate)
+        ));
         assert_eq!(frames_on_disk(d.path()).len(), 4);
         w.tx.send(Msg::Close).unwrap();
         th.join().unwrap();
@@ -883,7 +900,7 @@ mod tests {
         for (errno, no_space) in [(28, true), (122, true), (5, false), (13, false)] {
             let e = io::Error::from_raw_os_error(errno);
             assert_eq!(is_no_space(&e), no_space, "{e}");
-            let kind = WriteError::io("writing", &e).kind;
+            let kind = WriteError::io("writing", io::Error::from_raw_os_error(errno)).kind;
             assert_eq!(kind == WriteErrorKind::NoSpace, no_space, "{e}");
         }
     }

@@ -95,7 +95,6 @@ enum Verified {
     DataDir(meshlog_audit::verify::DataDirReport),
 }
 
-
 /// Runs `meshlog prove`: the proof, as JSON, on `out`.
 pub fn prove(args: ProveArgs, out: &mut impl Write) -> Result<(), RunError> {
     require_dir(&args.data_dir)?;

@@ -148,7 +148,7 @@ impl From<StoreError> for ApiError {
                 retry_after: RETRY_AFTER_BUSY_SECS,
             },
             StoreError::Write(w) if w.kind == WriteErrorKind::NoSpace => {
-                ApiError::InsufficientStorage(w.message)
+                ApiError::InsufficientStorage(w.to_string())
             }
             other => ApiError::Storage(StorageFailure::Store(other)),
         }
@@ -314,7 +314,8 @@ mod tests {
 
         let full = ApiError::from(StoreError::Write(meshlog_store::WriteError {
             kind: WriteErrorKind::NoSpace,
-            message: "writing a frame: No space left on device (os error 28)".into(),
+            message: "writing a frame".into(),
+            source: Some(std::sync::Arc::new(std::io::Error::from_raw_os_error(28))),
         }));
         let r = full.into_response_as(WireFormat::Protobuf);
         assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
@@ -325,7 +326,8 @@ mod tests {
 
         let other = ApiError::from(StoreError::Write(meshlog_store::WriteError {
             kind: WriteErrorKind::Other,
-            message: "fsync: Input/output error (os error 5)".into(),
+            message: "fsync".into(),
+            source: Some(std::sync::Arc::new(std::io::Error::from_raw_os_error(5))),
         }));
         let r = other.into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
