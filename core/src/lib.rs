@@ -3,6 +3,12 @@
 //! The filter crate only implements [`capture::AttributeSource`] with hostcalls and moves bytes;
 //! all logic lives here so it is tested natively and runs unchanged in the Wasm VM. Nothing in this
 //! crate reads a clock, draws randomness or touches I/O: callers pass time (and random draws) in.
+//!
+//! Modules import only modules below them, never in a cycle: [`schema`] (every attribute name),
+//! [`json`] and [`config::fields`] (the config walker) are leaves; [`record`] builds on
+//! `schema` (and redaction's `Summary`); [`otlp`] encodes records and [`record::Event`]s
+//! knowing nothing else; the policies ([`redact`], [`sample`]) read their sections through
+//! `config::fields`; [`config`] assembles them and [`outbox`] ships what the others produce.
 
 pub mod capture;
 pub mod compress;

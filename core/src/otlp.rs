@@ -3,11 +3,13 @@
 //! Written as the OTLP spec writes JSON: lowerCamelCase keys, hex trace and span ids, integer
 //! enums, 64-bit integers as strings. Each record is encoded once, at log time, into a fragment;
 //! a batch is the fragments joined inside a fixed envelope built once per configuration.
+//!
+//! Depends on [`crate::record`] and [`crate::schema`] only (plus the [`crate::json`] writers):
+//! what the VM reports about itself (tallies) comes in through the [`Event`] trait.
 
 use crate::json::{push_f64, push_hex, push_int, push_int_str, push_str, push_str2};
-use crate::outbox::{DELIVERY_TALLY_EVENT_NAME, DeliveryTally};
-use crate::record::{AccessRecord, AttrValue, Severity};
-use crate::sample::{TALLY_EVENT_NAME, Tally};
+use crate::record::{AccessRecord, AttrValue, Event};
+use crate::schema::MESHLOG_SEQUENCE;
 
 /// Instrumentation scope name written on every batch.
 pub const SCOPE_NAME: &str = "meshlog";
@@ -48,66 +50,32 @@ pub fn encode_log_record(out: &mut Vec<u8>, rec: &AccessRecord) {
     out.push(b'}');
 }
 
-/// Appends one OTLP `LogRecord` JSON object for a sampling [`Tally`] taken at `now_ns`: event
-/// `meshlog.sampling.tally`, severity INFO, time the end of the interval, the tally's attributes
-/// ([`Tally::for_each_attribute`]) and, when given, `meshlog.sequence` (tallies share the VM's
-/// sequence with access records, so a gap still means a lost record). No request attributes,
-/// no trace.
-pub fn encode_tally_record(out: &mut Vec<u8>, tally: &Tally, sequence: Option<u64>, now_ns: u64) {
-    encode_event_record(
-        out,
-        TALLY_EVENT_NAME,
-        Severity::Info,
-        tally.end_ns,
-        now_ns,
-        |f| tally.for_each_attribute(f),
-        sequence,
-    );
-}
-
-/// Appends one OTLP `LogRecord` JSON object for a [`DeliveryTally`] at `now_ns`: event
-/// `meshlog.delivery.tally`, severity WARN (records were lost), the counts and sequence ranges
-/// of [`DeliveryTally::for_each_attribute`] and the record's own `meshlog.sequence`.
-pub fn encode_delivery_tally_record(
+/// Appends one OTLP `LogRecord` JSON object for `event` written at `now_ns`: its name, severity
+/// and attributes and, when given, `meshlog.sequence` (events share the VM's sequence with
+/// access records, so a gap still means a lost record). No request attributes, no trace.
+pub fn encode_event_record(
     out: &mut Vec<u8>,
-    tally: &DeliveryTally,
-    sequence: u64,
+    event: &dyn Event,
+    sequence: Option<u64>,
     now_ns: u64,
 ) {
-    encode_event_record(
-        out,
-        DELIVERY_TALLY_EVENT_NAME,
-        Severity::Warn,
-        now_ns,
-        now_ns,
-        |f| tally.for_each_attribute(f),
-        Some(sequence),
-    );
-}
-
-/// A record the VM writes about itself: no request attributes, no trace.
-fn encode_event_record(
-    out: &mut Vec<u8>,
-    event_name: &str,
-    sev: Severity,
-    time_ns: u64,
-    observed_ns: u64,
-    attributes: impl FnOnce(&mut dyn FnMut(&str, AttrValue<'_>)),
-    sequence: Option<u64>,
-) {
     out.extend_from_slice(b"{\"timeUnixNano\":");
-    push_int_str(out, i64::try_from(time_ns).unwrap_or(i64::MAX));
+    push_int_str(
+        out,
+        i64::try_from(event.time_ns(now_ns)).unwrap_or(i64::MAX),
+    );
     out.extend_from_slice(b",\"observedTimeUnixNano\":");
-    push_int_str(out, i64::try_from(observed_ns).unwrap_or(i64::MAX));
+    push_int_str(out, i64::try_from(now_ns).unwrap_or(i64::MAX));
+    let sev = event.severity();
     out.extend_from_slice(b",\"severityNumber\":");
     push_int(out, i64::from(sev.number()));
     out.extend_from_slice(b",\"severityText\":");
     push_str(out, sev.text());
     out.extend_from_slice(b",\"eventName\":");
-    push_str(out, event_name);
+    push_str(out, event.event_name());
     out.extend_from_slice(b",\"attributes\":[");
     let mut first = true;
-    attributes(&mut |key, value| {
+    event.visit_attributes(&mut |key, value| {
         if !first {
             out.push(b',');
         }
@@ -120,7 +88,7 @@ fn encode_event_record(
         }
         push_key_value(
             out,
-            crate::schema::MESHLOG_SEQUENCE,
+            MESHLOG_SEQUENCE,
             "",
             AttrValue::Int(i64::try_from(seq).unwrap_or(i64::MAX)),
         );
@@ -305,81 +273,6 @@ mod tests {
         let mut c = Vec::new();
         encode_log_record(&mut c, &sample());
         assert!(!String::from_utf8(c).unwrap().contains("meshlog.sampling."));
-    }
-
-    #[test]
-    fn a_tally_record_decodes_with_every_count() {
-        use crate::sample::{RequestFacts, Sampler};
-        let policy = crate::FilterConfig::from_json(br#"{"sampling":{"default_rate":0.0}}"#)
-            .unwrap()
-            .sampling;
-        let mut s = Sampler::new(policy.clone(), 1_000);
-        let ok = RequestFacts {
-            trace_id: Some([7; 16]),
-            path: Some("/a"),
-            route: Some("/a"),
-            status: Some(200),
-            ..RequestFacts::default()
-        };
-        let err = RequestFacts {
-            status: Some(503),
-            ..ok
-        };
-        let hc = RequestFacts {
-            path: Some("/healthz"),
-            route: None,
-            ..ok
-        };
-        for f in [ok, ok, err, hc] {
-            s.decide(&f, 2_000);
-        }
-        let t = s.take_tally(5_000);
-        let mut a = Vec::new();
-        encode_tally_record(&mut a, &t, Some(7), 6_000);
-        let body = Envelope::new([("service.name", "x")]).wrap([a.as_slice()], a.len());
-        let req: ExportLogsServiceRequest = serde_json::from_slice(&body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)));
-        let lr = &req.resource_logs[0].scope_logs[0].log_records[0];
-        assert_eq!(lr.event_name, "meshlog.sampling.tally");
-        assert_eq!(lr.time_unix_nano, 5_000);
-        assert_eq!(lr.observed_time_unix_nano, 6_000);
-        assert_eq!(lr.severity_number, 9);
-        assert!(lr.trace_id.is_empty());
-        let get = |k: &str| {
-            lr.attributes
-                .iter()
-                .find(|kv| kv.key == k)
-                .and_then(|kv| kv.value.as_ref()?.value.clone())
-                .unwrap_or_else(|| panic!("no {k} in {lr:?}"))
-        };
-        assert_eq!(get("meshlog.sampling.seen"), Value::IntValue(4));
-        assert_eq!(get("meshlog.sampling.kept"), Value::IntValue(1));
-        assert_eq!(get("meshlog.sampling.kept.always"), Value::IntValue(1));
-        assert_eq!(get("meshlog.dropped.sampled"), Value::IntValue(2));
-        assert_eq!(get("meshlog.dropped.health_check"), Value::IntValue(1));
-        assert_eq!(get("meshlog.dropped.rate_cap"), Value::IntValue(0));
-        assert_eq!(
-            get("meshlog.sampling.interval.start_ns"),
-            Value::IntValue(1_000)
-        );
-        assert_eq!(
-            get("meshlog.sampling.interval.end_ns"),
-            Value::IntValue(5_000)
-        );
-        assert_eq!(
-            get("meshlog.sampling.policy_version"),
-            Value::StringValue(policy.version().into())
-        );
-        assert_eq!(get("meshlog.sequence"), Value::IntValue(7));
-        let Value::StringValue(by_route) = get("meshlog.sampling.by_route") else {
-            panic!("by_route is a string")
-        };
-        let v: serde_json::Value = serde_json::from_str(&by_route).unwrap();
-        assert_eq!(v["/a"]["sampled"], 2);
-        // Without a sequence, the attribute list stays valid JSON.
-        let mut b = Vec::new();
-        encode_tally_record(&mut b, &Tally::default(), None, 0);
-        let _: serde_json::Value = serde_json::from_slice(&b).unwrap();
     }
 
     #[test]

@@ -140,7 +140,21 @@ pub enum AttrValue<'a> {
     Double(f64),
 }
 
-/// OTLP severity numbers used for access records.
+/// A record the VM writes about itself (a sampling or delivery tally): a name, a severity, a time
+/// and flat attributes; no request attributes, no trace. The OTLP encoder writes any `Event`, so
+/// it needs no knowledge of the modules that count them.
+pub trait Event {
+    /// The OTLP `eventName`, one of the `*_EVENT_NAME` constants of [`crate::schema`].
+    fn event_name(&self) -> &'static str;
+    /// Severity of the record.
+    fn severity(&self) -> Severity;
+    /// `timeUnixNano` of the record when written at `now_ns`: when what it reports happened.
+    fn time_ns(&self, now_ns: u64) -> u64;
+    /// Calls `f(key, value)` for every attribute, in a fixed order.
+    fn visit_attributes(&self, f: &mut dyn FnMut(&str, AttrValue<'_>));
+}
+
+/// OTLP severity numbers used for access records and events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
     /// 2xx/3xx, or no status.

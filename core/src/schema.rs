@@ -1,6 +1,10 @@
 //! The canonical attribute names, shared by the filter (which writes them) and the collector
 //! (which stores and queries them).
 //!
+//! The dictionary of every attribute and event name meshlog writes (docs/schema.md mirrors it).
+//! A leaf: it imports nothing, so any module may name attributes without depending on the
+//! module that produces them.
+//!
 //! OpenTelemetry semantic-convention names where one exists, `meshlog.*` for the rest. The
 //! collector's stored record is flat: these keys sit at the top level next to the reserved keys in
 //! [`RESERVED`]; resource attributes are prefixed with `resource.`.
@@ -65,11 +69,12 @@ pub const MESHLOG_UPSTREAM_HOST: &str = "meshlog.upstream.host";
 pub const MESHLOG_DOWNSTREAM_LOCAL_ADDRESS: &str = "meshlog.downstream.local_address";
 /// Sampling only (absent when no `sampling` section is configured, meaning unsampled: adjusted
 /// count 1): the requests this kept record stands for, `1/rate` or 1 (double).
-pub const MESHLOG_SAMPLING_ADJUSTED_COUNT: &str = crate::sample::ATTR_ADJUSTED_COUNT;
+pub const MESHLOG_SAMPLING_ADJUSTED_COUNT: &str = "meshlog.sampling.adjusted_count";
 /// Sampling only: why the record was kept (`sampled`, `error_status`, `status`, …).
-pub const MESHLOG_SAMPLING_REASON: &str = crate::sample::ATTR_KEEP_REASON;
-/// Sampling only: version (16 hex chars) of the sampling policy that kept the record.
-pub const MESHLOG_SAMPLING_POLICY_VERSION: &str = crate::sample::ATTR_POLICY_VERSION;
+pub const MESHLOG_SAMPLING_REASON: &str = "meshlog.sampling.reason";
+/// Sampling only (and sampling tallies): version (16 hex chars) of the sampling policy that kept
+/// the record. Distinct from [`MESHLOG_POLICY_VERSION`], the redaction policy's.
+pub const MESHLOG_SAMPLING_POLICY_VERSION: &str = "meshlog.sampling.policy_version";
 
 /// TLS only: `tls` when the downstream connection was TLS (absent for plaintext).
 pub const TLS_PROTOCOL_NAME: &str = "tls.protocol.name";
@@ -93,6 +98,63 @@ pub const MESHLOG_CONNECTION_BYTES_SENT: &str = "meshlog.connection.bytes_sent";
 pub const EVENT_NAME: &str = "meshlog.http.access";
 /// The OTLP `eventName` of every connection record (network-filter mode).
 pub const TCP_EVENT_NAME: &str = "meshlog.tcp.connection";
+
+/// The OTLP `eventName` of a sampling tally record (`sample::Tally`).
+pub const SAMPLING_TALLY_EVENT_NAME: &str = "meshlog.sampling.tally";
+/// The OTLP `eventName` of a delivery tally record (`outbox::DeliveryTally`).
+pub const DELIVERY_TALLY_EVENT_NAME: &str = "meshlog.delivery.tally";
+
+// Sampling tally records (`meshlog.sampling.tally`): what the sampler saw, kept and dropped in
+// one interval. They also carry `MESHLOG_SAMPLING_POLICY_VERSION` and `MESHLOG_SEQUENCE`.
+
+/// Sampling tally: interval start, unix ns (integer).
+pub const MESHLOG_SAMPLING_INTERVAL_START_NS: &str = "meshlog.sampling.interval.start_ns";
+/// Sampling tally: interval end, unix ns (integer).
+pub const MESHLOG_SAMPLING_INTERVAL_END_NS: &str = "meshlog.sampling.interval.end_ns";
+/// Sampling tally: requests decided (integer).
+pub const MESHLOG_SAMPLING_SEEN: &str = "meshlog.sampling.seen";
+/// Sampling tally: records kept, whatever the reason (integer).
+pub const MESHLOG_SAMPLING_KEPT: &str = "meshlog.sampling.kept";
+/// Sampling tally: of those, kept by an always-keep rule (integer).
+pub const MESHLOG_SAMPLING_KEPT_ALWAYS: &str = "meshlog.sampling.kept.always";
+/// Sampling tally: sum of the kept records' adjusted counts, rounded (integer).
+pub const MESHLOG_SAMPLING_KEPT_ADJUSTED: &str = "meshlog.sampling.kept.adjusted";
+/// Sampling tally: requests not selected by their sampling rate (integer).
+pub const MESHLOG_DROPPED_SAMPLED: &str = "meshlog.dropped.sampled";
+/// Sampling tally: records selected by sampling but dropped by the per-VM rate cap (integer).
+pub const MESHLOG_DROPPED_RATE_CAP: &str = "meshlog.dropped.rate_cap";
+/// Sampling tally: sum of the adjusted counts of the records the rate cap dropped, rounded
+/// (integer): the requests they stood for.
+pub const MESHLOG_DROPPED_RATE_CAP_ADJUSTED: &str = "meshlog.dropped.rate_cap.adjusted";
+/// Sampling tally: requests dropped by the health-check drop list (integer).
+pub const MESHLOG_DROPPED_HEALTH_CHECK: &str = "meshlog.dropped.health_check";
+/// Sampling tally: per-route counts as a JSON object string:
+/// `{"/api/{id}":{"seen":10,"sampled":8,"rate_cap":0,"health_check":0}}`. Absent when empty.
+pub const MESHLOG_SAMPLING_BY_ROUTE: &str = "meshlog.sampling.by_route";
+
+// Delivery tally records (`meshlog.delivery.tally`): what the outbox lost, by sequence number.
+// They also carry `MESHLOG_SEQUENCE`.
+
+/// Delivery tally: records dropped because the VM's buffer was full, listed in this record
+/// (integer).
+pub const MESHLOG_DELIVERY_DROPPED_OVERFLOW: &str = "meshlog.delivery.dropped_overflow";
+/// Delivery tally: records dropped for overflow since the VM started, as of this record
+/// (integer). Monotonic: the largest value among a VM's tally records is its exact total.
+pub const MESHLOG_DELIVERY_DROPPED_OVERFLOW_TOTAL: &str = "meshlog.delivery.dropped_overflow.total";
+/// Delivery tally: their sequence numbers (string): inclusive ranges, `"3-9,15-15"`.
+pub const MESHLOG_DELIVERY_DROPPED_OVERFLOW_SEQUENCES: &str =
+    "meshlog.delivery.dropped_overflow.sequences";
+/// Delivery tally: records in batches the collector refused for good, listed in this record
+/// (integer).
+pub const MESHLOG_DELIVERY_FAILED: &str = "meshlog.delivery.failed";
+/// Delivery tally: records refused since the VM started, as of this record (integer), like
+/// [`MESHLOG_DELIVERY_DROPPED_OVERFLOW_TOTAL`].
+pub const MESHLOG_DELIVERY_FAILED_TOTAL: &str = "meshlog.delivery.failed.total";
+/// Delivery tally: their sequence numbers (string), as for overflow.
+pub const MESHLOG_DELIVERY_FAILED_SEQUENCES: &str = "meshlog.delivery.failed.sequences";
+/// Delivery tally: present (integer 1) only when a range list outgrew its bound and
+/// neighbouring ranges were joined, so the ranges over-cover (the counts stay exact).
+pub const MESHLOG_DELIVERY_SEQUENCES_APPROXIMATE: &str = "meshlog.delivery.sequences.approximate";
 
 /// Top-level keys of a stored record that are not attributes.
 pub const RESERVED: &[&str] = &[

@@ -1,7 +1,7 @@
 //! The receipt side of `meshlog verify` in a retention class store: which missing segments were
 //! deleted by policy, and the leaf hashes kept of them.
 //!
-//! Retention ([`meshlog_retention`]) deletes whole segments of a class store, each after a signed
+//! Retention (`meshlog_retention`) deletes whole segments of a class store, each after a signed
 //! receipt is durable in the class's `receipts.log` and the segment's leaf hashes are kept in
 //! `deleted/<seq>.leaves`. [`load`] reads both and decides, per receipt:
 //!
@@ -26,7 +26,7 @@
 //! the report says so: whoever can write the data directory can then forge a deletion.
 
 use crate::scan::ScanError;
-use crate::verify::{Finding, Kind};
+use crate::verify::report::{Finding, Kind};
 use meshlog_format::receipt::{
     DELETED_DIR, LoggedNote, RECEIPTS_FILE, Receipt, ReceiptError, leaves_file_name,
     read_log_to_damage, verify_logged,
@@ -142,19 +142,10 @@ pub fn load(
     present: &BTreeSet<u64>,
 ) -> Result<Receipts, ScanError> {
     let path = store_dir.join(RECEIPTS_FILE);
-    let (log, damage) = read_log_to_damage(&path).map_err(|e| ScanError::Io {
-        path: path.clone(),
-        source: io::Error::other(e.to_string()),
-    })?;
+    let (log, damage) = read_log_to_damage(&path)?;
     let mut out = Receipts {
         entries: log.entries.len(),
         ..Receipts::default()
-    };
-    let at = |kind, offset: u64, message: String| {
-        let mut f = Finding::new(kind, message);
-        f.file = Some(RECEIPTS_FILE.into());
-        f.offset = Some(offset);
-        f
     };
     if let Some((offset, reason)) = damage {
         out.findings.push(at(
@@ -174,73 +165,15 @@ pub fn load(
             log.torn_bytes, log.good_len
         ));
     }
-    let newest = present.last().copied();
     let mut first_for: BTreeMap<String, u64> = BTreeMap::new();
     for entry in &log.entries {
-        let (receipt, authenticated) = match check_entry(entry, class, keys) {
-            Ok(r) => r,
-            Err(e) => {
-                let f = at(
-                    Kind::ReceiptInvalid,
-                    entry.offset,
-                    format!(
-                        "the deletion receipt at offset {} is not valid: {}; the segment it \
-                         names is not accepted as deleted by policy",
-                        entry.offset,
-                        why_invalid(&e, keys.len())
-                    ),
-                );
-                out.findings.push(f);
-                continue;
+        match valid_receipt(entry, class, keys, &mut first_for) {
+            Ok((receipt, authenticated)) => {
+                out.valid += 1;
+                accept(store_dir, entry, receipt, authenticated, present, &mut out);
             }
-        };
-        if let Some(first) = first_for.get(&receipt.segment) {
-            out.findings.push(at(
-                Kind::ReceiptInvalid,
-                entry.offset,
-                format!(
-                    "a second deletion receipt for {} (the first is at offset {first}): the \
-                     sweeper writes one receipt per segment",
-                    receipt.segment
-                ),
-            ));
-            continue;
+            Err(f) => out.findings.push(*f),
         }
-        first_for.insert(receipt.segment.clone(), entry.offset);
-        out.valid += 1;
-        let Some(seq) = receipt.segment_seq() else {
-            continue;
-        };
-        if present.contains(&seq) {
-            out.pending.push(receipt.segment.clone());
-            continue;
-        }
-        if newest.is_none_or(|n| seq > n) {
-            let mut f = Finding::new(
-                Kind::SegmentMissing,
-                format!(
-                    "{} has a deletion receipt ({RECEIPTS_FILE} offset {}), but no later segment \
-                     exists: retention never deletes the newest segment, so the segments after \
-                     it were removed",
-                    receipt.segment, entry.offset
-                ),
-            );
-            f.file = Some(receipt.segment.clone());
-            out.findings.push(f);
-            continue;
-        }
-        let leaves = check_leaves(store_dir, &receipt, &mut out.findings);
-        out.deleted.insert(
-            seq,
-            Deleted {
-                seq,
-                note: String::from_utf8_lossy(&entry.note).into_owned(),
-                receipt,
-                offset: entry.offset,
-                authenticated,
-                leaves,
-            },
-        );
     }
     if !out.pending.is_empty() {
         out.notes.push(format!(
@@ -252,6 +185,94 @@ pub fn load(
         ));
     }
     Ok(out)
+}
+
+/// A finding at `offset` in `receipts.log`.
+fn at(kind: Kind, offset: u64, message: String) -> Finding {
+    let mut f = Finding::new(kind, message);
+    f.file = Some(RECEIPTS_FILE.into());
+    f.offset = Some(offset);
+    f
+}
+
+/// The entry's receipt and whether it was authenticated, if it is valid and the first for its
+/// segment (`first_for`: segment → offset of its first valid receipt); else its finding.
+fn valid_receipt(
+    entry: &LoggedNote,
+    class: &str,
+    keys: &[VerifierKey],
+    first_for: &mut BTreeMap<String, u64>,
+) -> Result<(Receipt, bool), Box<Finding>> {
+    let (receipt, authenticated) = check_entry(entry, class, keys).map_err(|e| {
+        Box::new(at(
+            Kind::ReceiptInvalid,
+            entry.offset,
+            format!(
+                "the deletion receipt at offset {} is not valid: {}; the segment it names is \
+                 not accepted as deleted by policy",
+                entry.offset,
+                why_invalid(&e, keys.len())
+            ),
+        ))
+    })?;
+    if let Some(first) = first_for.get(&receipt.segment) {
+        return Err(Box::new(at(
+            Kind::ReceiptInvalid,
+            entry.offset,
+            format!(
+                "a second deletion receipt for {} (the first is at offset {first}): the sweeper \
+                 writes one receipt per segment",
+                receipt.segment
+            ),
+        )));
+    }
+    first_for.insert(receipt.segment.clone(), entry.offset);
+    Ok((receipt, authenticated))
+}
+
+/// A valid receipt: its segment is still there (pending), after the newest one (a finding:
+/// the segments after it were removed), or deleted by policy (with its kept leaves checked).
+fn accept(
+    store_dir: &Path,
+    entry: &LoggedNote,
+    receipt: Receipt,
+    authenticated: bool,
+    present: &BTreeSet<u64>,
+    out: &mut Receipts,
+) {
+    let Some(seq) = receipt.segment_seq() else {
+        return;
+    };
+    if present.contains(&seq) {
+        out.pending.push(receipt.segment.clone());
+        return;
+    }
+    if present.last().is_none_or(|&n| seq > n) {
+        let mut f = Finding::new(
+            Kind::SegmentMissing,
+            format!(
+                "{} has a deletion receipt ({RECEIPTS_FILE} offset {}), but no later segment \
+                 exists: retention never deletes the newest segment, so the segments after it \
+                 were removed",
+                receipt.segment, entry.offset
+            ),
+        );
+        f.file = Some(receipt.segment.clone());
+        out.findings.push(f);
+        return;
+    }
+    let leaves = check_leaves(store_dir, &receipt, &mut out.findings);
+    out.deleted.insert(
+        seq,
+        Deleted {
+            seq,
+            note: String::from_utf8_lossy(&entry.note).into_owned(),
+            receipt,
+            offset: entry.offset,
+            authenticated,
+            leaves,
+        },
+    );
 }
 
 /// The kept leaf hashes of a deleted segment, if they are what its receipt says (else a finding).

@@ -43,7 +43,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use meshlog_format::checkpoint_log::{self, CHECKPOINT_LOG_FILE, Item as LogItem};
 use meshlog_format::frame::{Damage, FRAME_HEADER_PREFIX_LEN, FrameHeader, frame_header_len};
 use meshlog_tlog::checkpoint::{Checkpoint, CheckpointError, NoteError};
-use meshlog_tlog::keys::VerifierKey;
+use meshlog_tlog::keys::{Keyring, VerifierKey};
 use meshlog_tlog::merkle::{self, Hash, MerkleTree, leaf_hash};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -170,6 +170,28 @@ pub enum ProveError {
     /// No such record.
     #[error("no record {0} in the store")]
     NotFound(String),
+    /// The record may be in a sealed frame and no data key was given to open it.
+    #[error(
+        "no record {record} in the frames prove could read: {sealed} frame(s) that may hold it \
+         are sealed (encryption at rest; the first is leaf {first_leaf}); give the data-encryption \
+         keys with --key-file FILE or --config FILE"
+    )]
+    Sealed {
+        /// The record asked for.
+        record: String,
+        /// Sealed frames that could hold it.
+        sealed: usize,
+        /// The first of them.
+        first_leaf: u64,
+    },
+    /// A sealed frame could not be opened with the keys given.
+    #[error("leaf {leaf} is sealed and cannot be opened with the keys given: {source}")]
+    Open {
+        /// The frame's leaf index.
+        leaf: u64,
+        /// Why.
+        source: meshlog_tlog::seal::OpenError,
+    },
     /// Nothing signed covers the record (or the sizes asked for).
     #[error("{0}")]
     NoCheckpoint(String),
@@ -259,12 +281,19 @@ struct Found {
 }
 
 /// Leaf hashes of the whole store, in order, and the frame holding `want` (if given).
+/// What a scan for a record found.
+type Scanned = (Vec<Hash>, Option<Found>, Vec<u64>);
+
+/// The store's leaves, the frame holding `want` if found, and the leaves of sealed frames that
+/// could hold it but could not be read (no `keys`).
 fn scan_store(
     data_dir: &Path,
     want: Option<&RecordSel>,
-) -> Result<(Vec<Hash>, Option<Found>), ProveError> {
+    keys: Option<&Keyring>,
+) -> Result<Scanned, ProveError> {
     let mut leaves = Vec::new();
     let mut found = None;
+    let mut sealed = Vec::new();
     let segments = scan::segments(data_dir)?;
     // Segments retention deleted keep their leaf hashes: their leaves stay in the tree.
     let newest = segments.last().map_or(0, |s| s.seq);
@@ -336,7 +365,30 @@ fn scan_store(
                 _ => continue,
             };
             let payload = frame.get(f.header_len as usize..).unwrap_or_default();
-            let Ok(text) = zstd::decode_all(payload) else {
+            // Sealed (encryption at rest): open with the keys, or note that it may hold it.
+            let header = frame.get(..f.header_len as usize).unwrap_or_default();
+            let header = FrameHeader::decode(header).ok();
+            let sealed_frame = header
+                .as_ref()
+                .is_some_and(|h| h.extensions.sealing.is_some());
+            let payload = match (sealed_frame, keys, &header) {
+                (true, Some(keys), Some(h)) => match h.open_payload(keys, payload) {
+                    Some(Ok(plain)) => std::borrow::Cow::Owned(plain),
+                    Some(Err(source)) => {
+                        return Err(ProveError::Open {
+                            leaf: index,
+                            source,
+                        });
+                    }
+                    None => std::borrow::Cow::Borrowed(payload),
+                },
+                (true, _, _) => {
+                    sealed.push(index);
+                    continue;
+                }
+                (false, _, _) => std::borrow::Cow::Borrowed(payload),
+            };
+            let Ok(text) = zstd::decode_all(payload.as_ref()) else {
                 continue;
             };
             for (n, line) in text.split(|b| *b == b'\n').enumerate() {
@@ -362,18 +414,35 @@ fn scan_store(
             }
         }
     }
-    Ok((leaves, found))
+    Ok((leaves, found, sealed))
 }
 
 /// An inclusion proof for the record `sel`, against the latest checkpoint that covers it.
-pub fn prove_record(data_dir: &Path, sel: &RecordSel) -> Result<InclusionProof, ProveError> {
+///
+/// Sealed frames (encryption at rest) are opened with `keys` when given; without them a record
+/// that may sit in a sealed frame is reported as such, not as missing.
+pub fn prove_record(
+    data_dir: &Path,
+    sel: &RecordSel,
+    keys: Option<&Keyring>,
+) -> Result<InclusionProof, ProveError> {
     let cps = checkpoints(data_dir)?;
-    let (leaves, found) = scan_store(data_dir, Some(sel))?;
+    let (leaves, found, sealed) = scan_store(data_dir, Some(sel), keys)?;
     let name = match sel {
         RecordSel::VmSeq { vm, seq } => format!("{vm}:{seq}"),
         RecordSel::LeafLine { leaf, line } => format!("{leaf}/{line}"),
     };
-    let found = found.ok_or(ProveError::NotFound(name))?;
+    let found = match (found, sealed.first()) {
+        (Some(f), _) => f,
+        (None, Some(&first_leaf)) => {
+            return Err(ProveError::Sealed {
+                record: name,
+                sealed: sealed.len(),
+                first_leaf,
+            });
+        }
+        (None, None) => return Err(ProveError::NotFound(name)),
+    };
     let n = leaves.len() as u64;
     // The latest checkpoint that covers the leaf and matches the store (an entry that does not
     // match, e.g. a forged one appended, must not make every proof impossible).
@@ -458,7 +527,7 @@ pub fn prove_consistency(
             "the old size {old} is larger than the new size {new}"
         )));
     }
-    let (leaves, _) = scan_store(data_dir, None)?;
+    let (leaves, _, _) = scan_store(data_dir, None, None)?;
     let tree = MerkleTree::from_leaf_hashes(leaves.iter().copied().take(new as usize));
     // Among entries of a size, prefer one that matches the store.
     let pick = |size: u64| {
@@ -620,6 +689,14 @@ fn verify_inclusion_proof(
     let payload = frame.get(hlen..).unwrap_or_default();
     if payload.len() != h.payload_len as usize || crc32fast::hash(payload) != h.payload_crc {
         return Err(ProofError::Frame("payload length or CRC mismatch".into()));
+    }
+    if let Some(sealing) = &h.extensions.sealing {
+        ok.push(format!(
+            "the record's content could NOT be checked: the payload is sealed with \
+             data-encryption key {:?} (encryption at rest); the frame's inclusion is proven",
+            sealing.key_id
+        ));
+        return Ok(ok);
     }
     let text = zstd::decode_all(payload).map_err(|e| ProofError::Frame(format!("zstd: {e}")))?;
     let line = usize::try_from(p.record.line)

@@ -95,6 +95,9 @@ pub enum ScanError {
         /// The error.
         source: io::Error,
     },
+    /// A receipt log could not be read.
+    #[error(transparent)]
+    Receipts(#[from] meshlog_format::receipt::ReceiptLogError),
 }
 
 /// The segments of the store in `data_dir`, oldest first (none without a segments directory).

@@ -6,8 +6,9 @@
 //! worse than a refusal to start. No file at all means all defaults. The `[retention]` section
 //! is read by [`meshlog_retention::policy`], into the same list of problems.
 
+use meshlog_core::config::fields::{self, FieldError, Fields};
 use meshlog_retention::policy::{self, RetentionConfig};
-use std::fmt;
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -35,15 +36,7 @@ pub const MAX_ACK_TIMEOUT_MS: i64 = 600_000;
 pub const MIN_DEDUP_WINDOW: i64 = 1000;
 /// Largest accepted dedup window, batch ids (about 5 GiB of memory when full).
 pub const MAX_DEDUP_WINDOW: i64 = 100_000_000;
-/// Shortest accepted checkpoint interval, seconds.
-pub const MIN_CHECKPOINT_INTERVAL_S: i64 = 1;
-/// Longest accepted checkpoint interval, seconds (one day).
-pub const MAX_CHECKPOINT_INTERVAL_S: i64 = 86_400;
-
-const KNOWN_KEYS: &str = "ack_timeout_ms, data_dir, dedup_window_batches, encryption, integrity, \
-                          listen, max_body_bytes, max_decoded_bytes, max_queue_bytes, retention, \
-                          segment_max_bytes";
-const KNOWN_INTEGRITY_KEYS: &str = "checkpoint_interval_s, signing_key";
+pub use meshlog_store::config::{MAX_CHECKPOINT_INTERVAL_S, MIN_CHECKPOINT_INTERVAL_S};
 
 /// The collector's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,29 +88,8 @@ pub struct Config {
     pub retention: Option<RetentionConfig>,
 }
 
-/// The `[integrity]` table. Every frame is chained and hashed into the Merkle tree whatever
-/// this says; it decides whether (and how often) the tree's root is signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IntegrityConfig {
-    /// `signing_key`: the signing key file written by `meshlog keygen --out DIR`
-    /// (`DIR/signing.key`; relative to the working directory), read at start. It signs the
-    /// checkpoints and retention's deletion receipts. Without it no checkpoint is signed
-    /// (`meshlog verify` can check the store's internal consistency only) and retention deletes
-    /// nothing. Default: none.
-    pub signing_key: Option<PathBuf>,
-    /// `checkpoint_interval_s`: seconds between signed checkpoints (written also when no batch
-    /// arrived, and at start and shutdown), 1 to 86400. Default 60.
-    pub checkpoint_interval_s: u64,
-}
-
-impl Default for IntegrityConfig {
-    fn default() -> Self {
-        IntegrityConfig {
-            signing_key: None,
-            checkpoint_interval_s: 60,
-        }
-    }
-}
+pub use meshlog_store::config::IntegrityConfig;
+use meshlog_store::config::path_value;
 
 impl Default for Config {
     fn default() -> Self {
@@ -146,20 +118,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
 }
 
-/// One bad key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The key, as written in the file.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
+/// One bad key: its dotted path and what is wrong with it.
+pub type Problem = FieldError;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -218,86 +178,88 @@ impl Config {
         })
     }
 
-    /// Parses TOML text, checking every key.
+    /// Parses TOML text, checking every key: each section is read by the component that owns
+    /// it (`[integrity]` by the store, `[encryption]` by the on-disk format, `[retention]` by
+    /// retention), all through one walker that finds unknown keys itself and reports every
+    /// problem, sorted by key.
     pub fn from_toml(text: &str) -> Result<Config, TomlError> {
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| TomlError::Syntax(e.to_string().trim_end().to_owned()))?;
+        let doc = policy::toml_to_json(&toml::Value::Table(table));
+        let mut errs = Vec::new();
+        let mut root = Fields::root(&doc, &mut errs);
         let mut cfg = Config::default();
-        let mut problems = Vec::new();
-        let mut bad = |key: &str, reason: String| {
-            problems.push(Problem {
-                key: key.to_owned(),
-                reason,
-            })
-        };
-        for (key, value) in &table {
-            match key.as_str() {
-                "data_dir" => match value.as_str() {
-                    Some(s) if !s.is_empty() => cfg.data_dir = PathBuf::from(s),
-                    _ => bad(
-                        key,
-                        expected("a non-empty string (a directory path)", value),
-                    ),
-                },
-                "listen" => match value.as_str().map(str::parse::<SocketAddr>) {
-                    Some(Ok(a)) => cfg.listen = a,
-                    _ => bad(
-                        key,
-                        expected("a socket address such as \"127.0.0.1:4318\"", value),
-                    ),
-                },
-                "max_body_bytes" => match int_in(value, MIN_BODY_BYTES, MAX_BODY_BYTES) {
-                    Ok(v) => cfg.max_body_bytes = v as usize,
-                    Err(r) => bad(key, r),
-                },
-                "max_decoded_bytes" => match int_in(value, MIN_BODY_BYTES, MAX_BODY_BYTES) {
-                    Ok(v) => cfg.max_decoded_bytes = v as usize,
-                    Err(r) => bad(key, r),
-                },
-                "segment_max_bytes" => match int_in(value, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES) {
-                    Ok(v) => cfg.segment_max_bytes = v as u64,
-                    Err(r) => bad(key, r),
-                },
-                "max_queue_bytes" => match int_in(value, MIN_QUEUE_BYTES, MAX_QUEUE_BYTES) {
-                    Ok(v) => cfg.max_queue_bytes = v as u64,
-                    Err(r) => bad(key, r),
-                },
-                "ack_timeout_ms" => match int_in(value, MIN_ACK_TIMEOUT_MS, MAX_ACK_TIMEOUT_MS) {
-                    Ok(v) => cfg.ack_timeout_ms = v as u64,
-                    Err(r) => bad(key, r),
-                },
-                "dedup_window_batches" => match int_in(value, MIN_DEDUP_WINDOW, MAX_DEDUP_WINDOW) {
-                    Ok(v) => cfg.dedup_window_batches = v as usize,
-                    Err(r) => bad(key, r),
-                },
-                "encryption" => cfg.encryption_key_file = encryption(value, &mut bad),
-                "integrity" => match value.as_table() {
-                    Some(t) => integrity_table(t, &mut cfg.integrity, &mut bad),
-                    None => bad(key, expected("a table ([integrity])", value)),
-                },
-                "retention" => cfg.retention = policy::parse(value, &mut bad),
-                _ => bad(key, format!("unknown key (known: {KNOWN_KEYS})")),
-            }
+        if let Some(s) = path_value(&mut root, "data_dir", "a directory path", &mut errs) {
+            cfg.data_dir = s;
         }
+        let listen_path = root.child_path("listen");
+        match root.raw("listen") {
+            None => {}
+            Some(Value::String(s)) if s.parse::<SocketAddr>().is_ok() => {
+                cfg.listen = s.parse().unwrap_or(cfg.listen);
+            }
+            Some(v) => errs.push(FieldError::new(
+                listen_path,
+                fields::Problem::WrongType {
+                    expected: "a socket address such as \"127.0.0.1:4318\"".into(),
+                    got: v.to_string(),
+                },
+            )),
+        }
+        let body = MIN_BODY_BYTES..=MAX_BODY_BYTES;
+        if let Some(v) = root.int("max_body_bytes", body.clone(), &mut errs) {
+            cfg.max_body_bytes = v as usize;
+        }
+        let decoded_path = root.child_path("max_decoded_bytes");
+        let decoded = root.int("max_decoded_bytes", body, &mut errs);
+        if let Some(v) = decoded {
+            cfg.max_decoded_bytes = v as usize;
+        }
+        let segment = MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES;
+        if let Some(v) = root.int("segment_max_bytes", segment, &mut errs) {
+            cfg.segment_max_bytes = v as u64;
+        }
+        let queue = MIN_QUEUE_BYTES..=MAX_QUEUE_BYTES;
+        if let Some(v) = root.int("max_queue_bytes", queue, &mut errs) {
+            cfg.max_queue_bytes = v as u64;
+        }
+        let ack = MIN_ACK_TIMEOUT_MS..=MAX_ACK_TIMEOUT_MS;
+        if let Some(v) = root.int("ack_timeout_ms", ack, &mut errs) {
+            cfg.ack_timeout_ms = v as u64;
+        }
+        let dedup = MIN_DEDUP_WINDOW..=MAX_DEDUP_WINDOW;
+        if let Some(v) = root.int("dedup_window_batches", dedup, &mut errs) {
+            cfg.dedup_window_batches = v as usize;
+        }
+        if let Some(t) = root.table("encryption", &mut errs) {
+            cfg.encryption_key_file = meshlog_format::encryption::parse_section(t, &mut errs);
+        }
+        if let Some(t) = root.table("integrity", &mut errs) {
+            cfg.integrity = IntegrityConfig::parse(t, &mut errs);
+        }
+        if let Some(t) = root.table("retention", &mut errs) {
+            cfg.retention = policy::parse(t, &mut errs);
+        }
+        root.finish(&mut errs);
         // Checked only when both values are individually valid, so one mistake is one problem.
-        let both_ok = !problems
-            .iter()
-            .any(|p| p.key == "max_body_bytes" || p.key == "max_decoded_bytes");
-        if both_ok && cfg.max_decoded_bytes < cfg.max_body_bytes {
-            problems.push(Problem {
-                key: "max_decoded_bytes".into(),
-                reason: format!(
+        if decoded.is_some()
+            && !errs.iter().any(|e| e.path == "max_body_bytes")
+            && cfg.max_decoded_bytes < cfg.max_body_bytes
+        {
+            errs.push(FieldError::invalid(
+                decoded_path,
+                format!(
                     "must be at least max_body_bytes ({}), got {}",
                     cfg.max_body_bytes, cfg.max_decoded_bytes
                 ),
-            });
+            ));
         }
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(TomlError::Invalid(problems))
+        if errs.is_empty() {
+            return Ok(cfg);
         }
+        errs.sort_by(|a, b| a.path.cmp(&b.path));
+        Err(TomlError::Invalid(errs))
     }
 
     /// Applies command-line values over the file's.
@@ -312,36 +274,6 @@ impl Config {
     }
 }
 
-/// Reads the `[integrity]` table into `cfg`, reporting problems as `integrity.<key>`.
-fn integrity_table(
-    table: &toml::Table,
-    cfg: &mut IntegrityConfig,
-    bad: &mut impl FnMut(&str, String),
-) {
-    for (key, value) in table {
-        let full = format!("integrity.{key}");
-        match key.as_str() {
-            "signing_key" => match value.as_str() {
-                Some(s) if !s.is_empty() => cfg.signing_key = Some(PathBuf::from(s)),
-                _ => bad(
-                    &full,
-                    expected("a non-empty string (a key file path)", value),
-                ),
-            },
-            "checkpoint_interval_s" => {
-                match int_in(value, MIN_CHECKPOINT_INTERVAL_S, MAX_CHECKPOINT_INTERVAL_S) {
-                    Ok(v) => cfg.checkpoint_interval_s = v as u64,
-                    Err(r) => bad(&full, r),
-                }
-            }
-            _ => bad(
-                &full,
-                format!("unknown key (known: {KNOWN_INTEGRITY_KEYS})"),
-            ),
-        }
-    }
-}
-
 /// Why TOML text was rejected (no file name attached yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TomlError {
@@ -350,44 +282,6 @@ pub enum TomlError {
     /// Every bad key.
     Invalid(Vec<Problem>),
 }
-
-/// The `[encryption]` section: its key file, every problem reported through `bad`.
-fn encryption(value: &toml::Value, bad: &mut impl FnMut(&str, String)) -> Option<PathBuf> {
-    let Some(table) = value.as_table() else {
-        bad(
-            "encryption",
-            expected("a table ([encryption] with key_file)", value),
-        );
-        return None;
-    };
-    let mut key_file = None;
-    for (key, v) in table {
-        match key.as_str() {
-            "key_file" => match v.as_str() {
-                Some(s) if !s.is_empty() => key_file = Some(PathBuf::from(s)),
-                _ => bad(
-                    "encryption.key_file",
-                    expected("a non-empty string (a key file path)", v),
-                ),
-            },
-            _ => bad(
-                &format!("encryption.{key}"),
-                "unknown key (known: key_file)".into(),
-            ),
-        }
-    }
-    if !table.contains_key("key_file") {
-        bad(
-            "encryption.key_file",
-            "missing: an [encryption] section needs the data-encryption key file (without the \
-             section, batches are stored in plain)"
-                .into(),
-        );
-    }
-    key_file
-}
-
-pub use meshlog_retention::policy::{expected, int_in};
 
 #[cfg(test)]
 mod tests {
@@ -424,7 +318,7 @@ mod tests {
         let p = problems("integrity = 3\n");
         assert_eq!(
             p[0].to_string(),
-            "integrity: expected a table ([integrity]), got the integer 3"
+            "integrity: expected an object, got a number"
         );
         assert_eq!(
             d.dedup_window_batches,
@@ -508,19 +402,19 @@ mod tests {
             got,
             vec![
                 "ack_timeout_ms: expected an integer from 100 to 600000, got \"15s\"",
-                "bogus: unknown key (known: ack_timeout_ms, data_dir, dedup_window_batches, \
-                 encryption, integrity, listen, max_body_bytes, max_decoded_bytes, \
-                 max_queue_bytes, retention, segment_max_bytes)",
-                "data_dir: expected a non-empty string (a directory path), got the integer 7",
+                "bogus: unknown field; expected one of: data_dir, listen, max_body_bytes, \
+                 max_decoded_bytes, segment_max_bytes, max_queue_bytes, ack_timeout_ms, \
+                 dedup_window_batches, encryption, integrity, retention",
+                "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
-                "integrity.sign: unknown key (known: checkpoint_interval_s, signing_key)",
+                "integrity.sign: unknown field; expected one of: signing_key, checkpoint_interval_s",
                 "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got \"localhost\"",
                 "max_body_bytes: expected an integer from 1024 to 1073741824, got \"16MiB\"",
                 "max_decoded_bytes: expected an integer from 1024 to 1073741824, got 0",
                 "max_queue_bytes: expected an integer from 65536 to 68719476736, got 1024",
-                "segment_max_bytes: expected an integer from 65536 to 1099511627776, got a float",
+                "segment_max_bytes: expected an integer from 65536 to 1099511627776, got 1.5",
             ]
         );
     }
@@ -535,9 +429,9 @@ mod tests {
         assert_eq!(
             got("[encryption]\nkey_fil = \"x\"\n"),
             [
-                "encryption.key_fil: unknown key (known: key_file)",
-                "encryption.key_file: missing: an [encryption] section needs the \
-                 data-encryption key file (without the section, batches are stored in plain)",
+                "encryption.key_fil: unknown field; expected one of: key_file",
+                "encryption.key_file: required: the data-encryption key file (without the \
+                 section, batches are stored in plain)",
             ]
         );
         assert_eq!(
@@ -547,8 +441,8 @@ mod tests {
         assert_eq!(
             got("encryption = \"on\"\nlisten = 1\n"),
             [
-                "encryption: expected a table ([encryption] with key_file), got \"on\"",
-                "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 1",
+                "encryption: expected an object, got a string",
+                "listen: expected a socket address such as \"127.0.0.1:4318\", got 1",
             ]
         );
     }
@@ -588,12 +482,12 @@ mod tests {
         assert_eq!(
             got,
             [
-                "integrity.sign: unknown key (known: checkpoint_interval_s, signing_key)",
+                "integrity.sign: unknown field; expected one of: signing_key, checkpoint_interval_s",
                 "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
-                "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 1",
-                "retention.default_days: expected an integer from 1 to 36500, got 0",
+                "listen: expected a socket address such as \"127.0.0.1:4318\", got 1",
                 "retention.classes[1].days: expected an integer from 1 to 36500, got 0",
                 "retention.classes[1].name: duplicate class name \"short\"",
+                "retention.default_days: expected an integer from 1 to 36500, got 0",
                 "retention.holds[0].classes: unknown class \"long\" (classes: short, default)",
             ]
         );
@@ -621,7 +515,7 @@ mod tests {
     fn decoded_limit_below_body_limit_is_a_problem() {
         let p = problems("max_body_bytes = 4096\nmax_decoded_bytes = 2048\n");
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].key, "max_decoded_bytes");
+        assert_eq!(p[0].path, "max_decoded_bytes");
         assert!(
             p[0].reason.contains("at least max_body_bytes (4096)"),
             "{}",
@@ -648,7 +542,9 @@ mod tests {
         .unwrap();
         let msg = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(
-            msg.contains("meshlog.toml (1 problem): nope: unknown key"),
+            msg.contains(
+                "meshlog.toml (1 problem): nope: unknown field; expected one of: data_dir,"
+            ),
             "{msg}"
         );
 

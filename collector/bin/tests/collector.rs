@@ -1074,17 +1074,17 @@ fn usage_config_and_damage_errors_have_distinct_exit_codes() {
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
         "(3 problems)",
-        "colour: unknown key",
-        "listen: expected a socket address such as \"127.0.0.1:4318\", got the integer 4318",
+        "colour: unknown field; expected one of: data_dir,",
+        "listen: expected a socket address such as \"127.0.0.1:4318\", got 4318",
         "max_body_bytes: expected an integer from 1024 to 1073741824, got \"big\"",
     ] {
         assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
     }
 
-    // query on a missing directory: exit 1.
+    // query on a missing directory: exit 2, as verify and prove.
     let missing = tmp.path().join("nope");
     let out = run(&["query", "--data-dir", missing.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 
     // Damage in a closed segment: serve refuses to start, naming segment and offset.
@@ -1323,11 +1323,12 @@ fn keygen_data_key_creates_a_private_key_file_and_rotation_keeps_old_data_readab
         b"batch sealed before rotation"
     );
 
-    // A damaged key file is not extended: exit 1, naming file and line.
+    // A damaged key file is not extended: exit 2 (a key file that is not a key file is a
+    // usage error, as for every command), naming file and line.
     let broken = tmp.path().join("broken.keys");
     std::fs::write(&broken, "# keys\nk1 not-base64!\n").unwrap();
     let out = run(&["keygen", "--data-key", broken.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("broken.keys") && err.contains("line 2: key \"k1\" is not valid base64"),
@@ -1336,5 +1337,105 @@ fn keygen_data_key_creates_a_private_key_file_and_rotation_keeps_old_data_readab
     assert_eq!(
         std::fs::read_to_string(&broken).unwrap(),
         "# keys\nk1 not-base64!\n"
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_at_once_including_key_files_and_accepts_a_good_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("m.toml");
+    let missing_key = tmp.path().join("nope/signing.key");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = 4318\ncolour = \"blue\"\n[integrity]\nsigning_key = {:?}\n",
+            missing_key.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = run(&["validate", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for needle in [
+        "problem: colour: unknown field",
+        "problem: listen: expected a socket address",
+    ] {
+        assert!(text.contains(needle), "{text} lacks {needle:?}");
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2 problems"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Once the keys are the only problem, they are reported by the setting that names them.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[integrity]\nsigning_key = {:?}\n[encryption]\nkey_file = {:?}\n",
+            missing_key.to_str().unwrap(),
+            tmp.path().join("data.keys").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = run(&["validate", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("problem: integrity.signing_key: "), "{text}");
+    assert!(text.contains("problem: encryption.key_file: "), "{text}");
+    // A good one.
+    let keys = tmp.path().join("keys");
+    assert!(
+        run(&["keygen", "--out", keys.to_str().unwrap()])
+            .status
+            .success()
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[integrity]\nsigning_key = {:?}\n",
+            tmp.path().join("data").to_str().unwrap(),
+            keys.join("signing.key").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = run(&["validate", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stdout_of(&out).starts_with("valid: "));
+}
+
+#[test]
+fn log_lines_can_be_json_objects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut p = Proc::spawn(&[
+        "--log-format",
+        "json",
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    p.wait_line("listening on 127.0.0.1:");
+    assert_eq!(p.terminate().code(), Some(0));
+    let mut all = p.seen.clone();
+    all.extend(p.lines.try_iter());
+    let lines: Vec<&str> = all.iter().map(String::as_str).collect();
+    assert!(lines.len() >= 3, "{lines:?}");
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{l}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("listening on 127.0.0.1:")),
+        "{lines:?}"
     );
 }

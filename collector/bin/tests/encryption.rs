@@ -421,11 +421,11 @@ fn query_without_the_key_or_with_a_wrong_one_says_which_and_tampering_is_caught(
     );
     assert!(err.contains(&needle), "{err} lacks {needle:?}");
 
-    // A key file that does not load: exit 1, naming it.
+    // A key file that does not load: exit 2 (usage), naming it.
     let missing = s.tmp.path().join("missing.keys");
     let (code, err) =
         failure(&s.query(&["--data-dir", data, "--key-file", missing.to_str().unwrap()]));
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("cannot load the keys for encryption at rest"),
         "{err}"
@@ -668,7 +668,8 @@ fn a_bad_key_file_stops_serve_naming_file_and_line() {
         "127.0.0.1:0",
     ]);
     let (code, err) = failure(&out);
-    assert_eq!(code, Some(1));
+    // A key file that does not load is a usage error: exit 2.
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("cannot load the keys for encryption at rest"),
         "{err}"
@@ -687,11 +688,86 @@ fn a_bad_key_file_stops_serve_naming_file_and_line() {
         "127.0.0.1:0",
     ]);
     let (code, err) = failure(&out);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2), "a key file that is not one is a usage error");
     assert!(
         err.contains("line 2: key \"k1\" is 6 bytes; expected 32"),
         "{err}"
     );
     assert!(!err.contains("c2VjcmV0"), "{err}");
     assert!(!s.data.exists(), "nothing started");
+}
+
+#[test]
+fn prove_opens_sealed_frames_with_the_key_and_says_sealed_without_it() {
+    let s = Setup::new(true);
+    let kdir = s.tmp.path().join("signing");
+    let made = run(&["keygen", "--out", kdir.to_str().unwrap()]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut cfg = std::fs::read_to_string(&s.cfg).unwrap();
+    cfg.push_str(&format!(
+        "[integrity]\nsigning_key = {:?}\n",
+        kdir.join("signing.key").to_str().unwrap()
+    ));
+    std::fs::write(&s.cfg, cfg).unwrap();
+    let mut serve = s.serve();
+    assert_eq!(post(serve.addr(), "p:1-1", &one("enc", "sealed-e1")).0, 200);
+    assert_eq!(serve.terminate().code(), Some(0));
+    let data = s.data.to_str().unwrap();
+
+    // Without the key: not "no record", but which frame is sealed and how to open it.
+    let (code, err) = failure(&run(&["prove", "--data-dir", data, "0/1"]));
+    assert_eq!(code, Some(1), "{err}");
+    for needle in ["sealed", "leaf 0", "--key-file FILE or --config FILE"] {
+        assert!(err.contains(needle), "{err} lacks {needle:?}");
+    }
+    assert!(!err.contains("no record 0/1 in the store"), "{err}");
+
+    // With the key file, and with the configuration naming it: a proof that verifies.
+    for extra in [
+        ["--key-file", s.keys.to_str().unwrap()],
+        ["--config", s.cfg.to_str().unwrap()],
+    ] {
+        let mut args = vec!["prove", "--data-dir", data];
+        args.extend_from_slice(&extra);
+        args.push("0/1");
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let proof: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(proof["leaf_index"], 0);
+        assert!(
+            proof["record"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("sealed-e1"),
+            "{proof}"
+        );
+        let file = s.tmp.path().join("proof.json");
+        std::fs::write(&file, &out.stdout).unwrap();
+        let pubkey = kdir.join("verifier.pub");
+        let checked = run(&[
+            "verify-proof",
+            "--public-key",
+            pubkey.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]);
+        assert!(
+            checked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        // Inclusion is proven; the sealed content is said to be unchecked, not passed off.
+        assert!(
+            stdout_of(&checked).contains("the record's content could NOT be checked"),
+            "{}",
+            stdout_of(&checked)
+        );
+    }
 }

@@ -264,13 +264,30 @@ fn checkpoint_place(report: &Value, kind: &str, number: u64) -> Value {
 
 const MISMATCH: &str = "checkpoint_root_mismatch";
 
+/// The one checkpoint root mismatch, grouped under the finding of `cause`: `count` checkpoints,
+/// numbers `first..=last`.
+fn grouped_under(report: &Value, cause: &str, count: u64, [first, last]: [u64; 2]) {
+    let g = the(report, MISMATCH);
+    assert_eq!(g["count"], count, "{g:#}");
+    assert_eq!(g["checkpoints"], json!([first, last]), "{g:#}");
+    assert_eq!(g["checkpoint"], first, "{g:#}");
+    assert_eq!(g["cause"]["kind"], cause, "{g:#}");
+    let at = g["cause"]["finding"].as_u64().unwrap() as usize;
+    assert_eq!(
+        report["findings"][at]["kind"], cause,
+        "the cause is that finding"
+    );
+    assert_eq!(report["findings"][at + 1], *g, "and the group follows it");
+}
+
 fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "bit flip in a payload",
             damage: |_, fr, _| flip(&fr[4].path, fr[4].offset + fr[4].len - 3, 0x10),
-            kinds: &["modified", MISMATCH, MISMATCH, MISMATCH],
+            kinds: &["modified", MISMATCH],
             place: |r, fr| {
+                grouped_under(r, "modified", 3, [2, 4]);
                 frame_place(r, "modified", &fr[4], 4);
                 let f = the(r, "modified");
                 assert_eq!(f["batch_id"], format!("{VM}:8-9"));
@@ -288,6 +305,7 @@ fn cases() -> Vec<Case> {
             damage: |_, fr, _| flip(&fr[7].path, fr[7].offset + 13, 0x01),
             kinds: &["damaged", MISMATCH],
             place: |r, fr| {
+                grouped_under(r, "damaged", 1, [4, 4]);
                 let f = the(r, "damaged");
                 assert_eq!(f["file"], fr[7].name.as_str());
                 assert_eq!(f["offset"], fr[7].offset);
@@ -304,8 +322,9 @@ fn cases() -> Vec<Case> {
                     fix_crcs(b, fr[1].offset);
                 })
             },
-            kinds: &["modified", MISMATCH, MISMATCH, MISMATCH],
+            kinds: &["modified", MISMATCH],
             place: |r, fr| {
+                grouped_under(r, "modified", 3, [2, 4]);
                 frame_place(r, "modified", &fr[1], 1);
                 let m = the(r, "modified")["message"].as_str().unwrap().to_owned();
                 assert!(m.contains("no longer hashes to what leaf 2"), "{m}");
@@ -318,8 +337,9 @@ fn cases() -> Vec<Case> {
                     b.drain(fr[4].offset..fr[4].offset + fr[4].len);
                 })
             },
-            kinds: &["removed", MISMATCH, MISMATCH, MISMATCH],
+            kinds: &["removed", MISMATCH],
             place: |r, fr| {
+                grouped_under(r, "removed", 3, [2, 4]);
                 let f = the(r, "removed");
                 assert_eq!(f["leaves"], json!([4, 4]));
                 assert_eq!(f["file"], fr[5].name.as_str());
@@ -336,8 +356,9 @@ fn cases() -> Vec<Case> {
                     b.splice(end..end, copy);
                 })
             },
-            kinds: &["duplicated", MISMATCH, MISMATCH, MISMATCH],
+            kinds: &["duplicated", MISMATCH],
             place: |r, fr| {
+                grouped_under(r, "duplicated", 3, [2, 4]);
                 let f = the(r, "duplicated");
                 assert_eq!(f["file"], fr[2].name.as_str());
                 assert_eq!(f["offset"], fr[2].offset + fr[2].len, "the second copy");
@@ -358,6 +379,7 @@ fn cases() -> Vec<Case> {
             },
             kinds: &["reordered", MISMATCH],
             place: |r, fr| {
+                grouped_under(r, "reordered", 1, [4, 4]);
                 let f = the(r, "reordered");
                 assert_eq!(f["leaf"], 6);
                 assert_eq!(f["file"], fr[6].name.as_str());
@@ -375,8 +397,9 @@ fn cases() -> Vec<Case> {
             damage: |_, fr, _| {
                 edit(&fr[5].path, |b| b.truncate(fr[5].offset + 30));
             },
-            kinds: &["truncated", MISMATCH, MISMATCH, MISMATCH],
+            kinds: &["truncated", MISMATCH],
             place: |r, fr| {
+                grouped_under(r, "truncated", 3, [2, 4]);
                 let f = the(r, "truncated");
                 assert_eq!(f["file"], fr[5].name.as_str());
                 assert_eq!(f["offset"], fr[5].offset);
@@ -399,6 +422,7 @@ fn cases() -> Vec<Case> {
             damage: |_, fr, _| std::fs::remove_file(&fr[6].path).unwrap(),
             kinds: &[MISMATCH, "segment_missing"],
             place: |r, _| {
+                grouped_under(r, "segment_missing", 1, [4, 4]);
                 let f = the(r, "segment_missing");
                 assert_eq!(f["file"], "0000000000000003.seg");
                 assert_eq!(f["leaves"], json!([6, 8]));
@@ -421,8 +445,9 @@ fn cases() -> Vec<Case> {
                     b.splice(fr[5].offset..fr[5].offset, forged.bytes().iter().copied());
                 })
             },
-            kinds: &["inserted", MISMATCH, MISMATCH, MISMATCH],
+            kinds: &["inserted", MISMATCH],
             place: |r, fr| {
+                grouped_under(r, "inserted", 3, [2, 4]);
                 let f = the(r, "inserted");
                 assert_eq!(f["file"], fr[5].name.as_str());
                 assert_eq!(f["offset"], fr[5].offset);
@@ -448,6 +473,7 @@ fn cases() -> Vec<Case> {
             place: |r, _| {
                 let f = checkpoint_place(r, MISMATCH, 4);
                 assert_eq!(f["leaves"], json!([6, 11]), "bounded by checkpoint #2/#3");
+                assert!(f.get("cause").is_none(), "no frame-level cause: {f:#}");
             },
         },
         Case {
@@ -821,8 +847,8 @@ fn serve_signs_checkpoints_at_start_periodically_without_traffic_and_at_shutdown
     let out = run(&["keygen", "--export", public.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "a public key is not a signing key"
+        Some(2),
+        "a public key is not a signing key: a usage error"
     );
     let data = tmp.path().join("data");
     let cfg = tmp.path().join("meshlog.toml");
@@ -875,13 +901,25 @@ fn serve_signs_checkpoints_at_start_periodically_without_traffic_and_at_shutdown
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     }
     wait_for(&|c| c.last().is_some_and(|c| c.size == 3));
+    // A periodic checkpoint may land between counting and the signal: count from the signal.
     let before_stop = checkpoints(&data, &vkey).len();
+    let stop_ns = now_ns();
     assert_eq!(serve.terminate().code(), Some(0));
     let line = serve.wait_line("reason=\"shutdown\"");
     assert!(line.contains("size=3"), "{line}");
     let all = checkpoints(&data, &vkey);
-    assert_eq!(all.len(), before_stop + 1, "one more at shutdown");
+    assert!(all.len() > before_stop, "one more at shutdown");
+    let after_stop: Vec<_> = all
+        .iter()
+        .filter(|c| c.timestamp_unix_ns >= stop_ns)
+        .collect();
+    assert_eq!(
+        after_stop.len(),
+        1,
+        "exactly one at shutdown: {after_stop:?}"
+    );
     assert_eq!(all.last().unwrap().size, 3);
+    assert!(all.last().unwrap().timestamp_unix_ns >= stop_ns);
 
     let (code, report) = verify_json(&data, &public);
     assert_eq!(code, 0, "{report:#}");
@@ -1128,4 +1166,79 @@ fn consistency_proofs_between_nonempty_checkpoints_and_a_record_not_yet_signed()
     let (code, report) = verify_json(&data, &key);
     assert_eq!(code, 1);
     assert_eq!(kinds(&report), ["checkpoint_wrong_key"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consequences under their cause
+
+#[test]
+fn one_flipped_byte_before_many_checkpoints_is_one_finding_and_one_grouped_mismatch() {
+    // 40 runs of the store, a frame each: checkpoints at every start and shutdown (80, sizes
+    // 0, 1, 1, 2, 2, ..., 40), as a long-running serve signs one a minute.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let signer = Arc::new(SignerKey::generate(ORIGIN).unwrap());
+    let public = tmp.path().join("verifier.pub");
+    write_verifier_key(&public, &signer.verifier()).unwrap();
+    let opts = StoreOptions {
+        integrity: IntegrityOptions {
+            signer: Some(signer.clone()),
+            checkpoint_interval: Duration::from_secs(3600),
+        },
+        ..StoreOptions::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for i in 0..40 {
+        let store = open_retrying(&data, &opts);
+        rt.block_on(store.handle().append(vm_frame(i))).unwrap();
+        store.close().unwrap();
+    }
+    let cps = checkpoints(&data, &signer.verifier());
+    assert_eq!(cps.len(), 80);
+    // A byte of leaf 2's payload flipped: every checkpoint over more than 2 leaves differs.
+    let frames = layout(&data);
+    flip(&frames[2].path, frames[2].offset + frames[2].len - 3, 0x10);
+    let over: Vec<usize> = (1..=cps.len()).filter(|n| cps[n - 1].size > 2).collect();
+    assert_eq!(over.len(), 75);
+
+    let (code, report) = verify_json(&data, &public);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(kinds(&report), ["checkpoint_root_mismatch", "modified"]);
+    frame_place(&report, "modified", &frames[2], 2);
+    grouped_under(&report, "modified", 75, [over[0] as u64, 80]);
+    let g = the(&report, MISMATCH);
+    assert_eq!(g["sizes"], json!([3, 40]));
+    assert_eq!(
+        g["leaves"],
+        json!([2, 39]),
+        "checkpoints over 2 leaves still match"
+    );
+    assert_eq!(g["cause"]["leaf"], 2);
+
+    // The text report: the cause, then the count under it, not 75 lines.
+    let out = run(&[
+        "verify",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--public-key",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("[checkpoint_root_mismatch]").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("NOT INTACT: 2 findings"), "{text}");
+    assert!(
+        text.contains("75 checkpoints from size 3 to size 40 do not match the store"),
+        "{text}"
+    );
+    let cause = text.find("[modified]").unwrap();
+    let group = text.find("=> [checkpoint_root_mismatch]").unwrap();
+    assert!(cause < group, "the group is under its cause: {text}");
+    println!("{text}");
 }

@@ -13,6 +13,7 @@ use super::*;
 use meshlog::Config;
 use meshlog::cli;
 use meshlog_audit::verify::verify_data_dir;
+use meshlog_format::checkpoint_log::{self, CHECKPOINT_LOG_FILE};
 use meshlog_format::encryption::DataKeys;
 use meshlog_format::receipt::{
     DELETED_DIR, DELETION_EVENT, RECEIPTS_FILE, Receipt, read_log, receipts,
@@ -1013,9 +1014,15 @@ fn verify_flags_a_segment_deleted_without_its_own_receipt_or_not_chained() {
     let (code, report) = verify_json(by_hand.path(), &public);
     assert_eq!(code, 1, "{report:#}");
     let short = class_report(&report, "short");
-    let mut want = mismatches(3);
+    // The checkpoints over the missing leaf (#2, #3, #4): one finding, under its cause.
+    let mut want = mismatches(1);
     want.push("segment_missing");
     assert_eq!(kinds(short), want, "{short:#}");
+    let g = the(short, "checkpoint_root_mismatch");
+    assert_eq!(
+        (g["count"].as_u64(), g["cause"]["kind"].as_str()),
+        (Some(3), Some("segment_missing"))
+    );
     let f = the(short, "segment_missing");
     assert_eq!(f["file"], "0000000000000003.seg");
     assert_eq!(f["leaves"], json!([2, 2]));
@@ -1059,8 +1066,8 @@ fn verify_flags_a_segment_deleted_without_its_own_receipt_or_not_chained() {
     let (code, report) = verify_json(rechained.path(), &public);
     assert_eq!(code, 1, "{report:#}");
     let short = class_report(&report, "short");
-    // Leaf 2 changed: every checkpoint over it (#2, #3, #4) no longer matches.
-    let mut want = mismatches(3);
+    // Leaf 2 changed: every checkpoint over it (#2, #3, #4) no longer matches, one finding.
+    let mut want = mismatches(1);
     want.extend(["deletion_mismatch", "modified"]);
     assert_eq!(kinds(short), want, "{short:#}");
     let f = the(short, "deletion_mismatch");
@@ -1374,8 +1381,9 @@ fn meshlog_verify_reports_each_class_with_and_without_the_public_key() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("  class default: INTACT"), "{text}");
+    // The missing segment, and the three checkpoints over it as one finding under it.
     assert!(
-        text.contains("  class short: NOT INTACT (4 findings)"),
+        text.contains("  class short: NOT INTACT (2 findings)"),
         "{text}"
     );
     assert!(
@@ -1383,7 +1391,7 @@ fn meshlog_verify_reports_each_class_with_and_without_the_public_key() {
         "{text}"
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the store is NOT intact: 4 findings"),
+        String::from_utf8_lossy(&out.stderr).contains("the store is NOT intact: 2 findings"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -1649,4 +1657,69 @@ fn serve_refuses_a_bad_retention_config_with_every_problem() {
     ] {
         assert!(err.contains(needle), "{needle} not in {err}");
     }
+}
+
+#[test]
+fn moving_a_store_into_classes_as_the_error_says_keeps_its_signed_checkpoints_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (_, public) = write_keys(keys.path());
+    let opts = StoreOptions {
+        integrity: IntegrityOptions {
+            signer: Some(Arc::new(signer())),
+            checkpoint_interval: Duration::from_secs(3600),
+        },
+        ..StoreOptions::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = Store::open(dir.path(), opts.clone()).unwrap();
+    for _ in 0..3 {
+        let frame = meshlog_format::frame::encode_frame(&[Map::new()]).unwrap();
+        rt.block_on(store.handle().append(frame)).unwrap();
+    }
+    store.close().unwrap();
+    let before =
+        checkpoint_log::parse(&std::fs::read(dir.path().join(CHECKPOINT_LOG_FILE)).unwrap()).len();
+    assert!(before >= 2, "start and shutdown checkpoints");
+
+    // With [retention] the store is refused, with the commands that move it.
+    let e = ClassStores::open(dir.path(), &policy(), &opts)
+        .unwrap_err()
+        .to_string();
+    let command = e.split("first, with its signed checkpoints so that verify keeps checking them across the move: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in {e}"));
+    assert!(command.contains(CHECKPOINT_LOG_FILE), "{command}");
+    let ran = std::process::Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .unwrap();
+    assert!(ran.success(), "{command}");
+
+    // The class store continues the same log: more leaves, more checkpoints, all verified.
+    let stores = ClassStores::open(dir.path(), &policy(), &opts).unwrap();
+    let frame = meshlog_format::frame::encode_frame(&[Map::new()]).unwrap();
+    let default = stores.routes().default_handle().unwrap().clone();
+    rt.block_on(default.append(frame)).unwrap();
+    stores.close().unwrap();
+    let out = run(&[
+        "verify",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--public-key",
+        public.to_str().unwrap(),
+        "--json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let class = class_report(&report, "default");
+    let checkpoints = &class["checkpoints"];
+    assert!(
+        checkpoints["verified"].as_u64().unwrap() as usize >= before + 2,
+        "the old checkpoints are checked with the new ones: {checkpoints}"
+    );
+    assert_eq!(checkpoints["verified"], checkpoints["entries"]);
+    assert_eq!(checkpoints["latest"]["size"], 4, "{checkpoints}");
 }

@@ -16,6 +16,7 @@
 //! dedup index lives in memory, and nothing is staged in temporary files. The collector's log
 //! never prints record content (only batch ids, counts and positions).
 
+use meshlog_core::config::fields::{FieldError, Fields, Problem};
 use meshlog_tlog::keys::{KeyFileError, Keyring};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,38 @@ impl DataKeys {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Reads the `[encryption]` table: its `key_file` (required once the section is there), every
+/// problem into `errs`.
+pub fn parse_section(mut t: Fields<'_>, errs: &mut Vec<FieldError>) -> Option<PathBuf> {
+    let path = t.child_path("key_file");
+    let key_file = match t.raw("key_file") {
+        None => {
+            errs.push(FieldError::new(
+                path,
+                Problem::Missing {
+                    expected: "the data-encryption key file (without the section, batches are \
+                               stored in plain)"
+                        .into(),
+                },
+            ));
+            None
+        }
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(PathBuf::from(s)),
+        Some(v) => {
+            errs.push(FieldError::new(
+                path,
+                Problem::WrongType {
+                    expected: "a non-empty string (a key file path)".into(),
+                    got: v.to_string(),
+                },
+            ));
+            None
+        }
+    };
+    t.finish(errs);
+    key_file
 }
 
 #[cfg(test)]

@@ -32,11 +32,12 @@ pub enum ClassesError {
     /// Segments written without retention: they would never expire.
     #[error(
         "{} holds {count} segment(s) written without [retention]; they would never expire. \
-         Stop meshlog and move them into the default class first: mkdir -p {} && mv {} {}",
+         Stop meshlog and move that store into the default class first, with its signed \
+         checkpoints so that verify keeps checking them across the move: mkdir -p {} && mv {} {}/",
         dir.display(),
         default_dir.display(),
-        dir.display(),
-        default_dir.join(SEGMENTS_DIR).display()
+        movable.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+        default_dir.display()
     )]
     Unclassified {
         /// `DATA_DIR/segments`.
@@ -45,6 +46,9 @@ pub enum ClassesError {
         count: usize,
         /// `DATA_DIR/classes/default`.
         default_dir: PathBuf,
+        /// What makes up the store in `DATA_DIR` (segments, checkpoints, tree state,
+        /// quarantine), as far as it exists.
+        movable: Vec<PathBuf>,
     },
     /// Listing a directory failed.
     #[error("{}: {source}", path.display())]
@@ -153,10 +157,21 @@ impl ClassStores {
         let plain = data_dir.join(SEGMENTS_DIR);
         match list_segments(&plain) {
             Ok(s) if !s.is_empty() => {
+                let movable = [
+                    meshlog_format::layout::SEGMENTS_DIR,
+                    meshlog_format::layout::CHECKPOINT_LOG_FILE,
+                    meshlog_format::layout::TREE_STATE_FILE,
+                    meshlog_format::layout::QUARANTINE_DIR,
+                ]
+                .iter()
+                .map(|name| data_dir.join(name))
+                .filter(|p| p.exists())
+                .collect();
                 return Err(ClassesError::Unclassified {
                     dir: plain,
                     count: s.len(),
                     default_dir: class_dir(data_dir, DEFAULT_CLASS),
+                    movable,
                 });
             }
             Ok(_) => {}

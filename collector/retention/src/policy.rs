@@ -6,6 +6,7 @@
 //! ([`RetentionConfig::classify`]) and which holds cover a segment ([`Hold::covers`]), so both
 //! are tested on their own.
 
+use meshlog_core::config::fields::{FieldError, Fields, kind};
 pub use meshlog_format::layout::{DEFAULT_CLASS, MAX_CLASS_NAME_LEN, valid_class_name};
 use meshlog_format::time::days_from_civil;
 pub use meshlog_format::time::{days_ns, rfc3339};
@@ -28,10 +29,6 @@ pub const MAX_SEGMENT_MAX_AGE_S: i64 = 30 * 86_400;
 pub const MAX_CLASSES: usize = 64;
 /// Longest hold name, bytes.
 pub const MAX_HOLD_NAME_LEN: usize = 64;
-
-const KNOWN_KEYS: &str = "classes, default_days, holds, segment_max_age_s, sweep_interval_s";
-const KNOWN_CLASS_KEYS: &str = "days, match, name";
-const KNOWN_HOLD_KEYS: &str = "classes, from, name, reason, until";
 
 /// The `[retention]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,188 +162,161 @@ impl AttributeMatch {
     }
 }
 
-/// Reads a `[retention]` value, reporting every problem through `bad` (keys as
-/// `retention.<key>`, `retention.classes[<i>].<key>`, `retention.holds[<i>].<key>`).
-pub fn parse(value: &toml::Value, bad: &mut impl FnMut(&str, String)) -> Option<RetentionConfig> {
-    let Some(table) = value.as_table() else {
-        bad(
-            "retention",
-            expected("a table ([retention] with default_days)", value),
-        );
-        return None;
-    };
-    let mut count = 0usize;
-    let mut note = |key: &str, reason: String| {
-        count += 1;
-        bad(key, reason)
-    };
+/// Reads the `[retention]` section (`fields`, at path `retention`), reporting every problem
+/// into `errs` (paths `retention.<key>`, `retention.classes[<i>].<key>`,
+/// `retention.holds[<i>].<key>`); `None` when anything in it is wrong.
+pub fn parse(mut fields: Fields<'_>, errs: &mut Vec<FieldError>) -> Option<RetentionConfig> {
+    let before = errs.len();
     let mut cfg = RetentionConfig::default();
-    let mut classes_value = None;
-    let mut holds_value = None;
-    for (key, v) in table {
-        let full = format!("retention.{key}");
-        match key.as_str() {
-            "default_days" => match int_in(v, MIN_DAYS, MAX_DAYS) {
-                Ok(d) => cfg.default_days = d as u32,
-                Err(r) => note(&full, r),
-            },
-            "sweep_interval_s" => match int_in(v, MIN_SWEEP_INTERVAL_S, MAX_SWEEP_INTERVAL_S) {
-                Ok(s) => cfg.sweep_interval_s = s as u64,
-                Err(r) => note(&full, r),
-            },
-            "segment_max_age_s" => match int_in(v, MIN_SEGMENT_MAX_AGE_S, MAX_SEGMENT_MAX_AGE_S) {
-                Ok(s) => cfg.segment_max_age_s = s as u64,
-                Err(r) => note(&full, r),
-            },
-            "classes" => classes_value = Some(v),
-            "holds" => holds_value = Some(v),
-            _ => note(&full, format!("unknown key (known: {KNOWN_KEYS})")),
-        }
+    if fields.require(
+        "default_days",
+        "how many days the default class (records no class matches) keeps records; nothing \
+         is deleted on an implicit default",
+        errs,
+    ) && let Some(d) = fields.int("default_days", MIN_DAYS..=MAX_DAYS, errs)
+    {
+        cfg.default_days = d as u32;
     }
-    if !table.contains_key("default_days") {
-        note(
-            "retention.default_days",
-            "missing: how many days the default class (records no class matches) keeps \
-             records; nothing is deleted on an implicit default"
-                .into(),
-        );
+    if let Some(s) = fields.int(
+        "sweep_interval_s",
+        MIN_SWEEP_INTERVAL_S..=MAX_SWEEP_INTERVAL_S,
+        errs,
+    ) {
+        cfg.sweep_interval_s = s as u64;
+    }
+    if let Some(s) = fields.int(
+        "segment_max_age_s",
+        MIN_SEGMENT_MAX_AGE_S..=MAX_SEGMENT_MAX_AGE_S,
+        errs,
+    ) {
+        cfg.segment_max_age_s = s as u64;
+    }
+    let classes_path = fields.child_path("classes");
+    let class_items = array(fields.raw("classes"), &classes_path, errs);
+    if class_items.len() > MAX_CLASSES {
+        errs.push(FieldError::invalid(
+            &classes_path,
+            format!(
+                "{} classes, at most {MAX_CLASSES} are allowed",
+                class_items.len()
+            ),
+        ));
     }
     // Holds are checked against every class named, valid or not: one mistake, one problem.
     let mut declared = Vec::new();
-    if let Some(v) = classes_value {
-        let (rules, names) = classes(v, &mut note);
-        cfg.classes = rules;
-        declared = names;
+    for (i, item) in class_items.iter().enumerate() {
+        let item = Fields::object(format!("{classes_path}[{i}]"), Some(item), errs);
+        if let Some(rule) = class(item, &mut declared, errs) {
+            cfg.classes.push(rule);
+        }
     }
     declared.push(DEFAULT_CLASS.to_owned());
-    if let Some(v) = holds_value {
-        cfg.holds = holds(v, &declared, &mut note);
+    let holds_path = fields.child_path("holds");
+    let mut seen = Vec::new();
+    for (i, item) in array(fields.raw("holds"), &holds_path, errs)
+        .iter()
+        .enumerate()
+    {
+        let item = Fields::object(format!("{holds_path}[{i}]"), Some(item), errs);
+        if let Some(h) = hold(item, &declared, &mut seen, errs) {
+            cfg.holds.push(h);
+        }
     }
-    (count == 0).then_some(cfg)
+    fields.finish(errs);
+    (errs.len() == before).then_some(cfg)
 }
 
-/// The valid classes, and the name of every class that has one.
-fn classes(
-    value: &toml::Value,
-    bad: &mut impl FnMut(&str, String),
-) -> (Vec<ClassRule>, Vec<String>) {
-    let mut seen: Vec<String> = Vec::new();
-    let Some(items) = value.as_array() else {
-        bad(
-            "retention.classes",
-            expected("an array of tables ([[retention.classes]])", value),
-        );
-        return (Vec::new(), seen);
-    };
-    if items.len() > MAX_CLASSES {
-        bad(
-            "retention.classes",
-            format!("{} classes, at most {MAX_CLASSES} are allowed", items.len()),
-        );
-    }
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let at = |key: &str| format!("retention.classes[{i}].{key}");
-        let Some(t) = item.as_table() else {
-            bad(
-                &format!("retention.classes[{i}]"),
-                expected("a table with name, days and match", item),
-            );
-            continue;
-        };
-        let mut ok = true;
-        let mut rule = ClassRule {
-            name: String::new(),
-            days: 0,
-            matches: Vec::new(),
-        };
-        for (key, v) in t {
-            match key.as_str() {
-                "name" => match v.as_str() {
-                    Some(DEFAULT_CLASS) => {
-                        ok = false;
-                        bad(
-                            &at(key),
-                            format!(
-                                "\"{DEFAULT_CLASS}\" is the class of records no class matches; \
-                                 set its days with retention.default_days"
-                            ),
-                        );
-                    }
-                    Some(s) if valid_class_name(s) => {
-                        if seen.iter().any(|n| n == s) {
-                            ok = false;
-                            bad(&at(key), format!("duplicate class name {s:?}"));
-                        } else {
-                            seen.push(s.to_owned());
-                        }
-                        rule.name = s.to_owned();
-                    }
-                    _ => {
-                        if let Some(s) = v.as_str() {
-                            seen.push(s.to_owned());
-                        }
-                        ok = false;
-                        bad(
-                            &at(key),
-                            expected(&format!("1 to {MAX_CLASS_NAME_LEN} of a-z, 0-9 and -"), v),
-                        );
-                    }
-                },
-                "days" => match int_in(v, MIN_DAYS, MAX_DAYS) {
-                    Ok(d) => rule.days = d as u32,
-                    Err(r) => {
-                        ok = false;
-                        bad(&at(key), r);
-                    }
-                },
-                "match" => match matches(v, &at(key), bad) {
-                    Some(m) => rule.matches = m,
-                    None => ok = false,
-                },
-                _ => {
-                    ok = false;
-                    bad(&at(key), format!("unknown key (known: {KNOWN_CLASS_KEYS})"));
-                }
-            }
-        }
-        for required in ["name", "days", "match"] {
-            if !t.contains_key(required) {
-                ok = false;
-                bad(&at(required), "missing".into());
-            }
-        }
-        if ok {
-            out.push(rule);
+/// The items of an optional array at `path` (none when absent; a problem when not an array).
+fn array<'a>(v: Option<&'a Value>, path: &str, errs: &mut Vec<FieldError>) -> &'a [Value] {
+    match v {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            errs.push(FieldError::wrong_type(path, "an array of tables", other));
+            &[]
         }
     }
-    (out, seen)
 }
 
-fn matches(
-    value: &toml::Value,
-    key: &str,
-    bad: &mut impl FnMut(&str, String),
-) -> Option<Vec<AttributeMatch>> {
+/// One `[[retention.classes]]` entry; its name (valid or not) is added to `declared`.
+fn class(
+    mut t: Fields<'_>,
+    declared: &mut Vec<String>,
+    errs: &mut Vec<FieldError>,
+) -> Option<ClassRule> {
+    let before = errs.len();
+    let name_path = t.child_path("name");
+    let mut name = String::new();
+    if t.require("name", "a class name", errs)
+        && let Some(s) = t.string("name", errs)
+    {
+        if s == DEFAULT_CLASS {
+            errs.push(FieldError::invalid(
+                &name_path,
+                format!(
+                    "\"{DEFAULT_CLASS}\" is the class of records no class matches; set its days \
+                     with retention.default_days"
+                ),
+            ));
+        } else if !valid_class_name(&s) {
+            errs.push(FieldError::invalid(
+                &name_path,
+                format!("expected 1 to {MAX_CLASS_NAME_LEN} of a-z, 0-9 and -, got {s:?}"),
+            ));
+            declared.push(s.clone());
+        } else if declared.contains(&s) {
+            errs.push(FieldError::invalid(
+                &name_path,
+                format!("duplicate class name {s:?}"),
+            ));
+        } else {
+            declared.push(s.clone());
+        }
+        name = s;
+    }
+    let mut days = 0;
+    if t.require("days", "how many days this class keeps records", errs)
+        && let Some(d) = t.int("days", MIN_DAYS..=MAX_DAYS, errs)
+    {
+        days = d as u32;
+    }
+    let match_path = t.child_path("match");
+    let mut matches = Vec::new();
+    if t.require("match", "resource attributes to match", errs) {
+        matches = attribute_matches(t.raw("match"), &match_path, errs);
+    }
+    t.finish(errs);
+    (errs.len() == before).then_some(ClassRule {
+        name,
+        days,
+        matches,
+    })
+}
+
+fn attribute_matches(
+    value: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Vec<AttributeMatch> {
     let what =
         "a table of resource attribute = [values], e.g. { \"service.name\" = [\"checkout\"] }";
-    let Some(t) = value.as_table().filter(|t| !t.is_empty()) else {
-        bad(key, expected(what, value));
-        return None;
+    let Some(t) = value.and_then(Value::as_object).filter(|t| !t.is_empty()) else {
+        if let Some(v) = value {
+            errs.push(FieldError::wrong_type(path, what, v));
+        }
+        return Vec::new();
     };
     let mut out = Vec::new();
-    let mut ok = true;
     for (attr, v) in t {
-        let attr_key = format!("{key}.{attr:?}");
+        let attr_path = format!("{path}.{attr:?}");
         let name = attr.strip_prefix("resource.").unwrap_or(attr);
         if name.is_empty() {
-            ok = false;
-            bad(&attr_key, "an empty attribute name".into());
+            errs.push(FieldError::invalid(&attr_path, "an empty attribute name"));
             continue;
         }
         let values: Option<Vec<String>> = match v {
-            toml::Value::String(s) => Some(vec![s.clone()]),
-            toml::Value::Array(a) if !a.is_empty() => {
+            Value::String(s) => Some(vec![s.clone()]),
+            Value::Array(a) if !a.is_empty() => {
                 a.iter().map(|x| x.as_str().map(str::to_owned)).collect()
             }
             _ => None,
@@ -356,100 +326,89 @@ fn matches(
                 key: format!("resource.{name}"),
                 values,
             }),
-            None => {
-                ok = false;
-                bad(
-                    &attr_key,
-                    expected("a string or a non-empty array of strings", v),
-                );
-            }
-        }
-    }
-    ok.then_some(out)
-}
-
-fn holds(value: &toml::Value, classes: &[String], bad: &mut impl FnMut(&str, String)) -> Vec<Hold> {
-    let mut seen: Vec<&str> = Vec::new();
-    let Some(items) = value.as_array() else {
-        bad(
-            "retention.holds",
-            expected("an array of tables ([[retention.holds]])", value),
-        );
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let at = |key: &str| format!("retention.holds[{i}].{key}");
-        let Some(t) = item.as_table() else {
-            bad(
-                &format!("retention.holds[{i}]"),
-                expected("a table with name and reason", item),
-            );
-            continue;
-        };
-        let mut ok = true;
-        let mut hold = Hold {
-            name: String::new(),
-            reason: String::new(),
-            classes: HoldClasses::All,
-            from_unix_ns: None,
-            until_unix_ns: None,
-        };
-        for (key, v) in t {
-            let mut fail = |reason: String| {
-                ok = false;
-                bad(&at(key), reason);
-            };
-            match key.as_str() {
-                "name" => match v.as_str() {
-                    Some(s) if valid_hold_name(s) => {
-                        if seen.contains(&s) {
-                            fail(format!("duplicate hold name {s:?}"));
-                        }
-                        seen.push(s);
-                        hold.name = s.to_owned();
-                    }
-                    _ => fail(expected(
-                        &format!("1 to {MAX_HOLD_NAME_LEN} of A-Z, a-z, 0-9, '.', '_' and '-'"),
-                        v,
-                    )),
-                },
-                "reason" => match v.as_str() {
-                    Some(s) if !s.trim().is_empty() => hold.reason = s.to_owned(),
-                    _ => fail(expected("a non-empty string (why data is held)", v)),
-                },
-                "classes" => match hold_classes(v, classes) {
-                    Ok(c) => hold.classes = c,
-                    Err(r) => fail(r),
-                },
-                "from" => match instant(v) {
-                    Ok(ns) => hold.from_unix_ns = Some(ns),
-                    Err(r) => fail(r),
-                },
-                "until" => match instant(v) {
-                    Ok(ns) => hold.until_unix_ns = Some(ns),
-                    Err(r) => fail(r),
-                },
-                _ => fail(format!("unknown key (known: {KNOWN_HOLD_KEYS})")),
-            }
-        }
-        for required in ["name", "reason"] {
-            if !t.contains_key(required) {
-                ok = false;
-                bad(&at(required), "missing".into());
-            }
-        }
-        if let (Some(from), Some(until)) = (hold.from_unix_ns, hold.until_unix_ns)
-            && from > until
-        {
-            ok = false;
-            bad(&at("until"), "is before from".into());
-        }
-        if ok {
-            out.push(hold);
+            None => errs.push(FieldError::wrong_type(
+                &attr_path,
+                "a string or a non-empty array of strings",
+                v,
+            )),
         }
     }
     out
+}
+
+/// One `[[retention.holds]]` entry, its classes checked against `classes`.
+fn hold(
+    mut t: Fields<'_>,
+    classes: &[String],
+    seen: &mut Vec<String>,
+    errs: &mut Vec<FieldError>,
+) -> Option<Hold> {
+    let before = errs.len();
+    let mut hold = Hold {
+        name: String::new(),
+        reason: String::new(),
+        classes: HoldClasses::All,
+        from_unix_ns: None,
+        until_unix_ns: None,
+    };
+    let name_path = t.child_path("name");
+    if t.require("name", "a hold name", errs)
+        && let Some(s) = t.string("name", errs)
+    {
+        if !valid_hold_name(&s) {
+            errs.push(FieldError::invalid(
+                &name_path,
+                format!(
+                    "expected 1 to {MAX_HOLD_NAME_LEN} of A-Z, a-z, 0-9, '.', '_' and '-', got {s:?}"
+                ),
+            ));
+        } else if seen.contains(&s) {
+            errs.push(FieldError::invalid(
+                &name_path,
+                format!("duplicate hold name {s:?}"),
+            ));
+        }
+        seen.push(s.clone());
+        hold.name = s;
+    }
+    let reason_path = t.child_path("reason");
+    if t.require("reason", "why data is held", errs)
+        && let Some(s) = t.string("reason", errs)
+    {
+        if s.trim().is_empty() {
+            errs.push(FieldError::invalid(
+                &reason_path,
+                format!("expected a non-empty string (why data is held), got {s:?}"),
+            ));
+        }
+        hold.reason = s;
+    }
+    let classes_path = t.child_path("classes");
+    if let Some(v) = t.raw("classes") {
+        match hold_classes(v, classes) {
+            Ok(c) => hold.classes = c,
+            Err(r) => errs.push(FieldError::invalid(&classes_path, r)),
+        }
+    }
+    for (key, slot) in [
+        ("from", &mut hold.from_unix_ns),
+        ("until", &mut hold.until_unix_ns),
+    ] {
+        let path = t.child_path(key);
+        if let Some(v) = t.raw(key) {
+            match instant(v) {
+                Ok(ns) => *slot = Some(ns),
+                Err(r) => errs.push(FieldError::invalid(&path, r)),
+            }
+        }
+    }
+    if let (Some(from), Some(until)) = (hold.from_unix_ns, hold.until_unix_ns)
+        && from > until
+    {
+        errs.push(FieldError::invalid(t.child_path("until"), "is before from"));
+    }
+    t.finish(errs);
+    (errs.len() == before).then_some(hold)
 }
 
 fn valid_hold_name(name: &str) -> bool {
@@ -460,7 +419,7 @@ fn valid_hold_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn hold_classes(v: &toml::Value, classes: &[String]) -> Result<HoldClasses, String> {
+fn hold_classes(v: &Value, classes: &[String]) -> Result<HoldClasses, String> {
     if v.as_str() == Some("all") {
         return Ok(HoldClasses::All);
     }
@@ -496,11 +455,11 @@ fn hold_classes(v: &toml::Value, classes: &[String]) -> Result<HoldClasses, Stri
 
 /// An RFC 3339 instant (TOML offset date-time, or a string holding one; a date alone means
 /// midnight UTC) as nanoseconds since the Unix epoch.
-fn instant(v: &toml::Value) -> Result<u64, String> {
+fn instant(v: &Value) -> Result<u64, String> {
     let what = "an RFC 3339 date-time with an offset (2025-01-31T00:00:00Z) or a date (2025-01-31)";
+    // A TOML date-time reaches here as its RFC 3339 text (see the collector's config reader).
     let dt: toml::value::Datetime = match v {
-        toml::Value::Datetime(d) => *d,
-        toml::Value::String(s) => s.parse().map_err(|_| expected(what, v))?,
+        Value::String(s) => s.parse().map_err(|_| expected(what, v))?,
         _ => return Err(expected(what, v)),
     };
     let Some(date) = dt.date else {
@@ -539,26 +498,31 @@ fn instant(v: &toml::Value) -> Result<u64, String> {
         .ok_or_else(|| format!("{v} is too far in the future"))
 }
 
-/// An integer in `min..=max`, or why not (shared by the `[retention]` parser).
-pub fn int_in(v: &toml::Value, min: i64, max: i64) -> Result<i64, String> {
-    let what = format!("an integer from {min} to {max}");
-    match v.as_integer() {
-        Some(i) if (min..=max).contains(&i) => Ok(i),
-        Some(i) => Err(format!("expected {what}, got {i}")),
-        None => Err(expected(&what, v)),
+/// A TOML value as the configuration walker reads it: the same tree in JSON, date-times as
+/// their RFC 3339 text (which [`Hold`]'s `from` and `until` parse).
+pub fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
-/// "expected WHAT, got …" naming the value or its type.
-pub fn expected(what: &str, got: &toml::Value) -> String {
+/// "expected WHAT, got …" showing the value (or, for a table or an array, its kind).
+fn expected(what: &str, got: &Value) -> String {
     let got = match got {
-        toml::Value::String(s) => format!("{s:?}"),
-        toml::Value::Integer(i) => format!("the integer {i}"),
-        other => {
-            let t = other.type_str();
-            let article = if t.starts_with(['a', 'i']) { "an" } else { "a" };
-            format!("{article} {t}")
-        }
+        Value::Object(_) | Value::Array(_) => kind(got).to_owned(),
+        other => other.to_string(),
     };
     format!("expected {what}, got {got}")
 }
@@ -579,13 +543,16 @@ mod tests {
 
     fn parse_text(text: &str) -> Result<RetentionConfig, Vec<String>> {
         let table: toml::Table = text.parse().unwrap();
-        let mut problems = Vec::new();
-        let got = parse(&toml::Value::Table(table), &mut |k: &str, r: String| {
-            problems.push(format!("{k}: {r}"))
-        });
+        let doc = toml_to_json(&toml::Value::Table(table));
+        let mut errs = Vec::new();
+        let got = parse(
+            Fields::object("retention", Some(&doc), &mut errs),
+            &mut errs,
+        );
+        errs.sort_by(|a, b| a.path.cmp(&b.path));
         match got {
-            Some(c) if problems.is_empty() => Ok(c),
-            _ => Err(problems),
+            Some(c) if errs.is_empty() => Ok(c),
+            _ => Err(errs.iter().map(ToString::to_string).collect()),
         }
     }
 
@@ -722,36 +689,36 @@ mod tests {
         assert_eq!(
             p,
             [
-                "retention.bogus: unknown key (known: classes, default_days, holds, \
-                 segment_max_age_s, sweep_interval_s)",
-                "retention.sweep_interval_s: expected an integer from 1 to 86400, got 0",
-                "retention.default_days: missing: how many days the default class (records no \
-                 class matches) keeps records; nothing is deleted on an implicit default",
+                "retention.bogus: unknown field; expected one of: default_days, \
+                 sweep_interval_s, segment_max_age_s, classes, holds",
                 "retention.classes[0].days: expected an integer from 1 to 36500, got 0",
                 "retention.classes[0].match.\"service.name\": expected a string or a non-empty \
                  array of strings, got an array",
                 "retention.classes[0].name: expected 1 to 32 of a-z, 0-9 and -, got \"Bad Name\"",
                 "retention.classes[2].match: expected a table of resource attribute = [values], \
-                 e.g. { \"service.name\" = [\"checkout\"] }, got a table",
+                 e.g. { \"service.name\" = [\"checkout\"] }, got an object",
                 "retention.classes[2].name: duplicate class name \"dup\"",
+                "retention.classes[3].match: required: resource attributes to match",
                 "retention.classes[3].name: \"default\" is the class of records no class \
                  matches; set its days with retention.default_days",
-                "retention.classes[3].match: missing",
+                "retention.default_days: required: how many days the default class (records no \
+                 class matches) keeps records; nothing is deleted on an implicit default",
                 "retention.holds[0].classes: unknown class \"nope\" (classes: Bad Name, dup, \
                  default)",
-                "retention.holds[0].from: 2025-01-01T00:00:00: a date-time needs an offset (Z \
-                 or +hh:mm): which time zone is meant?",
+                "retention.holds[0].from: \"2025-01-01T00:00:00\": a date-time needs an offset \
+                 (Z or +hh:mm): which time zone is meant?",
                 "retention.holds[0].reason: expected a non-empty string (why data is held), got \
                  \"\"",
                 "retention.holds[1].name: duplicate hold name \"h\"",
                 "retention.holds[1].until: is before from",
+                "retention.sweep_interval_s: expected an integer from 1 to 86400, got 0",
             ]
         );
     }
 
     #[test]
     fn instants_with_offsets_convert_to_utc() {
-        let ns = |s: &str| instant(&toml::Value::String(s.into()));
+        let ns = |s: &str| instant(&Value::String(s.into()));
         assert_eq!(ns("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(ns("1970-01-01"), Ok(0));
         assert_eq!(ns("1970-01-01T01:00:00+01:00"), Ok(0));
@@ -762,10 +729,6 @@ mod tests {
                 .contains("before 1970")
         );
         assert!(ns("yesterday").unwrap_err().contains("RFC 3339"));
-        assert!(
-            instant(&toml::Value::Integer(5))
-                .unwrap_err()
-                .contains("got the integer 5")
-        );
+        assert!(instant(&Value::from(5)).unwrap_err().contains("got 5"));
     }
 }

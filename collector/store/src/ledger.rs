@@ -19,7 +19,7 @@
 //! size is reached while hashing: a store changed while the collector was down is logged as an
 //! error (the collector keeps running; `meshlog verify` names the damage).
 //!
-//! Retention deletes whole segments of a class store ([`meshlog_retention`]) but keeps their
+//! Retention deletes whole segments of a class store (`meshlog_retention`) but keeps their
 //! frames' leaf hashes in `deleted/<seq>.leaves`: the tree still has those leaves (the
 //! checkpoints signed before a deletion cover them, and leaf indexes go on after them), so the
 //! rebuild walks the segments by sequence number and takes a missing segment's leaves from its

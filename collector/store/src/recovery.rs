@@ -16,13 +16,12 @@
 
 use super::StoreError;
 use super::dedup::SharedIndex;
-use super::writer::{Active, create_segment};
+use super::writer::{Active, create_segment_in};
+use crate::fs::{FileSystem, FsFile, StdFs};
 use meshlog_format::frame::{Damage, SEGMENT_HEADER_LEN, segment_header};
-use meshlog_format::fsutil::sync_dir;
 use meshlog_format::reader::{
     RawFrame, ScanError, SegmentFile, SegmentScanner, list_segments, segment_file_name,
 };
-use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -30,9 +29,9 @@ pub use meshlog_format::layout::QUARANTINE_DIR;
 
 /// What recovery found.
 #[derive(Debug)]
-pub struct Recovered {
+pub struct Recovered<F: FileSystem = StdFs> {
     /// The newest segment, open for appending.
-    pub active: Active,
+    pub active: Active<F>,
     /// Segments on disk (including the active one).
     pub segments: usize,
     /// Bytes cut from the newest segment's tail.
@@ -69,10 +68,20 @@ pub fn recover(
     segments_dir: &Path,
     index: &SharedIndex,
 ) -> Result<Recovered, StoreError> {
+    recover_in(&StdFs, data_dir, segments_dir, index)
+}
+
+/// [`recover`] on the file system `fs`.
+pub fn recover_in<F: FileSystem>(
+    fs: &F,
+    data_dir: &Path,
+    segments_dir: &Path,
+    index: &SharedIndex,
+) -> Result<Recovered<F>, StoreError> {
     let segments = list_segments(segments_dir)
         .map_err(io_err(format!("listing {}", segments_dir.display())))?;
     let Some((newest, older)) = segments.split_last() else {
-        let active = create_segment(segments_dir, 1).map_err(io_err(format!(
+        let active = create_segment_in(fs, segments_dir, 1).map_err(io_err(format!(
             "creating the first segment in {}",
             segments_dir.display()
         )))?;
@@ -85,7 +94,7 @@ pub fn recover(
     for seg in older {
         walk_closed_segment(seg, index)?;
     }
-    let (active, cut_bytes) = open_newest(data_dir, newest, index)?;
+    let (active, cut_bytes) = open_newest(fs, data_dir, newest, index)?;
     Ok(Recovered {
         active,
         segments: segments.len(),
@@ -116,32 +125,28 @@ fn remember(index: &SharedIndex, frame: &RawFrame) {
     }
 }
 
-fn open_newest(
+fn open_newest<F: FileSystem>(
+    fs: &F,
     data_dir: &Path,
     seg: &SegmentFile,
     index: &SharedIndex,
-) -> Result<(Active, u64), StoreError> {
+) -> Result<(Active<F>, u64), StoreError> {
     let path = &seg.path;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
+    let mut file = fs
+        .open_rw(path)
         .map_err(io_err(format!("opening {}", path.display())))?;
     let len = file
-        .metadata()
-        .map_err(io_err(format!("reading {}", path.display())))?
-        .len();
-    let scanner = file
-        .try_clone()
-        .map_err(io_err(format!("opening {}", path.display())))
-        .and_then(|f| SegmentScanner::from_file(f).map_err(|e| scan_err(path, e)));
+        .file_len()
+        .map_err(io_err(format!("reading {}", path.display())))?;
+    // Its own read-only handle: scanning only looks.
+    let scanner = SegmentScanner::open(path).map_err(|e| scan_err(path, e));
     let good_end = match scanner {
         Ok(mut sc) => loop {
             match sc.next_frame(true) {
                 Ok(Some(f)) => remember(index, &f),
                 Ok(None) => break sc.position(),
                 Err(ScanError::Damage { offset, damage }) if damage.is_torn() => {
-                    cut_tail(data_dir, seg, &mut file, len, offset, &damage)?;
+                    cut_tail(fs, data_dir, seg, &mut file, len, offset, &damage)?;
                     break offset;
                 }
                 Err(e) => return Err(scan_err(path, e)),
@@ -179,7 +184,7 @@ fn open_newest(
 }
 
 /// A header that is short, or a file that is all zeros (size reached disk, data did not).
-fn is_torn_creation(file: &mut File, len: u64, damage: &Damage) -> Result<bool, StoreError> {
+fn is_torn_creation(file: &mut impl FsFile, len: u64, damage: &Damage) -> Result<bool, StoreError> {
     if matches!(damage, Damage::ShortSegmentHeader { .. }) {
         return Ok(true);
     }
@@ -193,7 +198,7 @@ fn is_torn_creation(file: &mut File, len: u64, damage: &Damage) -> Result<bool, 
     Ok(buf.iter().all(|b| *b == 0))
 }
 
-fn rewrite_header(file: &mut File) -> io::Result<()> {
+fn rewrite_header(file: &mut impl FsFile) -> io::Result<()> {
     file.set_len(0)?;
     file.seek(SeekFrom::Start(0))?;
     file.write_all(&segment_header())?;
@@ -201,10 +206,11 @@ fn rewrite_header(file: &mut File) -> io::Result<()> {
 }
 
 /// Copies `[offset, len)` to the quarantine directory, then truncates the segment at `offset`.
-fn cut_tail(
+fn cut_tail<F: FileSystem>(
+    fs: &F,
     data_dir: &Path,
     seg: &SegmentFile,
-    file: &mut File,
+    file: &mut F::File,
     len: u64,
     offset: u64,
     damage: &Damage,
@@ -213,14 +219,14 @@ fn cut_tail(
     let base = format!("{}.{offset}.tail", segment_file_name(seg.seq));
     let mut qpath = qdir.join(&base);
     let saved = (|| {
-        std::fs::create_dir_all(&qdir)?;
+        fs.create_dir_all(&qdir)?;
         let mut tail = Vec::new();
         file.seek(SeekFrom::Start(offset))?;
         file.read_to_end(&mut tail)?;
         // Never overwrite an earlier cut (two crashes can cut at the same offset).
         let mut n = 0u32;
         let mut q = loop {
-            match OpenOptions::new().write(true).create_new(true).open(&qpath) {
+            match fs.create_new(&qpath) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 10_000 => {
                     n += 1;
                     qpath = qdir.join(format!("{base}.{n}"));
@@ -230,8 +236,8 @@ fn cut_tail(
         };
         q.write_all(&tail)?;
         q.sync_all()?;
-        sync_dir(&qdir)?;
-        sync_dir(data_dir)
+        fs.sync_dir(&qdir)?;
+        fs.sync_dir(data_dir)
     })();
     saved.map_err(io_err(format!(
         "saving the damaged tail of {} to {}",

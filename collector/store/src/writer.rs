@@ -23,12 +23,13 @@
 
 use super::dedup::{BatchKey, SharedIndex};
 use super::queue::Reservation;
+use crate::fs::{FileSystem, FsFile, StdFs};
 use crate::ledger::LeafLog;
 use meshlog_format::frame::{EncodedFrame, SEGMENT_HEADER_LEN, segment_header};
 pub use meshlog_format::fsutil::sync_dir;
 use meshlog_format::reader::segment_file_name;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -68,25 +69,37 @@ pub enum WriteErrorKind {
     Other,
 }
 
-/// Why a frame was not stored. The message is for logs, not for clients.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// Why a frame was not stored. For logs, not for clients.
+#[derive(Debug, Clone, thiserror::Error)]
 pub struct WriteError {
     /// The broad cause.
     pub kind: WriteErrorKind,
-    /// What failed, with the OS error.
+    /// What failed (`fsync`, `writing a frame`, `store is unusable: …`).
     pub message: String,
+    /// The OS error behind it, if any: shared by every batch of a failed group commit.
+    #[source]
+    pub source: Option<Arc<io::Error>>,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(e) => write!(f, "{}: {e}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
 }
 
 impl WriteError {
-    fn io(what: &str, e: &io::Error) -> Self {
+    fn io(what: &str, e: io::Error) -> Self {
         WriteError {
-            kind: if is_no_space(e) {
+            kind: if is_no_space(&e) {
                 WriteErrorKind::NoSpace
             } else {
                 WriteErrorKind::Other
             },
-            message: format!("{what}: {e}"),
+            message: what.to_owned(),
+            source: Some(Arc::new(e)),
         }
     }
 
@@ -94,6 +107,7 @@ impl WriteError {
         WriteError {
             kind: WriteErrorKind::Other,
             message,
+            source: None,
         }
     }
 }
@@ -133,9 +147,9 @@ pub enum Msg {
 
 /// The segment being appended to.
 #[derive(Debug)]
-pub struct Active {
+pub struct Active<F: FileSystem = StdFs> {
     /// Open for writing, positioned at `len`.
-    pub file: File,
+    pub file: F::File,
     /// Sequence number.
     pub seq: u64,
     /// Path, for messages.
@@ -148,18 +162,19 @@ pub struct Active {
 
 /// Creates segment `seq` with its header, durably (file and directory entry).
 pub fn create_segment(dir: &Path, seq: u64) -> io::Result<Active> {
+    create_segment_in(&StdFs, dir, seq)
+}
+
+/// [`create_segment`] on the file system `fs`.
+pub fn create_segment_in<F: FileSystem>(fs: &F, dir: &Path, seq: u64) -> io::Result<Active<F>> {
     let path = dir.join(segment_file_name(seq));
     let made = (|| {
         // Truncate, not create_new: a file with this name can only be the remains of our own
         // failed rotation (we hold the lock and `seq` is past the newest segment at start).
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let mut f = fs.create(&path)?;
         f.write_all(&segment_header())?;
         f.sync_all()?;
-        sync_dir(dir)?;
+        fs.sync_dir(dir)?;
         Ok::<_, io::Error>(f)
     })();
     match made {
@@ -171,7 +186,7 @@ pub fn create_segment(dir: &Path, seq: u64) -> io::Result<Active> {
             synced_len: SEGMENT_HEADER_LEN,
         }),
         Err(e) => {
-            let _ = std::fs::remove_file(&path);
+            let _ = fs.remove_file(&path);
             Err(e)
         }
     }
@@ -269,10 +284,11 @@ struct DiskFull {
 
 /// The writer thread's state.
 #[derive(Debug)]
-pub struct Writer {
+pub struct Writer<F: FileSystem = StdFs> {
+    fs: F,
     segments_dir: PathBuf,
     segment_max_bytes: u64,
-    active: Active,
+    active: Active<F>,
     pending: Vec<Pending>,
     /// Index into `pending` by batch key.
     pending_keys: HashMap<BatchKey, usize>,
@@ -298,7 +314,31 @@ impl Writer {
         dedup: Arc<SharedIndex>,
         pause: Option<WriterPause>,
     ) -> Self {
+        Writer::new_in(
+            StdFs,
+            segments_dir,
+            segment_max_bytes,
+            active,
+            lock,
+            dedup,
+            pause,
+        )
+    }
+}
+
+impl<F: FileSystem> Writer<F> {
+    /// [`Writer::new`] on the file system `fs`.
+    pub fn new_in(
+        fs: F,
+        segments_dir: PathBuf,
+        segment_max_bytes: u64,
+        active: Active<F>,
+        lock: File,
+        dedup: Arc<SharedIndex>,
+        pause: Option<WriterPause>,
+    ) -> Self {
         Writer {
+            fs,
             segments_dir,
             segment_max_bytes,
             active,
@@ -419,18 +459,18 @@ impl Writer {
             if let Err(e) = self.finish_rollback() {
                 return answer(ack, reservation, Err(e));
             }
-            match create_segment(&self.segments_dir, self.active.seq + 1) {
+            match create_segment_in(&self.fs, &self.segments_dir, self.active.seq + 1) {
                 Ok(next) => {
                     tracing::info!(segment = %next.path.display(), "rotated to a new segment");
                     self.active = next;
                 }
                 Err(e) => {
                     // Keep appending to the current segment; the next write tries again.
-                    let err = WriteError::io("creating a segment", &e);
+                    let err = WriteError::io("creating a segment", e);
                     if err.kind == WriteErrorKind::NoSpace {
-                        self.note_disk_full(&e, 1);
+                        self.note_disk_full(&err, 1);
                     } else {
-                        tracing::error!(error = %e, "cannot create segment {}", self.active.seq + 1);
+                        tracing::error!(error = %err, "cannot create segment {}", self.active.seq + 1);
                     }
                     return answer(ack, reservation, Err(err));
                 }
@@ -461,14 +501,14 @@ impl Writer {
                 });
             }
             Err(e) => {
-                let err = WriteError::io("writing a frame", &e);
+                let err = WriteError::io("writing a frame", e);
                 if err.kind == WriteErrorKind::NoSpace {
-                    self.note_disk_full(&e, 1);
+                    self.note_disk_full(&err, 1);
                 } else {
                     tracing::error!(
                         segment = %self.active.path.display(),
                         offset,
-                        error = %e,
+                        error = %err,
                         "writing a frame failed; rolling it back"
                     );
                 }
@@ -488,8 +528,8 @@ impl Writer {
         if self.active.len <= SEGMENT_HEADER_LEN {
             return Ok(None);
         }
-        let next = create_segment(&self.segments_dir, self.active.seq + 1)
-            .map_err(|e| WriteError::io("creating a segment", &e))?;
+        let next = create_segment_in(&self.fs, &self.segments_dir, self.active.seq + 1)
+            .map_err(|e| WriteError::io("creating a segment", e))?;
         tracing::info!(segment = %next.path.display(), "rotated to a new segment on request");
         let closed = std::mem::replace(&mut self.active, next);
         Ok(Some(closed.seq))
@@ -521,14 +561,14 @@ impl Writer {
                 }
             }
             Err(e) => {
-                let err = WriteError::io("fsync", &e);
+                let err = WriteError::io("fsync", e);
                 let frames = pending.len();
                 if err.kind == WriteErrorKind::NoSpace {
-                    self.note_disk_full(&e, frames as u64);
+                    self.note_disk_full(&err, frames as u64);
                 } else {
                     tracing::error!(
                         segment = %self.active.path.display(),
-                        error = %e,
+                        error = %err,
                         frames,
                         "fsync failed; none of these frames is acknowledged"
                     );
@@ -598,12 +638,13 @@ impl Writer {
             return Err(WriteError {
                 kind: WriteErrorKind::NoSpace,
                 message: "disk full: a failed write is not cut yet".into(),
+                source: None,
             });
         }
         Ok(())
     }
 
-    fn note_disk_full(&mut self, e: &io::Error, frames: u64) {
+    fn note_disk_full(&mut self, e: &WriteError, frames: u64) {
         self.disk_full.refused += frames;
         if self.disk_full.since.is_none() {
             self.disk_full.since = Some(Instant::now());
@@ -823,7 +864,10 @@ mod tests {
 
         // A later group: k is durable now, so it is answered without writing.
         let again = w.send(frame_with_id(7, "k"));
-        assert_eq!(again.blocking_recv().unwrap(), Ok(Appended::Duplicate));
+        assert!(matches!(
+            again.blocking_recv().unwrap(),
+            Ok(Appended::Duplicate)
+        ));
         assert_eq!(frames_on_disk(d.path()).len(), 4);
         w.tx.send(Msg::Close).unwrap();
         th.join().unwrap();
@@ -856,7 +900,7 @@ mod tests {
         for (errno, no_space) in [(28, true), (122, true), (5, false), (13, false)] {
             let e = io::Error::from_raw_os_error(errno);
             assert_eq!(is_no_space(&e), no_space, "{e}");
-            let kind = WriteError::io("writing", &e).kind;
+            let kind = WriteError::io("writing", io::Error::from_raw_os_error(errno)).kind;
             assert_eq!(kind == WriteErrorKind::NoSpace, no_space, "{e}");
         }
     }

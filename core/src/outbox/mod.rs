@@ -71,7 +71,7 @@ pub use tally::{
 
 use crate::compress::{Compression, compress};
 use crate::config::BatchConfig;
-use crate::otlp::{Envelope, encode_delivery_tally_record, encode_log_record, encode_tally_record};
+use crate::otlp::{Envelope, encode_event_record, encode_log_record};
 use crate::record::AccessRecord;
 use crate::retry::{Backoff, Outcome};
 use crate::sample::Tally;
@@ -317,7 +317,7 @@ impl Outbox {
     pub fn push_tally(&mut self, tally: &Tally, now_ns: u64) {
         let seq = self.take_sequence();
         let mut buf = Vec::with_capacity(512);
-        encode_tally_record(&mut buf, tally, Some(seq), now_ns);
+        encode_event_record(&mut buf, tally, Some(seq), now_ns);
         self.enqueue(now_ns, seq, buf, None);
     }
 
@@ -331,7 +331,7 @@ impl Outbox {
         tally.failed_total = self.stats.records_failed;
         let seq = self.take_sequence();
         let mut buf = Vec::with_capacity(256);
-        encode_delivery_tally_record(&mut buf, &tally, seq, now_ns);
+        encode_event_record(&mut buf, &*tally, Some(seq), now_ns);
         self.stats.delivery_tallies += 1;
         self.enqueue(now_ns, seq, buf, Some(tally));
     }

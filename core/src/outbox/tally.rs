@@ -2,30 +2,30 @@
 //! for overflow and records the collector refused. Shipped as a `meshlog.delivery.tally` record
 //! so that, per VM, every sequence number is either stored or explained.
 
-use crate::record::AttrValue;
+use crate::record::{AttrValue, Event, Severity};
 
 /// `eventName` of the record that ships a [`DeliveryTally`].
-pub const DELIVERY_TALLY_EVENT_NAME: &str = "meshlog.delivery.tally";
+pub use crate::schema::DELIVERY_TALLY_EVENT_NAME;
 /// Records dropped because the VM's buffer was full, listed in this record (integer).
-pub const ATTR_DROPPED_OVERFLOW: &str = "meshlog.delivery.dropped_overflow";
+pub use crate::schema::MESHLOG_DELIVERY_DROPPED_OVERFLOW as ATTR_DROPPED_OVERFLOW;
+/// Their sequence numbers (string): inclusive ranges, `"3-9,15-15"`.
+pub use crate::schema::MESHLOG_DELIVERY_DROPPED_OVERFLOW_SEQUENCES as ATTR_DROPPED_OVERFLOW_SEQUENCES;
 /// Records dropped for overflow since the VM started, as of this record (integer). Monotonic:
 /// the largest value among a VM's tally records is its exact total, even when a record was
 /// repeated (see [`DeliveryTally`]).
-pub const ATTR_DROPPED_OVERFLOW_TOTAL: &str = "meshlog.delivery.dropped_overflow.total";
-/// Their sequence numbers (string): inclusive ranges, `"3-9,15-15"`.
-pub const ATTR_DROPPED_OVERFLOW_SEQUENCES: &str = "meshlog.delivery.dropped_overflow.sequences";
+pub use crate::schema::MESHLOG_DELIVERY_DROPPED_OVERFLOW_TOTAL as ATTR_DROPPED_OVERFLOW_TOTAL;
 /// Records in batches the collector refused for good (4xx and the like), listed in this record
 /// (integer).
-pub const ATTR_FAILED: &str = "meshlog.delivery.failed";
+pub use crate::schema::MESHLOG_DELIVERY_FAILED as ATTR_FAILED;
+/// Their sequence numbers (string), as for overflow.
+pub use crate::schema::MESHLOG_DELIVERY_FAILED_SEQUENCES as ATTR_FAILED_SEQUENCES;
 /// Records refused since the VM started, as of this record (integer), like
 /// [`ATTR_DROPPED_OVERFLOW_TOTAL`].
-pub const ATTR_FAILED_TOTAL: &str = "meshlog.delivery.failed.total";
-/// Their sequence numbers (string), as for overflow.
-pub const ATTR_FAILED_SEQUENCES: &str = "meshlog.delivery.failed.sequences";
+pub use crate::schema::MESHLOG_DELIVERY_FAILED_TOTAL as ATTR_FAILED_TOTAL;
 /// Present (integer 1) only when a range list outgrew [`MAX_RANGES`] and neighbouring ranges
 /// were joined: the ranges then also cover some numbers that were not lost (the counts stay
 /// exact).
-pub const ATTR_SEQUENCES_APPROXIMATE: &str = "meshlog.delivery.sequences.approximate";
+pub use crate::schema::MESHLOG_DELIVERY_SEQUENCES_APPROXIMATE as ATTR_SEQUENCES_APPROXIMATE;
 
 /// At most this many ranges are listed per kind; past it the two closest ranges are joined.
 /// Bounds the record (about 20 bytes per range) well below the smallest buffer.
@@ -198,6 +198,25 @@ pub fn parse_ranges(s: &str) -> Option<Vec<(u64, u64)>> {
             Some((a.parse().ok()?, b.parse().ok()?))
         })
         .collect()
+}
+
+/// Shipped as `meshlog.delivery.tally`, severity WARN (records were lost), timed when written.
+impl Event for DeliveryTally {
+    fn event_name(&self) -> &'static str {
+        DELIVERY_TALLY_EVENT_NAME
+    }
+
+    fn severity(&self) -> Severity {
+        Severity::Warn
+    }
+
+    fn time_ns(&self, now_ns: u64) -> u64 {
+        now_ns
+    }
+
+    fn visit_attributes(&self, f: &mut dyn FnMut(&str, AttrValue<'_>)) {
+        self.for_each_attribute(f);
+    }
 }
 
 #[cfg(test)]

@@ -1,3 +1,5 @@
+//! Unit tests of the outbox: batching, the byte bound, retries and delivery accounting.
+
 use super::*;
 use flate2::read::GzDecoder;
 use serde_json::Value;

@@ -1,4 +1,5 @@
-//! The built-in value detectors: one left-to-right pass over the (decoded) bytes of a value.
+//! The built-in value detectors' dispatcher: one left-to-right pass over the (decoded) bytes of
+//! a value.
 //!
 //! At each position the scanner dispatches on the byte and on whether a word starts there (the
 //! previous byte is not alphanumeric), tries the detectors that can start with that byte, and on a
@@ -6,92 +7,17 @@
 //! look-ahead; those that rescan runs (JWT, entropy, IPv6, `key=value`) remember how far a failed
 //! attempt looked, so the pass stays linear. Nothing here allocates unless something is found.
 //!
+//! The detectors live in `numeric`, `token` and `syntax`, the framework they share in `scan`.
+//! Only `key=value` stays here: it re-runs the dispatcher on the key and the value.
+//!
 //! Detectors work on bytes, so invalid UTF-8 is simply "not alphanumeric".
 
 use super::Kind;
 use super::keys::{self, Strength};
 use super::numeric;
+use super::scan::{Detectors, Finding, State, at, is_alnum, run, starts_with};
+use super::syntax;
 use super::token;
-
-/// One detected span, in offsets of the scanned bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Finding {
-    pub(crate) start: usize,
-    pub(crate) end: usize,
-    pub(crate) kind: Kind,
-    /// Index of the custom pattern when `kind` is [`Kind::Custom`].
-    pub(crate) custom: u16,
-}
-
-impl Finding {
-    pub(crate) const fn new(start: usize, end: usize, kind: Kind) -> Self {
-        Finding {
-            start,
-            end,
-            kind,
-            custom: 0,
-        }
-    }
-}
-
-/// Which detectors run, and the configured key names for `key=value` detection.
-#[derive(Debug, Clone)]
-pub(crate) struct Detectors {
-    pub(crate) on: [bool; Kind::COUNT],
-    pub(crate) extra_keys: Vec<String>,
-    pub(crate) allow_keys: Vec<String>,
-}
-
-impl Detectors {
-    pub(crate) fn on(&self, k: Kind) -> bool {
-        self.on.get(k.index()).copied().unwrap_or(false)
-    }
-}
-
-/// The byte at `i`, or 0 past the end (0 is neither alphanumeric nor any detector's trigger).
-#[inline]
-pub(crate) fn at(t: &[u8], i: usize) -> u8 {
-    t.get(i).copied().unwrap_or(0)
-}
-
-#[inline]
-pub(crate) fn is_alnum(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-}
-
-#[inline]
-pub(crate) fn starts_with(t: &[u8], i: usize, p: &[u8]) -> bool {
-    t.get(i..).is_some_and(|r| r.starts_with(p))
-}
-
-#[inline]
-pub(crate) fn starts_with_ci(t: &[u8], i: usize, p: &[u8]) -> bool {
-    t.get(i..i + p.len())
-        .is_some_and(|r| r.eq_ignore_ascii_case(p))
-}
-
-/// End of the run of bytes satisfying `f` starting at `i`.
-#[inline]
-pub(crate) fn run(t: &[u8], i: usize, f: impl Fn(u8) -> bool) -> usize {
-    let mut j = i;
-    while j < t.len() && f(at(t, j)) {
-        j += 1;
-    }
-    j
-}
-
-/// Look-ahead memory that keeps the pass linear.
-#[derive(Default)]
-pub(crate) struct State {
-    pub(crate) last_end: usize,
-    pub(crate) jwt_until: usize,
-    pub(crate) std_until: usize,
-    pub(crate) url_until: usize,
-    pub(crate) kv_until: usize,
-    pub(crate) v6_until: usize,
-    pub(crate) aws_id_seen: bool,
-    pub(crate) pending_aws: Vec<(usize, usize)>,
-}
 
 /// Appends the findings in `t` to `out`, ordered and non-overlapping.
 pub(crate) fn scan(t: &[u8], d: &Detectors, out: &mut Vec<Finding>) {
@@ -146,21 +72,21 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
     match b {
         b'@' => {
             return if d.on(Kind::Email) {
-                email(t, i, st.last_end)
+                syntax::email(t, i, st.last_end)
             } else {
                 None
             };
         }
         b':' if starts_with(t, i, b"://") => {
             if d.on(Kind::UrlCredentials)
-                && let Some(f) = url_credentials(t, i)
+                && let Some(f) = syntax::url_credentials(t, i)
             {
                 return Some(f);
             }
         }
         b'-' if starts_with(t, i, b"-----BEGIN ") => {
             if d.on(Kind::PrivateKey)
-                && let Some(f) = private_key(t, i)
+                && let Some(f) = syntax::private_key(t, i)
             {
                 return Some(f);
             }
@@ -189,7 +115,7 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
                 return Some(f);
             }
             if matches!(b, b'B' | b'b')
-                && let Some(f) = bearer_basic(t, i, d)
+                && let Some(f) = syntax::bearer_basic(t, i, d)
             {
                 return Some(f);
             }
@@ -201,146 +127,13 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
             }
         }
         if (b.is_ascii_hexdigit() || b == b':') && d.on(Kind::Ip) && i >= st.v6_until {
-            match ipv6(t, i) {
+            match syntax::ipv6(t, i) {
                 Ok(f) => return Some(f),
                 Err(until) => st.v6_until = until,
             }
         }
     }
     token::entropy(t, i, d, st)
-}
-
-const FILE_EXTENSIONS: &[&[u8]] = &[
-    b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"avif", b"ico", b"bmp", b"css", b"js",
-    b"mjs", b"map", b"json", b"html", b"htm", b"xml", b"txt", b"pdf", b"woff", b"woff2", b"ttf",
-];
-
-fn is_local(b: u8) -> bool {
-    is_alnum(b) || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
-}
-
-/// An e-mail address around the `@` at `at_i`, not reaching back before `floor`.
-pub(crate) fn email(t: &[u8], at_i: usize, floor: usize) -> Option<Finding> {
-    let mut s = at_i;
-    while s > floor && is_local(at(t, s - 1)) {
-        s -= 1;
-    }
-    if s == at_i {
-        return None;
-    }
-    let ds = at_i + 1;
-    let mut e = run(t, ds, |b| is_alnum(b) || b == b'-' || b == b'.');
-    while e > ds && matches!(at(t, e - 1), b'.' | b'-') {
-        e -= 1;
-    }
-    let domain = t.get(ds..e)?;
-    if domain.len() < 4
-        || domain.len() > 253
-        || domain.starts_with(b".")
-        || domain.starts_with(b"-")
-    {
-        return None;
-    }
-    if domain.windows(2).any(|w| w == b"..") {
-        return None;
-    }
-    // `icon@2x.png`, `logo@3x.min.webp`: retina asset names, not addresses.
-    let first = domain.split(|b| *b == b'.').next().unwrap_or_default();
-    if first.len() <= 4 && first.ends_with(b"x") && first.first().is_some_and(u8::is_ascii_digit) {
-        return None;
-    }
-    // The top-level label starts with 2+ letters (`jo@example.com-ref` is `jo@example.com` then
-    // `-ref`); when the last label does not qualify (`jo@example.com.a`), an earlier one may.
-    let mut d = domain;
-    loop {
-        let dot = d.iter().rposition(|b| *b == b'.')?;
-        let label = d.get(dot + 1..)?;
-        let k = label.iter().take_while(|b| b.is_ascii_alphabetic()).count();
-        let tld = label.get(..k)?;
-        // A file extension is not a top-level domain: `jo@example.com.js` is an address followed
-        // by `.js`, and `user@host.png` is none.
-        if (2..=63).contains(&k) && !FILE_EXTENSIONS.iter().any(|x| tld.eq_ignore_ascii_case(x)) {
-            return Some(Finding::new(s, ds + dot + 1 + k, Kind::Email));
-        }
-        d = d.get(..dot)?;
-    }
-}
-
-/// `user:pass` in `scheme://user:pass@host`; `i` is the `:` of `://`.
-fn url_credentials(t: &[u8], i: usize) -> Option<Finding> {
-    let a = i + 3;
-    let mut j = a;
-    let mut last_at = None;
-    while j < t.len() {
-        match at(t, j) {
-            b'/' | b'?' | b'#' | b' ' | b'\t' | b'\r' | b'\n' | b'"' | b'\'' | b'<' | b'>' => break,
-            b'@' => last_at = Some(j),
-            _ => {}
-        }
-        j += 1;
-    }
-    let p = last_at?;
-    (p > a).then(|| Finding::new(a, p, Kind::UrlCredentials))
-}
-
-fn find(t: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    let hay = t.get(from..)?;
-    hay.windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-/// A PEM private key block starting at `i` (`-----BEGIN `); runs to the end of the text when the
-/// `-----END` line is missing (a truncated key is still a key).
-fn private_key(t: &[u8], i: usize) -> Option<Finding> {
-    let label_start = i + 11;
-    let window = t.get(label_start..).unwrap_or_default();
-    let window = window.get(..72).unwrap_or(window);
-    let close = find(window, 0, b"-----")? + label_start;
-    let label = t.get(label_start..close)?;
-    find(label, 0, b"PRIVATE KEY")?;
-    let end = match find(t, close + 5, b"-----END") {
-        Some(p) => match find(t, p + 8, b"-----") {
-            Some(q) => q + 5,
-            None => t.len(),
-        },
-        None => t.len(),
-    };
-    Some(Finding::new(i, end, Kind::PrivateKey))
-}
-
-fn is_token68(b: u8) -> bool {
-    is_alnum(b) || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-}
-
-/// The credential after a `Bearer ` or `Basic ` word in text.
-fn bearer_basic(t: &[u8], i: usize, d: &Detectors) -> Option<Finding> {
-    let (kind, skip) = if starts_with_ci(t, i, b"bearer ") {
-        (Kind::Bearer, 7)
-    } else if starts_with_ci(t, i, b"basic ") {
-        (Kind::Basic, 6)
-    } else {
-        return None;
-    };
-    if !d.on(kind) {
-        return None;
-    }
-    let s = run(t, i + skip, |b| b == b' ');
-    let e = run(t, s, is_token68);
-    let tok = t.get(s..e)?;
-    if tok.len() < 8 || is_alnum(at(t, e)) {
-        return None;
-    }
-    let ok = match kind {
-        Kind::Bearer => !tok.iter().all(|b| b.is_ascii_lowercase()),
-        _ => token::base64_has_colon(tok),
-    };
-    // A bearer JWT is named for what it is.
-    let kind = match token::jwt(t, s) {
-        Ok(f) if kind == Kind::Bearer && f.end == e && d.on(Kind::Jwt) => Kind::Jwt,
-        _ => kind,
-    };
-    ok.then(|| Finding::new(s, e, kind))
 }
 
 /// How far past a `key=` the value's own detectors may look.
@@ -422,37 +215,6 @@ fn key_value(t: &[u8], i: usize, d: &Detectors) -> Result<Finding, usize> {
         Some(f) if f.start == 0 && f.end >= ve - vs => Ok(Finding::new(vs, vs + f.end, f.kind)),
         _ => Ok(Finding::new(vs, ve, Kind::SecretParam)),
     }
-}
-
-fn is_v6_byte(b: u8) -> bool {
-    b.is_ascii_hexdigit() || b == b':' || b == b'.'
-}
-
-/// An IPv6 address (as the standard library parses it) with at least two colons.
-fn ipv6(t: &[u8], i: usize) -> Result<Finding, usize> {
-    let prev = if i == 0 { 0 } else { at(t, i - 1) };
-    let e = run(t, i, is_v6_byte);
-    if prev == b':' || prev == b'.' {
-        return Err(e);
-    }
-    let cand = t.get(i..e).ok_or(e)?;
-    let colons = cand.iter().filter(|b| **b == b':').count();
-    if colons < 2 || is_alnum(at(t, e)) {
-        return Err(e);
-    }
-    let mut end = e;
-    while end > i {
-        let c = t.get(i..end).ok_or(e)?;
-        if super::ip::parse_addr(c).is_some_and(|a| a.is_ipv6()) {
-            return Ok(Finding::new(i, end, Kind::Ip));
-        }
-        if matches!(at(t, end - 1), b'.' | b':') {
-            end -= 1;
-        } else {
-            break;
-        }
-    }
-    Err(e)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 
 use super::action::{self, Action, canonical};
 use super::decode::{Enc, decode, decode_value, needs_decode};
-use super::detect::{self, Finding};
+use super::detect;
+use super::scan::Finding;
 use super::{Kind, RedactionPolicy, Summary};
 use std::borrow::Cow;
 

@@ -131,6 +131,8 @@ mod numeric;
 mod path;
 mod policy;
 mod query;
+mod scan;
+mod syntax;
 mod token;
 mod url;
 

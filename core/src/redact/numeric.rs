@@ -22,7 +22,7 @@
 //! it and cover more digits win (so `+1 4111 1111 1111 1111` is a card, not a phone).
 
 use super::Kind;
-use super::detect::{Detectors, Finding, at, is_alnum, run};
+use super::scan::{Detectors, Finding, at, is_alnum, run};
 
 const MAX_GROUPS: usize = 12;
 

@@ -3,10 +3,10 @@
 
 use super::Kind;
 use super::action::{Action, Hasher, partial_defined};
-use super::detect::Detectors;
 use super::keys;
 use super::path::Template;
-use crate::config::{ConfigErrors, FieldError, Fields, kind as json_kind};
+use super::scan::Detectors;
+use crate::config::fields::{ConfigErrors, FieldError, Fields};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -345,15 +345,12 @@ impl RedactionPolicy {
     /// Parses a `redaction` section given on its own (the object itself, not the whole plugin
     /// config); errors carry paths under `$.redaction`. Empty input means the default policy.
     pub fn from_json(bytes: &[u8]) -> Result<RedactionPolicy, ConfigErrors> {
-        crate::config::read_json(bytes, "$.redaction", parse)
+        crate::config::fields::read_json(bytes, "$.redaction", parse)
     }
 }
 
 fn err(errs: &mut Vec<FieldError>, path: String, reason: impl Into<String>) {
-    errs.push(FieldError {
-        path,
-        reason: reason.into(),
-    });
+    errs.push(FieldError::invalid(path, reason));
 }
 
 /// Reads an optional array of strings; each element is checked by `check`. `None` when absent.
@@ -384,21 +381,17 @@ fn indexed_string_list(
                         Some(reason) => err(errs, format!("{path}[{i}]"), reason),
                         None => out.push((i, s.to_owned())),
                     },
-                    None => err(
-                        errs,
+                    None => errs.push(FieldError::wrong_type(
                         format!("{path}[{i}]"),
-                        format!("expected a string, got {}", json_kind(it)),
-                    ),
+                        "a string",
+                        it,
+                    )),
                 }
             }
             Some(out)
         }
         other => {
-            err(
-                errs,
-                path,
-                format!("expected an array of strings, got {}", json_kind(other)),
-            );
+            errs.push(FieldError::wrong_type(path, "an array of strings", other));
             None
         }
     }
@@ -451,63 +444,106 @@ fn parse_action(s: &str) -> Result<Action, String> {
 }
 
 /// Reads the `redaction` section. Every problem goes to `errs` with its JSON path; the returned
-/// policy is then only meaningful when no error was added.
+/// policy is then only meaningful when no error was added. One reader per JSON section, called
+/// in the section order of the reference (which is also the order of the errors and of the
+/// known-field list in an unknown-field error).
 pub(crate) fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> RedactionPolicy {
     let mut s = Settings::default();
-    let mut hash_user: Option<String> = None;
+    let detector_hash_user = read_detectors(f.section("detectors", errs), &mut s.actions, errs);
+    let key = read_hmac(&mut f, errs);
+    let (custom, custom_hash_user) = read_custom(&mut f, errs);
+    s.custom = custom;
+    // The key is checked against every `hash` user, so after `custom`.
+    s.hmac = require_hmac(key, detector_hash_user.or(custom_hash_user), errs);
+    read_headers(f.section("headers", errs), &mut s, errs);
+    read_query(f.section("query", errs), &mut s, errs);
+    read_path(f.section("path", errs), &mut s, errs);
+    read_ip(f.section("ip", errs), &mut s, errs);
+    s.max_value_bytes = usize::try_from(f.int_in(
+        "max_value_bytes",
+        DEFAULT_MAX_VALUE_BYTES as u64,
+        256,
+        1 << 20,
+        errs,
+    ))
+    .unwrap_or(DEFAULT_MAX_VALUE_BYTES);
+    f.finish(errs);
+    s.compile()
+}
 
-    // detectors
-    let mut d = f.section("detectors", errs);
+/// `detectors`: an action per kind. Returns the first kind using `hash` (`detectors.<kind>`),
+/// which makes `hmac_key` required.
+fn read_detectors(
+    mut d: Fields<'_>,
+    actions: &mut [Action; Kind::COUNT],
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
+    let mut hash_user = None;
     for k in Kind::ALL {
         let path = d.child_path(k.name());
         let Some(v) = d.raw(k.name()) else { continue };
-        let Some(name) = v.as_str() else {
-            err(
-                errs,
-                path,
-                format!(
-                    "expected an action string (mask, hash, partial, drop, off), got {}",
-                    json_kind(v)
-                ),
-            );
+        let Some(a) = detector_action(k, v, &path, errs) else {
             continue;
         };
-        let a = match parse_action(name) {
-            Ok(a) => a,
-            Err(e) => {
-                err(errs, path, e);
-                continue;
-            }
-        };
-        if a == Action::Off && matches!(k, Kind::Cookie | Kind::Credential) {
-            err(
-                errs,
-                path,
-                "credential headers are always redacted and cannot be switched off; remove the header from headers.request/headers.response instead",
-            );
-            continue;
-        }
-        if a == Action::Partial && !partial_defined(k) {
-            err(
-                errs,
-                path,
-                format!(
-                    "partial is not defined for {}; use mask, hash or drop",
-                    k.name()
-                ),
-            );
-            continue;
-        }
         if a == Action::Hash && hash_user.is_none() {
             hash_user = Some(format!("detectors.{}", k.name()));
         }
-        if let Some(slot) = s.actions.get_mut(k.index()) {
+        if let Some(slot) = actions.get_mut(k.index()) {
             *slot = a;
         }
     }
     d.finish(errs);
+    hash_user
+}
 
-    // hmac
+/// The action `v` names for kind `k`, if it is one `k` allows.
+fn detector_action(k: Kind, v: &Value, path: &str, errs: &mut Vec<FieldError>) -> Option<Action> {
+    let Some(name) = v.as_str() else {
+        errs.push(FieldError::wrong_type(
+            path,
+            "an action string (mask, hash, partial, drop, off)",
+            v,
+        ));
+        return None;
+    };
+    let a = match parse_action(name) {
+        Ok(a) => a,
+        Err(e) => {
+            err(errs, path.to_owned(), e);
+            return None;
+        }
+    };
+    if a == Action::Off && matches!(k, Kind::Cookie | Kind::Credential) {
+        err(
+            errs,
+            path.to_owned(),
+            "credential headers are always redacted and cannot be switched off; remove the header from headers.request/headers.response instead",
+        );
+        return None;
+    }
+    if a == Action::Partial && !partial_defined(k) {
+        err(
+            errs,
+            path.to_owned(),
+            format!(
+                "partial is not defined for {}; use mask, hash or drop",
+                k.name()
+            ),
+        );
+        return None;
+    }
+    Some(a)
+}
+
+/// `hmac_key` as given (checked against `hash` users later) and `hmac_key_id`.
+struct HmacKey {
+    key: Option<String>,
+    key_id: String,
+    key_path: String,
+}
+
+/// `hmac_key` and `hmac_key_id`.
+fn read_hmac(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> HmacKey {
     let key_path = f.child_path("hmac_key");
     let key: Option<String> = f.get("hmac_key", None, errs);
     let key_id = f.text(
@@ -535,8 +571,42 @@ pub(crate) fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> RedactionP
             ),
         );
     }
+    HmacKey {
+        key,
+        key_id,
+        key_path,
+    }
+}
 
-    // custom patterns
+/// The key for [`Settings::hmac`]; an error when `hash_user` (the first field using `hash`)
+/// needs one and none was given.
+fn require_hmac(
+    h: HmacKey,
+    hash_user: Option<String>,
+    errs: &mut Vec<FieldError>,
+) -> Option<(Vec<u8>, String)> {
+    match (h.key, hash_user) {
+        (None, Some(user)) => {
+            err(
+                errs,
+                h.key_path,
+                format!("required because {user} uses the \"hash\" action"),
+            );
+            None
+        }
+        (Some(k), _) => Some((k.into_bytes(), h.key_id)),
+        (None, None) => None,
+    }
+}
+
+/// `custom`: the patterns to apply (those not `off`), and the first one using `hash`
+/// (`custom[i]`).
+fn read_custom(
+    f: &mut Fields<'_>,
+    errs: &mut Vec<FieldError>,
+) -> (Vec<CustomPattern>, Option<String>) {
+    let mut custom = Vec::new();
+    let mut hash_user = None;
     let custom_path = f.child_path("custom");
     match f.raw("custom") {
         None | Some(Value::Null) => {}
@@ -550,108 +620,112 @@ pub(crate) fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> RedactionP
             }
             for (i, item) in items.iter().enumerate().take(MAX_CUSTOM) {
                 let ipath = format!("{custom_path}[{i}]");
-                let mut c = Fields::object(ipath.clone(), Some(item), errs);
-                let name = c.text("name", "", check_custom_name, errs);
-                let pat_path = c.child_path("pattern");
-                let pattern = c.text(
-                    "pattern",
-                    "",
-                    |p| {
-                        if p.is_empty() {
-                            Some("required: a regular expression (regex-lite syntax)")
-                        } else if p.len() > MAX_PATTERN_LEN {
-                            Some("longer than 1024 characters")
-                        } else {
-                            None
-                        }
-                    },
-                    errs,
-                );
-                let act_path = c.child_path("action");
-                let act_name = c.text("action", "mask", |_| None, errs);
-                c.finish(errs);
-                let action = match parse_action(&act_name) {
-                    Ok(Action::Partial) => {
-                        err(
-                            errs,
-                            act_path,
-                            "partial is not defined for custom patterns; use mask, hash, drop or off",
-                        );
-                        continue;
-                    }
-                    Ok(a) => a,
-                    Err(e) => {
-                        err(errs, act_path, e);
-                        continue;
-                    }
+                let Some(p) = read_custom_pattern(ipath, item, &custom, errs) else {
+                    continue;
                 };
-                if Kind::from_name(&name).is_some() {
-                    err(
-                        errs,
-                        format!("{ipath}.name"),
-                        format!("{name:?} is a built-in kind; choose another name"),
-                    );
-                    continue;
+                if p.action == Action::Hash && hash_user.is_none() {
+                    hash_user = Some(format!("custom[{i}]"));
                 }
-                if s.custom.iter().any(|p| p.name == name) {
-                    err(
-                        errs,
-                        format!("{ipath}.name"),
-                        format!("duplicate custom pattern name {name:?}"),
-                    );
-                    continue;
-                }
-                if pattern.is_empty() || pattern.len() > MAX_PATTERN_LEN || name.is_empty() {
-                    continue;
-                }
-                match regex_lite::RegexBuilder::new(&pattern)
-                    .size_limit(1 << 20)
-                    .nest_limit(64)
-                    .build()
-                {
-                    Ok(re) => {
-                        if re.is_match("") {
-                            err(errs, pat_path, "must not match the empty string");
-                            continue;
-                        }
-                        if action == Action::Hash && hash_user.is_none() {
-                            hash_user = Some(format!("custom[{i}]"));
-                        }
-                        if action != Action::Off {
-                            s.custom.push(CustomPattern {
-                                name,
-                                source: pattern,
-                                re,
-                                action,
-                            });
-                        }
-                    }
-                    Err(e) => err(errs, pat_path, format!("invalid regular expression: {e}")),
+                if p.action != Action::Off {
+                    custom.push(p);
                 }
             }
         }
-        Some(other) => err(
-            errs,
+        Some(other) => errs.push(FieldError::wrong_type(
             custom_path,
-            format!(
-                "expected an array of {{name, pattern, action}} objects, got {}",
-                json_kind(other)
-            ),
-        ),
+            "an array of {name, pattern, action} objects",
+            other,
+        )),
     }
+    (custom, hash_user)
+}
 
-    match (&key, &hash_user) {
-        (None, Some(user)) => err(
+/// One `custom[i]` entry at `ipath`, compiled; `None` when invalid (the errors are recorded).
+/// Names must differ from the built-in kinds and from those in `earlier`.
+fn read_custom_pattern(
+    ipath: String,
+    item: &Value,
+    earlier: &[CustomPattern],
+    errs: &mut Vec<FieldError>,
+) -> Option<CustomPattern> {
+    let mut c = Fields::object(ipath.clone(), Some(item), errs);
+    let name = c.text("name", "", check_custom_name, errs);
+    let pat_path = c.child_path("pattern");
+    let pattern = c.text(
+        "pattern",
+        "",
+        |p| {
+            if p.is_empty() {
+                Some("required: a regular expression (regex-lite syntax)")
+            } else if p.len() > MAX_PATTERN_LEN {
+                Some("longer than 1024 characters")
+            } else {
+                None
+            }
+        },
+        errs,
+    );
+    let act_path = c.child_path("action");
+    let act_name = c.text("action", "mask", |_| None, errs);
+    c.finish(errs);
+    let action = match parse_action(&act_name) {
+        Ok(Action::Partial) => {
+            err(
+                errs,
+                act_path,
+                "partial is not defined for custom patterns; use mask, hash, drop or off",
+            );
+            return None;
+        }
+        Ok(a) => a,
+        Err(e) => {
+            err(errs, act_path, e);
+            return None;
+        }
+    };
+    if Kind::from_name(&name).is_some() {
+        err(
             errs,
-            key_path,
-            format!("required because {user} uses the \"hash\" action"),
-        ),
-        (Some(k), _) => s.hmac = Some((k.as_bytes().to_vec(), key_id)),
-        (None, None) => {}
+            format!("{ipath}.name"),
+            format!("{name:?} is a built-in kind; choose another name"),
+        );
+        return None;
     }
+    if earlier.iter().any(|p| p.name == name) {
+        err(
+            errs,
+            format!("{ipath}.name"),
+            format!("duplicate custom pattern name {name:?}"),
+        );
+        return None;
+    }
+    if pattern.is_empty() || pattern.len() > MAX_PATTERN_LEN || name.is_empty() {
+        return None;
+    }
+    match regex_lite::RegexBuilder::new(&pattern)
+        .size_limit(1 << 20)
+        .nest_limit(64)
+        .build()
+    {
+        Ok(re) if re.is_match("") => {
+            err(errs, pat_path, "must not match the empty string");
+            None
+        }
+        Ok(re) => Some(CustomPattern {
+            name,
+            source: pattern,
+            re,
+            action,
+        }),
+        Err(e) => {
+            err(errs, pat_path, format!("invalid regular expression: {e}"));
+            None
+        }
+    }
+}
 
-    // headers
-    let mut h = f.section("headers", errs);
+/// `headers`: the request and response allowlists and the extra credential headers.
+fn read_headers(mut h: Fields<'_>, s: &mut Settings, errs: &mut Vec<FieldError>) {
     if let Some(v) = string_list(&mut h, "request", errs, check_header_name) {
         s.request_headers = NameSet::new(&v);
     }
@@ -662,9 +736,10 @@ pub(crate) fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> RedactionP
         s.credential_headers = NameSet::new(&v);
     }
     h.finish(errs);
+}
 
-    // query
-    let mut q = f.section("query", errs);
+/// `query`: extra sensitive keys and exempt keys, in compact form.
+fn read_query(mut q: Fields<'_>, s: &mut Settings, errs: &mut Vec<FieldError>) {
     let compact = |v: Vec<String>| {
         let mut v: Vec<String> = v.iter().map(|k| keys::compact_string(k)).collect();
         v.sort();
@@ -678,9 +753,10 @@ pub(crate) fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> RedactionP
         s.allow_keys = compact(v);
     }
     q.finish(errs);
+}
 
-    // path
-    let mut p = f.section("path", errs);
+/// `path`: route templates (unique, at most [`MAX_TEMPLATES`]) and the two switches.
+fn read_path(mut p: Fields<'_>, s: &mut Settings, errs: &mut Vec<FieldError>) {
     let tpath = p.child_path("templates");
     if let Some(v) = indexed_string_list(&mut p, "templates", errs, |t| Template::parse(t).err()) {
         if v.len() > MAX_TEMPLATES {
@@ -709,24 +785,13 @@ pub(crate) fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> RedactionP
     s.keep_raw_path = p.get("keep_raw_path", false, errs);
     s.template_ids = p.get("template_ids", true, errs);
     p.finish(errs);
+}
 
-    // ip
-    let mut ip = f.section("ip", errs);
+/// `ip`: prefix lengths kept by `partial`.
+fn read_ip(mut ip: Fields<'_>, s: &mut Settings, errs: &mut Vec<FieldError>) {
     s.ipv4_prefix = u8::try_from(ip.int_in("ipv4_prefix", 24, 0, 32, errs)).unwrap_or(24);
     s.ipv6_prefix = u8::try_from(ip.int_in("ipv6_prefix", 48, 0, 128, errs)).unwrap_or(48);
     ip.finish(errs);
-
-    s.max_value_bytes = usize::try_from(f.int_in(
-        "max_value_bytes",
-        DEFAULT_MAX_VALUE_BYTES as u64,
-        256,
-        1 << 20,
-        errs,
-    ))
-    .unwrap_or(DEFAULT_MAX_VALUE_BYTES);
-
-    f.finish(errs);
-    s.compile()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! older formats do not carry it, and the prefix plus length is already specific.
 
 use super::Kind;
-use super::detect::{Detectors, Finding, State, at, is_alnum, run, starts_with};
+use super::scan::{Detectors, Finding, State, at, is_alnum, run, starts_with};
 
 fn alnum(b: u8) -> bool {
     b.is_ascii_alphanumeric()

@@ -171,12 +171,12 @@ pub use tally::{
 use crate::record::AccessRecord;
 
 /// Suggested record attribute: the kept record's adjusted count (a double: `1/rate`, or 1).
-pub const ATTR_ADJUSTED_COUNT: &str = "meshlog.sampling.adjusted_count";
-/// Suggested record attribute: why the record was kept ([`KeepReason::name`]).
-pub const ATTR_KEEP_REASON: &str = "meshlog.sampling.reason";
+pub use crate::schema::MESHLOG_SAMPLING_ADJUSTED_COUNT as ATTR_ADJUSTED_COUNT;
 /// Record (and tally) attribute: the sampling policy version, 16 hex characters. Distinct from
 /// `meshlog.policy_version`, the redaction policy's.
-pub const ATTR_POLICY_VERSION: &str = "meshlog.sampling.policy_version";
+pub use crate::schema::MESHLOG_SAMPLING_POLICY_VERSION as ATTR_POLICY_VERSION;
+/// Suggested record attribute: why the record was kept ([`KeepReason::name`]).
+pub use crate::schema::MESHLOG_SAMPLING_REASON as ATTR_KEEP_REASON;
 
 /// What the sampler needs to know about a finished request. All borrowed; build it from the
 /// attributes the filter reads anyway, before capturing the record.

@@ -4,7 +4,7 @@
 use super::hash::{self, KEY_SPACE};
 use super::pattern::{self, NamePattern, PathPattern};
 use super::{Decision, DropReason, KeepReason, RequestFacts};
-use crate::config::{ConfigErrors, FieldError, Fields, kind as json_kind};
+use crate::config::fields::{ConfigErrors, FieldError, Fields, Problem, kind as json_kind};
 use crate::envoy::RESPONSE_FLAGS;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -406,10 +406,10 @@ impl SamplingPolicy {
             return Ok(SamplingPolicy::default());
         }
         let doc: Value = serde_json::from_slice(trimmed).map_err(|e| {
-            ConfigErrors(vec![FieldError {
-                path: "$.sampling".into(),
-                reason: format!("not valid JSON: {e}"),
-            }])
+            ConfigErrors(vec![FieldError::new(
+                "$.sampling",
+                Problem::Syntax(format!("not valid JSON: {e}")),
+            )])
         })?;
         let mut errs = Vec::new();
         let p = parse("$.sampling".into(), Some(&doc), &mut errs);
@@ -422,10 +422,7 @@ impl SamplingPolicy {
 }
 
 fn err(errs: &mut Vec<FieldError>, path: String, reason: impl Into<String>) {
-    errs.push(FieldError {
-        path,
-        reason: reason.into(),
-    });
+    errs.push(FieldError::invalid(path, reason));
 }
 
 /// A field that may be absent: `None` absent (or `null`), `Some(None)` present but invalid (the
@@ -450,11 +447,7 @@ fn opt_string<T>(
             }
         },
         other => {
-            err(
-                errs,
-                path,
-                format!("expected a string, got {}", json_kind(other)),
-            );
+            errs.push(FieldError::wrong_type(path, "a string", other));
             Some(None)
         }
     }
@@ -470,11 +463,11 @@ fn opt_rate(f: &mut Fields<'_>, key: &'static str, errs: &mut Vec<FieldError>) -
     match v.as_f64() {
         Some(r) if (0.0..=1.0).contains(&r) => Some(Some(Rate::new(r))),
         _ => {
-            err(
-                errs,
+            errs.push(FieldError::not_in_range(
                 path,
-                format!("expected a number from 0.0 to 1.0, got {v}"),
-            );
+                "a number from 0.0 to 1.0",
+                v,
+            ));
             Some(None)
         }
     }
@@ -494,11 +487,11 @@ fn opt_list<T>(
         Value::Null => None,
         Value::Array(items) => Some(list_items(&path, items, errs, parse)),
         other => {
-            err(
-                errs,
+            errs.push(FieldError::wrong_type(
                 path,
-                format!("expected an array of {what}, got {}", json_kind(other)),
-            );
+                format!("an array of {what}"),
+                other,
+            ));
             None
         }
     }
@@ -551,6 +544,7 @@ fn flag_code(s: &str) -> Result<u64, String> {
         })
 }
 
+/// `always_keep.response_flags`: `"any"`, `"none"` or a list of flag codes.
 fn read_flags(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> FlagMatch {
     let path = f.child_path("response_flags");
     match f.raw("response_flags") {
@@ -575,20 +569,18 @@ fn read_flags(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> FlagMatch {
     }
 }
 
+/// `rules`, sorted by precedence (most specific first).
 fn read_rules(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<Rule> {
     let path = f.child_path("rules");
     let items = match f.raw("rules") {
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(items)) => items,
         Some(other) => {
-            err(
-                errs,
+            errs.push(FieldError::wrong_type(
                 path,
-                format!(
-                    "expected an array of {{route, service, method, rate}} objects, got {}",
-                    json_kind(other)
-                ),
-            );
+                "an array of {route, service, method, rate} objects",
+                other,
+            ));
             return Vec::new();
         }
     };
@@ -602,43 +594,8 @@ fn read_rules(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<Rule> {
     let mut rules: Vec<(usize, Rule)> = Vec::with_capacity(items.len().min(MAX_RULES));
     for (i, item) in items.iter().enumerate().take(MAX_RULES) {
         let ipath = format!("{path}[{i}]");
-        let mut r = Fields::object(ipath.clone(), Some(item), errs);
-        let route = opt_string(&mut r, "route", errs, PathPattern::parse);
-        let service = opt_string(&mut r, "service", errs, NamePattern::parse);
-        let method = opt_string(&mut r, "method", errs, pattern::method);
-        let rate_path = r.child_path("rate");
-        let rate = opt_rate(&mut r, "rate", errs);
-        r.finish(errs);
-        if !item.is_object() {
+        let Some(rule) = read_rule(&ipath, item, errs) else {
             continue;
-        }
-        if route.is_none() && service.is_none() && method.is_none() {
-            err(
-                errs,
-                ipath.clone(),
-                "needs at least one of route, service, method (default_rate is the rate of \
-                 everything else)",
-            );
-        }
-        if rate.is_none() {
-            err(errs, rate_path, "required: a number from 0.0 to 1.0");
-        }
-        let (Some(rate), Some(route), Some(service), Some(method)) = (
-            rate.flatten(),
-            route.map_or(Some(None), |o| o.map(Some)),
-            service.map_or(Some(None), |o| o.map(Some)),
-            method.map_or(Some(None), |o| o.map(Some)),
-        ) else {
-            continue;
-        };
-        if route.is_none() && service.is_none() && method.is_none() {
-            continue;
-        }
-        let rule = Rule {
-            route,
-            service,
-            method,
-            rate,
         };
         if let Some((j, _)) = rules.iter().find(|(_, o)| o.same_matchers(&rule)) {
             err(
@@ -656,6 +613,50 @@ fn read_rules(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<Rule> {
     rules
 }
 
+/// One `rules[i]` entry at `ipath`; `None` when invalid (the errors are recorded).
+fn read_rule(ipath: &str, item: &Value, errs: &mut Vec<FieldError>) -> Option<Rule> {
+    let mut r = Fields::object(ipath, Some(item), errs);
+    let route = opt_string(&mut r, "route", errs, PathPattern::parse);
+    let service = opt_string(&mut r, "service", errs, NamePattern::parse);
+    let method = opt_string(&mut r, "method", errs, pattern::method);
+    let rate_path = r.child_path("rate");
+    let rate = opt_rate(&mut r, "rate", errs);
+    r.finish(errs);
+    if !item.is_object() {
+        return None;
+    }
+    if route.is_none() && service.is_none() && method.is_none() {
+        err(
+            errs,
+            ipath.to_owned(),
+            "needs at least one of route, service, method (default_rate is the rate of \
+             everything else)",
+        );
+    }
+    if rate.is_none() {
+        errs.push(FieldError::missing(rate_path, "a number from 0.0 to 1.0"));
+    }
+    // Absent matchers are fine, invalid ones (already reported) drop the rule.
+    let (Some(rate), Some(route), Some(service), Some(method)) = (
+        rate.flatten(),
+        route.map_or(Some(None), |o| o.map(Some)),
+        service.map_or(Some(None), |o| o.map(Some)),
+        method.map_or(Some(None), |o| o.map(Some)),
+    ) else {
+        return None;
+    };
+    if route.is_none() && service.is_none() && method.is_none() {
+        return None;
+    }
+    Some(Rule {
+        route,
+        service,
+        method,
+        rate,
+    })
+}
+
+/// `always_keep`: the classes kept whatever the rate.
 fn read_always(mut a: Fields<'_>, errs: &mut Vec<FieldError>) -> AlwaysKeep {
     let d = AlwaysKeep::default();
     let status_min = a.int_in("status_min", 500, 100, 500, errs);
@@ -675,11 +676,11 @@ fn read_always(mut a: Fields<'_>, errs: &mut Vec<FieldError>) -> AlwaysKeep {
         Some(v) => match v.as_u64() {
             Some(ms) if (1..=MAX_LATENCY_MS).contains(&ms) => Some(ms),
             _ => {
-                err(
-                    errs,
+                errs.push(FieldError::not_in_range(
                     lpath,
-                    format!("expected an integer from 1 to {MAX_LATENCY_MS} (ms), got {v}"),
-                );
+                    format!("an integer from 1 to {MAX_LATENCY_MS} (ms)"),
+                    v,
+                ));
                 None
             }
         },
@@ -714,6 +715,26 @@ fn read_always(mut a: Fields<'_>, errs: &mut Vec<FieldError>) -> AlwaysKeep {
     }
 }
 
+/// `drop`: the health-check paths ([`DEFAULT_DROP_PATHS`] when absent).
+fn read_drop(mut d: Fields<'_>, errs: &mut Vec<FieldError>) -> Vec<PathPattern> {
+    let paths = opt_list(
+        &mut d,
+        "paths",
+        errs,
+        "path patterns",
+        string_then(PathPattern::parse),
+    )
+    .unwrap_or_else(|| {
+        DEFAULT_DROP_PATHS
+            .iter()
+            .filter_map(|p| PathPattern::parse(p).ok())
+            .collect()
+    });
+    d.finish(errs);
+    paths
+}
+
+/// `rate_cap`: `None` when absent (no cap) or invalid.
 fn read_rate_cap(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Option<RateCap> {
     let path = f.child_path("rate_cap");
     let v = f.raw("rate_cap")?;
@@ -730,11 +751,10 @@ fn read_rate_cap(f: &mut Fields<'_>, errs: &mut Vec<FieldError>) -> Option<RateC
         return None;
     }
     if !present {
-        err(
-            errs,
+        errs.push(FieldError::missing(
             rps_path,
-            format!("required: an integer from 1 to {MAX_RECORDS_PER_SECOND}"),
-        );
+            format!("an integer from 1 to {MAX_RECORDS_PER_SECOND}"),
+        ));
         return None;
     }
     Some(RateCap {
@@ -761,21 +781,7 @@ pub(crate) fn parse(
         .unwrap_or(Rate::new(1.0));
     let rules = read_rules(&mut f, errs);
     let always = read_always(f.section("always_keep", errs), errs);
-    let mut d = f.section("drop", errs);
-    let drop_paths = opt_list(
-        &mut d,
-        "paths",
-        errs,
-        "path patterns",
-        string_then(PathPattern::parse),
-    )
-    .unwrap_or_else(|| {
-        DEFAULT_DROP_PATHS
-            .iter()
-            .filter_map(|p| PathPattern::parse(p).ok())
-            .collect()
-    });
-    d.finish(errs);
+    let drop_paths = read_drop(f.section("drop", errs), errs);
     let rate_cap = read_rate_cap(&mut f, errs);
     let tally_interval_ms = f.int_in(
         "tally_interval_ms",

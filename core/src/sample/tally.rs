@@ -2,7 +2,7 @@
 //! trail is explained and volumes and error rates can be re-estimated.
 
 use super::{Decision, DropReason};
-use crate::record::AttrValue;
+use crate::record::{AttrValue, Event, Severity};
 use std::collections::BTreeMap;
 
 /// At most this many routes are tallied separately per interval; the rest go to [`OTHER_ROUTE`].
@@ -12,32 +12,32 @@ pub const NO_ROUTE: &str = "(none)";
 /// Route key for routes beyond [`MAX_TALLY_ROUTES`] in one interval.
 pub const OTHER_ROUTE: &str = "(other)";
 
-/// `eventName` suggested for the record that ships a tally.
-pub const TALLY_EVENT_NAME: &str = "meshlog.sampling.tally";
-/// Interval start, unix ns (integer).
-pub const ATTR_START_NS: &str = "meshlog.sampling.interval.start_ns";
-/// Interval end, unix ns (integer).
-pub const ATTR_END_NS: &str = "meshlog.sampling.interval.end_ns";
-/// Requests decided (integer).
-pub const ATTR_SEEN: &str = "meshlog.sampling.seen";
-/// Records kept, whatever the reason (integer).
-pub const ATTR_KEPT: &str = "meshlog.sampling.kept";
-/// Of those, kept by an always-keep rule (integer).
-pub const ATTR_KEPT_ALWAYS: &str = "meshlog.sampling.kept.always";
-/// Sum of the kept records' adjusted counts, rounded (integer).
-pub const ATTR_KEPT_ADJUSTED: &str = "meshlog.sampling.kept.adjusted";
-/// Requests not selected by their sampling rate (integer).
-pub const ATTR_DROPPED_SAMPLED: &str = "meshlog.dropped.sampled";
+/// Requests dropped by the health-check drop list (integer).
+pub use crate::schema::MESHLOG_DROPPED_HEALTH_CHECK as ATTR_DROPPED_HEALTH_CHECK;
 /// Records selected by sampling but dropped by the per-VM rate cap (integer).
-pub const ATTR_DROPPED_RATE_CAP: &str = "meshlog.dropped.rate_cap";
+pub use crate::schema::MESHLOG_DROPPED_RATE_CAP as ATTR_DROPPED_RATE_CAP;
 /// Sum of the adjusted counts of the records the rate cap dropped, rounded (integer): the
 /// requests they stood for.
-pub const ATTR_DROPPED_RATE_CAP_ADJUSTED: &str = "meshlog.dropped.rate_cap.adjusted";
-/// Requests dropped by the health-check drop list (integer).
-pub const ATTR_DROPPED_HEALTH_CHECK: &str = "meshlog.dropped.health_check";
+pub use crate::schema::MESHLOG_DROPPED_RATE_CAP_ADJUSTED as ATTR_DROPPED_RATE_CAP_ADJUSTED;
+/// Requests not selected by their sampling rate (integer).
+pub use crate::schema::MESHLOG_DROPPED_SAMPLED as ATTR_DROPPED_SAMPLED;
 /// Per-route counts as a JSON object string:
 /// `{"/api/{id}":{"seen":10,"sampled":8,"rate_cap":0,"health_check":0}}`. Absent when empty.
-pub const ATTR_BY_ROUTE: &str = "meshlog.sampling.by_route";
+pub use crate::schema::MESHLOG_SAMPLING_BY_ROUTE as ATTR_BY_ROUTE;
+/// Interval end, unix ns (integer).
+pub use crate::schema::MESHLOG_SAMPLING_INTERVAL_END_NS as ATTR_END_NS;
+/// Interval start, unix ns (integer).
+pub use crate::schema::MESHLOG_SAMPLING_INTERVAL_START_NS as ATTR_START_NS;
+/// Records kept, whatever the reason (integer).
+pub use crate::schema::MESHLOG_SAMPLING_KEPT as ATTR_KEPT;
+/// Sum of the kept records' adjusted counts, rounded (integer).
+pub use crate::schema::MESHLOG_SAMPLING_KEPT_ADJUSTED as ATTR_KEPT_ADJUSTED;
+/// Of those, kept by an always-keep rule (integer).
+pub use crate::schema::MESHLOG_SAMPLING_KEPT_ALWAYS as ATTR_KEPT_ALWAYS;
+/// Requests decided (integer).
+pub use crate::schema::MESHLOG_SAMPLING_SEEN as ATTR_SEEN;
+/// `eventName` suggested for the record that ships a tally.
+pub use crate::schema::SAMPLING_TALLY_EVENT_NAME as TALLY_EVENT_NAME;
 
 /// Counts for one route in a [`Tally`]. Kept = `seen − sampled − rate_cap − health_check`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -181,7 +181,7 @@ impl Tally {
         f(ATTR_START_NS, i(self.start_ns));
         f(ATTR_END_NS, i(self.end_ns));
         f(
-            super::ATTR_POLICY_VERSION,
+            crate::schema::MESHLOG_SAMPLING_POLICY_VERSION,
             AttrValue::Str(&self.policy_version),
         );
         f(ATTR_SEEN, i(self.seen));
@@ -226,6 +226,108 @@ impl Tally {
     }
 }
 
+/// Shipped as `meshlog.sampling.tally`, severity INFO, timed at the end of its interval.
+impl Event for Tally {
+    fn event_name(&self) -> &'static str {
+        TALLY_EVENT_NAME
+    }
+
+    fn severity(&self) -> Severity {
+        Severity::Info
+    }
+
+    fn time_ns(&self, _now_ns: u64) -> u64 {
+        self.end_ns
+    }
+
+    fn visit_attributes(&self, f: &mut dyn FnMut(&str, AttrValue<'_>)) {
+        self.for_each_attribute(f);
+    }
+}
+
 fn push_u64(out: &mut Vec<u8>, v: u64) {
     crate::json::push_int(out, i64::try_from(v).unwrap_or(i64::MAX));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::{Envelope, encode_event_record};
+    use crate::sample::{RequestFacts, Sampler};
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+    #[test]
+    fn a_tally_record_decodes_with_every_count() {
+        let policy = crate::FilterConfig::from_json(br#"{"sampling":{"default_rate":0.0}}"#)
+            .unwrap()
+            .sampling;
+        let mut s = Sampler::new(policy.clone(), 1_000);
+        let ok = RequestFacts {
+            trace_id: Some([7; 16]),
+            path: Some("/a"),
+            route: Some("/a"),
+            status: Some(200),
+            ..RequestFacts::default()
+        };
+        let err = RequestFacts {
+            status: Some(503),
+            ..ok
+        };
+        let hc = RequestFacts {
+            path: Some("/healthz"),
+            route: None,
+            ..ok
+        };
+        for f in [ok, ok, err, hc] {
+            s.decide(&f, 2_000);
+        }
+        let t = s.take_tally(5_000);
+        let mut a = Vec::new();
+        encode_event_record(&mut a, &t, Some(7), 6_000);
+        let body = Envelope::new([("service.name", "x")]).wrap([a.as_slice()], a.len());
+        let req: ExportLogsServiceRequest = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)));
+        let lr = &req.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(lr.event_name, "meshlog.sampling.tally");
+        assert_eq!(lr.time_unix_nano, 5_000);
+        assert_eq!(lr.observed_time_unix_nano, 6_000);
+        assert_eq!(lr.severity_number, 9);
+        assert!(lr.trace_id.is_empty());
+        let get = |k: &str| {
+            lr.attributes
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.as_ref()?.value.clone())
+                .unwrap_or_else(|| panic!("no {k} in {lr:?}"))
+        };
+        assert_eq!(get("meshlog.sampling.seen"), Value::IntValue(4));
+        assert_eq!(get("meshlog.sampling.kept"), Value::IntValue(1));
+        assert_eq!(get("meshlog.sampling.kept.always"), Value::IntValue(1));
+        assert_eq!(get("meshlog.dropped.sampled"), Value::IntValue(2));
+        assert_eq!(get("meshlog.dropped.health_check"), Value::IntValue(1));
+        assert_eq!(get("meshlog.dropped.rate_cap"), Value::IntValue(0));
+        assert_eq!(
+            get("meshlog.sampling.interval.start_ns"),
+            Value::IntValue(1_000)
+        );
+        assert_eq!(
+            get("meshlog.sampling.interval.end_ns"),
+            Value::IntValue(5_000)
+        );
+        assert_eq!(
+            get("meshlog.sampling.policy_version"),
+            Value::StringValue(policy.version().into())
+        );
+        assert_eq!(get("meshlog.sequence"), Value::IntValue(7));
+        let Value::StringValue(by_route) = get("meshlog.sampling.by_route") else {
+            panic!("by_route is a string")
+        };
+        let v: serde_json::Value = serde_json::from_str(&by_route).unwrap();
+        assert_eq!(v["/a"]["sampled"], 2);
+        // Without a sequence, the attribute list stays valid JSON.
+        let mut b = Vec::new();
+        encode_event_record(&mut b, &Tally::default(), None, 0);
+        let _: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    }
 }

@@ -1,3 +1,5 @@
+//! Unit tests of the sampler: decisions, precedence, always-keep, rate cap, tallies, config.
+
 use super::*;
 use crate::record::AttrValue;
 

@@ -15,6 +15,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use meshlog_store::{StoreError, WriteErrorKind};
+use meshlog_tlog::seal::SealError;
 use prost::Message;
 
 /// The payload encoding of a request (and so of its response).
@@ -75,9 +76,9 @@ pub enum ApiError {
     /// 415: content type or encoding not supported; the message says what is accepted.
     #[error("{0}")]
     Unsupported(String),
-    /// 500: the batch could not be stored. The text is logged, never sent.
+    /// 500: the batch could not be stored. Logged, never sent.
     #[error("storage failure: {0}")]
-    Storage(String),
+    Storage(#[from] StorageFailure),
     /// 503 with `Retry-After`: not stored now (the ingest queue is full) or not confirmed in
     /// time; the message says which.
     #[error("{message}")]
@@ -90,6 +91,44 @@ pub enum ApiError {
     /// 507 with `Retry-After`: the disk is full; the batch was not stored.
     #[error("insufficient storage: {0}")]
     InsufficientStorage(String),
+}
+
+/// Why a batch could not be stored, by cause (so failures can be counted by kind).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageFailure {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// A decoding or storing task died.
+    #[error("the {what} task failed: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// Why.
+        source: tokio::task::JoinError,
+    },
+    /// Compressing a frame failed.
+    #[error("compressing a frame: {0}")]
+    Compress(#[source] std::io::Error),
+    /// Sealing a frame failed.
+    #[error(transparent)]
+    Seal(SealError),
+    /// No retention class store is open (a bug: the router is built with at least one).
+    #[error("no retention class {0} is open")]
+    NoClass(usize),
+}
+
+impl StorageFailure {
+    /// A short stable name of the cause, for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StorageFailure::Store(_) => "store",
+            StorageFailure::Task { .. } => "task",
+            StorageFailure::Compress(_) => "compress",
+            StorageFailure::Seal(_) => "seal",
+            StorageFailure::NoClass(_) => "no_class",
+        }
+    }
 }
 
 /// What a client sees for a storage failure.
@@ -109,9 +148,9 @@ impl From<StoreError> for ApiError {
                 retry_after: RETRY_AFTER_BUSY_SECS,
             },
             StoreError::Write(w) if w.kind == WriteErrorKind::NoSpace => {
-                ApiError::InsufficientStorage(w.message)
+                ApiError::InsufficientStorage(w.to_string())
             }
-            other => ApiError::Storage(other.to_string()),
+            other => ApiError::Storage(StorageFailure::Store(other)),
         }
     }
 }
@@ -157,7 +196,7 @@ impl ApiError {
     pub fn into_response_as(self, format: WireFormat) -> Response {
         match &self {
             ApiError::Storage(internal) => {
-                tracing::error!(error = %internal, "batch not stored");
+                tracing::error!(error = %internal, cause = internal.kind(), "batch not stored");
             }
             // The store logs these once per episode; a line per request would flood the log.
             ApiError::Unavailable { .. } | ApiError::InsufficientStorage(_) => {
@@ -275,7 +314,8 @@ mod tests {
 
         let full = ApiError::from(StoreError::Write(meshlog_store::WriteError {
             kind: WriteErrorKind::NoSpace,
-            message: "writing a frame: No space left on device (os error 28)".into(),
+            message: "writing a frame".into(),
+            source: Some(std::sync::Arc::new(std::io::Error::from_raw_os_error(28))),
         }));
         let r = full.into_response_as(WireFormat::Protobuf);
         assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
@@ -286,7 +326,8 @@ mod tests {
 
         let other = ApiError::from(StoreError::Write(meshlog_store::WriteError {
             kind: WriteErrorKind::Other,
-            message: "fsync: Input/output error (os error 5)".into(),
+            message: "fsync".into(),
+            source: Some(std::sync::Arc::new(std::io::Error::from_raw_os_error(5))),
         }));
         let r = other.into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -313,7 +354,11 @@ mod tests {
 
     #[tokio::test]
     async fn storage_details_stay_internal() {
-        let r = ApiError::Storage("/data/segments: disk full".into()).into_response();
+        let r = ApiError::Storage(StorageFailure::Store(StoreError::Io {
+            context: "/data/segments".into(),
+            source: std::io::Error::other("disk full"),
+        }))
+        .into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let text = String::from_utf8(body(r).await).unwrap();
         assert!(!text.contains("disk full"), "{text}");

@@ -18,7 +18,7 @@
 //! id is then answered as a duplicate rather than stored twice.
 
 use super::decode::{BodyEncoding, decode};
-use super::error::{ApiError, RETRY_AFTER_BUSY_SECS, WireFormat};
+use super::error::{ApiError, RETRY_AFTER_BUSY_SECS, StorageFailure, WireFormat};
 use super::{CANONICAL_EXPANSION_LIMIT, Limits, flatten};
 use axum::body::Bytes;
 use meshlog_format::batch_id::BatchId;
@@ -154,7 +154,7 @@ impl Pipeline {
     /// Stores `batch`: returns once every class's part is durable.
     pub async fn ingest(&self, batch: Batch) -> Result<Outcome, ApiError> {
         let Some(default) = self.routes.default_handle() else {
-            return Err(ApiError::Storage("no retention class is open".into()));
+            return Err(StorageFailure::NoClass(0).into());
         };
         let mut reservation = Some(default.reserve(batch.body.len() as u64)?);
         let batch_id = batch.batch_id.clone();
@@ -174,7 +174,10 @@ impl Pipeline {
             )
         })
         .await
-        .map_err(|e| ApiError::Storage(format!("decoding task failed: {e}")))??;
+        .map_err(|source| StorageFailure::Task {
+            what: "decoding",
+            source,
+        })??;
         if frames.is_empty() {
             return Ok(Outcome::Empty);
         }
@@ -183,7 +186,7 @@ impl Pipeline {
         let mut pending = Vec::with_capacity(frames.len());
         for (class, frame) in frames {
             let Some(h) = handles.get(class).cloned() else {
-                return Err(ApiError::Storage(format!("no retention class {class}")));
+                return Err(StorageFailure::NoClass(class).into());
             };
             let records = frame.records();
             // The body's reservation carries over to the default class's frame.
@@ -204,9 +207,10 @@ impl Pipeline {
         let results = tokio::time::timeout(self.ack_timeout, async {
             let mut out = Vec::with_capacity(pending.len());
             for (class, records, task) in pending {
-                let r = task
-                    .await
-                    .map_err(|e| ApiError::Storage(format!("storing task failed: {e}")))?;
+                let r = task.await.map_err(|source| StorageFailure::Task {
+                    what: "storing",
+                    source,
+                })?;
                 out.push((class, records, r));
             }
             Ok::<_, ApiError>(out)
@@ -259,8 +263,8 @@ fn too_large(e: BuildError) -> ApiError {
         BuildError::Overflow(what) => {
             ApiError::TooLarge(format!("the request does not fit in one frame: {what}"))
         }
-        BuildError::Io(e) => ApiError::Storage(format!("compressing a frame: {e}")),
-        BuildError::Seal(e) => ApiError::Storage(e.to_string()),
+        BuildError::Io(e) => StorageFailure::Compress(e).into(),
+        BuildError::Seal(e) => StorageFailure::Seal(e).into(),
     }
 }
 

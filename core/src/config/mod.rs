@@ -3,14 +3,19 @@
 //! Every problem is reported at once, each with its JSON path (`$.batch.max_records`) and the
 //! reason, so an operator fixes a config in one round. Unknown fields are errors: a typo must not
 //! silently fall back to a default. An empty configuration means all defaults.
+//!
+//! The reading itself is [`fields`], a leaf walker shared with the `redaction` and `sampling`
+//! section readers and usable by any other config reader (the collector's).
 
 use crate::compress::Compression;
 use crate::redact::RedactionPolicy;
 use crate::sample::SamplingPolicy;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::fmt;
+
+pub mod fields;
+
+use fields::read_json;
+pub use fields::{ConfigErrors, FieldError, Fields, Problem};
 
 /// Where and how batches are shipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,164 +114,6 @@ impl Default for FilterConfig {
     }
 }
 
-/// One invalid field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// JSON path of the field, `$` for the document.
-    pub path: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// Every problem found in a configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<FieldError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid meshlog configuration ({} problem", self.0.len())?;
-        if self.0.len() != 1 {
-            write!(f, "s")?;
-        }
-        write!(f, "):")?;
-        for e in &self.0 {
-            write!(f, " {}: {};", e.path, e.reason)?;
-        }
-        Ok(())
-    }
-}
-
-/// Reads the fields of one JSON object, collecting errors instead of stopping at the first.
-pub(crate) struct Fields<'a> {
-    path: String,
-    obj: Option<&'a Map<String, Value>>,
-    known: Vec<&'static str>,
-}
-
-impl<'a> Fields<'a> {
-    pub(crate) fn object(path: String, v: Option<&'a Value>, errs: &mut Vec<FieldError>) -> Self {
-        let obj = match v {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => Some(m),
-            Some(other) => {
-                errs.push(FieldError {
-                    path: path.clone(),
-                    reason: format!("expected an object, got {}", kind(other)),
-                });
-                None
-            }
-        };
-        Fields {
-            path,
-            obj,
-            known: Vec::new(),
-        }
-    }
-
-    pub(crate) fn child_path(&self, key: &str) -> String {
-        format!("{}.{}", self.path, key)
-    }
-
-    pub(crate) fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
-        self.known.push(key);
-        self.obj?.get(key)
-    }
-
-    pub(crate) fn section(&mut self, key: &'static str, errs: &mut Vec<FieldError>) -> Fields<'a> {
-        let path = self.child_path(key);
-        let v = self.raw(key);
-        Fields::object(path, v, errs)
-    }
-
-    pub(crate) fn get<T: DeserializeOwned>(
-        &mut self,
-        key: &'static str,
-        default: T,
-        errs: &mut Vec<FieldError>,
-    ) -> T {
-        let path = self.child_path(key);
-        match self.raw(key) {
-            None => default,
-            Some(v) => match T::deserialize(v) {
-                Ok(t) => t,
-                Err(e) => {
-                    errs.push(FieldError {
-                        path,
-                        reason: format!("{e}, got {}", kind(v)),
-                    });
-                    default
-                }
-            },
-        }
-    }
-
-    pub(crate) fn int_in(
-        &mut self,
-        key: &'static str,
-        default: u64,
-        min: u64,
-        max: u64,
-        errs: &mut Vec<FieldError>,
-    ) -> u64 {
-        let path = self.child_path(key);
-        match self.raw(key) {
-            None => default,
-            Some(v) => match v.as_u64() {
-                Some(n) if (min..=max).contains(&n) => n,
-                _ => {
-                    errs.push(FieldError {
-                        path,
-                        reason: format!("expected an integer from {min} to {max}, got {v}"),
-                    });
-                    default
-                }
-            },
-        }
-    }
-
-    pub(crate) fn text(
-        &mut self,
-        key: &'static str,
-        default: &str,
-        check: impl Fn(&str) -> Option<&'static str>,
-        errs: &mut Vec<FieldError>,
-    ) -> String {
-        let path = self.child_path(key);
-        let s: String = self.get(key, default.to_owned(), errs);
-        if let Some(reason) = check(&s) {
-            errs.push(FieldError {
-                path,
-                reason: reason.into(),
-            });
-        }
-        s
-    }
-
-    /// Reports every key that no reader asked for.
-    pub(crate) fn finish(self, errs: &mut Vec<FieldError>) {
-        let Some(obj) = self.obj else { return };
-        for key in obj.keys() {
-            if !self.known.contains(&key.as_str()) {
-                errs.push(FieldError {
-                    path: format!("{}.{}", self.path, key),
-                    reason: format!("unknown field; expected one of: {}", self.known.join(", ")),
-                });
-            }
-        }
-    }
-}
-
-pub(crate) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn non_empty(s: &str) -> Option<&'static str> {
     s.is_empty().then_some("must not be empty")
 }
@@ -330,13 +177,13 @@ impl FilterConfig {
             retry_max_ms: b.int_in("retry_max_ms", d.batch.retry_max_ms, 100, 3_600_000, errs),
         };
         if batch.retry_max_ms < batch.retry_initial_ms {
-            errs.push(FieldError {
-                path: b.child_path("retry_max_ms"),
-                reason: format!(
+            errs.push(FieldError::invalid(
+                b.child_path("retry_max_ms"),
+                format!(
                     "must be at least retry_initial_ms ({}), got {}",
                     batch.retry_initial_ms, batch.retry_max_ms
                 ),
-            });
+            ));
         }
         b.finish(errs);
 
@@ -353,32 +200,6 @@ impl FilterConfig {
             redaction,
             sampling,
         }
-    }
-}
-
-/// Parses a JSON document (empty input: `T::default()`) and reads it with `read`, which records
-/// every problem in the error list; the result stands only if there was none.
-pub(crate) fn read_json<T: Default>(
-    bytes: &[u8],
-    path: &str,
-    read: impl FnOnce(Fields<'_>, &mut Vec<FieldError>) -> T,
-) -> Result<T, ConfigErrors> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
-        ConfigErrors(vec![FieldError {
-            path: path.into(),
-            reason: format!("not valid JSON: {e}"),
-        }])
-    })?;
-    let mut errs = Vec::new();
-    let fields = Fields::object(path.into(), Some(&doc), &mut errs);
-    let t = read(fields, &mut errs);
-    if errs.is_empty() {
-        Ok(t)
-    } else {
-        Err(ConfigErrors(errs))
     }
 }
 

@@ -1,0 +1,369 @@
+//! `meshlog verify`: recompute everything from the bytes on disk and name every place where
+//! the store is not what the writer wrote and the checkpoints signed.
+//!
+//! What is checked, in order:
+//!
+//! 1. **Every byte of every segment** ([`crate::scan`]): each frame's header and payload CRC;
+//!    bytes that are no intact frame are reported (damaged, a torn tail, a segment cut inside
+//!    a frame), with the leaves that should have been there.
+//! 2. **The hash chain**: each frame names its leaf index and its predecessor's leaf hash, so
+//!    the frames can be put in order without trusting the file order. From that: frames
+//!    missing (removed, a segment cut at a frame boundary or a segment file gone: the
+//!    segment numbers have a gap), stored twice (identical bytes), out of order, inserted (no
+//!    chain entry, or a leaf index another frame holds and the next leaf does not refer to), and
+//!    modified (the frame no longer hashes to what the next leaf recorded, even with its CRCs
+//!    recomputed).
+//! 3. **The Merkle tree** of the frames as stored, and **every checkpoint** in
+//!    `checkpoints.log`: its signature (with the verifier keys given: never a key from the data
+//!    directory, which whoever could edit the store could also replace), its root against the
+//!    recomputed root at its size (a rewritten tail, chain and all, shows here), whether the
+//!    store still has as many leaves as it signed (a truncated store), and that successive
+//!    checkpoints never shrink or fork (same size, another root). When every root matches the
+//!    recomputed tree, successive checkpoints are consistent by construction (each is a prefix
+//!    of the same tree).
+//!
+//! 4. **Deletions by policy**, in a retention class store ([`verify_store`] with a class;
+//!    [`verify_data_dir`] checks the data directory's own store, if it has segments, and every
+//!    `classes/<name>/`). A missing segment is accepted exactly when a valid receipt in the
+//!    class's `receipts.log` names it ([`crate::deletions`]: signed by a given key, well-formed,
+//!    its own class, a deletion by policy, one per segment); every other missing segment is
+//!    flagged as before. For each run of consecutive deleted segments: the first frame after it
+//!    must name the last receipt's `last_leaf` as its predecessor, and its leaf index must skip
+//!    exactly the receipts' `frames` (counted from the frame before the run, or from leaf 0
+//!    when the run starts the log). The kept `deleted/<seq>.leaves` (checked against
+//!    `leaves_sha256`) take the deleted segments' place in the recomputed tree, so checkpoints
+//!    signed before a deletion still verify; when a leaves file is missing or altered, the roots
+//!    of the checkpoints over it are not checked (a note lists them) and the file is a finding.
+//!    Each deletion's receipt must also be in the store as a `meshlog.retention.deletion`
+//!    record (found by its fixed batch id; when the payload can be read, with the same note;
+//!    a sealed payload is matched by batch id, as verify never opens payloads), or have been in
+//!    a segment deleted later, whose receipt's observed-time range covers the sweep time. A
+//!    missing record is a finding (the store is not intact: the sweeper stores it before it
+//!    deletes), but not fatal to the deletion itself: the receipt alone shows the deletion was
+//!    by policy, so the segment is not reported missing as well. Without verifier keys receipts
+//!    are checked for form only: the deletions are accepted, each marked not authenticated, and
+//!    a note says so. The report lists every deletion: class, segment, leaves, counts, rule.
+//!
+//! A finding names the file (segment, `checkpoints.log`, `receipts.log` or
+//! `deleted/<seq>.leaves`), the byte offset, the leaf index (or range) and, for a frame, its
+//! record count, batch id and the records' ids. Findings are evidence, not repairs: nothing is
+//! changed.
+//!
+//! A consequence is reported under its cause: the checkpoints whose roots differ because of a
+//! frame-level finding (a frame changed, removed, inserted, ...) are one finding after it, with
+//! their count and the first and last (`causes`), not one per checkpoint.
+//!
+//! The modules: [`report`] (the findings and reports), `scanned` (the store as scanned),
+//! `chain` and `gaps` (the frame-level analysis), `deletions` (deletions by policy),
+//! `tree` and `checkpoints` (the signed roots), `causes`, `records` (what a frame
+//! holds), and [`render`] (text and JSON).
+
+mod causes;
+mod chain;
+mod checkpoints;
+mod deletions;
+mod gaps;
+mod records;
+pub mod render;
+pub mod report;
+mod scanned;
+mod tree;
+
+pub use report::{
+    Cause, CheckpointInfo, CheckpointSummary, DataDirReport, Deletion, Finding, Kind,
+    ReceiptSummary, Report, format_time,
+};
+
+use crate::scan::{self, Item, ScanError, SegmentInfo};
+use chain::Claims;
+use checkpoints::{Checked, CheckpointLog, Tree, check_checkpoints, read_checkpoints};
+use deletions::Placement;
+use meshlog_format::checkpoint_log::CHECKPOINT_LOG_FILE;
+use meshlog_format::receipt::{DELETED_DIR, RECEIPTS_FILE};
+use meshlog_tlog::keys::VerifierKey;
+use scanned::{Located, Scanned};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Verifies the store in `data_dir`; `progress(done, total)` is called with segment bytes as
+/// they are checked. Checkpoint (and receipt) signatures are checked with `keys` (none: not
+/// checked). A directory with a `receipts.log` or `deleted/` is taken for a retention class
+/// store named by the directory (`meshlog verify --data-dir DATA_DIR/classes/<class>`); see
+/// [`verify_store`].
+pub fn verify(
+    data_dir: &Path,
+    keys: &[VerifierKey],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, ScanError> {
+    let class = (data_dir.join(RECEIPTS_FILE).exists() || data_dir.join(DELETED_DIR).exists())
+        .then(|| data_dir.file_name().and_then(|n| n.to_str()))
+        .flatten();
+    verify_store(data_dir, class, keys, progress)
+}
+
+/// Reads every segment: the segments, what they hold, and their total length.
+fn scan_store(
+    data_dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Vec<SegmentInfo>, Vec<Item>, u64), ScanError> {
+    let segments = scan::segments(data_dir)?;
+    let total: u64 = segments.iter().map(|s| s.len).sum();
+    let mut done = 0u64;
+    let mut items = Vec::new();
+    let mut bytes = Vec::new();
+    for (i, seg) in segments.iter().enumerate() {
+        scan::read_segment_into(seg, &mut bytes)?;
+        items.extend(scan::parse_segment(&bytes, i, &mut |n| {
+            done += n;
+            progress(done, total);
+        }));
+    }
+    Ok((segments, items, total))
+}
+
+/// The frame-level analysis.
+struct Analysis {
+    /// Findings in store order.
+    found: Vec<Located>,
+    /// The highest leaf index the store holds.
+    highest: Option<u64>,
+    /// Where the deleted segments' leaves sit.
+    placement: Placement,
+}
+
+/// Segments, garbage, the chain and the deletions by policy, phase by phase.
+fn analyse(s: &Scanned<'_>) -> Analysis {
+    let mut found = Vec::new();
+    let places = gaps::structure_findings(s, &mut found);
+    let claims = Claims::build(s);
+    found.extend(chain::frame_findings(s, &claims));
+    found.extend(chain::order_findings(s, &claims));
+    let placement = deletions::place_deletions(s, &claims, &mut found);
+    gaps::gap_findings(s, &claims, &placement, &places, &mut found);
+    found.extend(chain::chain_findings(s, &claims));
+    found.sort_by_key(|l| l.item);
+    Analysis {
+        found,
+        highest: claims.highest(),
+        placement,
+    }
+}
+
+/// Verifies one store; `class` names a retention class store, whose missing segments are
+/// checked against the receipts in its `receipts.log` ([`crate::deletions`]): a segment a valid
+/// receipt names is deleted by policy, its kept leaves take its place in the tree, and the
+/// frame after it must chain to it.
+pub fn verify_store(
+    data_dir: &Path,
+    class: Option<&str>,
+    keys: &[VerifierKey],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, ScanError> {
+    let started = Instant::now();
+    let (segments, items, total) = scan_store(data_dir, progress)?;
+    let receipts = match class {
+        Some(c) => {
+            let present: BTreeSet<u64> = segments.iter().map(|s| s.seq).collect();
+            Some(crate::deletions::load(data_dir, c, keys, &present)?)
+        }
+        None => None,
+    };
+    let no_deletions = BTreeMap::new();
+    let deleted = receipts.as_ref().map_or(&no_deletions, |r| &r.deleted);
+    let s = Scanned::new(&segments, &items, deleted, class.is_some());
+    let log = read_checkpoints(data_dir, keys)?;
+    let sizes: HashSet<u64> = log.cps.iter().map(|c| c.cp.size).collect();
+    let tree = tree::recompute(&s, &sizes);
+    let analysis = analyse(&s);
+    let recorded = deletions::deletion_records(&s, &analysis.placement);
+    let checked = check_tree(data_dir, keys, &log, &tree, analysis.highest);
+    let receipt_findings = receipts.as_ref().map(|r| r.findings.clone());
+    let mut findings = in_report_order(
+        analysis.found,
+        (recorded.findings.into_iter())
+            .chain(receipt_findings.into_iter().flatten())
+            .chain(log.findings)
+            .chain(checked.findings),
+    );
+    records::describe_records(&s, &mut findings);
+    let mut notes = recorded.notes;
+    notes.extend(receipts.iter().flat_map(|r| r.notes.iter().cloned()));
+    notes.extend(checked.notes);
+    let unchained = s.unchained();
+    let latest_size = checked.summary.latest.as_ref().map_or(0, |c| c.size);
+    let unsigned_leaves = tree.size.saturating_sub(latest_size);
+    notes.extend(closing_notes(
+        unchained,
+        (unsigned_leaves > 0).then_some((latest_size, tree.size)),
+        keys.is_empty(),
+        recorded.deletions.len(),
+    ));
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        data_dir: data_dir.display().to_string(),
+        class: class.map(str::to_owned),
+        intact: findings.is_empty(),
+        signatures_checked: !keys.is_empty(),
+        segments: segments.len(),
+        frames: s.frames.len() as u64,
+        records: tree.records,
+        bytes: total,
+        tree_size: tree.size,
+        root: tree.root.map_or_else(|| "unknown".into(), hex::encode),
+        deleted_segments: deleted.len(),
+        deleted_frames: deleted.values().map(|d| d.receipt.frames).sum(),
+        unchained_frames: unchained,
+        unsigned_leaves,
+        checkpoints: checked.summary,
+        receipts: receipts.as_ref().map(|r| ReceiptSummary {
+            entries: r.entries,
+            valid: r.valid,
+            authenticated: !keys.is_empty(),
+        }),
+        deletions: recorded.deletions,
+        findings,
+        notes,
+        seconds,
+        mb_per_s: if seconds > 0.0 {
+            total as f64 / 1e6 / seconds
+        } else {
+            0.0
+        },
+    })
+}
+
+/// The checkpoints in `log` against the recomputed `tree`.
+fn check_tree(
+    data_dir: &Path,
+    keys: &[VerifierKey],
+    log: &CheckpointLog,
+    tree: &tree::Recomputed,
+    highest: Option<u64>,
+) -> Checked {
+    let recomputed = Tree {
+        roots: &tree.roots,
+        size: tree.size,
+        unknown_from: tree.unknown_from,
+        highest,
+    };
+    let log_present = data_dir.join(CHECKPOINT_LOG_FILE).exists();
+    let mut checked = check_checkpoints(&log.cps, keys, &recomputed, log_present);
+    checked.summary.entries = log.entries;
+    checked
+}
+
+/// The findings in report order: the frame-level analysis's (in store order), then `rest`;
+/// the consequences of a frame-level finding grouped under it (`causes`).
+fn in_report_order(found: Vec<Located>, rest: impl Iterator<Item = Finding>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut causes = Vec::new();
+    for l in found {
+        if let Some(span) = l.span.or(l.finding.leaves) {
+            causes.push((findings.len(), span));
+        }
+        findings.push(l.finding);
+    }
+    findings.extend(rest);
+    causes::group_under_causes(findings, &causes)
+}
+
+/// The notes after the checks: frames from before the chain, leaves not signed yet (from the
+/// latest checkpoint's size to the tree's), and what is not checked without keys.
+fn closing_notes(
+    unchained: u64,
+    unsigned: Option<(u64, u64)>,
+    no_keys: bool,
+    deletions: usize,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if unchained > 0 {
+        notes.push(format!(
+            "the first {unchained} frames were written before the hash chain (no leaf index): \
+             they are covered by the checkpoints only"
+        ));
+    }
+    if let (Some((from, size)), false) = (unsigned, no_keys) {
+        notes.push(format!(
+            "leaves {from}..{} are not covered by a signed checkpoint yet (written after the \
+             latest one)",
+            size - 1
+        ));
+    }
+    if no_keys {
+        notes.push(
+            "checkpoint signatures were not checked (no --public-key): a store rewritten as a \
+             whole, checkpoints included, would pass"
+                .into(),
+        );
+        if deletions > 0 {
+            notes.push(format!(
+                "{deletions} deletion{} accepted on the receipts' form alone: receipt \
+                 signatures were not checked (no --public-key), so these deletions are NOT \
+                 authenticated (whoever can write the data directory could forge a receipt)",
+                if deletions == 1 { " was" } else { "s were" }
+            ));
+        }
+    }
+    notes
+}
+
+/// Verifies every store of a data directory with retention classes: its own store when it has
+/// segments (written without retention), then `classes/<name>/` for each class directory, each
+/// a class store with its receipts. `progress(done, total)` counts the bytes of all of them.
+pub fn verify_data_dir(
+    data_dir: &Path,
+    keys: &[VerifierKey],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<DataDirReport, ScanError> {
+    let started = Instant::now();
+    let (stores, notes) = stores_of(data_dir)?;
+    let mut total = 0u64;
+    for (dir, _) in &stores {
+        total += scan::segments(dir)?.iter().map(|s| s.len).sum::<u64>();
+    }
+    let mut base = 0u64;
+    let mut reports = Vec::with_capacity(stores.len());
+    for (dir, class) in &stores {
+        let r = verify_store(dir, class.as_deref(), keys, &mut |done, _| {
+            progress(base + done, total.max(base + done))
+        })?;
+        base += r.bytes;
+        reports.push(r);
+    }
+    Ok(DataDirReport {
+        data_dir: data_dir.display().to_string(),
+        intact: reports.iter().all(|r| r.intact),
+        signatures_checked: !keys.is_empty(),
+        stores: reports,
+        notes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Stores to check: (directory, class name for a class store).
+type Stores = Vec<(PathBuf, Option<String>)>;
+
+/// The stores of a data directory (directory, class), and a note when its own store was left
+/// with checkpoints but no segments.
+fn stores_of(data_dir: &Path) -> Result<(Stores, Vec<String>), ScanError> {
+    let classes = meshlog_format::layout::class_dirs(data_dir).map_err(|source| ScanError::Io {
+        path: data_dir.join(meshlog_format::layout::CLASSES_DIR),
+        source,
+    })?;
+    let mut stores: Stores = Vec::new();
+    let mut notes = Vec::new();
+    if !scan::segments(data_dir)?.is_empty() {
+        stores.push((data_dir.to_owned(), None));
+    } else if data_dir.join(CHECKPOINT_LOG_FILE).exists() {
+        // Left behind when the segments written without retention were moved into a class.
+        notes.push(format!(
+            "{} has a {CHECKPOINT_LOG_FILE} but no segments: not checked (its segments were \
+             moved into a class when retention was turned on?); check it with `meshlog verify \
+             --data-dir` on a copy holding them",
+            data_dir.display()
+        ));
+    }
+    stores.extend(classes.into_iter().map(|(name, dir)| (dir, Some(name))));
+    Ok((stores, notes))
+}

@@ -1,0 +1,57 @@
+//! `meshlog validate --config FILE`: everything `serve` would refuse at start, found without
+//! starting: every configuration problem at once (as `vector validate` and `otelcol validate`
+//! do), then the files the configuration names (the signing key, the data-encryption keys).
+//! Exit 0 when `serve` would start with it, 1 with every problem listed.
+
+use super::audit::stdout_err;
+use super::*;
+use crate::config::ConfigError;
+
+/// Checks the configuration file `path`, one line per problem on `out`.
+pub fn validate(path: &Path, out: &mut impl Write) -> Result<(), RunError> {
+    let problems = problems(path);
+    let print = |out: &mut dyn Write| -> io::Result<()> {
+        for p in &problems {
+            writeln!(out, "problem: {p}")?;
+        }
+        if problems.is_empty() {
+            writeln!(out, "valid: {}", path.display())?;
+        }
+        Ok(())
+    };
+    print(out).map_err(stdout_err)?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::InvalidConfig(problems.len()))
+    }
+}
+
+/// Every problem with the configuration at `path` and the files it names.
+fn problems(path: &Path) -> Vec<String> {
+    let cfg = match Config::load(Some(path)) {
+        Ok(c) => c,
+        Err(ConfigError::Invalid { problems, .. }) => {
+            return problems.iter().map(ToString::to_string).collect();
+        }
+        Err(e) => return vec![e.to_string()],
+    };
+    let mut out = Vec::new();
+    if let Some(key) = &cfg.integrity.signing_key
+        && let Err(e) = keys::read_signer_key(key)
+    {
+        out.push(format!("integrity.signing_key: {e}"));
+    }
+    if let Some(file) = &cfg.encryption_key_file
+        && let Err(e) = DataKeys::load(file)
+    {
+        out.push(format!("encryption.key_file: {e}"));
+    }
+    if cfg.data_dir.exists() && !cfg.data_dir.is_dir() {
+        out.push(format!(
+            "data_dir: {} exists and is not a directory",
+            cfg.data_dir.display()
+        ));
+    }
+    out
+}
