@@ -4,9 +4,8 @@
 //! look-alikes must survive.
 
 use meshlog_core::redact::RedactionPolicy;
-use meshlog_e2e::{Collector, Envoy, Sidecar, Upstream, repo_root, send, wait_for};
+use meshlog_e2e::{Collector, Envoy, Sidecar, Upstream, repo_root, send};
 use serde_json::Value;
-use std::time::Duration;
 
 const UPSTREAM: &str = env!("CARGO_BIN_EXE_meshlog-upstream");
 
@@ -127,17 +126,8 @@ fn the_pii_corpus_leaves_no_secret_in_the_store() {
         let status = send(envoy.listen, &r.method, &r.path, &headers, b"");
         assert_eq!(status, 200, "{} {}", r.method, r.path);
     }
-    let got = wait_for(Duration::from_secs(30), || {
-        (collector.query().len() >= corpus.len()).then_some(())
-    });
-    assert!(
-        got.is_some(),
-        "only {} of {} records arrived",
-        collector.query().len(),
-        corpus.len()
-    );
-    std::thread::sleep(Duration::from_millis(700));
-    let mut records = collector.query();
+    // Settled: every stored record answered, so no retry (a would-be duplicate) is pending.
+    let mut records = collector.wait_records(corpus.len(), &[&envoy]);
     assert_eq!(records.len(), corpus.len(), "one record per request");
     records.sort_by_key(|r| r["time_unix_nano"].as_u64().unwrap());
 

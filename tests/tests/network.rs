@@ -110,7 +110,7 @@ fn each_tcp_connection_is_one_record_with_bytes_peers_and_duration() {
     let conns: Vec<Conn> = (0..16).map(|i| plain(envoy.listen, i)).collect();
     let elapsed = t0.elapsed();
 
-    let stored = by_client_port(&collector.wait_records(conns.len()));
+    let stored = by_client_port(&collector.wait_records(conns.len(), &[&envoy]));
     assert_eq!(stored.len(), conns.len(), "one record per connection");
     for c in &conns {
         let r = &stored[&u64::from(c.port)];
@@ -144,7 +144,7 @@ fn an_mtls_connection_record_names_the_calling_workload() {
         .collect();
     let elapsed = t0.elapsed();
 
-    let stored = by_client_port(&collector.wait_records(conns.len()));
+    let stored = by_client_port(&collector.wait_records(conns.len(), &[&envoy]));
     assert_eq!(stored.len(), conns.len());
     for c in &conns {
         let r = &stored[&u64::from(c.port)];

@@ -54,10 +54,10 @@ fn sampling_keeps_whole_traces_across_a_chain_of_envoys_and_explains_every_drop(
     let upstream = Upstream::start(UPSTREAM);
     let mut b = Sidecar::new(upstream.addr.port(), collector.addr.port());
     b.plugin_config = Some(plugin_config("hop-b"));
-    // A forwards to B's listener.
-    let mut a = Sidecar::new(b.listen, collector.addr.port());
-    a.plugin_config = Some(plugin_config("hop-a"));
     let envoy_b = Envoy::start(&b, 2);
+    // A forwards to B's listener.
+    let mut a = Sidecar::new(envoy_b.listen.port(), collector.addr.port());
+    a.plugin_config = Some(plugin_config("hop-a"));
     let envoy_a = Envoy::start(&a, 2);
 
     // What the filter must decide, computed with the same engine and configuration.
@@ -136,9 +136,8 @@ fn sampling_keeps_whole_traces_across_a_chain_of_envoys_and_explains_every_drop(
         collector.query(),
         collector.proc.output()
     );
-    // Records ship every 100 ms: anything late or duplicated would be here by now.
-    std::thread::sleep(Duration::from_millis(700));
-    let recs = collector.query();
+    // Settled: every stored record answered, so no retry (a would-be duplicate) is pending.
+    let recs = collector.wait_records(0, &[&envoy_a, &envoy_b]);
 
     for (hop, envoy) in [("hop-a", &envoy_a), ("hop-b", &envoy_b)] {
         let mine: Vec<&Value> = recs
