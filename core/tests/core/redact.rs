@@ -1,9 +1,6 @@
 //! The redaction engine end to end: API behaviour per field, the shared PII corpus (zero leaks,
 //! false positives counted), and a property test planting secrets anywhere in a record.
 
-// Test helpers outside `#[test]` functions: the crate's no-panic lints are for production code.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
-
 use meshlog_core::redact::{Action, HeaderClass, Kind, RedactionPolicy, Summary};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -18,10 +15,7 @@ const MAX_MARKER: usize = 64;
 const KEY: &str = r#""hmac_key": "0123456789abcdef0123456789abcdef""#;
 
 fn policy(json: &str) -> RedactionPolicy {
-    match RedactionPolicy::from_json(json.as_bytes()) {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    }
+    from_json!(RedactionPolicy, json)
 }
 
 fn text(p: &RedactionPolicy, v: &str) -> String {
