@@ -20,6 +20,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// When it was read in full.
     pub at: Instant,
+    /// The request line and header lines, as received.
+    pub head: Vec<String>,
 }
 
 /// How to answer a request.
@@ -29,6 +31,15 @@ pub enum Reply {
     Status(u16, Vec<(&'static str, String)>),
     /// No answer: keep the connection open, silent, until the fake stops.
     Hang,
+    /// Pass the request on to the server at this address and, unless `lose_answer`, its answer
+    /// back; with `lose_answer` the server has the request (a collector stores it) but the
+    /// sender's connection is closed unanswered: the lost answer.
+    Forward {
+        /// Where the real collector listens.
+        to: SocketAddr,
+        /// Drop the answer.
+        lose_answer: bool,
+    },
 }
 
 type Script = dyn Fn(usize, &Received) -> Reply + Send + Sync;
@@ -145,6 +156,7 @@ fn serve(conn: TcpStream, received: &Mutex<Vec<Received>>, stop: &AtomicBool, sc
             encoding: header("content-encoding"),
             body,
             at: Instant::now(),
+            head,
         };
         let n = {
             let mut r = received.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,6 +179,14 @@ fn serve(conn: TcpStream, received: &Mutex<Vec<Received>>, stop: &AtomicBool, sc
                     return;
                 }
             }
+            Reply::Forward { to, lose_answer } => {
+                let Some(answer) = forward(to, &req) else {
+                    return;
+                };
+                if lose_answer || out.write_all(&answer).is_err() {
+                    return;
+                }
+            }
             Reply::Hang => {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(50));
@@ -175,4 +195,24 @@ fn serve(conn: TcpStream, received: &Mutex<Vec<Received>>, stop: &AtomicBool, sc
             }
         }
     }
+}
+
+/// Sends `req` to `to` on a new connection (`connection: close`) and returns the raw answer.
+fn forward(to: SocketAddr, req: &Received) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let mut raw = String::new();
+    for (i, l) in req.head.iter().enumerate() {
+        if i > 0 && l.to_ascii_lowercase().starts_with("connection:") {
+            continue;
+        }
+        raw.push_str(l);
+        raw.push_str("\r\n");
+    }
+    raw.push_str("connection: close\r\n\r\n");
+    s.write_all(raw.as_bytes()).ok()?;
+    s.write_all(&req.body).ok()?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).ok()?;
+    (!answer.is_empty()).then_some(answer)
 }

@@ -341,3 +341,95 @@ fn kill_9_of_the_collector_under_load_loses_and_duplicates_nothing() {
             .unwrap_or(0)
     );
 }
+
+/// The outbox's one documented ambiguity, made to happen: the collector stores a batch but its
+/// answer is lost (a proxy in front of it closes the connection unanswered), the collector then
+/// refuses everything for 5 s while the smallest buffer overflows, so the batch, awaiting its
+/// retry, is dropped whole. It is then both stored and reported dropped, and the accounting
+/// accepts that for exactly this batch, by its id, and nothing else.
+#[test]
+fn a_stored_batch_whose_answer_is_lost_then_dropped_is_proven_by_its_batch_id() {
+    use meshlog_e2e::fake::{FakeCollector, Reply};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let data = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(UPSTREAM);
+    let collector = Collector::start(data.path());
+    let to = collector.addr;
+    // (the batch whose answer was lost, the end of the refusals that follow)
+    let state: Arc<Mutex<Option<(String, Instant)>>> = Arc::new(Mutex::new(None));
+    let s = Arc::clone(&state);
+    let proxy = FakeCollector::start(move |_, req| {
+        let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
+        match &*st {
+            None => {
+                let id = req.batch_id.clone().unwrap_or_default();
+                *st = Some((id, Instant::now() + Duration::from_secs(5)));
+                Reply::Forward {
+                    to,
+                    lose_answer: true,
+                }
+            }
+            Some((_, until)) if Instant::now() < *until => Reply::Status(503, vec![]),
+            Some(_) => Reply::Forward {
+                to,
+                lose_answer: false,
+            },
+        }
+    });
+    let mut sidecar = Sidecar::new(upstream.addr.port(), proxy.addr.port());
+    sidecar.plugin_config = Some(delivery_config("lost", 65_536));
+    let envoy = Envoy::start(&sidecar, 1);
+    let load = Load::start(envoy.listen, "lost", Duration::from_millis(10));
+    let over = wait_for(Duration::from_secs(30), || {
+        let st = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        st.filter(|(_, until)| Instant::now() > *until + Duration::from_secs(2))
+    });
+    let sent = load.stop();
+    unaffected(&sent, "lost answer");
+    let (lost_id, _) = over.expect("the proxy saw a first batch");
+
+    let m = sent.len() as u64;
+    let settled = wait_for(Duration::from_secs(40), || {
+        let before = envoy.stat("wasmcustom.meshlog.records_sent").unwrap_or(0);
+        let stored = collector.query();
+        let a = account(&stored, &collector.batch_ids());
+        let (access, dropped, lost, lost_records) = a.values().fold((0, 0, 0, 0), |x, v| {
+            (
+                x.0 + v.access,
+                x.1 + v.dropped,
+                x.2 + v.lost_answer_access,
+                x.3 + v.lost_answer_records,
+            )
+        });
+        let done = access - lost + dropped == m && before + lost_records == stored.len() as u64;
+        done.then_some((a, access, dropped))
+    });
+    let (a, access, dropped) = settled.unwrap_or_else(|| {
+        panic!(
+            "not settled; stored {}, batch ids {:?}; proxy saw {:?}",
+            collector.query().len(),
+            collector.batch_ids(),
+            proxy
+                .received()
+                .iter()
+                .map(|r| r.batch_id.clone())
+                .collect::<Vec<_>>()
+        )
+    });
+    let lost: Vec<String> = a.values().flat_map(|v| v.lost_answers.clone()).collect();
+    assert_eq!(
+        lost,
+        vec![lost_id.clone()],
+        "exactly the batch whose answer was lost is both stored and dropped"
+    );
+    assert!(dropped > 0);
+    assert_eq!(
+        envoy.stat("wasmcustom.meshlog.records_dropped"),
+        Some(dropped),
+        "Envoy's records_dropped is what the tallies count, the lost answer's batch included"
+    );
+    assert_eq!(envoy.stat("wasmcustom.meshlog.records_failed"), Some(0));
+    eprintln!("lost answer {lost_id}: {m} requests, {access} stored, {dropped} dropped");
+}
