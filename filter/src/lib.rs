@@ -13,6 +13,8 @@
 mod host;
 mod root;
 mod tcp;
+#[cfg(test)]
+mod tests;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

@@ -1,16 +1,27 @@
 //! The end-to-end harness: real Envoy, the real collector binary, a real upstream, real sockets.
 //!
 //! Each helper starts one process, waits until it is ready and kills it on drop, so a failing
-//! test leaves nothing running. Nothing here skips: a missing Envoy or an unbuilt artifact is a
-//! panic whose message says how to get it.
+//! test leaves nothing running. Each process also runs in its own process group with a parent
+//! death signal (see [`Proc::spawn`]), so it dies with the test even when the test binary is
+//! killed (a CI timeout) and no destructor runs. Nothing here skips: a missing Envoy or an
+//! unbuilt artifact is a panic whose message says how to get it.
+//!
+//! No port is picked by binding and releasing it: every server binds port 0 and reports the
+//! port it got (the collector and the upstream print it, Envoy writes its admin address to a
+//! file and lists its listeners on the admin endpoint), and a port that must stay reserved while
+//! nothing serves on it (a collector that is down) is held by a [`PortHold`].
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod account;
+pub mod fake;
+mod reap;
+pub mod store;
 pub mod tls;
 
 /// The repository root.
@@ -83,10 +94,48 @@ pub fn collector_bin() -> PathBuf {
     artifact("target/debug/meshlog", "cargo build -p meshlog")
 }
 
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+/// A loopback port reserved for as long as this lives, with nothing listening on it: a
+/// connection to it is refused (as to a collector that is down), and no other socket is given
+/// it, as the kernel never hands out a bound port for `bind(0)`. [`PortHold::release`] it right
+/// before a server binds it.
+pub struct PortHold(socket2::Socket);
+
+impl PortHold {
+    /// Reserves a port the kernel picks.
+    pub fn new() -> Self {
+        Self::at(0).expect("bind an ephemeral loopback port")
+    }
+
+    /// Reserves `port` (e.g. one a stopped collector listened on), or fails if another socket
+    /// has it. `SO_REUSEADDR` like the servers, so the stopped server's connections in
+    /// TIME_WAIT don't count as busy, but a listener or a kernel-picked port does.
+    pub fn at(port: u16) -> std::io::Result<Self> {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        s.set_reuse_address(true)?;
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+        Ok(PortHold(s))
+    }
+
+    /// The reserved port.
+    pub fn port(&self) -> u16 {
+        self.0
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or(0, |a| a.port())
+    }
+
+    /// Gives the port up, returning it.
+    pub fn release(self) -> u16 {
+        self.port()
+    }
+}
+
+impl Default for PortHold {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
@@ -111,8 +160,13 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Spawns `cmd` with stdout and stderr captured.
+    /// Spawns `cmd` with stdout and stderr captured, in a process group of its own (so a
+    /// terminal's Ctrl-C or a signal to the test's group is not what stops it; [`Drop`] and
+    /// [`Proc::stop`] are), with SIGKILL as its parent death signal: when the thread that
+    /// spawned it ends — the test, or the whole test binary killed by a CI timeout — the kernel
+    /// kills it, even if no destructor ran.
     pub fn spawn(name: &'static str, mut cmd: Command) -> Self {
+        reap::die_with_parent(&mut cmd);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -191,15 +245,37 @@ impl Proc {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        reap::signal(self.child.id(), reap::Signal::Term);
+    }
+
+    /// A graceful stop: SIGTERM, then waits (up to 60 s, far beyond the collector's 25 s drain)
+    /// until it has exited, and returns its exit status. Panics, with its output, if it does
+    /// not exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.terminate();
+        let st = self.wait_exit(Duration::from_secs(60));
+        st.unwrap_or_else(|| {
+            panic!(
+                "{} did not exit within 60 s of SIGTERM; output:\n{}",
+                self.name,
+                self.output()
+            )
+        })
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Its whole process group while it is not reaped (so the group id is still its own),
+        // then the process itself.
+        if let Ok(None) = self.child.try_wait() {
+            reap::signal_group(self.child.id(), reap::Signal::Kill);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -244,21 +320,51 @@ impl Collector {
         query(&self.data_dir)
     }
 
-    /// Waits (up to 20 s) until the store holds at least `n` records, then a little longer so
-    /// extras (duplicates) would show, and returns them all.
-    pub fn wait_records(&self, n: usize) -> Vec<serde_json::Value> {
-        let got = wait_for(Duration::from_secs(20), || {
-            (self.query().len() >= n).then_some(())
-        });
+    /// Stops it gracefully (SIGTERM, and waits until it has exited: every request it took is
+    /// answered), asserts it exited 0, and returns the port it listened on.
+    pub fn stop(mut self) -> u16 {
+        let st = self.proc.stop();
         assert!(
-            got.is_some(),
-            "only {} of {n} records arrived; collector:\n{}",
-            self.query().len(),
+            st.success(),
+            "collector exited with {st} on SIGTERM; output:\n{}",
             self.proc.output()
         );
-        // Batches ship every 500 ms at most: anything duplicated would be here by now.
-        std::thread::sleep(Duration::from_millis(700));
-        self.query()
+        self.addr.port()
+    }
+
+    /// The batch ids of the frames in its store, in store order (see [`store::batch_ids`]).
+    pub fn batch_ids(&self) -> Vec<String> {
+        store::batch_ids(&self.data_dir)
+    }
+
+    /// Waits (up to 30 s) until the store holds at least `n` records and is *settled*: the
+    /// records `envoys` count as sent (answered 2xx) are exactly the records stored, and
+    /// returns them all. Settled means no stored batch is still held by a filter, so no retry
+    /// of one can still come, however long its backoff: a duplicate would show as more
+    /// records stored than sent, for ever.
+    pub fn wait_records(&self, n: usize, envoys: &[&Envoy]) -> Vec<serde_json::Value> {
+        let sent = || -> u64 {
+            envoys
+                .iter()
+                .map(|e| e.stat("wasmcustom.meshlog.records_sent").unwrap_or(0))
+                .sum()
+        };
+        let got = wait_for(Duration::from_secs(30), || {
+            let before = sent();
+            let stored = self.query();
+            let after = sent();
+            (stored.len() >= n && before == stored.len() as u64 && after == before)
+                .then_some(stored)
+        });
+        got.unwrap_or_else(|| {
+            panic!(
+                "not settled: want at least {n} records stored, each sent once; stored {}, \
+                 Envoy counts {} sent; collector:\n{}",
+                self.query().len(),
+                sent(),
+                self.proc.output()
+            )
+        })
     }
 }
 
@@ -366,18 +472,15 @@ impl Upstream {
 }
 
 /// Ports and settings substituted into a bootstrap from `envoy-config/` (by default
-/// `sidecar.yaml`).
+/// `sidecar.yaml`). The listener and the admin endpoint get port 0: Envoy binds free ports and
+/// [`Envoy::start`] asks it which.
 pub struct Sidecar {
     /// The bootstrap, relative to the repository root.
     pub file: &'static str,
-    /// Listener port (10000 in the file).
-    pub listen: u16,
     /// Upstream `app` port (8080 in the file).
     pub app: u16,
     /// Collector port (4318 in the file).
     pub collector: u16,
-    /// Admin port (9901 in the file).
-    pub admin: u16,
     /// Replacement plugin configuration JSON; `None` keeps the shipped one.
     pub plugin_config: Option<String>,
     /// Further (from, to) text substitutions; each `from` must occur exactly once.
@@ -385,14 +488,12 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// Free listener and admin ports, given upstream and collector ports.
+    /// A sidecar sending to upstream port `app` and logging to collector port `collector`.
     pub fn new(app: u16, collector: u16) -> Self {
         Sidecar {
             file: "envoy-config/sidecar.yaml",
-            listen: free_port(),
             app,
             collector,
-            admin: free_port(),
             plugin_config: None,
             replace: Vec::new(),
         }
@@ -413,13 +514,13 @@ impl Sidecar {
             );
             y = y.replace(from, to);
         };
-        sub("port_value: 10000", &format!("port_value: {}", self.listen));
+        sub("port_value: 10000", "port_value: 0");
         sub("port_value: 8080", &format!("port_value: {}", self.app));
         sub(
             "port_value: 4318",
             &format!("port_value: {}", self.collector),
         );
-        sub("port_value: 9901", &format!("port_value: {}", self.admin));
+        sub("port_value: 9901", "port_value: 0");
         let wasm = wasm_path();
         sub(
             "target/wasm32-wasip1/release/meshlog_filter.wasm",
@@ -486,6 +587,8 @@ impl Envoy {
         cmd.current_dir(repo_root())
             .arg("-c")
             .arg(&cfg)
+            .arg("--admin-address-path")
+            .arg(dir.path().join("admin-address"))
             .arg("--use-dynamic-base-id")
             .arg("--concurrency")
             .arg(concurrency.to_string())
@@ -497,43 +600,52 @@ impl Envoy {
 
     /// Starts Envoy with `sidecar` and waits until its admin `/ready` says LIVE.
     pub fn start(sidecar: &Sidecar, concurrency: u32) -> Self {
-        Self::start_yaml(
-            &sidecar.render(),
-            sidecar.listen,
-            sidecar.admin,
-            concurrency,
-            &[],
-        )
+        Self::start_yaml(&sidecar.render(), concurrency, &[])
     }
 
-    /// Starts Envoy with a bootstrap already rendered (listener and admin on the given ports),
-    /// with extra command-line arguments, and waits until it is ready.
-    pub fn start_yaml(
-        yaml: &str,
-        listen: u16,
-        admin: u16,
-        concurrency: u32,
-        extra: &[&str],
-    ) -> Self {
+    /// Starts Envoy with a bootstrap already rendered (its admin endpoint and its one listener
+    /// on port 0), with extra command-line arguments, and waits until it is ready and
+    /// listening.
+    pub fn start_yaml(yaml: &str, concurrency: u32, extra: &[&str]) -> Self {
         let (mut proc, dir) = Self::spawn(yaml, concurrency, extra);
-        let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
-        let ready = wait_for(Duration::from_secs(30), || {
+        let path = dir.path().join("admin-address");
+        let exited = |proc: &mut Proc| {
             if let Ok(Some(st)) = proc.child.try_wait() {
                 panic!("envoy exited with {st} during start-up:\n{}", proc.output());
             }
+        };
+        let admin = wait_for(Duration::from_secs(30), || {
+            exited(&mut proc);
+            std::fs::read_to_string(&path).ok()?.trim().parse().ok()
+        });
+        let admin: SocketAddr = admin.unwrap_or_else(|| {
+            panic!(
+                "envoy wrote no admin address to {} in 30 s:\n{}",
+                path.display(),
+                proc.output()
+            )
+        });
+        let listen = wait_for(Duration::from_secs(30), || {
+            exited(&mut proc);
             let r = http_request(
                 admin,
                 b"GET /ready HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
             )
             .ok()?;
-            (r.status == 200).then_some(())
+            if r.status != 200 {
+                return None;
+            }
+            listener_addr(admin)
         });
-        if ready.is_none() {
-            panic!("envoy not ready after 30 s:\n{}", proc.output());
-        }
+        let listen = listen.unwrap_or_else(|| {
+            panic!(
+                "envoy not ready and listening after 30 s:\n{}",
+                proc.output()
+            )
+        });
         Envoy {
             proc,
-            listen: ([127, 0, 0, 1], listen).into(),
+            listen,
             admin,
             _dir: dir,
         }
@@ -563,6 +675,52 @@ impl Envoy {
         let body = String::from_utf8_lossy(&r.body).into_owned();
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
+    }
+}
+
+/// The address of the one listener Envoy's admin endpoint at `admin` lists, once it is bound
+/// (not port 0).
+pub fn listener_addr(admin: SocketAddr) -> Option<SocketAddr> {
+    let r = http_request(
+        admin,
+        b"GET /listeners?format=json HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+    )
+    .ok()?;
+    let body = dechunk(&r.body);
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let statuses = v["listener_statuses"].as_array()?;
+    assert!(
+        statuses.len() <= 1,
+        "the harness expects one listener, Envoy lists {statuses:?}"
+    );
+    let a = &statuses.first()?["local_address"]["socket_address"];
+    let ip: std::net::IpAddr = a["address"].as_str()?.parse().ok()?;
+    let port = u16::try_from(a["port_value"].as_u64()?).ok()?;
+    (port != 0).then_some(SocketAddr::new(ip, port))
+}
+
+/// A body as sent, de-chunked if it is `Transfer-Encoding: chunked` (a chunk-size line first).
+fn dechunk(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return body.to_vec();
+        };
+        let Some(n) = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok())
+        else {
+            return body.to_vec();
+        };
+        if n == 0 {
+            return out;
+        }
+        let Some(chunk) = rest.get(eol + 2..eol + 2 + n) else {
+            return body.to_vec();
+        };
+        out.extend_from_slice(chunk);
+        rest = rest.get(eol + 4 + n..).unwrap_or_default();
     }
 }
 

@@ -6,11 +6,12 @@
 
 use meshlog_core::outbox::{
     ATTR_DROPPED_OVERFLOW, ATTR_DROPPED_OVERFLOW_SEQUENCES, ATTR_DROPPED_OVERFLOW_TOTAL,
-    ATTR_FAILED_SEQUENCES, DELIVERY_TALLY_EVENT_NAME, parse_ranges,
+    DELIVERY_TALLY_EVENT_NAME, parse_ranges,
 };
-use meshlog_e2e::{Collector, Envoy, Load, Sidecar, Upstream, free_port, send, wait_for};
+use meshlog_e2e::account::account;
+use meshlog_e2e::{Collector, Envoy, Load, PortHold, Sidecar, Upstream, send, wait_for};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 const UPSTREAM: &str = env!("CARGO_BIN_EXE_meshlog-upstream");
@@ -27,8 +28,9 @@ fn int(v: &Value) -> u64 {
 fn an_outage_is_retried_through_and_overflow_is_accounted_for() {
     let data = tempfile::tempdir().unwrap();
     let upstream = Upstream::start(UPSTREAM);
-    let port = free_port();
-    let mut sidecar = Sidecar::new(upstream.addr.port(), port);
+    // The collector's port, reserved with nothing listening: the collector is down.
+    let hold = PortHold::new();
+    let mut sidecar = Sidecar::new(upstream.addr.port(), hold.port());
     // The smallest buffer, quick retries; one worker, so one VM and one sequence.
     sidecar.plugin_config = Some(
         r#"{"batch":{"max_records":20,"max_age_ms":100,"max_buffer_bytes":65536,
@@ -68,6 +70,7 @@ fn an_outage_is_retried_through_and_overflow_is_accounted_for() {
     );
 
     // The collector comes up where the filter keeps trying.
+    let port = hold.release();
     let collector = Collector::start_at(data.path(), &format!("127.0.0.1:{port}"));
 
     // Everything held arrives: the access records that survived and the tally of the rest.
@@ -86,9 +89,8 @@ fn an_outage_is_retried_through_and_overflow_is_accounted_for() {
         "not everything arrived:\n{}",
         collector.proc.output()
     );
-    // Long enough for a duplicate to show.
-    std::thread::sleep(Duration::from_millis(700));
-    let stored = collector.query();
+    // Settled: everything stored was answered, so no retry (a would-be duplicate) is pending.
+    let stored = collector.wait_records(0, &[&envoy]);
     let dropped = envoy.stat("wasmcustom.meshlog.records_dropped").unwrap();
     assert_eq!(
         envoy.stat("wasmcustom.meshlog.records_sent"),
@@ -140,67 +142,6 @@ fn an_outage_is_retried_through_and_overflow_is_accounted_for() {
     assert_eq!(seqs, (0..=max).collect(), "no unexplained gap");
 }
 
-/// Per VM (`resource.meshlog.vm.id`): the stored sequence numbers and the delivery tallies'
-/// dropped and failed ranges must cover `0..=max` exactly once. Returns, per VM, the access
-/// records stored and the records the tallies say were dropped.
-fn account(stored: &[Value]) -> BTreeMap<String, (u64, u64)> {
-    let mut seqs: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut overlap: BTreeMap<String, u64> = BTreeMap::new();
-    for r in stored {
-        let vm = r["resource.meshlog.vm.id"].as_str().unwrap().to_owned();
-        let set = seqs.entry(vm.clone()).or_default();
-        assert!(
-            set.insert(int(&r["meshlog.sequence"])),
-            "sequence twice: {r}"
-        );
-        let e = out.entry(vm).or_default();
-        if r["event_name"] == "meshlog.http.access" {
-            e.0 += 1;
-        }
-    }
-    for r in stored
-        .iter()
-        .filter(|r| r["event_name"] == DELIVERY_TALLY_EVENT_NAME)
-    {
-        let vm = r["resource.meshlog.vm.id"].as_str().unwrap().to_owned();
-        let set = seqs.get_mut(&vm).unwrap();
-        for key in [ATTR_DROPPED_OVERFLOW_SEQUENCES, ATTR_FAILED_SEQUENCES] {
-            if let Some(ranges) = r[key].as_str() {
-                for (a, b) in parse_ranges(ranges).unwrap() {
-                    for s in a..=b {
-                        // Stored and also dropped: the outbox's one documented ambiguity, a
-                        // batch stored whose answer was lost (the collector stopping), then
-                        // dropped. Readers take stored over dropped.
-                        if !set.insert(s) {
-                            overlap
-                                .entry(vm.clone())
-                                .and_modify(|n| *n += 1)
-                                .or_insert(1u64);
-                        }
-                    }
-                }
-            }
-        }
-        let e = out.get_mut(&vm).unwrap();
-        e.1 = e.1.max(int(&r[ATTR_DROPPED_OVERFLOW_TOTAL]));
-    }
-    for (vm, n) in &overlap {
-        if let Some(e) = out.get_mut(vm) {
-            e.1 = e.1.saturating_sub(*n);
-        }
-    }
-    for (vm, set) in &seqs {
-        let max = *set.last().unwrap();
-        assert_eq!(
-            set.len() as u64,
-            max + 1,
-            "VM {vm}: unexplained sequence gap"
-        );
-    }
-    out
-}
-
 /// Request ids of stored access records, each at most once.
 fn request_ids(stored: &[Value], prefix: &str) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
@@ -242,9 +183,8 @@ fn delivery_config(service: &str, buffer: u64) -> String {
 fn a_collector_down_for_20_s_costs_no_request_and_loses_nothing_it_does_not_count() {
     let data = tempfile::tempdir().unwrap();
     let upstream = Upstream::start(UPSTREAM);
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let collector = Collector::start_at(data.path(), &listen);
+    let collector = Collector::start(data.path());
+    let port = collector.addr.port();
     // Roomy: 32 MiB holds 20 s of this load. Tight: the smallest buffer, which must overflow.
     let mut roomy = Sidecar::new(upstream.addr.port(), port);
     roomy.plugin_config = Some(delivery_config("roomy", 32 << 20));
@@ -258,10 +198,13 @@ fn a_collector_down_for_20_s_costs_no_request_and_loses_nothing_it_does_not_coun
     ];
 
     std::thread::sleep(Duration::from_secs(2));
-    // A graceful stop (answers what it took), then 20 s with nothing listening.
-    collector.proc.terminate();
-    drop(collector);
+    // A graceful stop: SIGTERM, and wait until it has exited, so every request it took was
+    // answered. Then 20 s with nothing listening on its port, which stays reserved for it.
+    let port = collector.stop();
+    let hold = PortHold::at(port)
+        .unwrap_or_else(|e| panic!("port {port} taken right after the collector stopped: {e}"));
     std::thread::sleep(Duration::from_secs(20));
+    let listen = format!("127.0.0.1:{}", hold.release());
     let collector = Collector::start_at(data.path(), &listen);
     std::thread::sleep(Duration::from_secs(3));
     let [roomy_load, tight_load] = loads;
@@ -269,16 +212,56 @@ fn a_collector_down_for_20_s_costs_no_request_and_loses_nothing_it_does_not_coun
     unaffected(&roomy_sent, "roomy");
     unaffected(&tight_sent, "tight");
 
-    // Roomy: everything arrives, once.
+    // Settled: roomy's requests all stored; tight's stored (less the lost answers) plus its
+    // drops are every request; and every stored record was answered (sent), but for the
+    // batches proven stored-then-dropped by their batch id, whose answer was lost. Then no
+    // retry, which could store a duplicate, is pending.
     let n = roomy_sent.len();
-    let arrived = wait_for(Duration::from_secs(30), || {
-        (request_ids(&collector.query(), "roomy").len() == n).then_some(())
+    let m = tight_sent.len() as u64;
+    let envoy_sent = || {
+        roomy.stat("wasmcustom.meshlog.records_sent").unwrap_or(0)
+            + tight.stat("wasmcustom.meshlog.records_sent").unwrap_or(0)
+    };
+    let tally = |stored: &[Value]| {
+        let a = account(stored, &collector.batch_ids());
+        let tight_vm = |vm: &String| {
+            stored.iter().any(|r| {
+                r["resource.meshlog.vm.id"] == vm.as_str() && r["resource.service.name"] == "tight"
+            })
+        };
+        let t = a
+            .iter()
+            .filter(|(vm, _)| tight_vm(vm))
+            .fold((0, 0, 0), |x, (_, v)| {
+                (x.0 + v.access, x.1 + v.dropped, x.2 + v.lost_answer_access)
+            });
+        let lost_records: u64 = a.values().map(|v| v.lost_answer_records).sum();
+        let lost_ids: Vec<String> = a.values().flat_map(|v| v.lost_answers.clone()).collect();
+        (t, lost_records, lost_ids)
+    };
+    let settled = wait_for(Duration::from_secs(40), || {
+        let before = envoy_sent();
+        let stored = collector.query();
+        let ((access, dropped, lost), lost_records, _) = tally(&stored);
+        let done = request_ids(&stored, "roomy").len() == n
+            && access - lost + dropped == m
+            && before + lost_records == stored.len() as u64
+            && envoy_sent() == before;
+        done.then_some(stored)
     });
-    assert!(
-        arrived.is_some(),
-        "roomy: {} of {n} stored",
-        request_ids(&collector.query(), "roomy").len()
-    );
+    let stored = settled.unwrap_or_else(|| {
+        let stored = collector.query();
+        let ((access, dropped, lost), lost_records, _) = tally(&stored);
+        panic!(
+            "not settled: roomy {} of {n} stored; tight {access} stored ({lost} of them in \
+             lost answers) + {dropped} dropped, of {m}; {} stored, {} answered + {lost_records} \
+             in lost answers",
+            request_ids(&stored, "roomy").len(),
+            stored.len(),
+            envoy_sent()
+        )
+    });
+    let ((access, dropped, lost), _, lost_ids) = tally(&stored);
     assert_eq!(roomy.stat("wasmcustom.meshlog.records_dropped"), Some(0));
     assert!(
         roomy
@@ -286,40 +269,19 @@ fn a_collector_down_for_20_s_costs_no_request_and_loses_nothing_it_does_not_coun
             .unwrap_or(0)
             > 0
     );
-
-    // Tight: what arrived plus what the tallies count is every request, exactly.
-    let m = tight_sent.len() as u64;
-    let settled = wait_for(Duration::from_secs(30), || {
-        let stored = collector.query();
-        let a: BTreeMap<_, _> = account(&stored)
-            .into_iter()
-            .filter(|(vm, _)| {
-                stored.iter().any(|r| {
-                    r["resource.meshlog.vm.id"] == vm.as_str()
-                        && r["resource.service.name"] == "tight"
-                })
-            })
-            .collect();
-        let (access, dropped) = a.values().fold((0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
-        (access + dropped == m).then_some((access, dropped))
-    });
-    std::thread::sleep(Duration::from_millis(700));
-    let stored = collector.query();
-    account(&stored);
-    let (access, dropped) =
-        settled.unwrap_or_else(|| panic!("tight: stored + dropped never reached {m}"));
     assert_eq!(request_ids(&stored, "tight").len() as u64, access);
     assert!(dropped > 0, "tight: 20 s of load must overflow 64 KiB");
-    // Envoy counts a drop also when the batch had been stored (its answer lost): at least.
-    let counted = tight
-        .stat("wasmcustom.meshlog.records_dropped")
-        .unwrap_or(0);
-    assert!(
-        counted >= dropped,
-        "Envoy counted {counted} drops, tallies {dropped}"
+    // Envoy counts exactly what the VM's tallies report dropped (a lost answer's batch in both).
+    assert_eq!(
+        tight.stat("wasmcustom.meshlog.records_dropped"),
+        Some(dropped),
+        "Envoy's records_dropped is what the tallies count"
     );
+    assert_eq!(tight.stat("wasmcustom.meshlog.records_failed"), Some(0));
     eprintln!(
-        "collector down 20 s: roomy {n} requests, all stored once; tight {m} requests, {access} stored + {dropped} dropped and counted"
+        "collector down 20 s: roomy {n} requests, all stored once; tight {m} requests, {access} \
+         stored + {dropped} dropped and counted; lost answers (stored, then dropped): {lost} \
+         requests in {lost_ids:?}"
     );
 }
 
@@ -327,9 +289,9 @@ fn a_collector_down_for_20_s_costs_no_request_and_loses_nothing_it_does_not_coun
 fn kill_9_of_the_collector_under_load_loses_and_duplicates_nothing() {
     let data = tempfile::tempdir().unwrap();
     let upstream = Upstream::start(UPSTREAM);
-    let port = free_port();
+    let mut collector = Collector::start(data.path());
+    let port = collector.addr.port();
     let listen = format!("127.0.0.1:{port}");
-    let mut collector = Collector::start_at(data.path(), &listen);
     let mut sidecar = Sidecar::new(upstream.addr.port(), port);
     sidecar.plugin_config = Some(delivery_config("kill9", 32 << 20));
     let envoy = Envoy::start(&sidecar, 2);
@@ -338,7 +300,11 @@ fn kill_9_of_the_collector_under_load_loses_and_duplicates_nothing() {
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(1500));
         collector.proc.kill9();
+        // Down for 300 ms, its port reserved meanwhile.
+        let hold = PortHold::at(port)
+            .unwrap_or_else(|e| panic!("port {port} taken right after kill -9: {e}"));
         std::thread::sleep(Duration::from_millis(300));
+        hold.release();
         collector = Collector::start_at(data.path(), &listen);
     }
     std::thread::sleep(Duration::from_secs(1));
@@ -354,14 +320,18 @@ fn kill_9_of_the_collector_under_load_loses_and_duplicates_nothing() {
         "{} of {n} stored",
         request_ids(&collector.query(), "k9").len()
     );
-    std::thread::sleep(Duration::from_millis(700));
-    let stored = collector.query();
+    // Settled: every stored record answered, so no retry is pending.
+    let stored = collector.wait_records(n, &[&envoy]);
     let ids = request_ids(&stored, "k9");
     let want: BTreeSet<String> = sent.iter().map(|s| s.id.clone()).collect();
     assert_eq!(ids, want);
     // Gapless per VM, nothing dropped: every record produced is stored exactly once.
-    let a = account(&stored);
-    assert!(a.values().all(|(_, dropped)| *dropped == 0), "{a:?}");
+    let a = account(&stored, &collector.batch_ids());
+    assert!(
+        a.values()
+            .all(|v| v.dropped == 0 && v.lost_answers.is_empty()),
+        "{a:?}"
+    );
     assert_eq!(envoy.stat("wasmcustom.meshlog.records_dropped"), Some(0));
     assert_eq!(envoy.stat("wasmcustom.meshlog.records_failed"), Some(0));
     eprintln!(
@@ -370,4 +340,96 @@ fn kill_9_of_the_collector_under_load_loses_and_duplicates_nothing() {
             .stat("wasmcustom.meshlog.batches_retried")
             .unwrap_or(0)
     );
+}
+
+/// The outbox's one documented ambiguity, made to happen: the collector stores a batch but its
+/// answer is lost (a proxy in front of it closes the connection unanswered), the collector then
+/// refuses everything for 5 s while the smallest buffer overflows, so the batch, awaiting its
+/// retry, is dropped whole. It is then both stored and reported dropped, and the accounting
+/// accepts that for exactly this batch, by its id, and nothing else.
+#[test]
+fn a_stored_batch_whose_answer_is_lost_then_dropped_is_proven_by_its_batch_id() {
+    use meshlog_e2e::fake::{FakeCollector, Reply};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let data = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(UPSTREAM);
+    let collector = Collector::start(data.path());
+    let to = collector.addr;
+    // (the batch whose answer was lost, the end of the refusals that follow)
+    let state: Arc<Mutex<Option<(String, Instant)>>> = Arc::new(Mutex::new(None));
+    let s = Arc::clone(&state);
+    let proxy = FakeCollector::start(move |_, req| {
+        let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
+        match &*st {
+            None => {
+                let id = req.batch_id.clone().unwrap_or_default();
+                *st = Some((id, Instant::now() + Duration::from_secs(5)));
+                Reply::Forward {
+                    to,
+                    lose_answer: true,
+                }
+            }
+            Some((_, until)) if Instant::now() < *until => Reply::Status(503, vec![]),
+            Some(_) => Reply::Forward {
+                to,
+                lose_answer: false,
+            },
+        }
+    });
+    let mut sidecar = Sidecar::new(upstream.addr.port(), proxy.addr.port());
+    sidecar.plugin_config = Some(delivery_config("lost", 65_536));
+    let envoy = Envoy::start(&sidecar, 1);
+    let load = Load::start(envoy.listen, "lost", Duration::from_millis(10));
+    let over = wait_for(Duration::from_secs(30), || {
+        let st = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        st.filter(|(_, until)| Instant::now() > *until + Duration::from_secs(2))
+    });
+    let sent = load.stop();
+    unaffected(&sent, "lost answer");
+    let (lost_id, _) = over.expect("the proxy saw a first batch");
+
+    let m = sent.len() as u64;
+    let settled = wait_for(Duration::from_secs(40), || {
+        let before = envoy.stat("wasmcustom.meshlog.records_sent").unwrap_or(0);
+        let stored = collector.query();
+        let a = account(&stored, &collector.batch_ids());
+        let (access, dropped, lost, lost_records) = a.values().fold((0, 0, 0, 0), |x, v| {
+            (
+                x.0 + v.access,
+                x.1 + v.dropped,
+                x.2 + v.lost_answer_access,
+                x.3 + v.lost_answer_records,
+            )
+        });
+        let done = access - lost + dropped == m && before + lost_records == stored.len() as u64;
+        done.then_some((a, access, dropped))
+    });
+    let (a, access, dropped) = settled.unwrap_or_else(|| {
+        panic!(
+            "not settled; stored {}, batch ids {:?}; proxy saw {:?}",
+            collector.query().len(),
+            collector.batch_ids(),
+            proxy
+                .received()
+                .iter()
+                .map(|r| r.batch_id.clone())
+                .collect::<Vec<_>>()
+        )
+    });
+    let lost: Vec<String> = a.values().flat_map(|v| v.lost_answers.clone()).collect();
+    assert_eq!(
+        lost,
+        vec![lost_id.clone()],
+        "exactly the batch whose answer was lost is both stored and dropped"
+    );
+    assert!(dropped > 0);
+    assert_eq!(
+        envoy.stat("wasmcustom.meshlog.records_dropped"),
+        Some(dropped),
+        "Envoy's records_dropped is what the tallies count, the lost answer's batch included"
+    );
+    assert_eq!(envoy.stat("wasmcustom.meshlog.records_failed"), Some(0));
+    eprintln!("lost answer {lost_id}: {m} requests, {access} stored, {dropped} dropped");
 }

@@ -2,7 +2,7 @@
 //! collector, read back with `meshlog query`.
 
 use meshlog_core::redact::RedactionPolicy;
-use meshlog_e2e::{Collector, Envoy, Sidecar, Upstream, free_port, send, wait_for};
+use meshlog_e2e::{Collector, Envoy, PortHold, Sidecar, Upstream, send, wait_for};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -108,7 +108,7 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
     }
     let t1 = now_ns();
 
-    let stored = collector.wait_records(n as usize);
+    let stored = collector.wait_records(n as usize, &[&envoy]);
     assert_eq!(stored.len(), n as usize, "exactly one record per request");
     let by_id = by_request_id(&stored);
     for (rid, method, path, logged, status, trace, body_len) in expected {
@@ -206,7 +206,9 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
 
 #[test]
 fn an_invalid_filter_configuration_is_refused_naming_every_bad_field() {
-    let mut sidecar = Sidecar::new(free_port(), free_port());
+    // Ports reserved with nothing listening: Envoy refuses before it would use them.
+    let (app, collector) = (PortHold::new(), PortHold::new());
+    let mut sidecar = Sidecar::new(app.port(), collector.port());
     sidecar.plugin_config = Some(
         r#"{"batch":{"max_records":0,"max_age_ms":"soon"},"collector":{"pathh":"/v1/logs"}}"#
             .into(),
@@ -258,7 +260,7 @@ fn a_non_utf8_header_is_proxied_and_logged() {
         200
     );
 
-    let by_id = by_request_id(&collector.wait_records(2));
+    let by_id = by_request_id(&collector.wait_records(2, &[&envoy]));
     let ua = by_id["bad-1"]["user_agent.original"]
         .as_str()
         .unwrap()
@@ -281,7 +283,8 @@ fn an_unreachable_upstream_is_logged_with_envoy_response_flags() {
     let data = tempfile::tempdir().unwrap();
     let collector = Collector::start(data.path());
     // Nothing listens on the app port: Envoy answers 503 with UF (upstream connection failure).
-    let envoy = Envoy::start(&Sidecar::new(free_port(), collector.addr.port()), 1);
+    let app = PortHold::new();
+    let envoy = Envoy::start(&Sidecar::new(app.port(), collector.addr.port()), 1);
     assert_eq!(
         send(
             envoy.listen,
@@ -292,7 +295,7 @@ fn an_unreachable_upstream_is_logged_with_envoy_response_flags() {
         ),
         503
     );
-    let by_id = by_request_id(&collector.wait_records(1));
+    let by_id = by_request_id(&collector.wait_records(1, &[&envoy]));
     let r = &by_id["down-1"];
     assert_eq!(r["http.response.status_code"], 503);
     assert_eq!(r["meshlog.response_flags"], "UF", "{r}");
@@ -325,7 +328,7 @@ fn istio_node_metadata_becomes_resource_attributes() {
         ),
         200
     );
-    let by_id = by_request_id(&collector.wait_records(1));
+    let by_id = by_request_id(&collector.wait_records(1, &[&envoy]));
     let r = &by_id["istio-1"];
     for (key, want) in [
         ("resource.service.name", "checkout-svc"),
@@ -368,7 +371,7 @@ fn an_mtls_request_record_names_the_calling_workload() {
             String::from_utf8_lossy(&buf)
         );
     }
-    let by_id = by_request_id(&collector.wait_records(2));
+    let by_id = by_request_id(&collector.wait_records(2, &[&envoy]));
     assert_eq!(by_id.len(), 2);
     for r in by_id.values() {
         assert_eq!(r["event_name"], "meshlog.http.access", "{r}");

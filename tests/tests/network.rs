@@ -110,7 +110,7 @@ fn each_tcp_connection_is_one_record_with_bytes_peers_and_duration() {
     let conns: Vec<Conn> = (0..16).map(|i| plain(envoy.listen, i)).collect();
     let elapsed = t0.elapsed();
 
-    let stored = by_client_port(&collector.wait_records(conns.len()));
+    let stored = by_client_port(&collector.wait_records(conns.len(), &[&envoy]));
     assert_eq!(stored.len(), conns.len(), "one record per connection");
     for c in &conns {
         let r = &stored[&u64::from(c.port)];
@@ -144,7 +144,7 @@ fn an_mtls_connection_record_names_the_calling_workload() {
         .collect();
     let elapsed = t0.elapsed();
 
-    let stored = by_client_port(&collector.wait_records(conns.len()));
+    let stored = by_client_port(&collector.wait_records(conns.len(), &[&envoy]));
     assert_eq!(stored.len(), conns.len());
     for c in &conns {
         let r = &stored[&u64::from(c.port)];
@@ -156,4 +156,117 @@ fn an_mtls_connection_record_names_the_calling_workload() {
         assert_eq!(r["meshlog.peer.principal"], pki.client_spiffe_id, "{r}");
         assert_eq!(r["tls.client.hash.sha256"], pki.client_cert_sha256(), "{r}");
     }
+}
+
+/// A TCP upstream that echoes each read back at once and, when the client half-closes, sends
+/// `bye` and closes: one connection.
+fn echo_upstream() -> (SocketAddr, std::thread::JoinHandle<usize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut echoed = 0;
+        loop {
+            match s.read(&mut buf).unwrap() {
+                0 => break,
+                n => {
+                    s.write_all(&buf[..n]).unwrap();
+                    echoed += n;
+                }
+            }
+        }
+        s.write_all(b"bye").unwrap();
+        echoed + 3
+    });
+    (addr, h)
+}
+
+#[test]
+fn a_long_lived_connection_counts_bytes_over_many_callbacks_through_a_half_close() {
+    let data = tempfile::tempdir().unwrap();
+    let collector = Collector::start(data.path());
+    let (upstream, echo) = echo_upstream();
+    let mut sidecar = Sidecar::new(upstream.port(), collector.addr.port());
+    sidecar.file = "envoy-config/tcp.yaml";
+    let envoy = Envoy::start(&sidecar, 1);
+
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect_timeout(&envoy.listen, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    // Ten round trips, each waiting for its echo: ten data callbacks each way at least, over
+    // more than a second, while batches ship every 100 ms.
+    let (mut sent, mut received) = (0, 0);
+    for i in 0..10 {
+        let chunk = format!("chunk {i}: {}\n", "x".repeat(100 * i));
+        s.write_all(chunk.as_bytes()).unwrap();
+        sent += chunk.len();
+        let mut got = vec![0; chunk.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, chunk.as_bytes());
+        received += got.len();
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    // Open connections have no record yet: it is written at close.
+    let early = collector.query();
+    assert!(
+        early.iter().all(|r| r["client.port"] != u64::from(port)),
+        "a record before the close: {early:?}"
+    );
+    // Half-close: the client is done sending; the upstream still answers, then closes.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut tail = Vec::new();
+    s.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, b"bye");
+    received += tail.len();
+    let held = t0.elapsed();
+    assert_eq!(
+        echo.join().unwrap(),
+        received,
+        "what the upstream wrote arrived"
+    );
+
+    let stored = by_client_port(&collector.wait_records(1, &[&envoy]));
+    let r = &stored[&u64::from(port)];
+    assert_eq!(r["meshlog.connection.bytes_received"], sent as u64, "{r}");
+    assert_eq!(r["meshlog.connection.bytes_sent"], received as u64, "{r}");
+    let d = r["meshlog.duration_ns"].as_u64().unwrap();
+    assert!(
+        d >= 10 * 120_000_000,
+        "duration {d} ns: the connection lasted over 1.2 s ({held:?} at the client)"
+    );
+}
+
+#[test]
+fn a_connection_the_upstream_refuses_is_logged_with_its_flags() {
+    let data = tempfile::tempdir().unwrap();
+    let collector = Collector::start(data.path());
+    // The app port is reserved with nothing listening: connecting to it is refused.
+    let app = meshlog_e2e::PortHold::new();
+    let mut sidecar = Sidecar::new(app.port(), collector.addr.port());
+    sidecar.file = "envoy-config/tcp.yaml";
+    let envoy = Envoy::start(&sidecar, 1);
+
+    let mut s = TcpStream::connect_timeout(&envoy.listen, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    let _ = s.write_all(b"hello");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "nothing comes back: {buf:?}");
+
+    let stored = by_client_port(&collector.wait_records(1, &[&envoy]));
+    let r = &stored[&u64::from(port)];
+    assert_eq!(r["meshlog.connection.bytes_sent"], 0, "{r}");
+    let flags = r["meshlog.response_flags"].as_str().unwrap_or_default();
+    assert!(
+        flags.split(',').any(|f| f == "UF"),
+        "upstream connection failure flagged: {r}"
+    );
+    assert_eq!(
+        r["meshlog.upstream.host"],
+        format!("127.0.0.1:{}", app.port()),
+        "{r}"
+    );
 }

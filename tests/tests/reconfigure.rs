@@ -58,8 +58,6 @@ fn a_configuration_update_ships_what_the_old_plugin_held() {
     // The replaced listener drains for 1 s, not Envoy's default 10 minutes.
     let envoy = Envoy::start_yaml(
         &serde_json::to_string(&boot).unwrap(),
-        sidecar.listen,
-        sidecar.admin,
         1,
         &["--drain-time-s", "1"],
     );
@@ -87,7 +85,7 @@ fn a_configuration_update_ships_what_the_old_plugin_held() {
     );
 
     // The old plugin's records and tally arrive once its listener has drained.
-    let stored = collector.wait_records(n + 1);
+    let stored = collector.wait_records(n + 1, &[&envoy]);
     let access: Vec<&Value> = stored
         .iter()
         .filter(|r| r["event_name"] == "meshlog.http.access")

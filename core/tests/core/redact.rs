@@ -1,9 +1,6 @@
 //! The redaction engine end to end: API behaviour per field, the shared PII corpus (zero leaks,
 //! false positives counted), and a property test planting secrets anywhere in a record.
 
-// Test helpers outside `#[test]` functions: the crate's no-panic lints are for production code.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
-
 use meshlog_core::redact::{Action, HeaderClass, Kind, RedactionPolicy, Summary};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -11,13 +8,14 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// An upper bound on one redaction marker's length: `[REDACTED:<kind>]`, a partial form such as
+/// `[REDACTED:github_token:ghp_]`, or `hmac:<key id>:<32 hex>`.
+const MAX_MARKER: usize = 64;
+
 const KEY: &str = r#""hmac_key": "0123456789abcdef0123456789abcdef""#;
 
 fn policy(json: &str) -> RedactionPolicy {
-    match RedactionPolicy::from_json(json.as_bytes()) {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    }
+    from_json!(RedactionPolicy, json)
 }
 
 fn text(p: &RedactionPolicy, v: &str) -> String {
@@ -1363,18 +1361,68 @@ proptest! {
         }
     }
 
-    /// Arbitrary input never panics and never grows without bound.
+    /// Arbitrary input never panics and never grows without bound (see [`growth_within_bound`]).
     #[test]
     fn arbitrary_input_is_safe(v in ".{0,300}") {
-        let p = RedactionPolicy::default();
-        let mut s = Summary::new();
-        let _ = p.text(&v, &mut s);
-        let _ = p.query(&v, &mut s);
-        let _ = p.path(&v, &mut s);
-        let _ = p.url(&v, &mut s);
-        let _ = p.client_ip(&v, &mut s);
-        for h in ["authorization", "cookie", "x-forwarded-for", "referer", "user-agent"] {
-            let _ = p.header_value(h, &v, &mut s);
-        }
+        growth_within_bound(&v)?;
     }
+
+    /// The same bound on input dense with values every detector redacts, so the markers'
+    /// share of the bound is exercised, not only the encoding's.
+    #[test]
+    fn secret_dense_input_grows_within_the_bound(parts in prop::collection::vec(prop_oneof![
+        ".{0,12}",
+        Just(" jo@example.com ".to_owned()),
+        Just(" 4111 1111 1111 1111 ".to_owned()),
+        Just(" 203.0.113.7 ".to_owned()),
+        Just(" 2001:db8::1 ".to_owned()),
+        Just("&token=s3cr3tVALUE&".to_owned()),
+        Just(" Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl ".to_owned()),
+        Just(" ghp_0123456789abcdefghijklmnopqrstuvwxyz ".to_owned()),
+        Just(" https://maria:pw@host.example/ ".to_owned()),
+        Just(" DE89370400440532013000 ".to_owned()),
+        Just("/users/12345/".to_owned()),
+    ], 0..24)) {
+        growth_within_bound(&parts.concat())?;
+    }
+}
+
+/// Each output is at most the input plus, per value the call reports redacted, one marker
+/// ([`MAX_MARKER`] bytes); for what is percent-encoded (query, path, route, URL, referer), three
+/// bytes for each of those.
+fn growth_within_bound(v: &str) -> Result<(), TestCaseError> {
+    let p = RedactionPolicy::default();
+    let mut outs: Vec<(&str, usize, u32)> = Vec::new();
+    let mut check = |what: &'static str, f: &dyn Fn(&mut Summary) -> Option<usize>| {
+        let mut s = Summary::new();
+        if let Some(len) = f(&mut s) {
+            outs.push((what, len, s.total()));
+        }
+    };
+    let encoded = |what: &str| matches!(what, "query" | "path" | "route" | "url" | "referer");
+    check("text", &|s| p.text(v, s).map(|o| o.len()));
+    check("query", &|s| p.query(v, s).map(|o| o.len()));
+    check("path", &|s| p.path(v, s).path.map(|o| o.len()));
+    check("route", &|s| p.path(v, s).route.map(|o| o.len()));
+    check("url", &|s| p.url(v, s).map(|o| o.len()));
+    check("client_ip", &|s| p.client_ip(v, s).map(|o| o.len()));
+    for h in [
+        "authorization",
+        "cookie",
+        "x-forwarded-for",
+        "referer",
+        "user-agent",
+    ] {
+        check(h, &|s| p.header_value(h, v, s).map(|o| o.len()));
+    }
+    for (what, len, redacted) in outs {
+        let per_byte = if encoded(what) { 3 } else { 1 };
+        let bound = per_byte * (v.len() + MAX_MARKER * redacted as usize);
+        prop_assert!(
+            len <= bound,
+            "{what}: {} bytes in, {len} out with {redacted} redactions (bound {bound}): {v:?}",
+            v.len()
+        );
+    }
+    Ok(())
 }

@@ -12,9 +12,7 @@
 //! - the outbox's own counters agree: buffered = sent + dropped + failed;
 //! - the byte bound holds whenever anything droppable is held.
 
-// Test helpers outside `#[test]` functions: the crate's no-panic lints are for production code.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
-
+use crate::util::SplitMix;
 use flate2::read::GzDecoder;
 use meshlog_core::AccessRecord;
 use meshlog_core::compress::Compression;
@@ -37,24 +35,8 @@ const S: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000 * S;
 const VM: &str = "0123456789abcdef";
 
-/// SplitMix64: small, seeded, good enough to drive a simulation.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+/// The simulation's generator.
+type Rng = SplitMix;
 
 /// A call the host accepted: what it sent, kept until it is answered.
 struct Call {
@@ -246,7 +228,7 @@ fn check_bound(o: &Outbox, max: usize) {
 }
 
 fn simulate(p: &Params) -> OutboxStats {
-    let mut rng = Rng(p.seed);
+    let mut rng = SplitMix(p.seed);
     let mut o = Outbox::new(
         &batch_cfg(p, &mut rng),
         compression(p),

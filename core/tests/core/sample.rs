@@ -2,9 +2,7 @@
 //! totals re-estimated from adjusted counts), hop consistency, and properties over random
 //! policies and requests (always-kept classes are kept, every request is accounted for).
 
-// Test helpers outside `#[test]` functions: the crate's no-panic lints are for production code.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
-
+use crate::util::SplitMix;
 use meshlog_core::sample::{
     Decision, DropReason, KeepReason, RequestFacts, Sampler, SamplingPolicy,
 };
@@ -15,24 +13,11 @@ const MS: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000 * S;
 
 fn policy(json: &str) -> SamplingPolicy {
-    match SamplingPolicy::from_json(json.as_bytes()) {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
-    }
+    from_json!(SamplingPolicy, json)
 }
 
-/// SplitMix64: a fixed, well-known generator, so the traffic (and the test) is reproducible.
-struct SplitMix(u64);
-
+// The shared generator, with what sampling traffic needs.
 impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     fn trace_id(&mut self) -> [u8; 16] {
         let mut t = [0u8; 16];
         t[..8].copy_from_slice(&self.next().to_be_bytes());

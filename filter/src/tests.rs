@@ -1,0 +1,233 @@
+//! The glue's error paths, natively, against the in-process host of `meshlog-mock-host`: what
+//! Envoy cannot be made to do on demand (a second `on_configure` on the same root context, an
+//! exact clock around `Retry-After`, a call answered with no headers at all) or does only at
+//! shutdown (`on_done` while every dispatch fails).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use crate::root::Root;
+use meshlog_mock_host as host;
+use proxy_wasm::traits::{Context, RootContext};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const MS: u64 = 1_000_000;
+
+fn config(service: &str) -> Vec<u8> {
+    format!(
+        r#"{{"collector":{{"compression":"none"}},"batch":{{"max_records":1,"max_age_ms":100,"retry_initial_ms":50,"retry_max_ms":10000}},"resource":{{"service.name":"{service}"}}}}"#
+    )
+    .into_bytes()
+}
+
+/// A root configured with `service`, on a fresh host at `T0`.
+fn root(service: &str) -> Root {
+    // The SDK installs its logger on the first `set_log_level` (on_configure makes one), with
+    // no guard against two threads doing it at once, as a Wasm VM never would: once, first.
+    static LOGGER: std::sync::Once = std::sync::Once::new();
+    LOGGER.call_once(|| proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info));
+    host::reset();
+    host::with(|h| {
+        h.config = config(service);
+        h.now_ns = T0;
+    });
+    let mut root = Root::default();
+    assert!(root.on_configure(0), "configuration refused");
+    root
+}
+
+/// One request logged through an HTTP context of `root`.
+fn log_one(root: &Root) {
+    let ctx = root.create_http_context(1);
+    assert!(ctx.is_some(), "an HTTP context");
+    if let Some(mut ctx) = ctx {
+        ctx.on_log();
+    }
+}
+
+fn advance(ms: u64) {
+    host::with(|h| h.now_ns += ms * MS);
+}
+
+fn calls() -> Vec<host::Call> {
+    host::with(|h| h.calls.clone())
+}
+
+fn batch_id(c: &host::Call) -> String {
+    let id = c
+        .headers
+        .iter()
+        .find(|(k, _)| k == "meshlog-batch-id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(!id.is_empty(), "a batch id header: {:?}", c.headers);
+    id
+}
+
+/// Call `i` the host took.
+fn call(i: usize) -> host::Call {
+    let c = calls().get(i).cloned();
+    assert!(c.is_some(), "no call {i}: {:?}", calls());
+    c.unwrap_or_else(|| host::Call {
+        token: 0,
+        cluster: String::new(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        timeout_ms: 0,
+    })
+}
+
+/// Delivers the answer to call `token`: these headers (none: a reset or timeout).
+fn answer(root: &mut Root, token: u32, headers: &[(&str, &str)]) {
+    host::with(|h| {
+        h.response_headers = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        h.response_body = Vec::new();
+    });
+    root.on_http_call_response(token, headers.len(), 0, 0);
+}
+
+fn body(c: &host::Call) -> String {
+    let b = String::from_utf8(c.body.clone());
+    assert!(b.is_ok(), "compression none: a plain JSON body");
+    b.unwrap_or_default()
+}
+
+#[test]
+fn a_second_on_configure_on_the_same_root_keeps_vm_sequence_and_calls_in_flight() {
+    let mut root = root("before");
+    log_one(&root);
+    root.on_tick();
+    assert_eq!(calls().len(), 1, "one record, max_records 1: one call");
+    let first = call(0);
+    let id1 = batch_id(&first);
+    let (vm, range) = id1.rsplit_once(':').unwrap_or_default();
+    assert_eq!(range, "0-0");
+    assert!(body(&first).contains(r#""before""#));
+
+    // Reconfigured while that call is in flight.
+    host::with(|h| h.config = config("after"));
+    assert!(root.on_configure(0), "second configuration refused");
+    answer(&mut root, first.token, &[(":status", "200")]);
+    assert_eq!(
+        host::metric("meshlog.records_sent"),
+        1,
+        "the old call's answer counts"
+    );
+
+    log_one(&root);
+    root.on_tick();
+    assert_eq!(calls().len(), 2);
+    let second = call(1);
+    // Same VM id, the sequence goes on, the new resource applies.
+    assert_eq!(batch_id(&second), format!("{vm}:1-1"));
+    assert!(body(&second).contains(r#""after""#));
+    answer(&mut root, second.token, &[(":status", "200")]);
+    assert_eq!(host::metric("meshlog.records_sent"), 2);
+    assert_eq!(host::metric("meshlog.records_logged"), 2);
+    assert_eq!(host::with(|h| h.tick_ms), 100);
+}
+
+#[test]
+fn retry_after_holds_the_retry_until_it_has_passed() {
+    let mut root = root("ra");
+    log_one(&root);
+    root.on_tick();
+    let c = calls();
+    answer(
+        &mut root,
+        c[0].token,
+        &[(":status", "503"), ("retry-after", "2")],
+    );
+    advance(1_990);
+    root.on_tick();
+    assert_eq!(calls().len(), 1, "retried before Retry-After: 2 passed");
+    advance(20);
+    root.on_tick();
+    assert_eq!(calls().len(), 2, "retried once Retry-After passed");
+    assert_eq!(batch_id(&call(1)), batch_id(&call(0)));
+    assert_eq!(call(1).body, call(0).body, "the same bytes");
+    assert_eq!(host::metric("meshlog.batches_retried"), 1);
+}
+
+#[test]
+fn a_call_answered_with_no_headers_is_retried_not_failed() {
+    let mut root = root("timeout");
+    log_one(&root);
+    root.on_tick();
+    // A reset or a timeout: the host delivers the callback with no headers at all.
+    answer(&mut root, call(0).token, &[]);
+    assert_eq!(host::metric("meshlog.records_failed"), 0);
+    advance(10_000);
+    root.on_tick();
+    assert_eq!(calls().len(), 2);
+    assert_eq!(batch_id(&call(1)), batch_id(&call(0)));
+    answer(&mut root, call(1).token, &[(":status", "200")]);
+    assert_eq!(host::metric("meshlog.records_sent"), 1);
+}
+
+#[test]
+fn a_4xx_fails_the_batch_and_a_tally_reports_it() {
+    let mut root = root("rejected");
+    log_one(&root);
+    root.on_tick();
+    answer(&mut root, call(0).token, &[(":status", "400")]);
+    assert_eq!(host::metric("meshlog.records_failed"), 1);
+    assert_eq!(host::metric("meshlog.batches_failed"), 1);
+    advance(60_000);
+    root.on_tick();
+    let c = calls();
+    assert!(
+        c.iter().skip(1).all(|x| batch_id(x) != batch_id(&c[0])),
+        "a rejected batch is never resent"
+    );
+    let tally = c
+        .iter()
+        .skip(1)
+        .find(|x| body(x).contains("meshlog.delivery.tally"));
+    let tally = tally.expect("a delivery tally reports the failed record");
+    assert!(
+        body(tally).contains("meshlog.delivery.failed.sequences"),
+        "{}",
+        body(tally)
+    );
+}
+
+#[test]
+fn a_refused_dispatch_is_retried_later_and_on_done_flushes_into_refusals_without_harm() {
+    let mut root = root("refused");
+    host::with(|h| h.dispatch_status = host::status::BAD_ARGUMENT);
+    log_one(&root);
+    root.on_tick();
+    assert_eq!(host::with(|h| h.refused), 1, "the dispatch was tried");
+    assert!(calls().is_empty());
+
+    // Shutdown while every dispatch fails: everything held is tried at once, nothing is in
+    // flight, so the context may go at once (true) and proxy_done is not needed.
+    log_one(&root);
+    assert!(root.on_done(), "nothing in flight: done at once");
+    assert!(
+        host::with(|h| h.refused) > 1,
+        "on_done flushed into the failing host"
+    );
+    assert_eq!(host::with(|h| h.done), 0);
+    assert_eq!(host::metric("meshlog.records_sent"), 0);
+    assert_eq!(host::metric("meshlog.records_failed"), 0);
+    assert_eq!(host::metric("meshlog.records_logged"), 2);
+
+    // The host recovers: a dispatch goes through on a later tick.
+    host::with(|h| h.dispatch_status = host::status::OK);
+    let mut root2 = root;
+    advance(60_000);
+    root2.on_tick();
+    assert!(
+        !calls().is_empty(),
+        "after the pause, the held batches go out"
+    );
+}
