@@ -690,7 +690,9 @@ fn an_altered_receipt_stops_deletion_in_its_class() {
     let short = r.class("short").unwrap();
     assert!(short.deleted.is_empty(), "{short:?}");
     assert!(
-        short.errors[0].contains("nothing is deleted in this class until it is fixed"),
+        short.errors[0]
+            .to_string()
+            .contains("nothing is deleted in this class until it is fixed"),
         "{short:?}"
     );
     assert!(c.seg_path("short", 2).exists(), "expired, but kept");
@@ -745,7 +747,9 @@ fn sealed_classes_are_swept_with_the_keys_and_kept_without_them() {
     let short = r.class("short").unwrap();
     assert_eq!(short.deleted.len(), 0, "{short:?}");
     assert!(
-        short.errors[0].contains("encrypted with data-encryption key \"k1\""),
+        short.errors[0]
+            .to_string()
+            .contains("encrypted with data-encryption key \"k1\""),
         "{short:?}"
     );
     assert!(c.seg_path("short", 1).exists());

@@ -250,10 +250,63 @@ pub enum SweepError {
     /// The class's store refused the receipt record.
     #[error("storing the receipt record: {0}")]
     Store(#[from] StoreError),
+    /// The class's store would not close its active segment.
+    #[error("closing the active segment: {0}")]
+    Rotate(#[source] StoreError),
+    /// `receipts.log` cannot be read: deleting without knowing what was deleted could give a
+    /// segment a second receipt.
+    #[error("{0}; nothing is deleted in this class until it is fixed")]
+    ReceiptsUnreadable(#[source] receipt::ReceiptLogError),
+    /// An entry of `receipts.log`, intact as written, that does not parse: altered.
+    #[error(
+        "{}, receipt at offset {offset}: {source}; nothing is deleted in this class until it is \
+         fixed",
+        path.display()
+    )]
+    ReceiptAltered {
+        /// `receipts.log`.
+        path: PathBuf,
+        /// The entry's offset.
+        offset: u64,
+        /// Why it does not parse.
+        source: ReceiptError,
+    },
+    /// A receipt names a segment that is not expired now.
+    #[error(
+        "segment {segment} is named by a receipt in receipts.log but is not expired now; it is \
+         kept: inspect receipts.log"
+    )]
+    ReceiptEarly {
+        /// The segment file name.
+        segment: String,
+    },
+    /// The retention clock cannot be read or kept.
+    #[error("{0}")]
+    Clock(String),
+}
+
+impl SweepError {
+    /// A short stable name of the kind, for logs, reports and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SweepError::Io { .. } => "io",
+            SweepError::Damaged { .. } => "damaged",
+            SweepError::Sealed { .. } | SweepError::NoKeys { .. } => "sealed",
+            SweepError::BadPayload { .. } => "bad_payload",
+            SweepError::ReceiptInvalid { .. }
+            | SweepError::ReceiptMismatch { .. }
+            | SweepError::ReceiptAltered { .. }
+            | SweepError::ReceiptEarly { .. } => "receipt",
+            SweepError::Receipts(_) | SweepError::ReceiptsUnreadable(_) => "receipts_log",
+            SweepError::Receipt(_) => "receipt_make",
+            SweepError::Store(_) | SweepError::Rotate(_) => "store",
+            SweepError::Clock(_) => "clock",
+        }
+    }
 }
 
 /// What a sweep did in one class.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct ClassReport {
     /// The class.
     pub class: String,
@@ -269,12 +322,12 @@ pub struct ClassReport {
     pub unsigned: Vec<String>,
     /// Closed segments not expired yet.
     pub kept: usize,
-    /// What failed (the segments concerned stay).
-    pub errors: Vec<String>,
+    /// What failed (the segments concerned stay), typed so it can be counted by kind.
+    pub errors: Vec<SweepError>,
 }
 
 /// What one sweep did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct SweepReport {
     /// Per class, in class order.
     pub classes: Vec<ClassReport>,
@@ -601,20 +654,17 @@ impl Sweeper {
         if let Some(clock) = self.clocks.get_mut(i)
             && let Err(e) = clock.advance(&class.dir, now, mono)
         {
-            r.errors.push(e);
+            r.errors.push(SweepError::Clock(e));
             return r;
         }
         let segments_dir = class.dir.join(SEGMENTS_DIR);
         let listed = |r: &mut ClassReport| match list_segments(&segments_dir) {
             Ok(s) => Some(s),
             Err(source) => {
-                r.errors.push(
-                    SweepError::Io {
-                        path: segments_dir.clone(),
-                        source,
-                    }
-                    .to_string(),
-                );
+                r.errors.push(SweepError::Io {
+                    path: segments_dir.clone(),
+                    source,
+                });
                 None
             }
         };
@@ -628,11 +678,11 @@ impl Sweeper {
                 Ok(Some(oldest)) if oldest.saturating_add(self.segment_max_age_ns) <= now => {
                     match block_on(class.handle.rotate()) {
                         Ok(closed) => r.rotated = closed,
-                        Err(e) => r.errors.push(format!("closing the active segment: {e}")),
+                        Err(e) => r.errors.push(SweepError::Rotate(e)),
                     }
                 }
                 Ok(_) => {}
-                Err(e) => r.errors.push(e.to_string()),
+                Err(e) => r.errors.push(e),
             }
         }
         let Some(segments) = listed(&mut r) else {
@@ -645,9 +695,7 @@ impl Sweeper {
             Ok(l) => l,
             Err(e) => {
                 // Deleting without knowing what was deleted could write a second receipt.
-                r.errors.push(format!(
-                    "{e}; nothing is deleted in this class until it is fixed"
-                ));
+                r.errors.push(SweepError::ReceiptsUnreadable(e));
                 return r;
             }
         };
@@ -660,12 +708,11 @@ impl Sweeper {
                 Err(e) => {
                     // Intact as written but unreadable: altered. Which segment it names is
                     // unknown, so a deletion now could give a segment a second receipt.
-                    r.errors.push(format!(
-                        "{}, receipt at offset {}: {e}; nothing is deleted in this class until \
-                         it is fixed",
-                        receipts_path.display(),
-                        entry.offset
-                    ));
+                    r.errors.push(SweepError::ReceiptAltered {
+                        path: receipts_path.clone(),
+                        offset: entry.offset,
+                        source: e,
+                    });
                     return r;
                 }
             }
@@ -684,7 +731,7 @@ impl Sweeper {
             let summary = match self.summary(i, seg, first_seen) {
                 Ok(s) => s,
                 Err(e) => {
-                    r.errors.push(e.to_string());
+                    r.errors.push(e);
                     continue;
                 }
             };
@@ -700,11 +747,8 @@ impl Sweeper {
                     Ok(Decision::Delete) => r.completed.push(name),
                     Ok(Decision::Held(names)) => r.held.push((name, names)),
                     Ok(Decision::Keep) if self.signer.is_none() => r.unsigned.push(name),
-                    Ok(Decision::Keep) => r.errors.push(format!(
-                        "segment {name} is named by a receipt in receipts.log but is not \
-                         expired now; it is kept: inspect receipts.log"
-                    )),
-                    Err(e) => r.errors.push(e.to_string()),
+                    Ok(Decision::Keep) => r.errors.push(SweepError::ReceiptEarly { segment: name }),
+                    Err(e) => r.errors.push(e),
                 }
                 continue;
             }
@@ -716,7 +760,7 @@ impl Sweeper {
                     Ok(Decision::Delete) => r.deleted.push(name),
                     Ok(Decision::Held(names)) => r.held.push((name, names)),
                     Ok(Decision::Keep) => r.kept += 1,
-                    Err(e) => r.errors.push(e.to_string()),
+                    Err(e) => r.errors.push(e),
                 },
             }
         }
@@ -747,10 +791,10 @@ impl Sweeper {
                     .any(|s| segment_name(s.seq) == name && s.path.exists())
             })
         {
-            r.errors.push(format!(
-                "cannot save {}: {e}",
-                class.dir.join(CLOCK_FILE).display()
-            ));
+            r.errors.push(SweepError::Io {
+                path: class.dir.join(CLOCK_FILE),
+                source: e,
+            });
         }
         r
     }
@@ -1048,7 +1092,7 @@ fn log_report(r: &ClassReport, days: u32) {
         );
     }
     for e in &r.errors {
-        tracing::error!(class = %r.class, error = %e, "retention sweep");
+        tracing::error!(class = %r.class, kind = e.kind(), error = %e, "retention sweep");
     }
 }
 
