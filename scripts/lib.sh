@@ -285,12 +285,14 @@ ensure_kubernetes_validate() {
     fi
 }
 
-# skopeo (copies OCI images between a layout and a registry) and docker-registry (the CNCF
-# distribution registry, which the deploy test starts on a loopback port), from Debian.
+# skopeo (copies OCI images between a layout and a registry), docker-registry (the CNCF
+# distribution registry, which the deploy test starts on a loopback port) and systemd-analyze
+# (checks deploy/systemd/meshlog.service), from Debian.
 ensure_deploy_tools() {
     local missing=()
     command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
     command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         apt_install "${missing[@]}"

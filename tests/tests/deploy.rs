@@ -568,6 +568,43 @@ fn collector_image_runs_from_its_unpacked_root_filesystem_as_its_pod_would() {
         plain_hits, 0,
         "the record is stored in plain text: the data key was not used"
     );
+
+    // Backup and restore as docs/deploy-envoy.md describes it: a copy of the stopped
+    // collector's data directory (owners and modes kept), checked with the auditor's public key,
+    // readable with the data key alone.
+    run_ok(
+        "cp -a (backup)",
+        Command::new("cp")
+            .arg("-a")
+            .arg(rootfs.join("var/lib/meshlog"))
+            .arg(rootfs.join("var/lib/meshlog-restored")),
+    );
+    let verify = as_meshlog(&[
+        "meshlog",
+        "verify",
+        "--data-dir",
+        "/var/lib/meshlog-restored",
+        "--public-key",
+        "/auditor/verifier.pub",
+    ]);
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        report.contains("INTACT") && !report.contains("NOT INTACT"),
+        "{report}"
+    );
+    let restored = as_meshlog(&[
+        "meshlog",
+        "query",
+        "--data-dir",
+        "/var/lib/meshlog-restored",
+        "--key-file",
+        "/etc/meshlog-keys/data/data.keys",
+    ]);
+    assert_eq!(
+        restored.stdout,
+        q.as_bytes(),
+        "the restored copy reads differently"
+    );
 }
 
 /// Every YAML document in a file (documents separated by `---` lines).
@@ -1147,4 +1184,47 @@ fn every_envoy_bootstrap_in_envoy_config_validates() {
     std::fs::write(&bad, broken).unwrap();
     let (ok, out) = envoy_validate(&bad);
     assert!(!ok, "a misspelt field passed envoy --mode validate:\n{out}");
+}
+
+#[test]
+fn the_systemd_unit_is_one_systemd_accepts() {
+    let analyze = require_tool("systemd-analyze", "systemd");
+    let unit = std::fs::read_to_string(repo_root().join("deploy/systemd/meshlog.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/meshlog serve --config /etc/meshlog/meshlog.toml")
+    );
+    assert!(unit.contains("StateDirectory=meshlog\n") && unit.contains("User=meshlog\n"));
+    // systemd checks that ExecStart's program exists: point it at the built binary.
+    let bin = release_collector_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: &str| {
+        let f = dir.path().join(name);
+        std::fs::write(
+            &f,
+            text.replace("/usr/local/bin/meshlog", &bin.display().to_string()),
+        )
+        .unwrap();
+        let out = Command::new(&analyze)
+            .arg("verify")
+            .arg(&f)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let (ok, said) = check("meshlog.service", &unit);
+    assert!(
+        ok && said.trim().is_empty(),
+        "systemd-analyze verify:\n{said}"
+    );
+    // A misspelt directive is reported: the check can fail.
+    let (_, said) = check(
+        "bad.service",
+        &unit.replace("\nKillSignal=", "\nKilSignal="),
+    );
+    assert!(said.contains("Unknown key"), "{said}");
 }
