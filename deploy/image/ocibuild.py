@@ -116,7 +116,7 @@ def tar_gz(entries, mtime):
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
     raw = buf.getvalue()
-    return raw, gzip.compress(raw, compresslevel=9, mtime=0)
+    return raw, gzip.compress(raw, compresslevel=6, mtime=0)
 
 
 def parents(path):
@@ -215,17 +215,20 @@ def shared_libraries(binary):
     return libs
 
 
-def debian_copyright(path):
-    """The copyright file of the Debian package that owns `path`, if dpkg knows it."""
+def debian_copyrights(paths):
+    """{Debian package: its copyright file} for the packages that own `paths`, where dpkg knows
+    them (one dpkg call: it reads its whole database each time)."""
     try:
-        res = subprocess.run(["dpkg", "-S", path], capture_output=True, text=True)
+        res = subprocess.run(["dpkg", "-S", *paths], capture_output=True, text=True)
     except FileNotFoundError:
-        return None
-    if res.returncode != 0:
-        return None
-    pkg = res.stdout.split(":")[0].strip()
-    doc = f"/usr/share/doc/{pkg}/copyright"
-    return (pkg, doc) if os.path.isfile(doc) else None
+        return {}
+    found = {}
+    for line in res.stdout.splitlines():
+        pkg = line.split(":")[0].strip()
+        doc = f"/usr/share/doc/{pkg}/copyright"
+        if pkg and os.path.isfile(doc):
+            found[pkg] = doc
+    return found
 
 
 def build_collector(out, binary, tag, version, revision, mtime, arch):
@@ -248,12 +251,9 @@ def build_collector(out, binary, tag, version, revision, mtime, arch):
 
     add_file(BIN_PATH, open(binary, "rb").read(), 0o755)
     libs = shared_libraries(binary)
-    notices = {}
     for path, real in libs:
         add_file(path, open(real, "rb").read(), 0o755)
-        c = debian_copyright(real) or debian_copyright(path)
-        if c:
-            notices[c[0]] = c[1]
+    notices = debian_copyrights(sorted({p for lib in libs for p in lib})) if libs else {}
     for pkg, doc in sorted(notices.items()):
         add_file(f"/usr/share/doc/{pkg}/copyright", open(doc, "rb").read())
     add_file("/etc/passwd", b"root:x:0:0:root:/root:/sbin/nologin\n"
