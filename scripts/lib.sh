@@ -266,3 +266,38 @@ install_cleanup_trap() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
 }
+
+# --- deployment: images and manifests (scripts/package, tests/tests/deploy.rs) ------------------
+
+# kubernetes-validate (PyPI; brings jsonschema and PyYAML) in .venv: scripts/validate-manifests
+# checks Kubernetes kinds with it and Istio kinds with jsonschema against deploy/schemas/.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+ensure_kubernetes_validate() {
+    local venv="$ROOT/.venv"
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" ||
+        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    local have
+    have="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))' 2>/dev/null || true)"
+    if [[ $have != "$KUBERNETES_VALIDATE_VERSION" ]]; then
+        log "installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into .venv (found: ${have:-none})"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    fi
+}
+
+# skopeo (copies OCI images between a layout and a registry), docker-registry (the CNCF
+# distribution registry, which the deploy test starts on a loopback port) and systemd-analyze
+# (checks deploy/systemd/meshlog.service), from Debian.
+ensure_deploy_tools() {
+    local missing=()
+    command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+    command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+    command -v skopeo >/dev/null 2>&1 || die "skopeo still not found after installing it"
+    command -v docker-registry >/dev/null 2>&1 || die "docker-registry still not found after installing it"
+    ensure_kubernetes_validate
+}

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod account;
+pub mod deploy;
 pub mod fake;
 mod reap;
 pub mod store;
