@@ -6,7 +6,8 @@
 //! whether a request is an RPC at all, so plain HTTP pays nothing for this module.
 //!
 //! Severity follows OpenTelemetry's semantic conventions for gRPC, section "gRPC Status"
-//! (semantic-conventions `docs/rpc/grpc.md`, since v1.21): for a SERVER span the status is set to
+//! (`open-telemetry/semantic-conventions`, `docs/rpc/grpc.md`; introduced by
+//! opentelemetry-specification#3333, April 2023): for a SERVER span the status is set to
 //! `Error` for `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE` and
 //! `DATA_LOSS`, and left unset for every other code (the caller's mistakes). A log record has
 //! levels where a span has only error/unset, so meshlog writes ERROR for that server-error set,
