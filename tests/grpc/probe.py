@@ -4,6 +4,8 @@ grpcio with generic handlers: messages are raw bytes (no .proto, no generated st
 dependency is grpcio itself (scripts/lib.sh `ensure_grpcio` installs it into .venv).
 
     python probe.py serve                 prints "listening on 127.0.0.1:PORT", serves until killed
+    python probe.py ws-serve              a WebSocket echo server (stdlib only): answers an upgrade
+                                          with 101, then echoes raw bytes until the peer closes
     python probe.py call ADDR CASE:RID... runs each client CASE through ADDR (Envoy), in order, with
                                           x-request-id RID; prints one JSON line per call with what
                                           the client saw: {"case", "rid", "code", "messages",
@@ -19,8 +21,12 @@ Service meshlog.test.v1.Probe:
     Slow             unary: waits until cancelled (at most 20 s), then answers
 """
 
+import base64
+import hashlib
 import json
+import socket
 import sys
+import threading
 import time
 from concurrent import futures
 
@@ -95,6 +101,50 @@ def serve():
     server.wait_for_termination()
 
 
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+
+
+def _ws_conn(conn):
+    with conn:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        head, _, rest = head.partition(b"\r\n\r\n")
+        key = ""
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "sec-websocket-key":
+                key = value.strip()
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        conn.sendall(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            ).encode()
+        )
+        if rest:
+            conn.sendall(rest)
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            conn.sendall(data)
+
+
+def ws_serve():
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    print(f"listening on 127.0.0.1:{srv.getsockname()[1]}", flush=True)
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=_ws_conn, args=(conn,), daemon=True).start()
+
+
 def _path(method):
     return f"/{SERVICE}/{method}"
 
@@ -152,6 +202,8 @@ def call(addr, case, rid):
 def main(argv):
     if len(argv) >= 2 and argv[1] == "serve":
         serve()
+    elif len(argv) >= 2 and argv[1] == "ws-serve":
+        ws_serve()
     elif len(argv) >= 4 and argv[1] == "call":
         for spec in argv[3:]:
             case, _, rid = spec.partition(":")

@@ -2,8 +2,8 @@
 //! grpcio client (`tests/grpc/probe.py`), every call stored by the real collector. Each record
 //! must carry the call's names, its gRPC status (from the trailers, or the headers of a
 //! trailers-only answer), a severity from that status, the bytes each way and a duration; a
-//! cancelled call and a deadline must be recorded as such, in both HTTP modes; and sampling at 10%
-//! must keep every failed call.
+//! cancelled call and a deadline must be recorded as such, in both HTTP modes; sampling at 10%
+//! must keep every failed call; and a WebSocket, the other long-lived request, is one record too.
 //!
 //! grpcio comes from PyPI into `.venv` (`scripts/test` runs `ensure_grpcio` from
 //! `scripts/lib.sh`); without it these tests fail and say how to install it.
@@ -13,7 +13,8 @@ use meshlog_core::sample::{RequestFacts, Sampler};
 use meshlog_e2e::{Collector, Envoy, Proc, Sidecar, repo_root, wait_for};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -45,9 +46,14 @@ fn probe_script() -> PathBuf {
 
 /// The grpcio server, on a free port it reports.
 fn start_server() -> (Proc, SocketAddr) {
+    start_probe("serve")
+}
+
+/// `probe.py <mode>` (a server), on the free port it reports.
+fn start_probe(mode: &str) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(python());
-    cmd.arg(probe_script()).arg("serve");
-    let mut proc = Proc::spawn("grpc server", cmd);
+    cmd.arg(probe_script()).arg(mode);
+    let mut proc = Proc::spawn("probe server", cmd);
     let addr = proc.listening_addr(Duration::from_secs(20));
     (proc, addr)
 }
@@ -381,4 +387,57 @@ fn sampling_at_ten_percent_keeps_every_failed_grpc_call() {
         assert_eq!(r["meshlog.sampling.reason"], "sampled", "{r}");
         assert_eq!(r["meshlog.sampling.adjusted_count"], 10.0, "{r}");
     }
+}
+
+#[test]
+fn a_websocket_is_one_record_at_its_close_with_the_bytes_each_way() {
+    let data = tempfile::tempdir().unwrap();
+    let collector = Collector::start(data.path());
+    let (_server, ws) = start_probe("ws-serve");
+    let mut sidecar = Sidecar::new(ws.port(), collector.addr.port());
+    sidecar.replace = vec![(
+        "generate_request_id: true".into(),
+        "generate_request_id: true\n                upgrade_configs: [{ upgrade_type: websocket }]"
+            .into(),
+    )];
+    let envoy = Envoy::start(&sidecar, 1);
+
+    let mut s = TcpStream::connect(envoy.listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: shop.example\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\nx-request-id: ws-1\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Two exchanges through the tunnel, echoed back whole.
+    for n in [1000usize, 500] {
+        s.write_all(&vec![b'w'; n]).unwrap();
+        let mut back = vec![0u8; n];
+        s.read_exact(&mut back).unwrap();
+        assert!(back.iter().all(|b| *b == b'w'));
+    }
+    // Nothing is logged while it is open; the close ends the request.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    drop(s);
+
+    let by_id = access_by_id(&collector.wait_records(1));
+    assert_eq!(by_id.len(), 1, "one record per WebSocket: {by_id:?}");
+    let r = &by_id["ws-1"];
+    assert_eq!(r["http.response.status_code"], 101, "{r}");
+    assert_eq!(r["severity_text"], "INFO", "{r}");
+    assert!(r.get("rpc.system").is_none(), "{r}");
+    assert_eq!(int(r, "http.request.body.size"), 1500, "{r}");
+    assert_eq!(int(r, "http.response.body.size"), 1500, "{r}");
+    assert!(int(r, "meshlog.duration_ns") > 0, "{r}");
 }
