@@ -9,12 +9,13 @@ dependency is grpcio itself (scripts/lib.sh `ensure_grpcio` installs it into .ve
     python probe.py call ADDR CASE:RID... runs each client CASE through ADDR (Envoy), in order, with
                                           x-request-id RID; prints one JSON line per call with what
                                           the client saw: {"case", "rid", "code", "messages",
-                                          "bytes", "details"}
+                                          "bytes", "details", "trailers" (names, on an error)}
 
 Service meshlog.test.v1.Probe:
     Echo             unary: answers RESPONSE_BYTES bytes
     Deny             unary: PERMISSION_DENIED before any message (a trailers-only answer)
-    FailAfterMessage server stream: one message, then INTERNAL in the trailers
+    FailAfterMessage server stream: one message, then INTERNAL in the trailers (with a trailer
+                     x-backend-secret)
     Stream           server stream: "N,SIZE,SLEEP_MS" -> N messages of SIZE bytes
     Upload           client stream: answers one message of 8 bytes
     Chat             bidi: echoes each message
@@ -52,6 +53,8 @@ def deny(request, context):
 
 def fail_after_message(request, context):
     yield b"m" * 100
+    # A trailer no allowlist names: it must never reach the record.
+    context.set_trailing_metadata((("x-backend-secret", "s3cr3t-trailer"),))
     context.abort(grpc.StatusCode.INTERNAL, FAIL_MESSAGE)
 
 
@@ -152,7 +155,8 @@ def _path(method):
 def call(addr, case, rid):
     """Runs one client case; returns what the client saw."""
     md = (("x-request-id", rid),)
-    seen = {"case": case, "rid": rid, "code": "OK", "messages": 0, "bytes": 0, "details": ""}
+    seen = {"case": case, "rid": rid, "code": "OK", "messages": 0, "bytes": 0, "details": "",
+            "trailers": []}
 
     def got(msg):
         seen["messages"] += 1
@@ -196,6 +200,7 @@ def call(addr, case, rid):
         except grpc.RpcError as e:
             seen["code"] = e.code().name
             seen["details"] = e.details() or ""
+            seen["trailers"] = sorted(k for k, _ in (e.trailing_metadata() or ()))
     return seen
 
 

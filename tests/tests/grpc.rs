@@ -251,6 +251,15 @@ fn every_case_is_recorded(bootstrap: &'static str, tag: &str) {
     );
     assert!(r.get("http.response.header.grpc-status").is_none(), "{r}");
     assert_eq!(int(r, "http.response.body.size"), framed(1, 100), "{r}");
+    // The server sent another trailer (the client saw it): default deny kept it out.
+    let client_trailers = &seen[&format!("{tag}-fail_after_message")]["trailers"];
+    assert!(
+        client_trailers
+            .as_array()
+            .is_some_and(|t| t.iter().any(|n| n == "x-backend-secret")),
+        "{client_trailers}"
+    );
+    assert!(!r.to_string().contains("s3cr3t-trailer"), "{r}");
 
     // Streams: one record at the end, every message's bytes counted each way.
     let r = rec("server_stream");
