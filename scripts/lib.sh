@@ -118,7 +118,7 @@ ensure_grpcio() {
         log "installing grpcio==$GRPCIO_VERSION into .venv (found: ${have:-none})"
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "grpcio==$GRPCIO_VERSION"
     fi
-    "$venv/bin/python" -c 'import grpc' || die "grpcio installed, but 'import grpc' fails"
+    "$venv/bin/python" -c 'from grpc import insecure_channel' || die "grpcio installed, but 'import grpc' fails"
     MESHLOG_PYTHON="$venv/bin/python"
     export MESHLOG_PYTHON
     log "grpcio: $GRPCIO_VERSION ($MESHLOG_PYTHON)"

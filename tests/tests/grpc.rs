@@ -21,13 +21,14 @@ use std::time::Duration;
 
 const SERVICE: &str = "meshlog.test.v1.Probe";
 
-/// Python with grpcio: `$MESHLOG_PYTHON`, else `.venv/bin/python`; checked to import `grpc`.
+/// Python with grpcio: `$MESHLOG_PYTHON`, else `.venv/bin/python`; checked to have grpcio.
 fn python() -> PathBuf {
     let py = std::env::var_os("MESHLOG_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
     let ok = Command::new(&py)
-        .args(["-c", "import grpc"])
+        // Not a bare `import grpc`: run from tests/, that finds the tests/grpc folder.
+        .args(["-c", "from grpc import insecure_channel"])
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
