@@ -105,6 +105,25 @@ envoy_version() {
     "$ENVOY_BIN" --version 2>/dev/null | sed -n 's|.*version: [0-9a-f]*/\([^/]*\)/.*|\1|p' | head -n1
 }
 
+# grpcio (PyPI), the real gRPC server and client of the gRPC end-to-end tests (tests/grpc/), in
+# .venv next to Envoy. Exports MESHLOG_PYTHON, the interpreter that has it.
+GRPCIO_VERSION=1.85.1
+ensure_grpcio() {
+    local venv="$ROOT/.venv"
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" ||
+        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    local have
+    have="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("grpcio"))' 2>/dev/null || true)"
+    if [[ $have != "$GRPCIO_VERSION" ]]; then
+        log "installing grpcio==$GRPCIO_VERSION into .venv (found: ${have:-none})"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "grpcio==$GRPCIO_VERSION"
+    fi
+    "$venv/bin/python" -c 'from grpc import insecure_channel' || die "grpcio installed, but 'import grpc' fails"
+    MESHLOG_PYTHON="$venv/bin/python"
+    export MESHLOG_PYTHON
+    log "grpcio: $GRPCIO_VERSION ($MESHLOG_PYTHON)"
+}
+
 # rotel (PyPI `rotel`, a Rust OTLP collector), the bench's point of comparison for the collector.
 # Installed into .venv next to Envoy; exports ROTEL_BIN as its rotel-agent binary.
 ROTEL_VERSION=0.0.1a15

@@ -11,8 +11,9 @@ use crate::envoy::{
     default_port, int_attr, protocol_version, response_flags, split_authority,
     split_socket_address, unmap_ipv4,
 };
-use crate::record::{AccessRecord, RecordKind, TlsInfo};
+use crate::record::{AccessRecord, RecordKind, RpcInfo, TlsInfo};
 use crate::redact::{RedactionPolicy, Summary};
+use crate::rpc::{self, RpcSystem};
 use crate::trace;
 use std::borrow::Cow;
 
@@ -24,6 +25,15 @@ pub trait AttributeSource {
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     /// Every response header (lower-case names), as raw values.
     fn response_headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// Every request trailer (lower-case names). Asked for RPCs only; a host that cannot tell
+    /// (Envoy's access logger) answers none.
+    fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
+    /// Every response trailer (lower-case names). Asked for RPCs only.
+    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
 }
 
 /// Headers already logged under their own attribute (or pseudo-headers, which are the request
@@ -72,6 +82,13 @@ fn first(list: &[(String, Vec<u8>)], name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The first raw value of header `name`, borrowed.
+fn first_raw<'l>(list: &'l [(String, Vec<u8>)], name: &str) -> Option<&'l [u8]> {
+    list.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
 fn owned(c: Option<Cow<'_, str>>) -> Option<String> {
     c.map(Cow::into_owned)
 }
@@ -105,12 +122,19 @@ pub fn capture_http(
 /// A finished request as the proxy shows it, nothing redacted yet: both header lists (fetched
 /// once, one hostcall each) and the few attributes sampling needs. Sampling decides from
 /// [`RequestView::facts`] before anything else is read or redacted, so a dropped request costs
-/// four hostcalls; [`RequestView::record`] then builds a kept request's record from the same
-/// view. The raw values never leave it: the record holds only redacted ones.
+/// four hostcalls (five for an RPC: its response trailers, which hold its status);
+/// [`RequestView::record`] then builds a kept request's record from the same view. The raw
+/// values never leave it: the record holds only redacted ones.
 pub struct RequestView<'s, S: AttributeSource> {
     src: &'s S,
     request: Vec<(String, Vec<u8>)>,
     response: Vec<(String, Vec<u8>)>,
+    /// The RPC protocol, from the request's `content-type` (no hostcall: the list is fetched).
+    rpc: Option<RpcSystem>,
+    /// Response trailers, fetched for gRPC and gRPC-Web only.
+    trailers: Vec<(String, Vec<u8>)>,
+    /// `grpc-status` from the trailers, else the headers (trailers-only answer).
+    grpc_status: Option<u32>,
     duration_ns: Option<u64>,
     flags: u64,
     /// The path redacted (path to log, route, what was replaced), computed once: sampling needs
@@ -140,6 +164,8 @@ pub struct SamplingFacts {
     pub duration_ns: Option<u64>,
     /// Envoy response flags bitmask.
     pub response_flags: u64,
+    /// gRPC status (trailers, else a trailers-only answer's headers); `None` for other requests.
+    pub grpc_status: Option<u32>,
 }
 
 impl SamplingFacts {
@@ -158,17 +184,36 @@ impl SamplingFacts {
             status: self.status,
             duration_ns: self.duration_ns,
             response_flags: self.response_flags,
+            grpc_status: self.grpc_status,
         }
     }
 }
 
 impl<'s, S: AttributeSource> RequestView<'s, S> {
-    /// Fetches the header lists, duration and flags.
+    /// Fetches the header lists, duration and flags; for an RPC (by the request's
+    /// `content-type`) the response trailers too, and its gRPC status.
     pub fn fetch(src: &'s S) -> Self {
+        let request = src.request_headers();
+        let response = src.response_headers();
+        let rpc = first_raw(&request, "content-type").and_then(rpc::system_from_content_type);
+        // Connect carries its status in the body, not in trailers: nothing to read for it.
+        let trailers = if rpc.is_some_and(RpcSystem::has_grpc_status) {
+            src.response_trailers()
+        } else {
+            Vec::new()
+        };
+        let grpc_status = rpc.filter(|s| s.has_grpc_status()).and_then(|_| {
+            first_raw(&trailers, "grpc-status")
+                .or_else(|| first_raw(&response, "grpc-status"))
+                .and_then(rpc::parse_status)
+        });
         RequestView {
             src,
-            request: src.request_headers(),
-            response: src.response_headers(),
+            request,
+            response,
+            rpc,
+            trailers,
+            grpc_status,
             duration_ns: unsigned(src, &["request", "duration"]),
             flags: unsigned(src, &["response", "flags"]).unwrap_or(0),
             redacted_path: std::cell::OnceCell::new(),
@@ -250,6 +295,7 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             status: self.status(),
             duration_ns: self.duration_ns,
             response_flags: self.flags,
+            grpc_status: self.grpc_status,
         }
     }
 
@@ -300,6 +346,26 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
         let status = self.status();
         let duration_ns = self.duration_ns;
         let flags = self.flags;
+        let rpc = self.rpc.map(|system| {
+            let (service, method) = self
+                .target()
+                .0
+                .and_then(|p| {
+                    let (svc, m) = rpc::service_and_method(&p)?;
+                    // Client-chosen text: through the detectors like any other.
+                    Some((
+                        owned(policy.text(svc, &mut sum)),
+                        owned(policy.text(m, &mut sum)),
+                    ))
+                })
+                .unwrap_or((None, None));
+            RpcInfo {
+                system: system.otel_name(),
+                service,
+                method,
+                grpc_status: self.grpc_status,
+            }
+        });
         // Trace ids come from the header list already fetched: no extra hostcall per header.
         let trace = self.trace();
         let request_headers = headers(
@@ -314,6 +380,26 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             |n, v, s| owned(policy.response_header(n, v, s)),
             &mut sum,
         );
+        // Trailers are read for gRPC only: plain HTTP pays no hostcall for them.
+        let (request_trailers, response_trailers) =
+            if self.rpc.is_some_and(RpcSystem::has_grpc_status) {
+                (
+                    headers(
+                        src.request_trailers(),
+                        |n| policy.logs_request_trailer(n),
+                        |n, v, s| owned(policy.request_trailer(n, v, s)),
+                        &mut sum,
+                    ),
+                    headers(
+                        std::mem::take(&mut self.trailers),
+                        |n| policy.logs_response_trailer(n),
+                        |n, v, s| owned(policy.response_trailer(n, v, s)),
+                        &mut sum,
+                    ),
+                )
+            } else {
+                (Vec::new(), Vec::new())
+            };
         AccessRecord {
             start_time_ns: unsigned(src, &["request", "time"]).unwrap_or(now_ns),
             observed_time_ns: now_ns,
@@ -343,6 +429,10 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             route,
             request_headers,
             response_headers,
+            request_trailers,
+            response_trailers,
+            rpc,
+            response_flags_mask: flags,
             tls: tls(src, policy, &mut sum),
             redactions: sum,
             policy_version: Some(policy.version().to_owned()),
@@ -443,6 +533,10 @@ pub struct MapSource {
     pub headers: Vec<(String, Vec<u8>)>,
     /// Response headers in order, lower-case names.
     pub response: Vec<(String, Vec<u8>)>,
+    /// Request trailers in order, lower-case names.
+    pub request_trailers: Vec<(String, Vec<u8>)>,
+    /// Response trailers in order, lower-case names.
+    pub response_trailers: Vec<(String, Vec<u8>)>,
 }
 
 impl MapSource {
@@ -467,6 +561,18 @@ impl MapSource {
         self.response.push((name.to_owned(), v.as_ref().to_vec()));
         self
     }
+    /// Adds a request trailer.
+    pub fn request_trailer(mut self, name: &str, v: impl AsRef<[u8]>) -> Self {
+        self.request_trailers
+            .push((name.to_owned(), v.as_ref().to_vec()));
+        self
+    }
+    /// Adds a response trailer.
+    pub fn response_trailer(mut self, name: &str, v: impl AsRef<[u8]>) -> Self {
+        self.response_trailers
+            .push((name.to_owned(), v.as_ref().to_vec()));
+        self
+    }
 }
 
 impl AttributeSource for MapSource {
@@ -479,11 +585,18 @@ impl AttributeSource for MapSource {
     fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
         self.response.clone()
     }
+    fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        self.request_trailers.clone()
+    }
+    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        self.response_trailers.clone()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Severity;
 
     /// Remembers which attributes were asked for: each one is a hostcall in Envoy.
     struct Recording(MapSource, std::cell::RefCell<Vec<String>>);
@@ -491,6 +604,14 @@ mod tests {
         fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
             self.1.borrow_mut().push(path.join("."));
             self.0.property(path)
+        }
+        fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
+            self.1.borrow_mut().push("trailers.request".into());
+            self.0.request_trailers()
+        }
+        fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+            self.1.borrow_mut().push("trailers.response".into());
+            self.0.response_trailers()
         }
         fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
             self.0.request_headers()
@@ -847,5 +968,219 @@ mod tests {
         assert_eq!(r.query.as_deref(), Some("q=1"));
         assert_eq!(r.start_time_ns, 5);
         assert_eq!(r.status, None);
+    }
+
+    fn grpc_call(path: &str) -> MapSource {
+        MapSource::default()
+            .header(":method", "POST")
+            .header(":path", path)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .response_header(":status", "200")
+            .response_header("content-type", "application/grpc")
+            .int("request.size", 12)
+            .int("response.size", 2_000)
+            .int("request.duration", 3_000_000)
+    }
+
+    #[test]
+    fn a_grpc_status_in_trailers_names_the_call_and_sets_the_severity() {
+        let src = grpc_call("/shop.v1.Orders/Get")
+            .response_trailer("grpc-status", "7")
+            .response_trailer("grpc-message", "denied for jo.doe@example.com")
+            .response_trailer("x-backend-secret", "s3cr3t");
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let rpc = r.rpc.clone().unwrap();
+        assert_eq!(rpc.system, "grpc");
+        assert_eq!(rpc.service.as_deref(), Some("shop.v1.Orders"));
+        assert_eq!(rpc.method.as_deref(), Some("Get"));
+        assert_eq!(rpc.grpc_status, Some(7));
+        assert_eq!(r.status, Some(200));
+        assert_eq!(
+            r.severity(),
+            Severity::Warn,
+            "PERMISSION_DENIED answers HTTP 200"
+        );
+        assert_eq!(r.request_body_bytes, Some(12));
+        assert_eq!(r.response_body_bytes, Some(2_000));
+        let t: Vec<(&str, &str)> = r
+            .response_trailers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            t,
+            [
+                ("grpc-status", "7"),
+                ("grpc-message", "denied for [REDACTED:email]")
+            ],
+            "default deny: only the gRPC status and message, redacted like headers"
+        );
+        assert_eq!(r.redactions.total(), 1);
+        // In OTLP: the rpc.* attributes and the trailers under their own prefix.
+        let mut buf = Vec::new();
+        crate::otlp::encode_log_record(&mut buf, &r);
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["severityText"], "WARN");
+        let attr = |k: &str| {
+            v["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["key"] == k)
+                .map(|a| a["value"].clone())
+        };
+        assert_eq!(attr("rpc.system").unwrap()["stringValue"], "grpc");
+        assert_eq!(
+            attr("rpc.service").unwrap()["stringValue"],
+            "shop.v1.Orders"
+        );
+        assert_eq!(attr("rpc.method").unwrap()["stringValue"], "Get");
+        assert_eq!(attr("rpc.grpc.status_code").unwrap()["intValue"], "7");
+        assert_eq!(
+            attr("meshlog.response.trailer.grpc-status").unwrap()["stringValue"],
+            "7"
+        );
+        assert!(attr("meshlog.response.trailer.x-backend-secret").is_none());
+    }
+
+    #[test]
+    fn a_trailers_only_answer_has_its_status_in_the_headers() {
+        let src = grpc_call("/shop.v1.Orders/Get")
+            .response_header("grpc-status", "14")
+            .response_header("grpc-message", "no backend");
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        assert_eq!(r.rpc.as_ref().and_then(|x| x.grpc_status), Some(14));
+        assert_eq!(
+            r.severity(),
+            Severity::Error,
+            "UNAVAILABLE is a server error"
+        );
+        assert!(r.response_trailers.is_empty());
+        // A status in the trailers wins over one in the headers.
+        let both = grpc_call("/a.B/C")
+            .response_header("grpc-status", "0")
+            .response_trailer("grpc-status", "13");
+        let r = capture_http(&both, &RedactionPolicy::default(), 1);
+        assert_eq!(r.rpc.and_then(|x| x.grpc_status), Some(13));
+        // OK is INFO; no status at all (nothing sent) leaves it absent.
+        let ok = grpc_call("/a.B/C").response_trailer("grpc-status", "0");
+        assert_eq!(
+            capture_http(&ok, &RedactionPolicy::default(), 1).severity(),
+            Severity::Info
+        );
+        let none = capture_http(&grpc_call("/a.B/C"), &RedactionPolicy::default(), 1);
+        assert_eq!(none.rpc.and_then(|x| x.grpc_status), None);
+    }
+
+    #[test]
+    fn a_cancelled_call_is_at_least_a_warning_a_websocket_is_not() {
+        // The client reset the stream mid-answer: Envoy's DR flag, status 200, no grpc-status.
+        let src = grpc_call("/a.B/Stream").int("response.flags", 1 << 28);
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        assert_eq!(r.response_flags.as_deref(), Some("DR"));
+        assert_eq!(r.rpc.as_ref().and_then(|x| x.grpc_status), None);
+        assert_eq!(r.severity(), Severity::Warn);
+        // Plain HTTP abandoned (DC) alike.
+        let http = MapSource::default()
+            .response_header(":status", "200")
+            .int("response.flags", 1 << 14);
+        assert_eq!(
+            capture_http(&http, &RedactionPolicy::default(), 1).severity(),
+            Severity::Warn
+        );
+        // A WebSocket always ends with a connection closing: its 101 stays INFO.
+        let ws = MapSource::default()
+            .response_header(":status", "101")
+            .int("response.flags", 1 << 14)
+            .int("request.size", 300)
+            .int("response.size", 4_000);
+        let r = capture_http(&ws, &RedactionPolicy::default(), 1);
+        assert_eq!(r.severity(), Severity::Info);
+        assert_eq!(
+            (r.request_body_bytes, r.response_body_bytes),
+            (Some(300), Some(4_000))
+        );
+    }
+
+    #[test]
+    fn grpc_web_and_connect_are_rpcs_plain_http_reads_no_trailers() {
+        let web = grpc_call("/a.B/C")
+            .header("content-type", "application/grpc-web-text")
+            .response_trailer("grpc-status", "16");
+        // The first content-type counts: here application/grpc from grpc_call.
+        let r = capture_http(&web, &RedactionPolicy::default(), 1);
+        assert_eq!(r.rpc.map(|x| x.system), Some("grpc"));
+        let web = MapSource::default()
+            .header(":path", "/a.B/C")
+            .header("content-type", "application/grpc-web+proto")
+            .response_header("grpc-status", "16");
+        let r = capture_http(&web, &RedactionPolicy::default(), 1);
+        assert_eq!(r.rpc.as_ref().map(|x| x.system), Some("grpc"));
+        assert_eq!(r.rpc.as_ref().and_then(|x| x.grpc_status), Some(16));
+        assert_eq!(r.severity(), Severity::Warn);
+        // Connect: named, no grpc-status (it is in the body), no trailer read.
+        let connect = Recording(
+            MapSource::default()
+                .header(":path", "/a.B/C")
+                .header("content-type", "application/connect+proto")
+                .response_trailer("grpc-status", "2"),
+            Default::default(),
+        );
+        let r = capture_http(&connect, &RedactionPolicy::default(), 1);
+        let rpc = r.rpc.unwrap();
+        assert_eq!(
+            (rpc.system, rpc.method.as_deref()),
+            ("connect_rpc", Some("C"))
+        );
+        assert_eq!(rpc.grpc_status, None);
+        assert!(!connect.1.take().iter().any(|p| p.starts_with("trailers.")));
+        // Plain HTTP: no rpc, and not one trailer hostcall.
+        let plain = Recording(
+            MapSource::default()
+                .header(":path", "/a.B/C")
+                .header("content-type", "application/json")
+                .response_trailer("grpc-status", "2"),
+            Default::default(),
+        );
+        let r = capture_http(&plain, &RedactionPolicy::default(), 1);
+        assert_eq!(r.rpc, None);
+        assert!(r.response_trailers.is_empty());
+        assert!(!plain.1.take().iter().any(|p| p.starts_with("trailers.")));
+    }
+
+    #[test]
+    fn sampling_sees_the_grpc_status_for_one_more_hostcall() {
+        let map = grpc_call("/a.B/C")
+            .header("x-request-id", "rid-1")
+            .response_trailer("grpc-status", "16")
+            .request_trailer("grpc-status", "0");
+        let src = Recording(map.clone(), Default::default());
+        let view = RequestView::fetch(&src);
+        let f = view.facts(&RedactionPolicy::default());
+        assert_eq!(f.grpc_status, Some(16));
+        assert_eq!(f.as_request_facts(None).grpc_status, Some(16));
+        assert_eq!(
+            src.1.take(),
+            ["trailers.response", "request.duration", "response.flags"]
+        );
+        let rec = view.record(&RedactionPolicy::default(), 9);
+        assert_eq!(rec, capture_http(&map, &RedactionPolicy::default(), 9));
+        assert_eq!(
+            rec.request_trailers,
+            [("grpc-status".to_owned(), "0".to_owned())]
+        );
+    }
+
+    #[test]
+    fn rpc_names_pass_the_detectors() {
+        let src = grpc_call("/jo.doe@example.com/Get");
+        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let svc = r.rpc.unwrap().service.unwrap();
+        assert!(!svc.contains("jo.doe"), "{svc}");
+        // A path that is not /Service/Method names nothing, but is still gRPC.
+        let odd = capture_http(&grpc_call("/health"), &RedactionPolicy::default(), 1);
+        let rpc = odd.rpc.unwrap();
+        assert_eq!((rpc.service, rpc.method), (None, None));
     }
 }

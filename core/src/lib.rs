@@ -7,7 +7,8 @@
 //! Modules import only modules below them, never in a cycle: [`schema`] (every attribute name),
 //! [`json`] and [`config::fields`] (the config walker) are leaves; [`record`] builds on
 //! `schema` (and redaction's `Summary`); [`otlp`] encodes records and [`record::Event`]s
-//! knowing nothing else; the policies ([`redact`], [`sample`]) read their sections through
+//! knowing nothing else; [`rpc`] (gRPC, gRPC-Web and Connect recognition, names,
+//! status, severity) builds on `record`; the policies ([`redact`], [`sample`]) read their sections through
 //! `config::fields`; [`config`] assembles them and [`outbox`] ships what the others produce.
 
 pub mod capture;
@@ -23,6 +24,7 @@ pub mod redact;
 pub mod resource;
 pub mod retry;
 pub(crate) mod route;
+pub mod rpc;
 pub mod sample;
 pub mod schema;
 pub mod trace;

@@ -65,6 +65,15 @@ pub struct AccessRecord {
     pub request_headers: Vec<(String, String)>,
     /// Logged response headers (allowlisted, redacted), lower-case names.
     pub response_headers: Vec<(String, String)>,
+    /// Logged request trailers (allowlisted, redacted), lower-case names. Read for RPCs only.
+    pub request_trailers: Vec<(String, String)>,
+    /// Logged response trailers (allowlisted, redacted), lower-case names. Read for RPCs only.
+    pub response_trailers: Vec<(String, String)>,
+    /// The RPC, when the request was gRPC, gRPC-Web or Connect.
+    pub rpc: Option<RpcInfo>,
+    /// Envoy's response flags as a bitmask (what [`AccessRecord::response_flags`] spells out):
+    /// severity reads it. Not an attribute of its own.
+    pub response_flags_mask: u64,
     /// What redaction replaced in this record, per kind.
     pub redactions: Summary,
     /// Version (hash) of the policy that produced this record.
@@ -103,6 +112,19 @@ impl RecordKind {
             RecordKind::Tcp => k::TCP_EVENT_NAME,
         }
     }
+}
+
+/// An RPC carried by the request: `rpc.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RpcInfo {
+    /// `rpc.system`: `grpc` or `connect_rpc`.
+    pub system: &'static str,
+    /// `rpc.service`: `package.Service` (redacted like any client-supplied text).
+    pub service: Option<String>,
+    /// `rpc.method`: `Method`.
+    pub method: Option<String>,
+    /// `rpc.grpc.status_code`, from the trailers or a trailers-only answer's headers.
+    pub grpc_status: Option<u32>,
 }
 
 /// The downstream connection's TLS: who the peer proved to be, and how.
@@ -155,13 +177,16 @@ pub trait Event {
 }
 
 /// OTLP severity numbers used for access records and events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ordered: `Info < Warn < Error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
-    /// 2xx/3xx, or no status.
+    /// 2xx/3xx, gRPC `OK`, or no status.
     Info,
-    /// 4xx.
+    /// 4xx; a gRPC status that is the caller's (`PERMISSION_DENIED`, `CANCELLED`, ...); a
+    /// request the client abandoned (Envoy flags `DR`, `DC`).
     Warn,
-    /// 5xx.
+    /// 5xx; a gRPC server error (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`,
+    /// `UNAVAILABLE`, `DATA_LOSS`).
     Error,
 }
 
@@ -185,12 +210,23 @@ impl Severity {
 }
 
 impl AccessRecord {
-    /// Severity derived from the status: errors stand out in any OTLP backend.
+    /// Severity from the outcome, so errors stand out in any OTLP backend: a gRPC status when
+    /// one was sent ([`crate::rpc::severity`]: OpenTelemetry's server-side table), else the HTTP
+    /// status (5xx ERROR, 4xx WARN); a request the client abandoned (Envoy's `DR`, downstream
+    /// remote reset, e.g. an HTTP/2 `RST_STREAM`, or `DC`, downstream connection termination)
+    /// is at least WARN, except a WebSocket (101), whose end is always a connection closing.
     pub fn severity(&self) -> Severity {
-        match self.status {
-            Some(500..=599) => Severity::Error,
-            Some(400..=499) => Severity::Warn,
+        let grpc = self.rpc.as_ref().and_then(|r| r.grpc_status);
+        let outcome = match (grpc, self.status) {
+            (Some(code), _) => crate::rpc::severity(code),
+            (None, Some(500..=599)) => Severity::Error,
+            (None, Some(400..=499)) => Severity::Warn,
             _ => Severity::Info,
+        };
+        if self.response_flags_mask & ABANDONED_FLAGS != 0 && self.status != Some(101) {
+            outcome.max(Severity::Warn)
+        } else {
+            outcome
         }
     }
 
@@ -224,6 +260,15 @@ impl AccessRecord {
             &self.downstream_local_address,
         );
         s(k::MESHLOG_POLICY_VERSION, &self.policy_version);
+        if let Some(r) = &self.rpc {
+            f(k::RPC_SYSTEM, "", AttrValue::Str(r.system));
+            if let Some(v) = &r.service {
+                f(k::RPC_SERVICE, "", AttrValue::Str(v));
+            }
+            if let Some(v) = &r.method {
+                f(k::RPC_METHOD, "", AttrValue::Str(v));
+            }
+        }
         if let Some(d) = self.direction {
             f(k::MESHLOG_DIRECTION, "", AttrValue::Str(d));
         }
@@ -260,6 +305,20 @@ impl AccessRecord {
         for (name, value) in &self.response_headers {
             f(k::HTTP_RESPONSE_HEADER_PREFIX, name, AttrValue::Str(value));
         }
+        for (name, value) in &self.request_trailers {
+            f(
+                k::MESHLOG_REQUEST_TRAILER_PREFIX,
+                name,
+                AttrValue::Str(value),
+            );
+        }
+        for (name, value) in &self.response_trailers {
+            f(
+                k::MESHLOG_RESPONSE_TRAILER_PREFIX,
+                name,
+                AttrValue::Str(value),
+            );
+        }
         for (kind, n) in self.redactions.iter() {
             f(
                 k::MESHLOG_REDACTED_PREFIX,
@@ -274,6 +333,10 @@ impl AccessRecord {
         };
         i(k::SERVER_PORT, self.server_port.map(i64::from));
         i(k::HTTP_RESPONSE_STATUS_CODE, self.status);
+        i(
+            k::RPC_GRPC_STATUS_CODE,
+            self.rpc.as_ref().and_then(|r| r.grpc_status).map(i64::from),
+        );
         i(
             k::HTTP_REQUEST_BODY_SIZE,
             self.request_body_bytes.map(sat_i64),
@@ -302,6 +365,10 @@ impl AccessRecord {
         }
     }
 }
+
+/// Envoy's `DC` (downstream connection termination, bit 14) and `DR` (downstream remote reset,
+/// bit 28): the client went away before the answer was complete.
+pub const ABANDONED_FLAGS: u64 = (1 << 14) | (1 << 28);
 
 fn sat_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

@@ -94,6 +94,24 @@ pub const MESHLOG_CONNECTION_BYTES_RECEIVED: &str = "meshlog.connection.bytes_re
 /// Connection records only: bytes sent to the downstream peer (integer).
 pub const MESHLOG_CONNECTION_BYTES_SENT: &str = "meshlog.connection.bytes_sent";
 
+/// RPC only (a request whose `content-type` is gRPC, gRPC-Web or Connect): `grpc` (gRPC and
+/// gRPC-Web) or `connect_rpc`.
+pub const RPC_SYSTEM: &str = "rpc.system";
+/// RPC only: the full service name from the `:path` `/package.Service/Method`:
+/// `package.Service`.
+pub const RPC_SERVICE: &str = "rpc.service";
+/// RPC only: the method name from the `:path`: `Method`.
+pub const RPC_METHOD: &str = "rpc.method";
+/// gRPC and gRPC-Web only: the status code (integer, 0 `OK` to 16 `UNAUTHENTICATED`), from the
+/// response trailers, else the response headers (a trailers-only answer). Absent when no status
+/// was sent (e.g. the client cancelled first).
+pub const RPC_GRPC_STATUS_CODE: &str = "rpc.grpc.status_code";
+/// Prefix of logged request trailers (allowlisted, redacted like headers):
+/// `meshlog.request.trailer.grpc-status`. OpenTelemetry names no trailer attribute.
+pub const MESHLOG_REQUEST_TRAILER_PREFIX: &str = "meshlog.request.trailer.";
+/// Prefix of logged response trailers: `meshlog.response.trailer.grpc-message`.
+pub const MESHLOG_RESPONSE_TRAILER_PREFIX: &str = "meshlog.response.trailer.";
+
 /// The OTLP `eventName` of every HTTP access record.
 pub const EVENT_NAME: &str = "meshlog.http.access";
 /// The OTLP `eventName` of every connection record (network-filter mode).

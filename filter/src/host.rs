@@ -25,6 +25,16 @@ impl AttributeSource for EnvoyAttributes {
     fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
         hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default()
     }
+
+    /// Core asks only for gRPC requests. Envoy answers none in the access logger (no request
+    /// trailers there) and when the request had none.
+    fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpRequestTrailers).unwrap_or_default()
+    }
+
+    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpResponseTrailers).unwrap_or_default()
+    }
 }
 
 /// One Envoy counter per redaction kind: `wasmcustom.meshlog.redacted.<kind>`.

@@ -28,7 +28,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use meshlog_core::AccessRecord;
 use meshlog_core::otlp::{Envelope, encode_log_record};
-use meshlog_core::record::{RecordKind, SamplingMark, TlsInfo};
+use meshlog_core::record::{RecordKind, RpcInfo, SamplingMark, TlsInfo};
 use meshlog_core::redact::{Kind, Summary};
 use meshlog_format::reader::{self, SEGMENTS_DIR, segment_file_name};
 use meshlog_server::ingest::error::Status;
@@ -454,6 +454,15 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
             }),
             bytes_received: None,
             bytes_sent: None,
+            rpc: Some(RpcInfo {
+                system: "grpc",
+                service: Some("shop.v1.Orders".into()),
+                method: Some("Get".into()),
+                grpc_status: Some(14),
+            }),
+            request_trailers: vec![("x-checksum".into(), "1".into())],
+            response_trailers: vec![("grpc-message".into(), "no \"backend\"".into())],
+            response_flags_mask: (1 << 5) | (1 << 15),
         },
         AccessRecord {
             start_time_ns: 5,
@@ -506,6 +515,15 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
         ("meshlog.sampling.reason", json!("sampled")),
         ("meshlog.sampling.policy_version", json!("fedcba9876543210")),
         ("meshlog.sampling.adjusted_count", json!(10.0 / 3.0)),
+        ("rpc.system", json!("grpc")),
+        ("rpc.service", json!("shop.v1.Orders")),
+        ("rpc.method", json!("Get")),
+        ("rpc.grpc.status_code", json!(14)),
+        ("meshlog.request.trailer.x-checksum", json!("1")),
+        (
+            "meshlog.response.trailer.grpc-message",
+            json!("no \"backend\""),
+        ),
     ] {
         let v = got.as_object_mut().unwrap().remove(k);
         assert_eq!(v, Some(want), "{k}");

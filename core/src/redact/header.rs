@@ -114,6 +114,43 @@ impl RedactionPolicy {
         self.response_headers.contains(name)
     }
 
+    /// Whether request trailer `name` is logged at all (`trailers.request`).
+    pub fn logs_request_trailer(&self, name: &str) -> bool {
+        self.request_trailers.contains(name)
+    }
+
+    /// Whether response trailer `name` is logged at all (`trailers.response`).
+    pub fn logs_response_trailer(&self, name: &str) -> bool {
+        self.response_trailers.contains(name)
+    }
+
+    /// A request trailer as it may be logged: `None` when not allowlisted or dropped; else the
+    /// value redacted like a header of the same name ([`RedactionPolicy::header_value`]).
+    pub fn request_trailer<'a>(
+        &self,
+        name: &str,
+        value: &'a str,
+        s: &mut Summary,
+    ) -> Option<Cow<'a, str>> {
+        if !self.logs_request_trailer(name) {
+            return None;
+        }
+        self.header_value(name, value, s)
+    }
+
+    /// A response trailer as it may be logged (see [`RedactionPolicy::request_trailer`]).
+    pub fn response_trailer<'a>(
+        &self,
+        name: &str,
+        value: &'a str,
+        s: &mut Summary,
+    ) -> Option<Cow<'a, str>> {
+        if !self.logs_response_trailer(name) {
+            return None;
+        }
+        self.header_value(name, value, s)
+    }
+
     /// A request header as it may be logged: `None` when not allowlisted (default deny) or when a
     /// `drop` action fired; otherwise the value after [`RedactionPolicy::header_value`].
     pub fn request_header<'a>(

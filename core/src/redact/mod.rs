@@ -10,6 +10,7 @@
 //! | `url.path`, `http.route` | [`RedactionPolicy::path`] → [`RedactedPath`] |
 //! | `url.query` | [`RedactionPolicy::query`] |
 //! | request / response headers | [`RedactionPolicy::request_header`], [`RedactionPolicy::response_header`] |
+//! | request / response trailers | [`RedactionPolicy::request_trailer`], [`RedactionPolicy::response_trailer`] |
 //! | `client.address` | [`RedactionPolicy::client_ip`] |
 //! | any other string (user agent, request id, gRPC message) | [`RedactionPolicy::text`] |
 //! | any other URL | [`RedactionPolicy::url`] |
@@ -71,6 +72,8 @@
 //!   "custom": [ { "name": "employee_id", "pattern": "EMP-[0-9]{6}", "action": "mask" } ],
 //!   "headers": { "request": ["user-agent", "x-b3-*"], "response": ["content-type"],
 //!                "credential": ["x-my-token-header"] },
+//!   "trailers": { "request": ["grpc-status", "grpc-message"],
+//!                 "response": ["grpc-status", "grpc-message", "x-cost-*"] },
 //!   "query": { "sensitive_keys": ["member_no"], "allow_keys": ["state"] },
 //!   "path": { "templates": ["/api/v1/users/{user}/orders/{order}", "/static/{file*}"],
 //!             "keep_raw_path": false, "template_ids": true },
@@ -104,6 +107,10 @@
 //! - `headers.credential`: array of header names treated as credential-bearing, in addition to
 //!   [`BUILTIN_CREDENTIAL_HEADERS`] and any name containing a credential word (`token`, `secret`,
 //!   `key`, `password`, `session`, `auth`, `signature`, …). Default empty.
+//! - `trailers.request`, `trailers.response`: arrays of trailer names, as for headers (prefixes,
+//!   `"*"`). Default [`DEFAULT_TRAILERS`] for both: `grpc-status` and `grpc-message`; every other
+//!   trailer is default-deny. A logged trailer's value is redacted like a header of that name.
+//!   Envoy lets a module read request trailers only in the HTTP-filter mode.
 //! - `query.sensitive_keys`: array of extra sensitive names (compared by their compact form, `Member-No`
 //!   = `member_no` = `memberno`, exactly or as a word). Default empty; the built-in rules always apply.
 //! - `query.allow_keys`: array of names exempt from the sensitive-key rule (compact form, exact),
@@ -145,5 +152,5 @@ pub use path::RedactedPath;
 pub(crate) use policy::parse;
 pub use policy::{
     BUILTIN_CREDENTIAL_HEADERS, DEFAULT_MAX_VALUE_BYTES, DEFAULT_REQUEST_HEADERS,
-    DEFAULT_RESPONSE_HEADERS, RedactionPolicy,
+    DEFAULT_RESPONSE_HEADERS, DEFAULT_TRAILERS, RedactionPolicy,
 };

@@ -59,6 +59,10 @@ pub const DEFAULT_RESPONSE_HEADERS: &[&str] = &[
     "www-authenticate",
 ];
 
+/// Trailers logged by default, request and response alike (lower case): the gRPC status and
+/// message. Every other trailer is default-deny, like headers.
+pub const DEFAULT_TRAILERS: &[&str] = &["grpc-status", "grpc-message"];
+
 /// Headers always treated as credential-bearing (besides any name with a credential word such as
 /// `token`, `secret`, `key`, `password`, `session`, `auth`, `signature`, and `headers.credential`).
 pub const BUILTIN_CREDENTIAL_HEADERS: &[&str] = &[
@@ -152,6 +156,8 @@ pub struct RedactionPolicy {
     pub(crate) request_headers: NameSet,
     pub(crate) response_headers: NameSet,
     pub(crate) credential_headers: NameSet,
+    pub(crate) request_trailers: NameSet,
+    pub(crate) response_trailers: NameSet,
     pub(crate) templates: Vec<Template>,
     pub(crate) keep_raw_path: bool,
     pub(crate) template_ids: bool,
@@ -190,6 +196,8 @@ struct Settings {
     request_headers: NameSet,
     response_headers: NameSet,
     credential_headers: NameSet,
+    request_trailers: NameSet,
+    response_trailers: NameSet,
     sensitive_keys: Vec<String>,
     allow_keys: Vec<String>,
     templates: Vec<Template>,
@@ -222,6 +230,8 @@ impl Default for Settings {
             request_headers: NameSet::new(DEFAULT_REQUEST_HEADERS),
             response_headers: NameSet::new(DEFAULT_RESPONSE_HEADERS),
             credential_headers: NameSet::default(),
+            request_trailers: NameSet::new(DEFAULT_TRAILERS),
+            response_trailers: NameSet::new(DEFAULT_TRAILERS),
             sensitive_keys: Vec::new(),
             allow_keys: Vec::new(),
             templates: Vec::new(),
@@ -256,6 +266,8 @@ impl Settings {
             request_headers: self.request_headers,
             response_headers: self.response_headers,
             credential_headers: self.credential_headers,
+            request_trailers: self.request_trailers,
+            response_trailers: self.response_trailers,
             templates: self.templates,
             keep_raw_path: self.keep_raw_path,
             template_ids: self.template_ids,
@@ -313,6 +325,10 @@ impl RedactionPolicy {
         self.response_headers.canonical(&mut c);
         c.push_str("\ncredential_headers=");
         self.credential_headers.canonical(&mut c);
+        c.push_str("\nrequest_trailers=");
+        self.request_trailers.canonical(&mut c);
+        c.push_str("\nresponse_trailers=");
+        self.response_trailers.canonical(&mut c);
         c.push_str("\nsensitive_keys=");
         for k in &self.det.extra_keys {
             push_str(&mut c, k);
@@ -456,6 +472,7 @@ pub(crate) fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> RedactionP
     // The key is checked against every `hash` user, so after `custom`.
     s.hmac = require_hmac(key, detector_hash_user.or(custom_hash_user), errs);
     read_headers(f.section("headers", errs), &mut s, errs);
+    read_trailers(f.section("trailers", errs), &mut s, errs);
     read_query(f.section("query", errs), &mut s, errs);
     read_path(f.section("path", errs), &mut s, errs);
     read_ip(f.section("ip", errs), &mut s, errs);
@@ -738,6 +755,17 @@ fn read_headers(mut h: Fields<'_>, s: &mut Settings, errs: &mut Vec<FieldError>)
     h.finish(errs);
 }
 
+/// `trailers`: the request and response trailer allowlists (gRPC status and message by default).
+fn read_trailers(mut t: Fields<'_>, s: &mut Settings, errs: &mut Vec<FieldError>) {
+    if let Some(v) = string_list(&mut t, "request", errs, check_header_name) {
+        s.request_trailers = NameSet::new(&v);
+    }
+    if let Some(v) = string_list(&mut t, "response", errs, check_header_name) {
+        s.response_trailers = NameSet::new(&v);
+    }
+    t.finish(errs);
+}
+
 /// `query`: extra sensitive keys and exempt keys, in compact form.
 fn read_query(mut q: Fields<'_>, s: &mut Settings, errs: &mut Vec<FieldError>) {
     let compact = |v: Vec<String>| {
@@ -897,6 +925,49 @@ mod tests {
         assert_eq!(
             v(r#"{"headers": {"request": ["a", "b"]}}"#),
             v(r#"{"headers": {"request": ["b", "a"]}}"#)
+        );
+    }
+
+    #[test]
+    fn trailers_are_default_deny_with_the_grpc_status_and_message_allowed() {
+        let d = RedactionPolicy::default();
+        for name in ["grpc-status", "GRPC-Message"] {
+            assert!(
+                d.logs_response_trailer(name) && d.logs_request_trailer(name),
+                "{name}"
+            );
+        }
+        assert!(!d.logs_response_trailer("x-backend-secret"));
+        assert!(!d.logs_request_trailer("x-anything"));
+        let mut sum = crate::redact::Summary::new();
+        assert_eq!(
+            d.response_trailer("grpc-message", "no user jo@example.com", &mut sum)
+                .as_deref(),
+            Some("no user [REDACTED:email]"),
+            "redacted like any header value"
+        );
+        assert_eq!(d.response_trailer("x-backend-secret", "v", &mut sum), None);
+        // Configured like the header allowlists, and part of the policy version.
+        let p = RedactionPolicy::from_json(
+            br#"{"trailers": {"request": [], "response": ["grpc-status", "x-cost-*"]}}"#,
+        )
+        .unwrap();
+        assert!(p.logs_response_trailer("x-cost-cpu"));
+        assert!(!p.logs_response_trailer("grpc-message"));
+        assert!(!p.logs_request_trailer("grpc-status"));
+        assert_ne!(p.version(), d.version());
+        // A credential-looking trailer, once allowlisted, is still redacted whole.
+        let star = RedactionPolicy::from_json(br#"{"trailers": {"response": ["*"]}}"#).unwrap();
+        let v = star.response_trailer("x-auth-token", "abc123secretvalue", &mut sum);
+        assert!(v.is_some_and(|v| !v.contains("abc123")));
+        let e = errors(r#"{"trailers": {"response": ["bad name"], "responses": []}}"#);
+        let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$.redaction.trailers.response[0]",
+                "$.redaction.trailers.responses"
+            ]
         );
     }
 

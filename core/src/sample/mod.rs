@@ -26,7 +26,8 @@
 //! 1. Sampling off (no section): keep, adjusted count 1 ([`KeepReason::NotSampled`]).
 //! 2. **Always keep** (adjusted count 1, never sampled, never capped): status ≥
 //!    `always_keep.status_min` (every 5xx at least); a status in `always_keep.statuses` (401, 403,
-//!    429 by default); any Envoy response flag (or one of a list); duration above
+//!    429 by default); a gRPC status in `always_keep.grpc_statuses` (every one but `OK` by
+//!    default); any Envoy response flag (or one of a list); duration above
 //!    `always_keep.latency_ms`; a method in `always_keep.methods`; a path in
 //!    `always_keep.paths`. Checked first, so a *failing* health check or an error on a route
 //!    sampled at 0 is still kept.
@@ -96,7 +97,8 @@
 //!   "default_rate": 0.1,
 //!   "rules": [ { "route": "/api/v1/search*", "rate": 0.01 },
 //!              { "service": "checkout", "method": "GET", "rate": 0.5 } ],
-//!   "always_keep": { "status_min": 500, "statuses": [401, 403, 429], "latency_ms": 2000,
+//!   "always_keep": { "status_min": 500, "statuses": [401, 403, 429],
+//!                    "grpc_statuses": ["PERMISSION_DENIED", 14], "latency_ms": 2000,
 //!                    "methods": ["DELETE"], "paths": ["/admin*"], "response_flags": "any" },
 //!   "drop": { "paths": ["/healthz", "/readyz", "/livez"] },
 //!   "rate_cap": { "records_per_second": 1000, "burst": 2000 },
@@ -120,6 +122,9 @@
 //!     exceed 500: 5xx are always kept.
 //!   - `statuses`: array of integers 100 to 599, default `[401, 403, 429]` ([`DEFAULT_KEEP_STATUSES`]);
 //!     `[]` for none.
+//!   - `grpc_statuses`: array of gRPC status codes, numbers 0 to 16 or names
+//!     (`"PERMISSION_DENIED"`), default every code but `OK` ([`DEFAULT_KEEP_GRPC_STATUSES`]): a
+//!     failed gRPC call answers HTTP 200, so the status rules above never see it; `[]` for none.
 //!   - `latency_ms`: integer 1 to 3600000, default none: keep requests whose duration is *above*
 //!     this many milliseconds.
 //!   - `methods`: array of HTTP methods (case-insensitive), default empty.
@@ -157,9 +162,9 @@ pub use hash::{KEY_SPACE, keeps, sampling_key, threshold};
 /// `sample::parse(root.child_path("sampling"), root.raw("sampling"), errs)`.
 pub(crate) use policy::parse;
 pub use policy::{
-    DEFAULT_DROP_PATHS, DEFAULT_KEEP_STATUSES, DEFAULT_STATUS_MIN, DEFAULT_TALLY_INTERVAL_MS,
-    MAX_BURST, MAX_LATENCY_MS, MAX_LIST, MAX_RECORDS_PER_SECOND, MAX_RULES, RateCap,
-    SamplingPolicy,
+    DEFAULT_DROP_PATHS, DEFAULT_KEEP_GRPC_STATUSES, DEFAULT_KEEP_STATUSES, DEFAULT_STATUS_MIN,
+    DEFAULT_TALLY_INTERVAL_MS, MAX_BURST, MAX_LATENCY_MS, MAX_LIST, MAX_RECORDS_PER_SECOND,
+    MAX_RULES, RateCap, SamplingPolicy,
 };
 pub use tally::{
     ATTR_BY_ROUTE, ATTR_DROPPED_HEALTH_CHECK, ATTR_DROPPED_RATE_CAP,
@@ -201,6 +206,8 @@ pub struct RequestFacts<'a> {
     pub duration_ns: Option<u64>,
     /// Envoy response flags bitmask (bit `i` is [`crate::envoy::RESPONSE_FLAGS`]`[i]`); 0 = none.
     pub response_flags: u64,
+    /// gRPC status (`rpc.grpc.status_code`); `None` for anything but gRPC, or when none was sent.
+    pub grpc_status: Option<u32>,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -218,6 +225,7 @@ impl<'a> RequestFacts<'a> {
             status: rec.status,
             duration_ns: rec.duration_ns,
             response_flags: rec.response_flags.as_deref().map_or(0, flags_from_codes),
+            grpc_status: rec.rpc.as_ref().and_then(|r| r.grpc_status),
         }
     }
 }
@@ -244,6 +252,8 @@ pub enum KeepReason {
     ErrorStatus,
     /// Status listed in `always_keep.statuses`.
     Status,
+    /// gRPC status listed in `always_keep.grpc_statuses` (every one but `OK` by default).
+    GrpcStatus,
     /// An Envoy response flag matched `always_keep.response_flags`.
     ResponseFlags,
     /// Duration above `always_keep.latency_ms`.
@@ -266,6 +276,7 @@ impl KeepReason {
             KeepReason::NotSampled => "not_sampled",
             KeepReason::ErrorStatus => "error_status",
             KeepReason::Status => "status",
+            KeepReason::GrpcStatus => "grpc_status",
             KeepReason::ResponseFlags => "response_flags",
             KeepReason::Latency => "latency",
             KeepReason::Method => "method",
@@ -281,6 +292,7 @@ impl KeepReason {
             self,
             KeepReason::ErrorStatus
                 | KeepReason::Status
+                | KeepReason::GrpcStatus
                 | KeepReason::ResponseFlags
                 | KeepReason::Latency
                 | KeepReason::Method

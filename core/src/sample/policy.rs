@@ -16,6 +16,10 @@ pub(crate) const ENGINE_VERSION: u32 = 1;
 
 /// Statuses kept whatever the rate, by default: the security signal (`always_keep.statuses`).
 pub const DEFAULT_KEEP_STATUSES: &[i64] = &[401, 403, 429];
+/// gRPC statuses kept whatever the rate, by default: every one but `OK`
+/// (`always_keep.grpc_statuses`): a gRPC failure answers HTTP 200, so no status rule sees it.
+pub const DEFAULT_KEEP_GRPC_STATUSES: &[u32] =
+    &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
 /// Health-check paths dropped (and counted), by default (`drop.paths`).
 pub const DEFAULT_DROP_PATHS: &[&str] = &["/healthz", "/readyz", "/livez"];
 /// Default and highest `always_keep.status_min`: every 5xx is always kept.
@@ -105,6 +109,7 @@ enum FlagMatch {
 struct AlwaysKeep {
     status_min: i64,
     statuses: Vec<i64>,
+    grpc_statuses: Vec<u32>,
     latency_ms: Option<u64>,
     methods: Vec<String>,
     paths: Vec<PathPattern>,
@@ -116,6 +121,7 @@ impl Default for AlwaysKeep {
         AlwaysKeep {
             status_min: DEFAULT_STATUS_MIN,
             statuses: DEFAULT_KEEP_STATUSES.to_vec(),
+            grpc_statuses: DEFAULT_KEEP_GRPC_STATUSES.to_vec(),
             latency_ms: None,
             methods: Vec::new(),
             paths: Vec::new(),
@@ -239,7 +245,7 @@ impl SamplingPolicy {
     }
 
     /// The always-keep class of a request, if it is in one (the first that applies, in the
-    /// order: error status, listed status, response flags, latency, method, path). Sampling off
+    /// order: error status, listed status, listed gRPC status, response flags, latency, method, path). Sampling off
     /// gives `None`: everything is kept anyway.
     pub fn always_keep(&self, f: &RequestFacts<'_>) -> Option<KeepReason> {
         if !self.enabled {
@@ -251,6 +257,9 @@ impl SamplingPolicy {
         }
         if f.status.is_some_and(|s| a.statuses.contains(&s)) {
             return Some(KeepReason::Status);
+        }
+        if f.grpc_status.is_some_and(|s| a.grpc_statuses.contains(&s)) {
+            return Some(KeepReason::GrpcStatus);
         }
         let flagged = match a.flags {
             FlagMatch::Any => f.response_flags != 0,
@@ -355,6 +364,10 @@ impl SamplingPolicy {
             let a = &self.always;
             let _ = write!(c, "always.status_min={}\nalways.statuses=", a.status_min);
             for s in &a.statuses {
+                let _ = write!(c, "{s},");
+            }
+            c.push_str("\nalways.grpc_statuses=");
+            for s in &a.grpc_statuses {
                 let _ = write!(c, "{s},");
             }
             match a.latency_ms {
@@ -669,6 +682,20 @@ fn read_always(mut a: Fields<'_>, errs: &mut Vec<FieldError>) -> AlwaysKeep {
     .unwrap_or(d.statuses);
     statuses.sort_unstable();
     statuses.dedup();
+    let mut grpc_statuses = opt_list(&mut a, "grpc_statuses", errs, "gRPC status codes", |v| {
+        let code = match v {
+            Value::String(name) => crate::rpc::status_from_name(name),
+            _ => v.as_u64().and_then(|n| u32::try_from(n).ok()),
+        };
+        code.filter(|c| (0..=16).contains(c)).ok_or_else(|| {
+            format!(
+                "expected a gRPC status code 0 to 16 or its name (\"PERMISSION_DENIED\"), got {v}"
+            )
+        })
+    })
+    .unwrap_or(d.grpc_statuses);
+    grpc_statuses.sort_unstable();
+    grpc_statuses.dedup();
 
     let lpath = a.child_path("latency_ms");
     let latency_ms = match a.raw("latency_ms") {
@@ -708,6 +735,7 @@ fn read_always(mut a: Fields<'_>, errs: &mut Vec<FieldError>) -> AlwaysKeep {
     AlwaysKeep {
         status_min: i64::try_from(status_min).unwrap_or(DEFAULT_STATUS_MIN),
         statuses,
+        grpc_statuses,
         latency_ms,
         methods,
         paths: sorted_patterns(paths),

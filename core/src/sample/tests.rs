@@ -82,9 +82,9 @@ fn no_section_keeps_everything() {
 #[test]
 fn pinned_versions() {
     // A change of the canonical form (or of the engine) must be deliberate: these are what
-    // records carry.
+    // records carry. (23f6…: always_keep.grpc_statuses joined the canonical form.)
     assert_eq!(SamplingPolicy::default().version(), "35e07b11a9aa59df");
-    assert_eq!(policy("{}").version(), "7019f27c41137b9d");
+    assert_eq!(policy("{}").version(), "23f623590ac736c5");
 }
 
 #[test]
@@ -835,5 +835,53 @@ fn facts_from_a_record() {
         }
         .name(),
         "rate_cap"
+    );
+}
+
+#[test]
+fn every_failed_grpc_call_is_kept_by_default_and_the_list_is_configurable() {
+    // gRPC failures answer HTTP 200: only their gRPC status tells them apart.
+    let grpc = |code: Option<u32>| RequestFacts {
+        trace_id: Some(dropped_trace(0.1)),
+        grpc_status: code,
+        ..get("/shop.v1.Orders/Get")
+    };
+    let p = policy(r#"{"default_rate": 0.1}"#);
+    let mut s = Sampler::new(p, T0);
+    for code in 1..=16 {
+        assert_eq!(
+            s.decide(&grpc(Some(code)), T0),
+            keep(KeepReason::GrpcStatus, 1.0),
+            "code {code}"
+        );
+    }
+    assert_eq!(KeepReason::GrpcStatus.name(), "grpc_status");
+    assert!(KeepReason::GrpcStatus.is_always());
+    // OK and no status are sampled like anything else.
+    for code in [Some(0), None] {
+        assert_eq!(
+            s.decide(&grpc(code), T0),
+            Decision::Drop(DropReason::SampledOut)
+        );
+    }
+    // Numbers or names; [] keeps none.
+    let p =
+        policy(r#"{"default_rate": 0.1, "always_keep": {"grpc_statuses": ["unavailable", 13]}}"#);
+    assert_eq!(p.always_keep(&grpc(Some(14))), Some(KeepReason::GrpcStatus));
+    assert_eq!(p.always_keep(&grpc(Some(13))), Some(KeepReason::GrpcStatus));
+    assert_eq!(p.always_keep(&grpc(Some(7))), None);
+    assert_ne!(p.version(), policy(r#"{"default_rate": 0.1}"#).version());
+    let none = policy(r#"{"always_keep": {"grpc_statuses": []}}"#);
+    assert_eq!(none.always_keep(&grpc(Some(2))), None);
+    assert_eq!(
+        errors(r#"{"always_keep": {"grpc_statuses": [17, "NOPE", -1, 2]}}"#)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
+        [
+            "$.sampling.always_keep.grpc_statuses[0]",
+            "$.sampling.always_keep.grpc_statuses[1]",
+            "$.sampling.always_keep.grpc_statuses[2]"
+        ]
     );
 }

@@ -377,6 +377,7 @@ proptest! {
                 status: r.status,
                 duration_ns: Some(r.duration_ns()),
                 response_flags: r.flags,
+                grpc_status: None,
             };
             let d = s.decide(&f, now);
             if gp.always_kept(r) {
