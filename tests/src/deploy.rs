@@ -2,7 +2,7 @@
 //! manifest validator and a plain HTTP client that shows headers. As everywhere in this crate, a
 //! missing component is a panic that says how to install it (scripts/test installs them all).
 
-use super::{Proc, artifact, free_port, repo_root, wait_for};
+use super::{PortHold, Proc, artifact, repo_root, wait_for};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -126,7 +126,8 @@ impl Registry {
         let dir = tempfile::tempdir().expect("registry temp dir");
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
-        let port = free_port();
+        // Held until just before the registry binds it (it cannot be told to bind port 0).
+        let port = PortHold::new().release();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,

@@ -20,7 +20,7 @@ use meshlog_e2e::deploy::{
     HttpResponse, Registry, http_call, http_get, package, packaged, release_collector_bin,
     require_tool, run_ok, sha256_hex, skopeo, unpack_tar_gz, venv_python,
 };
-use meshlog_e2e::{Proc, envoy_bin, free_port, repo_root, wasm_path};
+use meshlog_e2e::{PortHold, Proc, envoy_bin, repo_root, wasm_path};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -1101,7 +1101,7 @@ fn fill_template(text: &str, dir: &Path) -> String {
         "@COLLECTOR_PORT@",
         "@LISTEN_PORT@",
     ] {
-        out = out.replace(key, &free_port().to_string());
+        out = out.replace(key, &PortHold::new().release().to_string());
     }
     for key in ["_PORT@", "@WASM_PATH@", "@ACCESS_LOG@"] {
         assert!(!out.contains(key), "placeholder {key} left");
@@ -1155,7 +1155,7 @@ fn every_envoy_bootstrap_in_envoy_config_validates() {
         "static_resources": {
             "listeners": [{
                 "name": "virtualInbound",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}},
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": PortHold::new().release()}},
                 "traffic_direction": "INBOUND",
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
@@ -1173,10 +1173,10 @@ fn every_envoy_bootstrap_in_envoy_config_validates() {
             "clusters": [
                 {"name": "app", "type": "STATIC", "load_assignment": {"cluster_name": "app",
                     "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address":
-                        {"address": "127.0.0.1", "port_value": free_port()}}}}]}]}},
+                        {"address": "127.0.0.1", "port_value": PortHold::new().release()}}}}]}]}},
                 {"name": cluster, "type": "STATIC", "load_assignment": {"cluster_name": cluster,
                     "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address":
-                        {"address": "127.0.0.1", "port_value": free_port()}}}}]}]}}
+                        {"address": "127.0.0.1", "port_value": PortHold::new().release()}}}}]}]}}
             ]
         }
     });

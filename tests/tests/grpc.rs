@@ -182,7 +182,7 @@ fn every_case_is_recorded(bootstrap: &'static str, tag: &str) {
         assert_eq!(s["messages"], messages, "{s}");
     }
 
-    let stored = collector.wait_records(CASES.len());
+    let stored = collector.wait_records(CASES.len(), &[&envoy]);
     let by_id = access_by_id(&stored);
     assert_eq!(by_id.len(), CASES.len(), "one record per call: {stored:?}");
     let rec = |case: &str| &by_id[&format!("{tag}-{case}")];
@@ -368,7 +368,7 @@ fn sampling_at_ten_percent_keeps_every_failed_grpc_call() {
         (seen == total).then_some(seen)
     });
     assert_eq!(seen, Some(total), "tallies: {:?}", collector.query());
-    let by_id = access_by_id(&collector.wait_records(want));
+    let by_id = access_by_id(&collector.wait_records(want, &[&envoy]));
     assert_eq!(by_id.len(), want, "{:?}", by_id.keys());
     for (case, rid) in &failed {
         let r = by_id
@@ -441,7 +441,7 @@ fn a_websocket_is_one_record_at_its_close_with_the_bytes_each_way() {
     let _ = s.read_to_end(&mut rest);
     drop(s);
 
-    let by_id = access_by_id(&collector.wait_records(1));
+    let by_id = access_by_id(&collector.wait_records(1, &[&envoy]));
     assert_eq!(by_id.len(), 1, "one record per WebSocket: {by_id:?}");
     let r = &by_id["ws-1"];
     assert_eq!(r["http.response.status_code"], 101, "{r}");
