@@ -283,6 +283,9 @@ pub enum SweepError {
     /// The retention clock cannot be read or kept.
     #[error("{0}")]
     Clock(String),
+    /// The deletion record could not be built into a frame.
+    #[error("building the receipt record: {0}")]
+    Build(#[source] meshlog_format::frame::BuildError),
 }
 
 impl SweepError {
@@ -299,7 +302,7 @@ impl SweepError {
             | SweepError::ReceiptEarly { .. } => "receipt",
             SweepError::Receipts(_) | SweepError::ReceiptsUnreadable(_) => "receipts_log",
             SweepError::Receipt(_) => "receipt_make",
-            SweepError::Store(_) | SweepError::Rotate(_) => "store",
+            SweepError::Store(_) | SweepError::Rotate(_) | SweepError::Build(_) => "store",
             SweepError::Clock(_) => "clock",
         }
     }
@@ -1114,12 +1117,7 @@ fn unverified(note: &[u8]) -> Result<(Receipt, String), ReceiptError> {
 fn store_receipt(class: &SweepClass, receipt: &Receipt, note: &str) -> Result<(), SweepError> {
     let id = BatchId::parse(receipt.batch_id().as_bytes())
         .map_err(|e| SweepError::Receipt(ReceiptError::Inconsistent(format!("batch id: {e}"))))?;
-    let build = |e: meshlog_format::frame::BuildError| {
-        SweepError::Store(StoreError::Io {
-            context: "building the receipt record".into(),
-            source: io::Error::other(e.to_string()),
-        })
-    };
+    let build = SweepError::Build;
     // Received (stored) at the sweep's time: the record expires like any other.
     let mut b = FrameBuilder::with_received(
         u64::MAX,
