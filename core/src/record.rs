@@ -211,14 +211,17 @@ impl Severity {
 
 impl AccessRecord {
     /// Severity from the outcome, so errors stand out in any OTLP backend: a gRPC status when
-    /// one was sent ([`crate::rpc::severity`]: OpenTelemetry's server-side table), else the HTTP
+    /// one was sent (OK INFO, [`crate::rpc::is_server_error`] ERROR by OpenTelemetry's server-side
+    /// table, any other code WARN), else the HTTP
     /// status (5xx ERROR, 4xx WARN); a request the client abandoned (Envoy's `DR`, downstream
     /// remote reset, e.g. an HTTP/2 `RST_STREAM`, or `DC`, downstream connection termination)
     /// is at least WARN, except a WebSocket (101), whose end is always a connection closing.
     pub fn severity(&self) -> Severity {
         let grpc = self.rpc.as_ref().and_then(|r| r.grpc_status);
         let outcome = match (grpc, self.status) {
-            (Some(code), _) => crate::rpc::severity(code),
+            (Some(0), _) => Severity::Info,
+            (Some(code), _) if crate::rpc::is_server_error(code) => Severity::Error,
+            (Some(_), _) => Severity::Warn,
             (None, Some(500..=599)) => Severity::Error,
             (None, Some(400..=499)) => Severity::Warn,
             _ => Severity::Info,
@@ -372,4 +375,38 @@ pub const ABANDONED_FLAGS: u64 = (1 << 14) | (1 << 28);
 
 fn sat_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_follows_the_grpc_status_over_http_and_abandonment_raises_it() {
+        let grpc = |code| AccessRecord {
+            status: Some(200),
+            rpc: Some(RpcInfo {
+                system: "grpc",
+                grpc_status: Some(code),
+                ..RpcInfo::default()
+            }),
+            ..AccessRecord::default()
+        };
+        let server_errors = [2, 4, 12, 13, 14, 15];
+        for code in 0..=16 {
+            let want = match code {
+                0 => Severity::Info,
+                c if server_errors.contains(&c) => Severity::Error,
+                _ => Severity::Warn,
+            };
+            assert_eq!(grpc(code).severity(), want, "grpc-status {code}");
+        }
+        let http = |status| AccessRecord {
+            status: Some(status),
+            ..AccessRecord::default()
+        };
+        assert_eq!(http(200).severity(), Severity::Info);
+        assert_eq!(http(404).severity(), Severity::Warn);
+        assert_eq!(http(503).severity(), Severity::Error);
+    }
 }

@@ -14,8 +14,6 @@
 //! WARN for every other non-`OK` code (like HTTP 4xx, which the HTTP conventions also leave unset
 //! on server spans) and INFO for `OK`.
 
-use crate::record::Severity;
-
 /// The RPC protocol of a request, from its `content-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RpcSystem {
@@ -141,18 +139,6 @@ pub fn is_server_error(code: u32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15) || code > 16
 }
 
-/// The severity of a gRPC outcome: INFO for `OK`, ERROR for a server error
-/// ([`is_server_error`]), WARN for any other code.
-pub fn severity(code: u32) -> Severity {
-    if code == 0 {
-        Severity::Info
-    } else if is_server_error(code) {
-        Severity::Error
-    } else {
-        Severity::Warn
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,22 +209,20 @@ mod tests {
     }
 
     #[test]
-    fn severity_follows_the_otel_server_table() {
+    fn server_errors_follow_the_otel_server_table() {
         let error = [2, 4, 12, 13, 14, 15];
-        assert_eq!(severity(0), Severity::Info);
-        for code in 1..=16 {
-            let want = if error.contains(&code) {
-                Severity::Error
-            } else {
-                Severity::Warn
-            };
-            assert_eq!(severity(code), want, "{:?}", status_name(code));
+        for code in 0..=16 {
+            assert_eq!(
+                is_server_error(code),
+                error.contains(&code),
+                "{:?}",
+                status_name(code)
+            );
         }
-        assert_eq!(
-            severity(7),
-            Severity::Warn,
-            "PERMISSION_DENIED is the caller's"
+        assert!(!is_server_error(7), "PERMISSION_DENIED is the caller's");
+        assert!(
+            is_server_error(99),
+            "unknown codes are not the caller's fault"
         );
-        assert_eq!(severity(99), Severity::Error);
     }
 }
