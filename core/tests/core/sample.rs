@@ -2,9 +2,6 @@
 //! totals re-estimated from adjusted counts), hop consistency, and properties over random
 //! policies and requests (always-kept classes are kept, every request is accounted for).
 
-// Test helpers outside `#[test]` functions: the crate's no-panic lints are for production code.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
-
 use meshlog_core::sample::{
     Decision, DropReason, KeepReason, RequestFacts, Sampler, SamplingPolicy,
 };

@@ -12,9 +12,6 @@
 //! - the outbox's own counters agree: buffered = sent + dropped + failed;
 //! - the byte bound holds whenever anything droppable is held.
 
-// Test helpers outside `#[test]` functions: the crate's no-panic lints are for production code.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
-
 use flate2::read::GzDecoder;
 use meshlog_core::AccessRecord;
 use meshlog_core::compress::Compression;
