@@ -7,6 +7,8 @@
 /// The labelled corpus generator, shared with the end-to-end and collector tests.
 #[path = "../../tests/src/corpus_gen.rs"]
 mod corpus_gen;
+#[path = "core/creds.rs"]
+mod creds;
 #[path = "core/outbox.rs"]
 mod outbox;
 #[path = "core/redact.rs"]

@@ -62,8 +62,8 @@ impl Rng {
         lo + self.below(hi - lo + 1)
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
     }
 
     pub fn chance(&mut self, percent: usize) -> bool {
@@ -113,6 +113,7 @@ pub const KINDS: &[&str] = &[
     "apikey_header",
     "basic_url",
     "referer_token",
+    "vendor",
 ];
 
 /// The corpus kinds whose value is a number or code written with separators: a leak is also
@@ -272,8 +273,8 @@ const AGENTS: &[&str] = &[
 ];
 
 pub fn email(r: &mut Rng) -> String {
-    let first = *r.pick(FIRST);
-    let last = *r.pick(LAST);
+    let first = r.pick(FIRST);
+    let last = r.pick(LAST);
     let local = match r.below(4) {
         0 => format!("{first}.{last}"),
         1 => format!("{first}_{last}{}", r.range(1, 99)),
@@ -344,7 +345,7 @@ pub fn jwt(r: &mut Rng) -> String {
         )
         .as_bytes(),
     );
-    let sig_len = *r.pick(&[43usize, 86, 342]);
+    let sig_len = r.pick(&[43usize, 86, 342]);
     format!("{header}.{payload}.{}", r.string(B64URL, sig_len))
 }
 
@@ -370,7 +371,7 @@ pub fn aws_secret(r: &mut Rng) -> String {
 /// A GitHub token of the current format: prefix, 30 random base62 characters, and the CRC32 of
 /// those in 6 base62 digits.
 pub fn github(r: &mut Rng) -> String {
-    let prefix = *r.pick(&["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]);
+    let prefix = r.pick(&["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]);
     let body = r.string(ALNUM, 30);
     format!("{prefix}{body}{}", base62(crc32(body.as_bytes()), 6))
 }
@@ -387,7 +388,7 @@ pub fn slack(r: &mut Rng) -> String {
 
 pub fn stripe(r: &mut Rng) -> String {
     format!("{}{}", r.pick(&["sk_live_", "rk_live_", "sk_test_"]), {
-        let n = *r.pick(&[24usize, 99]);
+        let n = r.pick(&[24usize, 99]);
         r.string(ALNUM, n)
     })
 }
@@ -589,13 +590,13 @@ impl Builder {
 }
 
 fn request(r: &mut Rng, i: usize, kind: &str) -> Request {
-    let method = (*r.pick(&["GET", "GET", "POST", "PUT", "DELETE"])).to_owned();
-    let version = *r.pick(&["v1", "v2"]);
-    let resource = *r.pick(&["orders", "users", "payments", "accounts", "search"]);
+    let method = (r.pick(&["GET", "GET", "POST", "PUT", "DELETE"])).to_owned();
+    let version = r.pick(&["v1", "v2"]);
+    let resource = r.pick(&["orders", "users", "payments", "accounts", "search"]);
     let mut b = Builder {
         segs: vec!["api".into(), version.into(), resource.into()],
         params: Vec::new(),
-        headers: vec![("user-agent".into(), (*r.pick(AGENTS)).to_owned())],
+        headers: vec![("user-agent".into(), (r.pick(AGENTS)).to_owned())],
         secrets: Vec::new(),
     };
     let mut benign = Vec::new();
@@ -640,8 +641,8 @@ fn plant(r: &mut Rng, kind: &str, b: &mut Builder) {
             let v = email(r);
             match r.below(3) {
                 0 => b.segs.push(pct(&v)),
-                1 => b.param(*r.pick(&["contact", "email", "user"]), &v),
-                _ => b.param(*r.pick(&["q", "note"]), &v),
+                1 => b.param(r.pick(&["contact", "email", "user"]), &v),
+                _ => b.param(r.pick(&["q", "note"]), &v),
             }
             b.secret(kind, &v);
         }
@@ -661,7 +662,7 @@ fn plant(r: &mut Rng, kind: &str, b: &mut Builder) {
             if r.chance(35) {
                 b.segs.push(pct(&v));
             } else {
-                b.param(*r.pick(keys), &v);
+                b.param(r.pick(keys), &v);
             }
             b.secret(kind, &v);
         }
@@ -670,7 +671,7 @@ fn plant(r: &mut Rng, kind: &str, b: &mut Builder) {
             if r.chance(60) {
                 b.header("authorization", format!("Bearer {v}"));
             } else {
-                b.param(*r.pick(&["id_token", "state", "q"]), &v);
+                b.param(r.pick(&["id_token", "state", "q"]), &v);
             }
             b.secret(kind, &v);
         }
@@ -678,7 +679,7 @@ fn plant(r: &mut Rng, kind: &str, b: &mut Builder) {
             let id = aws_key_id(r);
             let secret = aws_secret(r);
             b.param("AWSAccessKeyId", &id);
-            b.param(*r.pick(&["Signature", "aws_secret_access_key"]), &secret);
+            b.param(r.pick(&["Signature", "aws_secret_access_key"]), &secret);
             b.secret(kind, &id);
             b.secret(kind, &secret);
         }
@@ -692,16 +693,16 @@ fn plant(r: &mut Rng, kind: &str, b: &mut Builder) {
             };
             match r.below(5) {
                 0 => b.segs.push(pct(&v)),
-                1 => b.param(*r.pick(&["token", "api_key"]), &v),
-                2 => b.param(*r.pick(&["q", "note", "ref"]), &v),
+                1 => b.param(r.pick(&["token", "api_key"]), &v),
+                2 => b.param(r.pick(&["q", "note", "ref"]), &v),
                 3 => b.header("authorization", format!("token {v}")),
-                _ => b.header(*r.pick(&["x-api-key", "x-auth-token"]), v.clone()),
+                _ => b.header(r.pick(&["x-api-key", "x-auth-token"]), v.clone()),
             }
             b.secret(kind, &v);
         }
         "password" => {
             let v = password(r);
-            b.param(*r.pick(&["password", "pwd", "passwd", "pass"]), &v);
+            b.param(r.pick(&["password", "pwd", "passwd", "pass"]), &v);
             b.secret(kind, &v);
         }
         "bearer" => {
@@ -727,13 +728,13 @@ fn plant(r: &mut Rng, kind: &str, b: &mut Builder) {
         "apikey_header" => {
             let v = r.string(HEX, 32);
             b.header(
-                *r.pick(&["x-api-key", "x-auth-token", "proxy-authorization"]),
+                r.pick(&["x-api-key", "x-auth-token", "proxy-authorization"]),
                 v.clone(),
             );
             b.secret(kind, &v);
         }
         "basic_url" => {
-            let user = *r.pick(FIRST);
+            let user = r.pick(FIRST);
             let v = r.string(ALNUM, 12);
             b.header(
                 "referer",
@@ -746,7 +747,7 @@ fn plant(r: &mut Rng, kind: &str, b: &mut Builder) {
             // or in the fragment, next to a neutral parameter that must survive.
             let n = r.range(20, 43);
             let v = r.string(B64URL, n);
-            let key = *r.pick(&["code", "access_token", "token", "session_id"]);
+            let key = r.pick(&["code", "access_token", "token", "session_id"]);
             let sep = if key == "access_token" && r.chance(50) {
                 '#'
             } else {

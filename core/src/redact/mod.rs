@@ -120,6 +120,7 @@
 //!   query, one query value) is replaced whole (`[REDACTED:oversize]`) instead of scanned.
 
 mod action;
+mod creds;
 mod decode;
 mod detect;
 mod engine;
@@ -137,6 +138,7 @@ mod token;
 mod url;
 
 pub use action::Action;
+pub use creds::{Alphabet, CREDENTIAL_RULES, Check, CredentialRule};
 pub use header::{HeaderClass, IP_HEADERS, URL_HEADERS};
 pub use kind::{Kind, Summary};
 pub use path::RedactedPath;

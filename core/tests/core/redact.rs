@@ -958,6 +958,14 @@ fn expected_kinds(corpus_kind: &str) -> &'static [Kind] {
         "xff" => &[Kind::Ip],
         "apikey_header" => &[Kind::Credential],
         "basic_url" => &[Kind::UrlCredentials],
+        "vendor" => &[
+            Kind::ApiKey,
+            Kind::GitlabToken,
+            Kind::AnthropicKey,
+            Kind::OpenaiKey,
+            Kind::SlackToken,
+            Kind::Credential,
+        ],
         "referer_token" => &[Kind::SecretParam, Kind::HighEntropy, Kind::AwsSecretKey],
         _ => &[],
     }
