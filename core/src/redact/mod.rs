@@ -120,6 +120,7 @@
 //!   query, one query value) is replaced whole (`[REDACTED:oversize]`) instead of scanned.
 
 mod action;
+mod attr;
 mod creds;
 mod decode;
 mod detect;

@@ -26,9 +26,14 @@ use meshlog_format::frame::{BuildError, EncodedFrame, FrameBuilder};
 use meshlog_retention::classes::ClassRoutes;
 use meshlog_store::{Appended, StoreHandle};
 use meshlog_tlog::keys::Keyring;
+pub use redact::Redaction;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Redaction at the collector (declared here, not in `ingest/mod.rs`, to keep the hook in one file).
+#[path = "redact.rs"]
+pub mod redact;
 
 /// What the pipeline needs: where records go, request limits, and how long a batch may wait
 /// for its fsync before it is refused (unacknowledged).
@@ -37,6 +42,7 @@ pub struct Pipeline {
     routes: Arc<ClassRoutes>,
     limits: Limits,
     ack_timeout: Duration,
+    redaction: Arc<Redaction>,
 }
 
 /// One batch as a transport received it.
@@ -101,7 +107,14 @@ impl Pipeline {
             routes,
             limits,
             ack_timeout,
+            redaction: Arc::new(Redaction::default()),
         }
+    }
+
+    /// With `redaction` (`[redaction]`) instead of the secure default.
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = Arc::new(redaction);
+        self
     }
 
     /// A pipeline over one store (no retention classes).
@@ -145,8 +158,9 @@ impl Pipeline {
         let limits = self.limits;
         let routes = self.routes.clone();
         let keyring = default.keyring().cloned();
+        let redaction = self.redaction.clone();
         let frames = tokio::task::spawn_blocking(move || {
-            prepare(
+            prepare_redacted(
                 &batch.body,
                 batch.format,
                 batch.encoding,
@@ -155,6 +169,7 @@ impl Pipeline {
                 batch.batch_id,
                 keyring,
                 routes.as_ref(),
+                &redaction,
             )
         })
         .await
@@ -279,12 +294,41 @@ pub fn prepare(
     keyring: Option<Arc<Keyring>>,
     classes: &dyn Classify,
 ) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
+    let off = Redaction::off();
+    prepare_redacted(
+        body,
+        format,
+        encoding,
+        limits,
+        received_unix_nano,
+        batch_id,
+        keyring,
+        classes,
+        &off,
+    )
+}
+
+/// [`prepare`] with the collector's redaction applied to each record before it is framed (what
+/// [`Pipeline::ingest`] does; [`prepare`] stores records as received).
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_redacted(
+    body: &[u8],
+    format: WireFormat,
+    encoding: BodyEncoding,
+    limits: Limits,
+    received_unix_nano: u64,
+    batch_id: Option<BatchId>,
+    keyring: Option<Arc<Keyring>>,
+    classes: &dyn Classify,
+    redaction: &Redaction,
+) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
     let req = decode(body, format, encoding, limits)?;
     let max_raw = max_raw_bytes(limits);
     let mut builders: Vec<Option<FrameBuilder>> = Vec::new();
     builders.resize_with(classes.classes(), || None);
     let mut raw = Counter(0);
-    flatten::for_each_record(&req, received_unix_nano, |r| {
+    flatten::for_each_record(&req, received_unix_nano, |mut r| {
+        redaction.apply(&mut r);
         serde_json::to_writer(&mut raw, &r).map_err(|e| BuildError::Io(e.into()))?;
         raw.0 += 1; // the newline
         if raw.0 > max_raw {
