@@ -8,11 +8,11 @@ use std::process::Command;
 
 const SCRIPT: &str = r#"
 import sys, time
-from opentelemetry.sdk._logs import LoggerProvider, LogRecord
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry._logs import SeverityNumber
+from opentelemetry._logs import LogRecord, SeverityNumber
 
 endpoint = sys.argv[1]
 provider = LoggerProvider(resource=Resource.create({"service.name": "sdk-okapi"}))
