@@ -520,9 +520,31 @@ fn isbn13(r: &mut Rng) -> String {
     format!("{body}{}", (10 - sum % 10) % 10)
 }
 
+/// Names of the benign look-alike types, in [`benign_of`] order.
+pub const BENIGN_TYPES: &[&str] = &[
+    "order number (fails Luhn)",
+    "date",
+    "timestamp",
+    "version",
+    "uuid",
+    "short hex",
+    "sku",
+    "commit id (40 hex)",
+    "epoch millis",
+    "isbn-13",
+    "ups tracking",
+    "fedex tracking (12 digits)",
+];
+
 /// A benign value and the neutral query key it travels under.
 pub fn benign(r: &mut Rng) -> (&'static str, String) {
-    match r.below(12) {
+    let t = r.below(BENIGN_TYPES.len());
+    benign_of(r, t)
+}
+
+/// A benign value of type `t` ([`BENIGN_TYPES`]) and its neutral query key.
+pub fn benign_of(r: &mut Rng, t: usize) -> (&'static str, String) {
+    match t {
         0 => ("order", order_number(r)),
         1 => (
             "sort",

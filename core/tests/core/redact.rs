@@ -1467,3 +1467,29 @@ proptest! {
         }
     }
 }
+
+/// What the default policy costs in benign values, per look-alike type: 1,000 of each under a
+/// neutral query key, as free text and in a logged text header. The measured cost is zero and
+/// must stay zero.
+#[test]
+fn benign_look_alikes_survive_per_type() {
+    let p = RedactionPolicy::default();
+    let mut rng = corpus_gen::Rng::new(0xbe9e);
+    let mut report = Vec::new();
+    for (t, name) in corpus_gen::BENIGN_TYPES.iter().enumerate() {
+        let mut harmed = 0;
+        for _ in 0..1000 {
+            let (key, v) = corpus_gen::benign_of(&mut rng, t);
+            let q = query(&p, &format!("{key}={}", corpus_gen::pct(&v)));
+            let txt = text(&p, &format!("ref {v} ok"));
+            let h = req_header(&p, "x-request-id", &v);
+            if !q.contains(&corpus_gen::pct(&v)) || !txt.contains(&v) || h.as_deref() != Some(&v) {
+                harmed += 1;
+                eprintln!("harmed {name}: {v:?} -> {q:?} {txt:?} {h:?}");
+            }
+        }
+        report.push(format!("{name}: {harmed}/1000"));
+        assert_eq!(harmed, 0, "{name}: {harmed} of 1000 harmed");
+    }
+    eprintln!("benign cost of the default policy: {}", report.join(", "));
+}
