@@ -100,6 +100,24 @@ ensure_envoy() {
     log "Envoy: $(envoy_version) ($ENVOY_BIN)"
 }
 
+# The OpenTelemetry Python SDK and its OTLP/HTTP exporter in .venv, for the end-to-end test of
+# redaction at the collector (tests/tests/otel_sdk.rs finds .venv/bin/python, or
+# MESHLOG_OTEL_PYTHON).
+ensure_otel_sdk() {
+    local venv="$ROOT/.venv"
+    if [[ ! -x $venv/bin/python ]]; then
+        log "creating $venv"
+        python3 -m venv "$venv" ||
+            die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    fi
+    if ! "$venv/bin/python" -c 'import opentelemetry.sdk._logs, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+        log "installing opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http into .venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
+    fi
+    export MESHLOG_OTEL_PYTHON="$venv/bin/python"
+}
+
 # "1.40.0" from `envoy --version` (whose output is "<path>  version: <sha>/1.40.0/Clean/...").
 envoy_version() {
     "$ENVOY_BIN" --version 2>/dev/null | sed -n 's|.*version: [0-9a-f]*/\([^/]*\)/.*|\1|p' | head -n1

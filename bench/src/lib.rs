@@ -1,7 +1,8 @@
 //! Shared helpers for meshlog's criterion benchmarks (`benches/redact.rs`).
 //!
 //! The benchmark answers "how fast is meshlog's redaction, next to what people use today?" on the
-//! labelled PII corpus (`<workspace root>/../shared/corpus/pii-requests.jsonl`): meshlog's engine
+//! labelled PII corpus (`MESHLOG_CORPUS`, else `<workspace root>/../shared/corpus/pii-requests.jsonl`,
+//! else the generated one, `tests/src/corpus_gen.rs`): meshlog's engine
 //! (`meshlog_core::redact`) and Vector's VRL `redact` function run on the same strings in the same
 //! process. Speed alone says little about a redactor, so this crate also counts, per engine, the
 //! corpus secrets still readable in its output and the benign values it destroyed.
@@ -47,7 +48,11 @@ pub struct Request {
     pub benign: Vec<String>,
 }
 
-/// Where the corpus lives: `<workspace root>/../shared/corpus/pii-requests.jsonl`.
+/// The labelled corpus generator shared with the tests.
+#[path = "../../tests/src/corpus_gen.rs"]
+mod corpus_gen;
+
+/// Where the shared corpus lives: `<workspace root>/../shared/corpus/pii-requests.jsonl`.
 pub fn corpus_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -57,16 +62,36 @@ pub fn corpus_path() -> PathBuf {
         .join("pii-requests.jsonl")
 }
 
-/// The whole corpus. Panics with the expected location when it is missing or unreadable.
+/// Which corpus [`load_corpus`] reads: `MESHLOG_CORPUS` when set, else the shared corpus when it
+/// is beside the repository (the numbers in `results.md` are on it), else the generated one.
+pub fn corpus_source() -> Option<PathBuf> {
+    match std::env::var("MESHLOG_CORPUS") {
+        Ok(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => Some(corpus_path()).filter(|p| p.exists()),
+    }
+}
+
+/// The whole corpus (see [`corpus_source`]). Panics when a named file is missing or unreadable.
 pub fn load_corpus() -> Vec<Request> {
-    let path = corpus_path();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the PII corpus at {}: {e}. The benchmark expects it at \
-             <workspace root>/../shared/corpus/pii-requests.jsonl",
-            path.display()
-        )
-    });
+    let Some(path) = corpus_source() else {
+        return corpus_gen::corpus()
+            .into_iter()
+            .map(|r| Request {
+                id: r.id,
+                method: r.method,
+                path: r.path,
+                headers: r.headers.into_iter().collect(),
+                secrets: r
+                    .secrets
+                    .into_iter()
+                    .map(|(kind, value)| Secret { kind, value })
+                    .collect(),
+                benign: r.benign,
+            })
+            .collect();
+    };
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the PII corpus at {}: {e}", path.display()));
     let corpus: Vec<Request> = text
         .lines()
         .enumerate()

@@ -80,6 +80,11 @@ pub struct Config {
     /// `[encryption]` section without `key_file` is an error. Default: none (off; batches are
     /// stored compressed but in plain).
     pub encryption_key_file: Option<PathBuf>,
+    /// `[redaction]`: the filter's redaction engine applied in ingest to records without a
+    /// meshlog policy version (`scope = "all"`: every record). On by default with the secure
+    /// default policy; `enabled = false` stores records as received. The other fields are the
+    /// filter's `redaction` section's (docs/redaction.md).
+    pub redaction: meshlog_server::ingest::pipeline::Redaction,
     /// `[integrity]`: signed checkpoints of the store's Merkle tree, and the key that signs
     /// them and retention's deletion receipts.
     pub integrity: IntegrityConfig,
@@ -103,6 +108,7 @@ impl Default for Config {
             ack_timeout_ms: 15_000,
             dedup_window_batches: 2_000_000,
             encryption_key_file: None,
+            redaction: Default::default(),
             integrity: IntegrityConfig::default(),
             retention: None,
         }
@@ -235,6 +241,10 @@ impl Config {
         if let Some(t) = root.table("encryption", &mut errs) {
             cfg.encryption_key_file = meshlog_format::encryption::parse_section(t, &mut errs);
         }
+        if let Some(t) = root.table("redaction", &mut errs) {
+            cfg.redaction =
+                meshlog_server::ingest::pipeline::Redaction::parse_section(t, &mut errs);
+        }
         if let Some(t) = root.table("integrity", &mut errs) {
             cfg.integrity = IntegrityConfig::parse(t, &mut errs);
         }
@@ -293,6 +303,32 @@ mod tests {
             Err(TomlError::Invalid(p)) => p,
             other => panic!("expected problems, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_redaction_section_takes_the_filter_fields() {
+        use meshlog_server::ingest::pipeline::redact::Scope;
+        let d = Config::default();
+        assert!(d.redaction.enabled, "on by default");
+        assert_eq!(d.redaction.scope, Scope::Unmarked);
+        let c = Config::from_toml(
+            "[redaction]\nenabled = false\nscope = \"all\"\nmax_value_bytes = 4096\n\
+             [redaction.detectors]\nemail = \"partial\"\n",
+        )
+        .unwrap();
+        assert!(!c.redaction.enabled);
+        assert_eq!(c.redaction.scope, Scope::All);
+        assert_ne!(c.redaction.policy.version(), d.redaction.policy.version());
+        let p = problems("[redaction]\nenabled = 1\n[redaction.detectors]\nemial = \"mask\"\n");
+        let p: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert!(
+            p.iter().any(|e| e.starts_with("redaction.enabled")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|e| e.starts_with("redaction.detectors.emial")),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -369,6 +405,7 @@ mod tests {
                 ack_timeout_ms: 250,
                 dedup_window_batches: 5000,
                 encryption_key_file: Some("/etc/meshlog/data.keys".into()),
+                redaction: Default::default(),
                 integrity: IntegrityConfig {
                     signing_key: Some("/etc/meshlog/keys/signing.key".into()),
                     checkpoint_interval_s: 5,
@@ -404,7 +441,7 @@ mod tests {
                 "ack_timeout_ms: expected an integer from 100 to 600000, got \"15s\"",
                 "bogus: unknown field; expected one of: data_dir, listen, max_body_bytes, \
                  max_decoded_bytes, segment_max_bytes, max_queue_bytes, ack_timeout_ms, \
-                 dedup_window_batches, encryption, integrity, retention",
+                 dedup_window_batches, encryption, redaction, integrity, retention",
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",

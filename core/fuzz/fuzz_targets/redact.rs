@@ -9,6 +9,22 @@ use meshlog_core::redact::{Kind, RedactionPolicy, Summary};
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
+/// Attribute keys of records redacted at the collector (`RedactionPolicy::attribute`), one per
+/// treatment.
+const ATTRIBUTE_KEYS: &[&str] = &[
+    "note",
+    "url.query",
+    "url.full",
+    "http.request.header.referer",
+    "http.request.header.authorization",
+    "http.response.header.set-cookie",
+    "client.address",
+    "app.password",
+];
+
+/// Credential-library anchors glued to the input: reaches the row validators at once.
+const ANCHORS: &[&str] = &["ghp_", "npm_", "sk-ant-", "xoxb-", "AKIA", "SG.", "dop_v1_", "hooks.slack.com/services/"];
+
 const HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -38,7 +54,7 @@ fn policies() -> &'static [RedactionPolicy] {
                     "email": "partial", "ip": "partial", "url_credentials": "partial",
                     "aws_access_key": "partial", "github_token": "partial", "gitlab_token": "partial",
                     "slack_token": "partial", "stripe_key": "partial", "google_api_key": "partial",
-                    "openai_key": "partial", "anthropic_key": "partial",
+                    "openai_key": "partial", "anthropic_key": "partial", "api_key": "partial",
                     "jwt": "hash", "bearer": "hash", "basic": "hash", "aws_secret_key": "hash",
                     "slack_webhook": "hash", "private_key": "drop", "high_entropy": "hash",
                     "secret_param": "hash", "cookie": "hash", "credential": "hash", "oversize": "hash"}},
@@ -100,6 +116,13 @@ fuzz_target!(|data: &[u8]| {
             check(&p.request_header(h, s, &mut sum), s);
             check(&p.response_header(h, s, &mut sum), s);
             let _ = p.header_class(h);
+        }
+        for k in ATTRIBUTE_KEYS {
+            check(&p.attribute(k, s, &mut sum), s);
+        }
+        for a in ANCHORS {
+            let glued = format!("{a}{s}");
+            check(&p.text(&glued, &mut sum), &glued);
         }
         let _ = sum.iter().count();
         assert!(sum.total() as usize <= 64 * (s.len() + 1) * 64);

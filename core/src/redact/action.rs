@@ -74,6 +74,7 @@ pub(crate) const fn partial_defined(kind: Kind) -> bool {
             | Kind::GoogleApiKey
             | Kind::OpenaiKey
             | Kind::AnthropicKey
+            | Kind::ApiKey
     )
 }
 
@@ -238,10 +239,14 @@ pub(crate) fn partial(kind: Kind, value: &[u8], ip: (u8, u8)) -> Option<String> 
         | Kind::StripeKey
         | Kind::GoogleApiKey
         | Kind::OpenaiKey
-        | Kind::AnthropicKey => {
-            let prefix = TOKEN_PREFIXES
-                .iter()
-                .find(|p| value.starts_with(p.as_bytes()))?;
+        | Kind::AnthropicKey
+        | Kind::ApiKey => {
+            let prefix = super::creds::prefix_of(kind, value).or_else(|| {
+                TOKEN_PREFIXES
+                    .iter()
+                    .find(|p| value.starts_with(p.as_bytes()))
+                    .copied()
+            })?;
             Some(mask_with(name, prefix))
         }
         _ => None,

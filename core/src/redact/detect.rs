@@ -13,6 +13,7 @@
 //! Detectors work on bytes, so invalid UTF-8 is simply "not alphanumeric".
 
 use super::Kind;
+use super::creds;
 use super::keys::{self, Strength};
 use super::numeric;
 use super::scan::{Detectors, Finding, State, at, is_alnum, run, starts_with};
@@ -99,7 +100,7 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
                 return Some(f);
             }
         } else if b.is_ascii_alphabetic() {
-            if let Some(f) = token::vendor(t, i, d) {
+            if let Some(f) = creds::at_pos(t, i, |k| d.on(k), &mut st.creds) {
                 return Some(f);
             }
             if b == b'e' && d.on(Kind::Jwt) && i >= st.jwt_until {

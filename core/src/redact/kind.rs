@@ -46,6 +46,9 @@ pub enum Kind {
     OpenaiKey,
     /// An Anthropic-style key (`sk-ant-…`).
     AnthropicKey,
+    /// A token of any other vendor in the credential library ([`CREDENTIAL_RULES`](super::CREDENTIAL_RULES)):
+    /// npm, PyPI, Hugging Face, SendGrid, Shopify, DigitalOcean, Doppler, Databricks, …
+    ApiKey,
     /// A PEM private key block (`-----BEGIN … PRIVATE KEY-----` … `-----END … PRIVATE KEY-----`).
     PrivateKey,
     /// A long random-looking token (32+ characters, mixed case and digits, high entropy).
@@ -65,7 +68,7 @@ pub enum Kind {
 
 impl Kind {
     /// Number of kinds.
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 28;
 
     /// Every kind, in counter order.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -89,6 +92,7 @@ impl Kind {
         Kind::GoogleApiKey,
         Kind::OpenaiKey,
         Kind::AnthropicKey,
+        Kind::ApiKey,
         Kind::PrivateKey,
         Kind::HighEntropy,
         Kind::SecretParam,
@@ -122,6 +126,7 @@ impl Kind {
             Kind::GoogleApiKey => "google_api_key",
             Kind::OpenaiKey => "openai_key",
             Kind::AnthropicKey => "anthropic_key",
+            Kind::ApiKey => "api_key",
             Kind::PrivateKey => "private_key",
             Kind::HighEntropy => "high_entropy",
             Kind::SecretParam => "secret_param",

@@ -127,6 +127,8 @@
 //!   query, one query value) is replaced whole (`[REDACTED:oversize]`) instead of scanned.
 
 mod action;
+mod attr;
+mod creds;
 mod decode;
 mod detect;
 mod engine;
@@ -144,6 +146,7 @@ mod token;
 mod url;
 
 pub use action::Action;
+pub use creds::{Alphabet, CREDENTIAL_RULES, Check, CredentialRule};
 pub use header::{HeaderClass, IP_HEADERS, URL_HEADERS};
 pub use kind::{Kind, Summary};
 pub use path::RedactedPath;

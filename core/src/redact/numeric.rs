@@ -54,6 +54,9 @@ pub(crate) fn numeric(t: &[u8], i: usize, d: &Detectors) -> Option<Finding> {
     if !(d.on(Kind::Card) || d.on(Kind::Ssn) || d.on(Kind::Phone) || d.on(Kind::Ip)) {
         return None;
     }
+    if at(t, i).is_ascii_digit() && in_uuid(t, i) {
+        return None;
+    }
     let mut groups = [Group::default(); MAX_GROUPS];
     let mut n = 0;
     let plus = at(t, i) == b'+';
@@ -141,6 +144,30 @@ fn best_from(
         }
     }
     None
+}
+
+/// Whether a UUID (`8-4-4-4-12` hex digits, standing alone) starts at `s`.
+fn uuid_at(t: &[u8], s: usize) -> bool {
+    let Some(u) = t.get(s..s + 36) else {
+        return false;
+    };
+    let alone = (s == 0 || !is_alnum(at(t, s - 1))) && !is_alnum(at(t, s + 36));
+    alone
+        && u.iter().enumerate().all(|(k, b)| {
+            if matches!(k, 8 | 13 | 18 | 23) {
+                *b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// Whether `i` (a word start) is the start of a segment of a UUID: its digits are an
+/// identifier, not a phone number (`00803770-8114-4b57-…`) or a national number.
+fn in_uuid(t: &[u8], i: usize) -> bool {
+    [0usize, 9, 14, 19, 24]
+        .iter()
+        .any(|o| i.checked_sub(*o).is_some_and(|s| uuid_at(t, s)))
 }
 
 fn classify(
@@ -357,6 +384,20 @@ mod tests {
         ] {
             assert!(!kinds(s).contains(&Kind::Ssn), "{s}: {:?}", found(s));
         }
+    }
+
+    #[test]
+    fn uuids_with_leading_digits_are_not_phones() {
+        for s in [
+            "00803770-8114-4b57-a6c2-7b410b5ae5b0",
+            "00441234-5678-4abc-9def-0123456789ab",
+        ] {
+            assert_eq!(kinds(s), [], "{s}");
+        }
+        // A phone number followed by a word still is one, and one glued to a word by '-'.
+        assert_eq!(kinds("call 0044 20 7946 0958 - later"), [Kind::Phone]);
+        assert_eq!(kinds("+1-200-200-0000-a"), [Kind::Phone]);
+        assert_eq!(kinds("00803770-8114-a"), [Kind::Phone]);
     }
 
     #[test]

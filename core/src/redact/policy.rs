@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 
 /// Bump when a detector's behavior changes: the policy version changes with it.
-pub(crate) const ENGINE_VERSION: u32 = 1;
+pub(crate) const ENGINE_VERSION: u32 = 2;
 
 /// Request headers logged by default (lower case). Credential-bearing ones among them are redacted.
 pub const DEFAULT_REQUEST_HEADERS: &[&str] = &[
@@ -246,6 +246,8 @@ impl Default for Settings {
 
 impl Settings {
     fn compile(self) -> RedactionPolicy {
+        // The credential library's automaton: built once, now, not on the first request.
+        super::creds::warm();
         let mut on = [false; Kind::COUNT];
         for (o, a) in on.iter_mut().zip(self.actions.iter()) {
             *o = *a != Action::Off;

@@ -92,4 +92,6 @@ pub(crate) struct State {
     pub(crate) v6_until: usize,
     pub(crate) aws_id_seen: bool,
     pub(crate) pending_aws: Vec<(usize, usize)>,
+    /// The credential library's next anchor candidate.
+    pub(crate) creds: super::creds::Cursor,
 }

@@ -1,6 +1,6 @@
 //! core's integration tests, one test binary (one link, one run, natively and under
 //! `cargo test-wasm`): the outbox against a simulated lossy collector (`outbox`), the redaction
-//! engine (`redact`) and the sampling engine (`sample`), with shared helpers in `util`.
+//! engine (`redact`) and its credential library (`creds`), and the sampling engine (`sample`), with shared helpers in `util`.
 //!
 //! Proptest keeps its regression seeds beside this directory: a module `core/tests/core/X.rs`
 //! reads and writes `core/tests/proptest-regressions/X.txt` (its default `SourceParallel`
@@ -12,6 +12,10 @@
 #[macro_use]
 mod util;
 
+/// The labelled corpus generator, shared with the end-to-end and collector tests.
+#[path = "../../../tests/src/corpus_gen.rs"]
+mod corpus_gen;
+mod creds;
 mod outbox;
 mod redact;
 mod sample;

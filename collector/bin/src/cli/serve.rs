@@ -73,11 +73,9 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             }
         }
     };
-    let app = meshlog_server::app(AppState::new(Pipeline::new(
-        stores.routes(),
-        limits,
-        ack_timeout,
-    )));
+    let app = meshlog_server::app(AppState::new(
+        Pipeline::new(stores.routes(), limits, ack_timeout).with_redaction(cfg.redaction.clone()),
+    ));
     let served = rt.block_on(run_server(cfg.listen, app));
     // The sweeper first: it appends receipt records to the stores.
     if let Some(s) = sweeping {

@@ -27,9 +27,14 @@ use meshlog_retention::classes::ClassRoutes;
 use meshlog_retention::sweep::{Clock, SystemClock};
 use meshlog_store::{Appended, StoreHandle};
 use meshlog_tlog::keys::Keyring;
+pub use redact::Redaction;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Redaction at the collector (declared here, not in `ingest/mod.rs`, to keep the hook in one file).
+#[path = "redact.rs"]
+pub mod redact;
 
 /// What the pipeline needs: where records go, request limits, and how long a batch may wait
 /// for its fsync before it is refused (unacknowledged).
@@ -41,6 +46,7 @@ pub struct Pipeline {
     /// The collector's clock for receive times (stored in each frame's header: what
     /// retention runs on).
     clock: Arc<dyn Clock>,
+    redaction: Arc<Redaction>,
 }
 
 /// One batch as a transport received it.
@@ -106,6 +112,7 @@ impl Pipeline {
             limits,
             ack_timeout,
             clock: Arc::new(SystemClock),
+            redaction: Arc::new(Redaction::default()),
         }
     }
 
@@ -118,6 +125,12 @@ impl Pipeline {
     /// The receive time of a batch arriving now, by the collector's clock.
     pub fn now_unix_nano(&self) -> u64 {
         self.clock.now_unix_ns()
+    }
+
+    /// With `redaction` (`[redaction]`) instead of the secure default.
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = Arc::new(redaction);
+        self
     }
 
     /// A pipeline over one store (no retention classes).
@@ -161,8 +174,9 @@ impl Pipeline {
         let limits = self.limits;
         let routes = self.routes.clone();
         let keyring = default.keyring().cloned();
+        let redaction = self.redaction.clone();
         let frames = tokio::task::spawn_blocking(move || {
-            prepare(
+            prepare_redacted(
                 &batch.body,
                 batch.format,
                 batch.encoding,
@@ -171,6 +185,7 @@ impl Pipeline {
                 batch.batch_id,
                 keyring,
                 routes.as_ref(),
+                &redaction,
             )
         })
         .await
@@ -295,12 +310,41 @@ pub fn prepare(
     keyring: Option<Arc<Keyring>>,
     classes: &dyn Classify,
 ) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
+    let off = Redaction::off();
+    prepare_redacted(
+        body,
+        format,
+        encoding,
+        limits,
+        received_unix_nano,
+        batch_id,
+        keyring,
+        classes,
+        &off,
+    )
+}
+
+/// [`prepare`] with the collector's redaction applied to each record before it is framed (what
+/// [`Pipeline::ingest`] does; [`prepare`] stores records as received).
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_redacted(
+    body: &[u8],
+    format: WireFormat,
+    encoding: BodyEncoding,
+    limits: Limits,
+    received_unix_nano: u64,
+    batch_id: Option<BatchId>,
+    keyring: Option<Arc<Keyring>>,
+    classes: &dyn Classify,
+    redaction: &Redaction,
+) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
     let req = decode(body, format, encoding, limits)?;
     let max_raw = max_raw_bytes(limits);
     let mut builders: Vec<Option<FrameBuilder>> = Vec::new();
     builders.resize_with(classes.classes(), || None);
     let mut raw = Counter(0);
-    flatten::for_each_record(&req, received_unix_nano, |r| {
+    flatten::for_each_record(&req, received_unix_nano, |mut r| {
+        redaction.apply(&mut r);
         serde_json::to_writer(&mut raw, &r).map_err(|e| BuildError::Io(e.into()))?;
         raw.0 += 1; // the newline
         if raw.0 > max_raw {
