@@ -7,7 +7,7 @@
 //! `../shared/corpus/pii-requests.jsonl` when that exists and runs this test a second time).
 
 use meshlog_core::redact::RedactionPolicy;
-use meshlog_e2e::{Collector, Envoy, Sidecar, Upstream, repo_root, send, wait_for};
+use meshlog_e2e::{Collector, Envoy, Sidecar, Upstream, send};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
