@@ -86,8 +86,10 @@ pub struct Config {
     /// `[retention]`: retention classes, legal holds and the sweeper (see
     /// [`meshlog_retention`]). Default: none (one store in `data_dir`, nothing is ever deleted).
     pub retention: Option<RetentionConfig>,
-    /// `grpc_listen`: socket address for OTLP/gRPC. Default `127.0.0.1:4317`, except that when
-    /// `listen`'s port is 0 (pick a free port) the default is port 0 too.
+    /// `grpc_listen`: socket address for OTLP/gRPC. Default: `listen`'s IP with port 4317
+    /// when `listen`'s port is 4318 (so `127.0.0.1:4317` by default), else `listen`'s IP with
+    /// port 0 (a free port, logged as `OTLP/gRPC on ADDR`): two collectors on other ports do
+    /// not fight over 4317.
     pub grpc_listen: Option<SocketAddr>,
     /// `metrics_listen`: a listener of its own for `/metrics` (then not served on `listen`).
     /// Default: none.
@@ -112,10 +114,10 @@ impl Config {
     /// The OTLP/gRPC address in effect (see [`Config::grpc_listen`]).
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_listen.unwrap_or_else(|| {
-            let port = if self.listen.port() == 0 {
-                0
-            } else {
+            let port = if self.listen.port() == 4318 {
                 DEFAULT_GRPC_PORT
+            } else {
+                0
             };
             SocketAddr::new(self.listen.ip(), port)
         })
@@ -578,6 +580,91 @@ mod tests {
         assert_eq!(r.holds[0].name, "case-4711");
         assert!(r.holds[0].from_unix_ns < r.holds[0].until_unix_ns);
         assert!(c.integrity.signing_key.is_some());
+    }
+
+    #[test]
+    fn tls_auth_and_connections_sections_are_read_and_checked() {
+        let c = Config::from_toml(
+            r#"
+            grpc_listen = "0.0.0.0:14317"
+            metrics_listen = "127.0.0.1:9464"
+            [tls]
+            cert_file = "/etc/meshlog/tls/server.pem"
+            key_file = "/etc/meshlog/tls/server.key"
+            client_ca_file = "/etc/meshlog/tls/ca.pem"
+            min_version = "1.3"
+            [[auth.principals]]
+            id = "spiffe://cluster.local/ns/*/sa/checkout"
+            roles = ["ingest"]
+            tenant = "shop"
+            [[auth.tokens]]
+            id = "scraper"
+            sha256 = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+            [connections]
+            max_connections_per_peer = 8
+            header_read_timeout_ms = 2000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.grpc_addr().to_string(), "0.0.0.0:14317");
+        assert_eq!(c.metrics_listen.unwrap().port(), 9464);
+        let tls = c.tls.unwrap();
+        assert_eq!(
+            tls.client_ca_file.as_deref(),
+            Some(Path::new("/etc/meshlog/tls/ca.pem"))
+        );
+        assert_eq!(
+            tls.min_version,
+            meshlog_server::auth::tls::MinVersion::Tls13
+        );
+        let auth = c.auth.unwrap();
+        assert_eq!(auth.principals[0].tenant.as_deref(), Some("shop"));
+        assert_eq!(
+            auth.tokens[0].sha256,
+            meshlog_server::auth::identity::token_sha256("abc")
+        );
+        assert_eq!(c.connections.max_connections_per_peer, 8);
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(2));
+
+        let d = Config::default();
+        assert_eq!(d.grpc_addr().to_string(), "127.0.0.1:4317");
+        let other = d.with_overrides(Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Overrides::default()
+        });
+        assert_eq!(other.grpc_addr().port(), 0);
+
+        let got: Vec<String> = problems(
+            r#"
+            [tls]
+            key_file = ""
+            min_version = "1.1"
+            [[auth.principals]]
+            id = "x"
+            roles = ["root"]
+            [[auth.tokens]]
+            id = "t"
+            sha256 = "s3cret"
+            [connections]
+            idle_timeout_ms = 1
+            "#,
+        )
+        .iter()
+        .map(Problem::to_string)
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "auth.principals[0].roles: expected roles from \"ingest\", \"read\", \"admin\", \
+                 \"metrics\", got \"root\"",
+                "auth.tokens[0].sha256: expected 64 hex digits (the token's SHA-256, never the \
+                 token), got 6 characters",
+                "connections.idle_timeout_ms: expected an integer from 100 to 3600000, got 1",
+                "tls.cert_file: required: a PEM file path",
+                "tls.key_file: expected a non-empty string (a PEM file path), got \"\"",
+                "tls.min_version: expected \"1.2\" or \"1.3\", got \"1.1\"",
+            ]
+        );
     }
 
     #[test]
