@@ -579,3 +579,156 @@ async fn otlp_grpc_over_mtls_takes_the_certificates_identity() {
     assert_eq!(records[0]["meshlog.request_id"], "mtls-1");
     assert_eq!(records[0]["resource.meshlog.tenant"], "shop");
 }
+
+/// Slow clients hold connections open by sending half a request; they are capped per peer
+/// address and cut by the header timeout, while well-behaved clients' batches keep being
+/// stored. Loopback only and bounded: 12 slow connections, 20 batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_do_not_keep_well_behaved_ingest_from_flowing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = tempfile::tempdir().unwrap();
+    let cfg = data.path().join("meshlog.toml");
+    std::fs::write(
+        &cfg,
+        "[connections]\nmax_connections_per_peer = 4\nheader_read_timeout_ms = 1000\n",
+    )
+    .unwrap();
+    let store = data.path().join("store");
+    let mut p = Proc::spawn(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        store.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = p.addr();
+    // The slow clients come from another loopback address, 127.0.0.2.
+    let mut slow = Vec::new();
+    for _ in 0..12 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = sock.connect(addr).await.unwrap();
+        let _ = s
+            .write_all(b"POST /v1/logs HTTP/1.1\r\nHost: slow\r\nContent-Ty")
+            .await;
+        slow.push(s);
+    }
+    // Meanwhile the well-behaved client's batches are all stored.
+    let good = tokio::task::spawn_blocking(move || {
+        (0..20)
+            .map(|i| {
+                http_post(
+                    addr,
+                    JSON,
+                    &otlp_json("good", &[format!("good-{i}").as_str()]),
+                )
+                .0
+            })
+            .collect::<Vec<u16>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(good, vec![200; 20]);
+    // Every slow connection is closed by the collector (over the cap at once, the others at
+    // the header timeout), none answered with a success.
+    for mut s in slow {
+        let mut buf = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await;
+        assert!(r.is_ok(), "a slow connection was never closed");
+        assert!(!buf.starts_with(b"HTTP/1.1 200"), "{buf:?}");
+    }
+    let metrics = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).unwrap();
+        buf
+    })
+    .await
+    .unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("meshlog_refusals_total{reason=\"peer_connection_limit\"} "))
+        .unwrap_or_else(|| panic!("no peer_connection_limit refusals in\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        refused >= 8,
+        "{refused} refused; 12 opened against a cap of 4"
+    );
+    assert!(p.terminate().success());
+    assert_eq!(query_lines(&store).len(), 20);
+}
+
+/// The mechanism for auditing reads: an access record goes through the pipeline into the
+/// tamper-evident log, with who, what, how much and the outcome; a refused read is recorded
+/// too (there are no read endpoints yet, so a stand-in route is gated with the read role).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_refused_reads_are_appended_to_the_log_as_access_records() {
+    use meshlog_server::audit_log::AccessEvent;
+    use meshlog_server::auth::{AuthConfig, AuthPolicy, Gate, Role, require};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let state = meshlog_server::AppState::new(Pipeline::single(
+        store.handle(),
+        Limits::default(),
+        meshlog_server::ingest::DEFAULT_ACK_TIMEOUT,
+    ));
+    state
+        .audit
+        .record(&AccessEvent {
+            principal: READER.into(),
+            role: "read".into(),
+            tenant: Some("ops".into()),
+            peer: Some("10.0.0.5:40000".into()),
+            endpoint: "/v1/query".into(),
+            parameters: vec![("service".into(), "checkout".into())],
+            rows: 12,
+            bytes: 3456,
+            outcome: "ok".into(),
+        })
+        .await
+        .unwrap();
+    let gate = Gate {
+        policy: Arc::new(AuthPolicy::Enforced(AuthConfig::default())),
+        role: Role::Read,
+        metrics: state.metrics.clone(),
+        audit: Some(state.audit.clone()),
+    };
+    let app = Router::new()
+        .route("/v1/query", axum::routing::get(|| async { "rows" }))
+        .route_layer(axum::middleware::from_fn_with_state(gate, require));
+    let resp = app
+        .oneshot(
+            Request::get("/v1/query?service=x")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    store.close().unwrap();
+    let records = reader::read_all(dir.path()).unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let ok = &records[0];
+    assert_eq!(ok["event_name"], "meshlog.access");
+    assert_eq!(ok["meshlog.access.principal"], READER);
+    assert_eq!(ok["meshlog.access.role"], "read");
+    assert_eq!(ok["resource.meshlog.tenant"], "ops");
+    assert_eq!(ok["meshlog.access.endpoint"], "/v1/query");
+    assert_eq!(ok["meshlog.access.parameter.service"], "checkout");
+    assert_eq!(ok["meshlog.access.rows"], 12);
+    assert_eq!(ok["meshlog.access.bytes"], 3456);
+    assert_eq!(ok["meshlog.access.outcome"], "ok");
+    let refused = &records[1];
+    assert_eq!(refused["meshlog.access.outcome"], "unauthenticated");
+    assert_eq!(refused["meshlog.access.endpoint"], "/v1/query");
+    assert_eq!(refused["meshlog.access.principal"], "-");
+}
