@@ -105,6 +105,33 @@ envoy_version() {
     "$ENVOY_BIN" --version 2>/dev/null | sed -n 's|.*version: [0-9a-f]*/\([^/]*\)/.*|\1|p' | head -n1
 }
 
+# The OpenTelemetry Python SDK with its OTLP/gRPC and OTLP/HTTP exporters, in .venv: real
+# clients for the collector's transport tests (tests/tests/clients.rs runs .venv/bin/python).
+OTEL_PYTHON_VERSION=1.45.2
+ensure_otel_python() {
+    local venv="$ROOT/.venv"
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" ||
+        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    local have
+    have="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("opentelemetry-exporter-otlp-proto-grpc"))' 2>/dev/null || true)"
+    if [[ $have != "$OTEL_PYTHON_VERSION" ]]; then
+        log "installing the OpenTelemetry Python SDK $OTEL_PYTHON_VERSION into .venv (found: ${have:-none})"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "opentelemetry-sdk==$OTEL_PYTHON_VERSION" \
+            "opentelemetry-exporter-otlp-proto-grpc==$OTEL_PYTHON_VERSION" \
+            "opentelemetry-exporter-otlp-proto-http==$OTEL_PYTHON_VERSION"
+    fi
+    log "OpenTelemetry Python SDK: $OTEL_PYTHON_VERSION"
+}
+
+# Prometheus' promtool (Debian package `prometheus`), which checks /metrics in the tests.
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    log "installing prometheus (for promtool)"
+    apt_install prometheus
+    command -v promtool >/dev/null 2>&1 || die "promtool still not found after installing prometheus"
+}
+
 # rotel (PyPI `rotel`, a Rust OTLP collector), the bench's point of comparison for the collector.
 # Installed into .venv next to Envoy; exports ROTEL_BIN as its rotel-agent binary.
 ROTEL_VERSION=0.0.1a15
