@@ -398,7 +398,10 @@ fn tokens_are_checked_by_hash_and_metrics_need_the_role() {
         &pki,
         None,
         "GET /metrics",
-        &["Authorization: Bearer abc"],
+        &[
+            "Authorization: Bearer abc",
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        ],
         b"",
     )
     .unwrap();
@@ -731,4 +734,62 @@ async fn reads_and_refused_reads_are_appended_to_the_log_as_access_records() {
     assert_eq!(refused["meshlog.access.outcome"], "unauthenticated");
     assert_eq!(refused["meshlog.access.endpoint"], "/v1/query");
     assert_eq!(refused["meshlog.access.principal"], "-");
+}
+
+/// `/metrics` in the text format passes Prometheus' own linter, `promtool check metrics`
+/// (Debian package `prometheus`; scripts/test installs it).
+#[test]
+fn metrics_pass_promtool_check_metrics() {
+    let promtool = Command::new("promtool").arg("--version").output();
+    assert!(
+        promtool.is_ok_and(|o| o.status.success()),
+        "promtool not found: apt-get install -y prometheus (or: source scripts/lib.sh && \
+         ensure_promtool)"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let mut p = Proc::spawn(&["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"]);
+    let addr = p.addr();
+    assert_eq!(http_post(addr, JSON, &otlp_json("m", &["m-1"])).0, 200);
+    assert_eq!(http_post(addr, JSON, b"{").0, 400);
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(
+        body.contains("meshlog_ingest_records_total{transport=\"http\",outcome=\"stored\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("meshlog_refusals_total{reason=\"malformed\"} 1"),
+        "{body}"
+    );
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(p.terminate().success());
 }

@@ -110,7 +110,7 @@ pub fn grpc_app(state: AppState) -> Router {
         .layer(from_fn_with_state(state.gate(Role::Ingest), auth::require))
 }
 
-async fn serve_metrics(State(state): State<AppState>) -> Response {
+async fn serve_metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let queued: u64 = state
         .pipeline
         .routes()
@@ -119,10 +119,18 @@ async fn serve_metrics(State(state): State<AppState>) -> Response {
         .map(|h| h.queued_bytes())
         .sum();
     state.metrics.set_queue_bytes(queued);
-    let mut resp = state.metrics.encode().into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(metrics::CONTENT_TYPE),
-    );
+    // OpenMetrics for who asks for it (Prometheus does), else the 0.0.4 text format.
+    let openmetrics = headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.contains("application/openmetrics-text"))
+    });
+    let (body, ctype) = if openmetrics {
+        (state.metrics.encode(), metrics::CONTENT_TYPE)
+    } else {
+        (state.metrics.encode_text(), metrics::CONTENT_TYPE_TEXT)
+    };
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     resp
 }

@@ -10,11 +10,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// The `Content-Type` of `/metrics`.
+/// The `Content-Type` of `/metrics` in OpenMetrics (what Prometheus asks for).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The `Content-Type` of `/metrics` in the Prometheus text format 0.0.4 (for clients that do not
+/// ask for OpenMetrics, e.g. curl piped into `promtool check metrics`).
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How a batch arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +79,8 @@ pub struct Metrics {
     queue_bytes: Gauge,
     cert_expiry: Family<CertLabel, Gauge>,
     connections: Gauge,
+    disk_full_episodes: Counter,
+    disk_full: AtomicBool,
     stored_total: AtomicU64,
     empty_total: AtomicU64,
 }
@@ -143,16 +148,28 @@ impl Metrics {
             Unit::Seconds,
             cert_expiry.clone(),
         );
+        let disk_full_episodes = Counter::default();
+        registry.register(
+            "meshlog_disk_full_episodes",
+            "Times batches began to be refused for a full disk (a first refusal after a batch \
+             was stored, or since start)",
+            disk_full_episodes.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "meshlog_open_connections",
             "Connections open on the collector's listeners",
             connections.clone(),
         );
-        let build = prometheus_client::metrics::info::Info::new(Version {
-            version: env!("CARGO_PKG_VERSION"),
-        });
-        registry.register("meshlog_build", "The collector's version", build);
+        // A gauge at 1 rather than the OpenMetrics info type: Prometheus' own tools
+        // (promtool check metrics) read it either way.
+        let build = Family::<Version, Gauge>::default();
+        build
+            .get_or_create(&Version {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("meshlog_build_info", "The collector's version", build);
         Metrics {
             registry,
             records,
@@ -164,6 +181,8 @@ impl Metrics {
             queue_bytes,
             cert_expiry,
             connections,
+            disk_full_episodes,
+            disk_full: AtomicBool::new(false),
             stored_total: AtomicU64::new(0),
             empty_total: AtomicU64::new(0),
         }
@@ -178,6 +197,7 @@ impl Metrics {
         self.batches.get_or_create(&l("stored")).inc();
         self.records.get_or_create(&l("stored")).inc_by(records);
         self.stored_total.fetch_add(records, Ordering::Relaxed);
+        self.disk_full.store(false, Ordering::Relaxed);
     }
 
     /// A batch answered as a duplicate.
@@ -214,6 +234,9 @@ impl Metrics {
                 outcome: "refused",
             })
             .inc();
+        if reason == "disk_full" && !self.disk_full.swap(true, Ordering::Relaxed) {
+            self.disk_full_episodes.inc();
+        }
         self.refusal(reason);
     }
 
@@ -263,6 +286,33 @@ impl Metrics {
         )
     }
 
+    /// The Prometheus text format 0.0.4: the OpenMetrics text with counters' `HELP` and `TYPE`
+    /// named as their samples (`_total`), without `# UNIT` and `# EOF`.
+    pub fn encode_text(&self) -> String {
+        let om = self.encode();
+        let counters: std::collections::HashSet<&str> = om
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.strip_suffix(" counter"))
+            .collect();
+        let mut out = String::with_capacity(om.len());
+        for line in om.lines() {
+            if line.starts_with("# UNIT ") || line == "# EOF" {
+                continue;
+            }
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+                let rest = line.strip_prefix(p)?;
+                let (name, tail) = rest.split_once(' ')?;
+                counters
+                    .contains(name)
+                    .then(|| format!("{p}{name}_total {tail}"))
+            });
+            out.push_str(renamed.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
+        out
+    }
+
     /// The OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -297,6 +347,11 @@ mod tests {
         m.refusal("unauthenticated");
         m.fsync_wait(Duration::from_millis(2));
         m.set_cert_expiry(Some(1_900_000_000), None);
+        for _ in 0..3 {
+            m.refused_batch(Transport::Http, "disk_full");
+        }
+        m.stored(Transport::Http, 1);
+        m.refused_batch(Transport::Http, "disk_full");
         let text = m.encode();
         for needle in [
             "meshlog_ingest_records_total{transport=\"grpc\",outcome=\"stored\"} 3",
@@ -305,9 +360,21 @@ mod tests {
             "meshlog_ingest_fsync_wait_seconds_count 1",
             "meshlog_tls_cert_expiry_timestamp_seconds{cert=\"server\"} 1900000000",
             "meshlog_build_info{version=",
+            "meshlog_disk_full_episodes_total 2",
             "# EOF",
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }
+        let plain = m.encode_text();
+        assert!(
+            plain.contains("# TYPE meshlog_refusals_total counter"),
+            "{plain}"
+        );
+        assert!(plain.contains("# HELP meshlog_refusals_total "), "{plain}");
+        assert!(
+            !plain.contains("# EOF") && !plain.contains("# UNIT"),
+            "{plain}"
+        );
+        assert!(plain.contains("# TYPE meshlog_ingest_fsync_wait_seconds histogram"));
     }
 }
