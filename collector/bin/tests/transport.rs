@@ -263,7 +263,10 @@ fn serve_refuses_a_non_loopback_address_without_tls_unless_insecure() {
 fn mtls_identities_get_their_roles_and_tenants_and_refusals_store_nothing() {
     let pki = Pki::new("meshlog test CA");
     let data = tempfile::tempdir().unwrap();
-    let (mut p, _) = serve_tls(&pki, data.path(), true, AUTH);
+    // The tenant stamped on records picks their retention class.
+    let retention = "\n[retention]\ndefault_days = 400\n[[retention.classes]]\nname = \"shop\"\n\
+                     days = 30\nmatch = { \"meshlog.tenant\" = \"shop\" }\n";
+    let (mut p, _) = serve_tls(&pki, data.path(), true, &format!("{AUTH}{retention}"));
     let addr = p.addr();
     p.wait_line("client certificates required");
 
@@ -350,6 +353,9 @@ fn mtls_identities_get_their_roles_and_tenants_and_refusals_store_nothing() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["meshlog.request_id"], "ok-1");
     assert_eq!(records[0]["resource.meshlog.tenant"], "shop");
+    let in_class = reader::read_all(&data.path().join("store/classes/shop")).unwrap();
+    assert_eq!(in_class.len(), 1, "the record is in the tenant's class");
+    assert_eq!(in_class[0]["meshlog.request_id"], "ok-1");
 }
 
 #[test]
