@@ -799,3 +799,57 @@ fn metrics_pass_promtool_check_metrics() {
     );
     assert!(p.terminate().success());
 }
+
+/// `validate` loads the TLS files as `serve` would, and names addresses `serve` refuses
+/// without TLS.
+#[test]
+fn validate_checks_the_tls_files_and_plain_text_beyond_loopback() {
+    let pki = Pki::new("meshlog test CA");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("m.toml");
+    let (cert, key) = pki.write_server(&pki.server(2040));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\n",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            tmp.path().join("missing-ca.pem").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = run(&["validate", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("problem: tls: ") && text.contains("missing-ca.pem"),
+        "{text}"
+    );
+    std::fs::write(&cfg, "listen = \"0.0.0.0:4318\"\n").unwrap();
+    let out = run(&["validate", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(
+            "problem: listen: 0.0.0.0:4318 is not a loopback address and there is no [tls]"
+        ) && text.contains("problem: grpc_listen: 0.0.0.0:4317"),
+        "{text}"
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"0.0.0.0:4318\"\n[tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\n",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            pki.ca().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = run(&["validate", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
