@@ -740,6 +740,7 @@ async fn reads_and_refused_reads_are_appended_to_the_log_as_access_records() {
     assert_eq!(refused["meshlog.access.outcome"], "unauthenticated");
     assert_eq!(refused["meshlog.access.endpoint"], "/v1/query");
     assert_eq!(refused["meshlog.access.principal"], "-");
+    assert_eq!(refused["meshlog.access.parameter.service"], "x");
 }
 
 /// `/metrics` in the text format passes Prometheus' own linter, `promtool check metrics`
@@ -852,4 +853,42 @@ fn validate_checks_the_tls_files_and_plain_text_beyond_loopback() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// A client that opens a TLS port and never says hello is cut at the handshake timeout, and
+/// counted.
+#[test]
+fn a_silent_client_is_cut_at_the_tls_handshake_timeout() {
+    let pki = Pki::new("meshlog test CA");
+    let data = tempfile::tempdir().unwrap();
+    let extra = format!("[connections]\nhandshake_timeout_ms = 200\n{AUTH}");
+    let (mut p, _) = serve_tls(&pki, data.path(), false, &extra);
+    let addr = p.addr();
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = Vec::new();
+    // EOF (or a reset): the collector closed it; a read timeout would be an error here.
+    match silent.read_to_end(&mut buf) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(buf.is_empty(), "{buf:?}");
+    let (status, body, _) = https(
+        addr,
+        &pki,
+        None,
+        "GET /metrics",
+        &["Authorization: Bearer abc"],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("meshlog_refusals_total{reason=\"tls_handshake_timeout\"} 1"),
+        "{text}"
+    );
+    assert!(p.terminate().success());
 }

@@ -143,8 +143,14 @@ impl AuditLog {
         r.map(|_| ())
     }
 
-    /// Appends the record of a refused read.
-    pub async fn refused(&self, peer: Option<&Peer>, endpoint: &str, r: &Refusal) {
+    /// Appends the record of a refused read, with the request's query parameters as given.
+    pub async fn refused(
+        &self,
+        peer: Option<&Peer>,
+        endpoint: &str,
+        query: Option<&str>,
+        r: &Refusal,
+    ) {
         let e = AccessEvent {
             principal: peer
                 .and_then(|p| p.spiffe_id.clone())
@@ -153,11 +159,23 @@ impl AuditLog {
             tenant: None,
             peer: peer.map(|p| p.addr.to_string()),
             endpoint: endpoint.to_owned(),
-            parameters: Vec::new(),
+            parameters: query.map(query_pairs).unwrap_or_default(),
             rows: 0,
             bytes: 0,
             outcome: r.reason().into(),
         };
         let _ = self.record(&e).await;
     }
+}
+
+/// `a=1&b=x` as pairs; a pair without `=` has an empty value. Values stay as sent
+/// (percent-encoded): the record shows what was asked.
+fn query_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (p.to_owned(), String::new()),
+        })
+        .collect()
 }

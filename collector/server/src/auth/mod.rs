@@ -135,6 +135,7 @@ pub async fn require(State(gate): State<Gate>, mut req: Request, next: Next) -> 
         Err(r) => {
             gate.metrics.refusal(r.reason());
             let path = req.uri().path().to_owned();
+            let query = req.uri().query().map(str::to_owned);
             if let Some(suppressed) = REFUSAL_LOG.allow() {
                 tracing::warn!(
                     peer = %peer.as_ref().map_or_else(|| "?".to_owned(), |p| p.addr.to_string()),
@@ -150,7 +151,9 @@ pub async fn require(State(gate): State<Gate>, mut req: Request, next: Next) -> 
             if let Some(audit) = &gate.audit
                 && gate.role == Role::Read
             {
-                audit.refused(peer.as_ref(), &path, &r).await;
+                audit
+                    .refused(peer.as_ref(), &path, query.as_deref(), &r)
+                    .await;
             }
             refusal_response(&req, &r)
         }
