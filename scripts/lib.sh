@@ -104,18 +104,8 @@ ensure_envoy() {
 # redaction at the collector (tests/tests/otel_sdk.rs finds .venv/bin/python, or
 # MESHLOG_OTEL_PYTHON).
 ensure_otel_sdk() {
-    local venv="$ROOT/.venv"
-    if [[ ! -x $venv/bin/python ]]; then
-        log "creating $venv"
-        python3 -m venv "$venv" ||
-            die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
-    fi
-    if ! "$venv/bin/python" -c 'import opentelemetry.sdk._logs, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
-        log "installing opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http into .venv"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
-    fi
-    export MESHLOG_OTEL_PYTHON="$venv/bin/python"
+    ensure_otel_python
+    export MESHLOG_OTEL_PYTHON="$ROOT/.venv/bin/python"
 }
 
 # "1.40.0" from `envoy --version` (whose output is "<path>  version: <sha>/1.40.0/Clean/...").
@@ -140,6 +130,33 @@ ensure_grpcio() {
     MESHLOG_PYTHON="$venv/bin/python"
     export MESHLOG_PYTHON
     log "grpcio: $GRPCIO_VERSION ($MESHLOG_PYTHON)"
+}
+
+# The OpenTelemetry Python SDK with its OTLP/gRPC and OTLP/HTTP exporters, in .venv: real
+# clients for the collector's transport tests (tests/tests/clients.rs runs .venv/bin/python).
+OTEL_PYTHON_VERSION=1.45.2
+ensure_otel_python() {
+    local venv="$ROOT/.venv"
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" ||
+        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    local have
+    have="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("opentelemetry-exporter-otlp-proto-grpc"))' 2>/dev/null || true)"
+    if [[ $have != "$OTEL_PYTHON_VERSION" ]]; then
+        log "installing the OpenTelemetry Python SDK $OTEL_PYTHON_VERSION into .venv (found: ${have:-none})"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "opentelemetry-sdk==$OTEL_PYTHON_VERSION" \
+            "opentelemetry-exporter-otlp-proto-grpc==$OTEL_PYTHON_VERSION" \
+            "opentelemetry-exporter-otlp-proto-http==$OTEL_PYTHON_VERSION"
+    fi
+    log "OpenTelemetry Python SDK: $OTEL_PYTHON_VERSION"
+}
+
+# Prometheus' promtool (Debian package `prometheus`), which checks /metrics in the tests.
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    log "installing prometheus (for promtool)"
+    apt_install prometheus
+    command -v promtool >/dev/null 2>&1 || die "promtool still not found after installing prometheus"
 }
 
 # rotel (PyPI `rotel`, a Rust OTLP collector), the bench's point of comparison for the collector.

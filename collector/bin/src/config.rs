@@ -91,6 +91,42 @@ pub struct Config {
     /// `[retention]`: retention classes, legal holds and the sweeper (see
     /// [`meshlog_retention`]). Default: none (one store in `data_dir`, nothing is ever deleted).
     pub retention: Option<RetentionConfig>,
+    /// `grpc_listen`: socket address for OTLP/gRPC. Default: `listen`'s IP with port 4317
+    /// when `listen`'s port is 4318 (so `127.0.0.1:4317` by default), else `listen`'s IP with
+    /// port 0 (a free port, logged as `OTLP/gRPC on ADDR`): two collectors on other ports do
+    /// not fight over 4317.
+    pub grpc_listen: Option<SocketAddr>,
+    /// `metrics_listen`: a listener of its own for `/metrics` (then not served on `listen`).
+    /// Default: none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `[tls]`: TLS on every listener (see [`TlsConfig`]). Default: none (plain TCP, and
+    /// `serve` refuses a non-loopback address without `--insecure`).
+    pub tls: Option<TlsConfig>,
+    /// `[auth]`: principals and tokens (see [`AuthConfig`]). Default: none.
+    pub auth: Option<AuthConfig>,
+    /// `[connections]`: connection caps and timeouts (see [`ConnLimits::parse`]).
+    pub connections: ConnLimits,
+}
+
+pub use meshlog_server::auth::roles::AuthConfig;
+pub use meshlog_server::auth::tls::TlsConfig;
+pub use meshlog_server::net::ConnLimits;
+
+/// The OTLP/gRPC port.
+pub const DEFAULT_GRPC_PORT: u16 = 4317;
+
+impl Config {
+    /// The OTLP/gRPC address in effect (see [`Config::grpc_listen`]).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listen.unwrap_or_else(|| {
+            let port = if self.listen.port() == 4318 {
+                DEFAULT_GRPC_PORT
+            } else {
+                0
+            };
+            SocketAddr::new(self.listen.ip(), port)
+        })
+    }
 }
 
 pub use meshlog_store::config::IntegrityConfig;
@@ -111,6 +147,11 @@ impl Default for Config {
             redaction: Default::default(),
             integrity: IntegrityConfig::default(),
             retention: None,
+            grpc_listen: None,
+            metrics_listen: None,
+            tls: None,
+            auth: None,
+            connections: ConnLimits::default(),
         }
     }
 }
@@ -122,6 +163,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--listen`
     pub listen: Option<SocketAddr>,
+    /// `--grpc-listen`
+    pub grpc_listen: Option<SocketAddr>,
 }
 
 /// One bad key: its dotted path and what is wrong with it.
@@ -199,20 +242,11 @@ impl Config {
         if let Some(s) = path_value(&mut root, "data_dir", "a directory path", &mut errs) {
             cfg.data_dir = s;
         }
-        let listen_path = root.child_path("listen");
-        match root.raw("listen") {
-            None => {}
-            Some(Value::String(s)) if s.parse::<SocketAddr>().is_ok() => {
-                cfg.listen = s.parse().unwrap_or(cfg.listen);
-            }
-            Some(v) => errs.push(FieldError::new(
-                listen_path,
-                fields::Problem::WrongType {
-                    expected: "a socket address such as \"127.0.0.1:4318\"".into(),
-                    got: v.to_string(),
-                },
-            )),
+        if let Some(a) = socket_addr(&mut root, "listen", "127.0.0.1:4318", &mut errs) {
+            cfg.listen = a;
         }
+        cfg.grpc_listen = socket_addr(&mut root, "grpc_listen", "127.0.0.1:4317", &mut errs);
+        cfg.metrics_listen = socket_addr(&mut root, "metrics_listen", "127.0.0.1:9464", &mut errs);
         let body = MIN_BODY_BYTES..=MAX_BODY_BYTES;
         if let Some(v) = root.int("max_body_bytes", body.clone(), &mut errs) {
             cfg.max_body_bytes = v as usize;
@@ -251,6 +285,15 @@ impl Config {
         if let Some(t) = root.table("retention", &mut errs) {
             cfg.retention = policy::parse(t, &mut errs);
         }
+        if let Some(t) = root.table("tls", &mut errs) {
+            cfg.tls = TlsConfig::parse(t, &mut errs);
+        }
+        if let Some(t) = root.table("auth", &mut errs) {
+            cfg.auth = Some(AuthConfig::parse(t, &mut errs));
+        }
+        if let Some(t) = root.table("connections", &mut errs) {
+            cfg.connections = ConnLimits::parse(t, &mut errs);
+        }
         root.finish(&mut errs);
         // Checked only when both values are individually valid, so one mistake is one problem.
         if decoded.is_some()
@@ -280,7 +323,33 @@ impl Config {
         if let Some(l) = o.listen {
             self.listen = l;
         }
+        if let Some(l) = o.grpc_listen {
+            self.grpc_listen = Some(l);
+        }
         self
+    }
+}
+
+/// A socket address at `key`, or a problem.
+fn socket_addr(
+    t: &mut Fields<'_>,
+    key: &'static str,
+    example: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<SocketAddr> {
+    let path = t.child_path(key);
+    match t.raw(key)? {
+        Value::String(s) if s.parse::<SocketAddr>().is_ok() => s.parse().ok(),
+        v => {
+            errs.push(FieldError::new(
+                path,
+                fields::Problem::WrongType {
+                    expected: format!("a socket address such as \"{example}\""),
+                    got: v.to_string(),
+                },
+            ));
+            None
+        }
     }
 }
 
@@ -411,6 +480,7 @@ mod tests {
                     checkpoint_interval_s: 5,
                 },
                 retention: Some(RetentionConfig::default()),
+                ..Config::default()
             }
         );
     }
@@ -439,9 +509,10 @@ mod tests {
             got,
             vec![
                 "ack_timeout_ms: expected an integer from 100 to 600000, got \"15s\"",
-                "bogus: unknown field; expected one of: data_dir, listen, max_body_bytes, \
-                 max_decoded_bytes, segment_max_bytes, max_queue_bytes, ack_timeout_ms, \
-                 dedup_window_batches, encryption, redaction, integrity, retention",
+                "bogus: unknown field; expected one of: data_dir, listen, grpc_listen, \
+                 metrics_listen, max_body_bytes, max_decoded_bytes, segment_max_bytes, \
+                 max_queue_bytes, ack_timeout_ms, dedup_window_batches, encryption, redaction, \
+                 integrity, retention, tls, auth, connections",
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
@@ -549,6 +620,91 @@ mod tests {
     }
 
     #[test]
+    fn tls_auth_and_connections_sections_are_read_and_checked() {
+        let c = Config::from_toml(
+            r#"
+            grpc_listen = "0.0.0.0:14317"
+            metrics_listen = "127.0.0.1:9464"
+            [tls]
+            cert_file = "/etc/meshlog/tls/server.pem"
+            key_file = "/etc/meshlog/tls/server.key"
+            client_ca_file = "/etc/meshlog/tls/ca.pem"
+            min_version = "1.3"
+            [[auth.principals]]
+            id = "spiffe://cluster.local/ns/*/sa/checkout"
+            roles = ["ingest"]
+            tenant = "shop"
+            [[auth.tokens]]
+            id = "scraper"
+            sha256 = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+            [connections]
+            max_connections_per_peer = 8
+            header_read_timeout_ms = 2000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.grpc_addr().to_string(), "0.0.0.0:14317");
+        assert_eq!(c.metrics_listen.unwrap().port(), 9464);
+        let tls = c.tls.unwrap();
+        assert_eq!(
+            tls.client_ca_file.as_deref(),
+            Some(Path::new("/etc/meshlog/tls/ca.pem"))
+        );
+        assert_eq!(
+            tls.min_version,
+            meshlog_server::auth::tls::MinVersion::Tls13
+        );
+        let auth = c.auth.unwrap();
+        assert_eq!(auth.principals[0].tenant.as_deref(), Some("shop"));
+        assert_eq!(
+            auth.tokens[0].sha256,
+            meshlog_server::auth::identity::token_sha256("abc")
+        );
+        assert_eq!(c.connections.max_connections_per_peer, 8);
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(2));
+
+        let d = Config::default();
+        assert_eq!(d.grpc_addr().to_string(), "127.0.0.1:4317");
+        let other = d.with_overrides(Overrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Overrides::default()
+        });
+        assert_eq!(other.grpc_addr().port(), 0);
+
+        let got: Vec<String> = problems(
+            r#"
+            [tls]
+            key_file = ""
+            min_version = "1.1"
+            [[auth.principals]]
+            id = "x"
+            roles = ["root"]
+            [[auth.tokens]]
+            id = "t"
+            sha256 = "s3cret"
+            [connections]
+            idle_timeout_ms = 1
+            "#,
+        )
+        .iter()
+        .map(Problem::to_string)
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "auth.principals[0].roles: expected roles from \"ingest\", \"read\", \"admin\", \
+                 \"metrics\", got \"root\"",
+                "auth.tokens[0].sha256: expected 64 hex digits (the token's SHA-256, never the \
+                 token), got 6 characters",
+                "connections.idle_timeout_ms: expected an integer from 100 to 3600000, got 1",
+                "tls.cert_file: required: a PEM file path",
+                "tls.key_file: expected a non-empty string (a PEM file path), got \"\"",
+                "tls.min_version: expected \"1.2\" or \"1.3\", got \"1.1\"",
+            ]
+        );
+    }
+
+    #[test]
     fn decoded_limit_below_body_limit_is_a_problem() {
         let p = problems("max_body_bytes = 4096\nmax_decoded_bytes = 2048\n");
         assert_eq!(p.len(), 1);
@@ -594,12 +750,14 @@ mod tests {
         let c = file.clone().with_overrides(Overrides {
             data_dir: Some("/from/flag".into()),
             listen: None,
+            grpc_listen: None,
         });
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(c.listen.to_string(), "127.0.0.1:9", "file value kept");
         let c = file.with_overrides(Overrides {
             data_dir: None,
             listen: Some("127.0.0.1:0".parse().unwrap()),
+            grpc_listen: None,
         });
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));

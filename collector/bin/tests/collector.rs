@@ -4,7 +4,8 @@
 //! acknowledged is ever lost": batch ids, backpressure, full disk, old frames, kill -9;
 //! [`encryption`] holds encryption at rest: nothing in plain on disk, key errors, rotation;
 //! [`retention`] holds retention classes, the sweeper, deletion receipts and legal holds;
-//! [`integrity`] holds the tamper matrix for `meshlog verify`, signed checkpoints and proofs.
+//! [`integrity`] holds the tamper matrix for `meshlog verify`, signed checkpoints and proofs;
+//! [`transport`] holds TLS and mTLS, identities, roles and tenants, OTLP/gRPC and /metrics.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(
@@ -19,6 +20,7 @@ mod encryption;
 mod integrity;
 mod retention;
 mod retention_time;
+mod transport;
 mod verify_findings;
 
 use axum::Router;

@@ -198,6 +198,15 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:4318].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// OTLP/gRPC listen address IP:PORT; overrides `grpc_listen` from the file [default:
+    /// 127.0.0.1:4317, or port 0 when --listen's port is 0].
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Serve plain TCP on an address that is not loopback. Without [tls] in the configuration,
+    /// `serve` refuses to listen beyond loopback unless this is given: records and tokens
+    /// would cross the network in plain text.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// `meshlog query` options.

@@ -1,8 +1,17 @@
 //! `meshlog serve`: open the stores (one per retention class, or the data directory itself),
 //! start the sweeper when retention is on, serve HTTP until SIGTERM or Ctrl-C, then drain
 //! in-flight requests, stop the sweeper, and close the stores, in that order.
+//!
+//! Listeners: OTLP/HTTP on `listen`, OTLP/gRPC on `grpc_listen`, `/metrics` on
+//! `metrics_listen` when set (else on `listen`), all with `[tls]` when configured. Without
+//! `[tls]`, an address that is not loopback is refused unless `--insecure` is given. The
+//! certificate files are checked for changes every `reload_interval_s` and on SIGHUP.
 
 use super::*;
+use meshlog_server::auth::AuthPolicy;
+use meshlog_server::auth::tls::TlsReloader;
+use meshlog_server::metrics::Metrics;
+use meshlog_server::net;
 use tokio::signal::unix::{Signal, SignalKind};
 
 /// How long `serve` waits for in-flight requests after a stop signal. Below Kubernetes' default
@@ -14,7 +23,75 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     let cfg = Config::load(args.config.as_deref())?.with_overrides(Overrides {
         data_dir: args.data_dir,
         listen: args.listen,
+        grpc_listen: args.grpc_listen,
     });
+    let mut addrs = vec![("listen", cfg.listen), ("grpc_listen", cfg.grpc_addr())];
+    addrs.extend(cfg.metrics_listen.map(|a| ("metrics_listen", a)));
+    let loopback_only = addrs.iter().all(|(_, a)| a.ip().is_loopback());
+    if cfg.tls.is_none() && !loopback_only {
+        let open: Vec<String> = addrs
+            .iter()
+            .filter(|(_, a)| !a.ip().is_loopback())
+            .map(|(what, a)| format!("{a} ({what})"))
+            .collect();
+        if !args.insecure {
+            return Err(RunError::Usage(format!(
+                "refusing to listen on {} without TLS: records and credentials would cross the \
+                 network in plain text. Configure [tls] cert_file and key_file, listen on \
+                 loopback, or pass --insecure",
+                open.join(", ")
+            )));
+        }
+        tracing::warn!(
+            "--insecure: serving {} without TLS; records cross the network in plain text",
+            open.join(", ")
+        );
+    }
+    let tls = match &cfg.tls {
+        None => None,
+        Some(t) => Some(Arc::new(
+            TlsReloader::load(t.clone()).map_err(|e| RunError::Usage(format!("[tls]: {e}")))?,
+        )),
+    };
+    let metrics = Arc::new(Metrics::new());
+    if let Some(t) = &tls {
+        let (cert, ca) = t.expiry();
+        metrics.set_cert_expiry(cert, ca);
+        tracing::info!(
+            mutual = t.mutual(),
+            min_version = ?t.config().min_version,
+            "TLS on{}",
+            if t.mutual() {
+                ": client certificates required"
+            } else {
+                ""
+            }
+        );
+    }
+    let policy = match &cfg.auth {
+        Some(a) => {
+            tracing::info!(
+                principals = a.principals.len(),
+                tokens = a.tokens.len(),
+                "authorization on ([auth])"
+            );
+            AuthPolicy::Enforced(a.clone())
+        }
+        None => {
+            if loopback_only {
+                tracing::warn!(
+                    "no [auth] section: every local caller may ingest and scrape /metrics \
+                     (listeners are loopback-only)"
+                );
+            } else {
+                tracing::warn!(
+                    "no [auth] section: every caller that reaches the collector may ingest; \
+                     /metrics is refused (configure [auth] principals with roles)"
+                );
+            }
+            AuthPolicy::Open { loopback_only }
+        }
+    };
     let keys = load_data_keys(cfg.encryption_key_file.as_deref())?;
     log_encryption(keys.as_ref());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -73,10 +150,39 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             }
         }
     };
-    let app = meshlog_server::app(AppState::new(
+    let mut state = AppState::with(
         Pipeline::new(stores.routes(), limits, ack_timeout).with_redaction(cfg.redaction.clone()),
-    ));
-    let served = rt.block_on(run_server(cfg.listen, app));
+        metrics.clone(),
+        policy,
+    );
+    state.serve_metrics = cfg.metrics_listen.is_none();
+    state.body_read_timeout = cfg.connections.body_read_timeout;
+    let listener = |router| net::Listener {
+        router,
+        tls: tls.clone(),
+        limits: cfg.connections,
+        metrics: metrics.clone(),
+    };
+    let mut servers = vec![
+        (
+            "listening on",
+            cfg.listen,
+            listener(meshlog_server::app(state.clone())),
+        ),
+        (
+            "OTLP/gRPC on",
+            cfg.grpc_addr(),
+            listener(meshlog_server::grpc_app(state.clone())),
+        ),
+    ];
+    if let Some(addr) = cfg.metrics_listen {
+        servers.push((
+            "/metrics on",
+            addr,
+            listener(meshlog_server::metrics_app(state)),
+        ));
+    }
+    let served = rt.block_on(run_server(servers, tls.clone(), metrics.clone()));
     // The sweeper first: it appends receipt records to the stores.
     if let Some(s) = sweeping {
         s.stop();
@@ -181,37 +287,104 @@ fn integrity_options(cfg: &IntegrityConfig) -> Result<IntegrityOptions, RunError
     })
 }
 
-async fn run_server(listen: SocketAddr, app: axum::Router) -> Result<(), RunError> {
+/// How often the ingest rate is logged.
+const RATE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+async fn run_server(
+    servers: Vec<(&'static str, SocketAddr, net::Listener)>,
+    tls: Option<Arc<TlsReloader>>,
+    metrics: Arc<Metrics>,
+) -> Result<(), RunError> {
     let mut term = tokio::signal::unix::signal(SignalKind::terminate())
         .map_err(io_err("installing the SIGTERM handler"))?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(io_err(format!("cannot listen on {listen}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(io_err("reading the listen address"))?;
-    tracing::info!("listening on {addr}");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
-        let _ = stop_rx.await;
+    let mut hup = tokio::signal::unix::signal(SignalKind::hangup())
+        .map_err(io_err("installing the SIGHUP handler"))?;
+    let mut bound = Vec::new();
+    for (what, addr, l) in servers {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(io_err(format!("cannot listen on {addr}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(io_err("reading the listen address"))?;
+        tracing::info!("{what} {local}");
+        bound.push((listener, l));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (listener, l) in bound {
+        let mut rx = stop_rx.clone();
+        tasks.spawn(net::serve(
+            listener,
+            l,
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+            DRAIN_TIMEOUT,
+        ));
+    }
+    let reload_every = tls.as_ref().map_or(Duration::from_secs(3600), |t| {
+        Duration::from_secs(t.config().reload_interval_s)
     });
-    let mut server = tokio::spawn(std::future::IntoFuture::into_future(server));
-    tokio::select! {
-        res = &mut server => return server_result(res),
-        sig = stop_signal(&mut term) => {
-            tracing::info!("{sig} received; finishing in-flight requests");
+    let mut reload_tick = tokio::time::interval(reload_every);
+    reload_tick.tick().await;
+    let mut rate_tick = tokio::time::interval(RATE_LOG_INTERVAL);
+    rate_tick.tick().await;
+    let mut last_totals = metrics.totals();
+    let sig = loop {
+        tokio::select! {
+            Some(res) = tasks.join_next() => {
+                // A listener ended before a stop signal: that is an error.
+                let _ = stop_tx.send(true);
+                return server_result(res.map(|r| r.and(Err(io::Error::other("listener stopped")))));
+            }
+            sig = stop_signal(&mut term) => break sig,
+            _ = hup.recv() => reload_tls(tls.as_deref(), &metrics, "SIGHUP"),
+            _ = reload_tick.tick() => reload_tls(tls.as_deref(), &metrics, "periodic check"),
+            _ = rate_tick.tick() => {
+                let now = metrics.totals();
+                let records = now.0.saturating_sub(last_totals.0);
+                let empty = now.1.saturating_sub(last_totals.1);
+                tracing::info!(
+                    records,
+                    empty_requests = empty,
+                    per_second = records / RATE_LOG_INTERVAL.as_secs().max(1),
+                    "ingest in the last {} s",
+                    RATE_LOG_INTERVAL.as_secs()
+                );
+                last_totals = now;
+            }
+        }
+    };
+    tracing::info!("{sig} received; finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let mut result = Ok(());
+    while let Some(res) = tasks.join_next().await {
+        if let Err(e) = server_result(res) {
+            result = Err(e);
         }
     }
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
-        Ok(res) => server_result(res),
-        Err(_) => {
-            tracing::warn!(
-                "requests still in flight after {DRAIN_TIMEOUT:?}; closing them unanswered"
+    result
+}
+
+/// Re-reads the TLS files; logs what happened.
+fn reload_tls(tls: Option<&TlsReloader>, metrics: &Metrics, why: &str) {
+    let Some(tls) = tls else { return };
+    match tls.reload() {
+        Ok(true) => {
+            let (cert, ca) = tls.expiry();
+            metrics.set_cert_expiry(cert, ca);
+            tracing::info!(
+                trigger = why,
+                cert_not_after = cert,
+                "TLS certificate files changed: new connections use them"
             );
-            server.abort();
-            Ok(())
         }
+        Ok(false) => tracing::debug!(trigger = why, "TLS certificate files unchanged"),
+        Err(e) => tracing::error!(
+            trigger = why,
+            "TLS certificate files not reloaded, the previous ones stay in use: {e}"
+        ),
     }
 }
 

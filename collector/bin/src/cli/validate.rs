@@ -1,6 +1,7 @@
 //! `meshlog validate --config FILE`: everything `serve` would refuse at start, found without
 //! starting: every configuration problem at once (as `vector validate` and `otelcol validate`
-//! do), then the files the configuration names (the signing key, the data-encryption keys).
+//! do), then the files the configuration names (the signing key, the data-encryption keys, the
+//! TLS certificate, key and client CA), and addresses `serve` would refuse without TLS.
 //! Exit 0 when `serve` would start with it, 1 with every problem listed.
 
 use super::audit::stdout_err;
@@ -46,6 +47,21 @@ fn problems(path: &Path) -> Vec<String> {
         && let Err(e) = DataKeys::load(file)
     {
         out.push(format!("encryption.key_file: {e}"));
+    }
+    if let Some(tls) = &cfg.tls
+        && let Err(e) = meshlog_server::auth::tls::TlsReloader::load(tls.clone())
+    {
+        out.push(format!("tls: {e}"));
+    }
+    if cfg.tls.is_none() {
+        let mut addrs = vec![("listen", cfg.listen), ("grpc_listen", cfg.grpc_addr())];
+        addrs.extend(cfg.metrics_listen.map(|a| ("metrics_listen", a)));
+        for (key, a) in addrs.iter().filter(|(_, a)| !a.ip().is_loopback()) {
+            out.push(format!(
+                "{key}: {a} is not a loopback address and there is no [tls]: serve refuses it \
+                 without --insecure"
+            ));
+        }
     }
     if cfg.data_dir.exists() && !cfg.data_dir.is_dir() {
         out.push(format!(

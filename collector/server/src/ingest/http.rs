@@ -11,6 +11,9 @@ use super::decode::BodyEncoding;
 use super::error::{ApiError, WireFormat};
 use super::pipeline::{Admission, Batch, Outcome, Pipeline};
 use super::{BATCH_ID_HEADER, DUPLICATE_HEADER, Limits};
+use crate::AppState;
+use crate::auth::{Peer, Principal};
+use crate::metrics::Transport;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, Request, State};
@@ -19,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use meshlog_format::batch_id::BatchId;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use prost::Message;
-use std::sync::Arc;
 
 const ACCEPTED_TYPES: &str = "application/json, application/x-protobuf";
 const ACCEPTED_ENCODINGS: &str = "gzip, zstd, identity";
@@ -82,9 +84,21 @@ pub fn batch_id(headers: &HeaderMap) -> Result<Option<BatchId>, ApiError> {
     }
 }
 
-/// Reads the whole body (the router's body limit applies).
-async fn read_body(req: Request, limits: Limits) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, &()).await.map_err(|e| match e {
+/// Reads the whole body (the router's body limit applies) within `timeout`.
+async fn read_body(
+    req: Request,
+    limits: Limits,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    let read = tokio::time::timeout(timeout, Bytes::from_request(req, &()))
+        .await
+        .map_err(|_| {
+            ApiError::Malformed(format!(
+                "the request body was not received within {} ms",
+                timeout.as_millis()
+            ))
+        })?;
+    read.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
             ApiError::TooLarge(format!(
                 "request body exceeds max_body_bytes ({} bytes)",
@@ -113,30 +127,44 @@ fn success(format: WireFormat, duplicate: bool) -> Response {
 }
 
 /// The `POST /v1/logs` handler.
-pub async fn export_logs(State(pipeline): State<Arc<Pipeline>>, req: Request) -> Response {
-    let received = pipeline.now_unix_nano();
+pub async fn export_logs(State(state): State<AppState>, req: Request) -> Response {
+    let received = state.pipeline.now_unix_nano();
+    let metrics = state.metrics.clone();
     let format = match wire_format(req.headers()) {
         Ok(f) => f,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            metrics.refused_batch(Transport::Http, crate::metrics::reason(&e));
+            return e.into_response();
+        }
     };
-    match handle(&pipeline, req, format, received).await {
+    match handle(&state, req, format, received).await {
         Ok(resp) => resp,
-        Err(e) => e.into_response_as(format),
+        Err(e) => {
+            metrics.refused_batch(Transport::Http, crate::metrics::reason(&e));
+            e.into_response_as(format)
+        }
     }
 }
 
 async fn handle(
-    pipeline: &Pipeline,
+    state: &AppState,
     req: Request,
     format: WireFormat,
     received_unix_nano: u64,
 ) -> Result<Response, ApiError> {
+    let pipeline: &Pipeline = &state.pipeline;
+    let principal = req.extensions().get::<Principal>().cloned();
+    let peer = req.extensions().get::<Peer>().cloned();
     let encoding = body_encoding(req.headers())?;
     let batch_id = batch_id(req.headers())?;
     if pipeline.admit(batch_id.as_ref())? == Admission::Duplicate {
+        state.metrics.duplicate(Transport::Http, 0);
         return Ok(success(format, true));
     }
-    let body = read_body(req, pipeline.limits()).await?;
+    let body = read_body(req, pipeline.limits(), state.body_read_timeout).await?;
+    state
+        .metrics
+        .received_bytes(Transport::Http, body.len() as u64);
     let outcome = pipeline
         .ingest(Batch {
             body,
@@ -144,8 +172,17 @@ async fn handle(
             encoding,
             batch_id,
             received_unix_nano,
+            tenant: principal.as_ref().and_then(|p| p.tenant.clone()),
         })
         .await?;
+    match outcome {
+        Outcome::Stored { records } => state.metrics.stored(Transport::Http, records),
+        Outcome::Duplicate => state.metrics.duplicate(Transport::Http, 0),
+        Outcome::Empty => {
+            state.metrics.empty(Transport::Http);
+            super::grpc::log_empty("http", peer.as_ref(), principal.as_ref());
+        }
+    }
     Ok(success(format, outcome == Outcome::Duplicate))
 }
 

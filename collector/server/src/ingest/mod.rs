@@ -3,6 +3,7 @@
 //! - [`pipeline`]: what every transport shares (admission, decoding, flattening, routing to
 //!   retention classes, appending, waiting for the fsync);
 //! - [`http`]: OTLP/HTTP `POST /v1/logs`;
+//! - [`grpc`]: OTLP/gRPC `LogsService/Export`;
 //! - [`decode`]: body decoding under size caps;
 //! - [`flatten`]: OTLP records to meshlog's canonical flat records;
 //! - [`error`]: why a batch was refused, and how each transport answers it.
@@ -10,6 +11,7 @@
 pub mod decode;
 pub mod error;
 pub mod flatten;
+pub mod grpc;
 pub mod http;
 pub mod pipeline;
 

@@ -16,6 +16,12 @@
 //! on the blocking pool. If the fsyncs take longer than the ack timeout the batch is refused as
 //! unavailable: not acknowledged, though it may still be stored, so a retry with the same batch
 //! id is then answered as a duplicate rather than stored twice.
+//!
+//! A batch may also arrive already decoded ([`DecodedBatch`]: OTLP/gRPC, whose framework
+//! decodes the protobuf itself, and the collector's own access records); it then skips the
+//! decoding step and joins the same path. A batch sent by a principal with a tenant has every
+//! resource's `meshlog.tenant` attribute set to that tenant (replacing what the client sent)
+//! before records are routed, so retention classes can match it.
 
 use super::decode::{BodyEncoding, decode};
 use super::error::{ApiError, RETRY_AFTER_BUSY_SECS, StorageFailure, WireFormat};
@@ -27,12 +33,12 @@ use meshlog_retention::classes::ClassRoutes;
 use meshlog_retention::sweep::{Clock, SystemClock};
 use meshlog_store::{Appended, StoreHandle};
 use meshlog_tlog::keys::Keyring;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 pub use redact::Redaction;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Redaction at the collector (declared here, not in `ingest/mod.rs`, to keep the hook in one file).
 #[path = "redact.rs"]
 pub mod redact;
 
@@ -43,11 +49,15 @@ pub struct Pipeline {
     routes: Arc<ClassRoutes>,
     limits: Limits,
     ack_timeout: Duration,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The collector's clock for receive times (stored in each frame's header: what
     /// retention runs on).
     clock: Arc<dyn Clock>,
     redaction: Arc<Redaction>,
 }
+
+/// The resource attribute a principal's tenant is stamped in.
+pub const TENANT_ATTRIBUTE: &str = "meshlog.tenant";
 
 /// One batch as a transport received it.
 #[derive(Debug)]
@@ -62,6 +72,23 @@ pub struct Batch {
     pub batch_id: Option<BatchId>,
     /// When it arrived (stands in for a record's missing observed time).
     pub received_unix_nano: u64,
+    /// The sending principal's tenant, stamped on every resource.
+    pub tenant: Option<String>,
+}
+
+/// One batch already decoded (OTLP/gRPC; the collector's own records).
+#[derive(Debug)]
+pub struct DecodedBatch {
+    /// The request.
+    pub request: ExportLogsServiceRequest,
+    /// Its encoded size, bytes (reserved in the ingest queue while it is prepared).
+    pub size: u64,
+    /// The client's batch id, when it sent one.
+    pub batch_id: Option<BatchId>,
+    /// When it arrived.
+    pub received_unix_nano: u64,
+    /// The sending principal's tenant.
+    pub tenant: Option<String>,
 }
 
 /// Whether to read a batch's body at all.
@@ -111,6 +138,7 @@ impl Pipeline {
             routes,
             limits,
             ack_timeout,
+            metrics: None,
             clock: Arc::new(SystemClock),
             redaction: Arc::new(Redaction::default()),
         }
@@ -130,6 +158,12 @@ impl Pipeline {
     /// With `redaction` (`[redaction]`) instead of the secure default.
     pub fn with_redaction(mut self, redaction: Redaction) -> Self {
         self.redaction = Arc::new(redaction);
+        self
+    }
+
+    /// The same pipeline, observing fsync waits in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -169,17 +203,17 @@ impl Pipeline {
         let Some(default) = self.routes.default_handle() else {
             return Err(StorageFailure::NoClass(0).into());
         };
-        let mut reservation = Some(default.reserve(batch.body.len() as u64)?);
+        let reservation = default.reserve(batch.body.len() as u64)?;
         let batch_id = batch.batch_id.clone();
         let limits = self.limits;
         let routes = self.routes.clone();
         let keyring = default.keyring().cloned();
         let redaction = self.redaction.clone();
         let frames = tokio::task::spawn_blocking(move || {
-            prepare_redacted(
-                &batch.body,
-                batch.format,
-                batch.encoding,
+            let mut req = decode(&batch.body, batch.format, batch.encoding, limits)?;
+            stamp_tenant(&mut req, batch.tenant.as_deref());
+            prepare_request(
+                &req,
                 limits,
                 batch.received_unix_nano,
                 batch.batch_id,
@@ -193,6 +227,49 @@ impl Pipeline {
             what: "decoding",
             source,
         })??;
+        self.store(frames, reservation, batch_id).await
+    }
+
+    /// Stores an already decoded batch: returns once every class's part is durable.
+    pub async fn ingest_decoded(&self, batch: DecodedBatch) -> Result<Outcome, ApiError> {
+        let Some(default) = self.routes.default_handle() else {
+            return Err(StorageFailure::NoClass(0).into());
+        };
+        let reservation = default.reserve(batch.size)?;
+        let batch_id = batch.batch_id.clone();
+        let limits = self.limits;
+        let routes = self.routes.clone();
+        let keyring = default.keyring().cloned();
+        let redaction = self.redaction.clone();
+        let frames = tokio::task::spawn_blocking(move || {
+            let mut req = batch.request;
+            stamp_tenant(&mut req, batch.tenant.as_deref());
+            prepare_request(
+                &req,
+                limits,
+                batch.received_unix_nano,
+                batch.batch_id,
+                keyring,
+                routes.as_ref(),
+                &redaction,
+            )
+        })
+        .await
+        .map_err(|source| StorageFailure::Task {
+            what: "preparing",
+            source,
+        })??;
+        self.store(frames, reservation, batch_id).await
+    }
+
+    /// Appends prepared frames, one per class, and waits for every fsync.
+    async fn store(
+        &self,
+        frames: Vec<(usize, EncodedFrame)>,
+        reservation: meshlog_store::queue::Reservation,
+        batch_id: Option<BatchId>,
+    ) -> Result<Outcome, ApiError> {
+        let mut reservation = Some(reservation);
         if frames.is_empty() {
             return Ok(Outcome::Empty);
         }
@@ -219,6 +296,7 @@ impl Pipeline {
             pending.push((class, records, task));
         }
         drop(reservation);
+        let waited = std::time::Instant::now();
         let results = tokio::time::timeout(self.ack_timeout, async {
             let mut out = Vec::with_capacity(pending.len());
             for (class, records, task) in pending {
@@ -232,6 +310,9 @@ impl Pipeline {
         })
         .await
         .map_err(|_| not_confirmed(self.ack_timeout, batch_id.as_ref()))??;
+        if let Some(m) = &self.metrics {
+            m.fsync_wait(waited.elapsed());
+        }
         let mut stored = 0;
         let mut all_duplicate = true;
         for (class, records, r) in results {
@@ -310,11 +391,10 @@ pub fn prepare(
     keyring: Option<Arc<Keyring>>,
     classes: &dyn Classify,
 ) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
+    let req = decode(body, format, encoding, limits)?;
     let off = Redaction::off();
-    prepare_redacted(
-        body,
-        format,
-        encoding,
+    prepare_request(
+        &req,
         limits,
         received_unix_nano,
         batch_id,
@@ -324,13 +404,27 @@ pub fn prepare(
     )
 }
 
-/// [`prepare`] with the collector's redaction applied to each record before it is framed (what
-/// [`Pipeline::ingest`] does; [`prepare`] stores records as received).
-#[allow(clippy::too_many_arguments)]
-pub fn prepare_redacted(
-    body: &[u8],
-    format: WireFormat,
-    encoding: BodyEncoding,
+/// Sets `meshlog.tenant` on every resource of `req` to `tenant` (replacing any the client
+/// sent); without a tenant, leaves `req` as it is.
+pub fn stamp_tenant(req: &mut ExportLogsServiceRequest, tenant: Option<&str>) {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    let Some(tenant) = tenant else { return };
+    for rl in &mut req.resource_logs {
+        let res = rl.resource.get_or_insert_with(Default::default);
+        res.attributes.retain(|kv| kv.key != TENANT_ATTRIBUTE);
+        res.attributes.push(KeyValue {
+            key: TENANT_ATTRIBUTE.to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(tenant.to_owned())),
+            }),
+            ..Default::default()
+        });
+    }
+}
+
+/// [`prepare`] for a request already decoded.
+pub fn prepare_request(
+    req: &ExportLogsServiceRequest,
     limits: Limits,
     received_unix_nano: u64,
     batch_id: Option<BatchId>,
@@ -338,12 +432,13 @@ pub fn prepare_redacted(
     classes: &dyn Classify,
     redaction: &Redaction,
 ) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
-    let req = decode(body, format, encoding, limits)?;
     let max_raw = max_raw_bytes(limits);
     let mut builders: Vec<Option<FrameBuilder>> = Vec::new();
     builders.resize_with(classes.classes(), || None);
     let mut raw = Counter(0);
-    flatten::for_each_record(&req, received_unix_nano, |mut r| {
+    flatten::for_each_record(req, received_unix_nano, |mut r| {
+        // The collector's redaction, before anything is framed (a record the meshlog filter
+        // already redacted is left as it is, unless configured otherwise).
         redaction.apply(&mut r);
         serde_json::to_writer(&mut raw, &r).map_err(|e| BuildError::Io(e.into()))?;
         raw.0 += 1; // the newline
