@@ -6,7 +6,7 @@
 //! refused senders (no role, an untrusted certificate, plain text to the TLS port) store
 //! nothing. Certificates are minted per test; everything listens on loopback.
 
-use meshlog_e2e::{Envoy, Proc, Sidecar, Upstream, free_port, query, repo_root, send, wait_for};
+use meshlog_e2e::{Envoy, Proc, Sidecar, Upstream, query, repo_root, send, wait_for};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
@@ -324,7 +324,8 @@ fn envoys_opentelemetry_access_logger_over_mtls_stores_every_request_once() {
     let c = Mtls::start(&pki, "127.0.0.1:0", "127.0.0.1:0");
     let upstream = Upstream::start(UPSTREAM);
     pki.client("checkout", CHECKOUT);
-    let (listen, admin) = (free_port(), free_port());
+    // Port 0: Envoy picks both; the harness reads them back.
+    let (listen, admin) = (0, 0);
     let yaml = otel_envoy_yaml(
         upstream.addr.port(),
         c.grpc.port(),
@@ -333,7 +334,7 @@ fn envoys_opentelemetry_access_logger_over_mtls_stores_every_request_once() {
         &pki,
         "checkout",
     );
-    let envoy = Envoy::start_yaml(&yaml, listen, admin, 2, &[]);
+    let envoy = Envoy::start_yaml(&yaml, 2, &[]);
     for i in 0..20 {
         let id = format!("als-{i}");
         let status = send(
@@ -363,7 +364,7 @@ fn envoys_opentelemetry_access_logger_over_mtls_stores_every_request_once() {
 
     // The same Envoy set-up with an identity that lacks the ingest role: nothing is stored.
     pki.client("reader", NO_ROLE);
-    let (listen2, admin2) = (free_port(), free_port());
+    let (listen2, admin2) = (0, 0);
     let yaml = otel_envoy_yaml(
         upstream.addr.port(),
         c.grpc.port(),
@@ -372,7 +373,7 @@ fn envoys_opentelemetry_access_logger_over_mtls_stores_every_request_once() {
         &pki,
         "reader",
     );
-    let denied = Envoy::start_yaml(&yaml, listen2, admin2, 1, &[]);
+    let denied = Envoy::start_yaml(&yaml, 1, &[]);
     for i in 0..3 {
         let id = format!("denied-{i}");
         send(

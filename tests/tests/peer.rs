@@ -25,7 +25,7 @@ fn a_claimed_forwarded_for_address_is_not_the_client_address() {
         b"",
     );
     assert_eq!(status, 200);
-    let records = collector.wait_records(1);
+    let records = collector.wait_records(1, &[&envoy]);
     let r = &records[0];
     // The TCP peer (loopback, truncated to /24 as client addresses are), with its real port.
     assert_eq!(r["client.address"], "127.0.0.0", "{r}");

@@ -122,7 +122,8 @@ impl AuditLog {
     /// Appends `e` and waits for its fsync. A read must not be answered when its access
     /// record could not be stored: callers answer 503 on an error.
     pub async fn record(&self, e: &AccessEvent) -> Result<(), crate::ApiError> {
-        let request = access_request(e, crate::ingest::now_unix_nano());
+        let now = self.pipeline.now_unix_nano();
+        let request = access_request(e, now);
         let size = request.encoded_len() as u64;
         let r = self
             .pipeline
@@ -130,7 +131,7 @@ impl AuditLog {
                 request,
                 size,
                 batch_id: None,
-                received_unix_nano: crate::ingest::now_unix_nano(),
+                received_unix_nano: now,
                 tenant: e.tenant.clone(),
             })
             .await;

@@ -88,7 +88,7 @@ impl LogsService for GrpcLogs {
         &self,
         req: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let received = super::now_unix_nano();
+        let received = self.pipeline.now_unix_nano();
         let principal = req.extensions().get::<Principal>().cloned();
         let peer = req.extensions().get::<Peer>().cloned();
         let refuse = |e: ApiError| {
