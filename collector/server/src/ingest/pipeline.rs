@@ -200,65 +200,71 @@ impl Pipeline {
 
     /// Stores `batch`: returns once every class's part is durable.
     pub async fn ingest(&self, batch: Batch) -> Result<Outcome, ApiError> {
-        let Some(default) = self.routes.default_handle() else {
-            return Err(StorageFailure::NoClass(0).into());
-        };
-        let reservation = default.reserve(batch.body.len() as u64)?;
-        let batch_id = batch.batch_id.clone();
         let limits = self.limits;
-        let routes = self.routes.clone();
-        let keyring = default.keyring().cloned();
-        let redaction = self.redaction.clone();
-        let frames = tokio::task::spawn_blocking(move || {
-            let mut req = decode(&batch.body, batch.format, batch.encoding, limits)?;
-            stamp_tenant(&mut req, batch.tenant.as_deref());
-            prepare_request(
-                &req,
-                limits,
-                batch.received_unix_nano,
-                batch.batch_id,
-                keyring,
-                routes.as_ref(),
-                &redaction,
-            )
+        let Batch {
+            body,
+            format,
+            encoding,
+            batch_id,
+            received_unix_nano,
+            tenant,
+        } = batch;
+        let size = body.len() as u64;
+        let meta = (batch_id, received_unix_nano, tenant);
+        self.decode_and_store(size, meta, "decoding", move || {
+            decode(&body, format, encoding, limits)
         })
         .await
-        .map_err(|source| StorageFailure::Task {
-            what: "decoding",
-            source,
-        })??;
-        self.store(frames, reservation, batch_id).await
     }
 
     /// Stores an already decoded batch: returns once every class's part is durable.
     pub async fn ingest_decoded(&self, batch: DecodedBatch) -> Result<Outcome, ApiError> {
+        let DecodedBatch {
+            request,
+            size,
+            batch_id,
+            received_unix_nano,
+            tenant,
+        } = batch;
+        let meta = (batch_id, received_unix_nano, tenant);
+        self.decode_and_store(size, meta, "preparing", move || Ok(request))
+            .await
+    }
+
+    /// What both entry points share: reserve `size` bytes in the default class's queue, then on
+    /// the blocking pool get the request, stamp the tenant, flatten, redact and frame it, then
+    /// store the frames.
+    async fn decode_and_store(
+        &self,
+        size: u64,
+        (batch_id, received_unix_nano, tenant): (Option<BatchId>, u64, Option<String>),
+        what: &'static str,
+        request: impl FnOnce() -> Result<ExportLogsServiceRequest, ApiError> + Send + 'static,
+    ) -> Result<Outcome, ApiError> {
         let Some(default) = self.routes.default_handle() else {
             return Err(StorageFailure::NoClass(0).into());
         };
-        let reservation = default.reserve(batch.size)?;
-        let batch_id = batch.batch_id.clone();
+        let reservation = default.reserve(size)?;
         let limits = self.limits;
         let routes = self.routes.clone();
         let keyring = default.keyring().cloned();
         let redaction = self.redaction.clone();
+        let id = batch_id.clone();
         let frames = tokio::task::spawn_blocking(move || {
-            let mut req = batch.request;
-            stamp_tenant(&mut req, batch.tenant.as_deref());
+            let mut req = request()?;
+            stamp_tenant(&mut req, tenant.as_deref());
             prepare_request(
                 &req,
                 limits,
-                batch.received_unix_nano,
-                batch.batch_id,
+                received_unix_nano,
+                id,
                 keyring,
                 routes.as_ref(),
                 &redaction,
             )
         })
         .await
-        .map_err(|source| StorageFailure::Task {
-            what: "preparing",
-            source,
-        })??;
+        .map_err(|source| StorageFailure::Task { what, source })??;
         self.store(frames, reservation, batch_id).await
     }
 
