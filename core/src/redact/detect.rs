@@ -414,7 +414,9 @@ pub(crate) mod tests {
     fn pathological_inputs_are_fast() {
         // Each would be quadratic without the look-ahead memory. Measured in work, not time:
         // doubling the input at most doubles the bytes read (plus a little), and no input costs
-        // more than a fixed number of reads per byte.
+        // more than a fixed number of reads per byte (96: a run of `1 ` is tried as a card, a
+        // phone number and, with separators or without, a national id from every start; 65 per
+        // byte measured).
         let inputs: [(&str, usize, &str); 10] = [
             ("eyJ-", 2_500, ""),
             ("a-", 5_000, ""),
@@ -438,7 +440,7 @@ pub(crate) mod tests {
                 large.len()
             );
             assert!(
-                l <= 64 * large.len() as u64,
+                l <= 96 * large.len() as u64,
                 "{unit:?}: {l} reads for {} bytes",
                 large.len()
             );
