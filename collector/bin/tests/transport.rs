@@ -892,3 +892,101 @@ fn a_silent_client_is_cut_at_the_tls_handshake_timeout() {
     );
     assert!(p.terminate().success());
 }
+
+/// OTLP/gRPC backpressure: with the writer held at its fsync and the ingest queue nearly full,
+/// a second batch is refused at once as UNAVAILABLE with `google.rpc.RetryInfo`, nothing of it
+/// stored; the first is answered OK only once its fsync is let through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpc_backpressure_is_unavailable_with_retry_info() {
+    use meshlog_server::net::{ConnLimits, Listener};
+    let pause = meshlog_store::WriterPause::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            pause: Some(pause.clone()),
+            max_queue_bytes: 65_536,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let state = meshlog_server::AppState::new(Pipeline::single(
+        store.handle(),
+        Limits::default(),
+        meshlog_server::ingest::DEFAULT_ACK_TIMEOUT,
+    ));
+    let metrics = state.metrics.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(meshlog_server::net::serve(
+        listener,
+        Listener {
+            router: meshlog_server::grpc_app(state),
+            tls: None,
+            limits: ConnLimits::default(),
+            metrics: metrics.clone(),
+        },
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
+    let client = LogsServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    // About 50 KB each, of letters zstd cannot shrink much (the queue holds a batch's frame as
+    // compressed): one fits the 64 KiB queue, two do not.
+    let big = |id: &str| {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let noise: String = (0..50_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect();
+        let mut r = grpc_request(id);
+        r.resource_logs[0].scope_logs[0].log_records[0].body = Some(AnyValue {
+            value: Some(any_value::Value::StringValue(noise)),
+        });
+        r
+    };
+    pause.hold();
+    let first = tokio::spawn({
+        let mut c = client.clone();
+        let r = big("bp-1");
+        async move { c.export(r).await }
+    });
+    let p = pause.clone();
+    let paused = tokio::task::spawn_blocking(move || p.wait_until_paused(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(paused, "the writer never reached its fsync");
+    let e = client.clone().export(big("bp-2")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    let details = e.details();
+    assert!(
+        details
+            .windows(b"google.rpc.RetryInfo".len())
+            .any(|w| w == b"google.rpc.RetryInfo"),
+        "no RetryInfo in {details:?}"
+    );
+    if first.is_finished() {
+        panic!("answered before its fsync: {:?}", first.await);
+    }
+    pause.release();
+    first.await.unwrap().unwrap();
+    assert!(
+        metrics
+            .encode()
+            .contains("meshlog_refusals_total{reason=\"busy\"} 1")
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    store.close().unwrap();
+    let records = reader::read_all(dir.path()).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["meshlog.request_id"], "bp-1");
+}
