@@ -990,3 +990,50 @@ async fn grpc_backpressure_is_unavailable_with_retry_info() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["meshlog.request_id"], "bp-1");
 }
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, buf)
+}
+
+/// With `metrics_listen`, /metrics is served there and not on the OTLP/HTTP listener.
+#[test]
+fn metrics_listen_moves_metrics_to_a_listener_of_their_own() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = data.path().join("m.toml");
+    std::fs::write(&cfg, "metrics_listen = \"127.0.0.1:0\"\n").unwrap();
+    let mut p = Proc::spawn(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.path().join("store").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let http = p.addr();
+    let line = p.wait_line("/metrics on ");
+    let metrics: SocketAddr = line
+        .split("/metrics on ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(metrics, http);
+    let (status, body) = get(metrics, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("meshlog_build_info{version="), "{body}");
+    assert_eq!(get(http, "/metrics").0, 404);
+    assert_eq!(get(http, "/healthz").0, 200);
+    assert!(p.terminate().success());
+}
