@@ -1114,9 +1114,33 @@ fn every_envoy_bootstrap_in_envoy_config_validates() {
     let root = repo_root();
     let dir = tempfile::tempdir().unwrap();
     // (what it is, the file Envoy reads)
+    // The mTLS variants name certificate files under /etc/meshlog/tls/: filled with a test
+    // CA's files, since validation loads them.
+    let pki = meshlog_e2e::tls::Pki::new("meshlog-collector", "spiffe://cluster.local/ns/a/sa/b");
     let mut checks: Vec<(String, PathBuf)> = yaml_files(&root.join("envoy-config"))
         .into_iter()
-        .map(|f| (f.display().to_string(), f))
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap();
+            if !text.contains("/etc/meshlog/tls/") {
+                return (f.display().to_string(), f);
+            }
+            let filled = dir.path().join(f.file_name().unwrap());
+            let text = text
+                .replace(
+                    "/etc/meshlog/tls/client.pem",
+                    &pki.server_cert.display().to_string(),
+                )
+                .replace(
+                    "/etc/meshlog/tls/client.key",
+                    &pki.server_key.display().to_string(),
+                )
+                .replace("/etc/meshlog/tls/ca.pem", &pki.ca.display().to_string());
+            std::fs::write(&filled, text).unwrap();
+            (
+                format!("{} (certificate paths filled)", f.display()),
+                filled,
+            )
+        })
         .collect();
     for f in yaml_files(&root.join("envoy-config/bench")) {
         let filled = dir.path().join(f.file_name().unwrap());
