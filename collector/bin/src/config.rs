@@ -106,6 +106,10 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     /// `[connections]`: connection caps and timeouts (see [`ConnLimits::parse`]).
     pub connections: ConnLimits,
+    /// `insecure`: serve plain TCP on addresses that are not loopback, as `--insecure` does:
+    /// for a collector whose own sidecar terminates mutual TLS in the pod (deploy/kubernetes).
+    /// Default false: without `[tls]`, `serve` refuses such an address.
+    pub insecure: bool,
 }
 
 pub use meshlog_server::auth::roles::AuthConfig;
@@ -152,6 +156,7 @@ impl Default for Config {
             tls: None,
             auth: None,
             connections: ConnLimits::default(),
+            insecure: false,
         }
     }
 }
@@ -293,6 +298,9 @@ impl Config {
         }
         if let Some(t) = root.table("connections", &mut errs) {
             cfg.connections = ConnLimits::parse(t, &mut errs);
+        }
+        if let Some(b) = root.bool("insecure", &mut errs) {
+            cfg.insecure = b;
         }
         root.finish(&mut errs);
         // Checked only when both values are individually valid, so one mistake is one problem.
@@ -512,7 +520,7 @@ mod tests {
                 "bogus: unknown field; expected one of: data_dir, listen, grpc_listen, \
                  metrics_listen, max_body_bytes, max_decoded_bytes, segment_max_bytes, \
                  max_queue_bytes, ack_timeout_ms, dedup_window_batches, encryption, redaction, \
-                 integrity, retention, tls, auth, connections",
+                 integrity, retention, tls, auth, connections, insecure",
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",

@@ -257,6 +257,26 @@ fn serve_refuses_a_non_loopback_address_without_tls_unless_insecure() {
     let addr = p.addr();
     assert_eq!(addr.ip().to_string(), "0.0.0.0");
     assert!(p.terminate().success());
+    // The same, said in the configuration file (a collector whose sidecar terminates mTLS).
+    let cfg = data.path().join("m.toml");
+    std::fs::write(&cfg, "insecure = true\nlisten = \"0.0.0.0:0\"\n").unwrap();
+    let mut p = Proc::spawn(&[
+        "serve",
+        "--data-dir",
+        dir,
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    p.wait_line("--insecure: serving 0.0.0.0:0 (listen)");
+    p.addr(); // bound, with its signal handlers
+    assert!(p.terminate().success());
+    let out = run(&["validate", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

@@ -204,8 +204,8 @@ pub struct ServeArgs {
     pub grpc_listen: Option<SocketAddr>,
     /// Serve plain TCP on an address that is not loopback. Without [tls] in the configuration,
     /// `serve` refuses to listen beyond loopback unless this is given: records and tokens
-    /// would cross the network in plain text.
-    #[arg(long)]
+    /// would cross the network in plain text. `insecure = true` in the file does the same.
+    #[arg(long, env = "MESHLOG_INSECURE")]
     pub insecure: bool,
 }
 

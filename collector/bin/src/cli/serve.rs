@@ -34,11 +34,11 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             .filter(|(_, a)| !a.ip().is_loopback())
             .map(|(what, a)| format!("{a} ({what})"))
             .collect();
-        if !args.insecure {
+        if !(args.insecure || cfg.insecure) {
             return Err(RunError::Usage(format!(
                 "refusing to listen on {} without TLS: records and credentials would cross the \
                  network in plain text. Configure [tls] cert_file and key_file, listen on \
-                 loopback, or pass --insecure",
+                 loopback, or pass --insecure (insecure = true in the file)",
                 open.join(", ")
             )));
         }

@@ -53,13 +53,13 @@ fn problems(path: &Path) -> Vec<String> {
     {
         out.push(format!("tls: {e}"));
     }
-    if cfg.tls.is_none() {
+    if cfg.tls.is_none() && !cfg.insecure {
         let mut addrs = vec![("listen", cfg.listen), ("grpc_listen", cfg.grpc_addr())];
         addrs.extend(cfg.metrics_listen.map(|a| ("metrics_listen", a)));
         for (key, a) in addrs.iter().filter(|(_, a)| !a.ip().is_loopback()) {
             out.push(format!(
                 "{key}: {a} is not a loopback address and there is no [tls]: serve refuses it \
-                 without --insecure"
+                 without --insecure (or insecure = true)"
             ));
         }
     }
