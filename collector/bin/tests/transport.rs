@@ -930,11 +930,16 @@ async fn grpc_backpressure_is_unavailable_with_retry_info() {
         },
     )
     .unwrap();
-    let state = meshlog_server::AppState::new(Pipeline::single(
-        store.handle(),
-        Limits::default(),
-        meshlog_server::ingest::DEFAULT_ACK_TIMEOUT,
-    ));
+    // Redaction off: the collector would redact the random body below as a secret, and the
+    // frame it queues would be too small to fill the queue.
+    let state = meshlog_server::AppState::new(
+        Pipeline::single(
+            store.handle(),
+            Limits::default(),
+            meshlog_server::ingest::DEFAULT_ACK_TIMEOUT,
+        )
+        .with_redaction(meshlog_server::ingest::pipeline::Redaction::off()),
+    );
     let metrics = state.metrics.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
