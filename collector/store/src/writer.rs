@@ -512,8 +512,10 @@ impl<F: FileSystem> Writer<F> {
                         "writing a frame failed; rolling it back"
                     );
                 }
-                answer(ack, reservation, Err(err));
+                // Cut first, answer after: a client told "not stored" finds the segment as
+                // it was (the full-disk test reads its length right after the 507).
                 self.roll_back(offset);
+                answer(ack, reservation, Err(err));
             }
         }
     }
@@ -573,17 +575,17 @@ impl<F: FileSystem> Writer<F> {
                         "fsync failed; none of these frames is acknowledged"
                     );
                 }
+                // After a failed fsync the page cache no longer tells what is on disk: cut back
+                // to what an earlier fsync confirmed (the tree too), then answer.
+                self.integrity.roll_back();
+                let synced = self.active.synced_len;
+                self.roll_back(synced);
                 for p in pending {
                     answer(p.ack, p.reservation, Err(err.clone()));
                     for f in p.followers {
                         let _ = f.send(Err(err.clone()));
                     }
                 }
-                // After a failed fsync the page cache no longer tells what is on disk: cut back
-                // to what an earlier fsync confirmed (the tree too).
-                self.integrity.roll_back();
-                let synced = self.active.synced_len;
-                self.roll_back(synced);
             }
         }
     }
