@@ -113,15 +113,25 @@ envoy_version() {
     "$ENVOY_BIN" --version 2>/dev/null | sed -n 's|.*version: [0-9a-f]*/\([^/]*\)/.*|\1|p' | head -n1
 }
 
+# The git-ignored .venv that holds every PyPI tool the scripts install.
+ensure_venv() {
+    [[ -x $ROOT/.venv/bin/python ]] || python3 -m venv "$ROOT/.venv" ||
+        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+}
+
+# The version of PyPI package $1 installed in .venv, or nothing.
+venv_version() {
+    "$ROOT/.venv/bin/python" -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true
+}
+
 # grpcio (PyPI), the real gRPC server and client of the gRPC end-to-end tests (tests/grpc/), in
 # .venv next to Envoy. Exports MESHLOG_PYTHON, the interpreter that has it.
 GRPCIO_VERSION=1.85.1
 ensure_grpcio() {
     local venv="$ROOT/.venv"
-    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" ||
-        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    ensure_venv
     local have
-    have="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("grpcio"))' 2>/dev/null || true)"
+    have="$(venv_version grpcio)"
     if [[ $have != "$GRPCIO_VERSION" ]]; then
         log "installing grpcio==$GRPCIO_VERSION into .venv (found: ${have:-none})"
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "grpcio==$GRPCIO_VERSION"
@@ -137,10 +147,9 @@ ensure_grpcio() {
 OTEL_PYTHON_VERSION=1.45.2
 ensure_otel_python() {
     local venv="$ROOT/.venv"
-    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" ||
-        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    ensure_venv
     local have
-    have="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("opentelemetry-exporter-otlp-proto-grpc"))' 2>/dev/null || true)"
+    have="$(venv_version opentelemetry-exporter-otlp-proto-grpc)"
     if [[ $have != "$OTEL_PYTHON_VERSION" ]]; then
         log "installing the OpenTelemetry Python SDK $OTEL_PYTHON_VERSION into .venv (found: ${have:-none})"
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
@@ -164,10 +173,9 @@ ensure_promtool() {
 ROTEL_VERSION=0.0.1a15
 ensure_rotel() {
     local venv="$ROOT/.venv"
-    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" ||
-        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    ensure_venv
     local have
-    have="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("rotel"))' 2>/dev/null || true)"
+    have="$(venv_version rotel)"
     if [[ $have != "$ROTEL_VERSION" ]]; then
         log "installing rotel==$ROTEL_VERSION into .venv (found: ${have:-none})"
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "rotel==$ROTEL_VERSION"
@@ -328,10 +336,9 @@ install_cleanup_trap() {
 KUBERNETES_VALIDATE_VERSION=1.37.0
 ensure_kubernetes_validate() {
     local venv="$ROOT/.venv"
-    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" ||
-        die "python3 -m venv failed (on Debian: apt-get install -y python3-venv)"
+    ensure_venv
     local have
-    have="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))' 2>/dev/null || true)"
+    have="$(venv_version kubernetes-validate)"
     if [[ $have != "$KUBERNETES_VALIDATE_VERSION" ]]; then
         log "installing kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into .venv (found: ${have:-none})"
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \

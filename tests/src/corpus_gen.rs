@@ -3,7 +3,7 @@
 //! The tests that need labelled secrets (core's corpus test, the end-to-end corpus test through
 //! Envoy, the collector's encryption-at-rest test, the benchmark) use this generator by default,
 //! so they pass on a bare clone. The same shape as the shared corpus
-//! (`../shared/corpus/pii-requests.jsonl`): a request (method, path with query, headers) and its
+//! (the shared corpus beside the repository, `pii-requests.jsonl`): a request (method, path with query, headers) and its
 //! labels, `secrets` (kind, value) that must never be stored readable and `benign` look-alikes
 //! that must survive.
 //!

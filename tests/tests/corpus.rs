@@ -4,7 +4,7 @@
 //!
 //! The corpus is generated (`tests/src/corpus_gen.rs`, fixed seed, 2,000 requests) unless
 //! `MESHLOG_CORPUS` names a JSONL file in the same format (`scripts/test` sets it to
-//! `../shared/corpus/pii-requests.jsonl` when that exists and runs this test a second time).
+//! the shared corpus beside the repository when that exists and runs this test a second time).
 
 use meshlog_core::redact::RedactionPolicy;
 use meshlog_e2e::{Collector, Envoy, Sidecar, Upstream, send};
