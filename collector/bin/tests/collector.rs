@@ -1245,7 +1245,14 @@ fn keygen_writes_a_private_signing_key_that_signs_checkpoints_its_public_key_ver
     // stdout is exactly the verifier key file, and carries no secret.
     assert_eq!(printed, std::fs::read_to_string(&verifier).unwrap());
     assert!(printed.starts_with("example.com/meshlog+"), "{printed}");
-    let secret = signing_text.trim().rsplit_once('+').unwrap().1;
+    // PRIVATE+KEY+<name>+<key hash>+<base64 key>: base64 may itself hold '+', so split from the left.
+    let secret = signing_text
+        .trim()
+        .strip_prefix("PRIVATE+KEY+example.com/meshlog+")
+        .and_then(|rest| rest.split_once('+'))
+        .unwrap()
+        .1;
+    assert!(secret.len() >= 40, "{secret}");
     assert!(!printed.contains(secret));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
