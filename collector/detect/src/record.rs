@@ -1,0 +1,105 @@
+//! Reading the attributes the rules need from a stored (flat) record.
+
+use meshlog_core::schema;
+use serde_json::{Map, Value};
+
+/// One canonical stored record: a flat JSON object (see docs/schema.md).
+pub type Record = Map<String, Value>;
+
+/// The end user an edge proxy authenticated (OpenTelemetry's `enduser.id`).
+pub const ENDUSER_ID: &str = "enduser.id";
+/// The stored key of the service name resource attribute.
+pub const SERVICE: &str = "resource.service.name";
+/// The stored key of the service instance resource attribute.
+pub const INSTANCE: &str = "resource.service.instance.id";
+/// The stored key of the VM id resource attribute (names the sequence).
+pub const VM_ID: &str = "resource.meshlog.vm.id";
+/// The stored key of the event name.
+pub const EVENT_NAME: &str = "event_name";
+
+/// A string attribute.
+pub fn str_of<'a>(r: &'a Record, key: &str) -> Option<&'a str> {
+    r.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// An integer attribute (also from a decimal string, as OTLP JSON writes 64-bit integers).
+pub fn int_of(r: &Record, key: &str) -> Option<i64> {
+    match r.get(key)? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// An attribute as text for grouping and matching: strings as they are, numbers and booleans
+/// in their JSON spelling.
+pub fn text_of(r: &Record, key: &str) -> Option<String> {
+    match r.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        v @ (Value::Number(_) | Value::Bool(_)) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+/// The record's event name.
+pub fn event(r: &Record) -> Option<&str> {
+    str_of(r, EVENT_NAME)
+}
+
+/// True for a request record: an HTTP access record (or any record with a status code).
+pub fn is_request(r: &Record) -> bool {
+    match event(r) {
+        Some(schema::EVENT_NAME) => true,
+        Some(_) => false,
+        None => r.contains_key(schema::HTTP_RESPONSE_STATUS_CODE),
+    }
+}
+
+/// The HTTP status code.
+pub fn status(r: &Record) -> Option<i64> {
+    int_of(r, schema::HTTP_RESPONSE_STATUS_CODE)
+}
+
+/// The destination service (the resource of the sidecar that logged the record).
+pub fn service(r: &Record) -> Option<&str> {
+    str_of(r, SERVICE)
+}
+
+/// The calling workload: the mTLS peer principal (SPIFFE id).
+pub fn principal(r: &Record) -> Option<&str> {
+    str_of(r, schema::MESHLOG_PEER_PRINCIPAL)
+}
+
+/// Who called, for per-caller rules: the end user when known, else the workload principal,
+/// else the client address; with the label it is reported under.
+pub fn caller(r: &Record) -> Option<(&'static str, &str)> {
+    if let Some(u) = str_of(r, ENDUSER_ID) {
+        return Some(("enduser", u));
+    }
+    if let Some(p) = principal(r) {
+        return Some(("principal", p));
+    }
+    str_of(r, schema::CLIENT_ADDRESS).map(|c| ("client", c))
+}
+
+/// The route template, else the path.
+pub fn route(r: &Record) -> Option<&str> {
+    str_of(r, schema::HTTP_ROUTE).or_else(|| str_of(r, schema::URL_PATH))
+}
+
+/// The requests this record stands for: the sampling adjusted count, 1 when unsampled.
+pub fn weight(r: &Record) -> f64 {
+    match r.get(schema::MESHLOG_SAMPLING_ADJUSTED_COUNT) {
+        Some(Value::Number(n)) => n.as_f64().filter(|w| *w >= 1.0).unwrap_or(1.0),
+        _ => 1.0,
+    }
+}
+
+/// When the collector received the record (its observed time), else when it happened: the
+/// time replay assigns to a stored record.
+pub fn stored_time(r: &Record) -> u64 {
+    int_of(r, "observed_time_unix_nano")
+        .or_else(|| int_of(r, "time_unix_nano"))
+        .and_then(|t| u64::try_from(t).ok())
+        .unwrap_or(0)
+}

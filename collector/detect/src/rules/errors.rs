@@ -1,0 +1,157 @@
+//! 5xx spike: a service's share of 5xx answers in the current interval is at least
+//! `min_ratio`, at least `factor` times its own baseline (an EWMA of past intervals' ratios,
+//! not fed while firing), over at least `min_volume` requests.
+
+use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
+use crate::NS_PER_S;
+use crate::config::ErrorSpike;
+use crate::record::{self, Record};
+use crate::window::{Edge, Ewma, Groups, Latch};
+
+#[derive(Default)]
+struct State {
+    epoch: u64,
+    total: f64,
+    errors: f64,
+    baseline: Ewma,
+    latch: Latch,
+}
+
+/// The rule.
+pub struct ErrorSpikeRule {
+    cfg: ErrorSpike,
+    interval_ns: u64,
+    groups: Groups<State>,
+}
+
+impl ErrorSpikeRule {
+    /// The rule with `cfg`.
+    pub fn new(cfg: ErrorSpike) -> Self {
+        ErrorSpikeRule {
+            interval_ns: cfg.interval_s * NS_PER_S,
+            groups: Groups::new(cfg.common.max_groups),
+            cfg,
+        }
+    }
+}
+
+fn threshold(cfg: &ErrorSpike, s: &State) -> f64 {
+    (s.baseline.mean * cfg.factor).max(cfg.min_ratio)
+}
+
+fn hot(cfg: &ErrorSpike, s: &State) -> bool {
+    s.total >= cfg.min_volume as f64 && s.errors / s.total >= threshold(cfg, s)
+}
+
+/// Closes the interval when `now` is past it; true when it closed.
+fn roll(cfg: &ErrorSpike, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge> {
+    let e = now / interval_ns;
+    if e <= s.epoch {
+        return None;
+    }
+    let was_hot = hot(cfg, s);
+    // Only a firing group's latch moves here: a group that turned hot while learning did
+    // not fire and must not look as if it had.
+    let edge = if s.latch.firing {
+        s.latch.update(was_hot, now, cfg.common.resolve_after_ns())
+    } else {
+        None
+    };
+    if !was_hot && !s.latch.firing && s.total >= cfg.min_volume as f64 {
+        s.baseline.update(s.errors / s.total, cfg.alpha);
+    }
+    s.epoch = e;
+    s.total = 0.0;
+    s.errors = 0.0;
+    edge
+}
+
+impl Rule for ErrorSpikeRule {
+    fn name(&self) -> &str {
+        "error_spike"
+    }
+
+    fn observe(&mut self, r: &Record, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
+        if !record::is_request(r) {
+            return;
+        }
+        let (Some(service), Some(status)) = (record::service(r), record::status(r)) else {
+            return;
+        };
+        let key = one_key("service", service);
+        let interval_ns = self.interval_ns;
+        let Some(s) = self.groups.get_or_insert(
+            &key,
+            now,
+            || State {
+                epoch: now / interval_ns,
+                ..State::default()
+            },
+            |s| s.latch.firing,
+        ) else {
+            return;
+        };
+        if roll(&self.cfg, interval_ns, s, now) == Some(Edge::Clear) {
+            out.push(Signal::Clear {
+                key: key.clone(),
+                value: 0.0,
+            });
+        }
+        let w = record::weight(r);
+        s.total += w;
+        if (500..=599).contains(&status) {
+            s.errors += w;
+        }
+        if hot(&self.cfg, s)
+            && s.latch
+                .update(true, now, self.cfg.common.resolve_after_ns())
+                == Some(Edge::Fire)
+        {
+            let ratio = s.errors / s.total;
+            out.push(Signal::Fire(Finding {
+                group: Group::one("service", service),
+                value: ratio,
+                threshold: threshold(&self.cfg, s),
+                window_ns: interval_ns,
+                baseline: Some(s.baseline.mean),
+                summary: format!(
+                    "{service}: {:.0}% of {} requests answered 5xx (baseline {:.1}%)",
+                    ratio * 100.0,
+                    s.total,
+                    s.baseline.mean * 100.0
+                ),
+                query: Query {
+                    service: Some(service.to_owned()),
+                    status: Some("5xx".into()),
+                    ..Query::default()
+                },
+            }));
+        }
+    }
+
+    fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
+        let (cfg, interval_ns) = (&self.cfg, self.interval_ns);
+        let idle = interval_ns.saturating_mul(60 * 24);
+        self.groups.retain(|key, s, seen| {
+            let edge = roll(cfg, interval_ns, s, now).or_else(|| {
+                // An interval with no traffic at all still lets a firing group resolve.
+                s.latch.update(false, now, cfg.common.resolve_after_ns())
+            });
+            if edge == Some(Edge::Clear) {
+                out.push(Signal::Clear {
+                    key: key.to_owned(),
+                    value: 0.0,
+                });
+            }
+            s.latch.firing || now.saturating_sub(seen) < idle
+        });
+    }
+
+    fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn evicted(&self) -> u64 {
+        self.groups.evicted
+    }
+}

@@ -1,0 +1,178 @@
+//! Secrets appearing: the secrets redacted from one client's (or route's) records in the
+//! current interval (the sum of its `meshlog.redacted.<kind>` counts for the secret kinds) reach
+//! `min_count` and `factor` times the group's baseline (an EWMA of its past intervals, zero for
+//! a client that never sent one): a client that starts sending tokens in URLs.
+
+use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
+use crate::NS_PER_S;
+use crate::config::{Secrets, SecretsGroup};
+use crate::record::{self, Record};
+use crate::window::{Edge, Ewma, Groups, Latch};
+use meshlog_core::schema::MESHLOG_REDACTED_PREFIX;
+
+/// Quiet intervals folded into a baseline at most (older ones change nothing measurable).
+const MAX_QUIET_INTERVALS: u64 = 64;
+
+#[derive(Default)]
+struct State {
+    epoch: u64,
+    count: f64,
+    baseline: Ewma,
+    latch: Latch,
+}
+
+/// The rule.
+pub struct SecretsRule {
+    cfg: Secrets,
+    keys: Vec<String>,
+    interval_ns: u64,
+    groups: Groups<State>,
+}
+
+impl SecretsRule {
+    /// The rule with `cfg`.
+    pub fn new(cfg: Secrets) -> Self {
+        SecretsRule {
+            keys: cfg
+                .kinds
+                .iter()
+                .map(|k| format!("{MESHLOG_REDACTED_PREFIX}{k}"))
+                .collect(),
+            interval_ns: cfg.interval_s * NS_PER_S,
+            groups: Groups::new(cfg.common.max_groups),
+            cfg,
+        }
+    }
+}
+
+fn threshold(cfg: &Secrets, s: &State) -> f64 {
+    (s.baseline.mean * cfg.factor).max(cfg.min_count as f64)
+}
+
+fn roll(cfg: &Secrets, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge> {
+    let e = now / interval_ns;
+    if e <= s.epoch {
+        return None;
+    }
+    let was_hot = s.count >= threshold(cfg, s);
+    // Only a firing group's latch moves here: a group that turned hot while learning did
+    // not fire and must not look as if it had.
+    let edge = if s.latch.firing {
+        s.latch.update(was_hot, now, cfg.common.resolve_after_ns())
+    } else {
+        None
+    };
+    if !was_hot && !s.latch.firing {
+        s.baseline.update(s.count, cfg.alpha);
+        for _ in 1..(e - s.epoch).min(MAX_QUIET_INTERVALS) {
+            s.baseline.update(0.0, cfg.alpha);
+        }
+    }
+    s.epoch = e;
+    s.count = 0.0;
+    edge
+}
+
+impl Rule for SecretsRule {
+    fn name(&self) -> &str {
+        "secrets"
+    }
+
+    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        if !record::is_request(r) {
+            return;
+        }
+        let n: i64 = self.keys.iter().filter_map(|k| record::int_of(r, k)).sum();
+        if n <= 0 {
+            return;
+        }
+        let (label, who) = match self.cfg.group_by {
+            SecretsGroup::Client => {
+                match record::principal(r).map(|p| ("principal", p)).or_else(|| {
+                    record::str_of(r, meshlog_core::schema::CLIENT_ADDRESS).map(|c| ("client", c))
+                }) {
+                    Some(c) => c,
+                    None => return,
+                }
+            }
+            SecretsGroup::Route => match record::route(r) {
+                Some(p) => ("route", p),
+                None => return,
+            },
+        };
+        let key = one_key(label, who);
+        let interval_ns = self.interval_ns;
+        let Some(s) = self.groups.get_or_insert(
+            &key,
+            now,
+            || State {
+                epoch: now / interval_ns,
+                ..State::default()
+            },
+            |s| s.latch.firing,
+        ) else {
+            return;
+        };
+        if roll(&self.cfg, interval_ns, s, now) == Some(Edge::Clear) {
+            out.push(Signal::Clear {
+                key: key.clone(),
+                value: 0.0,
+            });
+        }
+        s.count += n as f64;
+        let t = threshold(&self.cfg, s);
+        if s.count >= t
+            && !ctx.learning
+            && s.latch
+                .update(true, now, self.cfg.common.resolve_after_ns())
+                == Some(Edge::Fire)
+        {
+            let mut query = match label {
+                "route" => Query {
+                    wheres: vec![(meshlog_core::schema::HTTP_ROUTE.into(), who.into())],
+                    ..Query::default()
+                },
+                _ => Query::for_caller(label, who),
+            };
+            if let Some(svc) = record::service(r) {
+                query.service = Some(svc.to_owned());
+            }
+            out.push(Signal::Fire(Finding {
+                group: Group::one(label, who),
+                value: s.count,
+                threshold: t,
+                window_ns: interval_ns,
+                baseline: Some(s.baseline.mean),
+                summary: format!(
+                    "{} secrets redacted from {label} {who} in {}s (baseline {:.1})",
+                    s.count, self.cfg.interval_s, s.baseline.mean
+                ),
+                query,
+            }));
+        }
+    }
+
+    fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
+        let (cfg, interval_ns) = (&self.cfg, self.interval_ns);
+        let idle = interval_ns.saturating_mul(MAX_QUIET_INTERVALS);
+        self.groups.retain(|key, s, seen| {
+            let edge = roll(cfg, interval_ns, s, now)
+                .or_else(|| s.latch.update(false, now, cfg.common.resolve_after_ns()));
+            if edge == Some(Edge::Clear) {
+                out.push(Signal::Clear {
+                    key: key.to_owned(),
+                    value: 0.0,
+                });
+            }
+            s.latch.firing || now.saturating_sub(seen) < idle
+        });
+    }
+
+    fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn evicted(&self) -> u64 {
+        self.groups.evicted
+    }
+}

@@ -1,0 +1,154 @@
+//! Volume anomaly: a service's requests in the current interval (sampled records counted by
+//! their adjusted count) reach `min_count`, `factor` times its baseline mean and `sigmas`
+//! standard deviations above it (an EWMA of past intervals, not fed while firing), once the
+//! service has `warmup_intervals` of history.
+
+use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
+use crate::NS_PER_S;
+use crate::config::Volume;
+use crate::record::{self, Record};
+use crate::window::{Edge, Ewma, Groups, Latch};
+
+/// Quiet intervals folded into a baseline at most.
+const MAX_QUIET_INTERVALS: u64 = 64;
+
+#[derive(Default)]
+struct State {
+    epoch: u64,
+    count: f64,
+    baseline: Ewma,
+    latch: Latch,
+}
+
+/// The rule.
+pub struct VolumeRule {
+    cfg: Volume,
+    interval_ns: u64,
+    groups: Groups<State>,
+}
+
+impl VolumeRule {
+    /// The rule with `cfg`.
+    pub fn new(cfg: Volume) -> Self {
+        VolumeRule {
+            interval_ns: cfg.interval_s * NS_PER_S,
+            groups: Groups::new(cfg.common.max_groups),
+            cfg,
+        }
+    }
+}
+
+fn threshold(cfg: &Volume, s: &State) -> f64 {
+    (s.baseline.mean * cfg.factor)
+        .max(s.baseline.mean + cfg.sigmas * s.baseline.sd())
+        .max(cfg.min_count as f64)
+}
+
+fn hot(cfg: &Volume, s: &State) -> bool {
+    s.baseline.n >= cfg.warmup_intervals && s.count >= threshold(cfg, s)
+}
+
+fn roll(cfg: &Volume, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge> {
+    let e = now / interval_ns;
+    if e <= s.epoch {
+        return None;
+    }
+    let was_hot = hot(cfg, s);
+    // Only a firing group's latch moves here: a group that turned hot while learning did
+    // not fire and must not look as if it had.
+    let edge = if s.latch.firing {
+        s.latch.update(was_hot, now, cfg.common.resolve_after_ns())
+    } else {
+        None
+    };
+    if !was_hot && !s.latch.firing {
+        s.baseline.update(s.count, cfg.alpha);
+        for _ in 1..(e - s.epoch).min(MAX_QUIET_INTERVALS) {
+            s.baseline.update(0.0, cfg.alpha);
+        }
+    }
+    s.epoch = e;
+    s.count = 0.0;
+    edge
+}
+
+impl Rule for VolumeRule {
+    fn name(&self) -> &str {
+        "volume"
+    }
+
+    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        if !record::is_request(r) {
+            return;
+        }
+        let Some(service) = record::service(r) else {
+            return;
+        };
+        let key = one_key("service", service);
+        let interval_ns = self.interval_ns;
+        let Some(s) = self.groups.get_or_insert(
+            &key,
+            now,
+            || State {
+                epoch: now / interval_ns,
+                ..State::default()
+            },
+            |s| s.latch.firing,
+        ) else {
+            return;
+        };
+        if roll(&self.cfg, interval_ns, s, now) == Some(Edge::Clear) {
+            out.push(Signal::Clear {
+                key: key.clone(),
+                value: 0.0,
+            });
+        }
+        s.count += record::weight(r);
+        if hot(&self.cfg, s)
+            && !ctx.learning
+            && s.latch
+                .update(true, now, self.cfg.common.resolve_after_ns())
+                == Some(Edge::Fire)
+        {
+            out.push(Signal::Fire(Finding {
+                group: Group::one("service", service),
+                value: s.count,
+                threshold: threshold(&self.cfg, s),
+                window_ns: interval_ns,
+                baseline: Some(s.baseline.mean),
+                summary: format!(
+                    "{service}: {} requests in {}s (baseline {:.0})",
+                    s.count, self.cfg.interval_s, s.baseline.mean
+                ),
+                query: Query {
+                    service: Some(service.to_owned()),
+                    ..Query::default()
+                },
+            }));
+        }
+    }
+
+    fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
+        let (cfg, interval_ns) = (&self.cfg, self.interval_ns);
+        let idle = interval_ns.saturating_mul(60 * 24);
+        self.groups.retain(|key, s, seen| {
+            let edge = roll(cfg, interval_ns, s, now)
+                .or_else(|| s.latch.update(false, now, cfg.common.resolve_after_ns()));
+            if edge == Some(Edge::Clear) {
+                out.push(Signal::Clear {
+                    key: key.to_owned(),
+                    value: 0.0,
+                });
+            }
+            s.latch.firing || now.saturating_sub(seen) < idle
+        });
+    }
+
+    fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn evicted(&self) -> u64 {
+        self.groups.evicted
+    }
+}

@@ -1,0 +1,219 @@
+//! The bounded building blocks of every rule: a sliding-window counter in fixed buckets, an
+//! exponentially weighted baseline, a fire/resolve latch, and a map of groups with a cap.
+//! Time is always passed in (unix nanoseconds).
+
+use std::collections::HashMap;
+
+/// Buckets per window: the window slides in steps of a twelfth of its length.
+pub const BUCKETS: usize = 12;
+
+/// Counts in a sliding window of fixed buckets: constant memory whatever the rate. The window
+/// covers the current bucket and the 11 before it.
+#[derive(Debug, Clone)]
+pub struct RollingCount {
+    bucket_ns: u64,
+    slots: [(u64, f64); BUCKETS],
+}
+
+impl RollingCount {
+    /// A counter over `window_ns`.
+    pub fn new(window_ns: u64) -> Self {
+        RollingCount {
+            bucket_ns: (window_ns / BUCKETS as u64).max(1),
+            slots: [(u64::MAX, 0.0); BUCKETS],
+        }
+    }
+
+    fn epoch(&self, now: u64) -> u64 {
+        now / self.bucket_ns
+    }
+
+    /// Adds `n` at `now`.
+    pub fn add(&mut self, now: u64, n: f64) {
+        let e = self.epoch(now);
+        let i = (e % BUCKETS as u64) as usize;
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.0 != e {
+                *slot = (e, 0.0);
+            }
+            slot.1 += n;
+        }
+    }
+
+    /// The count in the window ending at `now`.
+    pub fn total(&self, now: u64) -> f64 {
+        let e = self.epoch(now);
+        let oldest = e.saturating_sub(BUCKETS as u64 - 1);
+        self.slots
+            .iter()
+            .filter(|(se, _)| *se != u64::MAX && *se >= oldest && *se <= e)
+            .map(|(_, c)| c)
+            .sum()
+    }
+}
+
+/// An exponentially weighted moving mean and variance.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ewma {
+    /// The mean.
+    pub mean: f64,
+    /// The variance.
+    pub var: f64,
+    /// Samples taken (saturating).
+    pub n: u32,
+}
+
+impl Ewma {
+    /// Takes sample `x` with weight `alpha` (the first sample sets the mean).
+    pub fn update(&mut self, x: f64, alpha: f64) {
+        if self.n == 0 {
+            self.mean = x;
+            self.var = 0.0;
+        } else {
+            let d = x - self.mean;
+            self.mean += alpha * d;
+            self.var = (1.0 - alpha) * (self.var + alpha * d * d);
+        }
+        self.n = self.n.saturating_add(1);
+    }
+
+    /// The standard deviation.
+    pub fn sd(&self) -> f64 {
+        self.var.max(0.0).sqrt()
+    }
+}
+
+/// A change of a latch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The condition became true.
+    Fire,
+    /// The condition has been false for the resolve delay.
+    Clear,
+}
+
+/// Fire when a condition holds; resolve once it has been false for a delay (so an alert does
+/// not flap on a boundary).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latch {
+    /// Firing now.
+    pub firing: bool,
+    /// When the condition was last true.
+    pub last_true: u64,
+    /// When it started firing.
+    pub since: u64,
+}
+
+impl Latch {
+    /// Takes the condition's value at `now`.
+    pub fn update(&mut self, cond: bool, now: u64, resolve_after_ns: u64) -> Option<Edge> {
+        if cond {
+            self.last_true = now;
+            if !self.firing {
+                self.firing = true;
+                self.since = now;
+                return Some(Edge::Fire);
+            }
+        } else if self.firing && now.saturating_sub(self.last_true) >= resolve_after_ns {
+            self.firing = false;
+            return Some(Edge::Clear);
+        }
+        None
+    }
+}
+
+/// Per-group state with a cap: when full, idle groups are dropped first, then the least
+/// recently seen eighth (never a firing group); what was dropped is counted.
+#[derive(Debug)]
+pub struct Groups<V> {
+    map: HashMap<String, (V, u64)>,
+    cap: usize,
+    /// Groups dropped to stay under the cap, or not admitted because every one was firing.
+    pub evicted: u64,
+}
+
+impl<V> Groups<V> {
+    /// An empty map of at most `cap` groups.
+    pub fn new(cap: usize) -> Self {
+        Groups {
+            map: HashMap::new(),
+            cap: cap.max(1),
+            evicted: 0,
+        }
+    }
+
+    /// Groups held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The group `key`, made with `make` if new; `None` when the map is full of firing groups.
+    /// `firing` says which groups must not be evicted.
+    pub fn get_or_insert(
+        &mut self,
+        key: &str,
+        now: u64,
+        make: impl FnOnce() -> V,
+        firing: impl Fn(&V) -> bool,
+    ) -> Option<&mut V> {
+        if !self.map.contains_key(key) {
+            if self.map.len() >= self.cap {
+                self.evict(&firing);
+            }
+            if self.map.len() >= self.cap {
+                self.evicted += 1;
+                return None;
+            }
+            self.map.insert(key.to_owned(), (make(), now));
+        }
+        let e = self.map.get_mut(key)?;
+        e.1 = now;
+        Some(&mut e.0)
+    }
+
+    /// The group `key`, if held.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.map.get_mut(key).map(|e| &mut e.0)
+    }
+
+    fn evict(&mut self, firing: &impl Fn(&V) -> bool) {
+        let mut ages: Vec<u64> = self
+            .map
+            .values()
+            .filter(|(v, _)| !firing(v))
+            .map(|(_, t)| *t)
+            .collect();
+        if ages.is_empty() {
+            return;
+        }
+        let n = (self.cap / 8).clamp(1, ages.len());
+        let (_, cut, _) = ages.select_nth_unstable(n - 1);
+        let cut = *cut;
+        let before = self.map.len();
+        let mut left = n;
+        self.map.retain(|_, (v, t)| {
+            if left > 0 && *t <= cut && !firing(v) {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.evicted += (before - self.map.len()) as u64;
+    }
+
+    /// Drops the groups `keep` refuses (idle ones), not counted as evicted.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut V, u64) -> bool) {
+        self.map.retain(|k, (v, t)| keep(k, v, *t));
+    }
+
+    /// Every group with its last-seen time.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut V)> {
+        self.map.iter_mut().map(|(k, (v, _))| (k, v))
+    }
+}
