@@ -57,7 +57,8 @@ fn roll(cfg: &ErrorSpike, interval_ns: u64, s: &mut State, now: u64) -> Option<E
     } else {
         None
     };
-    if !was_hot && !s.latch.firing && s.total >= cfg.min_volume as f64 {
+    // Fed while firing too, so a lasting new level becomes the baseline and resolves.
+    if s.total >= cfg.min_volume as f64 {
         s.baseline.update(s.errors / s.total, cfg.alpha);
     }
     s.epoch = e;

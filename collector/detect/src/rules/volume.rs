@@ -61,7 +61,8 @@ fn roll(cfg: &Volume, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge>
     } else {
         None
     };
-    if !was_hot && !s.latch.firing {
+    // Fed while firing too, so a lasting new level becomes the baseline and resolves.
+    {
         s.baseline.update(s.count, cfg.alpha);
         for _ in 1..(e - s.epoch).min(MAX_QUIET_INTERVALS) {
             s.baseline.update(0.0, cfg.alpha);

@@ -1,1 +1,12 @@
-//! x
+//! meshlog-detect's integration tests: one binary, one module per concern.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod alerts;
+mod baseline;
+mod config;
+mod notify;
+mod replay;
+mod rules;
+mod scenarios;
+mod traffic;
