@@ -163,6 +163,8 @@ pub struct Secrets {
     pub min_count: u64,
     /// `factor`: how many times the baseline fires. Default 3.
     pub factor: f64,
+    /// `sigmas`: plus this many times the baseline's Poisson noise (√baseline). Default 3.
+    pub sigmas: f64,
     /// `alpha`: the baseline's EWMA weight. Default 0.1.
     pub alpha: f64,
     /// `kinds`: the `meshlog.redacted.<kind>` counts that are secrets. Default: credentials and
@@ -426,6 +428,7 @@ impl Default for DetectConfig {
                 interval_s: 60,
                 min_count: 3,
                 factor: 3.0,
+                sigmas: 3.0,
                 alpha: 0.1,
                 kinds: default_secret_kinds(),
                 group_by: SecretsGroup::Client,
@@ -589,6 +592,9 @@ pub fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> Option<DetectConf
     secs(&mut t, "interval_s", &mut c.interval_s, errs);
     count(&mut t, "min_count", &mut c.min_count, errs);
     factor(&mut t, "factor", &mut c.factor, errs);
+    if let Some(v) = t.float("sigmas", 0.0..=100.0, errs) {
+        c.sigmas = v;
+    }
     ratio(&mut t, "alpha", &mut c.alpha, errs);
     let path = t.child_path("kinds");
     if let Some(kinds) = t.strings("kinds", errs) {

@@ -1,7 +1,8 @@
 //! Secrets appearing: the secrets redacted from one client's (or route's) records in the
 //! current interval (the sum of its `meshlog.redacted.<kind>` counts for the secret kinds) reach
-//! `min_count` and `factor` times the group's baseline (an EWMA of its past intervals, zero for
-//! a client that never sent one): a client that starts sending tokens in URLs.
+//! `min_count` and `factor` times the group's baseline plus `sigmas` times its Poisson noise
+//! (the baseline an EWMA of its past intervals, zero for a client that never sent one): a
+//! client that starts sending tokens in URLs.
 
 use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
@@ -45,8 +46,11 @@ impl SecretsRule {
     }
 }
 
+/// `factor` times the baseline plus `sigmas` times its Poisson noise (√baseline): a client
+/// that sends a couple of tokens a minute varies by a few from minute to minute.
 fn threshold(cfg: &Secrets, s: &State) -> f64 {
-    (s.baseline.mean * cfg.factor).max(cfg.min_count as f64)
+    let m = s.baseline.mean.max(0.0);
+    (m * cfg.factor + cfg.sigmas * m.sqrt()).max(cfg.min_count as f64)
 }
 
 fn roll(cfg: &Secrets, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge> {

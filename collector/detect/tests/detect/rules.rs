@@ -384,7 +384,8 @@ fn secrets_fire_at_min_count_against_baseline() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].state, State::Resolved);
 
-    // A client that always sends 4 a minute has that as its baseline: 4 does not fire, 13 does.
+    // A client that always sends 4 a minute has that as its baseline: 4 does not fire; its
+    // threshold is 3 x 4 + 3 x 2 = 18.
     let mut d = Detector::new(&cfg);
     let mut ts = Vec::new();
     for m in 0..40u64 {
@@ -396,13 +397,17 @@ fn secrets_fire_at_min_count_against_baseline() {
     let late: Vec<_> = ts.iter().filter(|t| t.at_ns > T0 + 20 * MIN).collect();
     assert!(late.is_empty(), "{late:?}");
     let mut ts = Vec::new();
-    for i in 0..13u64 {
-        let at = T0 + 41 * MIN + i * S;
+    for i in 0..17u64 {
+        let at = T0 + 40 * MIN + i * S;
+        assert!(d.observe(&leak(at, "b", 1), at).is_empty());
+    }
+    for i in 17..18u64 {
+        let at = T0 + 40 * MIN + i * S;
         ts.extend(d.observe(&leak(at, "b", 1), at));
     }
     assert_eq!(firing(&ts), 1);
     assert!(
-        ts[0].value >= ts[0].threshold && ts[0].threshold > 10.0,
+        ts[0].value >= ts[0].threshold && ts[0].threshold == 18.0,
         "{:?}",
         ts[0]
     );
