@@ -1,7 +1,7 @@
 //! Delivery loss: records lost between a VM and the store — a `meshlog.sequence` gap not filled
 //! within `gap_grace_s`, or a delivery tally reporting dropped or refused records — and a
 //! sidecar (service instance) that went silent for `silent_s` while its service's other
-//! instances still sent records.
+//! instances still sent records (within the last quarter of `silent_s`).
 
 use super::{Ctx, Finding, Group, Query, Rule, Signal};
 use crate::NS_PER_S;
@@ -269,7 +269,9 @@ impl Rule for DeliveryLossRule {
                 }
                 return false;
             }
-            if !i.firing && quiet >= silent && now.saturating_sub(others) < silent {
+            // The service must be busy right now elsewhere (within a quarter of `silent_s`):
+            // in a collector outage every sidecar goes quiet together, none alone.
+            if !i.firing && quiet >= silent && now.saturating_sub(others) < silent / 4 {
                 i.firing = true;
                 out.push(Signal::Fire(Finding {
                     group: silent_group(&i.service, &i.instance),

@@ -50,6 +50,7 @@ fn roll(cfg: &ErrorSpike, interval_ns: u64, s: &mut State, now: u64) -> Option<E
         return None;
     }
     let was_hot = hot(cfg, s);
+    let firing_before = s.latch.firing;
     // Only a firing group's latch moves here: a group that turned hot while learning did
     // not fire and must not look as if it had.
     let edge = if s.latch.firing {
@@ -57,9 +58,15 @@ fn roll(cfg: &ErrorSpike, interval_ns: u64, s: &mut State, now: u64) -> Option<E
     } else {
         None
     };
-    // Fed while firing too, so a lasting new level becomes the baseline and resolves.
+    // Fed while firing too, ten times slower: a lasting new level becomes the baseline
+    // (and resolves) in about an hour, not in the minutes of a storm.
+    let alpha = if firing_before {
+        cfg.alpha / 10.0
+    } else {
+        cfg.alpha
+    };
     if s.total >= cfg.min_volume as f64 {
-        s.baseline.update(s.errors / s.total, cfg.alpha);
+        s.baseline.update(s.errors / s.total, alpha);
     }
     s.epoch = e;
     s.total = 0.0;
@@ -86,6 +93,12 @@ impl Rule for ErrorSpikeRule {
             now,
             || State {
                 epoch: now / interval_ns,
+                // A prior of zero: a first interval that is already anomalous must not
+                // become the baseline.
+                baseline: Ewma {
+                    n: 1,
+                    ..Ewma::default()
+                },
                 ..State::default()
             },
             |s| s.latch.firing,

@@ -54,6 +54,7 @@ fn roll(cfg: &Volume, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge>
         return None;
     }
     let was_hot = hot(cfg, s);
+    let firing_before = s.latch.firing;
     // Only a firing group's latch moves here: a group that turned hot while learning did
     // not fire and must not look as if it had.
     let edge = if s.latch.firing {
@@ -61,11 +62,17 @@ fn roll(cfg: &Volume, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge>
     } else {
         None
     };
-    // Fed while firing too, so a lasting new level becomes the baseline and resolves.
+    // Fed while firing too, ten times slower: a lasting new level becomes the baseline
+    // (and resolves) in about an hour, not in the minutes of a storm.
+    let alpha = if firing_before {
+        cfg.alpha / 10.0
+    } else {
+        cfg.alpha
+    };
     {
-        s.baseline.update(s.count, cfg.alpha);
+        s.baseline.update(s.count, alpha);
         for _ in 1..(e - s.epoch).min(MAX_QUIET_INTERVALS) {
-            s.baseline.update(0.0, cfg.alpha);
+            s.baseline.update(0.0, alpha);
         }
     }
     s.epoch = e;

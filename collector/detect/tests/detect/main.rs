@@ -8,5 +8,5 @@ mod config;
 mod notify;
 mod replay;
 mod rules;
-mod scenarios;
+pub mod scenarios;
 mod traffic;

@@ -402,3 +402,53 @@ pub fn only(rules: &[&str]) -> DetectConfig {
     c.volume.common.enabled = on("volume");
     c
 }
+
+impl Sim {
+    /// A collector restart at `self.now`: a new detector replays the last `replay_s` of the
+    /// log (alerts included) and finishes the replay; what that raises or resolves is logged.
+    pub fn restart(&mut self, cfg: &DetectConfig) -> Vec<Transition> {
+        let mut det = Detector::new(cfg);
+        let from = self.now.saturating_sub(det.replay_ns());
+        for r in &self.log {
+            if meshlog_detect::record::stored_time(r) >= from {
+                det.replay(r);
+            }
+        }
+        let ts = det.finish_replay(self.now);
+        self.det = det;
+        self.take(ts.clone());
+        ts
+    }
+
+    /// Every firing has exactly one resolution with its id (when `resolved`), and no alert id
+    /// fires twice.
+    pub fn assert_paired(&self, resolved: bool) {
+        let mut firing: HashMap<&str, usize> = HashMap::new();
+        let mut done: HashMap<&str, usize> = HashMap::new();
+        for t in &self.transitions {
+            let m = if t.state == State::Firing {
+                &mut firing
+            } else {
+                &mut done
+            };
+            *m.entry(t.id.as_str()).or_default() += 1;
+        }
+        for (id, n) in &firing {
+            assert_eq!(*n, 1, "alert {id} fired {n} times");
+            if resolved {
+                assert_eq!(
+                    done.get(id),
+                    Some(&1),
+                    "alert {id} not resolved exactly once"
+                );
+            }
+        }
+        for (id, n) in &done {
+            assert_eq!(*n, 1, "alert {id} resolved {n} times");
+            assert!(
+                firing.contains_key(id),
+                "alert {id} resolved without firing"
+            );
+        }
+    }
+}
