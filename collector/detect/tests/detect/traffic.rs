@@ -10,7 +10,7 @@ use std::collections::HashMap;
 pub const S: u64 = 1_000_000_000;
 pub const MIN: u64 = 60 * S;
 pub const HOUR: u64 = 3600 * S;
-/// 2026-11-30T00:00:00Z: a midnight, so hours of the day are easy to read.
+/// 2026-12-01T00:00:00Z: a midnight, so hours of the day are easy to read.
 pub const T0: u64 = 1_796_083_200 * S;
 
 pub fn spiffe(sa: &str) -> String {
