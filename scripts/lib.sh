@@ -168,6 +168,17 @@ ensure_promtool() {
     command -v promtool >/dev/null 2>&1 || die "promtool still not found after installing prometheus"
 }
 
+# Prometheus Alertmanager (Debian `prometheus-alertmanager`): detection's notifier test starts one
+# on free ports and checks that alerts arrive and resolve.
+ensure_alertmanager() {
+    command -v prometheus-alertmanager >/dev/null 2>&1 && return 0
+    command -v alertmanager >/dev/null 2>&1 && return 0
+    log "installing prometheus-alertmanager"
+    apt_install prometheus-alertmanager
+    command -v prometheus-alertmanager >/dev/null 2>&1 ||
+        die "prometheus-alertmanager still not found after installing it"
+}
+
 # rotel (PyPI `rotel`, a Rust OTLP collector), the bench's point of comparison for the collector.
 # Installed into .venv next to Envoy; exports ROTEL_BIN as its rotel-agent binary.
 ROTEL_VERSION=0.0.1a15
