@@ -156,10 +156,10 @@ impl Rule for UserRuleState {
                 c.total(now)
             }
             Measure::Distinct(d) => {
-                if let Some(v) = distinct_value {
-                    if d.len() < MAX_DISTINCT || d.contains_key(&v) {
-                        d.insert(v, now);
-                    }
+                if let Some(v) = distinct_value
+                    && (d.len() < MAX_DISTINCT || d.contains_key(&v))
+                {
+                    d.insert(v, now);
                 }
                 d.retain(|_, t| now.saturating_sub(*t) < span);
                 d.len() as f64

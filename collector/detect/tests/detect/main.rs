@@ -1,6 +1,12 @@
 //! meshlog-detect's integration tests: one binary, one module per concern.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 mod alerts;
 mod baseline;

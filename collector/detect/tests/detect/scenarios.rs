@@ -269,7 +269,7 @@ fn scenario_collector_outage_with_tiny_buffer() {
         &sim,
         "collector outage, tiny buffer",
         "delivery_loss",
-        end + 0,
+        end,
         3 * 60 + 5,
         330,
     );

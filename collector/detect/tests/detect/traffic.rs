@@ -174,15 +174,6 @@ impl Traffic {
         ids[self.rng.below(ids.len() as u64) as usize]
     }
 
-    /// A record from sidecar `i`, numbered in its sequence.
-    pub fn from_sidecar(&mut self, i: usize, at: u64, status: i64) -> Rec {
-        let sc = &mut self.sidecars[i];
-        let seq = sc.seq;
-        sc.seq += 1;
-        let (service, instance, vm) = (sc.service, sc.instance.clone(), sc.vm.clone());
-        Rec::new(at, service, status).vm(service, &instance, &vm, seq)
-    }
-
     fn status(&mut self) -> i64 {
         let u = self.rng.unit();
         match u {
