@@ -26,7 +26,9 @@ fn rng(state: &mut u64) -> u64 {
 }
 
 fn records() -> Vec<(u64, Record)> {
-    let services = ["frontend", "checkout", "payments", "catalog", "users", "search"];
+    let services = [
+        "frontend", "checkout", "payments", "catalog", "users", "search",
+    ];
     let callers = [
         "spiffe://cluster.local/ns/edge/sa/ingress-gateway",
         "spiffe://cluster.local/ns/shop/sa/frontend",
@@ -56,7 +58,10 @@ fn records() -> Vec<(u64, Record)> {
             m.insert("http.route".into(), Value::from("/api/items/{id}"));
             m.insert("url.path".into(), Value::from("/api/items/{id}"));
             m.insert("client.address".into(), Value::from("10.1.2.0"));
-            m.insert("client.port".into(), Value::from(40000 + (i % 20000) as u64));
+            m.insert(
+                "client.port".into(),
+                Value::from(40000 + (i % 20000) as u64),
+            );
             m.insert(
                 "meshlog.peer.principal".into(),
                 Value::from(callers[(rng(&mut st) % 4) as usize]),
@@ -65,14 +70,20 @@ fn records() -> Vec<(u64, Record)> {
                 m.insert("meshlog.redacted.ip".into(), Value::from(1));
             }
             if rng(&mut st) % 4 == 0 {
-                m.insert("enduser.id".into(), Value::from(format!("user{}", rng(&mut st) % 50)));
+                m.insert(
+                    "enduser.id".into(),
+                    Value::from(format!("user{}", rng(&mut st) % 50)),
+                );
             }
             m.insert("resource.service.name".into(), Value::from(service));
             m.insert(
                 "resource.service.instance.id".into(),
                 Value::from(format!("{service}-{sc}")),
             );
-            m.insert("resource.meshlog.vm.id".into(), Value::from(format!("vm{sc:02}")));
+            m.insert(
+                "resource.meshlog.vm.id".into(),
+                Value::from(format!("vm{sc:02}")),
+            );
             m.insert("meshlog.sequence".into(), Value::from(seq[sc]));
             seq[sc] += 1;
             (at, m)

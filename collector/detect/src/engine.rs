@@ -363,10 +363,12 @@ impl Detector {
             .map(|(k, a)| (k.0, a.firing.clone()))
             .collect();
         lost.sort_by_key(|(_, t)| t.since_ns);
-        for (i, t) in lost {
+        for (i, mut t) in lost {
             if let Some(s) = self.slots.get_mut(i) {
                 s.fired += 1;
             }
+            // Raised now (the record's time), with its original start and id.
+            t.at_ns = now;
             out.push(t);
         }
         out

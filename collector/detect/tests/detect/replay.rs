@@ -49,6 +49,8 @@ fn restart_that_lost_the_alert_record_raises_it_once() {
         ts[0].since_ns, lost.since_ns,
         "raised with its original start"
     );
+    assert_eq!(ts[0].id, lost.id, "and its original id");
+    assert_eq!(ts[0].at_ns, sim.now, "raised at the restart");
     credential_stuffing(&mut sim, &mut tr, 1);
     sim.normal(&mut tr, 10);
     sim.assert_paired(true);
