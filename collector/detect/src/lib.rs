@@ -13,6 +13,7 @@
 pub mod alert;
 pub mod config;
 pub mod engine;
+pub mod history;
 pub mod notify;
 pub mod record;
 pub mod rules;

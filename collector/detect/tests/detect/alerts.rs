@@ -131,3 +131,36 @@ fn triage_records_name_the_alert_principal_and_note() {
     assert!(d.observe(&alert_record(t), T0).is_empty());
     assert_eq!(t.state, State::Firing);
 }
+
+#[test]
+fn history_folds_alerts_and_triage_with_time_to_acknowledge() {
+    use meshlog_detect::history::AlertHistory;
+    let ts = burst();
+    let t = &ts[0];
+    let ack = Triage {
+        alert_id: t.id.clone(),
+        rule: t.rule.clone(),
+        group: t.group.clone(),
+        action: TriageAction::Acknowledge,
+        principal: "oncall".into(),
+        note: "looking".into(),
+        at_ns: t.at_ns + 90 * S,
+    };
+    let mut h = AlertHistory::new();
+    h.add(&Rec::new(T0, "frontend", 200).0);
+    h.add(&alert_record(t));
+    assert!(h.alerts()[0].is_firing());
+    h.add(&triage_record(&ack));
+    h.add(&alert_record(&ts[1]));
+    let mut stray = ack.clone();
+    stray.alert_id = "ffffffffffffffff".into();
+    h.add(&triage_record(&stray));
+    let a = h.alerts();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].firing.id, t.id);
+    assert_eq!(a[0].resolved_ns, Some(ts[1].at_ns));
+    assert!(!a[0].is_firing());
+    assert_eq!(a[0].acknowledged().unwrap().principal, "oncall");
+    assert_eq!(a[0].time_to_acknowledge_ns(), Some(90 * S));
+    assert_eq!(h.orphan_triage().len(), 1);
+}
