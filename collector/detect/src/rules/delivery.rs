@@ -3,7 +3,7 @@
 //! sidecar (service instance) that went silent for `silent_s` while its service's other
 //! instances still sent records (within the last quarter of `silent_s`).
 
-use super::{Ctx, Finding, Group, Query, Rule, Signal};
+use super::{Ctx, Finding, Group, Query, Rule, Signal, key_of};
 use crate::NS_PER_S;
 use crate::config::DeliveryLoss;
 use crate::record::{self, Record};
@@ -125,7 +125,11 @@ impl Rule for DeliveryLossRule {
         if let Some(inst) =
             record::str_of(r, record::INSTANCE).or_else(|| record::str_of(r, record::VM_ID))
         {
-            let key = silent_group(service, inst).key();
+            let key = key_of(&[
+                ("cause", "silent"),
+                ("service", service),
+                ("instance", inst),
+            ]);
             if let Some(i) = self.instances.get_or_insert(
                 &key,
                 now,
@@ -151,7 +155,7 @@ impl Rule for DeliveryLossRule {
         else {
             return;
         };
-        let key = loss_group(service, vm).key();
+        let key = key_of(&[("cause", "loss"), ("service", service), ("vm", vm)]);
         let Some(v) = self.vms.get_or_insert(
             &key,
             now,

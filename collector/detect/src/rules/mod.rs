@@ -64,6 +64,21 @@ pub fn one_key(label: &str, value: &str) -> String {
     s
 }
 
+/// The key of a group of labels given as pairs, without building the [`Group`]; the same
+/// string as [`Group::key`].
+pub fn key_of(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push('\u{1f}');
+        }
+        s.push_str(k);
+        s.push('=');
+        s.push_str(v);
+    }
+    s
+}
+
 impl fmt::Display for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (k, v)) in self.labels.iter().enumerate() {

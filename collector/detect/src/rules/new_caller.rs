@@ -2,7 +2,7 @@
 //! new_terms on two fields). Edges are learned silently while the detector learns; an alert
 //! resolves `resolve_after_s` after it fired.
 
-use super::{Ctx, Finding, Group, Query, Rule, Signal};
+use super::{Ctx, Finding, Group, Query, Rule, Signal, key_of};
 use crate::NS_PER_S;
 use crate::config::NewCaller;
 use crate::record::{self, Record};
@@ -29,13 +29,7 @@ impl NewCallerRule {
 }
 
 fn edge_key(principal: &str, service: &str) -> String {
-    Group {
-        labels: vec![
-            ("principal".into(), principal.into()),
-            ("service".into(), service.into()),
-        ],
-    }
-    .key()
+    key_of(&[("principal", principal), ("service", service)])
 }
 
 impl Rule for NewCallerRule {
