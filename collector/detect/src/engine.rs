@@ -21,6 +21,10 @@ use crate::rules::{
 };
 use std::collections::HashMap;
 
+/// Groups whose suppressed alerts are remembered for their next alert, at most (beyond it,
+/// groups neither firing nor suppressed are let go).
+const MAX_PENDING_SUPPRESSED: usize = 100_000;
+
 /// An event of the store's integrity the collector feeds in ([`Detector::integrity`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntegrityEvent {
@@ -288,6 +292,13 @@ impl Detector {
         let suppress: Vec<u64> = self.slots.iter().map(|s| s.suppress_ns).collect();
         self.last_start
             .retain(|(i, _), t| now.saturating_sub(*t) < suppress.get(*i).copied().unwrap_or(0));
+        // Suppressed counts wait for the group's next alert; past a bound, those of groups
+        // neither firing nor in a suppression window are let go (memory stays bounded).
+        if self.pending_suppressed.len() > MAX_PENDING_SUPPRESSED {
+            let (active, last) = (&self.active, &self.last_start);
+            self.pending_suppressed
+                .retain(|k, _| active.contains_key(k) || last.contains_key(k));
+        }
         out
     }
 
