@@ -410,6 +410,77 @@ fn referer_is_treated_as_a_url() {
     );
 }
 
+#[test]
+fn url_headers_origin_only() {
+    let p = policy(
+        r#"{"headers": {"request": ["referer", "origin", "x-original-url", "user-agent"],
+                        "response": ["location"], "url_origin_only": true}}"#,
+    );
+    let mut s = Summary::new();
+    let mut r = |n: &str, v: &str| {
+        p.request_header(n, v, &mut s)
+            .map_or("<dropped>".into(), Cow::into_owned)
+    };
+    assert_eq!(
+        r(
+            "referer",
+            "https://app.example.com:8443/users/12345?ref=078051120&q=x#frag"
+        ),
+        "https://app.example.com:8443"
+    );
+    assert_eq!(
+        r(
+            "referer",
+            "https://maria:CWNX0D1lZEzg@app.example.com/login"
+        ),
+        "https://app.example.com"
+    );
+    assert_eq!(
+        r("origin", "https://shop.example.com"),
+        "https://shop.example.com"
+    );
+    assert_eq!(r("origin", "null"), "null");
+    assert_eq!(r("x-original-url", "/admin?token=abc"), "<dropped>");
+    // The host still goes through the detectors.
+    assert_eq!(
+        r("referer", "http://10.1.2.3:8080/x"),
+        "http://10.1.2.0:8080"
+    );
+    // Not a URL header: untouched by the option.
+    assert_eq!(
+        r("user-agent", "curl/8.0 (https://a.example/x)"),
+        "curl/8.0 (https://a.example/x)"
+    );
+    assert_eq!(s.total(), 2); // the userinfo and the address
+    assert_eq!(
+        p.response_header(
+            "location",
+            "https://id.example.com/cb?code=xyz",
+            &mut Summary::new()
+        )
+        .as_deref(),
+        Some("https://id.example.com")
+    );
+    // An unchanged origin is borrowed; the default policy keeps the path (and its version).
+    assert!(matches!(
+        p.request_header("origin", "https://a.example.com", &mut Summary::new()),
+        Some(Cow::Borrowed(_))
+    ));
+    let d = RedactionPolicy::default();
+    assert_eq!(
+        req_header(&d, "referer", "https://app.example.com/a?q=1").unwrap(),
+        "https://app.example.com/a?q=1"
+    );
+    assert_ne!(p.version(), policy(r#"{"headers": {"request": ["referer", "origin", "x-original-url", "user-agent"], "response": ["location"]}}"#).version());
+    assert_eq!(
+        RedactionPolicy::from_json(br#"{"headers": {"url_origin_only": "yes"}}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("headers.url_origin_only"),
+        true
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Query
 
