@@ -15,6 +15,7 @@
 use super::Kind;
 use super::creds;
 use super::keys::{self, Strength};
+use super::natid;
 use super::numeric;
 use super::scan::{Detectors, Finding, State, at, is_alnum, run, starts_with};
 use super::syntax;
@@ -149,6 +150,13 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
         _ => {}
     }
     if boundary {
+        if d.on(Kind::Ssn)
+            && is_alnum(b)
+            && matches!(prev, b'"' | b':' | b' ')
+            && let Some(f) = natid::json_value(t, i)
+        {
+            return Some(f);
+        }
         if b.is_ascii_digit() || b == b'+' || b == b'(' {
             if let Some(f) = numeric::numeric(t, i, d) {
                 return Some(f);

@@ -130,7 +130,7 @@ fn compact(name: &[u8], buf: &mut [u8; MAX_NAME]) -> usize {
 }
 
 /// Calls `f` with each word of `name` (original case); stops when `f` returns true.
-fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
+pub(crate) fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
     let name = name.get(..MAX_NAME).unwrap_or(name);
     let mut start: Option<usize> = None;
     let n = name.len();

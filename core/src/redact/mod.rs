@@ -136,6 +136,7 @@ mod header;
 mod ip;
 mod keys;
 mod kind;
+mod natid;
 mod numeric;
 mod path;
 mod policy;

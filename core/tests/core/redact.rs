@@ -411,6 +411,67 @@ fn referer_is_treated_as_a_url() {
 }
 
 #[test]
+fn national_ids_without_separators_under_neutral_keys() {
+    let p = RedactionPolicy::default();
+    let mut rng = corpus_gen::Rng::new(0x55e);
+    let mut caught = 0;
+    let mut kept = 0;
+    for _ in 0..1000 {
+        let ssn = corpus_gen::ssn(&mut rng).replace(['-', ' '], "");
+        // Caught as the whole value of a neutral query key, in a Referer's query, in a JSON field.
+        for out in [
+            query(&p, &format!("ref={ssn}&lang=en")),
+            req_header(&p, "referer", &format!("https://app.example.com/a?s={ssn}")).unwrap(),
+            text(&p, &format!(r#"{{"ref": "{ssn}", "n": 2}}"#)),
+            text(&p, &format!(r#"{{"member":{ssn}}}"#)),
+        ] {
+            assert!(!out.contains(&ssn), "{ssn} leaked: {out}");
+            assert!(out.contains("[REDACTED:ssn]"), "{out}");
+            caught += 1;
+        }
+        // Not under keys naming another number, not inside longer text.
+        for (inp, out) in [
+            (
+                format!("order_id={ssn}"),
+                query(&p, &format!("order_id={ssn}")),
+            ),
+            (format!("page={ssn}"), query(&p, &format!("page={ssn}"))),
+            (format!("ref={ssn}x"), query(&p, &format!("ref={ssn}x"))),
+            (format!("ref {ssn} ok"), text(&p, &format!("ref {ssn} ok"))),
+            (
+                format!(r#"{{"trackingNumber": "{ssn}"}}"#),
+                text(&p, &format!(r#"{{"trackingNumber": "{ssn}"}}"#)),
+            ),
+        ] {
+            assert_eq!(out, inp);
+            kept += 1;
+        }
+    }
+    for id in [
+        "046454286",
+        "AB123456C",
+        "12345678Z",
+        "X1234567L",
+        "52998224725",
+        "255081416802538",
+        "11010519491231002X",
+        "RSSMRA85T10A562S",
+    ] {
+        // As what it is: the NIR example is also a Luhn-valid 15-digit card number.
+        let out = query(&p, &format!("q={id}"));
+        assert!(
+            out == "q=[REDACTED:ssn]" || out == "q=[REDACTED:card]",
+            "{id}: {out}"
+        );
+        assert_eq!(query(&p, &format!("invoice={id}")), format!("invoice={id}"));
+    }
+    // Switched off with the ssn detector.
+    let off = policy(r#"{"detectors": {"ssn": "off"}}"#);
+    assert_eq!(query(&off, "ref=078051121"), "ref=078051121");
+    eprintln!("national ids: {caught} caught, {kept} look-alike placements kept");
+}
+
+#[test]
 fn url_headers_origin_only() {
     let p = policy(
         r#"{"headers": {"request": ["referer", "origin", "x-original-url", "user-agent"],
