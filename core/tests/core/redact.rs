@@ -453,16 +453,11 @@ fn national_ids_without_separators_under_neutral_keys() {
         "12345678Z",
         "X1234567L",
         "52998224725",
-        "255081416802538",
+        "184067512345641",
         "11010519491231002X",
         "RSSMRA85T10A562S",
     ] {
-        // As what it is: the NIR example is also a Luhn-valid 15-digit card number.
-        let out = query(&p, &format!("q={id}"));
-        assert!(
-            out == "q=[REDACTED:ssn]" || out == "q=[REDACTED:card]",
-            "{id}: {out}"
-        );
+        assert_eq!(query(&p, &format!("q={id}")), "q=[REDACTED:ssn]", "{id}");
         assert_eq!(query(&p, &format!("invoice={id}")), format!("invoice={id}"));
     }
     // Switched off with the ssn detector.
