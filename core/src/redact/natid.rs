@@ -115,7 +115,7 @@ fn luhn(d: &[u32]) -> bool {
             }
         })
         .sum();
-    s % 10 == 0
+    s.is_multiple_of(10)
 }
 
 fn us_ssn(d: &[u32]) -> bool {
