@@ -460,6 +460,16 @@ fn national_ids_without_separators_under_neutral_keys() {
         assert_eq!(query(&p, &format!("q={id}")), "q=[REDACTED:ssn]", "{id}");
         assert_eq!(query(&p, &format!("invoice={id}")), format!("invoice={id}"));
     }
+    // An attribute of a record redacted at the collector.
+    let mut s = Summary::new();
+    assert_eq!(
+        p.attribute("app.ref", "078051121", &mut s).as_deref(),
+        Some("[REDACTED:ssn]")
+    );
+    assert_eq!(
+        p.attribute("order.id", "078051121", &mut s).as_deref(),
+        Some("078051121")
+    );
     // Switched off with the ssn detector.
     let off = policy(r#"{"detectors": {"ssn": "off"}}"#);
     assert_eq!(query(&off, "ref=078051121"), "ref=078051121");
