@@ -29,6 +29,8 @@ impl RedactionPolicy {
     ///   (credential headers are always replaced, client-address headers truncated);
     /// - `client.address`, `source.address`, `network.peer.address`: as a client address;
     /// - a sensitive key (`password`, `app.secret`, `db.token`, …): replaced whole;
+    /// - a national id without separators as the whole value, under a key that names no other
+    ///   number (`app.ref` but not `order.id`): replaced whole as `ssn`;
     /// - anything else: through the text detectors.
     ///
     /// `None`: a `drop` action fired; leave the value out.
@@ -68,6 +70,16 @@ impl RedactionPolicy {
         if sensitive {
             return self
                 .replace_whole(value, Enc::Plain, Kind::SecretParam, s)
+                .out
+                .into_cow(value);
+        }
+        // A national id without separators as the whole value of a neutral attribute.
+        if self.det.on(Kind::Ssn)
+            && super::natid::is_national_id(value.as_bytes())
+            && !super::natid::id_key(last.as_bytes())
+        {
+            return self
+                .replace_whole(value, Enc::Plain, Kind::Ssn, s)
                 .out
                 .into_cow(value);
         }

@@ -15,6 +15,7 @@
 use super::Kind;
 use super::creds;
 use super::keys::{self, Strength};
+use super::natid;
 use super::numeric;
 use super::scan::{Detectors, Finding, State, at, is_alnum, run, starts_with};
 use super::syntax;
@@ -30,6 +31,10 @@ fn scan_inner(t: &[u8], d: &Detectors, out: &mut Vec<Finding>, allow_kv: bool) {
     let mut st = State::default();
     let mut i = 0;
     while i < t.len() {
+        if !live(t, i) {
+            i += 1;
+            continue;
+        }
         match detect_at(t, i, d, &mut st, allow_kv) {
             Some(f) if f.end > f.start && f.start >= st.last_end => {
                 if f.kind == Kind::AwsAccessKey {
@@ -66,6 +71,58 @@ fn scan_inner(t: &[u8], d: &Detectors, out: &mut Vec<Finding>, allow_kv: bool) {
     }
 }
 
+/// Byte classes for [`live`]: alphanumeric; may start a detector at a word start; may start one
+/// anywhere (`@`, `://`, `-----BEGIN`).
+const ALNUM: u8 = 1;
+const STARTS: u8 = 2;
+const ANYWHERE: u8 = 4;
+
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
+#[allow(clippy::indexing_slicing)]
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            t[b] = ALNUM | STARTS;
+        }
+        b += 1;
+    }
+    // Numbers (`+1 415…`, `(415) …`), IPv6 (`::1`), base64 and base64url runs.
+    let starts = b"+(:/_-";
+    let mut k = 0;
+    while k < starts.len() {
+        t[starts[k] as usize] |= STARTS;
+        k += 1;
+    }
+    t[b'@' as usize] |= ANYWHERE;
+    t[b':' as usize] |= ANYWHERE;
+    t[b'-' as usize] |= ANYWHERE;
+    t
+};
+
+fn class(b: u8) -> u8 {
+    CLASS.get(usize::from(b)).copied().unwrap_or(0)
+}
+
+/// Whether any detector can start at `i`: [`detect_at`] answers `None` without touching the
+/// look-ahead state everywhere else (inside a word, and at bytes no detector starts with), so the
+/// pass skips those positions at one table lookup each. Most bytes of a value are such positions.
+#[inline]
+fn live(t: &[u8], i: usize) -> bool {
+    let b = class(t.get(i).copied().unwrap_or(0));
+    if b & ANYWHERE != 0 {
+        return true;
+    }
+    let prev = if i == 0 {
+        0
+    } else {
+        class(t.get(i - 1).copied().unwrap_or(0))
+    };
+    b & STARTS != 0 && prev & ALNUM == 0
+}
+
 fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) -> Option<Finding> {
     let b = at(t, i);
     let prev = if i == 0 { 0 } else { at(t, i - 1) };
@@ -95,6 +152,13 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
         _ => {}
     }
     if boundary {
+        if d.on(Kind::Ssn)
+            && is_alnum(b)
+            && matches!(prev, b'"' | b':' | b' ')
+            && let Some(f) = natid::json_value(t, i)
+        {
+            return Some(f);
+        }
         if b.is_ascii_digit() || b == b'+' || b == b'(' {
             if let Some(f) = numeric::numeric(t, i, d) {
                 return Some(f);

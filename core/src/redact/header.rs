@@ -190,6 +190,7 @@ impl RedactionPolicy {
             HeaderClass::SetCookie => self.set_cookie(value, s),
             HeaderClass::Credential => self.credential(value, s),
             HeaderClass::Ip => self.ip_list(value, s),
+            HeaderClass::Url if self.url_origin_only => self.url_origin(value, s),
             HeaderClass::Url => self.url_inner(value, s),
             HeaderClass::Text => self.redact_value(value, Enc::Plain, s).out,
         };

@@ -130,7 +130,7 @@ fn compact(name: &[u8], buf: &mut [u8; MAX_NAME]) -> usize {
 }
 
 /// Calls `f` with each word of `name` (original case); stops when `f` returns true.
-fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
+pub(crate) fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
     let name = name.get(..MAX_NAME).unwrap_or(name);
     let mut start: Option<usize> = None;
     let n = name.len();
@@ -167,16 +167,51 @@ fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
     false
 }
 
-fn word_in(w: &[u8], list: &[&str]) -> bool {
-    list.iter().any(|x| w.eq_ignore_ascii_case(x.as_bytes()))
+fn contains_stem(c: &[u8]) -> bool {
+    (0..c.len()).any(|i| {
+        let r = c.get(i..).unwrap_or_default();
+        r.first()
+            .is_some_and(|b| STEM_FIRST.get(usize::from(*b)) == Some(&true))
+            && STEMS.iter().any(|s| r.starts_with(s.as_bytes()))
+    })
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+/// First bytes of [`STEMS`]: most positions of a name start none, and are passed at one lookup.
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
+#[allow(clippy::indexing_slicing)]
+const STEM_FIRST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < STEMS.len() {
+        t[STEMS[i].as_bytes()[0] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Longest word of [`STRONG_WORDS`] and [`WEAK_WORDS`] ("authorization", "credentials").
+const WORD_MAX: usize = 16;
+
+/// The strength one word gives a name (case-insensitive), if it is a listed word.
+fn word_strength(w: &[u8]) -> Option<Strength> {
+    let mut buf = [0u8; WORD_MAX];
+    let slot = buf.get_mut(..w.len())?;
+    for (d, s) in slot.iter_mut().zip(w) {
+        *d = s.to_ascii_lowercase();
+    }
+    let w: &[u8] = slot;
+    if STRONG_WORDS.iter().any(|x| x.as_bytes() == w) {
+        Some(Strength::Strong)
+    } else if WEAK_WORDS.iter().any(|x| x.as_bytes() == w) {
+        Some(Strength::Weak)
+    } else {
+        None
+    }
 }
 
 /// Judges `name`. `extra` are configured sensitive names (compact form; matched exactly or as a
-/// word), `allow` configured exemptions (compact form, exact).
+/// word), `allow` configured exemptions (compact form, exact). Called per header name, query key
+/// and `key=` in text, so one pass over the words and one over the compact form.
 pub(crate) fn sensitive(name: &[u8], extra: &[String], allow: &[String]) -> Option<Strength> {
     let mut buf = [0u8; MAX_NAME];
     let n = compact(name, &mut buf);
@@ -187,15 +222,24 @@ pub(crate) fn sensitive(name: &[u8], extra: &[String], allow: &[String]) -> Opti
     if allow.iter().any(|a| a.as_bytes() == c) {
         return None;
     }
-    if extra.iter().any(|x| x.as_bytes() == c) || any_word(name, |w| word_in_strs(w, extra)) {
-        return Some(Strength::Strong);
-    }
-    if any_word(name, |w| word_in(w, STRONG_WORDS))
-        || STEMS.iter().any(|s| contains(c, s.as_bytes()))
+    if !extra.is_empty()
+        && (extra.iter().any(|x| x.as_bytes() == c) || any_word(name, |w| word_in_strs(w, extra)))
     {
         return Some(Strength::Strong);
     }
-    if any_word(name, |w| word_in(w, WEAK_WORDS)) || EXACT.iter().any(|x| x.as_bytes() == c) {
+    let mut weak = false;
+    let strong_word = any_word(name, |w| match word_strength(w) {
+        Some(Strength::Strong) => true,
+        Some(Strength::Weak) => {
+            weak = true;
+            false
+        }
+        None => false,
+    });
+    if strong_word || contains_stem(c) {
+        return Some(Strength::Strong);
+    }
+    if weak || EXACT.iter().any(|x| x.as_bytes() == c) {
         return Some(Strength::Weak);
     }
     None

@@ -36,8 +36,10 @@
 //! and with `+` kept as a plus; decoded twice when double-encoded), and the replacement covers
 //! exactly the bytes that encoded the finding: the rest of the value is logged as it was sent.
 //!
-//! Known limits: bare 9-digit SSNs and bare 10-digit national phone numbers are only caught under
-//! a sensitive key (`ssn=`, `phone=`); a 40-character AWS secret glued to more base64 (`/`, `+`)
+//! Known limits: bare 9-digit SSNs and other national ids without separators are caught only as the
+//! whole value of a neutral query key or JSON field (see `natid`) or under a sensitive key
+//! (`ssn=`), not inside free text; bare 10-digit national phone numbers only under a sensitive key
+//! (`phone=`); a 40-character AWS secret glued to more base64 (`/`, `+`)
 //! in free text is a longer token and left to the high-entropy rule; names and postal addresses
 //! are only caught under sensitive keys (`firstname=`, `address=`).
 //!
@@ -71,7 +73,7 @@
 //!   "hmac_key": "…", "hmac_key_id": "k1",
 //!   "custom": [ { "name": "employee_id", "pattern": "EMP-[0-9]{6}", "action": "mask" } ],
 //!   "headers": { "request": ["user-agent", "x-b3-*"], "response": ["content-type"],
-//!                "credential": ["x-my-token-header"] },
+//!                "credential": ["x-my-token-header"], "url_origin_only": false },
 //!   "trailers": { "request": ["grpc-status", "grpc-message"],
 //!                 "response": ["grpc-status", "grpc-message", "x-cost-*"] },
 //!   "query": { "sensitive_keys": ["member_no"], "allow_keys": ["state"] },
@@ -107,6 +109,11 @@
 //! - `headers.credential`: array of header names treated as credential-bearing, in addition to
 //!   [`BUILTIN_CREDENTIAL_HEADERS`] and any name containing a credential word (`token`, `secret`,
 //!   `key`, `password`, `session`, `auth`, `signature`, …). Default empty.
+//! - `headers.url_origin_only`: boolean, default `false`. URL headers ([`URL_HEADERS`]: `Referer`,
+//!   `Origin`, `Location`, …) keep only `scheme://host[:port]`, the host through the detectors;
+//!   userinfo (counted as `url_credentials`), path, query and fragment are left out. A relative
+//!   reference (`/path`), which has no origin of its own, drops the header; a value that is not a
+//!   URL (`Origin: null`) goes through the text detectors.
 //! - `trailers.request`, `trailers.response`: arrays of trailer names, as for headers (prefixes,
 //!   `"*"`). Default [`DEFAULT_TRAILERS`] for both: `grpc-status` and `grpc-message`; every other
 //!   trailer is default-deny. A logged trailer's value is redacted like a header of that name.
@@ -136,6 +143,7 @@ mod header;
 mod ip;
 mod keys;
 mod kind;
+mod natid;
 mod numeric;
 mod path;
 mod policy;

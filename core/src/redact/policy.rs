@@ -156,6 +156,8 @@ pub struct RedactionPolicy {
     pub(crate) request_headers: NameSet,
     pub(crate) response_headers: NameSet,
     pub(crate) credential_headers: NameSet,
+    /// `headers.url_origin_only`: URL headers keep only `scheme://host[:port]`.
+    pub(crate) url_origin_only: bool,
     pub(crate) request_trailers: NameSet,
     pub(crate) response_trailers: NameSet,
     pub(crate) templates: Vec<Template>,
@@ -196,6 +198,7 @@ struct Settings {
     request_headers: NameSet,
     response_headers: NameSet,
     credential_headers: NameSet,
+    url_origin_only: bool,
     request_trailers: NameSet,
     response_trailers: NameSet,
     sensitive_keys: Vec<String>,
@@ -230,6 +233,7 @@ impl Default for Settings {
             request_headers: NameSet::new(DEFAULT_REQUEST_HEADERS),
             response_headers: NameSet::new(DEFAULT_RESPONSE_HEADERS),
             credential_headers: NameSet::default(),
+            url_origin_only: false,
             request_trailers: NameSet::new(DEFAULT_TRAILERS),
             response_trailers: NameSet::new(DEFAULT_TRAILERS),
             sensitive_keys: Vec::new(),
@@ -268,6 +272,7 @@ impl Settings {
             request_headers: self.request_headers,
             response_headers: self.response_headers,
             credential_headers: self.credential_headers,
+            url_origin_only: self.url_origin_only,
             request_trailers: self.request_trailers,
             response_trailers: self.response_trailers,
             templates: self.templates,
@@ -327,6 +332,10 @@ impl RedactionPolicy {
         self.response_headers.canonical(&mut c);
         c.push_str("\ncredential_headers=");
         self.credential_headers.canonical(&mut c);
+        // Only when set: the default policy's version stays what it was.
+        if self.url_origin_only {
+            c.push_str("\nurl_origin_only=true");
+        }
         c.push_str("\nrequest_trailers=");
         self.request_trailers.canonical(&mut c);
         c.push_str("\nresponse_trailers=");
@@ -754,6 +763,7 @@ fn read_headers(mut h: Fields<'_>, s: &mut Settings, errs: &mut Vec<FieldError>)
     if let Some(v) = string_list(&mut h, "credential", errs, check_header_name) {
         s.credential_headers = NameSet::new(&v);
     }
+    s.url_origin_only = h.get("url_origin_only", false, errs);
     h.finish(errs);
 }
 

@@ -4,6 +4,7 @@
 use super::decode::{Enc, decode_value};
 use super::engine::Out;
 use super::keys;
+use super::natid;
 use super::{Kind, RedactionPolicy, Summary};
 use std::borrow::Cow;
 
@@ -50,6 +51,14 @@ impl RedactionPolicy {
             let value_out = match value {
                 None => Out::Same,
                 Some(v) if sensitive => self.replace_whole(v, Enc::Form, Kind::SecretParam, s).out,
+                // A national id without separators as the whole value of a neutral key.
+                Some(v)
+                    if self.det.on(Kind::Ssn)
+                        && natid::is_national_id(&decode_value(v.as_bytes(), Enc::Form))
+                        && !natid::id_key(&decode_value(key.as_bytes(), Enc::Form)) =>
+                {
+                    self.replace_whole(v, Enc::Form, Kind::Ssn, s).out
+                }
                 Some(v) => self.redact_value(v, Enc::Form, s).out,
             };
             if key_out == Out::Drop || value_out == Out::Drop {

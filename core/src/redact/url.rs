@@ -31,6 +31,43 @@ impl RedactionPolicy {
         self.url_inner(value, s).into_cow(value)
     }
 
+    /// `headers.url_origin_only`: a URL header's value cut to its origin, `scheme://host[:port]`
+    /// (the host through the detectors). Userinfo, path, query and fragment are left out (userinfo
+    /// is counted as `url_credentials`); a relative reference (`/path`), which has no origin of
+    /// its own, drops the field; anything that is not a URL (`Origin: null`) goes through the
+    /// text detectors.
+    pub(crate) fn url_origin(&self, raw: &str, s: &mut Summary) -> Out {
+        let Some(a) = after_scheme(raw) else {
+            return if raw.starts_with('/') {
+                Out::Drop
+            } else {
+                self.redact_value(raw, Enc::Plain, s).out
+            };
+        };
+        let e = raw
+            .get(a..)
+            .and_then(|r| r.find(['/', '?', '#']))
+            .map_or(raw.len(), |x| a + x);
+        let authority = raw.get(a..e).unwrap_or_default();
+        let host = match authority.rfind('@') {
+            Some(p) => {
+                if p > 0 {
+                    s.add(Kind::UrlCredentials);
+                }
+                authority.get(p + 1..).unwrap_or_default()
+            }
+            None => authority,
+        };
+        let mut o = String::with_capacity(e);
+        o.push_str(raw.get(..a).unwrap_or_default());
+        match self.redact_value(host, Enc::Percent, s).out {
+            Out::Drop => return Out::Drop,
+            Out::Changed(t) => o.push_str(&t),
+            Out::Same => o.push_str(host),
+        }
+        if o == raw { Out::Same } else { Out::Changed(o) }
+    }
+
     pub(crate) fn url_inner(&self, raw: &str, s: &mut Summary) -> Out {
         if raw.is_empty() {
             return Out::Same;

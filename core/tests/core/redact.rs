@@ -410,6 +410,140 @@ fn referer_is_treated_as_a_url() {
     );
 }
 
+#[test]
+fn national_ids_without_separators_under_neutral_keys() {
+    let p = RedactionPolicy::default();
+    let mut rng = corpus_gen::Rng::new(0x55e);
+    let mut caught = 0;
+    let mut kept = 0;
+    for _ in 0..1000 {
+        let ssn = corpus_gen::ssn(&mut rng).replace(['-', ' '], "");
+        // Caught as the whole value of a neutral query key, in a Referer's query, in a JSON field.
+        for out in [
+            query(&p, &format!("ref={ssn}&lang=en")),
+            req_header(&p, "referer", &format!("https://app.example.com/a?s={ssn}")).unwrap(),
+            text(&p, &format!(r#"{{"ref": "{ssn}", "n": 2}}"#)),
+            text(&p, &format!(r#"{{"member":{ssn}}}"#)),
+        ] {
+            assert!(!out.contains(&ssn), "{ssn} leaked: {out}");
+            assert!(out.contains("[REDACTED:ssn]"), "{out}");
+            caught += 1;
+        }
+        // Not under keys naming another number, not inside longer text.
+        for (inp, out) in [
+            (
+                format!("order_id={ssn}"),
+                query(&p, &format!("order_id={ssn}")),
+            ),
+            (format!("page={ssn}"), query(&p, &format!("page={ssn}"))),
+            (format!("ref={ssn}x"), query(&p, &format!("ref={ssn}x"))),
+            (format!("ref {ssn} ok"), text(&p, &format!("ref {ssn} ok"))),
+            (
+                format!(r#"{{"trackingNumber": "{ssn}"}}"#),
+                text(&p, &format!(r#"{{"trackingNumber": "{ssn}"}}"#)),
+            ),
+        ] {
+            assert_eq!(out, inp);
+            kept += 1;
+        }
+    }
+    for id in [
+        "046454286",
+        "AB123456C",
+        "12345678Z",
+        "X1234567L",
+        "52998224725",
+        "184067512345641",
+        "11010519491231002X",
+        "RSSMRA85T10A562S",
+    ] {
+        assert_eq!(query(&p, &format!("q={id}")), "q=[REDACTED:ssn]", "{id}");
+        assert_eq!(query(&p, &format!("invoice={id}")), format!("invoice={id}"));
+    }
+    // An attribute of a record redacted at the collector.
+    let mut s = Summary::new();
+    assert_eq!(
+        p.attribute("app.ref", "078051121", &mut s).as_deref(),
+        Some("[REDACTED:ssn]")
+    );
+    assert_eq!(
+        p.attribute("order.id", "078051121", &mut s).as_deref(),
+        Some("078051121")
+    );
+    // Switched off with the ssn detector.
+    let off = policy(r#"{"detectors": {"ssn": "off"}}"#);
+    assert_eq!(query(&off, "ref=078051121"), "ref=078051121");
+    eprintln!("national ids: {caught} caught, {kept} look-alike placements kept");
+}
+
+#[test]
+fn url_headers_origin_only() {
+    let p = policy(
+        r#"{"headers": {"request": ["referer", "origin", "x-original-url", "user-agent"],
+                        "response": ["location"], "url_origin_only": true}}"#,
+    );
+    let mut s = Summary::new();
+    let mut r = |n: &str, v: &str| {
+        p.request_header(n, v, &mut s)
+            .map_or("<dropped>".into(), Cow::into_owned)
+    };
+    assert_eq!(
+        r(
+            "referer",
+            "https://app.example.com:8443/users/12345?ref=078051120&q=x#frag"
+        ),
+        "https://app.example.com:8443"
+    );
+    assert_eq!(
+        r(
+            "referer",
+            "https://maria:CWNX0D1lZEzg@app.example.com/login"
+        ),
+        "https://app.example.com"
+    );
+    assert_eq!(
+        r("origin", "https://shop.example.com"),
+        "https://shop.example.com"
+    );
+    assert_eq!(r("origin", "null"), "null");
+    assert_eq!(r("x-original-url", "/admin?token=abc"), "<dropped>");
+    // The host still goes through the detectors.
+    assert_eq!(
+        r("referer", "http://10.1.2.3:8080/x"),
+        "http://10.1.2.0:8080"
+    );
+    // Not a URL header: untouched by the option.
+    assert_eq!(
+        r("user-agent", "curl/8.0 (https://a.example/x)"),
+        "curl/8.0 (https://a.example/x)"
+    );
+    assert_eq!(s.total(), 2); // the userinfo and the address
+    assert_eq!(
+        p.response_header(
+            "location",
+            "https://id.example.com/cb?code=xyz",
+            &mut Summary::new()
+        )
+        .as_deref(),
+        Some("https://id.example.com")
+    );
+    // An unchanged origin is borrowed; the default policy keeps the path (and its version).
+    assert!(matches!(
+        p.request_header("origin", "https://a.example.com", &mut Summary::new()),
+        Some(Cow::Borrowed(_))
+    ));
+    let d = RedactionPolicy::default();
+    assert_eq!(
+        req_header(&d, "referer", "https://app.example.com/a?q=1").unwrap(),
+        "https://app.example.com/a?q=1"
+    );
+    assert_ne!(p.version(), policy(r#"{"headers": {"request": ["referer", "origin", "x-original-url", "user-agent"], "response": ["location"]}}"#).version());
+    let e = RedactionPolicy::from_json(br#"{"headers": {"url_origin_only": "yes"}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("headers.url_origin_only"), "{e}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Query
 
