@@ -25,7 +25,7 @@ impl Logger {
     pub fn log(&self, view: LogView) {
         let now = now_ns();
         let hub = &self.hub;
-        let src = LogSource(view);
+        let src = LogSource::new(view);
         let request = RequestView::fetch(&src);
         let mut mark = None;
         if hub.cfg.sampling.is_enabled() {

@@ -8,11 +8,36 @@
 //! `xds.listener_direction` (records carry no `meshlog.direction`). Request trailers do not
 //! exist in an access logger, as in the Wasm access logger.
 
-use crate::abi::{HeaderType, LogView};
+use crate::abi::{BytesInfo, HeaderType, LogView, TimingInfo};
 use meshlog_core::AttributeSource;
+use std::cell::OnceCell;
 
-/// The request being logged.
-pub struct LogSource(pub LogView);
+/// The request being logged. Timing and byte counts are one getter each for two attributes:
+/// fetched once.
+pub struct LogSource {
+    view: LogView,
+    timing: OnceCell<TimingInfo>,
+    bytes: OnceCell<BytesInfo>,
+}
+
+impl LogSource {
+    /// The request `view` shows.
+    pub fn new(view: LogView) -> Self {
+        LogSource {
+            view,
+            timing: OnceCell::new(),
+            bytes: OnceCell::new(),
+        }
+    }
+
+    fn timing(&self) -> TimingInfo {
+        *self.timing.get_or_init(|| self.view.timing())
+    }
+
+    fn bytes(&self) -> BytesInfo {
+        *self.bytes.get_or_init(|| self.view.bytes())
+    }
+}
 
 fn int(v: i64) -> Vec<u8> {
     v.to_le_bytes().to_vec()
@@ -34,22 +59,22 @@ fn socket(addr: Option<(Vec<u8>, u32)>) -> Option<Vec<u8>> {
 
 impl AttributeSource for LogSource {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let v = self.0;
+        let v = self.view;
         match path {
             ["request", "duration"] => {
-                let d = v.timing().request_complete_duration_ns;
+                let d = self.timing().request_complete_duration_ns;
                 (d >= 0).then(|| int(d))
             }
             ["request", "time"] => {
-                let t = v.timing().start_time_unix_ns;
+                let t = self.timing().start_time_unix_ns;
                 (t > 0).then(|| int(t))
             }
             ["request", "size"] => Some(int(
-                i64::try_from(v.bytes().bytes_received).unwrap_or(i64::MAX)
+                i64::try_from(self.bytes().bytes_received).unwrap_or(i64::MAX)
             )),
-            ["response", "size"] => {
-                Some(int(i64::try_from(v.bytes().bytes_sent).unwrap_or(i64::MAX)))
-            }
+            ["response", "size"] => Some(int(
+                i64::try_from(self.bytes().bytes_sent).unwrap_or(i64::MAX)
+            )),
             ["response", "code"] => match v.response_code() {
                 0 => None,
                 c => Some(int(i64::from(c))),
@@ -75,15 +100,15 @@ impl AttributeSource for LogSource {
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.0.headers(HeaderType::RequestHeader)
+        self.view.headers(HeaderType::RequestHeader)
     }
 
     fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.0.headers(HeaderType::ResponseHeader)
+        self.view.headers(HeaderType::ResponseHeader)
     }
 
     fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
-        self.0.headers(HeaderType::ResponseTrailer)
+        self.view.headers(HeaderType::ResponseTrailer)
     }
 }
 
