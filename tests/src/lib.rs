@@ -90,6 +90,15 @@ pub fn wasm_path() -> PathBuf {
     )
 }
 
+/// The native access-logger module (`libmeshlog_native.so`), checked fresh against core/ and
+/// native/.
+pub fn native_path() -> PathBuf {
+    artifact(
+        "target/release/libmeshlog_native.so",
+        "cargo build --release -p meshlog-native",
+    )
+}
+
 /// The collector binary (debug build, as `cargo test --workspace` leaves it).
 pub fn collector_bin() -> PathBuf {
     artifact("target/debug/meshlog", "cargo build -p meshlog")
@@ -500,9 +509,21 @@ impl Sidecar {
         }
     }
 
+    /// A sidecar whose logger is the native module (`envoy-config/native-access-logger.yaml`),
+    /// which dials the collector itself at `collector.authority`.
+    pub fn native(app: u16, collector: u16) -> Self {
+        Sidecar {
+            file: NATIVE_BOOTSTRAP,
+            ..Sidecar::new(app, collector)
+        }
+    }
+
     /// The shipped bootstrap with this sidecar's values substituted. Each value must occur
     /// exactly once in the file, so a drifted file fails loudly instead of testing something else.
     pub fn render(&self) -> String {
+        if self.file == NATIVE_BOOTSTRAP {
+            return self.render_native();
+        }
         let path = repo_root().join(self.file);
         let mut y =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -535,6 +556,56 @@ impl Sidecar {
         }
         if let Some(cfg) = &self.plugin_config {
             y = replace_plugin_config(&y, cfg);
+        }
+        y
+    }
+}
+
+/// The native module's bootstrap.
+const NATIVE_BOOTSTRAP: &str = "envoy-config/native-access-logger.yaml";
+
+impl Sidecar {
+    /// [`Sidecar::render`] for the native module: its path, and the collector's address in the
+    /// plugin configuration's `collector.authority` (added to a replacement configuration that
+    /// names none: the module has no Envoy cluster to reach it by).
+    fn render_native(&self) -> String {
+        let path = repo_root().join(self.file);
+        let mut y =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut sub = |from: &str, to: &str| {
+            assert_eq!(
+                y.matches(from).count(),
+                1,
+                "{from:?} must occur exactly once in {}",
+                self.file
+            );
+            y = y.replace(from, to);
+        };
+        sub("port_value: 10000", "port_value: 0");
+        sub("port_value: 8080", &format!("port_value: {}", self.app));
+        let collector = format!("127.0.0.1:{}", self.collector);
+        sub("127.0.0.1:4318", &collector);
+        sub("port_value: 9901", "port_value: 0");
+        let so = native_path();
+        sub(
+            "target/release/libmeshlog_native.so",
+            &so.canonicalize().unwrap_or(so.clone()).to_string_lossy(),
+        );
+        for (from, to) in &self.replace {
+            sub(from, to);
+        }
+        if let Some(cfg) = &self.plugin_config {
+            let mut v: serde_json::Value =
+                serde_json::from_str(cfg).expect("plugin_config is JSON");
+            let c = v
+                .as_object_mut()
+                .expect("plugin_config is a JSON object")
+                .entry("collector")
+                .or_insert_with(|| serde_json::json!({}));
+            if c.get("authority").is_none() {
+                c["authority"] = collector.clone().into();
+            }
+            y = replace_plugin_config(&y, &v.to_string());
         }
         y
     }

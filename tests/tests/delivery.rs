@@ -181,14 +181,25 @@ fn delivery_config(service: &str, buffer: u64) -> String {
 
 #[test]
 fn a_collector_down_for_20_s_costs_no_request_and_loses_nothing_it_does_not_count() {
+    collector_down_20_s(Sidecar::new);
+}
+
+/// The same outage with the native dynamic-module access logger: its counters (the Wasm
+/// module's names) and its delivery tallies account for every request alike.
+#[test]
+fn a_collector_down_for_20_s_costs_no_request_and_loses_nothing_it_does_not_count_native() {
+    collector_down_20_s(Sidecar::native);
+}
+
+fn collector_down_20_s(sidecar: fn(u16, u16) -> Sidecar) {
     let data = tempfile::tempdir().unwrap();
     let upstream = Upstream::start(UPSTREAM);
     let collector = Collector::start(data.path());
     let port = collector.addr.port();
     // Roomy: 32 MiB holds 20 s of this load. Tight: the smallest buffer, which must overflow.
-    let mut roomy = Sidecar::new(upstream.addr.port(), port);
+    let mut roomy = sidecar(upstream.addr.port(), port);
     roomy.plugin_config = Some(delivery_config("roomy", 32 << 20));
-    let mut tight = Sidecar::new(upstream.addr.port(), port);
+    let mut tight = sidecar(upstream.addr.port(), port);
     tight.plugin_config = Some(delivery_config("tight", 65_536));
     let roomy = Envoy::start(&roomy, 2);
     let tight = Envoy::start(&tight, 1);
@@ -287,12 +298,23 @@ fn a_collector_down_for_20_s_costs_no_request_and_loses_nothing_it_does_not_coun
 
 #[test]
 fn kill_9_of_the_collector_under_load_loses_and_duplicates_nothing() {
+    kill_9_under_load(Sidecar::new);
+}
+
+/// The same five kills with the native dynamic-module access logger, which ships from its own
+/// thread: the same outbox, so the same outcome.
+#[test]
+fn kill_9_of_the_collector_under_load_loses_and_duplicates_nothing_native() {
+    kill_9_under_load(Sidecar::native);
+}
+
+fn kill_9_under_load(sidecar: fn(u16, u16) -> Sidecar) {
     let data = tempfile::tempdir().unwrap();
     let upstream = Upstream::start(UPSTREAM);
     let mut collector = Collector::start(data.path());
     let port = collector.addr.port();
     let listen = format!("127.0.0.1:{port}");
-    let mut sidecar = Sidecar::new(upstream.addr.port(), port);
+    let mut sidecar = sidecar(upstream.addr.port(), port);
     sidecar.plugin_config = Some(delivery_config("kill9", 32 << 20));
     let envoy = Envoy::start(&sidecar, 2);
     let load = Load::start(envoy.listen, "k9", Duration::from_millis(5));
