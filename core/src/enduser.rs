@@ -6,9 +6,12 @@
 //! names. A token in a header is never decoded here: a header is what the client sent, the
 //! metadata is what Envoy checked.
 //!
-//! The filter reads `metadata.filter_metadata.<namespace>` with one `get_property`; Envoy
-//! answers a `google.protobuf.Struct` serialized as protobuf (checked against Envoy 1.40 by
-//! `tests/tests/enduser.rs`), decoded here with `prost-types`. Every value then goes through the
+//! The filter reads the property `metadata` with one `get_property`: Envoy (1.40, checked by
+//! `tests/tests/enduser.rs`) answers with the stream's `envoy.config.core.v3.Metadata` message
+//! serialized as protobuf, decoded here with `prost` ([`Metadata`]). A deeper path
+//! (`metadata.filter_metadata.<namespace>`) is a map, which Envoy answers in proxy-wasm's pair
+//! encoding with untyped leaves (strings raw, numbers as 8 native-endian bytes, nested objects as
+//! nested pairs): a string and a number cannot be told apart there, so it is not used. Every value then goes through the
 //! redaction policy like any other text (an e-mail claim is masked, or keyed-hashed, as any
 //! e-mail); `enduser.id` is kept, replaced by its keyed hash, or dropped, as configured.
 //!
@@ -60,6 +63,15 @@ pub const JWT_AUTHN_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
 pub const ISTIO_AUTHN_NAMESPACE: &str = "istio_authn";
 /// Where `istio_authn` keeps the verified claims (claim name to a list of strings).
 pub const ISTIO_CLAIMS_KEY: &str = "request.auth.claims";
+/// `envoy.config.core.v3.Metadata` as Envoy serializes the `metadata` property: the
+/// `filter_metadata` map (field 1); `typed_filter_metadata` (field 2) is skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Metadata {
+    /// Namespace (filter name) to its metadata.
+    #[prost(btree_map = "string, message", tag = "1")]
+    pub filter_metadata: std::collections::BTreeMap<String, Struct>,
+}
+
 /// The label of `enduser.id`'s keyed hash.
 const ID_HASH_LABEL: &str = "enduser.id";
 /// Most further claims.
@@ -127,10 +139,8 @@ pub struct EndUserConfig {
 }
 
 impl EndUserConfig {
-    /// The property the filter reads: `metadata.filter_metadata.<namespace>`.
-    pub fn property_path(&self) -> [&str; 3] {
-        ["metadata", "filter_metadata", self.namespace.as_str()]
-    }
+    /// The property the filter reads: `metadata`, the stream's whole dynamic metadata.
+    pub const PROPERTY: [&'static str; 1] = ["metadata"];
 
     /// The settings as one line, folded into the redaction policy version.
     pub fn canonical(&self) -> String {
@@ -253,14 +263,14 @@ pub fn capture(
     policy: &RedactionPolicy,
     sum: &mut Summary,
 ) -> Option<EndUser> {
-    let raw = src.property(&cfg.property_path())?;
-    let ns = decode(&raw)?;
-    map_claims(&ns, cfg, policy, sum)
+    let raw = src.property(&EndUserConfig::PROPERTY)?;
+    let md = decode(&raw)?;
+    map_claims(md.filter_metadata.get(&cfg.namespace)?, cfg, policy, sum)
 }
 
-/// A serialized `google.protobuf.Struct`, as Envoy answers a metadata property.
-pub fn decode(raw: &[u8]) -> Option<Struct> {
-    Struct::decode(raw).ok()
+/// The `metadata` property as Envoy serializes it; `None` when it is not that message.
+pub fn decode(raw: &[u8]) -> Option<Metadata> {
+    Metadata::decode(raw).ok()
 }
 
 /// The claims in namespace `ns` mapped to `enduser.*` (see the module docs).
@@ -426,10 +436,6 @@ mod tests {
         assert_eq!(e.key, None);
         assert_eq!(e.id_claim, "sub");
         assert_eq!(e.id, IdMode::Keep);
-        assert_eq!(
-            e.property_path(),
-            ["metadata", "filter_metadata", JWT_AUTHN_NAMESPACE]
-        );
     }
 
     #[test]
@@ -552,7 +558,7 @@ mod tests {
         let flat = obj(vec![("user", s("u1")), ("iss", s("corp"))]);
         let c =
             cfg(r#"{"enduser":{"source":"metadata","namespace":"corp.auth","id_claim":"user"}}"#);
-        assert_eq!(enduser(&c).property_path()[2], "corp.auth");
+        assert_eq!(enduser(&c).namespace, "corp.auth");
         let mut sum = Summary::new();
         let u = map_claims(&flat, enduser(&c), &c.redaction, &mut sum).unwrap();
         assert_eq!(u.id.as_deref(), Some("u1"));
@@ -578,12 +584,47 @@ mod tests {
         );
     }
 
+    /// The `metadata` property as Envoy 1.40 answered it in `tests/tests/enduser.rs` (a token
+    /// with `sub` `alice`, `jwt_authn` with `payload_in_metadata: payload`): field 1 map
+    /// entries, each a key and a `google.protobuf.Struct`.
+    const ENVOY_METADATA: &str = concat!(
+        "0aa2020a1c656e766f792e66696c746572732e687474702e6a77745f617574686e1281020afe010a",
+        "077061796c6f616412f2012aef010a100a0674656e616e7412061a0461636d650a1c0a05656d6169",
+        "6c12131a11616c696365406578616d706c652e636f6d0a0d0a0361756412061a0473686f700a0e0a",
+        "0373756212071a05616c6963650a100a03657870120911000040ac3cc5da410a230a0573636f7065",
+        "121a1a186f72646572733a72656164206f72646572733a77726974650a100a03617a7012091a0777",
+        "65622d6170700a240a03697373121d1a1b68747470733a2f2f6973737565722e6d6573686c6f672e",
+        "746573740a100a036961741209110000402032c5da410a1d0a0361637412162a140a120a03737562",
+        "120b1a09737570706f72742d37",
+    );
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn decodes_the_serialized_struct_and_rejects_garbage() {
-        let bytes = jwt_ns().encode_to_vec();
-        assert_eq!(decode(&bytes), Some(jwt_ns()));
+    fn decodes_envoys_metadata_message_and_rejects_garbage() {
+        let md = decode(&unhex(ENVOY_METADATA)).unwrap();
+        let ns = &md.filter_metadata[JWT_AUTHN_NAMESPACE];
+        let c = cfg(r#"{"enduser":{"claims":["exp","act.sub"]}}"#);
+        let mut sum = Summary::new();
+        let u = map_claims(ns, enduser(&c), &c.redaction, &mut sum).unwrap();
+        assert_eq!(u.id.as_deref(), Some("alice"));
+        assert_eq!(
+            u.claims,
+            [
+                ("exp".to_owned(), "1796534961".to_owned()),
+                ("act.sub".to_owned(), "support-7".to_owned())
+            ]
+        );
+        let mut md = Metadata::default();
+        md.filter_metadata.insert("x".into(), jwt_ns());
+        assert_eq!(decode(&md.encode_to_vec()), Some(md));
         assert_eq!(decode(&[0xff, 0xff, 0xff]), None);
-        assert_eq!(decode(b""), Some(Struct::default()));
+        assert_eq!(decode(b""), Some(Metadata::default()));
     }
 
     #[test]

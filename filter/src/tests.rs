@@ -232,7 +232,8 @@ fn a_refused_dispatch_is_retried_later_and_on_done_flushes_into_refusals_without
     );
 }
 
-/// `jwt_authn`'s metadata for a verified token of `sub`, serialized as Envoy hands it over.
+/// The `metadata` property with `jwt_authn`'s payload of a verified token of `sub`, serialized
+/// as Envoy hands it over.
 fn jwt_metadata(sub: &str) -> Vec<u8> {
     use prost::Message as _;
     use prost_types::value::Kind;
@@ -249,7 +250,7 @@ fn jwt_metadata(sub: &str) -> Vec<u8> {
         .into_iter()
         .collect(),
     };
-    Struct {
+    let ns = Struct {
         fields: [(
             "payload".to_owned(),
             Value {
@@ -258,18 +259,15 @@ fn jwt_metadata(sub: &str) -> Vec<u8> {
         )]
         .into_iter()
         .collect(),
-    }
-    .encode_to_vec()
+    };
+    let mut md = meshlog_core::enduser::Metadata::default();
+    md.filter_metadata
+        .insert("envoy.filters.http.jwt_authn".to_owned(), ns);
+    md.encode_to_vec()
 }
 
 fn metadata_path() -> Vec<String> {
-    [
-        "metadata",
-        "filter_metadata",
-        "envoy.filters.http.jwt_authn",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    vec!["metadata".to_owned()]
 }
 
 /// A root with the `enduser` section on, ids hashed.
