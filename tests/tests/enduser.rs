@@ -136,6 +136,9 @@ fn a_verified_token_names_the_end_user_in_the_access_logger_mode() {
     verified_identity_only("envoy-config/jwt-authn-access-logger.yaml");
 }
 
+/// A request: its id, its extra headers, the status Envoy must answer.
+type Case = (&'static str, Vec<(&'static str, String)>, u16);
+
 fn verified_identity_only(bootstrap: &'static str) {
     let signer = Signer::new();
     let forger = Signer::new();
@@ -150,7 +153,7 @@ fn verified_identity_only(bootstrap: &'static str) {
     let forged = forger.token(&claims("mallory", false));
     let expired = signer.token(&claims("alice", true));
     let bearer = |t: &str| format!("Bearer {t}");
-    let cases: [(&str, Vec<(&str, String)>, u16); 5] = [
+    let cases: [Case; 5] = [
         ("valid", vec![("authorization", bearer(&valid))], 200),
         ("forged", vec![("authorization", bearer(&forged))], 401),
         ("expired", vec![("authorization", bearer(&expired))], 401),
@@ -187,8 +190,12 @@ fn verified_identity_only(bootstrap: &'static str) {
     assert_eq!(r["meshlog.redacted.email"], 1, "{r}");
     assert_eq!(r["http.response.status_code"], 200, "{r}");
 
-    for id in ["forged", "expired"] {
+    for (id, why) in [
+        ("forged", "jwt_authn_access_denied{Jwt_verification_fails}"),
+        ("expired", "jwt_authn_access_denied{Jwt_is_expired}"),
+    ] {
         let r = &by_id[id];
+        assert_eq!(r["meshlog.response_code_details"], why, "{id}: {r}");
         assert_eq!(r["http.response.status_code"], 401, "{id}: {r}");
         assert!(
             !has_identity(r),
@@ -201,7 +208,7 @@ fn verified_identity_only(bootstrap: &'static str) {
     let seen = r["http.request.header.x-user-token"]
         .as_str()
         .unwrap_or_else(|| panic!("the filter logs the header it saw: {r}"));
-    assert!(seen.contains("[REDACTED:"), "{seen}");
+    assert_eq!(seen, "[REDACTED:jwt]");
 
     // No part of any token reached the store: not the signature, not the payload, not whole.
     let all = stored
