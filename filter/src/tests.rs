@@ -300,7 +300,12 @@ fn the_end_user_comes_from_verified_metadata_hashed_and_absent_metadata_is_no_id
         "{b}"
     );
 
-    // No metadata (no verified token), then metadata that is not a Struct: the request is
+    // The access-logger mode logs through the root context: the same pseudonym.
+    root.on_log();
+    root.on_tick();
+    assert_eq!(id_of(&body(&call(1))), id_of(&b));
+
+    // No metadata (no verified token), then metadata that is not a message: the request is
     // still logged, with no identity, and nothing traps.
     host::with(|h| h.properties.clear());
     log_one(&root);
@@ -308,11 +313,21 @@ fn the_end_user_comes_from_verified_metadata_hashed_and_absent_metadata_is_no_id
     host::with(|h| h.properties = vec![(metadata_path(), vec![0xff, 0xff, 0xff])]);
     log_one(&root);
     root.on_tick();
-    assert_eq!(calls().len(), 3);
-    for i in [1, 2] {
+    assert_eq!(calls().len(), 4);
+    for i in [2, 3] {
         let b = body(&call(i));
         assert!(!b.contains("enduser."), "{b}");
         assert!(b.contains("meshlog.policy_version"), "{b}");
     }
-    assert_eq!(host::metric("meshlog.records_logged"), 3);
+    assert_eq!(host::metric("meshlog.records_logged"), 4);
+}
+
+/// The `hmac:k9:…` value in a JSON batch body.
+fn id_of(body: &str) -> String {
+    let at = body.find("hmac:k9:");
+    assert!(at.is_some(), "{body}");
+    body[at.unwrap_or(0)..]
+        .chars()
+        .take("hmac:k9:".len() + 32)
+        .collect()
 }
