@@ -8,12 +8,14 @@
 //! [`json`] and [`config::fields`] (the config walker) are leaves; [`record`] builds on
 //! `schema` (and redaction's `Summary`); [`otlp`] encodes records and [`record::Event`]s
 //! knowing nothing else; [`rpc`] (gRPC, gRPC-Web and Connect recognition, names,
-//! status, severity) builds on `record`; the policies ([`redact`], [`sample`]) read their sections through
+//! status, severity) builds on `record`; [`enduser`] (verified claims to `enduser.*`) builds on
+//! `capture`, `record` and `redact`; the policies ([`redact`], [`sample`]) read their sections through
 //! `config::fields`; [`config`] assembles them and [`outbox`] ships what the others produce.
 
 pub mod capture;
 pub mod compress;
 pub mod config;
+pub mod enduser;
 pub mod envoy;
 pub mod httpdate;
 pub mod json;

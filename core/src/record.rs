@@ -82,6 +82,9 @@ pub struct AccessRecord {
     pub direction: Option<&'static str>,
     /// The downstream connection's TLS, when it was TLS.
     pub tls: Option<TlsInfo>,
+    /// The end user, from claims Envoy verified; `None` without a verified token (or with the
+    /// `enduser` section off).
+    pub enduser: Option<EndUser>,
     /// Connection records: bytes received from the downstream peer.
     pub bytes_received: Option<u64>,
     /// Connection records: bytes sent to the downstream peer.
@@ -125,6 +128,18 @@ pub struct RpcInfo {
     pub method: Option<String>,
     /// `rpc.grpc.status_code`, from the trailers or a trailers-only answer's headers.
     pub grpc_status: Option<u32>,
+}
+
+/// The end user behind a request, from the claims Envoy verified: `enduser.*`. Every value is
+/// already redacted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndUser {
+    /// `enduser.id`: kept, keyed-hashed, or `None` (dropped by policy).
+    pub id: Option<String>,
+    /// `enduser.issuer`.
+    pub issuer: Option<String>,
+    /// `enduser.claim.<name>`: the allowlisted claims present, in configured order.
+    pub claims: Vec<(String, String)>,
 }
 
 /// The downstream connection's TLS: who the peer proved to be, and how.
@@ -301,6 +316,17 @@ impl AccessRecord {
             s(k::TLS_CLIENT_SERVER_NAME, &t.server_name);
             s(k::MESHLOG_PEER_PRINCIPAL, &t.peer_principal);
             s(k::TLS_CLIENT_HASH_SHA256, &t.peer_cert_sha256);
+        }
+        if let Some(u) = &self.enduser {
+            if let Some(v) = &u.id {
+                f(k::ENDUSER_ID, "", AttrValue::Str(v));
+            }
+            if let Some(v) = &u.issuer {
+                f(k::ENDUSER_ISSUER, "", AttrValue::Str(v));
+            }
+            for (name, value) in &u.claims {
+                f(k::ENDUSER_CLAIM_PREFIX, name, AttrValue::Str(value));
+            }
         }
         for (name, value) in &self.request_headers {
             f(k::HTTP_REQUEST_HEADER_PREFIX, name, AttrValue::Str(value));

@@ -87,6 +87,15 @@ pub const TLS_CLIENT_HASH_SHA256: &str = "tls.client.hash.sha256";
 /// mTLS only: the peer principal, the client certificate's first URI SAN: in a mesh its SPIFFE
 /// id (`spiffe://cluster.local/ns/shop/sa/frontend`), which names the calling workload.
 pub const MESHLOG_PEER_PRINCIPAL: &str = "meshlog.peer.principal";
+/// The end user, from claims Envoy verified (`enduser` section): the id claim (`sub` by
+/// default), kept (redacted like any text), keyed-hashed (`hmac:<key id>:<32 hex>`) or dropped.
+/// Absent without a verified token.
+pub const ENDUSER_ID: &str = "enduser.id";
+/// The verified token's issuer (`iss`).
+pub const ENDUSER_ISSUER: &str = "enduser.issuer";
+/// Prefix of the allowlisted further claims, redacted: `enduser.claim.scope`,
+/// `enduser.claim.act.sub`.
+pub const ENDUSER_CLAIM_PREFIX: &str = "enduser.claim.";
 /// Connection records only: `tcp`.
 pub const NETWORK_TRANSPORT: &str = "network.transport";
 /// Connection records only: bytes received from the downstream peer (integer).

@@ -20,6 +20,7 @@ use crate::host::{
 };
 use crate::tcp::ConnectionLogger;
 use meshlog_core::config::{CollectorTarget, Mode};
+use meshlog_core::enduser;
 use meshlog_core::otlp::Envelope;
 use meshlog_core::record::SamplingMark;
 use meshlog_core::resource::resource;
@@ -340,6 +341,10 @@ impl RootContext for Root {
         } else {
             "sampling off".to_owned()
         };
+        let enduser = match &cfg.enduser {
+            Some(e) => format!("end user from metadata '{}' ({:?} id)", e.namespace, e.id),
+            None => "end user off".to_owned(),
+        };
         let service = res.get("service.name").cloned();
         let Ok(mut guard) = self.shared.try_borrow_mut() else {
             log::error!("meshlog: configuration state busy");
@@ -371,10 +376,11 @@ impl RootContext for Root {
         self.counters = Counters::define();
         self.set_tick_period(tick);
         log::info!(
-            "meshlog: configured; ticking every {} ms; redaction policy {}; {}",
+            "meshlog: configured; ticking every {} ms; redaction policy {}; {}; {}",
             tick.as_millis(),
             policy,
-            sampling
+            sampling,
+            enduser
         );
         true
     }
@@ -476,6 +482,11 @@ fn log_request(shared: &Shared, counters: &Counters) {
             }
         }
         let mut rec = view.record(&s.cfg.redaction, now);
+        // The end user: one metadata read, only what Envoy verified; unreadable is absent.
+        if let Some(e) = &s.cfg.enduser {
+            rec.enduser =
+                enduser::capture(&EnvoyAttributes, e, &s.cfg.redaction, &mut rec.redactions);
+        }
         rec.sampling = mark;
         s.redacted.add(&rec.redactions);
         s.outbox.push(&mut rec, now);

@@ -231,3 +231,103 @@ fn a_refused_dispatch_is_retried_later_and_on_done_flushes_into_refusals_without
         "after the pause, the held batches go out"
     );
 }
+
+/// The `metadata` property with `jwt_authn`'s payload of a verified token of `sub`, serialized
+/// as Envoy hands it over.
+fn jwt_metadata(sub: &str) -> Vec<u8> {
+    use prost::Message as _;
+    use prost_types::value::Kind;
+    use prost_types::{Struct, Value};
+    let s = |v: &str| Value {
+        kind: Some(Kind::StringValue(v.to_owned())),
+    };
+    let payload = Struct {
+        fields: [
+            ("sub".to_owned(), s(sub)),
+            ("iss".to_owned(), s("https://issuer.test")),
+            ("azp".to_owned(), s("web")),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let ns = Struct {
+        fields: [(
+            "payload".to_owned(),
+            Value {
+                kind: Some(Kind::StructValue(payload)),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let mut md = meshlog_core::enduser::Metadata::default();
+    md.filter_metadata
+        .insert("envoy.filters.http.jwt_authn".to_owned(), ns);
+    md.encode_to_vec()
+}
+
+fn metadata_path() -> Vec<String> {
+    vec!["metadata".to_owned()]
+}
+
+/// A root with the `enduser` section on, ids hashed.
+fn enduser_root() -> Root {
+    let _ = root("x");
+    host::with(|h| {
+        h.config = br#"{"collector":{"compression":"none"},"batch":{"max_records":1},
+            "redaction":{"hmac_key":"0123456789abcdef0123456789abcdef","hmac_key_id":"k9"},
+            "enduser":{"id":"hash","claims":["azp"]}}"#
+            .to_vec();
+    });
+    let mut root = Root::default();
+    assert!(root.on_configure(0), "configuration refused");
+    root
+}
+
+#[test]
+fn the_end_user_comes_from_verified_metadata_hashed_and_absent_metadata_is_no_identity() {
+    let root = enduser_root();
+    host::with(|h| h.properties = vec![(metadata_path(), jwt_metadata("user-42"))]);
+    log_one(&root);
+    let mut root = root;
+    root.on_tick();
+    let b = body(&call(0));
+    assert!(b.contains("enduser.id"), "{b}");
+    assert!(b.contains("hmac:k9:"), "{b}");
+    assert!(!b.contains("user-42"), "the id is pseudonymous: {b}");
+    assert!(
+        b.contains("https://issuer.test") && b.contains("enduser.claim.azp"),
+        "{b}"
+    );
+
+    // The access-logger mode logs through the root context: the same pseudonym.
+    root.on_log();
+    root.on_tick();
+    assert_eq!(id_of(&body(&call(1))), id_of(&b));
+
+    // No metadata (no verified token), then metadata that is not a message: the request is
+    // still logged, with no identity, and nothing traps.
+    host::with(|h| h.properties.clear());
+    log_one(&root);
+    root.on_tick();
+    host::with(|h| h.properties = vec![(metadata_path(), vec![0xff, 0xff, 0xff])]);
+    log_one(&root);
+    root.on_tick();
+    assert_eq!(calls().len(), 4);
+    for i in [2, 3] {
+        let b = body(&call(i));
+        assert!(!b.contains("enduser."), "{b}");
+        assert!(b.contains("meshlog.policy_version"), "{b}");
+    }
+    assert_eq!(host::metric("meshlog.records_logged"), 4);
+}
+
+/// The `hmac:k9:…` value in a JSON batch body.
+fn id_of(body: &str) -> String {
+    let at = body.find("hmac:k9:");
+    assert!(at.is_some(), "{body}");
+    body[at.unwrap_or(0)..]
+        .chars()
+        .take("hmac:k9:".len() + 32)
+        .collect()
+}

@@ -162,3 +162,38 @@ fn the_wasmplugin_redaction_settings_take_effect() {
         "{e}"
     );
 }
+
+#[test]
+fn the_enduser_examples_read_verified_claims() {
+    use meshlog_core::enduser::{IdMode, JWT_AUTHN_NAMESPACE, Source};
+    for file in [
+        "envoy-config/jwt-authn.yaml",
+        "envoy-config/jwt-authn-access-logger.yaml",
+    ] {
+        let mut found = Vec::new();
+        plugin_configs(&load(&repo_root().join(file)), "", &mut found);
+        assert_eq!(found.len(), 1, "{file}");
+        let cfg = FilterConfig::from_json(&found[0].1).unwrap();
+        let e = cfg.enduser.unwrap_or_else(|| panic!("{file}: enduser off"));
+        assert_eq!(e.source, Source::JwtAuthn, "{file}");
+        assert_eq!(e.namespace, JWT_AUTHN_NAMESPACE, "{file}");
+        // The key the bootstrap's jwt_authn writes the payload under.
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        let key = e.key.as_deref().unwrap();
+        assert!(
+            text.contains(&format!("payload_in_metadata: {key}")),
+            "{file}"
+        );
+    }
+    let doc = load(&repo_root().join("envoy-config/istio/wasmplugin-enduser.yaml"));
+    let cfg = FilterConfig::from_json(&serde_json::to_vec(&doc["spec"]["pluginConfig"]).unwrap())
+        .unwrap();
+    let e = cfg.enduser.unwrap();
+    assert_eq!(e.source, Source::IstioAuthn);
+    assert_eq!(e.id, IdMode::Hash);
+    // Without the key, "hash" is refused with its path.
+    let mut bad = doc["spec"]["pluginConfig"].clone();
+    bad["redaction"].as_object_mut().unwrap().remove("hmac_key");
+    let e = FilterConfig::from_json(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("$.enduser.id"), "{e}");
+}

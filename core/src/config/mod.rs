@@ -8,6 +8,7 @@
 //! section readers and usable by any other config reader (the collector's).
 
 use crate::compress::Compression;
+use crate::enduser::EndUserConfig;
 use crate::redact::RedactionPolicy;
 use crate::sample::SamplingPolicy;
 use std::collections::BTreeMap;
@@ -86,6 +87,9 @@ pub struct FilterConfig {
     /// is kept and records carry no `meshlog.sampling.*` attributes. See `crate::sample` for the
     /// reference.
     pub sampling: SamplingPolicy,
+    /// `enduser`: the end user from claims Envoy verified. Absent (or `null`) means off. Its
+    /// settings are folded into the redaction policy version. See `crate::enduser`.
+    pub enduser: Option<EndUserConfig>,
 }
 
 impl Default for FilterConfig {
@@ -110,6 +114,7 @@ impl Default for FilterConfig {
             resource: BTreeMap::new(),
             redaction: RedactionPolicy::default(),
             sampling: SamplingPolicy::default(),
+            enduser: None,
         }
     }
 }
@@ -191,6 +196,16 @@ impl FilterConfig {
         let redaction = crate::redact::parse(root.section("redaction", errs), errs);
         let sampling =
             crate::sample::parse(root.child_path("sampling"), root.raw("sampling"), errs);
+        let enduser = crate::enduser::parse(
+            root.child_path("enduser"),
+            root.raw("enduser"),
+            &redaction,
+            errs,
+        );
+        let redaction = match &enduser {
+            Some(e) => redaction.with_extension(&e.canonical()),
+            None => redaction,
+        };
         root.finish(errs);
         FilterConfig {
             mode,
@@ -199,6 +214,7 @@ impl FilterConfig {
             resource,
             redaction,
             sampling,
+            enduser,
         }
     }
 }

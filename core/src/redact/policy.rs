@@ -166,6 +166,9 @@ pub struct RedactionPolicy {
     pub(crate) ipv4_prefix: u8,
     pub(crate) ipv6_prefix: u8,
     pub(crate) max_value_bytes: usize,
+    /// Settings of other sections that decide what a record holds (the `enduser` section's
+    /// canonical form); empty when none. Part of the version.
+    extension: String,
     version: String,
 }
 
@@ -281,6 +284,7 @@ impl Settings {
             ipv4_prefix: self.ipv4_prefix,
             ipv6_prefix: self.ipv6_prefix,
             max_value_bytes: self.max_value_bytes,
+            extension: String::new(),
             version: String::new(),
         };
         p.version = p.compute_version();
@@ -299,6 +303,26 @@ impl RedactionPolicy {
     /// carry it so an auditor can tell which rules produced them.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// This policy with `canonical` (another section's settings that decide what a record
+    /// holds, e.g. the `enduser` section's) folded into its version: the version changes
+    /// whenever they do. Empty `canonical` leaves the version as it was.
+    pub fn with_extension(mut self, canonical: &str) -> RedactionPolicy {
+        self.extension = canonical.to_owned();
+        self.version = self.compute_version();
+        self
+    }
+
+    /// True when `hmac_key` is set, so [`RedactionPolicy::keyed_hash`] answers.
+    pub fn has_hmac_key(&self) -> bool {
+        self.hasher.is_some()
+    }
+
+    /// `hmac:<key id>:<32 hex>`, the HMAC-SHA256 under `hmac_key` of `label` `:` `value`, the
+    /// form every `hash` action writes; `None` without a key.
+    pub fn keyed_hash(&self, label: &str, value: &[u8]) -> Option<String> {
+        self.hasher.as_ref().map(|h| h.hash(label, value))
     }
 
     /// The action for `kind`.
@@ -361,6 +385,12 @@ impl RedactionPolicy {
             self.ipv6_prefix,
             self.max_value_bytes
         );
+        // Only when set, so a policy without one keeps the version it always had.
+        if !self.extension.is_empty() {
+            c.push_str("extension=");
+            push_str(&mut c, &self.extension);
+            c.push('\n');
+        }
         let digest = Sha256::digest(c.as_bytes());
         let mut v = String::with_capacity(16);
         for b in digest.iter().take(8) {

@@ -58,6 +58,8 @@ pub struct Host {
     pub tick_ms: u32,
     /// How often `proxy_done` was called.
     pub done: u32,
+    /// Properties `proxy_get_property` answers, by path; any other path is not found.
+    pub properties: Vec<(Vec<String>, Vec<u8>)>,
 }
 
 thread_local! {
@@ -239,12 +241,30 @@ extern "C" fn proxy_get_header_map_value(
 
 #[unsafe(no_mangle)]
 extern "C" fn proxy_get_property(
-    _path: *const u8,
-    _path_len: usize,
-    _ptr: *mut *mut u8,
-    _len: *mut usize,
+    path: *const u8,
+    path_len: usize,
+    ptr: *mut *mut u8,
+    len: *mut usize,
 ) -> u32 {
-    status::NOT_FOUND
+    // The SDK joins the path's segments with NULs.
+    let path: Vec<String> = unsafe { bytes(path, path_len) }
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    let v = with(|h| {
+        h.properties
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, v)| v.clone())
+    });
+    match v {
+        Some(v) => {
+            unsafe { give(&v, ptr, len) };
+            status::OK
+        }
+        None => status::NOT_FOUND,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
