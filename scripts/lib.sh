@@ -179,6 +179,14 @@ ensure_alertmanager() {
         die "prometheus-alertmanager still not found after installing it"
 }
 
+# Prometheus itself (Debian `prometheus`), for the test that has it scrape `meshlog serve`.
+ensure_prometheus() {
+    command -v prometheus >/dev/null 2>&1 && return 0
+    log "installing prometheus"
+    apt_install prometheus
+    command -v prometheus >/dev/null 2>&1 || die "prometheus still not found after installing it"
+}
+
 # rotel (PyPI `rotel`, a Rust OTLP collector), the bench's point of comparison for the collector.
 # Installed into .venv next to Envoy; exports ROTEL_BIN as its rotel-agent binary.
 ROTEL_VERSION=0.0.1a15

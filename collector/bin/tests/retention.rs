@@ -145,22 +145,24 @@ impl Classed {
             ..StoreOptions::default()
         };
         let stores = ClassStores::open(dir, &policy, &opts).unwrap();
-        let app = app(AppState::new(
+        let state = AppState::new(
             Pipeline::new(
                 stores.routes(),
                 Limits::default(),
                 meshlog_server::ingest::DEFAULT_ACK_TIMEOUT,
             )
             .with_clock(clock.clone()),
-        ));
+        );
+        // The sweeper reports to the app's /metrics, as `serve` wires it.
         let sweeper = Sweeper::for_classes(
             dir,
             &policy,
             &stores.routes(),
             signed.then(|| Arc::new(signer())),
             encryption.clone().filter(|_| sweeper_keys),
-        );
-        (stores, app, sweeper)
+        )
+        .with_observer(state.metrics.clone());
+        (stores, app(state), sweeper)
     }
 
     /// Stops the class stores (each signs a checkpoint at shutdown, with a key) and starts
@@ -201,6 +203,22 @@ impl Classed {
     pub(crate) fn post_one(&self, service: &str, ids: &[&str], observed: u64) {
         self.clock.set(observed);
         self.post(None, otlp_at(&[(service, ids)], observed));
+    }
+
+    /// `GET /metrics` (OpenMetrics text) from the app.
+    pub(crate) fn metrics(&self) -> String {
+        self.rt.block_on(async {
+            let req = Request::get("/metrics")
+                .header(header::ACCEPT, "application/openmetrics-text")
+                .body(Body::empty())
+                .unwrap();
+            let resp = self.app.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            String::from_utf8(body.to_vec()).unwrap()
+        })
     }
 
     pub(crate) fn sweep(&mut self, now: u64, holds: &[Hold]) -> SweepReport {
@@ -383,6 +401,31 @@ fn expired_closed_segments_are_deleted_each_with_one_receipt_and_one_record() {
     let default = r.class("default").unwrap();
     assert!(default.deleted.is_empty() && default.errors.is_empty());
     assert_eq!(default.kept, 1);
+    // a1, a2 and b1 went; /metrics counts them per class, and the trees keep every leaf.
+    assert_eq!((short.records_deleted, default.records_deleted), (3, 0));
+    let m = c.metrics();
+    for line in [
+        "meshlog_retention_deleted_segments_total{class=\"short\"} 2",
+        "meshlog_retention_deleted_records_total{class=\"short\"} 3",
+        "meshlog_retention_deleted_segments_total{class=\"default\"} 0",
+        // Four batches and the two deletion records.
+        "meshlog_tree_size{class=\"short\"} 6",
+        "meshlog_tree_size{class=\"default\"} 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+    }
+    // Each store signed a checkpoint when it opened (the real clock, not the test's).
+    let signed_at: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("meshlog_last_checkpoint_timestamp_seconds{class=\"short\"} "))
+        .unwrap_or_else(|| panic!("no checkpoint time in\n{m}"))
+        .parse()
+        .unwrap();
+    let wall = now_ns() as f64 / 1e9;
+    assert!(
+        signed_at <= wall && signed_at > wall - 600.0,
+        "{signed_at} vs {wall}"
+    );
 
     assert_eq!(c.segments("short"), [3, 4], "active and unexpired stay");
     assert_eq!(c.ids("short"), ["c1", "e1"]);

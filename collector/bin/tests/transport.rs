@@ -122,11 +122,23 @@ fn https(
     headers: &[&str],
     body: &[u8],
 ) -> std::io::Result<(u16, Vec<u8>, CertificateDer<'static>)> {
-    let conn = rustls::ClientConnection::new(
-        Arc::new(pki.client_config(client)),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .map_err(std::io::Error::other)?;
+    https_with(addr, pki.client_config(client), request, headers, body)
+        .map(|(s, b, c, _)| (s, b, c))
+}
+
+/// [`https`] with a client configuration of the caller's; also returns the ALPN protocol the
+/// server picked.
+#[allow(clippy::type_complexity)]
+fn https_with(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+    request: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>, CertificateDer<'static>, Option<Vec<u8>>)> {
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .map_err(std::io::Error::other)?;
     let sock = TcpStream::connect(addr)?;
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
@@ -153,13 +165,14 @@ fn https(
         .peer_certificates()
         .and_then(|c| c.first().cloned())
         .ok_or_else(|| std::io::Error::other("no server certificate"))?;
+    let alpn = tls.conn.alpn_protocol().map(<[u8]>::to_vec);
     let head_end = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| std::io::Error::other("no HTTP answer"))?;
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    Ok((status, buf[head_end + 4..].to_vec(), server_cert))
+    Ok((status, buf[head_end + 4..].to_vec(), server_cert, alpn))
 }
 
 const POST: &str = "POST /v1/logs";
@@ -607,6 +620,106 @@ async fn otlp_grpc_over_mtls_takes_the_certificates_identity() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["meshlog.request_id"], "mtls-1");
     assert_eq!(records[0]["resource.meshlog.tenant"], "shop");
+}
+
+/// The ALPN lists an Istio sidecar offers upstream with `ISTIO_MUTUAL` (istio/istio,
+/// pilot/pkg/networking/util: `ALPNInMesh`, `ALPNInMeshWithMxc`, `ALPNInMeshH2WithMxc` on the
+/// cluster; the `istio.alpn` HTTP filter's overrides per downstream protocol).
+const ISTIO_ALPN_OFFERS: [&[&str]; 6] = [
+    &["istio-peer-exchange", "istio"],
+    &["istio-peer-exchange", "istio", "h2"],
+    &["istio"],
+    &["istio-http/1.0", "istio", "http/1.0"],
+    &["istio-http/1.1", "istio", "http/1.1"],
+    &["istio-h2", "istio", "h2"],
+];
+
+/// What the collector picks from an offer: h2, else http/1.1, else istio; never
+/// istio-peer-exchange (the sidecar would start its TCP metadata exchange in the stream).
+fn istio_pick(offer: &[&str]) -> &'static str {
+    ["h2", "http/1.1", "istio"]
+        .into_iter()
+        .find(|p| offer.contains(p))
+        .unwrap()
+}
+
+/// A client that offers what an Istio sidecar offers with `ISTIO_MUTUAL`, and presents a
+/// SPIFFE certificate, is accepted over mTLS on both listeners: OTLP/HTTP and OTLP/gRPC, its
+/// identity's role and tenant applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_mutual_alpn_offers_with_a_spiffe_certificate_are_accepted_over_http_and_grpc() {
+    use hyper_util::rt::TokioIo;
+    use tonic::transport::Endpoint;
+    let pki = Arc::new(Pki::new("istio-like mesh CA"));
+    let data = tempfile::tempdir().unwrap();
+    let (mut p, _) = serve_tls(&pki, data.path(), true, AUTH);
+    let http = p.addr();
+    let grpc = grpc_addr(&mut p);
+    let checkout = pki.client(CHECKOUT);
+    let mut want = Vec::new();
+    for (i, offer) in ISTIO_ALPN_OFFERS.iter().enumerate() {
+        let mut config = pki.client_config(Some(&checkout));
+        config.alpn_protocols = offer.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let picked = istio_pick(offer).as_bytes().to_vec();
+
+        // OTLP/HTTP (HTTP/1.1 on the wire).
+        let id = format!("istio-http-{i}");
+        want.push(id.clone());
+        let c = config.clone();
+        let (status, body, _, alpn) = tokio::task::spawn_blocking(move || {
+            https_with(http, c, POST, &[CT], &claimed_tenant_json(&id))
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{offer:?} refused over HTTP: {e}"));
+        assert_eq!(status, 200, "{offer:?}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(alpn.as_deref(), Some(&picked[..]), "{offer:?}");
+
+        // OTLP/gRPC (HTTP/2 with prior knowledge, as Envoy's gRPC client speaks it).
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let negotiated = Arc::new(std::sync::Mutex::new(None));
+        let seen = negotiated.clone();
+        let channel = Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let (connector, seen) = (connector.clone(), seen.clone());
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(grpc).await?;
+                    let tls = connector
+                        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                        .await?;
+                    *seen.lock().unwrap() = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                    Ok::<_, std::io::Error>(TokioIo::new(tls))
+                }
+            }))
+            .await
+            .unwrap_or_else(|e| panic!("{offer:?} refused over gRPC: {e:?}"));
+        let id = format!("istio-grpc-{i}");
+        want.push(id.clone());
+        LogsServiceClient::new(channel)
+            .export(grpc_request(&id))
+            .await
+            .unwrap_or_else(|e| panic!("{offer:?}: {e:?}"));
+        assert_eq!(
+            negotiated.lock().unwrap().as_deref(),
+            Some(&picked[..]),
+            "{offer:?}"
+        );
+    }
+    assert!(p.terminate().success());
+    let records = stored(data.path());
+    let mut ids: Vec<String> = records
+        .iter()
+        .map(|r| r["meshlog.request_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["resource.meshlog.tenant"] == "shop"),
+        "{records:?}"
+    );
 }
 
 /// Slow clients hold connections open by sending half a request; they are capped per peer

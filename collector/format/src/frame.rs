@@ -747,10 +747,19 @@ impl FrameBuilder {
 
     /// Appends one record as an NDJSON line.
     pub fn push(&mut self, record: &Map<String, Value>) -> Result<(), BuildError> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, record).map_err(std::io::Error::from)?;
-        self.line.push(b'\n');
-        self.raw_bytes += self.line.len() as u64;
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        serde_json::to_writer(&mut line, record).map_err(std::io::Error::from)?;
+        line.push(b'\n');
+        let pushed = self.push_line(&line);
+        self.line = line;
+        pushed
+    }
+
+    /// Appends one record already serialized as its NDJSON line (`serde_json::to_writer` of
+    /// the record, then `\n`), for a caller that needed those bytes anyway.
+    pub fn push_line(&mut self, line: &[u8]) -> Result<(), BuildError> {
+        self.raw_bytes += line.len() as u64;
         if self.raw_bytes > self.max_raw_bytes {
             return Err(BuildError::TooLarge {
                 limit: self.max_raw_bytes,
@@ -760,7 +769,7 @@ impl FrameBuilder {
             .records
             .checked_add(1)
             .ok_or(BuildError::Overflow("more than 4294967295 records"))?;
-        self.enc.write_all(&self.line)?;
+        self.enc.write_all(line)?;
         Ok(())
     }
 

@@ -319,6 +319,8 @@ pub struct ClassReport {
     pub deleted: Vec<String>,
     /// Segments deleted under a receipt written by an earlier, interrupted pass.
     pub completed: Vec<String>,
+    /// Records in the segments deleted (`deleted` and `completed`).
+    pub records_deleted: u64,
     /// Expired segments kept by legal holds, with the holds' names.
     pub held: Vec<(String, Vec<String>)>,
     /// Expired segments kept because no signing key is configured.
@@ -546,6 +548,13 @@ struct CacheFile {
     segments: BTreeMap<String, Summary>,
 }
 
+/// Told what each pass of a running sweeper did (the collector counts deletions in its
+/// metrics); kept here as a trait so this crate knows nothing of who listens.
+pub trait SweepObserver: Send + Sync + std::fmt::Debug {
+    /// A pass ended with `report`.
+    fn swept(&self, report: &SweepReport);
+}
+
 /// Deletes expired segments of every class; see the module docs.
 #[derive(Debug)]
 pub struct Sweeper {
@@ -559,6 +568,7 @@ pub struct Sweeper {
     /// Per class: its retention clock.
     clocks: Vec<ClassClock>,
     stop: Arc<AtomicBool>,
+    observer: Option<Arc<dyn SweepObserver>>,
 }
 
 impl Sweeper {
@@ -583,7 +593,15 @@ impl Sweeper {
             cache,
             clocks,
             stop: Arc::new(AtomicBool::new(false)),
+            observer: None,
         }
+    }
+
+    /// Reports every pass to `observer` (from [`sweep`](Self::sweep), [`sweep_at`](Self::sweep_at)
+    /// and the thread of [`spawn`](Self::spawn)).
+    pub fn with_observer(mut self, observer: Arc<dyn SweepObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// A sweeper over the class stores of `policy` in `data_dir`, reached through `routes`.
@@ -636,6 +654,9 @@ impl Sweeper {
             let r = self.sweep_class(i, now_unix_ns, monotonic_ns, holds);
             log_report(&r, self.classes.get(i).map_or(0, |c| c.days));
             report.classes.push(r);
+        }
+        if let Some(o) = &self.observer {
+            o.swept(&report);
         }
         report
     }
@@ -747,7 +768,10 @@ impl Sweeper {
             };
             if let Some((receipt, note)) = receipted.get(&name) {
                 match self.finish(&class, seg, receipt, note, now, age, holds) {
-                    Ok(Decision::Delete) => r.completed.push(name),
+                    Ok(Decision::Delete) => {
+                        r.records_deleted += receipt.records;
+                        r.completed.push(name);
+                    }
                     Ok(Decision::Held(names)) => r.held.push((name, names)),
                     Ok(Decision::Keep) if self.signer.is_none() => r.unsigned.push(name),
                     Ok(Decision::Keep) => r.errors.push(SweepError::ReceiptEarly { segment: name }),
@@ -760,7 +784,10 @@ impl Sweeper {
                 Decision::Held(names) => r.held.push((name, names)),
                 Decision::Delete if self.signer.is_none() => r.unsigned.push(name),
                 Decision::Delete => match self.delete(&class, seg, now, age, holds) {
-                    Ok(Decision::Delete) => r.deleted.push(name),
+                    Ok(Decision::Delete) => {
+                        r.records_deleted += summary.records;
+                        r.deleted.push(name);
+                    }
                     Ok(Decision::Held(names)) => r.held.push((name, names)),
                     Ok(Decision::Keep) => r.kept += 1,
                     Err(e) => r.errors.push(e),

@@ -111,14 +111,15 @@ pub fn grpc_app(state: AppState) -> Router {
 }
 
 async fn serve_metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    let queued: u64 = state
-        .pipeline
-        .routes()
-        .handles()
-        .iter()
-        .map(|h| h.queued_bytes())
-        .sum();
+    let routes = state.pipeline.routes();
+    let queued: u64 = routes.handles().iter().map(|h| h.queued_bytes()).sum();
     state.metrics.set_queue_bytes(queued);
+    for (class, h) in routes.names().iter().zip(routes.handles()) {
+        let ledger = h.ledger_stats();
+        state
+            .metrics
+            .set_ledger(class, ledger.tree_size(), ledger.last_checkpoint_unix_ns());
+    }
     // OpenMetrics for who asks for it (Prometheus does), else the 0.0.4 text format.
     let openmetrics = headers.get_all(header::ACCEPT).iter().any(|v| {
         v.to_str()

@@ -4,6 +4,7 @@
 //! (`_seconds`, `_bytes`), counters ending `_total`; no label carries a principal, a trace id or
 //! anything else of unbounded cardinality.
 
+use meshlog_retention::sweep::{SweepObserver, SweepReport};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -62,6 +63,17 @@ struct CertLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SweepErrorLabel {
+    class: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Version {
     version: &'static str,
 }
@@ -80,6 +92,11 @@ pub struct Metrics {
     cert_expiry: Family<CertLabel, Gauge>,
     connections: Gauge,
     disk_full_episodes: Counter,
+    tree_size: Family<ClassLabel, Gauge>,
+    checkpoint_time: Family<ClassLabel, Gauge<f64, AtomicU64>>,
+    deleted_segments: Family<ClassLabel, Counter>,
+    deleted_records: Family<ClassLabel, Counter>,
+    sweep_errors: Family<SweepErrorLabel, Counter>,
     disk_full: AtomicBool,
     stored_total: AtomicU64,
     empty_total: AtomicU64,
@@ -161,6 +178,40 @@ impl Metrics {
             "Connections open on the collector's listeners",
             connections.clone(),
         );
+        // Read from each class store's Merkle log on scrape (see `set_ledger`).
+        let tree_size = Family::<ClassLabel, Gauge>::default();
+        registry.register(
+            "meshlog_tree_size",
+            "Leaves (frames) in the class store's Merkle tree, durably written",
+            tree_size.clone(),
+        );
+        let checkpoint_time = Family::<ClassLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "meshlog_last_checkpoint_timestamp",
+            "Time in the class store's last signed checkpoint, Unix time (absent before the \
+             first, and without a signing key)",
+            Unit::Seconds,
+            checkpoint_time.clone(),
+        );
+        // Counted as the sweeper reports its passes (`SweepObserver`).
+        let deleted_segments = Family::<ClassLabel, Counter>::default();
+        registry.register(
+            "meshlog_retention_deleted_segments",
+            "Expired segments deleted by retention, each under a signed receipt",
+            deleted_segments.clone(),
+        );
+        let deleted_records = Family::<ClassLabel, Counter>::default();
+        registry.register(
+            "meshlog_retention_deleted_records",
+            "Records in the segments deleted by retention",
+            deleted_records.clone(),
+        );
+        let sweep_errors = Family::<SweepErrorLabel, Counter>::default();
+        registry.register(
+            "meshlog_retention_errors",
+            "Retention sweep failures by class and kind (the segments concerned are kept)",
+            sweep_errors.clone(),
+        );
         // A gauge at 1 rather than the OpenMetrics info type: Prometheus' own tools
         // (promtool check metrics) read it either way.
         let build = Family::<Version, Gauge>::default();
@@ -182,6 +233,11 @@ impl Metrics {
             cert_expiry,
             connections,
             disk_full_episodes,
+            tree_size,
+            checkpoint_time,
+            deleted_segments,
+            deleted_records,
+            sweep_errors,
             disk_full: AtomicBool::new(false),
             stored_total: AtomicU64::new(0),
             empty_total: AtomicU64::new(0),
@@ -273,6 +329,23 @@ impl Metrics {
         }
     }
 
+    /// A class store's Merkle tree size and last signed checkpoint time (Unix nanoseconds).
+    pub fn set_ledger(&self, class: &str, tree_size: u64, last_checkpoint_unix_ns: Option<u64>) {
+        let label = ClassLabel {
+            class: class.to_owned(),
+        };
+        self.tree_size
+            .get_or_create(&label)
+            .set(i64::try_from(tree_size).unwrap_or(i64::MAX));
+        if let Some(ns) = last_checkpoint_unix_ns {
+            // Whole milliseconds: exact in an f64, and finer than a checkpoint interval.
+            let ms = ns / 1_000_000;
+            self.checkpoint_time
+                .get_or_create(&label)
+                .set(ms as f64 / 1000.0);
+        }
+    }
+
     /// A connection opened (+1) or closed (-1).
     pub fn connection(&self, delta: i64) {
         self.connections.inc_by(delta);
@@ -323,6 +396,30 @@ impl Metrics {
     }
 }
 
+impl SweepObserver for Metrics {
+    fn swept(&self, report: &SweepReport) {
+        for c in &report.classes {
+            let label = ClassLabel {
+                class: c.class.clone(),
+            };
+            let segments = (c.deleted.len() + c.completed.len()) as u64;
+            // Touched even at zero, so the series exist from the first pass.
+            self.deleted_segments.get_or_create(&label).inc_by(segments);
+            self.deleted_records
+                .get_or_create(&label)
+                .inc_by(c.records_deleted);
+            for e in &c.errors {
+                self.sweep_errors
+                    .get_or_create(&SweepErrorLabel {
+                        class: c.class.clone(),
+                        kind: e.kind(),
+                    })
+                    .inc();
+            }
+        }
+    }
+}
+
 /// The refusal reason of an ingest error, for `meshlog_refusals_total`.
 pub fn reason(e: &crate::ApiError) -> &'static str {
     use crate::ApiError as E;
@@ -352,6 +449,8 @@ mod tests {
         }
         m.stored(Transport::Http, 1);
         m.refused_batch(Transport::Http, "disk_full");
+        m.set_ledger("default", 7, Some(1_800_000_000_123_456_789));
+        m.set_ledger("short", 0, None);
         let text = m.encode();
         for needle in [
             "meshlog_ingest_records_total{transport=\"grpc\",outcome=\"stored\"} 3",
@@ -361,10 +460,17 @@ mod tests {
             "meshlog_tls_cert_expiry_timestamp_seconds{cert=\"server\"} 1900000000",
             "meshlog_build_info{version=",
             "meshlog_disk_full_episodes_total 2",
+            "meshlog_tree_size{class=\"default\"} 7",
+            "meshlog_tree_size{class=\"short\"} 0",
+            "meshlog_last_checkpoint_timestamp_seconds{class=\"default\"} 1800000000.123",
             "# EOF",
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }
+        assert!(
+            !text.contains("meshlog_last_checkpoint_timestamp_seconds{class=\"short\"}"),
+            "no checkpoint yet: no sample\n{text}"
+        );
         let plain = m.encode_text();
         assert!(
             plain.contains("# TYPE meshlog_refusals_total counter"),

@@ -114,7 +114,7 @@ fn life<F: FileSystem>(
     opts: &StoreOptions,
     steps: &[Step],
 ) -> Result<BTreeSet<u64>, StoreError> {
-    let (w, _dedup) = prepare_writer(fs, root, opts)?;
+    let (w, _dedup, _stats) = prepare_writer(fs, root, opts)?;
     let queue = IngestQueue::new(1 << 30);
     let (tx, rx) = mpsc::unbounded_channel();
     let mut acks = Vec::new();

@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// File name of the saved tree state in the data directory.
@@ -143,6 +144,27 @@ fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// What the log looks like now, for readers outside the writer thread (metrics, read on
+/// scrape): updated by the writer at each commit, roll-back and signed checkpoint.
+#[derive(Debug, Default)]
+pub struct LedgerStats {
+    tree_size: AtomicU64,
+    checkpoint_unix_ns: AtomicU64,
+}
+
+impl LedgerStats {
+    /// Leaves durably written (the committed tree's size).
+    pub fn tree_size(&self) -> u64 {
+        self.tree_size.load(Ordering::Relaxed)
+    }
+
+    /// The time in the last signed checkpoint (read from the log at start, then each one
+    /// written), nanoseconds since the Unix epoch; `None` before the first.
+    pub fn last_checkpoint_unix_ns(&self) -> Option<u64> {
+        Some(self.checkpoint_unix_ns.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+}
+
 /// The writer's Merkle log state.
 #[derive(Debug)]
 pub struct LeafLog {
@@ -159,6 +181,7 @@ pub struct LeafLog {
     last_timestamp: u64,
     /// A checkpoint failed and has not succeeded since: log once per episode.
     failing: bool,
+    stats: Arc<LedgerStats>,
 }
 
 /// Why resuming from the saved state did not work (the caller hashes everything instead).
@@ -189,6 +212,7 @@ impl LeafLog {
             checkpoints: None,
             last_timestamp: 0,
             failing: false,
+            stats: Arc::default(),
         }
     }
 
@@ -275,7 +299,24 @@ impl LeafLog {
             checkpoints,
             last_timestamp: expect.map_or(0, |cp| cp.timestamp_unix_ns),
             failing: false,
-        })
+            stats: Arc::default(),
+        }
+        .published())
+    }
+
+    /// The log's state for readers outside the writer thread.
+    pub fn stats(&self) -> Arc<LedgerStats> {
+        self.stats.clone()
+    }
+
+    fn published(self) -> Self {
+        self.stats
+            .tree_size
+            .store(self.committed.tree.size(), Ordering::Relaxed);
+        self.stats
+            .checkpoint_unix_ns
+            .store(self.last_timestamp, Ordering::Relaxed);
+        self
     }
 
     /// Leaves written (synced or not).
@@ -315,6 +356,9 @@ impl LeafLog {
     /// Everything appended is durable now.
     pub fn commit(&mut self) {
         self.committed = self.current.clone();
+        self.stats
+            .tree_size
+            .store(self.committed.tree.size(), Ordering::Relaxed);
     }
 
     /// The file was cut back to its last synced length: so is the tree.
@@ -345,6 +389,7 @@ impl LeafLog {
         match done {
             Ok(()) => {
                 self.last_timestamp = ts;
+                self.stats.checkpoint_unix_ns.store(ts, Ordering::Relaxed);
                 if std::mem::take(&mut self.failing) {
                     tracing::info!("checkpoints are written again");
                 }
@@ -619,6 +664,38 @@ mod tests {
 
     fn open(data: &Path) -> LeafLog {
         LeafLog::open(data, &data.join(SEGMENTS_DIR), &IntegrityOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn stats_follow_commits_and_signed_checkpoints_and_survive_a_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join(SEGMENTS_DIR)).unwrap();
+        let opts = IntegrityOptions {
+            signer: Some(Arc::new(SignerKey::generate("stats.test").unwrap())),
+            ..IntegrityOptions::default()
+        };
+        let mut log = LeafLog::open(d.path(), &d.path().join(SEGMENTS_DIR), &opts).unwrap();
+        let stats = log.stats();
+        assert_eq!(
+            (stats.tree_size(), stats.last_checkpoint_unix_ns()),
+            (0, None)
+        );
+        write(d.path(), &mut log, 3);
+        assert_eq!(stats.tree_size(), 3);
+        // Appended but not committed: not counted.
+        let mut f = frame(99);
+        log.stamp(&mut f);
+        log.append(&f);
+        assert_eq!(stats.tree_size(), 3);
+        log.roll_back();
+        let before = now_ns();
+        log.checkpoint("test");
+        let at = stats.last_checkpoint_unix_ns().unwrap();
+        assert!(at >= before && at <= now_ns(), "{at}");
+        drop(log);
+        let log = LeafLog::open(d.path(), &d.path().join(SEGMENTS_DIR), &opts).unwrap();
+        assert_eq!(log.stats().tree_size(), 3);
+        assert_eq!(log.stats().last_checkpoint_unix_ns(), Some(at));
     }
 
     #[test]

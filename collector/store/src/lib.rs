@@ -159,6 +159,7 @@ pub struct StoreHandle {
     queue: Arc<IngestQueue>,
     dedup: Arc<SharedIndex>,
     encryption: Option<Arc<Keyring>>,
+    ledger: Arc<ledger::LedgerStats>,
 }
 
 impl StoreHandle {
@@ -186,6 +187,11 @@ impl StoreHandle {
     /// Bytes of the ingest queue in use.
     pub fn queued_bytes(&self) -> u64 {
         self.queue.used()
+    }
+
+    /// The Merkle log's size and last signed checkpoint, as the writer last published them.
+    pub fn ledger_stats(&self) -> &ledger::LedgerStats {
+        &self.ledger
     }
 
     /// Appends `frame`, reserving its room in the queue first (`Busy` when full); returns once
@@ -243,7 +249,7 @@ impl Store {
         data_dir: &Path,
         opts: StoreOptions,
     ) -> Result<Store, StoreError> {
-        let (w, dedup) = prepare_writer(fs, data_dir, &opts)?;
+        let (w, dedup, ledger) = prepare_writer(fs, data_dir, &opts)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let ticker_stop = start_ticker(tx.clone(), opts.integrity.checkpoint_interval)?;
         let thread = std::thread::Builder::new()
@@ -259,6 +265,7 @@ impl Store {
                 queue: IngestQueue::new(opts.max_queue_bytes),
                 dedup,
                 encryption: opts.encryption,
+                ledger,
             },
             thread: Some(thread),
             data_dir: data_dir.to_owned(),
@@ -291,12 +298,20 @@ impl Store {
 
 /// Everything [`Store::open`] does before the writer thread starts: creates the data directory
 /// if needed, takes its lock, recovers the segments and opens the Merkle log; returns the writer
-/// (not running yet) and the dedup index it shares with the handles.
+/// (not running yet), the dedup index it shares with the handles, and the Merkle log's stats.
+#[allow(clippy::type_complexity)]
 pub(crate) fn prepare_writer<F: FileSystem>(
     fs: F,
     data_dir: &Path,
     opts: &StoreOptions,
-) -> Result<(writer::Writer<F>, Arc<SharedIndex>), StoreError> {
+) -> Result<
+    (
+        writer::Writer<F>,
+        Arc<SharedIndex>,
+        Arc<ledger::LedgerStats>,
+    ),
+    StoreError,
+> {
     let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
     std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
         context: ctx("creating data directory", data_dir),
@@ -322,6 +337,7 @@ pub(crate) fn prepare_writer<F: FileSystem>(
         "store open"
     );
     let leaves = LeafLog::open(data_dir, &segments_dir, &opts.integrity)?;
+    let stats = leaves.stats();
     #[cfg(any(test, feature = "test-hooks"))]
     let pause = opts.pause.clone();
     #[cfg(not(any(test, feature = "test-hooks")))]
@@ -336,7 +352,7 @@ pub(crate) fn prepare_writer<F: FileSystem>(
         pause,
     )
     .with_integrity(leaves);
-    Ok((w, dedup))
+    Ok((w, dedup, stats))
 }
 
 /// Starts the thread that asks the writer for a checkpoint every `interval`; it stops when the

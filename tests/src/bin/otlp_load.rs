@@ -1,22 +1,45 @@
-//! `meshlog-otlp-load`: drives an OTLP/HTTP logs receiver with the batches the filter sends, and
+//! `meshlog-otlp-load`: drives an OTLP logs receiver with the batches the filter sends, and
 //! reports what it acknowledged: batches/s, records/s, MB/s of request bodies, acknowledgement
 //! latency (p50, p99, max) and the receiver's peak RSS. `scripts/bench` runs it against
 //! `meshlog serve` (acknowledged = fsync'd) and against rotel (blackhole exporter), same bytes.
 //!
 //! Usage: `meshlog-otlp-load --url http://127.0.0.1:4318/v1/logs --seconds 10 --connections 16
-//! --records 200 [--pid PID] [--encoding gzip|identity]`. Prints one JSON object on stdout.
-//! Each connection is a thread with one keep-alive HTTP/1.1 connection, sending a batch and
-//! waiting for its answer (as the filter does per in-flight slot). Every batch carries a unique
-//! `meshlog-batch-id`, as the filter's do. A non-2xx answer counts as an error, not an ack.
+//! --records 200 [--pid PID] [--encoding gzip|identity] [--protocol http|grpc] [--tls-ca FILE
+//! [--tls-cert FILE --tls-key FILE]]`. Prints one JSON object on stdout.
+//!
+//! OTLP/HTTP (the default): each connection is a thread with one keep-alive HTTP/1.1
+//! connection, sending a batch and waiting for its answer (as the filter does per in-flight
+//! slot). OTLP/gRPC (`--protocol grpc`, `--url http://HOST:PORT`): each connection is one
+//! HTTP/2 connection with one Export in flight, the same records as protobuf (never compressed:
+//! compressing per request would make this process the bottleneck). Every batch carries a
+//! unique `meshlog-batch-id` (header or metadata), as the filter's do. A non-2xx answer (or a
+//! gRPC status other than OK) counts as an error, not an ack. With `--tls-ca` the connection is
+//! TLS (`https://` is implied), with `--tls-cert`/`--tls-key` mutual TLS.
 
 use meshlog_core::capture::MapSource;
 use meshlog_core::otlp::{Envelope, encode_log_record};
 use meshlog_core::redact::RedactionPolicy;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http,
+    Grpc,
+}
+
+struct Tls {
+    ca: PathBuf,
+    client: Option<(PathBuf, PathBuf)>,
+}
 
 struct Args {
     host: String,
@@ -26,6 +49,8 @@ struct Args {
     records: usize,
     pid: Option<u32>,
     gzip: bool,
+    protocol: Protocol,
+    tls: Option<Tls>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,7 +62,10 @@ fn parse_args() -> Result<Args, String> {
         records: 200,
         pid: None,
         gzip: true,
+        protocol: Protocol::Http,
+        tls: None,
     };
+    let (mut ca, mut cert, mut key) = (None, None, None);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -46,8 +74,9 @@ fn parse_args() -> Result<Args, String> {
                 let url = val()?;
                 let rest = url
                     .strip_prefix("http://")
-                    .ok_or("--url must start with http://")?;
-                let (host, path) = rest.split_once('/').ok_or("--url needs a path")?;
+                    .or_else(|| url.strip_prefix("https://"))
+                    .ok_or("--url must start with http:// or https://")?;
+                let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
                 a.host = host.to_owned();
                 a.path = format!("/{path}");
             }
@@ -64,13 +93,68 @@ fn parse_args() -> Result<Args, String> {
                     o => return Err(format!("--encoding: gzip or identity, not {o}")),
                 }
             }
+            "--protocol" => {
+                a.protocol = match val()?.as_str() {
+                    "http" => Protocol::Http,
+                    "grpc" => Protocol::Grpc,
+                    o => return Err(format!("--protocol: http or grpc, not {o}")),
+                }
+            }
+            "--tls-ca" => ca = Some(PathBuf::from(val()?)),
+            "--tls-cert" => cert = Some(PathBuf::from(val()?)),
+            "--tls-key" => key = Some(PathBuf::from(val()?)),
             o => return Err(format!("unknown argument {o}")),
         }
     }
     if a.connections == 0 || a.records == 0 || a.seconds == 0 {
         return Err("--connections, --records and --seconds must be positive".into());
     }
+    a.tls = match (ca, cert, key) {
+        (None, None, None) => None,
+        (Some(ca), None, None) => Some(Tls { ca, client: None }),
+        (Some(ca), Some(c), Some(k)) => Some(Tls {
+            ca,
+            client: Some((c, k)),
+        }),
+        _ => return Err("--tls-cert and --tls-key go together, and need --tls-ca".into()),
+    };
+    if a.protocol == Protocol::Grpc {
+        // Never compressed (see the module docs).
+        a.gzip = false;
+    }
     Ok(a)
+}
+
+/// The rustls client configuration of `--tls-*`.
+fn tls_config(t: &Tls) -> Result<rustls::ClientConfig, String> {
+    let read_certs = |p: &PathBuf| {
+        CertificateDer::pem_file_iter(p)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_certs(&t.ca)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: {e}", t.ca.display()))?;
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    let mut cfg = match &t.client {
+        None => b.with_no_client_auth(),
+        Some((cert, key)) => {
+            let k =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            b.with_client_auth_cert(read_certs(cert)?, k)
+                .map_err(|e| e.to_string())?
+        }
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
 }
 
 /// One batch of `n` realistic records (captured and redacted by core from a typical request).
@@ -128,7 +212,7 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 }
 
 /// Reads one HTTP/1.1 response; returns its status.
-fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<u16> {
+fn read_response(r: &mut impl BufRead) -> std::io::Result<u16> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status = line
@@ -164,17 +248,41 @@ struct Tally {
     latencies_us: Vec<u64>,
 }
 
-fn worker(a: &Args, conn: usize, bodies: &[Vec<u8>], stop: &AtomicBool) -> Tally {
+/// A connection to the receiver: plain TCP, or TLS over it.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
+fn connect(a: &Args, tls: Option<&Arc<rustls::ClientConfig>>) -> std::io::Result<Box<dyn Conn>> {
+    let s = TcpStream::connect(&a.host)?;
+    s.set_nodelay(true)?;
+    Ok(match tls {
+        None => Box::new(s),
+        Some(cfg) => {
+            let host = a.host.rsplit_once(':').map_or(a.host.as_str(), |h| h.0);
+            let name = ServerName::try_from(host.to_owned()).map_err(std::io::Error::other)?;
+            let c =
+                rustls::ClientConnection::new(cfg.clone(), name).map_err(std::io::Error::other)?;
+            Box::new(rustls::StreamOwned::new(c, s))
+        }
+    })
+}
+
+fn worker(
+    a: &Args,
+    conn: usize,
+    bodies: &[Vec<u8>],
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    stop: &AtomicBool,
+) -> Tally {
     let mut t = Tally::default();
     let mut seq = 0usize;
     'outer: while !stop.load(Ordering::Relaxed) {
-        let Ok(s) = TcpStream::connect(&a.host) else {
+        let Ok(s) = connect(a, tls) else {
             t.errors += 1;
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
-        let _ = s.set_nodelay(true);
-        let Ok(mut w) = s.try_clone() else { continue };
+        // Reads are buffered; writes go straight through (one request at a time).
         let mut r = BufReader::new(s);
         while !stop.load(Ordering::Relaxed) {
             let body = &bodies[seq % bodies.len()];
@@ -193,7 +301,11 @@ fn worker(a: &Args, conn: usize, bodies: &[Vec<u8>], stop: &AtomicBool) -> Tally
             );
             seq += 1;
             let t0 = Instant::now();
-            if w.write_all(head.as_bytes()).is_err() || w.write_all(body).is_err() {
+            let w = r.get_mut();
+            if w.write_all(head.as_bytes()).is_err()
+                || w.write_all(body).is_err()
+                || w.flush().is_err()
+            {
                 t.errors += 1;
                 continue 'outer;
             }
@@ -211,6 +323,106 @@ fn worker(a: &Args, conn: usize, bodies: &[Vec<u8>], stop: &AtomicBool) -> Tally
         }
     }
     t
+}
+
+/// OTLP/gRPC: `a.connections` HTTP/2 connections, one Export in flight on each.
+fn grpc_load(
+    a: &Arc<Args>,
+    requests: Arc<Vec<ExportLogsServiceRequest>>,
+    stop: &Arc<AtomicBool>,
+) -> Tally {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meshlog-otlp-load: tokio: {e}");
+            std::process::exit(1);
+        }
+    };
+    let endpoint = |a: &Args| -> Result<Endpoint, String> {
+        let scheme = if a.tls.is_some() { "https" } else { "http" };
+        let mut e =
+            Endpoint::from_shared(format!("{scheme}://{}", a.host)).map_err(|e| e.to_string())?;
+        if let Some(t) = &a.tls {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+            };
+            let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&t.ca)?));
+            if let Some((cert, key)) = &t.client {
+                c = c.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            e = e.tls_config(c).map_err(|e| e.to_string())?;
+        }
+        Ok(e)
+    };
+    let endpoint = match endpoint(a) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("meshlog-otlp-load: {e}");
+            std::process::exit(2);
+        }
+    };
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..a.connections)
+            .map(|conn| {
+                let (a, requests, stop, endpoint) =
+                    (a.clone(), requests.clone(), stop.clone(), endpoint.clone());
+                tokio::spawn(async move {
+                    let mut t = Tally::default();
+                    let mut seq = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        // Its own connection (a Channel per task, not shared).
+                        let Ok(ch) = endpoint.connect().await else {
+                            t.errors += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        };
+                        let mut client =
+                            LogsServiceClient::new(ch).max_encoding_message_size(64 << 20);
+                        while !stop.load(Ordering::Relaxed) {
+                            let first = seq * a.records;
+                            let mut req =
+                                tonic::Request::new(requests[seq % requests.len()].clone());
+                            if let Ok(v) =
+                                format!("{conn:016x}:{first}-{}", first + a.records - 1).parse()
+                            {
+                                req.metadata_mut().insert("meshlog-batch-id", v);
+                            }
+                            seq += 1;
+                            let t0 = Instant::now();
+                            match client.export(req).await {
+                                Ok(_) => {
+                                    t.acks += 1;
+                                    t.latencies_us.push(t0.elapsed().as_micros() as u64);
+                                }
+                                Err(s) if s.code() == tonic::Code::Unavailable => {
+                                    t.errors += 1;
+                                }
+                                Err(_) => {
+                                    t.errors += 1;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        let mut total = Tally::default();
+        for task in tasks {
+            if let Ok(t) = task.await {
+                total.acks += t.acks;
+                total.errors += t.errors;
+                total.latencies_us.extend(t.latencies_us);
+            }
+        }
+        total
+    })
 }
 
 /// Peak resident set size of `pid` in KiB (VmHWM), if readable.
@@ -232,30 +444,73 @@ fn main() {
     // 32 distinct batches, rotated: realistic variety without encoding in the measured loop.
     let raw: Vec<Vec<u8>> = (0..32).map(|s| batch(a.records, s)).collect();
     let raw_bytes: usize = raw.iter().map(Vec::len).sum::<usize>() / raw.len();
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(if a.gzip {
-        raw.iter().map(|b| gzip(b)).collect()
-    } else {
-        raw
-    });
-    let wire_bytes: usize = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
     let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now();
-    let handles: Vec<_> = (0..a.connections)
-        .map(|c| {
-            let (a, bodies, stop) = (Arc::clone(&a), Arc::clone(&bodies), Arc::clone(&stop));
-            std::thread::spawn(move || worker(&a, c, &bodies, &stop))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(a.seconds));
-    stop.store(true, Ordering::Relaxed);
-    let mut total = Tally::default();
-    for h in handles {
-        if let Ok(t) = h.join() {
-            total.acks += t.acks;
-            total.errors += t.errors;
-            total.latencies_us.extend(t.latencies_us);
+    let (wire_bytes, t0, mut total) = match a.protocol {
+        Protocol::Http => {
+            let bodies: Arc<Vec<Vec<u8>>> = Arc::new(if a.gzip {
+                raw.iter().map(|b| gzip(b)).collect()
+            } else {
+                raw
+            });
+            let wire_bytes: usize = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
+            let tls = match a.tls.as_ref().map(tls_config).transpose() {
+                Ok(c) => c.map(Arc::new),
+                Err(e) => {
+                    eprintln!("meshlog-otlp-load: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let t0 = Instant::now();
+            let handles: Vec<_> = (0..a.connections)
+                .map(|c| {
+                    let (a, bodies, stop, tls) = (
+                        Arc::clone(&a),
+                        Arc::clone(&bodies),
+                        Arc::clone(&stop),
+                        tls.clone(),
+                    );
+                    std::thread::spawn(move || worker(&a, c, &bodies, tls.as_ref(), &stop))
+                })
+                .collect();
+            std::thread::sleep(Duration::from_secs(a.seconds));
+            stop.store(true, Ordering::Relaxed);
+            let mut total = Tally::default();
+            for h in handles {
+                if let Ok(t) = h.join() {
+                    total.acks += t.acks;
+                    total.errors += t.errors;
+                    total.latencies_us.extend(t.latencies_us);
+                }
+            }
+            (wire_bytes, t0, total)
         }
-    }
+        Protocol::Grpc => {
+            use prost::Message;
+            let requests: Vec<ExportLogsServiceRequest> = raw
+                .iter()
+                .map(|b| {
+                    serde_json::from_slice(b).unwrap_or_else(|e| {
+                        eprintln!("meshlog-otlp-load: the batch is not OTLP/JSON: {e}");
+                        std::process::exit(1);
+                    })
+                })
+                .collect();
+            let wire_bytes =
+                requests.iter().map(|r| r.encoded_len()).sum::<usize>() / requests.len();
+            let requests = Arc::new(requests);
+            let t0 = Instant::now();
+            let timer = {
+                let (stop, secs) = (stop.clone(), a.seconds);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(secs));
+                    stop.store(true, Ordering::Relaxed);
+                })
+            };
+            let total = grpc_load(&a, requests, &stop);
+            let _ = timer.join();
+            (wire_bytes, t0, total)
+        }
+    };
     let secs = t0.elapsed().as_secs_f64();
     total.latencies_us.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -270,6 +525,8 @@ fn main() {
         "seconds": secs,
         "connections": a.connections,
         "records_per_batch": a.records,
+        "protocol": if a.protocol == Protocol::Grpc { "grpc" } else { "http" },
+        "tls": match &a.tls { None => "none", Some(Tls { client: None, .. }) => "tls", Some(_) => "mtls" },
         "encoding": if a.gzip { "gzip" } else { "identity" },
         "batch_json_bytes": raw_bytes,
         "batch_wire_bytes": wire_bytes,

@@ -129,7 +129,8 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
                 &stores.routes(),
                 signer,
                 keys.map(|k| k.keyring().clone()),
-            );
+            )
+            .with_observer(metrics.clone());
             let mut last_holds = hold_names(&policy.holds);
             let holds = move || {
                 let holds = reload_holds(config_file.as_deref())?;

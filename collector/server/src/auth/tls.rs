@@ -16,6 +16,14 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+/// The ALPN protocols the server picks from, in its order of preference. gRPC needs `h2`;
+/// OTLP/HTTP clients speak either. `istio` lets an Istio sidecar reach the collector directly
+/// with `ISTIO_MUTUAL`: for a TCP or HTTP/1.1 cluster it offers only `istio-peer-exchange,
+/// istio` (rustls refuses a handshake whose offer shares nothing with this list). The protocol
+/// is then told by the first bytes (an HTTP/2 preface or not). `istio-peer-exchange` is never
+/// picked: it would make the sidecar start Istio's TCP metadata exchange in the stream.
+pub const ALPN_PROTOCOLS: [&[u8]; 3] = [b"h2", b"http/1.1", b"istio"];
+
 /// Default seconds between checks of the certificate files.
 pub const DEFAULT_RELOAD_INTERVAL_S: u64 = 60;
 
@@ -201,8 +209,7 @@ fn load(cfg: &TlsConfig) -> Result<Loaded, TlsError> {
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(format!("certificate and key: {e}")))?;
-    // gRPC needs h2; OTLP/HTTP clients speak either.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Loaded {
         config: Arc::new(config),
         digest: digest.finalize().into(),

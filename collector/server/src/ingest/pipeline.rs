@@ -370,19 +370,6 @@ fn too_large(e: BuildError) -> ApiError {
     }
 }
 
-/// Counts bytes written to it (the NDJSON size of a record, without keeping it).
-struct Counter(u64);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Decodes one request and encodes its records into one frame per class that has any, as
 /// `(class index, frame)` in class order, each with `batch_id` and sealed with `keyring`'s
 /// current key when given. The canonical size limit applies to the request as a whole.
@@ -441,14 +428,19 @@ pub fn prepare_request(
     let max_raw = max_raw_bytes(limits);
     let mut builders: Vec<Option<FrameBuilder>> = Vec::new();
     builders.resize_with(classes.classes(), || None);
-    let mut raw = Counter(0);
+    let mut raw = 0u64;
+    // Each record is serialized once, into this reused buffer: its size counts against the
+    // request's limit and its bytes go to its class's frame.
+    let mut line = Vec::with_capacity(4096);
     flatten::for_each_record(req, received_unix_nano, |mut r| {
         // The collector's redaction, before anything is framed (a record the meshlog filter
         // already redacted is left as it is, unless configured otherwise).
         redaction.apply(&mut r);
-        serde_json::to_writer(&mut raw, &r).map_err(|e| BuildError::Io(e.into()))?;
-        raw.0 += 1; // the newline
-        if raw.0 > max_raw {
+        line.clear();
+        serde_json::to_writer(&mut line, &r).map_err(|e| BuildError::Io(e.into()))?;
+        line.push(b'\n');
+        raw += line.len() as u64;
+        if raw > max_raw {
             return Err(BuildError::TooLarge { limit: max_raw });
         }
         let slot = builders
@@ -463,7 +455,7 @@ pub fn prepare_request(
                 Some(received_unix_nano),
             )?),
         };
-        builder.push(&r)
+        builder.push_line(&line)
     })
     .map_err(too_large)?;
     let mut frames = Vec::new();
