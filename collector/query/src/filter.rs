@@ -410,22 +410,24 @@ pub fn parse_time(param: &str, value: &str, now_ns: u64) -> Result<u64, FilterEr
     if let Ok(ts) = v.parse::<jiff::Timestamp>() {
         return u64::try_from(ts.as_nanosecond()).map_err(|_| bad());
     }
-    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = v.split_at(split);
-    let n: u64 = n.parse().map_err(|_| bad())?;
+    let ago = parse_duration_ns(v).ok_or_else(bad)?;
+    Ok(now_ns.saturating_sub(ago))
+}
+
+/// A duration written as a whole number and a unit (`90s`, `15m`, `1h`, `2d`, `1w`), in ns.
+pub fn parse_duration_ns(value: &str) -> Option<u64> {
+    let split = value.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = value.split_at(split);
+    let n: u64 = n.parse().ok()?;
     let unit_s: u64 = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(bad()),
+        _ => return None,
     };
-    let ago = n
-        .checked_mul(unit_s)
-        .and_then(|s| s.checked_mul(1_000_000_000))
-        .ok_or_else(bad)?;
-    Ok(now_ns.saturating_sub(ago))
+    n.checked_mul(unit_s)?.checked_mul(1_000_000_000)
 }
 
 #[cfg(test)]
