@@ -5,7 +5,8 @@
 //! [`encryption`] holds encryption at rest: nothing in plain on disk, key errors, rotation;
 //! [`retention`] holds retention classes, the sweeper, deletion receipts and legal holds;
 //! [`integrity`] holds the tamper matrix for `meshlog verify`, signed checkpoints and proofs;
-//! [`transport`] holds TLS and mTLS, identities, roles and tenants, OTLP/gRPC and /metrics.
+//! [`transport`] holds TLS and mTLS, identities, roles and tenants, OTLP/gRPC and /metrics;
+//! [`query`] holds filtered queries, the query API, its tenants, audit and completeness.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(
@@ -18,6 +19,7 @@
 mod durability;
 mod encryption;
 mod integrity;
+mod query;
 mod retention;
 mod retention_time;
 mod transport;

@@ -5,13 +5,13 @@ use crate::filter::{Record, field, value_str};
 use crate::params::QueryParams;
 use crate::scan::{self, Flow, QueryError, ScanOptions, ScanOutcome, time_of};
 use meshlog_format::encryption::DataKeys;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One count.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     /// Start of the time bucket (with `every`), RFC 3339.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -21,10 +21,19 @@ pub struct Group {
     pub time_unix_nano: Option<u64>,
     /// The value of the group-by key (`null` when a record has none; absent without
     /// `group-by`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub key: Option<Option<String>>,
     /// Matching records.
     pub count: u64,
+}
+
+/// A present `key` (even `null`) is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// An aggregate's answer.

@@ -8,12 +8,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use meshlog_format::checkpoint_log::{self, Item};
 use meshlog_tlog::checkpoint::Checkpoint;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The completeness statement of one result.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Completeness {
     /// One entry per store read.
     pub stores: Vec<StoreCoverage>,
@@ -24,7 +24,7 @@ pub struct Completeness {
 }
 
 /// One store's coverage.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreCoverage {
     /// `.` for the data directory's own store, else the retention class.
     pub store: String,
@@ -40,7 +40,7 @@ pub struct StoreCoverage {
 }
 
 /// A signed checkpoint, by what names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointRef {
     /// The log's origin (the signing key's name).
     pub origin: String,
@@ -55,7 +55,7 @@ pub struct CheckpointRef {
 }
 
 /// One VM's sequence accounting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmCoverage {
     /// `resource.meshlog.vm.id`.
     pub vm: String,
