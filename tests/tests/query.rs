@@ -4,13 +4,15 @@
 //! result says it is complete (per VM gapless), and bad queries get a 400 naming the parameter.
 //! (Tenant scoping, pagination and the audit of reads are proven in collector/bin/tests/query.rs.)
 
-use meshlog_e2e::{Collector, Envoy, Sidecar, Upstream, collector_bin, http_request, send};
+use meshlog_e2e::{
+    Collector, Envoy, PortHold, Sidecar, Upstream, collector_bin, http_request, send, wait_for,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const UPSTREAM: &str = env!("CARGO_BIN_EXE_meshlog-upstream");
 
@@ -255,6 +257,98 @@ fn each_filter_returns_exactly_the_requests_that_went_through_envoy() {
         assert_eq!(body["parameter"], param, "{q}: {body}");
         assert!(body["message"].as_str().unwrap().contains(param), "{body}");
     }
+    drop(envoy);
+    collector.stop();
+}
+
+/// A collector outage with a tiny buffer: the filter drops the oldest records and says so in a
+/// delivery tally. The query's completeness statement shows the gap and that the tally explains
+/// all of it, with the VM's own count; the same statement comes from the API.
+#[test]
+fn gaps_from_an_outage_are_reported_with_the_tallies_that_explain_them() {
+    let data = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(UPSTREAM);
+    let hold = PortHold::new();
+    let mut sidecar = Sidecar::new(upstream.addr.port(), hold.port());
+    sidecar.plugin_config = Some(
+        r#"{"batch":{"max_records":20,"max_age_ms":100,"max_buffer_bytes":65536,
+            "retry_initial_ms":50,"retry_max_ms":400},"resource":{"service.name":"outage"}}"#
+            .to_owned(),
+    );
+    let envoy = Envoy::start(&sidecar, 1);
+    let requests = 200;
+    for i in 0..requests {
+        let path = format!("/api/items/{i}?q={}", "x".repeat(200));
+        let rid = format!("gap-{i:04}");
+        assert_eq!(
+            send(
+                envoy.listen,
+                "GET",
+                &path,
+                &[("x-request-id", rid.as_bytes())],
+                b""
+            ),
+            200
+        );
+    }
+    wait_for(Duration::from_secs(10), || {
+        envoy
+            .stat("wasmcustom.meshlog.records_dropped")
+            .filter(|&n| n > 0)
+    })
+    .expect("200 records must not fit in 64 KiB");
+    let port = hold.release();
+    let collector = Collector::start_at(data.path(), &format!("127.0.0.1:{port}"));
+    let arrived = wait_for(Duration::from_secs(20), || {
+        let r = collector.query();
+        let access = r
+            .iter()
+            .filter(|r| r["event_name"] == "meshlog.http.access")
+            .count() as u64;
+        let tally = r
+            .iter()
+            .any(|r| r["event_name"] == "meshlog.delivery.tally");
+        let dropped = envoy.stat("wasmcustom.meshlog.records_dropped")?;
+        (tally && access + dropped >= requests).then_some(())
+    });
+    assert!(arrived.is_some(), "{}", collector.proc.output());
+    let _ = collector.wait_records(0, &[&envoy]);
+    let dropped = envoy.stat("wasmcustom.meshlog.records_dropped").unwrap();
+
+    // The records that did arrive, with the statement of what did not.
+    let (got, _, err, code) = query(&collector.data_dir, &["--service", "outage"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(got.len() as u64 + dropped, requests, "{err}");
+    let vm_line = err
+        .lines()
+        .find(|l| l.contains(": sequences "))
+        .unwrap_or_else(|| panic!("no VM line: {err}"));
+    assert!(
+        vm_line.contains(", missing 0-"),
+        "the oldest were dropped: {vm_line}"
+    );
+    assert!(vm_line.contains("unexplained: none"), "{vm_line}");
+    assert!(
+        vm_line.contains(&format!("the VM counted {dropped} dropped for overflow")),
+        "{vm_line}"
+    );
+    let (st, body) = get(collector.addr, "/api/v1/query?service=outage&limit=1");
+    assert_eq!(st, 200, "{body}");
+    let vms = body["completeness"]["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 1, "{body}");
+    let vm = &vms[0];
+    assert_eq!(vm["gapless"], false);
+    assert_eq!(vm["unexplained"], serde_json::json!([]));
+    assert_eq!(vm["gaps"], vm["explained"]);
+    let missing: u64 = vm["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g[1].as_u64().unwrap() - g[0].as_u64().unwrap() + 1)
+        .sum();
+    assert_eq!(missing, dropped);
+    assert_eq!(vm["dropped_overflow_total"], dropped);
+    assert_eq!(body["completeness"]["complete"], true);
     drop(envoy);
     collector.stop();
 }
