@@ -381,3 +381,13 @@ ensure_deploy_tools() {
     command -v docker-registry >/dev/null 2>&1 || die "docker-registry still not found after installing it"
     ensure_kubernetes_validate
 }
+
+# ClickHouse (Debian's clickhouse-server and clickhouse-client) for scripts/bench-query's side
+# by side comparison; the bench starts its own server on free ports in its own directory.
+ensure_clickhouse() {
+    if command -v clickhouse-server >/dev/null 2>&1 && command -v clickhouse-client >/dev/null 2>&1; then
+        return 0
+    fi
+    log "installing clickhouse-server and clickhouse-client (Debian)"
+    apt_install --no-install-recommends clickhouse-server clickhouse-client
+}

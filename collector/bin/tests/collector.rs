@@ -7,6 +7,7 @@
 //! [`integrity`] holds the tamper matrix for `meshlog verify`, signed checkpoints and proofs;
 //! [`transport`] holds TLS and mTLS, identities, roles and tenants, OTLP/gRPC and /metrics;
 //! [`prometheus`] has a real Prometheus scrape `serve` and answer PromQL.
+//! [`query`] holds filtered queries, the query API, its tenants, audit and completeness.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(
@@ -20,6 +21,7 @@ mod durability;
 mod encryption;
 mod integrity;
 mod prometheus;
+mod query;
 mod retention;
 mod retention_time;
 mod transport;

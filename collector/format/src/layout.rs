@@ -10,6 +10,7 @@
 //!   deleted/<seq:016>.leaves  leaf hashes of segments deleted by retention (class stores)
 //!   receipts.log              signed deletion receipts (class stores)
 //!   retention.cache           per-segment time ranges (a cache: rebuilt from segments)
+//!   index/<seq:016>.idx       a closed segment's query index (a cache: rebuilt from segments)
 //!   classes/<class>/          with [retention]: one complete store per class, laid out as above
 //! ```
 //!
@@ -36,6 +37,8 @@ pub const DELETED_DIR: &str = "deleted";
 pub const RECEIPTS_FILE: &str = "receipts.log";
 /// The sweeper's per-segment summary cache.
 pub const RETENTION_CACHE_FILE: &str = "retention.cache";
+/// Directory of the query's per-segment sidecar indexes (meshlog-query; never evidence).
+pub const INDEX_DIR: &str = "index";
 /// Directory (in the data directory) holding one store directory per retention class.
 pub const CLASSES_DIR: &str = "classes";
 /// The class of records no rule matches, and the one class without `[retention]`.
@@ -106,6 +109,16 @@ pub fn receipts_path(store_dir: &Path) -> PathBuf {
 /// `retention.cache` of a store.
 pub fn retention_cache_path(store_dir: &Path) -> PathBuf {
     store_dir.join(RETENTION_CACHE_FILE)
+}
+
+/// `index/` of a store.
+pub fn index_dir(store_dir: &Path) -> PathBuf {
+    store_dir.join(INDEX_DIR)
+}
+
+/// `index/<seq>.idx` of a store: the query index of segment `seq`.
+pub fn index_path(store_dir: &Path, seq: u64) -> PathBuf {
+    index_dir(store_dir).join(format!("{seq:016}.idx"))
 }
 
 /// `LOCK` of a data or store directory.

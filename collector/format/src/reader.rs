@@ -338,6 +338,22 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// The frame `raw` (read with its payload) of segment `segment` at `path`, to be opened
+    /// with `keys` (for readers that walk a [`SegmentScanner`] themselves, e.g. to skip frames
+    /// an index rules out).
+    pub fn from_raw(segment: u64, path: PathBuf, raw: RawFrame, keys: Option<DataKeys>) -> Frame {
+        Frame {
+            segment,
+            path,
+            offset: raw.offset,
+            record_count: raw.header.record_count,
+            batch_id: raw.header.extensions.batch_id.clone(),
+            payload: raw.payload.unwrap_or_default(),
+            header: raw.header,
+            keys,
+        }
+    }
+
     /// The id of the data-encryption key that sealed the payload; `None` when it is plain.
     pub fn key_id(&self) -> Option<&str> {
         self.header

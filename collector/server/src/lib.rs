@@ -10,6 +10,7 @@ pub mod auth;
 pub mod ingest;
 pub mod metrics;
 pub mod net;
+pub mod query;
 pub mod ratelog;
 
 pub use ingest::Limits;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub serve_metrics: bool,
     /// Time for a request body once its headers are in.
     pub body_read_timeout: Duration,
+    /// What `GET /api/v1/query` and `/api/v1/aggregate` read (none: they answer 503).
+    pub read: Option<Arc<query::ReadSource>>,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ impl AppState {
             auth: Arc::new(auth),
             serve_metrics: true,
             body_read_timeout: net::ConnLimits::default().body_read_timeout,
+            read: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl AppState {
 }
 
 /// The collector's HTTP routes: `POST /v1/logs` (OTLP/HTTP logs; the ingest role), `GET
+/// /api/v1/query` and `/api/v1/aggregate` (the read role; see [`query::api`]), `GET
 /// /metrics` (the metrics or admin role; unless served on a listener of its own) and `GET
 /// /healthz` (200 "ok", open).
 pub fn app(state: AppState) -> Router {
@@ -88,11 +93,21 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/logs", post(ingest::http::export_logs))
         .route_layer(from_fn_with_state(state.gate(Role::Ingest), auth::require))
         .with_state(state.clone());
+    r = r.merge(read_app(state.clone()));
     if state.serve_metrics {
         r = r.merge(metrics_app(state));
     }
     r.route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(limit))
+}
+
+/// The read endpoints (the read role): `GET /api/v1/query`, `GET /api/v1/aggregate`.
+pub fn read_app(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(query::api::query))
+        .route("/api/v1/aggregate", get(query::api::aggregate))
+        .route_layer(from_fn_with_state(state.gate(Role::Read), auth::require))
+        .with_state(state)
 }
 
 /// `GET /metrics` alone (for `metrics_listen`).

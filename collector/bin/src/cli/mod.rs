@@ -88,7 +88,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Receive OTLP/HTTP logs on POST /v1/logs and store them durably.
     Serve(ServeArgs),
-    /// Print every stored record as NDJSON (one JSON object per line), oldest first.
+    /// Find records: filters (--service, --status 5xx, --since 1h, --trace-id, --text, --where
+    /// KEY=VALUE, …), newest or oldest first, as NDJSON, a table or CSV; --count and
+    /// --group-by KEY [--every 1m] count instead; --server URL asks a running collector.
     Query(QueryArgs),
     /// Create the checkpoint signing key pair (--out), or add a data-encryption key
     /// (--data-key).
@@ -223,6 +225,9 @@ pub struct QueryArgs {
     /// key_file` from the file. Only needed when the store has encrypted frames.
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Filters, output and the remote collector (docs/query.md).
+    #[command(flatten)]
+    pub q: Box<query::QueryFlags>,
 }
 
 /// The origin `keygen` names keys after without `--name`.
@@ -315,6 +320,15 @@ pub enum RunError {
     /// A proof does not verify.
     #[error("the proof is NOT valid: {0}")]
     Proof(#[from] ProofError),
+    /// A query flag has a bad value (exit 2).
+    #[error("{0}")]
+    QueryParam(#[from] meshlog_query::FilterError),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] meshlog_query::QueryError),
+    /// Asking a collector (`--server`) failed.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl RunError {
@@ -327,6 +341,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Usage(_)
+            | RunError::QueryParam(_)
             | RunError::Scan(ScanError::NoDataDir(_))
             | RunError::DataKeys(_)
             | RunError::SigningKey(_) => 2,
@@ -358,21 +373,7 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
 pub fn run(cli: Cli) -> Result<(), RunError> {
     match cli.command {
         Command::Serve(a) => serve::serve(a),
-        Command::Query(a) => {
-            let cfg = Config::load(a.config.as_deref())?;
-            let data_dir = a.data_dir.unwrap_or(cfg.data_dir);
-            require_dir(&data_dir)?;
-            let keys = load_data_keys(a.key_file.or(cfg.encryption_key_file).as_deref())?;
-            let stdout = io::stdout().lock();
-            let mut out = BufWriter::new(stdout);
-            match query(&data_dir, keys, &mut out)
-                .and_then(|_| out.flush().map_err(ReadError::Output))
-            {
-                // `meshlog query | head` is not a failure.
-                Err(ReadError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-                other => Ok(other.map(|_| ())?),
-            }
-        }
+        Command::Query(a) => query::run(a),
         Command::Keygen(a) => keygen(a, &mut io::stdout().lock()),
         Command::Receipts(a) => {
             let key = keys::read_verifier_key(&a.public_key)?;

@@ -94,6 +94,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     };
     let keys = load_data_keys(cfg.encryption_key_file.as_deref())?;
     log_encryption(keys.as_ref());
+    let read_keys = keys.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -157,6 +158,10 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         policy,
     );
     state.serve_metrics = cfg.metrics_listen.is_none();
+    state.read = Some(Arc::new(meshlog_server::query::ReadSource {
+        data_dir: cfg.data_dir.clone(),
+        keys: read_keys,
+    }));
     state.body_read_timeout = cfg.connections.body_read_timeout;
     let listener = |router| net::Listener {
         router,

@@ -1,0 +1,580 @@
+//! Walking a data directory for a query: every store (the data directory's own, then each
+//! retention class), every segment oldest first, every frame; a closed segment's frames that
+//! its index rules out are stepped over without reading their payload, the rest are read
+//! (opened with the data key when sealed) and each record matched against the [`Filter`].
+//! Every frame, read or not, is accounted for in the [`Completeness`] statement.
+
+use crate::complete::{self, Completeness, StoreCoverage, VmAccount};
+use crate::filter::{Filter, Record, field, record_time_ns, value_str};
+use crate::index::{self, FrameBuilder, SegmentIndex, VmEntry};
+use meshlog_format::encryption::DataKeys;
+use meshlog_format::layout;
+use meshlog_format::reader::{Frame, ReadError, ScanError, SegmentScanner};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Where a record is: store (0 = the data directory's own, then classes by name), segment,
+/// frame offset, record within the frame. Ordered as the store is: oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// Store number.
+    pub store: u32,
+    /// Segment sequence number.
+    pub segment: u64,
+    /// Frame offset in the segment.
+    pub offset: u64,
+    /// Record number in the frame.
+    pub record: u32,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}-{}-{}-{}",
+            self.store, self.segment, self.offset, self.record
+        )
+    }
+}
+
+impl FromStr for Position {
+    type Err = ();
+
+    /// The [`Display`](fmt::Display) form, `store-segment-offset-record`: the API's cursor.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let mut it = s.split('-');
+        let mut next = || it.next().ok_or(())?.parse::<u64>().map_err(|_| ());
+        let p = Position {
+            store: u32::try_from(next()?).map_err(|_| ())?,
+            segment: next()?,
+            offset: next()?,
+            record: u32::try_from(next()?).map_err(|_| ())?,
+        };
+        if it.next().is_some() {
+            return Err(());
+        }
+        Ok(p)
+    }
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Reading the store failed (damage, a missing key, I/O).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A parameter was bad.
+    #[error(transparent)]
+    Param(#[from] crate::filter::FilterError),
+}
+
+/// Whether the visitor wants more records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    More,
+    /// No more records wanted (the scan still accounts for the rest of the store, reading
+    /// payloads only where no index says what they hold).
+    Enough,
+}
+
+/// How to scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Skip frames with the indexes (false: read every frame, as `--no-index`).
+    pub no_index: bool,
+    /// Don't write the indexes built on the way (a read-only look).
+    pub no_write_index: bool,
+    /// Only records after this position.
+    pub after: Option<Position>,
+    /// Only records before this position.
+    pub before: Option<Position>,
+}
+
+/// What a scan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanStats {
+    /// Frames in the stores.
+    pub frames: u64,
+    /// Frames whose payload was read.
+    pub frames_read: u64,
+    /// Frames an index ruled out.
+    pub frames_skipped: u64,
+    /// Records decoded and matched.
+    pub records_examined: u64,
+    /// Closed segments whose index was used.
+    pub indexes_used: u64,
+    /// Closed segments whose index was (re)built.
+    pub indexes_built: u64,
+}
+
+/// A scan's outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanOutcome {
+    /// Counts.
+    pub stats: ScanStats,
+    /// The completeness statement.
+    pub completeness: Completeness,
+}
+
+/// Scans `data_dir` for records matching `filter`, calling `visit` with each in store order.
+pub fn scan(
+    data_dir: &Path,
+    keys: Option<&DataKeys>,
+    filter: &Filter,
+    opts: &ScanOptions,
+    mut visit: impl FnMut(Position, Record) -> io::Result<Flow>,
+) -> Result<ScanOutcome, QueryError> {
+    if !data_dir.is_dir() {
+        return Err(ReadError::NoDataDir(data_dir.to_owned()).into());
+    }
+    let dirs = layout::store_dirs(data_dir).map_err(|source| ReadError::Io {
+        path: layout::classes_dir(data_dir),
+        source,
+    })?;
+    let mut out = ScanOutcome::default();
+    let mut vms: BTreeMap<String, VmAccount> = BTreeMap::new();
+    let mut enough = false;
+    for (store_no, dir) in dirs.iter().enumerate() {
+        let mut s = StoreScan {
+            store: store_no as u32,
+            dir,
+            keys,
+            filter,
+            opts,
+            stats: &mut out.stats,
+            vms: &mut vms,
+            enough: &mut enough,
+            frames: 0,
+        };
+        s.run(&mut visit)?;
+        let frames = s.frames;
+        let deleted: u64 = layout::deleted_leaves_files(dir)
+            .unwrap_or_default()
+            .values()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len() / 32)
+            .sum();
+        let checkpoint = complete::newest_checkpoint(dir);
+        let leaves = deleted + frames;
+        let size = checkpoint.as_ref().map_or(0, |c| c.size);
+        if store_no > 0 || frames > 0 || checkpoint.is_some() {
+            out.completeness.stores.push(StoreCoverage {
+                store: if store_no == 0 {
+                    ".".into()
+                } else {
+                    dir.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                },
+                after_checkpoint: leaves.saturating_sub(size),
+                covers_checkpoint: leaves >= size,
+                checkpoint,
+                leaves,
+            });
+        }
+    }
+    out.completeness.vms = complete::vm_coverage(&vms);
+    out.completeness.complete = out.completeness.stores.iter().all(|s| s.covers_checkpoint)
+        && out
+            .completeness
+            .vms
+            .iter()
+            .all(|v| v.unexplained.is_empty());
+    Ok(out)
+}
+
+struct StoreScan<'a> {
+    store: u32,
+    dir: &'a Path,
+    keys: Option<&'a DataKeys>,
+    filter: &'a Filter,
+    opts: &'a ScanOptions,
+    stats: &'a mut ScanStats,
+    vms: &'a mut BTreeMap<String, VmAccount>,
+    enough: &'a mut bool,
+    frames: u64,
+}
+
+impl StoreScan<'_> {
+    fn run(
+        &mut self,
+        visit: &mut impl FnMut(Position, Record) -> io::Result<Flow>,
+    ) -> Result<(), QueryError> {
+        let seg_dir = layout::segments_dir(self.dir);
+        let segs = match layout::list_segments(&seg_dir) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(ReadError::Io {
+                    path: seg_dir,
+                    source,
+                }
+                .into());
+            }
+        };
+        let n = segs.len();
+        for (i, seg) in segs.iter().enumerate() {
+            let newest = i + 1 == n;
+            self.segment(seg.seq, &seg.path, newest, visit)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any record of the frame at `offset` may lie inside the cursor bounds.
+    fn frame_in_position_range(&self, segment: u64, offset: u64) -> bool {
+        let first = Position {
+            store: self.store,
+            segment,
+            offset,
+            record: 0,
+        };
+        let last = Position {
+            record: u32::MAX,
+            ..first
+        };
+        self.opts.after.is_none_or(|a| last > a) && self.opts.before.is_none_or(|b| first < b)
+    }
+
+    fn account(&mut self, vms: &BTreeMap<String, VmEntry>) {
+        let (since, until) = (self.filter.since_ns, self.filter.until_ns);
+        for (vm, e) in vms {
+            let in_range = match e.time {
+                Some([lo, hi]) => since.is_none_or(|s| hi >= s) && until.is_none_or(|u| lo < u),
+                None => since.is_none() && until.is_none(),
+            };
+            self.vms.entry(vm.clone()).or_default().add(e, in_range);
+        }
+    }
+
+    fn segment(
+        &mut self,
+        seq: u64,
+        path: &Path,
+        newest: bool,
+        visit: &mut impl FnMut(Position, Record) -> io::Result<Flow>,
+    ) -> Result<(), QueryError> {
+        let closed = !newest;
+        let idx = if closed && !self.opts.no_index {
+            index::load_checked(self.dir, seq, path)
+        } else {
+            None
+        };
+        if idx.is_some() {
+            self.stats.indexes_used += 1;
+        }
+        let build = closed && idx.is_none();
+        let mut built: Vec<index::FrameEntry> = Vec::new();
+        let mut sealed = false;
+        let mut scanner = match SegmentScanner::open(path) {
+            Ok(s) => s,
+            Err(ScanError::Damage { damage, .. }) if newest && damage.is_torn() => return Ok(()),
+            Err(e) => return Err(e.into_read_error(path).into()),
+        };
+        let len = scanner.len();
+        let mut k = 0usize;
+        loop {
+            let offset = scanner.position();
+            let entry = idx.as_ref().and_then(|i| i.frames.get(k));
+            k += 1;
+            let wanted = !*self.enough
+                && self.frame_in_position_range(seq, offset)
+                && entry.is_none_or(|e| e.may_match(self.filter));
+            if let Some(e) = entry
+                && !wanted
+            {
+                match scanner.next_frame(false) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => return Err(e.into_read_error(path).into()),
+                }
+                self.frames += 1;
+                self.stats.frames += 1;
+                self.stats.frames_skipped += 1;
+                let vms = e.vms.clone();
+                self.account(&vms);
+                continue;
+            }
+            let raw = match scanner.next_frame(true) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => break,
+                Err(ScanError::Damage { damage, .. }) if newest && damage.is_torn() => break,
+                Err(e) => return Err(e.into_read_error(path).into()),
+            };
+            self.frames += 1;
+            self.stats.frames += 1;
+            self.stats.frames_read += 1;
+            sealed |= raw.header.extensions.sealing.is_some();
+            let crc = raw.header.payload_crc;
+            let count = raw.header.record_count;
+            let frame = Frame::from_raw(seq, path.to_owned(), raw, self.keys.cloned());
+            let mut builder = build.then(FrameBuilder::default);
+            let mut vms: BTreeMap<String, VmEntry> = BTreeMap::new();
+            let mut bad = None;
+            let mut no = 0u32;
+            let (store, filter, opts) = (self.store, self.filter, self.opts);
+            let (stats, enough) = (&mut *self.stats, &mut *self.enough);
+            frame.for_each_line(|line| {
+                let record: Record = match serde_json::from_slice(line) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        bad.get_or_insert(e);
+                        return Ok(());
+                    }
+                };
+                let pos = Position {
+                    store,
+                    segment: seq,
+                    offset,
+                    record: no,
+                };
+                no += 1;
+                stats.records_examined += 1;
+                if let Some(b) = builder.as_mut() {
+                    b.add(&record);
+                }
+                if entry.is_none()
+                    && let Some(vm) = record.get(field::VM_ID)
+                {
+                    vms.entry(value_str(vm).into_owned())
+                        .or_default()
+                        .add(&record);
+                }
+                if wanted
+                    && !*enough
+                    && opts.after.is_none_or(|a| pos > a)
+                    && opts.before.is_none_or(|b| pos < b)
+                    && filter.matches(&record)
+                    && visit(pos, record)? == Flow::Enough
+                {
+                    *enough = true;
+                }
+                Ok(())
+            })?;
+            if let Some(e) = bad {
+                return Err(ReadError::BadPayload {
+                    path: path.to_owned(),
+                    offset,
+                    reason: format!("record is not a JSON object: {e}"),
+                }
+                .into());
+            }
+            match entry {
+                Some(e) => {
+                    let vms = e.vms.clone();
+                    self.account(&vms);
+                }
+                None => self.account(&vms),
+            }
+            if let Some(b) = builder {
+                built.push(b.finish(offset, crc, count));
+            }
+        }
+        if build {
+            self.stats.indexes_built += 1;
+            if !sealed && !self.opts.no_write_index {
+                index::store(
+                    self.dir,
+                    &SegmentIndex {
+                        version: index::VERSION,
+                        segment: seq,
+                        len,
+                        frames: built,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The time of a record for bucketing, 0 when it has none.
+pub fn time_of(r: &Record) -> u64 {
+    record_time_ns(r).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{Order, QueryParams};
+    use meshlog_format::frame::{FrameBuilder as Fb, encode_frame, segment_header};
+    use meshlog_tlog::keys::{DataKey, Keyring};
+    use serde_json::{Value, json};
+    use std::io::Write;
+    use std::sync::Arc;
+
+    fn rec(svc: &str, seq: u64, t: u64) -> Record {
+        let Value::Object(m) = json!({
+            "time_unix_nano": t,
+            "resource.service.name": svc,
+            "resource.meshlog.vm.id": "vm1",
+            "meshlog.sequence": seq,
+            "http.response.status_code": 200,
+        }) else {
+            unreachable!()
+        };
+        m
+    }
+
+    fn write_segment(dir: &Path, seq: u64, frames: &[Vec<Record>], keys: Option<&Arc<Keyring>>) {
+        let segs = layout::segments_dir(dir);
+        std::fs::create_dir_all(&segs).unwrap();
+        let mut f = std::fs::File::create(layout::segment_path(dir, seq)).unwrap();
+        f.write_all(&segment_header()).unwrap();
+        for fr in frames {
+            let frame = match keys {
+                None => encode_frame(fr).unwrap(),
+                Some(k) => {
+                    let mut b = Fb::with_encryption(u64::MAX, None, Some(k.clone())).unwrap();
+                    for r in fr {
+                        b.push(r).unwrap();
+                    }
+                    b.finish().unwrap()
+                }
+            };
+            f.write_all(frame.bytes()).unwrap();
+        }
+    }
+
+    /// seg 1: a(0) b(1) | c(2); seg 2: c(3); seg 3 (active): a(5), with 4 missing.
+    fn store(dir: &Path, keys: Option<&Arc<Keyring>>) {
+        write_segment(
+            dir,
+            1,
+            &[
+                vec![rec("a", 0, 10), rec("b", 1, 11)],
+                vec![rec("c", 2, 12)],
+            ],
+            keys,
+        );
+        write_segment(dir, 2, &[vec![rec("c", 3, 13)]], keys);
+        write_segment(dir, 3, &[vec![rec("a", 5, 15)]], keys);
+    }
+
+    fn services(dir: &Path, q: &QueryParams, keys: Option<&DataKeys>) -> (Vec<String>, ScanStats) {
+        let mut out = Vec::new();
+        let l = crate::records::list(dir, keys, q, &ScanOptions::default(), |_, r| {
+            out.push(format!(
+                "{}{}",
+                r["resource.service.name"].as_str().unwrap(),
+                r["meshlog.sequence"]
+            ));
+            Ok(())
+        })
+        .unwrap();
+        (out, l.outcome.stats)
+    }
+
+    fn q(params: &[(&str, &str)]) -> QueryParams {
+        QueryParams::from_params(params.iter().copied(), 100).unwrap()
+    }
+
+    #[test]
+    fn indexes_are_built_then_used_to_skip_and_rebuilt_when_damaged() {
+        let d = tempfile::tempdir().unwrap();
+        store(d.path(), None);
+        let (got, st) = services(d.path(), &q(&[("service", "a")]), None);
+        assert_eq!(got, ["a0", "a5"]);
+        assert_eq!(
+            (st.indexes_built, st.indexes_used, st.frames_skipped),
+            (2, 0, 0)
+        );
+        assert!(layout::index_path(d.path(), 1).exists());
+        assert!(
+            !layout::index_path(d.path(), 3).exists(),
+            "active segment indexed"
+        );
+        let (got, st) = services(d.path(), &q(&[("service", "a")]), None);
+        assert_eq!(got, ["a0", "a5"]);
+        assert_eq!(
+            (st.indexes_built, st.indexes_used, st.frames_skipped),
+            (0, 2, 2)
+        );
+        // A damaged index is rebuilt; one that no longer matches the frames is too.
+        std::fs::write(layout::index_path(d.path(), 1), b"{not json").unwrap();
+        let bytes = std::fs::read(layout::index_path(d.path(), 2)).unwrap();
+        let mut idx: SegmentIndex = serde_json::from_slice(&bytes).unwrap();
+        idx.frames[0].crc ^= 1;
+        std::fs::write(
+            layout::index_path(d.path(), 2),
+            serde_json::to_vec(&idx).unwrap(),
+        )
+        .unwrap();
+        let (got, st) = services(d.path(), &q(&[("service", "c")]), None);
+        assert_eq!(got, ["c2", "c3"]);
+        assert_eq!((st.indexes_built, st.indexes_used), (2, 0));
+        let (_, st) = services(d.path(), &q(&[("service", "c")]), None);
+        assert_eq!((st.indexes_built, st.indexes_used), (0, 2));
+    }
+
+    #[test]
+    fn pages_follow_the_cursor_both_ways() {
+        let d = tempfile::tempdir().unwrap();
+        store(d.path(), None);
+        let mut query = q(&[("limit", "2")]);
+        let mut pages = Vec::new();
+        loop {
+            let mut page = Vec::new();
+            let l =
+                crate::records::list(d.path(), None, &query, &ScanOptions::default(), |_, r| {
+                    page.push(r["meshlog.sequence"].as_u64().unwrap());
+                    Ok(())
+                })
+                .unwrap();
+            pages.push(page);
+            match l.next_cursor {
+                Some(c) => query.cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(pages, [vec![0, 1], vec![2, 3], vec![5]]);
+        let mut query = q(&[("limit", "3"), ("order", "newest")]);
+        let (first, _) = services(d.path(), &query, None);
+        assert_eq!(first, ["a5", "c3", "c2"]);
+        let l = crate::records::list(d.path(), None, &query, &ScanOptions::default(), |_, _| {
+            Ok(())
+        })
+        .unwrap();
+        query.cursor = l.next_cursor;
+        let (second, _) = services(d.path(), &query, None);
+        assert_eq!(second, ["b1", "a0"]);
+        assert_eq!(query.order, Order::Newest);
+    }
+
+    #[test]
+    fn completeness_lists_the_gap_and_encrypted_stores_need_the_key_and_keep_no_index() {
+        let d = tempfile::tempdir().unwrap();
+        let ring = Keyring::new(vec![DataKey::new("k1", [7; 32]).unwrap()]).unwrap();
+        let keys = DataKeys::new(ring, "data.keys".into());
+        store(d.path(), Some(keys.keyring()));
+        let (got, st) = services(d.path(), &q(&[("service", "c")]), Some(&keys));
+        assert_eq!(got, ["c2", "c3"]);
+        assert_eq!(st.indexes_built, 2);
+        assert!(
+            !layout::index_dir(d.path()).exists(),
+            "index of sealed frames written"
+        );
+        let err = crate::records::list(d.path(), None, &q(&[]), &ScanOptions::default(), |_, _| {
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no key file was given"), "{err}");
+        let l = crate::records::list(
+            d.path(),
+            Some(&keys),
+            &q(&[]),
+            &ScanOptions::default(),
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        let vm = &l.outcome.completeness.vms[0];
+        assert_eq!((vm.first, vm.last, vm.gapless), (0, 5, false));
+        assert_eq!(vm.unexplained, [[4, 4]]);
+        assert!(!l.outcome.completeness.complete);
+        assert_eq!(l.outcome.completeness.stores[0].leaves, 4);
+    }
+}

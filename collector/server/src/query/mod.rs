@@ -1,0 +1,17 @@
+//! The read endpoints over the collector's own data directory: [`api`] serves `GET
+//! /api/v1/query` and `GET /api/v1/aggregate` (meshlog-query's filters as URL parameters),
+//! under the `read` role, tenant-scoped, each read and each refusal audited.
+
+pub mod api;
+
+use meshlog_format::encryption::DataKeys;
+use std::path::PathBuf;
+
+/// What the read endpoints read: the data directory and the key that opens sealed frames.
+#[derive(Debug, Clone)]
+pub struct ReadSource {
+    /// The collector's data directory (with `classes/` when retention is on).
+    pub data_dir: PathBuf,
+    /// The data-encryption keys, when the store is encrypted.
+    pub keys: Option<DataKeys>,
+}
