@@ -23,6 +23,7 @@ pub mod fs;
 pub mod ledger;
 pub mod queue;
 pub mod recovery;
+pub mod tail;
 pub mod writer;
 
 #[cfg(test)]
@@ -159,9 +160,29 @@ pub struct StoreHandle {
     queue: Arc<IngestQueue>,
     dedup: Arc<SharedIndex>,
     encryption: Option<Arc<Keyring>>,
+    /// The committed leaf count, published by the writer ([`tail`]).
+    commits: tokio::sync::watch::Receiver<u64>,
+    segments_dir: PathBuf,
 }
 
 impl StoreHandle {
+    /// A subscription to committed records from `from` on (see [`tail`]): older positions are
+    /// read from the segments, then new ones follow as their batches are fsync'd.
+    pub fn subscribe(&self, from: tail::Position) -> tail::Subscription {
+        tail::Subscription::new(
+            self.segments_dir.clone(),
+            self.encryption.clone(),
+            self.commits.clone(),
+            from,
+        )
+    }
+
+    /// The position the next committed frame will have: subscribing from it follows only new
+    /// records.
+    pub fn committed_end(&self) -> tail::Position {
+        tail::Position::leaf(*self.commits.borrow())
+    }
+
     /// The keys frames for this store must be sealed with; `None` when encryption is off.
     pub fn keyring(&self) -> Option<&Arc<Keyring>> {
         self.encryption.as_ref()
@@ -244,6 +265,7 @@ impl Store {
         opts: StoreOptions,
     ) -> Result<Store, StoreError> {
         let (w, dedup) = prepare_writer(fs, data_dir, &opts)?;
+        let commits = w.commits();
         let (tx, rx) = mpsc::unbounded_channel();
         let ticker_stop = start_ticker(tx.clone(), opts.integrity.checkpoint_interval)?;
         let thread = std::thread::Builder::new()
@@ -259,6 +281,8 @@ impl Store {
                 queue: IngestQueue::new(opts.max_queue_bytes),
                 dedup,
                 encryption: opts.encryption,
+                commits,
+                segments_dir: data_dir.join(meshlog_format::layout::SEGMENTS_DIR),
             },
             thread: Some(thread),
             data_dir: data_dir.to_owned(),
