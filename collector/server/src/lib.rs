@@ -10,6 +10,7 @@ pub mod auth;
 pub mod ingest;
 pub mod metrics;
 pub mod net;
+pub mod query;
 pub mod ratelog;
 
 pub use ingest::Limits;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub serve_metrics: bool,
     /// Time for a request body once its headers are in.
     pub body_read_timeout: Duration,
+    /// The open live tails (`GET /api/v1/tail`).
+    pub tails: Arc<query::tail::Tails>,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ impl AppState {
             auth: Arc::new(auth),
             serve_metrics: true,
             body_read_timeout: net::ConnLimits::default().body_read_timeout,
+            tails: Arc::new(query::tail::Tails::default()),
         }
     }
 
@@ -87,7 +91,13 @@ pub fn app(state: AppState) -> Router {
     let mut r = Router::new()
         .route("/v1/logs", post(ingest::http::export_logs))
         .route_layer(from_fn_with_state(state.gate(Role::Ingest), auth::require))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .merge(
+            Router::new()
+                .route(query::tail::TAIL_PATH, get(query::tail::tail))
+                .route_layer(from_fn_with_state(state.gate(Role::Read), auth::require))
+                .with_state(state.clone()),
+        );
     if state.serve_metrics {
         r = r.merge(metrics_app(state));
     }
