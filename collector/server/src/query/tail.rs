@@ -23,7 +23,8 @@
 //! audit log (`meshlog.access`, outcome `ok`) before the first event, and again when it ends
 //! (outcome `ended`, with the rows and bytes sent); refused and bad requests are appended too.
 //!
-//! Filters come from [`TailFilter`], the seam where the query API's record filter plugs in.
+//! Filters are the query API's ([`TailFilter`] wraps `meshlog_query::Filter`): the same
+//! parameters, the same meaning.
 
 use crate::AppState;
 use crate::audit_log::AccessEvent;
@@ -112,25 +113,31 @@ impl IntoResponse for TailRequestError {
     }
 }
 
-/// The record filter of the tail: the seam where the query API's filter plugs in. Until then
-/// it passes every record and knows no parameter (an unknown parameter is a 400).
+/// The record filter of the tail: the query API's [`Filter`](meshlog_query::Filter), with the
+/// same parameters (`service`, `status`, `trace-id`, `where`, ...).
 #[derive(Debug, Clone, Default)]
-pub struct TailFilter {
-    _private: (),
-}
+pub struct TailFilter(meshlog_query::Filter);
 
 impl TailFilter {
-    /// The filter from the request's filter parameters (those the tail itself does not take).
-    pub fn parse(params: &[(String, String)]) -> Result<Self, TailRequestError> {
-        match params.first() {
-            Some((name, _)) => Err(TailRequestError::bad(name, "unknown parameter")),
-            None => Ok(TailFilter::default()),
+    /// The filter from the request's filter parameters (those the tail itself does not take);
+    /// `now_ns` anchors relative times (`since=1h`).
+    pub fn parse(params: &[(String, String)], now_ns: u64) -> Result<Self, TailRequestError> {
+        let mut f = meshlog_query::Filter::default();
+        for (k, v) in params {
+            let known = f
+                .parse_param(k, v, now_ns)
+                .map_err(|e| TailRequestError::bad(k, e.to_string()))?;
+            if !known {
+                let e = meshlog_query::filter::unknown_parameter(k, &OWN_PARAMS);
+                return Err(TailRequestError::bad(k, e.to_string()));
+            }
         }
+        Ok(TailFilter(f))
     }
 
     /// Whether `record` passes.
-    pub fn matches(&self, _record: &Map<String, Value>) -> bool {
-        true
+    pub fn matches(&self, record: &Map<String, Value>) -> bool {
+        self.0.matches(record)
     }
 }
 
@@ -158,6 +165,7 @@ const OWN_PARAMS: [&str; 3] = ["from", "class", "max_lag"];
 fn parse_request(
     params: &[(String, String)],
     last_event_id: Option<&HeaderValue>,
+    now_ns: u64,
 ) -> Result<TailRequest, TailRequestError> {
     let mut start = Start::End;
     let mut class = None;
@@ -213,7 +221,7 @@ fn parse_request(
         start,
         class,
         max_lag,
-        filter: TailFilter::parse(&rest)?,
+        filter: TailFilter::parse(&rest, now_ns)?,
     })
 }
 
@@ -344,7 +352,11 @@ async fn open(
     if let Some(id) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         caller.params.push(("Last-Event-ID".into(), id.to_owned()));
     }
-    let req = parse_request(&params, headers.get("last-event-id"))?;
+    let req = parse_request(
+        &params,
+        headers.get("last-event-id"),
+        state.pipeline.now_unix_nano(),
+    )?;
     let routes = state.pipeline.routes();
     let handle: StoreHandle = match &req.class {
         None => routes.default_handle().cloned(),
@@ -525,14 +537,14 @@ mod tests {
 
     #[test]
     fn from_and_last_event_id_resume_after_the_id_and_the_header_wins() {
-        let r = parse_request(&pairs("from=7:2"), None).unwrap();
+        let r = parse_request(&pairs("from=7:2"), None, 0).unwrap();
         assert_eq!(r.start, Start::At(Position { leaf: 7, record: 3 }));
-        let r = parse_request(&pairs("from=start"), None).unwrap();
+        let r = parse_request(&pairs("from=start"), None, 0).unwrap();
         assert_eq!(r.start, Start::At(Position::START));
-        let r = parse_request(&[], None).unwrap();
+        let r = parse_request(&[], None, 0).unwrap();
         assert_eq!(r.start, Start::End);
         let h = HeaderValue::from_static("9:0");
-        let r = parse_request(&pairs("from=7:2"), Some(&h)).unwrap();
+        let r = parse_request(&pairs("from=7:2"), Some(&h), 0).unwrap();
         assert_eq!(r.start, Start::At(Position { leaf: 9, record: 1 }));
     }
 
@@ -543,14 +555,33 @@ mod tests {
             ("max_lag=0", None, "max_lag"),
             ("max_lag=x", None, "max_lag"),
             ("colour=blue", None, "colour"),
+            ("status=6xx", None, "status"),
+            ("trace_id=xyz", None, "trace_id"),
             ("", Some("12"), "Last-Event-ID"),
         ] {
             let h = header.map(HeaderValue::from_static);
-            match parse_request(&pairs(q), h.as_ref()) {
+            match parse_request(&pairs(q), h.as_ref(), 0) {
                 Err(TailRequestError::BadParameter { name: n, .. }) => assert_eq!(n, name, "{q}"),
                 other => panic!("{q}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn filters_are_the_query_apis() {
+        let r = parse_request(&pairs("status=5xx&service=checkout"), None, 0).unwrap();
+        let rec = |status: i64, service: &str| {
+            let Value::Object(m) = json!({
+                "http.response.status_code": status,
+                "resource.service.name": service,
+            }) else {
+                unreachable!()
+            };
+            m
+        };
+        assert!(r.filter.matches(&rec(503, "checkout")));
+        assert!(!r.filter.matches(&rec(200, "checkout")));
+        assert!(!r.filter.matches(&rec(503, "cart")));
     }
 
     #[test]
