@@ -20,6 +20,7 @@ mod encryption;
 mod integrity;
 mod retention;
 mod retention_time;
+mod tail;
 mod transport;
 mod verify_findings;
 
