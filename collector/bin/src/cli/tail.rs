@@ -38,6 +38,10 @@ pub struct TailArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub client_key: Option<PathBuf>,
+    /// Add each record's id (its log position) to the printed object as `meshlog.position`,
+    /// to resume from later with `--from`.
+    #[arg(long)]
+    pub ids: bool,
     /// Bearer token (instead of a client certificate).
     #[arg(long, env = "MESHLOG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -121,6 +125,9 @@ impl TailArgs {
         p
     }
 }
+
+/// The key `--ids` adds to each printed record.
+pub const POSITION_KEY: &str = "meshlog.position";
 
 /// Longest wait between reconnects.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -214,7 +221,7 @@ pub fn tail(args: &TailArgs, out: &mut impl Write) -> Result<(), RunError> {
             }
         }
         backoff = Duration::from_millis(200);
-        match follow(BufReader::new(resp), out, &mut last_id) {
+        match follow(BufReader::new(resp), out, &mut last_id, args.ids) {
             Ok(()) => eprintln!("meshlog tail: the collector ended the stream; reconnecting"),
             Err(Follow::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
             Err(Follow::Output(e)) => return Err(io_err("writing the output")(e)),
@@ -236,13 +243,14 @@ fn follow(
     input: impl BufRead,
     out: &mut impl Write,
     last_id: &mut Option<String>,
+    ids: bool,
 ) -> Result<(), Follow> {
     let mut ev = SseEvent::default();
     for line in input.lines() {
         let line = line.map_err(Follow::Input)?;
         if line.is_empty() {
             let done = std::mem::take(&mut ev);
-            if dispatch(done, out, last_id).map_err(Follow::Output)? {
+            if dispatch(done, out, last_id, ids).map_err(Follow::Output)? {
                 return Ok(());
             }
             continue;
@@ -268,13 +276,26 @@ fn follow(
 }
 
 /// Handles one event; true when the stream should be reopened (an `error` event).
-fn dispatch(ev: SseEvent, out: &mut impl Write, last_id: &mut Option<String>) -> io::Result<bool> {
+fn dispatch(
+    ev: SseEvent,
+    out: &mut impl Write,
+    last_id: &mut Option<String>,
+    ids: bool,
+) -> io::Result<bool> {
     match ev.event.as_str() {
         "" | "message" => {
             if ev.data.is_empty() {
                 return Ok(false);
             }
-            out.write_all(ev.data.as_bytes())?;
+            match (&ev.id, ids) {
+                (Some(id), true) => {
+                    let mut rec: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(&ev.data).map_err(io::Error::other)?;
+                    rec.insert(POSITION_KEY.into(), id.clone().into());
+                    serde_json::to_writer(&mut *out, &rec)?;
+                }
+                _ => out.write_all(ev.data.as_bytes())?,
+            }
             out.write_all(b"\n")?;
             out.flush()?;
             if ev.id.is_some() {
@@ -305,8 +326,14 @@ mod tests {
         let stream = b": keep-alive\n\nid: 3:0\ndata: {\"a\":1}\n\nevent: lag\ndata: {\"skipped\":5}\n\nid: 9:1\ndata: {\"a\":2}\n\n";
         let mut out = Vec::new();
         let mut last = None;
-        assert!(follow(&stream[..], &mut out, &mut last).is_ok());
+        assert!(follow(&stream[..], &mut out, &mut last, false).is_ok());
         assert_eq!(out, b"{\"a\":1}\n{\"a\":2}\n");
         assert_eq!(last.as_deref(), Some("9:1"));
+        let mut out = Vec::new();
+        assert!(follow(&stream[..], &mut out, &mut None, true).is_ok());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"a\":1,\"meshlog.position\":\"3:0\"}\n{\"a\":2,\"meshlog.position\":\"9:1\"}\n"
+        );
     }
 }
