@@ -24,6 +24,7 @@ mod prometheus;
 mod query;
 mod retention;
 mod retention_time;
+mod tail;
 mod transport;
 mod verify_findings;
 

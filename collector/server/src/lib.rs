@@ -45,6 +45,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// What `GET /api/v1/query` and `/api/v1/aggregate` read (none: they answer 503).
     pub read: Option<Arc<query::ReadSource>>,
+    /// The open live tails (`GET /api/v1/tail`).
+    pub tails: Arc<query::tail::Tails>,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             serve_metrics: true,
             body_read_timeout: net::ConnLimits::default().body_read_timeout,
             read: None,
+            tails: Arc::new(query::tail::Tails::default()),
         }
     }
 
@@ -106,6 +109,7 @@ pub fn read_app(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/query", get(query::api::query))
         .route("/api/v1/aggregate", get(query::api::aggregate))
+        .route(query::tail::TAIL_PATH, get(query::tail::tail))
         .route_layer(from_fn_with_state(state.gate(Role::Read), auth::require))
         .with_state(state)
 }

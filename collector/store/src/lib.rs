@@ -23,6 +23,7 @@ pub mod fs;
 pub mod ledger;
 pub mod queue;
 pub mod recovery;
+pub mod tail;
 pub mod writer;
 
 #[cfg(test)]
@@ -160,9 +161,29 @@ pub struct StoreHandle {
     dedup: Arc<SharedIndex>,
     encryption: Option<Arc<Keyring>>,
     ledger: Arc<ledger::LedgerStats>,
+    /// The committed leaf count, published by the writer ([`tail`]).
+    commits: tokio::sync::watch::Receiver<u64>,
+    segments_dir: PathBuf,
 }
 
 impl StoreHandle {
+    /// A subscription to committed records from `from` on (see [`tail`]): older positions are
+    /// read from the segments, then new ones follow as their batches are fsync'd.
+    pub fn subscribe(&self, from: tail::Position) -> tail::Subscription {
+        tail::Subscription::new(
+            self.segments_dir.clone(),
+            self.encryption.clone(),
+            self.commits.clone(),
+            from,
+        )
+    }
+
+    /// The position the next committed frame will have: subscribing from it follows only new
+    /// records.
+    pub fn committed_end(&self) -> tail::Position {
+        tail::Position::leaf(*self.commits.borrow())
+    }
+
     /// The keys frames for this store must be sealed with; `None` when encryption is off.
     pub fn keyring(&self) -> Option<&Arc<Keyring>> {
         self.encryption.as_ref()
@@ -250,6 +271,7 @@ impl Store {
         opts: StoreOptions,
     ) -> Result<Store, StoreError> {
         let (w, dedup, ledger) = prepare_writer(fs, data_dir, &opts)?;
+        let commits = w.commits();
         let (tx, rx) = mpsc::unbounded_channel();
         let ticker_stop = start_ticker(tx.clone(), opts.integrity.checkpoint_interval)?;
         let thread = std::thread::Builder::new()
@@ -266,6 +288,8 @@ impl Store {
                 dedup,
                 encryption: opts.encryption,
                 ledger,
+                commits,
+                segments_dir: data_dir.join(meshlog_format::layout::SEGMENTS_DIR),
             },
             thread: Some(thread),
             data_dir: data_dir.to_owned(),

@@ -34,7 +34,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// At most this many requests share one fsync, so a flood cannot delay the first ack forever.
 const MAX_GROUP_FRAMES: usize = 256;
@@ -300,6 +300,9 @@ pub struct Writer<F: FileSystem = StdFs> {
     disk_full: DiskFull,
     pause: Option<WriterPause>,
     integrity: LeafLog,
+    /// The committed leaf count, published after every successful fsync (before the acks) to
+    /// the [`crate::tail`] subscriptions.
+    commits: watch::Sender<u64>,
     // Held for the life of the writer: the data directory is ours while it runs.
     _lock: File,
 }
@@ -350,6 +353,7 @@ impl<F: FileSystem> Writer<F> {
             disk_full: DiskFull::default(),
             pause,
             integrity: LeafLog::detached(),
+            commits: watch::Sender::new(0),
             _lock: lock,
         }
     }
@@ -357,8 +361,15 @@ impl<F: FileSystem> Writer<F> {
     /// The Merkle log to chain frames into (a detached one, saving and signing nothing, by
     /// default).
     pub fn with_integrity(mut self, integrity: LeafLog) -> Self {
+        self.commits.send_replace(integrity.committed_size());
         self.integrity = integrity;
         self
+    }
+
+    /// The committed leaf count (frames durably written, counted from the first ever), updated
+    /// after each successful fsync before any of its batches is acknowledged.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// Serves `rx` until a `Close` message or until every sender is gone.
@@ -552,6 +563,8 @@ impl<F: FileSystem> Writer<F> {
             Ok(()) => {
                 self.active.synced_len = self.active.len;
                 self.integrity.commit();
+                // Subscribers are woken no later than the clients are answered.
+                self.commits.send_replace(self.integrity.committed_size());
                 // Into the index before any ack: a retry sent after the 200 must find it.
                 self.dedup.insert(pending.iter().filter_map(|p| p.key));
                 for p in pending {

@@ -52,6 +52,7 @@ mod keygen;
 mod query;
 mod receipts;
 mod serve;
+mod tail;
 mod validate;
 
 pub use audit::{prove, verify, verify_proof};
@@ -110,6 +111,9 @@ pub enum Command {
     /// Check a configuration file without starting anything: every problem at once, including
     /// key files that do not load (exit 0 valid, 1 not).
     Validate(ValidateArgs),
+    /// Follow a running collector's new records as NDJSON, resuming without gap or duplicate
+    /// when the connection drops.
+    Tail(Box<tail::TailArgs>),
 }
 
 /// `meshlog validate` options.
@@ -402,6 +406,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         Command::Prove(a) => prove(a, &mut io::stdout().lock()),
         Command::VerifyProof(a) => verify_proof(a, &mut io::stdout().lock()),
         Command::Validate(a) => validate::validate(&a.config, &mut io::stdout().lock()),
+        Command::Tail(a) => tail::tail(&a, &mut io::stdout().lock()),
     }
 }
 

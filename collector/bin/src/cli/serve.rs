@@ -163,6 +163,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         keys: read_keys,
     }));
     state.body_read_timeout = cfg.connections.body_read_timeout;
+    let tails = state.tails.clone();
     let listener = |router| net::Listener {
         router,
         tls: tls.clone(),
@@ -188,7 +189,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             listener(meshlog_server::metrics_app(state)),
         ));
     }
-    let served = rt.block_on(run_server(servers, tls.clone(), metrics.clone()));
+    let served = rt.block_on(run_server(servers, tls.clone(), metrics.clone(), tails));
     // The sweeper first: it appends receipt records to the stores.
     if let Some(s) = sweeping {
         s.stop();
@@ -300,6 +301,7 @@ async fn run_server(
     servers: Vec<(&'static str, SocketAddr, net::Listener)>,
     tls: Option<Arc<TlsReloader>>,
     metrics: Arc<Metrics>,
+    tails: Arc<meshlog_server::query::tail::Tails>,
 ) -> Result<(), RunError> {
     let mut term = tokio::signal::unix::signal(SignalKind::terminate())
         .map_err(io_err("installing the SIGTERM handler"))?;
@@ -364,6 +366,8 @@ async fn run_server(
     };
     tracing::info!("{sig} received; finishing in-flight requests");
     let _ = stop_tx.send(true);
+    // Live tails never finish on their own: end them so the drain does not wait for them.
+    tails.stop();
     let mut result = Ok(());
     while let Some(res) = tasks.join_next().await {
         if let Err(e) = server_result(res) {

@@ -1,8 +1,10 @@
 //! The read endpoints over the collector's own data directory: [`api`] serves `GET
 //! /api/v1/query` and `GET /api/v1/aggregate` (meshlog-query's filters as URL parameters),
-//! under the `read` role, tenant-scoped, each read and each refusal audited.
+//! under the `read` role, tenant-scoped, each read and each refusal audited; [`tail`] serves
+//! `GET /api/v1/tail`, the live tail as server-sent events.
 
 pub mod api;
+pub mod tail;
 
 use meshlog_format::encryption::DataKeys;
 use std::path::PathBuf;

@@ -1,0 +1,311 @@
+//! `meshlog-tail-latency`: how long after its acknowledgement a record shows up in the live
+//! tail, at the collector bench's load.
+//!
+//! Usage: `meshlog-tail-latency --url http://127.0.0.1:4318 --seconds 10 --connections 8
+//! --records 200 [--pid PID]`. Prints one JSON object on stdout.
+//!
+//! It opens `GET /api/v1/tail` first, then drives `POST /v1/logs` like `meshlog-otlp-load`: each
+//! connection a thread with one keep-alive connection and one batch of realistic records (the
+//! filter's encoding) in flight; every batch carries a unique marker in a resource attribute. For
+//! each acknowledged batch the latency is the time from reading its 200 to reading the first of
+//! its records from the tail, both on this process's monotonic clock (negative when the tail was
+//! faster than the answer: the writer wakes subscribers before it acknowledges).
+
+use meshlog_core::capture::MapSource;
+use meshlog_core::otlp::{Envelope, encode_log_record};
+use meshlog_core::redact::RedactionPolicy;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Stands in for the batch number in the template body (16 hex digits).
+const MARK: &str = "MARKMARKMARKMARK";
+const MARK_KEY: &str = "\"resource.bench.batch\":\"";
+
+struct Args {
+    host: String,
+    seconds: u64,
+    connections: usize,
+    records: usize,
+    pid: Option<u32>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        host: String::new(),
+        seconds: 10,
+        connections: 8,
+        records: 200,
+        pid: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => {
+                let url = val()?;
+                a.host = url
+                    .strip_prefix("http://")
+                    .ok_or("--url must start with http://")?
+                    .trim_end_matches('/')
+                    .to_owned();
+            }
+            "--seconds" => a.seconds = val()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--connections" => {
+                a.connections = val()?.parse().map_err(|e| format!("--connections: {e}"))?
+            }
+            "--records" => a.records = val()?.parse().map_err(|e| format!("--records: {e}"))?,
+            "--pid" => a.pid = Some(val()?.parse().map_err(|e| format!("--pid: {e}"))?),
+            o => return Err(format!("unknown flag {o}")),
+        }
+    }
+    if a.host.is_empty() || a.seconds == 0 || a.connections == 0 || a.records == 0 {
+        return Err("--url is needed; --seconds, --connections, --records positive".into());
+    }
+    Ok(a)
+}
+
+/// A batch of `n` realistic records with the resource attribute `bench.batch` = [`MARK`].
+fn template(n: usize) -> Vec<u8> {
+    let policy = RedactionPolicy::default();
+    let frags: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let src = MapSource::default()
+                .int("request.time", 1_764_000_000_000_000_000 + i as i64)
+                .int("request.duration", 1_234_567)
+                .text("request.method", "GET")
+                .text("request.scheme", "http")
+                .text("request.host", "shop.example")
+                .text("request.url_path", format!("/api/orders/{i}"))
+                .text("request.protocol", "HTTP/1.1")
+                .int("response.code", 200)
+                .int("response.size", 512)
+                .text("request.id", format!("{i:08x}-4f1e-9c1a-3b7d5e2f8a90"))
+                .text("source.address", "10.0.1.23:51234")
+                .text("destination.address", "10.0.2.9:8080")
+                .header("accept", "application/json");
+            let rec = meshlog_core::capture_http(&src, &policy, 1_764_000_000_001_000_000);
+            let mut b = Vec::new();
+            encode_log_record(&mut b, &rec);
+            b
+        })
+        .collect();
+    Envelope::new([("service.name", "bench"), ("bench.batch", MARK)])
+        .wrap(frags.iter().map(Vec::as_slice), 0)
+}
+
+fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<u16> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::other("connection closed in headers"));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(status)
+}
+
+type Times = Arc<Mutex<HashMap<u64, Instant>>>;
+
+fn worker(
+    a: &Args,
+    template: &[u8],
+    at: usize,
+    next: &AtomicU64,
+    stop: &AtomicBool,
+    acks: &Times,
+) -> u64 {
+    let mut errors = 0;
+    let mut body = template.to_vec();
+    'outer: while !stop.load(Ordering::Relaxed) {
+        let Ok(s) = TcpStream::connect(&a.host) else {
+            errors += 1;
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let _ = s.set_nodelay(true);
+        let Ok(mut w) = s.try_clone() else { continue };
+        let mut r = BufReader::new(s);
+        while !stop.load(Ordering::Relaxed) {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            body[at..at + 16].copy_from_slice(format!("{n:016x}").as_bytes());
+            let head = format!(
+                "POST /v1/logs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nmeshlog-batch-id: tail-{n}\r\nContent-Length: {}\r\n\r\n",
+                a.host,
+                body.len()
+            );
+            if w.write_all(head.as_bytes()).is_err() || w.write_all(&body).is_err() {
+                errors += 1;
+                continue 'outer;
+            }
+            match read_response(&mut r) {
+                Ok(200..=299) => {
+                    let t = Instant::now();
+                    acks.lock().unwrap_or_else(|p| p.into_inner()).insert(n, t);
+                }
+                Ok(_) => errors += 1,
+                Err(_) => {
+                    errors += 1;
+                    continue 'outer;
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// Reads the tail, noting when the first record of each batch arrives.
+fn tail_reader(
+    host: String,
+    seen: Times,
+    records: Arc<AtomicU64>,
+    ready: std::sync::mpsc::Sender<()>,
+) {
+    let Ok(mut s) = TcpStream::connect(&host) else {
+        return;
+    };
+    let _ = write!(
+        s,
+        "GET /api/v1/tail?service=bench HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    let mut r = BufReader::with_capacity(1 << 20, s);
+    let mut line = String::new();
+    let mut in_headers = true;
+    while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if in_headers {
+            if line == "\r\n" {
+                in_headers = false;
+                let _ = ready.send(());
+            }
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            records.fetch_add(1, Ordering::Relaxed);
+            if let Some(i) = data.find(MARK_KEY)
+                && let Some(hex) = data.get(i + MARK_KEY.len()..i + MARK_KEY.len() + 16)
+                && let Ok(n) = u64::from_str_radix(hex, 16)
+            {
+                let now = Instant::now();
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(n)
+                    .or_insert(now);
+            }
+        }
+        line.clear();
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("meshlog-tail-latency: {e}");
+            std::process::exit(2);
+        }
+    };
+    let template = template(a.records);
+    let at = template
+        .windows(MARK.len())
+        .position(|w| w == MARK.as_bytes())
+        .expect("the marker is in the template");
+    let acks: Times = Arc::default();
+    let seen: Times = Arc::default();
+    let tail_records = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    {
+        let (host, seen, recs) = (a.host.clone(), seen.clone(), tail_records.clone());
+        std::thread::spawn(move || tail_reader(host, seen, recs, ready_tx));
+    }
+    if ready.recv_timeout(Duration::from_secs(10)).is_err() {
+        eprintln!("meshlog-tail-latency: the tail did not open");
+        std::process::exit(1);
+    }
+    let stop = AtomicBool::new(false);
+    let next = AtomicU64::new(0);
+    let t0 = Instant::now();
+    let errors: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..a.connections)
+            .map(|_| s.spawn(|| worker(&a, &template, at, &next, &stop, &acks)))
+            .collect();
+        std::thread::sleep(Duration::from_secs(a.seconds));
+        stop.store(true, Ordering::Relaxed);
+        hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    let elapsed = t0.elapsed().as_secs_f64();
+    let acks = acks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    // Let the tail catch up with the last acknowledgements.
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        let n = seen.lock().unwrap_or_else(|p| p.into_inner()).len();
+        if acks.keys().all(|k| {
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(k)
+        }) || n >= acks.len()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut lat: Vec<f64> = Vec::with_capacity(acks.len());
+    let mut missing = 0u64;
+    for (n, acked) in &acks {
+        match seen.get(n) {
+            Some(t) if t >= acked => lat.push(t.duration_since(*acked).as_secs_f64() * 1e3),
+            Some(t) => lat.push(-(acked.duration_since(*t).as_secs_f64() * 1e3)),
+            None => missing += 1,
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    let out = serde_json::json!({
+        "seconds": elapsed,
+        "connections": a.connections,
+        "records_per_batch": a.records,
+        "batches_acked": acks.len(),
+        "records_per_s": (acks.len() * a.records) as f64 / elapsed,
+        "tail_records": tail_records.load(Ordering::Relaxed),
+        "missing_batches": missing,
+        "errors": errors,
+        "tail_p50_ms": percentile(&lat, 0.50),
+        "tail_p99_ms": percentile(&lat, 0.99),
+        "tail_max_ms": lat.last().copied().unwrap_or(f64::NAN),
+        "peak_rss_mib": a.pid.and_then(peak_rss_kib).map(|k| k as f64 / 1024.0),
+    });
+    println!("{out}");
+}
