@@ -11,9 +11,11 @@
 //! serialized as protobuf, decoded here with `prost` ([`Metadata`]). A deeper path
 //! (`metadata.filter_metadata.<namespace>`) is a map, which Envoy answers in proxy-wasm's pair
 //! encoding with untyped leaves (strings raw, numbers as 8 native-endian bytes, nested objects as
-//! nested pairs): a string and a number cannot be told apart there, so it is not used. Every value then goes through the
-//! redaction policy like any other text (an e-mail claim is masked, or keyed-hashed, as any
-//! e-mail); `enduser.id` is kept, replaced by its keyed hash, or dropped, as configured.
+//! nested pairs): a string and a number cannot be told apart there, so it is not used.
+//!
+//! Every value then goes through the redaction policy like any other text (an e-mail claim is
+//! masked, or keyed-hashed, as any e-mail); `enduser.id` is kept, replaced by its keyed hash, or
+//! dropped, as configured.
 //!
 //! # Configuration reference (`"enduser"`)
 //!

@@ -35,7 +35,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use meshlog_core::AccessRecord;
 use meshlog_core::otlp::{Envelope, encode_log_record};
-use meshlog_core::record::{RecordKind, RpcInfo, SamplingMark, TlsInfo};
+use meshlog_core::record::{EndUser, RecordKind, RpcInfo, SamplingMark, TlsInfo};
 use meshlog_core::redact::{Kind, Summary};
 use meshlog_format::reader::{self, SEGMENTS_DIR, segment_file_name};
 use meshlog_server::ingest::error::Status;
@@ -471,6 +471,14 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
             request_trailers: vec![("x-checksum".into(), "1".into())],
             response_trailers: vec![("grpc-message".into(), "no \"backend\"".into())],
             response_flags_mask: (1 << 5) | (1 << 15),
+            enduser: Some(EndUser {
+                id: Some("hmac:k1:00112233445566778899aabbccddeeff".into()),
+                issuer: Some("https://issuer.example".into()),
+                claims: vec![
+                    ("scope".into(), "orders:read".into()),
+                    ("act.sub".into(), "support-7".into()),
+                ],
+            }),
         },
         AccessRecord {
             start_time_ns: 5,
@@ -520,6 +528,13 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
             json!("spiffe://cluster.local/ns/shop/sa/web"),
         ),
         ("tls.client.hash.sha256", json!("AB12")),
+        (
+            "enduser.id",
+            json!("hmac:k1:00112233445566778899aabbccddeeff"),
+        ),
+        ("enduser.issuer", json!("https://issuer.example")),
+        ("enduser.claim.scope", json!("orders:read")),
+        ("enduser.claim.act.sub", json!("support-7")),
         ("meshlog.sampling.reason", json!("sampled")),
         ("meshlog.sampling.policy_version", json!("fedcba9876543210")),
         ("meshlog.sampling.adjusted_count", json!(10.0 / 3.0)),
