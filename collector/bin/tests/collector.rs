@@ -453,7 +453,6 @@ async fn records_from_the_filter_encoder_round_trip_field_for_field() {
                 policy_version: "fedcba9876543210".into(),
             }),
             kind: RecordKind::Http,
-            enduser: None,
             tls: Some(TlsInfo {
                 version: Some("1.3".into()),
                 server_name: Some("shop.example".into()),
