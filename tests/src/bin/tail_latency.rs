@@ -187,7 +187,7 @@ fn tail_reader(
     };
     let _ = write!(
         s,
-        "GET /api/v1/tail?service=bench HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /api/v1/tail HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
     );
     let mut r = BufReader::with_capacity(1 << 20, s);
     let mut line = String::new();

@@ -29,7 +29,6 @@
 use crate::AppState;
 use crate::audit_log::AccessEvent;
 use crate::auth::{Peer, Principal, Role};
-use crate::ingest::pipeline::TENANT_ATTRIBUTE;
 use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -51,11 +50,6 @@ pub const MAX_TAILS: usize = 1024;
 pub const DEFAULT_MAX_LAG: u64 = 10_000;
 /// Largest `max_lag` a client may ask for.
 pub const MAX_MAX_LAG: u64 = 10_000_000;
-
-/// The flattened key of the tenant a record belongs to.
-fn tenant_key() -> String {
-    format!("resource.{TENANT_ATTRIBUTE}")
-}
 
 /// Why a tail request is refused.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +132,11 @@ impl TailFilter {
     /// Whether `record` passes.
     pub fn matches(&self, record: &Map<String, Value>) -> bool {
         self.0.matches(record)
+    }
+
+    /// Whether every record passes (then records need not be parsed).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -462,6 +461,8 @@ impl TailStream {
             return None;
         }
         loop {
+            // A filter that passes little can read far without sending: let other tasks run.
+            tokio::task::consume_budget().await;
             if self.sub.behind() > self.max_lag {
                 let from = self.sub.position();
                 return match self.sub.skip_to_live() {
@@ -484,17 +485,23 @@ impl TailStream {
             };
             match next {
                 Ok(TailEvent::Record(r)) => {
-                    let Ok(record) = r.record() else {
-                        tracing::warn!(position = %r.position, "a stored record is not a JSON object; not sent to the tail");
-                        continue;
-                    };
-                    if let Some(t) = &self.tenant
-                        && record.get(&tenant_key()).and_then(Value::as_str) != Some(t)
-                    {
-                        continue;
-                    }
-                    if !self.filter.matches(&record) {
-                        continue;
+                    // Parsed only when something looks into it.
+                    if self.tenant.is_some() || !self.filter.is_empty() {
+                        let Ok(record) = r.record() else {
+                            tracing::warn!(position = %r.position, "a stored record is not a JSON object; not sent to the tail");
+                            continue;
+                        };
+                        if let Some(t) = &self.tenant
+                            && record
+                                .get(meshlog_query::filter::field::TENANT)
+                                .and_then(Value::as_str)
+                                != Some(t)
+                        {
+                            continue;
+                        }
+                        if !self.filter.matches(&record) {
+                            continue;
+                        }
                     }
                     let data = String::from_utf8_lossy(&r.json).into_owned();
                     self.count(data.len());
