@@ -267,7 +267,8 @@ impl StoreScan<'_> {
         if idx.is_some() {
             self.stats.indexes_used += 1;
         }
-        let build = closed && idx.is_none();
+        // Without the index (`--no-index`) nothing is built either: a plain scan.
+        let build = closed && idx.is_none() && !self.opts.no_index;
         let mut built: Vec<index::FrameEntry> = Vec::new();
         let mut sealed = false;
         let mut scanner = match SegmentScanner::open(path) {
