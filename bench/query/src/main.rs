@@ -6,7 +6,8 @@
 //! records (`CLICKHOUSE_TABLE`, loaded from `<dir>/records.tsv` by scripts/bench). Prints a
 //! Markdown table of median latencies and ratios, and the peak RSS of this process.
 //!
-//! Usage: `meshlog-query-bench <dir>` (the store is made in `<dir>/store` unless it exists).
+//! Usage: `meshlog-query-bench <dir>` (the store is made in `<dir>/store` unless it exists;
+//! segments of `QUERY_SEGMENT_MB`, default 64, the newest being the active one, always scanned).
 
 use meshlog_format::frame::{FrameBuilder, segment_header};
 use meshlog_format::layout;
@@ -21,7 +22,14 @@ use std::time::Instant;
 const DAY_START_NS: u64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 const DAY_NS: u64 = 86_400_000_000_000;
 const FRAME_RECORDS: u64 = 200;
-const SEGMENT_BYTES: u64 = 64 << 20;
+/// Segment size: `QUERY_SEGMENT_MB` (default 64, the collector's default).
+fn segment_bytes() -> u64 {
+    std::env::var("QUERY_SEGMENT_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(64)
+        << 20
+}
 
 /// A small deterministic generator (xorshift64*), so both stores hold the same records.
 struct Rng(u64);
@@ -59,7 +67,7 @@ fn record(i: u64, n: u64, rng: &mut Rng) -> Map<String, Value> {
         "resource.service.name": service,
         "resource.k8s.namespace.name": format!("ns-{}", (r >> 16) % 5),
         "resource.meshlog.vm.id": vm,
-        "http.request.method": if r % 7 == 0 { "POST" } else { "GET" },
+        "http.request.method": if r.is_multiple_of(7) { "POST" } else { "GET" },
         "http.response.status_code": status,
         "http.route": format!("/api/v1/items{}/{{id}}", (r >> 24) % 50),
         "url.path": format!("/api/v1/items{}/{}", (r >> 24) % 50, (r >> 32) % 100_000),
@@ -145,6 +153,7 @@ fn build(dir: &Path, n: u64) -> std::io::Result<()> {
     seg.write_all(&segment_header())?;
     let mut seg_len = 8u64;
     let mut i = 0;
+    let max = segment_bytes();
     while i < n {
         let mut b = FrameBuilder::new(u64::MAX, None).map_err(std::io::Error::other)?;
         for _ in 0..FRAME_RECORDS.min(n - i) {
@@ -154,7 +163,7 @@ fn build(dir: &Path, n: u64) -> std::io::Result<()> {
             i += 1;
         }
         let f = b.finish().map_err(std::io::Error::other)?;
-        if seg_len + f.bytes().len() as u64 > SEGMENT_BYTES {
+        if seg_len + f.bytes().len() as u64 > max {
             seg.flush()?;
             seq += 1;
             seg = BufWriter::new(std::fs::File::create(layout::segment_path(&store, seq))?);

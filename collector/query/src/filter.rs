@@ -352,6 +352,54 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// A cheap test on a record's raw JSON line, before it is parsed: false when the line
+    /// cannot hold a matching record (a wanted value does not occur in it at all). True is
+    /// "maybe"; [`Filter::matches`] decides. Values JSON would escape are not looked for.
+    pub fn line_may_match(&self, line: &[u8]) -> bool {
+        use memchr::memmem::find;
+        let plain = |v: &str| !v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+        let any_of = |wanted: &[String]| {
+            wanted.is_empty()
+                || wanted
+                    .iter()
+                    .any(|w| !plain(w) || find(line, w.as_bytes()).is_some())
+        };
+        if !(any_of(&self.service)
+            && any_of(&self.namespace)
+            && any_of(&self.tenant)
+            && any_of(&self.route)
+            && any_of(&self.principal)
+            && any_of(&self.client)
+            && any_of(&self.request_id)
+            && any_of(&self.enduser)
+            && self
+                .wheres
+                .iter()
+                .all(|(_, v)| !plain(v) || find(line, v.as_bytes()).is_some()))
+        {
+            return false;
+        }
+        if self.trace_id.is_empty() && self.text.is_empty() && self.method.is_empty() {
+            return true;
+        }
+        // Case-insensitive needles: against the line in lower case.
+        let lower = line.to_ascii_lowercase();
+        let any_ci = |wanted: &[String]| {
+            wanted.is_empty()
+                || wanted
+                    .iter()
+                    .any(|w| !plain(w) || find(&lower, w.to_ascii_lowercase().as_bytes()).is_some())
+        };
+        any_ci(&self.trace_id)
+            && any_ci(&self.method)
+            && self
+                .text
+                .iter()
+                .all(|t| !plain(t) || find(&lower, t.as_bytes()).is_some())
+    }
+}
+
 /// The error for a parameter neither [`Filter::parse_param`] nor the caller knows; `extra`
 /// lists the caller's own names for the message.
 pub fn unknown_parameter(name: &str, extra: &[&str]) -> FilterError {
@@ -611,6 +659,30 @@ mod tests {
             parse_time("since", "2026-01-01T01:00:00.5+01:00", 0).unwrap(),
             NOW + 500_000_000
         );
+    }
+
+    #[test]
+    fn the_line_test_never_rejects_a_match() {
+        let r = sample();
+        let line = serde_json::to_vec(&r).unwrap();
+        for (name, yes, no) in [
+            ("service", "checkout", "cart"),
+            (
+                "trace-id",
+                "4BF92F3577B34DA6A3CE929D0E0E4736",
+                "00000000000000000000000000000001",
+            ),
+            ("request-id", "req-1", "req-2"),
+            ("text", "PAYMENTSBOT", "refund"),
+            ("method", "post", "put"),
+            ("where", "url.path=/orders/42", "url.path=/orders/43"),
+        ] {
+            assert!(f(&[(name, yes)]).line_may_match(&line), "{name}={yes}");
+            assert!(!f(&[(name, no)]).line_may_match(&line), "{name}={no}");
+        }
+        // Only a "maybe": matches() still decides.
+        assert!(f(&[("status", "404")]).line_may_match(&line));
+        assert!(f(&[("text", "a\"b")]).line_may_match(&line));
     }
 
     #[test]

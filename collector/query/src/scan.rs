@@ -6,7 +6,7 @@
 
 use crate::complete::{self, Completeness, StoreCoverage, VmAccount};
 use crate::filter::{Filter, Record, field, record_time_ns, value_str};
-use crate::index::{self, FrameBuilder, SegmentIndex, VmEntry};
+use crate::index::{self, FrameBuilder, Light, SegmentIndex, VmEntry};
 use meshlog_format::encryption::DataKeys;
 use meshlog_format::layout;
 use meshlog_format::reader::{Frame, ReadError, ScanError, SegmentScanner};
@@ -267,7 +267,8 @@ impl StoreScan<'_> {
         if idx.is_some() {
             self.stats.indexes_used += 1;
         }
-        let build = closed && idx.is_none();
+        // Without the index (`--no-index`) nothing is built either: a plain scan.
+        let build = closed && idx.is_none() && !self.opts.no_index;
         let mut built: Vec<index::FrameEntry> = Vec::new();
         let mut sealed = false;
         let mut scanner = match SegmentScanner::open(path) {
@@ -319,13 +320,6 @@ impl StoreScan<'_> {
             let (store, filter, opts) = (self.store, self.filter, self.opts);
             let (stats, enough) = (&mut *self.stats, &mut *self.enough);
             frame.for_each_line(|line| {
-                let record: Record = match serde_json::from_slice(line) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        bad.get_or_insert(e);
-                        return Ok(());
-                    }
-                };
                 let pos = Position {
                     store,
                     segment: seq,
@@ -334,22 +328,52 @@ impl StoreScan<'_> {
                 };
                 no += 1;
                 stats.records_examined += 1;
-                if let Some(b) = builder.as_mut() {
-                    b.add(&record);
-                }
-                if entry.is_none()
-                    && let Some(vm) = record.get(field::VM_ID)
-                {
-                    vms.entry(value_str(vm).into_owned())
-                        .or_default()
-                        .add(&record);
-                }
-                if wanted
+                // Parse the whole record only when it may match or an index is being built.
+                let candidate = wanted
                     && !*enough
                     && opts.after.is_none_or(|a| pos > a)
                     && opts.before.is_none_or(|b| pos < b)
-                    && filter.matches(&record)
-                    && visit(pos, record)? == Flow::Enough
+                    && filter.line_may_match(line);
+                let record: Option<Record> = if candidate || builder.is_some() {
+                    match serde_json::from_slice(line) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            bad.get_or_insert(e);
+                            return Ok(());
+                        }
+                    }
+                } else {
+                    None
+                };
+                if entry.is_none() {
+                    match &record {
+                        Some(r) => {
+                            if let Some(vm) = r.get(field::VM_ID) {
+                                vms.entry(value_str(vm).into_owned()).or_default().add(r);
+                            }
+                        }
+                        None => match serde_json::from_slice::<Light>(line) {
+                            Ok(l) => {
+                                if let Some(vm) = &l.vm {
+                                    vms.entry(value_str(vm).into_owned())
+                                        .or_default()
+                                        .add_light(&l);
+                                }
+                            }
+                            Err(e) => {
+                                bad.get_or_insert(e);
+                                return Ok(());
+                            }
+                        },
+                    }
+                }
+                if let (Some(b), Some(r)) = (builder.as_mut(), record.as_ref()) {
+                    b.add(r);
+                }
+                if candidate
+                    && let Some(r) = record
+                    && filter.matches(&r)
+                    && visit(pos, r)? == Flow::Enough
                 {
                     *enough = true;
                 }

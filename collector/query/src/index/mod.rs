@@ -78,35 +78,91 @@ pub struct VmEntry {
     pub time: Option<[u64; 2]>,
 }
 
+/// The fields of a record that completeness needs, read without building the whole record
+/// (any JSON type is accepted; a field of an unexpected type counts as absent, as in
+/// [`VmEntry::add`]).
+#[derive(Debug, Default, Deserialize)]
+pub struct Light {
+    /// `resource.meshlog.vm.id`.
+    #[serde(rename = "resource.meshlog.vm.id", default)]
+    pub vm: Option<Value>,
+    #[serde(rename = "meshlog.sequence", default)]
+    sequence: Option<Value>,
+    #[serde(rename = "time_unix_nano", default)]
+    time: Option<Value>,
+    #[serde(rename = "observed_time_unix_nano", default)]
+    observed: Option<Value>,
+    #[serde(rename = "meshlog.delivery.dropped_overflow.sequences", default)]
+    overflow_seqs: Option<Value>,
+    #[serde(rename = "meshlog.delivery.dropped_overflow.total", default)]
+    overflow_total: Option<Value>,
+    #[serde(rename = "meshlog.delivery.failed.sequences", default)]
+    failed_seqs: Option<Value>,
+    #[serde(rename = "meshlog.delivery.failed.total", default)]
+    failed_total: Option<Value>,
+}
+
 impl VmEntry {
     /// Folds `record` (of this VM) in.
     pub fn add(&mut self, record: &Record) {
-        if let Some(t) = record_time_ns(record) {
+        let s = |k: &str| record.get(k).and_then(Value::as_str);
+        let n = |k: &str| record.get(k).and_then(Value::as_u64);
+        self.add_parts(
+            record_time_ns(record),
+            n(field::SEQUENCE),
+            [
+                (
+                    s(schema::MESHLOG_DELIVERY_DROPPED_OVERFLOW_SEQUENCES),
+                    n(schema::MESHLOG_DELIVERY_DROPPED_OVERFLOW_TOTAL),
+                ),
+                (
+                    s(schema::MESHLOG_DELIVERY_FAILED_SEQUENCES),
+                    n(schema::MESHLOG_DELIVERY_FAILED_TOTAL),
+                ),
+            ],
+        );
+    }
+
+    /// Folds in a record read as [`Light`].
+    pub fn add_light(&mut self, l: &Light) {
+        let n = |v: &Option<Value>| v.as_ref().and_then(Value::as_u64);
+        fn s(v: &Option<Value>) -> Option<&str> {
+            v.as_ref().and_then(Value::as_str)
+        }
+        let time = n(&l.time).filter(|t| *t != 0).or(n(&l.observed));
+        self.add_parts(
+            time,
+            n(&l.sequence),
+            [
+                (s(&l.overflow_seqs), n(&l.overflow_total)),
+                (s(&l.failed_seqs), n(&l.failed_total)),
+            ],
+        );
+    }
+
+    fn add_parts(
+        &mut self,
+        time: Option<u64>,
+        seq: Option<u64>,
+        lost: [(Option<&str>, Option<u64>); 2],
+    ) {
+        if let Some(t) = time {
             widen(&mut self.time, t);
         }
-        if let Some(s) = record.get(field::SEQUENCE).and_then(Value::as_u64) {
+        if let Some(s) = seq {
             push_range(&mut self.seqs, [s, s]);
         }
-        for (key, total, sum) in [
-            (
-                schema::MESHLOG_DELIVERY_DROPPED_OVERFLOW_SEQUENCES,
-                schema::MESHLOG_DELIVERY_DROPPED_OVERFLOW_TOTAL,
-                &mut self.dropped_overflow_total,
-            ),
-            (
-                schema::MESHLOG_DELIVERY_FAILED_SEQUENCES,
-                schema::MESHLOG_DELIVERY_FAILED_TOTAL,
-                &mut self.failed_total,
-            ),
-        ] {
-            if let Some(list) = record.get(key).and_then(Value::as_str) {
-                for r in parse_ranges(list) {
-                    push_range(&mut self.lost, r);
-                }
+        let [(o_list, o_total), (f_list, f_total)] = lost;
+        for list in [o_list, f_list].into_iter().flatten() {
+            for r in parse_ranges(list) {
+                push_range(&mut self.lost, r);
             }
-            if let Some(t) = record.get(total).and_then(Value::as_u64) {
-                *sum = (*sum).max(t);
-            }
+        }
+        if let Some(t) = o_total {
+            self.dropped_overflow_total = self.dropped_overflow_total.max(t);
+        }
+        if let Some(t) = f_total {
+            self.failed_total = self.failed_total.max(t);
         }
     }
 }
