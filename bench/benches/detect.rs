@@ -66,10 +66,10 @@ fn records() -> Vec<(u64, Record)> {
                 "meshlog.peer.principal".into(),
                 Value::from(callers[(rng(&mut st) % 4) as usize]),
             );
-            if rng(&mut st) % 10 == 0 {
+            if rng(&mut st).is_multiple_of(10) {
                 m.insert("meshlog.redacted.ip".into(), Value::from(1));
             }
-            if rng(&mut st) % 4 == 0 {
+            if rng(&mut st).is_multiple_of(4) {
                 m.insert(
                     "enduser.id".into(),
                     Value::from(format!("user{}", rng(&mut st) % 50)),

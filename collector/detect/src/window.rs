@@ -181,6 +181,14 @@ impl<V> Groups<V> {
         self.map.get_mut(key).map(|e| &mut e.0)
     }
 
+    /// The group `key`, if held, marked seen at `now`.
+    pub fn touch(&mut self, key: &str, now: u64) -> Option<&mut V> {
+        self.map.get_mut(key).map(|e| {
+            e.1 = now;
+            &mut e.0
+        })
+    }
+
     fn evict(&mut self, firing: &impl Fn(&V) -> bool) {
         let mut ages: Vec<u64> = self
             .map

@@ -48,14 +48,16 @@ impl Rule for NewCallerRule {
             return;
         }
         let key = edge_key(principal, service);
-        let known = self.edges.get_mut(&key).is_some();
+        if self.edges.touch(&key, now).is_some() {
+            return;
+        }
         let Some(latch) = self
             .edges
             .get_or_insert(&key, now, Latch::default, |l| l.firing)
         else {
             return;
         };
-        if known || ctx.learning {
+        if ctx.learning {
             return;
         }
         latch.update(true, now, 0);
