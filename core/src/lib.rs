@@ -15,6 +15,7 @@
 pub mod capture;
 pub mod compress;
 pub mod config;
+pub mod counters;
 pub mod enduser;
 pub mod envoy;
 pub mod httpdate;

@@ -5,6 +5,7 @@
 //! returns raw bytes and core decodes them lossily.
 
 use meshlog_core::AttributeSource;
+pub use meshlog_core::counters::Counter;
 use meshlog_core::redact::{Kind, Summary};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType};
@@ -96,87 +97,23 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Envoy counters, exported as `wasmcustom.meshlog.*` and aggregated across VMs.
+/// Envoy counters, exported as `wasmcustom.meshlog.*` and aggregated across VMs; one id per
+/// [`Counter`], by its index.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Counters {
-    records_logged: Option<u32>,
-    records_sent: Option<u32>,
-    records_dropped: Option<u32>,
-    records_failed: Option<u32>,
-    batches_sent: Option<u32>,
-    batches_failed: Option<u32>,
-    batches_retried: Option<u32>,
-    bytes_sent: Option<u32>,
-    records_sampled_out: Option<u32>,
-    records_rate_capped: Option<u32>,
-    records_health_check_dropped: Option<u32>,
-}
-
-/// Which counter to bump.
-#[derive(Debug, Clone, Copy)]
-pub enum Counter {
-    /// Access records captured by `on_log` and buffered (kept by sampling, when it is on).
-    RecordsLogged,
-    /// Records in batches the collector acknowledged (2xx), once each however many attempts.
-    RecordsSent,
-    /// Records dropped because the buffer (`batch.max_buffer_bytes`) was full.
-    RecordsDropped,
-    /// Records in batches the collector refused for good (4xx and the like).
-    RecordsFailed,
-    /// Batches acknowledged.
-    BatchesSent,
-    /// Batches refused for good.
-    BatchesFailed,
-    /// Attempts to send a batch the host had already sent once: retries on the wire.
-    BatchesRetried,
-    /// Request body bytes (as sent, compressed) of acknowledged batches.
-    BytesSent,
-    /// Requests sampling dropped: not selected by their rate.
-    RecordsSampledOut,
-    /// Requests sampling dropped: selected, but over the per-VM rate cap.
-    RecordsRateCapped,
-    /// Requests sampling dropped: on the health-check drop list.
-    RecordsHealthCheckDropped,
-}
+pub struct Counters([Option<u32>; Counter::ALL.len()]);
 
 impl Counters {
     /// Defines the counters; a host that refuses one just leaves it unexported.
     pub fn define() -> Self {
-        let d = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
-        Counters {
-            records_logged: d("meshlog.records_logged"),
-            records_sent: d("meshlog.records_sent"),
-            records_dropped: d("meshlog.records_dropped"),
-            records_failed: d("meshlog.records_failed"),
-            batches_sent: d("meshlog.batches_sent"),
-            batches_failed: d("meshlog.batches_failed"),
-            batches_retried: d("meshlog.batches_retried"),
-            bytes_sent: d("meshlog.bytes_sent"),
-            records_sampled_out: d("meshlog.records_sampled_out"),
-            records_rate_capped: d("meshlog.records_rate_capped"),
-            records_health_check_dropped: d("meshlog.records_health_check_dropped"),
-        }
+        Counters(Counter::ALL.map(|c| hostcalls::define_metric(MetricType::Counter, c.name()).ok()))
     }
 
     /// Adds `by` to a counter.
     pub fn add(&self, which: Counter, by: u64) {
-        let id = match which {
-            Counter::RecordsLogged => self.records_logged,
-            Counter::RecordsSent => self.records_sent,
-            Counter::RecordsDropped => self.records_dropped,
-            Counter::RecordsFailed => self.records_failed,
-            Counter::BatchesSent => self.batches_sent,
-            Counter::BatchesFailed => self.batches_failed,
-            Counter::BatchesRetried => self.batches_retried,
-            Counter::BytesSent => self.bytes_sent,
-            Counter::RecordsSampledOut => self.records_sampled_out,
-            Counter::RecordsRateCapped => self.records_rate_capped,
-            Counter::RecordsHealthCheckDropped => self.records_health_check_dropped,
-        };
-        if let (Some(id), Ok(by)) = (id, i64::try_from(by))
+        if let (Some(Some(id)), Ok(by)) = (self.0.get(which as usize), i64::try_from(by))
             && by > 0
         {
-            let _ = hostcalls::increment_metric(id, by);
+            let _ = hostcalls::increment_metric(*id, by);
         }
     }
 }

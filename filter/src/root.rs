@@ -20,12 +20,13 @@ use crate::host::{
 };
 use crate::tcp::ConnectionLogger;
 use meshlog_core::config::{CollectorTarget, Mode};
+use meshlog_core::counters::outbox_deltas;
 use meshlog_core::enduser;
 use meshlog_core::otlp::Envelope;
 use meshlog_core::record::SamplingMark;
 use meshlog_core::resource::resource;
 use meshlog_core::retry::Outcome;
-use meshlog_core::sample::{Decision, DropReason, Sampler};
+use meshlog_core::sample::{Decision, Sampler};
 use meshlog_core::{
     BatchId, ConnectionCounts, Dispatch, FilterConfig, Outbox, OutboxStats, RequestView, Settled,
     capture_tcp,
@@ -137,32 +138,8 @@ impl Shipper {
     fn export(&mut self, counters: &Counters) {
         let now = self.outbox.stats();
         let was = self.reported;
-        for (counter, is, was) in [
-            (Counter::RecordsSent, now.records_sent, was.records_sent),
-            (
-                Counter::RecordsDropped,
-                now.records_dropped,
-                was.records_dropped,
-            ),
-            (
-                Counter::RecordsFailed,
-                now.records_failed,
-                was.records_failed,
-            ),
-            (Counter::BatchesSent, now.batches_sent, was.batches_sent),
-            (
-                Counter::BatchesFailed,
-                now.batches_failed,
-                was.batches_failed,
-            ),
-            (
-                Counter::BatchesRetried,
-                now.batches_retried,
-                was.batches_retried,
-            ),
-            (Counter::BytesSent, now.bytes_sent, was.bytes_sent),
-        ] {
-            counters.add(counter, is.saturating_sub(was));
+        for (counter, by) in outbox_deltas(&now, &was) {
+            counters.add(counter, by);
         }
         self.reported = now;
     }
@@ -469,14 +446,7 @@ fn log_request(shared: &Shared, counters: &Counters) {
                     });
                 }
                 Decision::Drop(why) => {
-                    counters.add(
-                        match why {
-                            DropReason::SampledOut => Counter::RecordsSampledOut,
-                            DropReason::RateCap { .. } => Counter::RecordsRateCapped,
-                            DropReason::HealthCheck => Counter::RecordsHealthCheckDropped,
-                        },
-                        1,
-                    );
+                    counters.add(Counter::dropped(&why), 1);
                     return;
                 }
             }

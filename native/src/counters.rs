@@ -10,46 +10,7 @@ use meshlog_core::OutboxStats;
 use meshlog_core::redact::{Kind, Summary};
 use std::sync::RwLock;
 
-/// Which counter.
-#[derive(Debug, Clone, Copy)]
-pub enum Counter {
-    /// Records captured and buffered.
-    RecordsLogged,
-    /// Records in batches the collector acknowledged.
-    RecordsSent,
-    /// Records dropped because the buffer was full.
-    RecordsDropped,
-    /// Records in batches refused for good.
-    RecordsFailed,
-    /// Batches acknowledged.
-    BatchesSent,
-    /// Batches refused for good.
-    BatchesFailed,
-    /// Retries on the wire.
-    BatchesRetried,
-    /// Compressed body bytes acknowledged.
-    BytesSent,
-    /// Requests sampling dropped by rate.
-    RecordsSampledOut,
-    /// Requests sampling dropped over the rate cap.
-    RecordsRateCapped,
-    /// Requests sampling dropped as health checks.
-    RecordsHealthCheckDropped,
-}
-
-const NAMES: [&str; 11] = [
-    "meshlog.records_logged",
-    "meshlog.records_sent",
-    "meshlog.records_dropped",
-    "meshlog.records_failed",
-    "meshlog.batches_sent",
-    "meshlog.batches_failed",
-    "meshlog.batches_retried",
-    "meshlog.bytes_sent",
-    "meshlog.records_sampled_out",
-    "meshlog.records_rate_capped",
-    "meshlog.records_health_check_dropped",
-];
+pub use meshlog_core::counters::Counter;
 
 /// Counter ids on one configuration.
 #[derive(Debug)]
@@ -66,7 +27,10 @@ pub struct Live(RwLock<Option<Ids>>);
 impl Live {
     /// Defines every counter on `config` (during `config_new`).
     pub fn define(config: ConfigHandle) -> Self {
-        let fixed = NAMES.iter().map(|n| config.define_counter(n)).collect();
+        let fixed = Counter::ALL
+            .iter()
+            .map(|c| config.define_counter(c.name()))
+            .collect();
         let redacted = Kind::ALL
             .iter()
             .map(|k| config.define_counter(&format!("meshlog.redacted.{}", k.name())))
@@ -106,32 +70,8 @@ impl Live {
 
     /// Adds what an outbox counted since `was`.
     pub fn outbox(&self, now: &OutboxStats, was: &OutboxStats) {
-        for (c, is, was) in [
-            (Counter::RecordsSent, now.records_sent, was.records_sent),
-            (
-                Counter::RecordsDropped,
-                now.records_dropped,
-                was.records_dropped,
-            ),
-            (
-                Counter::RecordsFailed,
-                now.records_failed,
-                was.records_failed,
-            ),
-            (Counter::BatchesSent, now.batches_sent, was.batches_sent),
-            (
-                Counter::BatchesFailed,
-                now.batches_failed,
-                was.batches_failed,
-            ),
-            (
-                Counter::BatchesRetried,
-                now.batches_retried,
-                was.batches_retried,
-            ),
-            (Counter::BytesSent, now.bytes_sent, was.bytes_sent),
-        ] {
-            self.add(c, is.saturating_sub(was));
+        for (c, by) in meshlog_core::counters::outbox_deltas(now, was) {
+            self.add(c, by);
         }
     }
 

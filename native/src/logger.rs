@@ -8,7 +8,7 @@ use crate::ship::{Hub, Lane, now_ns};
 use crate::source::LogSource;
 use meshlog_core::RequestView;
 use meshlog_core::record::SamplingMark;
-use meshlog_core::sample::{Decision, DropReason};
+use meshlog_core::sample::Decision;
 use std::sync::Arc;
 
 /// The logger Envoy creates per worker thread (`on_access_logger_new`).
@@ -47,14 +47,7 @@ impl Logger {
                     });
                 }
                 Decision::Drop(why) => {
-                    hub.counters.add(
-                        match why {
-                            DropReason::SampledOut => Counter::RecordsSampledOut,
-                            DropReason::RateCap { .. } => Counter::RecordsRateCapped,
-                            DropReason::HealthCheck => Counter::RecordsHealthCheckDropped,
-                        },
-                        1,
-                    );
+                    hub.counters.add(Counter::dropped(&why), 1);
                     return;
                 }
             }
