@@ -24,7 +24,11 @@ struct Input {
 fn load(file: &str) -> Result<Vec<Input>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("{file}:{}: {e}", n + 1))?;
         let full = v["path"].as_str().unwrap_or_default();

@@ -166,6 +166,9 @@ pub struct RedactionPolicy {
     pub(crate) ipv4_prefix: u8,
     pub(crate) ipv6_prefix: u8,
     pub(crate) max_value_bytes: usize,
+    /// The class of every exactly allowlisted header and trailer name, judged once when the
+    /// policy is compiled: the per-request lookup is a length check and a compare per entry.
+    pub(crate) classes: Vec<(String, super::HeaderClass)>,
     version: String,
 }
 
@@ -281,8 +284,27 @@ impl Settings {
             ipv4_prefix: self.ipv4_prefix,
             ipv6_prefix: self.ipv6_prefix,
             max_value_bytes: self.max_value_bytes,
+            classes: Vec::new(),
             version: String::new(),
         };
+        let mut names: Vec<String> = [
+            &p.request_headers,
+            &p.response_headers,
+            &p.request_trailers,
+            &p.response_trailers,
+        ]
+        .iter()
+        .flat_map(|set| set.exact.iter().cloned())
+        .collect();
+        names.sort();
+        names.dedup();
+        p.classes = names
+            .into_iter()
+            .map(|n| {
+                let c = p.judge_header(&n);
+                (n, c)
+            })
+            .collect();
         p.version = p.compute_version();
         p
     }
