@@ -31,13 +31,14 @@ fn load(file: &str) -> Result<Vec<Input>, String> {
     {
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("{file}:{}: {e}", n + 1))?;
-        let full = v["path"].as_str().unwrap_or_default();
+        let full = v.get("path").and_then(|p| p.as_str()).unwrap_or_default();
         let (path, query) = match full.split_once('?') {
             Some((p, q)) => (p.to_owned(), Some(q.to_owned()).filter(|q| !q.is_empty())),
             None => (full.to_owned(), None),
         };
-        let mut headers: Vec<(String, String)> = v["headers"]
-            .as_object()
+        let mut headers: Vec<(String, String)> = v
+            .get("headers")
+            .and_then(|h| h.as_object())
             .map(|o| {
                 o.iter()
                     .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
