@@ -86,6 +86,18 @@ fn in_list(list: &[&str], name: &str) -> bool {
 impl RedactionPolicy {
     /// The treatment of header `name`.
     pub fn header_class(&self, name: &str) -> HeaderClass {
+        match self
+            .classes
+            .iter()
+            .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+        {
+            Some((_, c)) => *c,
+            None => self.judge_header(name),
+        }
+    }
+
+    /// [`RedactionPolicy::header_class`] judged from the name.
+    pub(crate) fn judge_header(&self, name: &str) -> HeaderClass {
         if name.eq_ignore_ascii_case("cookie") {
             HeaderClass::Cookie
         } else if name.eq_ignore_ascii_case("set-cookie") {
@@ -317,5 +329,28 @@ impl RedactionPolicy {
             }
         }
         if changed { Out::Changed(o) } else { Out::Same }
+    }
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::*;
+
+    #[test]
+    fn precomputed_classes_agree_with_the_judgement() {
+        let p = RedactionPolicy::from_json(
+            br#"{"headers": {"request": ["referer", "x-api-key", "cookie", "x-forwarded-for", "x-b3-*"],
+                             "credential": ["x-mine"]}}"#,
+        )
+        .unwrap_or_default();
+        assert!(!p.classes.is_empty());
+        for (n, c) in &p.classes {
+            assert_eq!(*c, p.judge_header(n), "{n}");
+            assert_eq!(p.header_class(&n.to_ascii_uppercase()), *c, "{n}");
+        }
+        assert_eq!(p.header_class("Referer"), HeaderClass::Url);
+        assert_eq!(p.header_class("X-Api-Key"), HeaderClass::Credential);
+        assert_eq!(p.header_class("x-mine"), HeaderClass::Credential);
+        assert_eq!(p.header_class("x-b3-traceid"), HeaderClass::Text);
     }
 }

@@ -169,6 +169,9 @@ pub struct RedactionPolicy {
     /// Settings of other sections that decide what a record holds (the `enduser` section's
     /// canonical form); empty when none. Part of the version.
     extension: String,
+    /// The class of every exactly allowlisted header and trailer name, judged once when the
+    /// policy is compiled: the per-request lookup is a length check and a compare per entry.
+    pub(crate) classes: Vec<(String, super::HeaderClass)>,
     version: String,
 }
 
@@ -285,8 +288,27 @@ impl Settings {
             ipv6_prefix: self.ipv6_prefix,
             max_value_bytes: self.max_value_bytes,
             extension: String::new(),
+            classes: Vec::new(),
             version: String::new(),
         };
+        let mut names: Vec<String> = [
+            &p.request_headers,
+            &p.response_headers,
+            &p.request_trailers,
+            &p.response_trailers,
+        ]
+        .iter()
+        .flat_map(|set| set.exact.iter().cloned())
+        .collect();
+        names.sort();
+        names.dedup();
+        p.classes = names
+            .into_iter()
+            .map(|n| {
+                let c = p.judge_header(&n);
+                (n, c)
+            })
+            .collect();
         p.version = p.compute_version();
         p
     }
