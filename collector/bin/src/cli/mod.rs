@@ -51,6 +51,7 @@ mod audit;
 mod keygen;
 mod query;
 mod receipts;
+mod remote;
 mod serve;
 mod tail;
 mod validate;

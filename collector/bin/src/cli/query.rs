@@ -8,6 +8,7 @@
 //! store, is not limited to a tenant and is not audited (the collector's API is both).
 //! After the records, a summary on stderr says what the result is complete against.
 
+use super::remote::{FilterFlags, RemoteFlags};
 use super::*;
 use meshlog_query::aggregate::{Aggregate, aggregate};
 use meshlog_query::complete::Completeness;
@@ -39,52 +40,8 @@ pub enum OutputFormat {
 /// HTTP API's query parameter (docs/query.md).
 #[derive(Debug, Default, Args)]
 pub struct QueryFlags {
-    /// Records at or after TIME: RFC 3339 (2026-01-31T12:00:00Z) or a duration before now
-    /// (90s, 15m, 1h, 2d, 1w).
-    #[arg(long, value_name = "TIME", help_heading = "Filters")]
-    pub since: Option<String>,
-    /// Records before TIME (as --since).
-    #[arg(long, value_name = "TIME", help_heading = "Filters")]
-    pub until: Option<String>,
-    /// resource.service.name (repeat for any of several).
-    #[arg(long, value_name = "NAME", help_heading = "Filters")]
-    pub service: Vec<String>,
-    /// resource.service.namespace or resource.k8s.namespace.name.
-    #[arg(long, value_name = "NAME", help_heading = "Filters")]
-    pub namespace: Vec<String>,
-    /// resource.meshlog.tenant.
-    #[arg(long, value_name = "NAME", help_heading = "Filters")]
-    pub tenant: Vec<String>,
-    /// http.response.status_code: 503, 5xx, or a list (4xx,5xx).
-    #[arg(long, value_name = "CODES", help_heading = "Filters")]
-    pub status: Vec<String>,
-    /// http.request.method (GET, or GET,POST).
-    #[arg(long, value_name = "METHOD", help_heading = "Filters")]
-    pub method: Vec<String>,
-    /// http.route (/users/{id}).
-    #[arg(long, value_name = "ROUTE", help_heading = "Filters")]
-    pub route: Vec<String>,
-    /// meshlog.peer.principal (the caller's SPIFFE id).
-    #[arg(long, value_name = "ID", help_heading = "Filters")]
-    pub principal: Vec<String>,
-    /// client.address.
-    #[arg(long, value_name = "ADDRESS", help_heading = "Filters")]
-    pub client: Vec<String>,
-    /// trace_id (32 hex digits).
-    #[arg(long, value_name = "ID", help_heading = "Filters")]
-    pub trace_id: Vec<String>,
-    /// meshlog.request_id (x-request-id).
-    #[arg(long, value_name = "ID", help_heading = "Filters")]
-    pub request_id: Vec<String>,
-    /// enduser.id (the authenticated end user).
-    #[arg(long, value_name = "ID", help_heading = "Filters")]
-    pub enduser: Vec<String>,
-    /// A substring of any value, ASCII case-insensitive (repeat: all must occur).
-    #[arg(long, value_name = "TEXT", help_heading = "Filters")]
-    pub text: Vec<String>,
-    /// Any attribute equal to a value, e.g. url.path=/orders (repeat: all must hold).
-    #[arg(long = "where", value_name = "KEY=VALUE", help_heading = "Filters")]
-    pub where_: Vec<String>,
+    #[command(flatten)]
+    pub filters: FilterFlags,
     /// At most N records (1 to 10000) [default: all].
     #[arg(long, value_name = "N", help_heading = "Output")]
     pub limit: Option<String>,
@@ -113,61 +70,27 @@ pub struct QueryFlags {
     /// Ask the collector at URL (https://host:port) instead of reading a data directory.
     #[arg(long, value_name = "URL", help_heading = "Remote")]
     pub server: Option<String>,
-    /// CA certificate (PEM) that signed the collector's certificate.
-    #[arg(long, value_name = "FILE", help_heading = "Remote")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM) for mutual TLS: its SPIFFE id is who reads.
-    #[arg(long, value_name = "FILE", help_heading = "Remote", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", help_heading = "Remote", requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// A bearer token ([[auth.tokens]]) instead of a client certificate.
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "MESHLOG_TOKEN",
-        hide_env_values = true,
-        help_heading = "Remote"
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteFlags,
 }
 
 impl QueryFlags {
     /// The flags as `(parameter, value)` pairs: the HTTP API's query string.
     pub fn params(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut one = |name: &str, v: &Option<String>| {
+        let mut out = self.filters.params();
+        for (name, v) in [
+            ("limit", &self.limit),
+            ("order", &self.order),
+            ("cursor", &self.cursor),
+            ("group-by", &self.group_by),
+            ("every", &self.every),
+        ] {
             if let Some(v) = v {
                 out.push((name.to_owned(), v.clone()));
             }
-        };
-        one("since", &self.since);
-        one("until", &self.until);
-        one("limit", &self.limit);
-        one("order", &self.order);
-        one("cursor", &self.cursor);
-        one("group-by", &self.group_by);
-        one("every", &self.every);
+        }
         if self.count {
             out.push(("count".into(), "true".into()));
-        }
-        for (name, values) in [
-            ("service", &self.service),
-            ("namespace", &self.namespace),
-            ("tenant", &self.tenant),
-            ("status", &self.status),
-            ("method", &self.method),
-            ("route", &self.route),
-            ("principal", &self.principal),
-            ("client", &self.client),
-            ("trace-id", &self.trace_id),
-            ("request-id", &self.request_id),
-            ("enduser", &self.enduser),
-            ("text", &self.text),
-            ("where", &self.where_),
-        ] {
-            out.extend(values.iter().map(|v| (name.to_owned(), v.clone())));
         }
         out
     }
@@ -481,8 +404,6 @@ impl Printer {
 /// `--server`: the same question to a running collector.
 mod remote {
     use super::*;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     /// `v[key]`, `null` when absent.
     fn at<'a>(v: &'a Value, key: &str) -> &'a Value {
@@ -493,57 +414,17 @@ mod remote {
         RunError::Remote(what.to_string())
     }
 
-    fn client(f: &QueryFlags) -> Result<reqwest::blocking::Client, RunError> {
-        let mut b = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300));
-        if f.ca.is_some() || f.cert.is_some() {
-            let mut roots = rustls::RootCertStore::empty();
-            if let Some(ca) = &f.ca {
-                for c in CertificateDer::pem_file_iter(ca)
-                    .map_err(|e| RunError::Usage(format!("--ca {}: {e}", ca.display())))?
-                {
-                    let c =
-                        c.map_err(|e| RunError::Usage(format!("--ca {}: {e}", ca.display())))?;
-                    roots
-                        .add(c)
-                        .map_err(|e| RunError::Usage(format!("--ca {}: {e}", ca.display())))?;
-                }
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let cb = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(remote_err)?
-                .with_root_certificates(roots);
-            let config = match (&f.cert, &f.key) {
-                (Some(cert), Some(key)) => {
-                    let usage = |p: &Path, e: &dyn std::fmt::Display| {
-                        RunError::Usage(format!("{}: {e}", p.display()))
-                    };
-                    let chain = CertificateDer::pem_file_iter(cert)
-                        .map_err(|e| usage(cert, &e))?
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| usage(cert, &e))?;
-                    let k = PrivateKeyDer::from_pem_file(key).map_err(|e| usage(key, &e))?;
-                    cb.with_client_auth_cert(chain, k)
-                        .map_err(|e| usage(cert, &e))?
-                }
-                _ => cb.with_no_client_auth(),
-            };
-            b = b.use_preconfigured_tls(config);
-        }
-        b.build().map_err(remote_err)
-    }
-
     fn get(
         c: &reqwest::blocking::Client,
         f: &QueryFlags,
         url: &str,
         params: &[(String, String)],
     ) -> Result<Value, RunError> {
-        let mut req = c.get(url).query(params);
-        if let Some(t) = &f.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().map_err(|e| remote_err(format!("{url}: {e}")))?;
+        let resp = f
+            .remote
+            .authorize(c.get(url).query(params))
+            .send()
+            .map_err(|e| remote_err(format!("{url}: {e}")))?;
         let status = resp.status();
         let body: Value = resp
             .json()
@@ -568,7 +449,7 @@ mod remote {
         q: &QueryParams,
         out: &mut Printer,
     ) -> Result<(), RunError> {
-        let c = client(f)?;
+        let c = f.remote.client(Some(Duration::from_secs(300)))?;
         let base = server.trim_end_matches('/');
         let not_local = |c: &Completeness| completeness_lines(c);
         if q.is_aggregate() {

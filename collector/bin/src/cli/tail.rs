@@ -8,9 +8,9 @@
 //! ask for with `--from`.
 
 use super::{RunError, io_err};
+use super::remote::{FilterFlags, RemoteFlags};
 use clap::Args;
 use std::io::{self, BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// `meshlog tail` options.
@@ -29,98 +29,25 @@ pub struct TailArgs {
     /// Batches this reader may fall behind before the server skips ahead (and says so).
     #[arg(long, value_name = "N")]
     pub max_lag: Option<u64>,
-    /// CA certificate (PEM) to verify the collector's certificate with.
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM) for mutual TLS.
-    #[arg(long, value_name = "FILE", requires = "client_key")]
-    pub cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    pub client_key: Option<PathBuf>,
     /// Add each record's id (its log position) to the printed object as `meshlog.position`,
     /// to resume from later with `--from`.
     #[arg(long)]
     pub ids: bool,
-    /// Bearer token (instead of a client certificate).
-    #[arg(long, env = "MESHLOG_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Filter: records since (RFC 3339 or relative, e.g. 1h).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Filter: records until.
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Filter: service.
-    #[arg(long)]
-    pub service: Option<String>,
-    /// Filter: namespace.
-    #[arg(long)]
-    pub namespace: Option<String>,
-    /// Filter: tenant.
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Filter: status (503, 5xx, 4xx,5xx).
-    #[arg(long)]
-    pub status: Option<String>,
-    /// Filter: HTTP method.
-    #[arg(long)]
-    pub method: Option<String>,
-    /// Filter: route.
-    #[arg(long)]
-    pub route: Option<String>,
-    /// Filter: caller principal.
-    #[arg(long)]
-    pub principal: Option<String>,
-    /// Filter: client address.
-    #[arg(long)]
-    pub client: Option<String>,
-    /// Filter: trace id.
-    #[arg(long)]
-    pub trace_id: Option<String>,
-    /// Filter: request id.
-    #[arg(long)]
-    pub request_id: Option<String>,
-    /// Filter: end user.
-    #[arg(long)]
-    pub enduser: Option<String>,
-    /// Filter: substring of any value.
-    #[arg(long)]
-    pub text: Option<String>,
-    /// Filter: KEY=VALUE on any attribute (repeatable).
-    #[arg(long = "where", value_name = "KEY=VALUE")]
-    pub where_: Vec<String>,
+    #[command(flatten)]
+    pub filters: FilterFlags,
+    #[command(flatten)]
+    pub remote: RemoteFlags,
 }
 
 impl TailArgs {
     /// The query parameters (filters and tail options), without `from`.
-    fn params(&self) -> Vec<(&'static str, String)> {
-        let mut p = Vec::new();
-        let opt = [
-            ("since", &self.since),
-            ("until", &self.until),
-            ("service", &self.service),
-            ("namespace", &self.namespace),
-            ("tenant", &self.tenant),
-            ("status", &self.status),
-            ("method", &self.method),
-            ("route", &self.route),
-            ("principal", &self.principal),
-            ("client", &self.client),
-            ("trace-id", &self.trace_id),
-            ("request-id", &self.request_id),
-            ("enduser", &self.enduser),
-            ("text", &self.text),
-            ("class", &self.class),
-        ];
-        for (k, v) in opt {
-            if let Some(v) = v {
-                p.push((k, v.clone()));
-            }
+    fn params(&self) -> Vec<(String, String)> {
+        let mut p = self.filters.params();
+        if let Some(c) = &self.class {
+            p.push(("class".into(), c.clone()));
         }
-        p.extend(self.where_.iter().map(|w| ("where", w.clone())));
         if let Some(n) = self.max_lag {
-            p.push(("max_lag", n.to_string()));
+            p.push(("max_lag".into(), n.to_string()));
         }
         p
     }
@@ -140,38 +67,10 @@ struct SseEvent {
     data: String,
 }
 
-fn client(args: &TailArgs) -> Result<reqwest::blocking::Client, RunError> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(io_err(format!("reading {}", p.display())));
-    let mut b = reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .connect_timeout(Duration::from_secs(10))
-        // A tail is a stream without end.
-        .timeout(None);
-    if let Some(ca) = &args.ca {
-        let cert = reqwest::Certificate::from_pem(&read(ca)?)
-            .map_err(|e| RunError::Usage(format!("--ca {}: {e}", ca.display())))?;
-        b = b.tls_built_in_root_certs(false).add_root_certificate(cert);
-    }
-    if let (Some(cert), Some(key)) = (&args.cert, &args.client_key) {
-        let mut pem = read(cert)?;
-        pem.push(b'\n');
-        pem.extend(read(key)?);
-        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-            RunError::Usage(format!(
-                "--cert {} / --client-key {}: {e}",
-                cert.display(),
-                key.display()
-            ))
-        })?;
-        b = b.identity(id);
-    }
-    b.build()
-        .map_err(|e| RunError::Usage(format!("cannot build the HTTP client: {e}")))
-}
-
 /// Runs `meshlog tail` until stdout closes (or an error that retrying cannot fix).
 pub fn tail(args: &TailArgs, out: &mut impl Write) -> Result<(), RunError> {
-    let client = client(args)?;
+    // A tail is a stream without end: no timeout on the request.
+    let client = args.remote.client(None)?;
     let url = format!("{}/api/v1/tail", args.server.trim_end_matches('/'));
     let params = args.params();
     let mut last_id: Option<String> = None;
@@ -189,9 +88,7 @@ pub fn tail(args: &TailArgs, out: &mut impl Write) -> Result<(), RunError> {
                 }
             }
         }
-        if let Some(t) = &args.token {
-            req = req.bearer_auth(t);
-        }
+        req = args.remote.authorize(req);
         let resp = match req.send() {
             Ok(r) => r,
             Err(e) => {
