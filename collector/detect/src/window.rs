@@ -122,6 +122,64 @@ impl Latch {
     }
 }
 
+/// Quiet intervals a baseline is fed as zeros after a pause; after this many it has forgotten
+/// the old level anyway.
+pub const MAX_QUIET_INTERVALS: u64 = 64;
+
+/// One group's fixed interval, alert latch and baseline: what the rules that compare an
+/// interval's amount with the group's own past (5xx spike, secrets, volume) share.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Baselined {
+    /// The interval being counted (`now / interval`).
+    pub epoch: u64,
+    /// The group's own past.
+    pub baseline: Ewma,
+    /// Firing or not.
+    pub latch: Latch,
+}
+
+impl Baselined {
+    /// Closes the interval when `now` is past it: `None` while it is open, else the latch's
+    /// edge, if any. A firing group's latch takes `was_hot` (a group that turned hot while
+    /// learning did not fire and must not look as if it had). `feed` gives the closed interval
+    /// to the baseline, with `alpha` (ten times slower while firing, so a lasting new level
+    /// becomes the baseline in about an hour, not in the minutes of a storm) and the number of
+    /// intervals that passed.
+    pub fn close(
+        &mut self,
+        now: u64,
+        interval_ns: u64,
+        was_hot: bool,
+        (alpha, resolve_after_ns): (f64, u64),
+        feed: impl FnOnce(&mut Ewma, f64, u64),
+    ) -> Option<Option<Edge>> {
+        let e = now / interval_ns;
+        if e <= self.epoch {
+            return None;
+        }
+        let firing_before = self.latch.firing;
+        let edge = if firing_before {
+            self.latch.update(was_hot, now, resolve_after_ns)
+        } else {
+            None
+        };
+        let alpha = if firing_before { alpha / 10.0 } else { alpha };
+        feed(&mut self.baseline, alpha, e - self.epoch);
+        self.epoch = e;
+        Some(edge)
+    }
+}
+
+/// Feeds a count per interval: the closed one's, then zeros for the quiet ones after it.
+pub fn feed_counts(count: f64) -> impl FnOnce(&mut Ewma, f64, u64) {
+    move |b, alpha, passed| {
+        b.update(count, alpha);
+        for _ in 1..passed.min(MAX_QUIET_INTERVALS) {
+            b.update(0.0, alpha);
+        }
+    }
+}
+
 /// Per-group state with a cap: when full, idle groups are dropped first, then the least
 /// recently seen eighth (never a firing group); what was dropped is counted.
 #[derive(Debug)]

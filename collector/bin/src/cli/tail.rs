@@ -7,8 +7,8 @@
 //! `gap` event (retention deleted what was asked for) are reported on stderr, with the ids to
 //! ask for with `--from`.
 
-use super::{RunError, io_err};
 use super::remote::{FilterFlags, RemoteFlags};
+use super::{RunError, io_err};
 use clap::Args;
 use std::io::{self, BufRead, BufReader, Write};
 use std::time::Duration;

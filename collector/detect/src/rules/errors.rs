@@ -6,15 +6,13 @@ use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::ErrorSpike;
 use crate::record::{self, Record};
-use crate::window::{Edge, Ewma, Groups, Latch};
+use crate::window::{Baselined, Edge, Ewma, Groups};
 
 #[derive(Default)]
 struct State {
-    epoch: u64,
+    w: Baselined,
     total: f64,
     errors: f64,
-    baseline: Ewma,
-    latch: Latch,
 }
 
 /// The rule.
@@ -36,7 +34,7 @@ impl ErrorSpikeRule {
 }
 
 fn threshold(cfg: &ErrorSpike, s: &State) -> f64 {
-    (s.baseline.mean * cfg.factor).max(cfg.min_ratio)
+    (s.w.baseline.mean * cfg.factor).max(cfg.min_ratio)
 }
 
 fn hot(cfg: &ErrorSpike, s: &State) -> bool {
@@ -45,30 +43,15 @@ fn hot(cfg: &ErrorSpike, s: &State) -> bool {
 
 /// Closes the interval when `now` is past it; true when it closed.
 fn roll(cfg: &ErrorSpike, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge> {
-    let e = now / interval_ns;
-    if e <= s.epoch {
-        return None;
-    }
     let was_hot = hot(cfg, s);
-    let firing_before = s.latch.firing;
-    // Only a firing group's latch moves here: a group that turned hot while learning did
-    // not fire and must not look as if it had.
-    let edge = if s.latch.firing {
-        s.latch.update(was_hot, now, cfg.common.resolve_after_ns())
-    } else {
-        None
-    };
-    // Fed while firing too, ten times slower: a lasting new level becomes the baseline
-    // (and resolves) in about an hour, not in the minutes of a storm.
-    let alpha = if firing_before {
-        cfg.alpha / 10.0
-    } else {
-        cfg.alpha
-    };
-    if s.total >= cfg.min_volume as f64 {
-        s.baseline.update(s.errors / s.total, alpha);
-    }
-    s.epoch = e;
+    let limits = (cfg.alpha, cfg.common.resolve_after_ns());
+    let (errors, total, min) = (s.errors, s.total, cfg.min_volume as f64);
+    let edge =
+        s.w.close(now, interval_ns, was_hot, limits, |b, alpha, _| {
+            if total >= min {
+                b.update(errors / total, alpha);
+            }
+        })?;
     s.total = 0.0;
     s.errors = 0.0;
     edge
@@ -92,16 +75,19 @@ impl Rule for ErrorSpikeRule {
             &key,
             now,
             || State {
-                epoch: now / interval_ns,
-                // A prior of zero: a first interval that is already anomalous must not
-                // become the baseline.
-                baseline: Ewma {
-                    n: 1,
-                    ..Ewma::default()
+                w: Baselined {
+                    epoch: now / interval_ns,
+                    // A prior of zero: a first interval that is already anomalous must not
+                    // become the baseline.
+                    baseline: Ewma {
+                        n: 1,
+                        ..Ewma::default()
+                    },
+                    ..Baselined::default()
                 },
                 ..State::default()
             },
-            |s| s.latch.firing,
+            |s| s.w.latch.firing,
         ) else {
             return;
         };
@@ -117,7 +103,8 @@ impl Rule for ErrorSpikeRule {
             s.errors += w;
         }
         if hot(&self.cfg, s)
-            && s.latch
+            && s.w
+                .latch
                 .update(true, now, self.cfg.common.resolve_after_ns())
                 == Some(Edge::Fire)
         {
@@ -127,12 +114,12 @@ impl Rule for ErrorSpikeRule {
                 value: ratio,
                 threshold: threshold(&self.cfg, s),
                 window_ns: interval_ns,
-                baseline: Some(s.baseline.mean),
+                baseline: Some(s.w.baseline.mean),
                 summary: format!(
                     "{service}: {:.0}% of {} requests answered 5xx (baseline {:.1}%)",
                     ratio * 100.0,
                     s.total,
-                    s.baseline.mean * 100.0
+                    s.w.baseline.mean * 100.0
                 ),
                 query: Query {
                     service: Some(service.to_owned()),
@@ -149,7 +136,7 @@ impl Rule for ErrorSpikeRule {
         self.groups.retain(|key, s, seen| {
             let edge = roll(cfg, interval_ns, s, now).or_else(|| {
                 // An interval with no traffic at all still lets a firing group resolve.
-                s.latch.update(false, now, cfg.common.resolve_after_ns())
+                s.w.latch.update(false, now, cfg.common.resolve_after_ns())
             });
             if edge == Some(Edge::Clear) {
                 out.push(Signal::Clear {
@@ -157,7 +144,7 @@ impl Rule for ErrorSpikeRule {
                     value: 0.0,
                 });
             }
-            s.latch.firing || now.saturating_sub(seen) < idle
+            s.w.latch.firing || now.saturating_sub(seen) < idle
         });
     }
 

@@ -8,18 +8,15 @@ use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::{Secrets, SecretsGroup};
 use crate::record::{self, Record};
-use crate::window::{Edge, Ewma, Groups, Latch};
+use crate::window::{Baselined, Edge, Ewma, Groups, MAX_QUIET_INTERVALS, feed_counts};
 use meshlog_core::schema::MESHLOG_REDACTED_PREFIX;
 
 /// Quiet intervals folded into a baseline at most (older ones change nothing measurable).
-const MAX_QUIET_INTERVALS: u64 = 64;
 
 #[derive(Default)]
 struct State {
-    epoch: u64,
+    w: Baselined,
     count: f64,
-    baseline: Ewma,
-    latch: Latch,
 }
 
 /// The rule.
@@ -45,38 +42,15 @@ impl SecretsRule {
 /// `factor` times the baseline plus `sigmas` times its Poisson noise (√baseline): a client
 /// that sends a couple of tokens a minute varies by a few from minute to minute.
 fn threshold(cfg: &Secrets, s: &State) -> f64 {
-    let m = s.baseline.mean.max(0.0);
+    let m = s.w.baseline.mean.max(0.0);
     (m * cfg.factor + cfg.sigmas * m.sqrt()).max(cfg.min_count as f64)
 }
 
 fn roll(cfg: &Secrets, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge> {
-    let e = now / interval_ns;
-    if e <= s.epoch {
-        return None;
-    }
     let was_hot = s.count >= threshold(cfg, s);
-    let firing_before = s.latch.firing;
-    // Only a firing group's latch moves here: a group that turned hot while learning did
-    // not fire and must not look as if it had.
-    let edge = if s.latch.firing {
-        s.latch.update(was_hot, now, cfg.common.resolve_after_ns())
-    } else {
-        None
-    };
-    // Fed while firing too, ten times slower: a lasting new level becomes the baseline
-    // (and resolves) in about an hour, not in the minutes of a storm.
-    let alpha = if firing_before {
-        cfg.alpha / 10.0
-    } else {
-        cfg.alpha
-    };
-    {
-        s.baseline.update(s.count, alpha);
-        for _ in 1..(e - s.epoch).min(MAX_QUIET_INTERVALS) {
-            s.baseline.update(0.0, alpha);
-        }
-    }
-    s.epoch = e;
+    let limits = (cfg.alpha, cfg.common.resolve_after_ns());
+    let edge =
+        s.w.close(now, interval_ns, was_hot, limits, feed_counts(s.count))?;
     s.count = 0.0;
     edge
 }
@@ -122,16 +96,19 @@ impl Rule for SecretsRule {
             &key,
             now,
             || State {
-                epoch: now / interval_ns,
-                // A prior of zero: a first interval that is already anomalous must not
-                // become the baseline.
-                baseline: Ewma {
-                    n: 1,
-                    ..Ewma::default()
+                w: Baselined {
+                    epoch: now / interval_ns,
+                    // A prior of zero: a first interval that is already anomalous must not
+                    // become the baseline.
+                    baseline: Ewma {
+                        n: 1,
+                        ..Ewma::default()
+                    },
+                    ..Baselined::default()
                 },
                 ..State::default()
             },
-            |s| s.latch.firing,
+            |s| s.w.latch.firing,
         ) else {
             return;
         };
@@ -145,7 +122,8 @@ impl Rule for SecretsRule {
         let t = threshold(&self.cfg, s);
         if s.count >= t
             && !ctx.learning
-            && s.latch
+            && s.w
+                .latch
                 .update(true, now, self.cfg.common.resolve_after_ns())
                 == Some(Edge::Fire)
         {
@@ -164,10 +142,10 @@ impl Rule for SecretsRule {
                 value: s.count,
                 threshold: t,
                 window_ns: interval_ns,
-                baseline: Some(s.baseline.mean),
+                baseline: Some(s.w.baseline.mean),
                 summary: format!(
                     "{} secrets redacted from {label} {who} in {}s (baseline {:.1})",
-                    s.count, self.cfg.interval_s, s.baseline.mean
+                    s.count, self.cfg.interval_s, s.w.baseline.mean
                 ),
                 query,
             }));
@@ -179,14 +157,14 @@ impl Rule for SecretsRule {
         let idle = interval_ns.saturating_mul(MAX_QUIET_INTERVALS);
         self.groups.retain(|key, s, seen| {
             let edge = roll(cfg, interval_ns, s, now)
-                .or_else(|| s.latch.update(false, now, cfg.common.resolve_after_ns()));
+                .or_else(|| s.w.latch.update(false, now, cfg.common.resolve_after_ns()));
             if edge == Some(Edge::Clear) {
                 out.push(Signal::Clear {
                     key: key.to_owned(),
                     value: 0.0,
                 });
             }
-            s.latch.firing || now.saturating_sub(seen) < idle
+            s.w.latch.firing || now.saturating_sub(seen) < idle
         });
     }
 

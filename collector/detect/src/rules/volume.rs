@@ -7,17 +7,14 @@ use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::Volume;
 use crate::record::{self, Record};
-use crate::window::{Edge, Ewma, Groups, Latch};
+use crate::window::{Baselined, Edge, Groups, feed_counts};
 
 /// Quiet intervals folded into a baseline at most.
-const MAX_QUIET_INTERVALS: u64 = 64;
 
 #[derive(Default)]
 struct State {
-    epoch: u64,
+    w: Baselined,
     count: f64,
-    baseline: Ewma,
-    latch: Latch,
 }
 
 /// The rule.
@@ -39,43 +36,20 @@ impl VolumeRule {
 }
 
 fn threshold(cfg: &Volume, s: &State) -> f64 {
-    (s.baseline.mean * cfg.factor)
-        .max(s.baseline.mean + cfg.sigmas * s.baseline.sd())
+    (s.w.baseline.mean * cfg.factor)
+        .max(s.w.baseline.mean + cfg.sigmas * s.w.baseline.sd())
         .max(cfg.min_count as f64)
 }
 
 fn hot(cfg: &Volume, s: &State) -> bool {
-    s.baseline.n >= cfg.warmup_intervals && s.count >= threshold(cfg, s)
+    s.w.baseline.n >= cfg.warmup_intervals && s.count >= threshold(cfg, s)
 }
 
 fn roll(cfg: &Volume, interval_ns: u64, s: &mut State, now: u64) -> Option<Edge> {
-    let e = now / interval_ns;
-    if e <= s.epoch {
-        return None;
-    }
     let was_hot = hot(cfg, s);
-    let firing_before = s.latch.firing;
-    // Only a firing group's latch moves here: a group that turned hot while learning did
-    // not fire and must not look as if it had.
-    let edge = if s.latch.firing {
-        s.latch.update(was_hot, now, cfg.common.resolve_after_ns())
-    } else {
-        None
-    };
-    // Fed while firing too, ten times slower: a lasting new level becomes the baseline
-    // (and resolves) in about an hour, not in the minutes of a storm.
-    let alpha = if firing_before {
-        cfg.alpha / 10.0
-    } else {
-        cfg.alpha
-    };
-    {
-        s.baseline.update(s.count, alpha);
-        for _ in 1..(e - s.epoch).min(MAX_QUIET_INTERVALS) {
-            s.baseline.update(0.0, alpha);
-        }
-    }
-    s.epoch = e;
+    let limits = (cfg.alpha, cfg.common.resolve_after_ns());
+    let edge =
+        s.w.close(now, interval_ns, was_hot, limits, feed_counts(s.count))?;
     s.count = 0.0;
     edge
 }
@@ -98,10 +72,13 @@ impl Rule for VolumeRule {
             &key,
             now,
             || State {
-                epoch: now / interval_ns,
+                w: Baselined {
+                    epoch: now / interval_ns,
+                    ..Baselined::default()
+                },
                 ..State::default()
             },
-            |s| s.latch.firing,
+            |s| s.w.latch.firing,
         ) else {
             return;
         };
@@ -114,7 +91,8 @@ impl Rule for VolumeRule {
         s.count += record::weight(r);
         if hot(&self.cfg, s)
             && !ctx.learning
-            && s.latch
+            && s.w
+                .latch
                 .update(true, now, self.cfg.common.resolve_after_ns())
                 == Some(Edge::Fire)
         {
@@ -123,10 +101,10 @@ impl Rule for VolumeRule {
                 value: s.count,
                 threshold: threshold(&self.cfg, s),
                 window_ns: interval_ns,
-                baseline: Some(s.baseline.mean),
+                baseline: Some(s.w.baseline.mean),
                 summary: format!(
                     "{service}: {} requests in {}s (baseline {:.0})",
-                    s.count, self.cfg.interval_s, s.baseline.mean
+                    s.count, self.cfg.interval_s, s.w.baseline.mean
                 ),
                 query: Query {
                     service: Some(service.to_owned()),
@@ -141,14 +119,14 @@ impl Rule for VolumeRule {
         let idle = interval_ns.saturating_mul(60 * 24);
         self.groups.retain(|key, s, seen| {
             let edge = roll(cfg, interval_ns, s, now)
-                .or_else(|| s.latch.update(false, now, cfg.common.resolve_after_ns()));
+                .or_else(|| s.w.latch.update(false, now, cfg.common.resolve_after_ns()));
             if edge == Some(Edge::Clear) {
                 out.push(Signal::Clear {
                     key: key.to_owned(),
                     value: 0.0,
                 });
             }
-            s.latch.firing || now.saturating_sub(seen) < idle
+            s.w.latch.firing || now.saturating_sub(seen) < idle
         });
     }
 
