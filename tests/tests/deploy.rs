@@ -20,7 +20,7 @@ use meshlog_e2e::deploy::{
     HttpResponse, Registry, http_call, http_get, package, packaged, release_collector_bin,
     require_tool, run_ok, sha256_hex, skopeo, unpack_tar_gz, venv_python,
 };
-use meshlog_e2e::{PortHold, Proc, envoy_bin, repo_root, wasm_path};
+use meshlog_e2e::{PortHold, Proc, envoy_bin, native_path, repo_root, wasm_path};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -1091,6 +1091,7 @@ fn fill_template(text: &str, dir: &Path) -> String {
     let mut out = text.to_owned();
     for (key, value) in [
         ("@WASM_PATH@", wasm.display().to_string()),
+        ("@NATIVE_PATH@", native_path().display().to_string()),
         ("@ACCESS_LOG@", dir.join("access.log").display().to_string()),
     ] {
         out = out.replace(key, &value);
@@ -1103,10 +1104,31 @@ fn fill_template(text: &str, dir: &Path) -> String {
     ] {
         out = out.replace(key, &PortHold::new().release().to_string());
     }
-    for key in ["_PORT@", "@WASM_PATH@", "@ACCESS_LOG@"] {
+    for key in ["_PORT@", "_PATH@", "@ACCESS_LOG@"] {
         assert!(!out.contains(key), "placeholder {key} left");
     }
     out
+}
+
+/// Where the shipped jwt_authn bootstraps read the issuer's keys.
+const JWKS_PATH: &str = "envoy-config/jwt/jwks.json";
+
+/// A JWKS holding one P-256 public key made for this run.
+fn test_jwks() -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    // Uncompressed point: 0x04 || x || y.
+    let p = key.public_key().as_ref();
+    json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "k1",
+        "x": B64.encode(&p[1..33]), "y": B64.encode(&p[33..]),
+    }]})
+    .to_string()
 }
 
 #[test]
@@ -1117,10 +1139,23 @@ fn every_envoy_bootstrap_in_envoy_config_validates() {
     // The mTLS variants name certificate files under /etc/meshlog/tls/: filled with a test
     // CA's files, since validation loads them.
     let pki = meshlog_e2e::tls::Pki::new("meshlog-collector", "spiffe://cluster.local/ns/a/sa/b");
+    // The jwt_authn variants read the issuer's keys from envoy-config/jwt/jwks.json, which
+    // docs/enduser.md has the user make: filled with a JWKS made for this run.
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, test_jwks()).unwrap();
     let mut checks: Vec<(String, PathBuf)> = yaml_files(&root.join("envoy-config"))
         .into_iter()
         .map(|f| {
             let text = std::fs::read_to_string(&f).unwrap();
+            if text.contains(JWKS_PATH) {
+                let filled = dir.path().join(f.file_name().unwrap());
+                std::fs::write(
+                    &filled,
+                    text.replace(JWKS_PATH, &jwks.display().to_string()),
+                )
+                .unwrap();
+                return (format!("{} (JWKS path filled)", f.display()), filled);
+            }
             if !text.contains("/etc/meshlog/tls/") {
                 return (f.display().to_string(), f);
             }
