@@ -48,6 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod audit;
+mod detect;
 mod keygen;
 mod query;
 mod receipts;

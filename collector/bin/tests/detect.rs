@@ -1,0 +1,260 @@
+//! Detection inside `meshlog serve` (docs/detection.md): a real collector with a low-threshold
+//! `[detect.auth_failure_burst]` receives 401s over OTLP/HTTP; the alert is appended to the log
+//! as a `meshlog.alert` record, resolves when the failures stop, and a restart while it fires
+//! neither loses it nor raises it twice.
+
+use super::*;
+
+/// One access record with `status` from `client` to `service`.
+fn access(service: &str, client: &str, status: i64, id: &str) -> Vec<u8> {
+    use any_value::Value as V;
+    let now = now_ns();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", V::StringValue(service.into()))],
+                ..Resource::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "meshlog".into(),
+                    ..InstrumentationScope::default()
+                }),
+                log_records: vec![LogRecord {
+                    time_unix_nano: now,
+                    observed_time_unix_nano: now,
+                    severity_number: 13,
+                    attributes: vec![
+                        kv("http.request.method", V::StringValue("POST".into())),
+                        kv("http.response.status_code", V::IntValue(status)),
+                        kv("client.address", V::StringValue(client.into())),
+                        kv("url.path", V::StringValue("/login".into())),
+                        kv("meshlog.request_id", V::StringValue(id.into())),
+                    ],
+                    ..LogRecord::default()
+                }],
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// A minimal HTTP/1.1 request; returns status and body.
+fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {JSON}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, buf[head_end + 4..].to_vec())
+}
+
+/// `GET /api/v1/alerts`'s alerts.
+fn api_alerts(addr: SocketAddr, query: &str) -> Vec<Value> {
+    let (status, body) = http(addr, "GET", &format!("/api/v1/alerts{query}"), b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["alerts"].as_array().unwrap().clone()
+}
+
+/// The `meshlog.alert` records `meshlog query --where` lists.
+fn alerts(dir: &Path) -> Vec<Value> {
+    let out = run(&[
+        "query",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--where",
+        "event_name=meshlog.alert",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits until `alerts` holds `n` records.
+fn wait_alerts(dir: &Path, n: usize, secs: u64) -> Vec<Value> {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let a = alerts(dir);
+        if a.len() >= n || Instant::now() > end {
+            return a;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+const CONFIG: &str = r#"
+[detect.auth_failure_burst]
+threshold = 5
+window_s = 10
+resolve_after_s = 2
+"#;
+
+#[test]
+fn auth_failure_burst_fires_is_stored_resolves_and_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let conf = data.path().join("meshlog.toml");
+    std::fs::write(&conf, format!("data_dir = {dir:?}\n{CONFIG}")).unwrap();
+    let conf = conf.to_str().unwrap();
+    let serve_args = ["serve", "--config", conf, "--listen", "127.0.0.1:0"];
+    let mut serve = Proc::spawn(&serve_args);
+    let addr = serve.addr();
+    serve.wait_line("detection on");
+
+    // Below the threshold: nothing.
+    for i in 0..4 {
+        let body = access("login", "203.0.113.9", 401, &format!("a{i}"));
+        assert_eq!(http_post(addr, PROTO, &body).0, 200);
+    }
+    // Other clients' failures and successes do not count for this one.
+    assert_eq!(
+        http_post(addr, PROTO, &access("login", "198.51.100.1", 401, "o1")).0,
+        200
+    );
+    assert_eq!(
+        http_post(addr, PROTO, &access("login", "203.0.113.9", 200, "ok")).0,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(alerts(data.path()).is_empty(), "fired below the threshold");
+
+    // The fifth failure fires.
+    assert_eq!(
+        http_post(addr, PROTO, &access("login", "203.0.113.9", 401, "a4")).0,
+        200
+    );
+    let got = wait_alerts(data.path(), 1, 10);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let a = &got[0];
+    assert_eq!(a["meshlog.alert.rule"], "auth_failure_burst");
+    assert_eq!(a["meshlog.alert.state"], "firing");
+    // Ingest redaction keeps a client address's /24: the group is what was stored.
+    assert_eq!(a["meshlog.alert.group"], "client=203.0.113.0");
+    assert_eq!(a["meshlog.alert.count"], 5.0);
+    let id = a["meshlog.alert.id"].as_str().unwrap().to_owned();
+
+    // The API lists it as firing; /metrics counts it.
+    let listed = api_alerts(addr, "?state=firing");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["rule"], "auth_failure_burst");
+    assert_eq!(listed[0]["state"], "firing");
+    assert!(api_alerts(addr, "?state=resolved").is_empty());
+    let (status, body) = http(addr, "GET", "/api/v1/alerts?state=maybe", b"");
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("\"parameter\":\"state\""));
+    let (_, metrics) = http(addr, "GET", "/metrics", b"");
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("meshlog_alerts_total{rule=\"auth_failure_burst\",state=\"firing\"} 1"),
+        "{metrics}"
+    );
+
+    // Acknowledged through the API: stored as a triage record naming the note.
+    let path = format!("/api/v1/alerts/{id}/ack");
+    let (status, body) = http(addr, "POST", &path, b"{}");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = http(
+        addr,
+        "POST",
+        "/api/v1/alerts/0000000000000000/ack",
+        br#"{"note":"x"}"#,
+    );
+    assert_eq!(status, 404);
+    let (status, body) = http(addr, "POST", &path, br#"{"note":"looking into it"}"#);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let out = run(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--where",
+        "event_name=meshlog.alert.triage",
+    ]);
+    let triage = String::from_utf8(out.stdout).unwrap();
+    let t: Value = serde_json::from_str(triage.lines().next().unwrap()).unwrap();
+    assert_eq!(t["meshlog.alert.id"], id.as_str());
+    assert_eq!(t["meshlog.alert.triage.action"], "acknowledge");
+    assert_eq!(t["meshlog.alert.triage.note"], "looking into it");
+    let listed = api_alerts(addr, "");
+    assert_eq!(listed[0]["triage"][0]["note"], "looking into it");
+    assert!(listed[0]["time_to_acknowledge_s"].as_f64().unwrap() > 0.0);
+
+    // Restart while it fires: the replay adopts it, nothing is raised again.
+    assert_eq!(serve.terminate().code(), Some(0));
+    let mut serve = Proc::spawn(&serve_args);
+    let addr = serve.addr();
+    serve.wait_line("detection on");
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = alerts(data.path());
+    assert_eq!(got.len(), 1, "raised twice after a restart: {got:?}");
+    // Still failing after the restart: the same alert, not a new one.
+    assert_eq!(
+        http_post(addr, PROTO, &access("login", "203.0.113.9", 401, "a5")).0,
+        200
+    );
+
+    // The failures stop: after the window and resolve_after_s, it resolves with the same id.
+    let got = wait_alerts(data.path(), 2, 30);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1]["meshlog.alert.state"], "resolved");
+    assert_eq!(got[1]["meshlog.alert.id"], id.as_str());
+    let listed = api_alerts(addr, "");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "resolved");
+    assert_eq!(serve.terminate().code(), Some(0));
+
+    // A restart after the resolution raises nothing.
+    let mut serve = Proc::spawn(&serve_args);
+    serve.wait_line("detection on");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(alerts(data.path()).len(), 2);
+    assert_eq!(serve.terminate().code(), Some(0));
+}
+
+#[test]
+fn detection_can_be_switched_off() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let conf = data.path().join("meshlog.toml");
+    std::fs::write(
+        &conf,
+        format!("data_dir = {dir:?}\n[detect]\nenabled = false\n{CONFIG}"),
+    )
+    .unwrap();
+    let mut serve = Proc::spawn(&[
+        "serve",
+        "--config",
+        conf.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = serve.addr();
+    serve.wait_line("detection off");
+    for i in 0..8 {
+        let body = access("login", "203.0.113.9", 401, &format!("a{i}"));
+        assert_eq!(http_post(addr, PROTO, &body).0, 200);
+    }
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(alerts(data.path()).is_empty());
+    assert_eq!(serve.terminate().code(), Some(0));
+}
