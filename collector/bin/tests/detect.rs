@@ -199,6 +199,28 @@ fn auth_failure_burst_fires_is_stored_resolves_and_survives_a_restart() {
     assert_eq!(listed[0]["triage"][0]["note"], "looking into it");
     assert!(listed[0]["time_to_acknowledge_s"].as_f64().unwrap() > 0.0);
 
+    // `meshlog alerts` lists the same, from the data directory and from the collector.
+    let url = format!("http://{addr}");
+    for args in [
+        vec!["alerts", "--data-dir", dir],
+        vec!["alerts", "--server", url.as_str(), "--state", "firing"],
+    ] {
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert_eq!(lines[0]["id"], id.as_str());
+        assert_eq!(lines[0]["triage"][0]["action"], "acknowledge");
+    }
+
     // Restart while it fires: the replay adopts it, nothing is raised again.
     assert_eq!(serve.terminate().code(), Some(0));
     let mut serve = Proc::spawn(&serve_args);
