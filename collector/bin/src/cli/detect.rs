@@ -33,10 +33,13 @@ pub(super) struct Detection {
 }
 
 impl Detection {
-    /// Starts detection over `stores` (none when `[detect] enabled = false`).
+    /// Starts detection over `stores` (none when `[detect] enabled = false`). Without a
+    /// checkpoint signing key (`signing` false) no checkpoint is ever signed, which serve
+    /// already warns about at start: the `integrity` rule is off rather than firing forever.
     pub(super) fn start(
         rt: &tokio::runtime::Runtime,
         cfg: &DetectConfig,
+        signing: bool,
         stores: Vec<StoreHandle>,
         pipeline: Arc<Pipeline>,
         metrics: Arc<Metrics>,
@@ -53,7 +56,11 @@ impl Detection {
             }
         };
         let (stop, stop_rx) = watch::channel(false);
-        let cfg = cfg.clone();
+        let mut cfg = cfg.clone();
+        if !signing && cfg.integrity.common.enabled {
+            tracing::warn!("detection: the integrity rule is off: no checkpoint signing key");
+            cfg.integrity.common.enabled = false;
+        }
         let task = rt.spawn(async move {
             run(cfg, stores, pipeline, metrics, notifier, stop_rx).await;
         });

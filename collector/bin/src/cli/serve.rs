@@ -193,6 +193,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     let detection = super::detect::Detection::start(
         &rt,
         &cfg.detect,
+        integrity.signer.is_some(),
         stores.routes().handles().to_vec(),
         pipeline,
         metrics.clone(),
