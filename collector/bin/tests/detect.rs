@@ -280,3 +280,144 @@ fn detection_can_be_switched_off() {
     assert!(alerts(data.path()).is_empty());
     assert_eq!(serve.terminate().code(), Some(0));
 }
+
+/// A real Prometheus Alertmanager (Debian `prometheus-alertmanager`) on a free port.
+struct Alertmanager {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_alertmanager() -> Alertmanager {
+    let bin = ["prometheus-alertmanager", "alertmanager"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect(
+            "Prometheus Alertmanager not found: install the Debian package \
+             prometheus-alertmanager (scripts/test does it through ensure_alertmanager in \
+             scripts/lib.sh)",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: sink\n  group_wait: 1s\nreceivers:\n  - name: sink\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let am = Alertmanager {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    while !reqwest::blocking::get(format!("{}/-/ready", am.url))
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < end, "alertmanager did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    am
+}
+
+/// Alertmanager's alerts of `rule`.
+fn am_alerts(am: &Alertmanager, rule: &str) -> Vec<Value> {
+    let v: Value = reqwest::blocking::get(format!("{}/api/v2/alerts", am.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["labels"]["alertname"] == rule)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
+    let am = start_alertmanager();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let conf = data.path().join("meshlog.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "data_dir = {dir:?}\n{CONFIG}\n[detect.notify]\nalertmanagers = [{:?}]\nresend_s = 1\n",
+            am.url
+        ),
+    )
+    .unwrap();
+    let mut serve = Proc::spawn(&[
+        "serve",
+        "--config",
+        conf.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = serve.addr();
+    serve.wait_line("detection on");
+    for i in 0..5 {
+        let body = access("login", "203.0.113.9", 401, &format!("a{i}"));
+        assert_eq!(http_post(addr, PROTO, &body).0, 200);
+    }
+    let stored = wait_alerts(data.path(), 1, 10);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let id = stored[0]["meshlog.alert.id"].as_str().unwrap().to_owned();
+    let end = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        let a = am_alerts(&am, "auth_failure_burst");
+        if !a.is_empty() || Instant::now() > end {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        got.len(),
+        1,
+        "the alert did not reach Alertmanager: {got:?}"
+    );
+    assert_eq!(got[0]["annotations"]["alert_id"], id.as_str());
+    assert_eq!(got[0]["labels"]["client"], "203.0.113.0");
+    assert_eq!(got[0]["status"]["state"], "active");
+    // The failures stopped: resolved in the log, then gone from Alertmanager.
+    let stored = wait_alerts(data.path(), 2, 30);
+    assert_eq!(stored[1]["meshlog.alert.state"], "resolved");
+    let end = Instant::now() + Duration::from_secs(20);
+    while !am_alerts(&am, "auth_failure_burst").is_empty() {
+        assert!(
+            Instant::now() < end,
+            "the resolution did not reach Alertmanager"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(serve.terminate().code(), Some(0));
+}
