@@ -43,11 +43,24 @@ fn access(service: &str, client: &str, status: i64, id: &str) -> Vec<u8> {
 
 /// A minimal HTTP/1.1 request; returns status and body.
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    http_as(addr, None, method, path, JSON, body)
+}
+
+/// [`http`] with a bearer token and a content type.
+fn http_as(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {JSON}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ctype}\r\n{auth}\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
@@ -419,5 +432,94 @@ fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert_eq!(serve.terminate().code(), Some(0));
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+#[test]
+fn alerts_are_read_with_the_read_role_and_triaged_with_admin_only() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let conf = data.path().join("meshlog.toml");
+    let mut auth = String::new();
+    for (id, role) in [
+        ("ingester", "ingest"),
+        ("reader", "read"),
+        ("oncall", "admin"),
+    ] {
+        auth.push_str(&format!(
+            "[[auth.principals]]\nid = {id:?}\nroles = [{role:?}]\n\
+             [[auth.tokens]]\nid = {id:?}\nsha256 = {:?}\n",
+            sha256_hex(&format!("{id}-token"))
+        ));
+    }
+    std::fs::write(&conf, format!("data_dir = {dir:?}\n{auth}{CONFIG}")).unwrap();
+    let mut serve = Proc::spawn(&[
+        "serve",
+        "--config",
+        conf.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = serve.addr();
+    serve.wait_line("detection on");
+    for i in 0..5 {
+        let body = access("login", "203.0.113.9", 401, &format!("a{i}"));
+        let (st, _) = http_as(
+            addr,
+            Some("ingester-token"),
+            "POST",
+            "/v1/logs",
+            PROTO,
+            &body,
+        );
+        assert_eq!(st, 200);
+    }
+    assert_eq!(wait_alerts(data.path(), 1, 10).len(), 1);
+
+    // Reading needs an identity with the read role.
+    assert_eq!(http(addr, "GET", "/api/v1/alerts", b"").0, 401);
+    let (st, body) = http_as(
+        addr,
+        Some("reader-token"),
+        "GET",
+        "/api/v1/alerts",
+        JSON,
+        b"",
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let id = v["alerts"][0]["id"].as_str().unwrap().to_owned();
+
+    // Triage needs admin: a reader is refused and nothing is stored.
+    let path = format!("/api/v1/alerts/{id}/resolve");
+    let note = br#"{"note":"false positive: load test"}"#;
+    let (st, _) = http_as(addr, Some("reader-token"), "POST", &path, JSON, note);
+    assert_eq!(st, 403);
+    let triage = || {
+        let out = run(&[
+            "query",
+            "--data-dir",
+            dir,
+            "--where",
+            "event_name=meshlog.alert.triage",
+        ]);
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(triage().is_empty());
+    let (st, body) = http_as(addr, Some("oncall-token"), "POST", &path, JSON, note);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let t = triage();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0]["meshlog.alert.triage.action"], "resolve");
+    assert_eq!(t[0]["meshlog.alert.triage.principal"], "oncall");
     assert_eq!(serve.terminate().code(), Some(0));
 }
