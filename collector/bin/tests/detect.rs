@@ -384,18 +384,16 @@ fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
     std::fs::write(
         &conf,
         format!(
-            "data_dir = {dir:?}\n{CONFIG}\n[detect.notify]\nalertmanagers = [{:?}]\nresend_s = 1\n",
+            "data_dir = {dir:?}\n{}\n[detect.notify]\nalertmanagers = [{:?}]\nresend_s = 1\n",
+            // A window long enough to outlast a restart and Alertmanager's expiry.
+            CONFIG.replace("window_s = 10", "window_s = 20"),
             am.url
         ),
     )
     .unwrap();
-    let mut serve = Proc::spawn(&[
-        "serve",
-        "--config",
-        conf.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let conf = conf.to_str().unwrap();
+    let serve_args = ["serve", "--config", conf, "--listen", "127.0.0.1:0"];
+    let mut serve = Proc::spawn(&serve_args);
     let addr = serve.addr();
     serve.wait_line("detection on");
     for i in 0..5 {
@@ -421,8 +419,18 @@ fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
     assert_eq!(got[0]["annotations"]["alert_id"], id.as_str());
     assert_eq!(got[0]["labels"]["client"], "203.0.113.0");
     assert_eq!(got[0]["status"]["state"], "active");
+    // A restart while it fires: the adopted alert is re-sent, so Alertmanager does not let it
+    // expire (it ends 4 resends ahead unless re-sent), and it is not raised twice.
+    assert_eq!(serve.terminate().code(), Some(0));
+    let mut serve = Proc::spawn(&serve_args);
+    serve.wait_line("detection on");
+    std::thread::sleep(Duration::from_secs(6));
+    let got = am_alerts(&am, "auth_failure_burst");
+    assert_eq!(got.len(), 1, "the alert expired after the restart: {got:?}");
+    assert_eq!(got[0]["status"]["state"], "active");
+    assert_eq!(alerts(data.path()).len(), 1, "raised twice after a restart");
     // The failures stopped: resolved in the log, then gone from Alertmanager.
-    let stored = wait_alerts(data.path(), 2, 30);
+    let stored = wait_alerts(data.path(), 2, 45);
     assert_eq!(stored[1]["meshlog.alert.state"], "resolved");
     let end = Instant::now() + Duration::from_secs(20);
     while !am_alerts(&am, "auth_failure_burst").is_empty() {

@@ -105,9 +105,17 @@ async fn run(
             return;
         }
     };
-    emitter
-        .emit(detector.finish_replay(pipeline.now_unix_nano()))
-        .await;
+    let raised = detector.finish_replay(pipeline.now_unix_nano());
+    // Alerts adopted from the log are firing but not raised again: the notifier still has to
+    // hear of them, or Alertmanager would let them expire.
+    if let Some(n) = &emitter.notifier {
+        for t in detector.firing() {
+            if !raised.iter().any(|r| r.id == t.id) {
+                n.send(t);
+            }
+        }
+    }
+    emitter.emit(raised).await;
     tracing::info!(
         rules = detector.rule_names().len(),
         replayed_from_unix_ns = from,
