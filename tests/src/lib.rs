@@ -378,7 +378,9 @@ impl Collector {
     }
 }
 
-/// Runs `meshlog query --data-dir DIR` and parses its NDJSON.
+/// Runs `meshlog query --data-dir DIR` and parses its NDJSON: the records sent through the
+/// mesh, without the collector's own alert records (detection is on by default and a scenario
+/// may legitimately fire a rule; those records are not traffic the tests sent).
 pub fn query(data_dir: &Path) -> Vec<serde_json::Value> {
     let out = Command::new(collector_bin())
         .arg("query")
@@ -395,6 +397,12 @@ pub fn query(data_dir: &Path) -> Vec<serde_json::Value> {
         .expect("query prints UTF-8")
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
+        .filter(|r: &serde_json::Value| {
+            !matches!(
+                r["event_name"].as_str(),
+                Some("meshlog.alert" | "meshlog.alert.triage")
+            )
+        })
         .collect()
 }
 

@@ -39,7 +39,7 @@ pub const MAX_DEDUP_WINDOW: i64 = 100_000_000;
 pub use meshlog_store::config::{MAX_CHECKPOINT_INTERVAL_S, MIN_CHECKPOINT_INTERVAL_S};
 
 /// The collector's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `data_dir`: directory holding the segment store; created if missing.
     /// Default `./meshlog-data`.
@@ -110,6 +110,9 @@ pub struct Config {
     /// for a collector whose own sidecar terminates mutual TLS in the pod (deploy/kubernetes).
     /// Default false: without `[tls]`, `serve` refuses such an address.
     pub insecure: bool,
+    /// `[detect]`: streaming detection and alert delivery (docs/detection.md), read by
+    /// [`meshlog_detect::parse`]. Default: every built-in rule on, no notification targets.
+    pub detect: meshlog_detect::DetectConfig,
 }
 
 pub use meshlog_server::auth::roles::AuthConfig;
@@ -157,6 +160,7 @@ impl Default for Config {
             auth: None,
             connections: ConnLimits::default(),
             insecure: false,
+            detect: meshlog_detect::DetectConfig::default(),
         }
     }
 }
@@ -301,6 +305,9 @@ impl Config {
         }
         if let Some(b) = root.bool("insecure", &mut errs) {
             cfg.insecure = b;
+        }
+        if let Some(d) = meshlog_detect::parse(root.section("detect", &mut errs), &mut errs) {
+            cfg.detect = d;
         }
         root.finish(&mut errs);
         // Checked only when both values are individually valid, so one mistake is one problem.
@@ -520,7 +527,7 @@ mod tests {
                 "bogus: unknown field; expected one of: data_dir, listen, grpc_listen, \
                  metrics_listen, max_body_bytes, max_decoded_bytes, segment_max_bytes, \
                  max_queue_bytes, ack_timeout_ms, dedup_window_batches, encryption, redaction, \
-                 integrity, retention, tls, auth, connections, insecure",
+                 integrity, retention, tls, auth, connections, insecure, detect",
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
@@ -625,6 +632,39 @@ mod tests {
         assert_eq!(r.holds[0].name, "case-4711");
         assert!(r.holds[0].from_unix_ns < r.holds[0].until_unix_ns);
         assert!(c.integrity.signing_key.is_some());
+    }
+
+    #[test]
+    fn the_detect_section_is_read_by_the_detection_crate_with_every_problem_named() {
+        let c = Config::from_toml(
+            r#"
+            [detect]
+            replay_s = 600
+            [detect.auth_failure_burst]
+            threshold = 5
+            [detect.notify]
+            alertmanagers = ["http://127.0.0.1:9093"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.detect.replay_s, 600);
+        assert_eq!(c.detect.auth_failure_burst.threshold, 5);
+        assert_eq!(c.detect.notify.alertmanagers.len(), 1);
+        assert!(Config::default().detect.enabled);
+
+        let got = problems(
+            r#"
+            [detect]
+            replay = 1
+            [detect.error_spike]
+            min_ratio = 2.0
+            "#,
+        );
+        assert!(got.iter().any(|p| p.path == "detect.replay"), "{got:?}");
+        assert!(
+            got.iter().any(|p| p.path == "detect.error_spike.min_ratio"),
+            "{got:?}"
+        );
     }
 
     #[test]

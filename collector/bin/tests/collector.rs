@@ -17,6 +17,7 @@
     clippy::indexing_slicing
 )]
 
+mod detect;
 mod durability;
 mod encryption;
 mod integrity;

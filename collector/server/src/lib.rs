@@ -97,6 +97,7 @@ pub fn app(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.gate(Role::Ingest), auth::require))
         .with_state(state.clone());
     r = r.merge(read_app(state.clone()));
+    r = r.merge(query::alerts::routes(state.clone()));
     if state.serve_metrics {
         r = r.merge(metrics_app(state));
     }

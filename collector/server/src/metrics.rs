@@ -74,6 +74,12 @@ struct SweepErrorLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabel {
+    rule: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Version {
     version: &'static str,
 }
@@ -97,6 +103,7 @@ pub struct Metrics {
     deleted_segments: Family<ClassLabel, Counter>,
     deleted_records: Family<ClassLabel, Counter>,
     sweep_errors: Family<SweepErrorLabel, Counter>,
+    alerts: Family<AlertLabel, Counter>,
     disk_full: AtomicBool,
     stored_total: AtomicU64,
     empty_total: AtomicU64,
@@ -112,6 +119,12 @@ impl Metrics {
     /// Every metric registered, at zero.
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
+        let alerts = Family::<AlertLabel, Counter>::default();
+        registry.register(
+            "meshlog_alerts",
+            "Alert transitions detected, by rule and state (firing, resolved)",
+            alerts.clone(),
+        );
         let records = Family::<Outcome, Counter>::default();
         registry.register(
             "meshlog_ingest_records",
@@ -238,10 +251,21 @@ impl Metrics {
             deleted_segments,
             deleted_records,
             sweep_errors,
+            alerts,
             disk_full: AtomicBool::new(false),
             stored_total: AtomicU64::new(0),
             empty_total: AtomicU64::new(0),
         }
+    }
+
+    /// An alert of `rule` changed to `state` (`firing`, `resolved`).
+    pub fn alert(&self, rule: &str, state: &'static str) {
+        self.alerts
+            .get_or_create(&AlertLabel {
+                rule: rule.to_owned(),
+                state,
+            })
+            .inc();
     }
 
     /// A batch stored with `records` new records.

@@ -47,7 +47,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod alerts;
 mod audit;
+mod detect;
 mod keygen;
 mod query;
 mod receipts;
@@ -115,6 +117,9 @@ pub enum Command {
     /// Follow a running collector's new records as NDJSON, resuming without gap or duplicate
     /// when the connection drops.
     Tail(Box<tail::TailArgs>),
+    /// List detection's alerts (firing and resolved, with their triage) from a data directory
+    /// or a running collector (--server URL).
+    Alerts(alerts::AlertsArgs),
 }
 
 /// `meshlog validate` options.
@@ -408,6 +413,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         Command::VerifyProof(a) => verify_proof(a, &mut io::stdout().lock()),
         Command::Validate(a) => validate::validate(&a.config, &mut io::stdout().lock()),
         Command::Tail(a) => tail::tail(&a, &mut io::stdout().lock()),
+        Command::Alerts(a) => alerts::alerts(&a, &mut io::stdout().lock()),
     }
 }
 

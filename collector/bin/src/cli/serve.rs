@@ -164,6 +164,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     }));
     state.body_read_timeout = cfg.connections.body_read_timeout;
     let tails = state.tails.clone();
+    let pipeline = state.pipeline.clone();
     let listener = |router| net::Listener {
         router,
         tls: tls.clone(),
@@ -189,7 +190,19 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             listener(meshlog_server::metrics_app(state)),
         ));
     }
+    let detection = super::detect::Detection::start(
+        &rt,
+        &cfg.detect,
+        integrity.signer.is_some(),
+        stores.routes().handles().to_vec(),
+        pipeline,
+        metrics.clone(),
+    );
     let served = rt.block_on(run_server(servers, tls.clone(), metrics.clone(), tails));
+    // Detection next: it appends its last alert records to the stores.
+    if let Some(d) = detection {
+        d.stop(&rt);
+    }
     // The sweeper first: it appends receipt records to the stores.
     if let Some(s) = sweeping {
         s.stop();

@@ -225,6 +225,11 @@ fn internal(message: String) -> Failure {
     }
 }
 
+/// Scopes `q` as the query API does; false when `p` may not read it (another tenant).
+pub(crate) fn scoped(q: &mut QueryParams, p: &Principal) -> bool {
+    scope_to_tenant(q, p).is_ok()
+}
+
 /// A reader with a tenant reads only that tenant; admin (and a reader without a tenant) all.
 fn scope_to_tenant(q: &mut QueryParams, p: &Principal) -> Result<(), Failure> {
     if p.roles.contains(&Role::Admin) {

@@ -1,8 +1,9 @@
 //! The read endpoints over the collector's own data directory: [`api`] serves `GET
 //! /api/v1/query` and `GET /api/v1/aggregate` (meshlog-query's filters as URL parameters),
 //! under the `read` role, tenant-scoped, each read and each refusal audited; [`tail`] serves
-//! `GET /api/v1/tail`, the live tail as server-sent events.
+//! `GET /api/v1/tail`, the live tail as server-sent events; [`alerts`] serves `/api/v1/alerts`.
 
+pub mod alerts;
 pub mod api;
 pub mod tail;
 

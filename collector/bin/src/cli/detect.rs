@@ -1,0 +1,271 @@
+//! `meshlog serve`'s detection task: feeds the committed-record subscription to the
+//! [`Detector`](meshlog_detect::Detector) and appends every alert transition to the log
+//! (docs/detection.md).
+//!
+//! At start the last `replay_s` of each store is replayed (oldest first, alert records included)
+//! so windows and firing alerts are rebuilt without raising again what the log already holds;
+//! then each store's subscription is followed from the end of what was replayed. Each record is
+//! observed with the collector's clock, the detector is ticked every second, and a new signed
+//! checkpoint (the store's ledger stats) is an integrity event. Each transition is appended
+//! through the ingest pipeline as a `meshlog.alert` record and handed to the notifier.
+
+use meshlog_detect::notify::Notifier;
+use meshlog_detect::record::stored_time;
+use meshlog_detect::{DetectConfig, Detector, IntegrityEvent, Record, Transition, alert};
+use meshlog_server::ingest::pipeline::{DecodedBatch, Pipeline};
+use meshlog_server::metrics::{Metrics, Transport};
+use meshlog_store::StoreHandle;
+use meshlog_store::tail::{Position, Subscription, TailError, TailEvent};
+use prost::Message;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often the detector is ticked.
+const TICK: Duration = Duration::from_secs(1);
+/// Committed records waiting for the detector (the subscriptions wait, reading from disk later).
+const QUEUE: usize = 4096;
+
+/// The running detection task.
+pub(super) struct Detection {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Detection {
+    /// Starts detection over `stores` (none when `[detect] enabled = false`). Without a
+    /// checkpoint signing key (`signing` false) no checkpoint is ever signed, which serve
+    /// already warns about at start: the `integrity` rule is off rather than firing forever.
+    pub(super) fn start(
+        rt: &tokio::runtime::Runtime,
+        cfg: &DetectConfig,
+        signing: bool,
+        stores: Vec<StoreHandle>,
+        pipeline: Arc<Pipeline>,
+        metrics: Arc<Metrics>,
+    ) -> Option<Detection> {
+        if !cfg.enabled {
+            tracing::info!("detection off ([detect] enabled = false)");
+            return None;
+        }
+        let notifier = match Notifier::start(&cfg.notify) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::error!(error = %e, "alert notifications off");
+                None
+            }
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let mut cfg = cfg.clone();
+        if !signing && cfg.integrity.common.enabled {
+            tracing::warn!("detection: the integrity rule is off: no checkpoint signing key");
+            cfg.integrity.common.enabled = false;
+        }
+        let task = rt.spawn(async move {
+            run(cfg, stores, pipeline, metrics, notifier, stop_rx).await;
+        });
+        Some(Detection { stop, task })
+    }
+
+    /// Stops the task after the alerts it has found are appended.
+    pub(super) fn stop(self, rt: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(true);
+        let task = self.task;
+        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), task).await });
+    }
+}
+
+/// The task: replay, then follow.
+async fn run(
+    cfg: DetectConfig,
+    stores: Vec<StoreHandle>,
+    pipeline: Arc<Pipeline>,
+    metrics: Arc<Metrics>,
+    notifier: Option<Notifier>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let emitter = Emitter {
+        pipeline: pipeline.clone(),
+        metrics,
+        notifier,
+    };
+    let detector = Detector::new(&cfg);
+    let start = pipeline.now_unix_nano();
+    let from = start.saturating_sub(detector.replay_ns());
+    let handles = stores.clone();
+    let replayed = tokio::task::spawn_blocking(move || replay(detector, &handles, from));
+    let (mut detector, ends) = match replayed.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "detection stopped: the store's replay failed");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "detection stopped: the replay task failed");
+            return;
+        }
+    };
+    let raised = detector.finish_replay(pipeline.now_unix_nano());
+    // Alerts adopted from the log are firing but not raised again: the notifier still has to
+    // hear of them, or Alertmanager would let them expire.
+    if let Some(n) = &emitter.notifier {
+        for t in detector.firing() {
+            if !raised.iter().any(|r| r.id == t.id) {
+                n.send(t);
+            }
+        }
+    }
+    emitter.emit(raised).await;
+    tracing::info!(
+        rules = detector.rule_names().len(),
+        replayed_from_unix_ns = from,
+        "detection on"
+    );
+
+    let (tx, mut rx) = mpsc::channel::<Record>(QUEUE);
+    let mut followers = tokio::task::JoinSet::new();
+    for (handle, end) in stores.iter().zip(ends) {
+        followers.spawn(follow(handle.subscribe(end), tx.clone()));
+    }
+    drop(tx);
+    let mut checkpoints: Vec<Option<u64>> = stores
+        .iter()
+        .map(|s| s.ledger_stats().last_checkpoint_unix_ns())
+        .collect();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            rec = rx.recv() => match rec {
+                Some(r) => {
+                    let ts = detector.observe(&r, pipeline.now_unix_nano());
+                    emitter.emit(ts).await;
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                let now = pipeline.now_unix_nano();
+                for (s, last) in stores.iter().zip(checkpoints.iter_mut()) {
+                    let signed = s.ledger_stats().last_checkpoint_unix_ns();
+                    if signed != *last {
+                        *last = signed;
+                        let ts = detector.integrity(&IntegrityEvent::Checkpoint, now);
+                        emitter.emit(ts).await;
+                    }
+                }
+                emitter.emit(detector.tick(now)).await;
+            }
+        }
+    }
+    followers.abort_all();
+    if let Some(n) = emitter.notifier {
+        // Joins the notifier's threads: not on the runtime's workers.
+        let _ = tokio::task::spawn_blocking(move || n.shutdown()).await;
+    }
+}
+
+/// Replays the records committed since `from_ns` (stored time) from each store, oldest first,
+/// up to the end committed now; returns the detector and where each store's replay ended.
+fn replay(
+    mut detector: Detector,
+    stores: &[StoreHandle],
+    from_ns: u64,
+) -> Result<(Detector, Vec<Position>), TailError> {
+    let mut ends = Vec::new();
+    // One store streams in order; several are merged by stored time.
+    let mut merged: Vec<(u64, Record)> = Vec::new();
+    let one = stores.len() == 1;
+    for s in stores {
+        let end = s.committed_end();
+        let mut sub = s.subscribe(Position::default());
+        while sub.position() < end {
+            match sub.try_next()? {
+                Some(TailEvent::Record(tr)) => {
+                    let Ok(r) = tr.record() else { continue };
+                    let t = stored_time(&r);
+                    if t < from_ns {
+                        continue;
+                    }
+                    if one {
+                        detector.replay(&r);
+                    } else {
+                        merged.push((t, r));
+                    }
+                }
+                Some(TailEvent::Gap { .. }) => {}
+                None => break,
+            }
+        }
+        ends.push(sub.position().max(end));
+    }
+    merged.sort_by_key(|(t, _)| *t);
+    for (_, r) in &merged {
+        detector.replay(r);
+    }
+    Ok((detector, ends))
+}
+
+/// Forwards one store's committed records to the detector until the store closes.
+async fn follow(mut sub: Subscription, tx: mpsc::Sender<Record>) {
+    loop {
+        match sub.next().await {
+            Ok(TailEvent::Record(tr)) => match tr.record() {
+                Ok(r) => {
+                    if tx.send(r).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(position = %tr.position, error = %e, "unreadable record"),
+            },
+            Ok(TailEvent::Gap { from, to }) => {
+                tracing::warn!(%from, %to, "detection skipped records retention deleted");
+            }
+            Err(TailError::Closed) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "detection stopped following the store");
+                return;
+            }
+        }
+    }
+}
+
+/// Appends transitions and hands them to the notifier.
+struct Emitter {
+    pipeline: Arc<Pipeline>,
+    metrics: Arc<Metrics>,
+    notifier: Option<Notifier>,
+}
+
+impl Emitter {
+    async fn emit(&self, ts: Vec<Transition>) {
+        for t in ts {
+            let request = alert::alert_request(&t);
+            let size = request.encoded_len() as u64;
+            let r = self
+                .pipeline
+                .ingest_decoded(DecodedBatch {
+                    request,
+                    size,
+                    batch_id: None,
+                    received_unix_nano: self.pipeline.now_unix_nano(),
+                    tenant: None,
+                })
+                .await;
+            match r {
+                Ok(_) => self.metrics.stored(Transport::Internal, 1),
+                Err(e) => tracing::error!(
+                    error = %e, id = %t.id, rule = %t.rule, state = t.state.as_str(),
+                    "alert record not stored"
+                ),
+            }
+            self.metrics.alert(&t.rule, t.state.as_str());
+            tracing::info!(
+                id = %t.id, rule = %t.rule, state = t.state.as_str(), summary = %t.summary,
+                "alert"
+            );
+            if let Some(n) = &self.notifier {
+                n.send(&t);
+            }
+        }
+    }
+}
