@@ -187,6 +187,20 @@ ensure_prometheus() {
     command -v prometheus >/dev/null 2>&1 || die "prometheus still not found after installing it"
 }
 
+# Headless Chromium (Debian `chromium`): the dashboard's browser tests drive it over CDP and the
+# report's test prints its HTML to PDF. Exports CHROMIUM_BIN.
+ensure_chromium() {
+    local bin
+    bin="$(command -v chromium || command -v chromium-browser || true)"
+    if [[ -z $bin ]]; then
+        log "installing chromium"
+        apt_install --no-install-recommends chromium fonts-dejavu-core
+        bin="$(command -v chromium || true)"
+        [[ -n $bin ]] || die "chromium still not found after installing it"
+    fi
+    export CHROMIUM_BIN="$bin"
+}
+
 # rotel (PyPI `rotel`, a Rust OTLP collector), the bench's point of comparison for the collector.
 # Installed into .venv next to Envoy; exports ROTEL_BIN as its rotel-agent binary.
 ROTEL_VERSION=0.0.1a15
@@ -382,8 +396,9 @@ ensure_deploy_tools() {
     ensure_kubernetes_validate
 }
 
-# ClickHouse (Debian's clickhouse-server and clickhouse-client) for scripts/bench-query's side
-# by side comparison; the bench starts its own server on free ports in its own directory.
+# ClickHouse (Debian's clickhouse-server and clickhouse-client): the ClickHouse sink's tests and
+# scripts/bench-query's side by side comparison; each starts its own server on free ports in its
+# own directory.
 ensure_clickhouse() {
     if command -v clickhouse-server >/dev/null 2>&1 && command -v clickhouse-client >/dev/null 2>&1; then
         return 0
