@@ -49,7 +49,15 @@ pub async fn bearer_from_cookie(mut req: Request, next: Next) -> Response {
     let events = req.uri().path() == "/ui/tail/events";
     let resp = next.run(req).await;
     let status = resp.status();
-    if events || !(status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) {
+    // The role gate answers JSON; a view's own refusal (another tenant) is a page already.
+    let from_gate = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if events
+        || !from_gate
+        || !(status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+    {
         return resp;
     }
     let message = if status == StatusCode::UNAUTHORIZED {
