@@ -461,6 +461,18 @@ async fn the_dashboard_shows_real_traffic_per_tenant_live_and_audited_in_a_brows
         adjusted > kept as f64,
         "bank's sampled records stand for more: {adjusted}"
     );
+    let dropped: u64 = eval::<String>(
+        &root,
+        "document.querySelector('[data-metric=dropped]').textContent",
+    )
+    .await
+    .parse()
+    .unwrap();
+    assert_eq!(
+        dropped as usize,
+        40 - bank_stored.len(),
+        "bank's tallies account for every request it did not keep"
+    );
     let svg_lines: u64 = eval(
         &root,
         "document.querySelectorAll('svg.chart polyline').length",

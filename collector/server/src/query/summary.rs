@@ -49,6 +49,9 @@ pub struct Sampling {
     pub tally_seen: u64,
     /// From the tallies: kept.
     pub tally_kept: u64,
+    /// From the tallies: the requests the VMs saw, estimated (`kept.adjusted` plus
+    /// `dropped.rate_cap.adjusted`; health checks excluded).
+    pub tally_estimated: u64,
     /// From the tallies: dropped, per reason (`sampled`, `rate_cap`, `health_check`).
     pub tally_dropped: BTreeMap<String, u64>,
 }
@@ -122,11 +125,13 @@ pub fn summarize(source: &ReadSource, q: &QueryParams) -> Result<Summary, QueryE
                 let get = |k: &str| num(r.get(k)).unwrap_or(0.0) as u64;
                 s.sampling.tally_seen += get("meshlog.sampling.seen");
                 s.sampling.tally_kept += get("meshlog.sampling.kept");
+                s.sampling.tally_estimated += get("meshlog.sampling.kept.adjusted")
+                    + get("meshlog.dropped.rate_cap.adjusted");
                 for reason in ["sampled", "rate_cap", "health_check"] {
                     *s.sampling
                         .tally_dropped
                         .entry(reason.to_owned())
-                        .or_default() += get(&format!("meshlog.sampling.dropped.{reason}"));
+                        .or_default() += get(&format!("meshlog.dropped.{reason}"));
                 }
             } else if event == HTTP_EVENT {
                 s.requests += 1;

@@ -31,7 +31,7 @@ fn fmt(v: f64) -> String {
 
 /// A line chart of `series` over `labels` (one per bucket; the first and last are printed).
 pub fn lines(title: &str, labels: &[String], series: &[Series]) -> Markup {
-    let (w, h, left, bottom) = (600.0, 180.0, 40.0, 20.0);
+    let (w, h, left, bottom) = (600.0, 220.0, 56.0, 30.0);
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().copied())
@@ -50,7 +50,7 @@ pub fn lines(title: &str, labels: &[String], series: &[Series]) -> Markup {
             svg.chart viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(format!("{title}. Totals: {summary}")) {
                 line x1=(left) y1=(y(0.0)) x2=(w - 8.0) y2=(y(0.0)) stroke="#d0d7de" {}
                 line x1=(left) y1=(y(max)) x2=(w - 8.0) y2=(y(max)) stroke="#eef1f4" {}
-                text x="2" y=(y(max) + 4.0) { (fmt(max)) }
+                text x="2" y=(y(max) + 16.0) { (fmt(max)) }
                 text x="2" y=(y(0.0)) { "0" }
                 @if let Some(first) = labels.first() { text x=(left) y=(h - 4.0) { (first) } }
                 @if let Some(last) = labels.last() { text x=(w - 8.0) y=(h - 4.0) text-anchor="end" { (last) } }
@@ -71,7 +71,7 @@ pub fn lines(title: &str, labels: &[String], series: &[Series]) -> Markup {
 
 /// A horizontal bar per `(label, value)`.
 pub fn bars(title: &str, items: &[(String, f64)]) -> Markup {
-    let row = 22.0;
+    let row = 30.0;
     let (w, label_w) = (600.0, 170.0);
     let h = (items.len().max(1) as f64) * row + 4.0;
     let max = items
@@ -88,11 +88,11 @@ pub fn bars(title: &str, items: &[(String, f64)]) -> Markup {
         svg.chart viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(format!("{title}. {summary}")) {
             @for (i, (label, v)) in items.iter().enumerate() {
                 @let top = 2.0 + i as f64 * row;
-                text x="0" y=(top + 14.0) { (label) }
+                text x="0" y=(top + 21.0) { (label) }
                 rect x=(label_w) y=(top + 3.0) height=(row - 8.0) width=(((w - label_w - 60.0) * v / max).max(1.0)) fill=(colour(i)) {}
-                text x=(label_w + (w - label_w - 60.0) * v / max + 6.0) y=(top + 14.0) { (fmt(*v)) }
+                text x=(label_w + (w - label_w - 60.0) * v / max + 6.0) y=(top + 21.0) { (fmt(*v)) }
             }
-            @if items.is_empty() { text x="0" y="16" { "none" } }
+            @if items.is_empty() { text x="0" y="22" { "none" } }
         }
     }
 }

@@ -168,6 +168,7 @@ async fn build(
                         tr { th { "Decided (VM tallies)" } td { (sampling.tally_seen) } }
                         tr { th { "Kept (VM tallies)" } td { (sampling.tally_kept) } }
                         tr { th { "Dropped (VM tallies)" } td data-metric="dropped" { (dropped) } }
+                        tr { th { "Requests seen, estimated (VM tallies)" } td { (sampling.tally_estimated) } }
                         @for (reason, n) in &sampling.tally_dropped {
                             tr { th { "… " (reason) } td { (n) } }
                         }
