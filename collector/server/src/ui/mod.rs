@@ -110,6 +110,9 @@ pub fn page(title: &str, active: &str, who: Option<&Principal>, body: Markup) ->
                             (p.id)
                             @if let Some(t) = &p.tenant { " · tenant " (t) }
                         }
+                        form.signout method="post" action="/ui/logout" {
+                            button.secondary type="submit" { "Sign out" }
+                        }
                     }
                 }
                 main id="main" tabindex="-1" {
