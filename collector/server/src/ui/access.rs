@@ -97,7 +97,8 @@ async fn build(
     for r in &records {
         *per.entry(field(r, "meshlog.access.principal")).or_default() += 1.0;
     }
-    let (ok, refused): (Vec<&Map<String, Value>>, Vec<&Map<String, Value>>) = records
+    type Rows<'a> = Vec<&'a Map<String, Value>>;
+    let (ok, refused): (Rows, Rows) = records
         .iter()
         .partition(|r| matches!(field(r, "meshlog.access.outcome").as_str(), "ok" | "ended"));
     let markup = html! {

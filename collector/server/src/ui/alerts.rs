@@ -154,7 +154,7 @@ pub async fn triage(
         .unwrap_or_default();
     let message = serde_json::from_slice::<Value>(&bytes)
         .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
         .unwrap_or_else(|| "triage failed".into());
     Failure {
         status,
