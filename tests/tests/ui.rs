@@ -219,7 +219,7 @@ fn shots_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
         .join("ui-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// Saves a full-page PNG of `page` as `name.png` and asserts it is not blank: it decodes, and
@@ -821,6 +821,42 @@ async fn the_dashboard_shows_real_traffic_per_tenant_live_and_audited_in_a_brows
             "{view} not audited: {endpoints:?}"
         );
     }
+    // The read endpoints behind the overview and the integrity view: tenant-scoped, bad
+    // parameters named.
+    let (st, sum) = api(addr, Some("tok-reader-shop"), "/api/v1/summary?since=1h");
+    assert_eq!(st, 200, "{sum}");
+    assert_eq!(
+        sum["requests"],
+        shop_all as u64 + 2,
+        "shop's requests and its two live ones"
+    );
+    assert!(sum["redactions"]["email"].as_u64() >= Some(1), "{sum}");
+    assert_eq!(sum["sampling"]["tally_seen"], 0, "shop samples nothing");
+    let (st, e) = api(addr, Some("tok-reader-shop"), "/api/v1/summary?tenant=bank");
+    assert_eq!((st, e["parameter"].as_str()), (403, Some("tenant")), "{e}");
+    let (st, e) = api(addr, Some("tok-root"), "/api/v1/summary?limit=5");
+    assert_eq!((st, e["parameter"].as_str()), (400, Some("limit")), "{e}");
+    let (st, i) = api(addr, Some("tok-root"), "/api/v1/integrity");
+    assert_eq!(st, 200, "{i}");
+    let classes: Vec<&str> = i["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(classes, ["bank", "default"], "{i}");
+    assert!(
+        i["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["checkpoint"]["size"].as_u64() > Some(0))
+    );
+    assert_eq!(i["holds"][0]["name"], "case-4711");
+    let (st, e) = api(addr, Some("tok-root"), "/api/v1/integrity?since=1h");
+    assert_eq!((st, e["parameter"].as_str()), (400, Some("since")), "{e}");
+    assert_eq!(api(addr, None, "/api/v1/integrity").0, 401);
+
     // A tenant's reader sees its own reads only.
     goto(&reader, &format!("{base}/ui/access")).await;
     let t = text(&reader).await;
