@@ -412,6 +412,31 @@ async fn the_dashboard_shows_real_traffic_per_tenant_live_and_audited_in_a_brows
         assert_eq!(api(addr, None, target).0, 401, "{target}");
     }
     assert_eq!(api(addr, Some("tok-nobody"), "/ui").0, 401);
+    // A sign-in with an unknown token is refused, keeps nothing, and is in the access log.
+    goto(&anon, &format!("{base}/ui/login")).await;
+    let input = anon.find_element("input[name=token]").await.unwrap();
+    input
+        .focus()
+        .await
+        .unwrap()
+        .type_str("tok-guess")
+        .await
+        .unwrap()
+        .press_key("Enter")
+        .await
+        .unwrap();
+    assert!(
+        until(
+            &anon,
+            "document.body.innerText.includes('not one of a principal')",
+            Duration::from_secs(5)
+        )
+        .await,
+        "{}",
+        text(&anon).await
+    );
+    goto(&anon, &format!("{base}/ui")).await;
+    assert!(text(&anon).await.contains("Refused: no identity"));
 
     // Overview (admin): both tenants' services, the redaction, sampling tallies, VMs.
     let root = open(&browser, Some("tok-root")).await;
@@ -790,6 +815,7 @@ async fn the_dashboard_shows_real_traffic_per_tenant_live_and_audited_in_a_brows
         "/ui/search",
         "/ui/tail",
         "unauthenticated",
+        "/ui/login",
     ] {
         assert!(t.contains(want), "access lacks {want:?}:\n{t}");
     }

@@ -7,12 +7,12 @@
 
 use super::page;
 use crate::AppState;
-use crate::auth::Role;
-use axum::Form;
+use crate::auth::{Peer, Refusal, Role};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 use maud::{Markup, html};
 use std::collections::HashMap;
 
@@ -114,6 +114,7 @@ pub async fn login_page() -> Markup {
 /// overview; any other is refused (401) and nothing is kept.
 pub async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<Peer>>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
     let token = f.get("token").map(|t| t.trim()).unwrap_or("");
@@ -124,7 +125,13 @@ pub async fn login(
             .as_ref()
             .is_some_and(|h| state.auth.authorize(None, Some(h), Role::Read).is_ok());
     if !ok {
+        // A failed sign-in is a refused read: counted, and in the access log.
         state.metrics.refusal("unauthenticated");
+        let refusal = Refusal::Unauthenticated("sign-in with an unknown token".into());
+        state
+            .audit
+            .refused(peer.as_ref().map(|p| &p.0), "/ui/login", None, &refusal)
+            .await;
         return (
             StatusCode::UNAUTHORIZED,
             login_form(Some(
