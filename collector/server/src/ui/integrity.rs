@@ -1,8 +1,8 @@
 //! Integrity and retention (`/ui/integrity`): per store its newest signed checkpoint and the
 //! leaves since, the retention classes, the legal holds in force, and the deletions with their
-//! signed receipts ([`crate::query::integrity`]). The last `meshlog verify` result is the
-//! completeness check against the checkpoint as the query API states it (each store's leaves
-//! cover its newest signed checkpoint); a full `meshlog verify` is run offline.
+//! signed receipts ([`crate::query::integrity`]). What it can check live is whether each
+//! store's ledger covers its newest signed checkpoint; the full `meshlog verify` (every frame,
+//! chain and signature) runs offline, and its result is not shown here.
 
 use super::{Failure, Shown, audited, field, page, short};
 use crate::AppState;
