@@ -502,7 +502,7 @@ fn one_tail_over_every_retention_class_keeps_each_class_in_order_and_resumes_by_
     let cfg = data.path().join("meshlog.toml");
     std::fs::write(
         &cfg,
-        "segment_max_bytes = 4096\n[retention]\ndefault_days = 400\n\
+        "segment_max_bytes = 65536\n[retention]\ndefault_days = 400\n\
          [[retention.classes]]\nname = \"short\"\ndays = 30\n\
          match = { \"service.name\" = \"tail-short\" }\n",
     )
