@@ -2,7 +2,9 @@
 //! real collector; then each `meshlog query` filter, and the collector's `GET /api/v1/query`,
 //! returns exactly the records it should (checked against what was sent), counts add up, the
 //! result says it is complete (per VM gapless), and bad queries get a 400 naming the parameter.
-//! (Tenant scoping, pagination and the audit of reads are proven in collector/bin/tests/query.rs.)
+//! Two sidecars of different tenants over mutual TLS: a reader scoped to one sees nothing of the
+//! other through `/api/v1/query`, `/api/v1/aggregate` and `/api/v1/tail`. (Pagination and the
+//! audit of reads are proven in collector/bin/tests/query.rs.)
 
 use meshlog_e2e::{
     Collector, Envoy, PortHold, Sidecar, Upstream, collector_bin, http_request, send, wait_for,

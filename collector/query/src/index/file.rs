@@ -68,22 +68,24 @@ pub fn encode(idx: &SegmentIndex) -> Vec<u8> {
 
 /// The index in `bytes`, checked.
 pub fn decode(bytes: &[u8]) -> Result<SegmentIndex, DecodeError> {
-    if bytes.len() < HEAD_LEN + CRC_LEN {
-        return Err(DecodeError::TooShort(bytes.len()));
-    }
-    let (signed, crc) = bytes.split_at(bytes.len() - CRC_LEN);
-    if signed[..MAGIC.len()] != MAGIC {
+    let too_short = || DecodeError::TooShort(bytes.len());
+    let (signed, crc) = bytes
+        .split_at_checked(bytes.len().checked_sub(CRC_LEN).ok_or_else(too_short)?)
+        .ok_or_else(too_short)?;
+    let (head, body) = signed.split_at_checked(HEAD_LEN).ok_or_else(too_short)?;
+    let (magic, version) = head.split_at(MAGIC.len());
+    if magic != MAGIC {
         return Err(DecodeError::Magic);
     }
-    if signed[MAGIC.len()] != VERSION {
-        return Err(DecodeError::Version(signed[MAGIC.len()]));
+    if version != [VERSION] {
+        return Err(DecodeError::Version(version.first().copied().unwrap_or(0)));
     }
-    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let stored = u32::from_le_bytes(crc.try_into().map_err(|_| too_short())?);
     let computed = crc32fast::hash(signed);
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }
-    let (idx, rest) = postcard::take_from_bytes::<SegmentIndex>(&signed[HEAD_LEN..])?;
+    let (idx, rest) = postcard::take_from_bytes::<SegmentIndex>(body)?;
     if !rest.is_empty() {
         return Err(DecodeError::Trailing(rest.len()));
     }

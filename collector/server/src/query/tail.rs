@@ -626,11 +626,14 @@ impl TailStream {
                     return Some(Event::default().id(id).data(data));
                 }
                 Ok((TailEvent::Gap { from, to }, class)) => {
-                    let mut data = json!({"from": from.to_string(), "to": to.to_string()});
+                    let mut data = Map::new();
+                    data.insert("from".into(), from.to_string().into());
+                    data.insert("to".into(), to.to_string().into());
                     if let Some(c) = class {
-                        data["class"] = c.into();
+                        data.insert("class".into(), c.into());
                     }
-                    return Some(Event::default().event("gap").data(data.to_string()));
+                    let data = Value::Object(data).to_string();
+                    return Some(Event::default().event("gap").data(data));
                 }
                 Err(TailError::Closed) => {
                     self.ended = true;
