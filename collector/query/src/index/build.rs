@@ -168,6 +168,29 @@ mod tests {
     }
 
     #[test]
+    fn sealed_segments_are_never_indexed_on_disk() {
+        use meshlog_format::frame::FrameBuilder as Fb;
+        use meshlog_tlog::keys::{DataKey, Keyring};
+        let d = tempfile::tempdir().unwrap();
+        let ring =
+            std::sync::Arc::new(Keyring::new(vec![DataKey::new("k1", [7; 32]).unwrap()]).unwrap());
+        for seq in [1, 2] {
+            std::fs::create_dir_all(layout::segments_dir(d.path())).unwrap();
+            let mut f = std::fs::File::create(layout::segment_path(d.path(), seq)).unwrap();
+            f.write_all(&segment_header()).unwrap();
+            let mut b = Fb::with_encryption(u64::MAX, None, Some(ring.clone())).unwrap();
+            let Value::Object(r) = json!({"resource.service.name": "secret"}) else {
+                unreachable!()
+            };
+            b.push(&r).unwrap();
+            f.write_all(b.finish().unwrap().bytes()).unwrap();
+        }
+        let r = index_closed(d.path(), 0).unwrap();
+        assert_eq!((r.built.len(), r.sealed), (0, 1));
+        assert!(!layout::index_dir(d.path()).exists());
+    }
+
+    #[test]
     fn closed_segments_are_indexed_the_active_one_is_not_and_orphans_go() {
         let d = tempfile::tempdir().unwrap();
         segment(d.path(), 1, &["a", "b"]);
