@@ -9,12 +9,13 @@
 //! - after it, the dead collector's VMs continue on one other collector each, every other VM
 //!   stays where it was (only the dead one's share moves), and the health checks report the
 //!   dead collector, and only it, down;
+//! - restarted on its port and data directory, the killed collector gets its VMs back;
 //! - nothing answered is lost: every request is stored, each VM's sequence is gapless across
 //!   the fleet, and the Envoys' `records_sent` equals the distinct records stored;
 //! - every record is stored once across the fleet, except a batch the dead collector stored but
 //!   could not answer, which the filter then retried to another: each such copy is proved by its
 //!   batch id (the same id in both stores, among the dead VM's last batches, same records);
-//! - `meshlog verify` passes on each collector's store, the killed one's too.
+//! - `meshlog verify` passes on each collector's store, the killed and restarted one's too.
 
 use meshlog_e2e::store::parse_batch_id;
 use meshlog_e2e::{Collector, Envoy, Load, Sent, Sidecar, Upstream, collector_bin, wait_for};
@@ -224,14 +225,32 @@ fn a_collector_killed_under_load_moves_its_vms_and_loses_nothing() {
             && envoys.iter().all(down))
         .then_some(())
     });
-    std::thread::sleep(Duration::from_secs(1));
-    let sent: Vec<Sent> = loads.into_iter().flat_map(Load::stop).collect();
     assert!(
         moved.is_some(),
         "the dead collector's VMs {dead_vms:?} did not move, or its health checks did not \
          fail, within 20 s: {:?}\n{}",
         placement(&paths),
         cluster_status(&envoys[0])
+    );
+
+    // The killed collector restarts on its port and data directory (recovering what the kill
+    // left): the ring never dropped it, so its VMs come back to it.
+    let killed_ids = meshlog_e2e::store::batch_ids(paths[dead]);
+    let killed_counts = vms(paths[dead]);
+    collectors[dead] = Collector::start_at(paths[dead], &format!("127.0.0.1:{dead_port}"));
+    let back = wait_for(Duration::from_secs(20), || {
+        let now = vms(paths[dead]);
+        dead_vms
+            .iter()
+            .all(|vm| now.get(vm) > killed_counts.get(vm))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let sent: Vec<Sent> = loads.into_iter().flat_map(Load::stop).collect();
+    assert!(
+        back.is_some(),
+        "the restarted collector's VMs {dead_vms:?} did not come back within 20 s: {:?}",
+        placement(&paths)
     );
     let failed: Vec<&Sent> = sent.iter().filter(|s| s.status != 200).collect();
     assert!(
@@ -325,8 +344,8 @@ fn a_collector_killed_under_load_moves_its_vms_and_loses_nothing() {
     }
 
     // Stored twice only as a batch the dead collector stored but did not answer: the same batch
-    // id in its store and in the survivor's, among the VM's last batches on the dead one (at
-    // most max_in_flight, 4, were in flight), holding the same records.
+    // id in its store and in the survivor's, among the VM's last batches on the dead one when it
+    // was killed (at most max_in_flight, 4, were in flight), holding the same records.
     let ids: Vec<Vec<String>> = paths
         .iter()
         .map(|d| meshlog_e2e::store::batch_ids(d))
@@ -355,7 +374,7 @@ fn a_collector_killed_under_load_moves_its_vms_and_loses_nothing() {
             id,
             "{k:?} is in different batches on the dead and the live collector"
         );
-        let last: Vec<&String> = ids[dead]
+        let last: Vec<&String> = killed_ids
             .iter()
             .filter(|b| parse_batch_id(b).is_some_and(|(v, _, _)| v == k.0))
             .rev()
@@ -363,7 +382,7 @@ fn a_collector_killed_under_load_moves_its_vms_and_loses_nothing() {
             .collect();
         assert!(
             last.contains(&&id),
-            "{k:?}: batch {id} is on both but not among the VM's last on the dead collector"
+            "{k:?}: batch {id} is on both but not among the VM's last on the collector killed"
         );
         assert_eq!(stores[dead][*k], stores[live][*k], "{k:?} differs");
         twice.insert(id);
