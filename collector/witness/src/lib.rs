@@ -13,8 +13,10 @@
 //! reached to anyone who reads it.
 //!
 //! [`http`] serves `POST /add-checkpoint` (the C2SP request and answers) and `GET
-//! /checkpoint/<origin>` (the latest cosigned checkpoint of a log).
+//! /checkpoint/<origin>` (the latest cosigned checkpoint of a log); [`config`] reads the
+//! collector's `[witness]` section.
 
+pub mod config;
 pub mod http;
 
 use base64::Engine;
@@ -170,7 +172,10 @@ pub fn origins(state_dir: &Path) -> io::Result<Vec<String>> {
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".note")) else {
             continue;
         };
-        if let Some(o) = hex::decode(stem).ok().and_then(|b| String::from_utf8(b).ok()) {
+        if let Some(o) = hex::decode(stem)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+        {
             out.push(o);
         }
     }
