@@ -542,7 +542,7 @@ mod tests {
                 "bogus: unknown field; expected one of: data_dir, listen, grpc_listen, \
                  metrics_listen, max_body_bytes, max_decoded_bytes, segment_max_bytes, \
                  max_queue_bytes, ack_timeout_ms, dedup_window_batches, encryption, redaction, \
-                 integrity, retention, tls, auth, connections, insecure, detect",
+                 integrity, retention, tls, auth, connections, insecure, detect, witness",
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",

@@ -68,8 +68,9 @@ pub fn run(args: WitnessArgs) -> Result<(), RunError> {
             witness = %witness_id(&witness.verifier()),
             logs = %names.join(", "),
             state_dir = %args.state_dir.display(),
-            "witness listening on {local}"
+            "witness started"
         );
+        tracing::info!("listening on {local}");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(io_err("installing the SIGTERM handler"))?;
         axum::serve(listener, meshlog_witness::http::router(witness))
