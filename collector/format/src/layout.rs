@@ -20,7 +20,7 @@
 //! deleting the data directory must not delete the key):
 //!
 //! ```text
-//! DATA_DIR.keys/              default_keys_dir(DATA_DIR), mode 0700
+//! DATA_DIR-keys/              default_keys_dir(DATA_DIR), mode 0700
 //!   signing.key               the checkpoint signing key (private, 0600)
 //!   verifier.pub              its verifier key (public: copy it somewhere else)
 //! ```
@@ -52,8 +52,9 @@ pub const CHECKPOINT_LOG_FILE: &str = "checkpoints.log";
 pub const TREE_STATE_FILE: &str = "tree.state";
 /// The checkpoints witnesses cosigned.
 pub const COSIGNED_LOG_FILE: &str = "cosigned.log";
-/// Suffix of the default keys directory beside a data directory.
-pub const KEYS_DIR_SUFFIX: &str = ".keys";
+/// Suffix of the default keys directory beside a data directory (not `.keys`, a name people
+/// give data-encryption key files).
+pub const KEYS_DIR_SUFFIX: &str = "-keys";
 /// Directory in a witness's state directory with one file per log.
 pub const WITNESS_LOGS_DIR: &str = "logs";
 /// Directory keeping the leaf hashes of deleted segments.
@@ -110,8 +111,8 @@ pub fn cosigned_log_path(store_dir: &Path) -> PathBuf {
     store_dir.join(COSIGNED_LOG_FILE)
 }
 
-/// `DATA_DIR.keys/`: where `serve` keeps the signing key it made (beside the data directory,
-/// never inside). `/var/lib/meshlog` → `/var/lib/meshlog.keys`.
+/// `DATA_DIR-keys/`: where `serve` keeps the signing key it made (beside the data directory,
+/// never inside). `/var/lib/meshlog` → `/var/lib/meshlog-keys`.
 pub fn default_keys_dir(data_dir: &Path) -> PathBuf {
     let name = data_dir.file_name().map_or_else(
         || "meshlog-data".into(),
@@ -307,11 +308,11 @@ mod tests {
     fn the_keys_directory_is_beside_the_data_directory() {
         assert_eq!(
             default_keys_dir(Path::new("/var/lib/meshlog")),
-            Path::new("/var/lib/meshlog.keys")
+            Path::new("/var/lib/meshlog-keys")
         );
         assert_eq!(
             default_keys_dir(Path::new("meshlog-data")),
-            Path::new("./meshlog-data.keys")
+            Path::new("./meshlog-data-keys")
         );
         assert_eq!(
             witness_log_path(Path::new("/w"), "a/b"),

@@ -234,7 +234,12 @@ pub fn verify_store_with(
     let checked = check_tree(data_dir, keys, &log, &tree, analysis.highest);
     let mut witness_notes = Vec::new();
     let latest = log.cps.last().map(|c| (c.cp.size, c.cp.root));
-    let mut witness_findings: Vec<Finding> = witnessed::tree_state_finding(data_dir, tree.size)
+    // tree.state speaks only when no signed checkpoint already says the end is missing.
+    let cut = checked.findings.iter().any(|f| f.kind == Kind::Truncated);
+    let ends_at = analysis.highest.map_or(0, |h| h + 1).max(tree.size);
+    let mut witness_findings: Vec<Finding> = (!cut)
+        .then(|| witnessed::tree_state_finding(data_dir, ends_at))
+        .flatten()
         .into_iter()
         .collect();
     witness_findings.extend(witnessed::cosignature_findings(

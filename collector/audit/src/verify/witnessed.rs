@@ -39,20 +39,23 @@ pub(super) fn tree_state_size(store_dir: &Path) -> Option<u64> {
     v.get("size")?.as_u64()
 }
 
-/// A store shorter than its `tree.state` says.
-pub(super) fn tree_state_finding(store_dir: &Path, tree_size: u64) -> Option<Finding> {
+/// Leaves missing from the store's end that `tree.state` says the writer committed: `ends_at`
+/// is the number of leaves up to the store's highest leaf index. Leaves missing from the
+/// middle are named by the chain, so only the end is checked here.
+pub(super) fn tree_state_finding(store_dir: &Path, ends_at: u64) -> Option<Finding> {
     let saved = tree_state_size(store_dir)?;
-    (saved > tree_size).then(|| {
+    (saved > ends_at).then(|| {
         let mut f = Finding::new(
             Kind::Truncated,
             format!(
-                "{TREE_STATE_FILE} says the writer committed {saved} leaves; the store holds \
-                 {tree_size}: leaves {tree_size}..{} are missing (segments deleted or cut)",
+                "{TREE_STATE_FILE} says the writer committed {saved} leaves; the store ends \
+                 after {ends_at}: leaves {ends_at}..{} are missing from its end (segments \
+                 deleted or cut)",
                 saved - 1
             ),
         );
         f.file = Some(TREE_STATE_FILE.into());
-        f.leaves = Some([tree_size, saved - 1]);
+        f.leaves = Some([ends_at, saved - 1]);
         f
     })
 }

@@ -344,7 +344,7 @@ fn integrity_options(cfg: &IntegrityConfig, data_dir: &Path) -> Result<Integrity
     })
 }
 
-/// The signing key in `<data_dir>.keys/` (beside the data directory: deleting or copying the
+/// The signing key in `<data_dir>-keys/` (beside the data directory: deleting or copying the
 /// data directory leaves it), made on first start. Its verifier key is printed with where to
 /// keep it: `verify` must take it from elsewhere than the machine that holds the store.
 fn default_signing_key(data_dir: &Path) -> Result<SignerKey, RunError> {
@@ -362,6 +362,13 @@ fn default_signing_key(data_dir: &Path) -> Result<SignerKey, RunError> {
         path: dir.clone(),
         source,
     })?;
+    if dir.exists() && !dir.is_dir() {
+        return Err(RunError::Usage(format!(
+            "no [integrity] signing_key configured, and {} (where serve keeps the key it makes) \
+             exists and is not a directory: configure signing_key or move that file",
+            dir.display()
+        )));
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -369,20 +376,14 @@ fn default_signing_key(data_dir: &Path) -> Result<SignerKey, RunError> {
         .map_err(io_err(format!("creating {}", dir.display())))?;
     keys::write_signer_key(&signing, &key)?;
     keys::write_verifier_key(&verifier, &key.verifier())?;
-    eprintln!(
-        "meshlog: no [integrity] signing_key configured: made a checkpoint signing key.\n  \
-         private: {} (keep it; it stays beside, not inside, the data directory)\n  \
-         verifier key: {}\n  \
-         Copy the verifier key somewhere the collector's machine cannot write (your \
-         password manager, a ticket, another host) and verify with `meshlog verify \
-         --public-key FILE`; set [integrity] signing_key to choose the key yourself.",
+    tracing::warn!(
+        "no [integrity] signing_key configured: made a checkpoint signing key on first start \
+         in {} (private: keep it, beside and not inside the data directory). Copy the verifier \
+         key somewhere the collector's machine cannot write, verify with `meshlog verify \
+         --public-key FILE`, and set [integrity] signing_key to choose the key yourself. \
+         verifier key: {}",
         signing.display(),
         key.verifier()
-    );
-    tracing::warn!(
-        key_file = %signing.display(),
-        verifier = %key.verifier(),
-        "made a checkpoint signing key on first start"
     );
     Ok(key)
 }
