@@ -74,7 +74,7 @@ fn config(
     name: &str,
     data: &Path,
     signing: &Path,
-    witness: &WitnessProc,
+    witness: SocketAddr,
     wkey: &Path,
 ) -> PathBuf {
     let cfg = tmp.join(format!("{name}.toml"));
@@ -83,7 +83,7 @@ fn config(
         format!(
             "data_dir = {data:?}\nlisten = \"127.0.0.1:0\"\n[integrity]\nsigning_key = {signing:?}\n\
              checkpoint_interval_s = 1\n[[witness.ask]]\nurl = \"http://{}\"\npublic_key = \"{}\"\n",
-            witness.addr,
+            witness,
             key_text(wkey)
         ),
     )
@@ -138,8 +138,8 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The size the witness cosigned for `origin`, over HTTP (`GET /checkpoint/<origin>`).
-fn witnessed_size(w: &WitnessProc, origin: &str) -> u64 {
-    let (status, _, body) = http(w.addr, "GET", &format!("/checkpoint/{origin}"), b"");
+fn witnessed_size(w: SocketAddr, origin: &str) -> u64 {
+    let (status, _, body) = http(w, "GET", &format!("/checkpoint/{origin}"), b"");
     assert_eq!(status, 200, "{body}");
     body.lines().nth(1).unwrap().parse().unwrap()
 }
@@ -161,7 +161,7 @@ fn setup() -> Setup {
     let (_, other_pub) = keygen(&tmp.path().join("other-keys"), "example.com/witness2");
     let witness = start_witness(tmp.path(), &w_key, &log_pub);
     let data = tmp.path().join("data");
-    let cfg = config(tmp.path(), "log", &data, &signing, &witness, &w_pub);
+    let cfg = config(tmp.path(), "log", &data, &signing, witness.addr, &w_pub);
     Setup {
         tmp,
         data,
@@ -182,7 +182,7 @@ fn an_honest_log_is_cosigned_and_verify_witness_names_a_missing_witness() {
         "checkpoint cosigned by witness",
     );
     assert!(st.data.join("cosigned.log").exists());
-    assert_eq!(witnessed_size(&st.witness, "example.com/log"), 2);
+    assert_eq!(witnessed_size(st.witness.addr, "example.com/log"), 2);
 
     let (code, out) = verify(&[
         "--data-dir",
@@ -243,7 +243,7 @@ fn a_rolled_back_log_is_refused_and_caught_by_the_witness_state() {
         &[&["r2"], &["r3"]],
         "checkpoint cosigned by witness",
     );
-    assert_eq!(witnessed_size(&st.witness, "example.com/log"), 3);
+    assert_eq!(witnessed_size(st.witness.addr, "example.com/log"), 3);
 
     // Whoever holds the disk and the key puts the old copy back and starts the collector.
     std::fs::remove_dir_all(&st.data).unwrap();
@@ -272,7 +272,7 @@ fn a_rolled_back_log_is_refused_and_caught_by_the_witness_state() {
         "{out}"
     );
     // The witness kept what it had.
-    assert_eq!(witnessed_size(&st.witness, "example.com/log"), 3);
+    assert_eq!(witnessed_size(st.witness.addr, "example.com/log"), 3);
 }
 
 #[test]
@@ -445,4 +445,63 @@ fn serve_without_a_key_makes_one_beside_the_data_directory_and_signs() {
         out.contains("tree.state says the writer committed 2 leaves; the store ends after 0"),
         "{out}"
     );
+}
+
+#[test]
+fn a_collector_serves_the_witness_endpoint_for_its_peer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_signing, a_pub) = keygen(&tmp.path().join("a-keys"), "a.example/log");
+    let (w_key, w_pub) = keygen(&tmp.path().join("b-witness-keys"), "b.example/witness");
+    // Collector B witnesses A's log.
+    let b_state = tmp.path().join("b-witness-state");
+    let b_cfg = tmp.path().join("b.toml");
+    std::fs::write(
+        &b_cfg,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n[witness.serve]\nlisten = \"127.0.0.1:0\"\n\
+             key_file = {w_key:?}\nstate_dir = {b_state:?}\nlogs = [\"{}\"]\n",
+            tmp.path().join("b-data"),
+            key_text(&a_pub)
+        ),
+    )
+    .unwrap();
+    let mut b = Proc::spawn(&["serve", "--config", s(&b_cfg)]);
+    let line = b.wait_line("witness on ");
+    let b_addr: SocketAddr = line
+        .split("witness on ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let a_cfg = config(
+        tmp.path(),
+        "a",
+        &tmp.path().join("a-data"),
+        &a_signing,
+        b_addr,
+        &w_pub,
+    );
+    serve_batches(
+        &a_cfg,
+        &[&["p1"], &["p2"]],
+        "checkpoint cosigned by witness",
+    );
+    assert_eq!(witnessed_size(b_addr, "a.example/log"), 2);
+    let (code, out) = verify(&[
+        "--data-dir",
+        s(&tmp.path().join("a-data")),
+        "--public-key",
+        s(&a_pub),
+        "--witness",
+        s(&w_pub),
+        "--witness-state",
+        s(&b_state),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("cosigned by witness b.example/witness+"),
+        "{out}"
+    );
+    assert_eq!(b.terminate().code(), Some(0));
 }
