@@ -505,3 +505,19 @@ fn a_collector_serves_the_witness_endpoint_for_its_peer() {
     );
     assert_eq!(b.terminate().code(), Some(0));
 }
+
+#[test]
+fn a_file_where_the_keys_directory_goes_stops_serve_with_its_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::write(tmp.path().join("data-keys"), b"not a directory").unwrap();
+    let out = run(&["serve", "--data-dir", s(&data), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "data-keys (where serve keeps the key it makes) exists and is not a directory"
+        ),
+        "{err}"
+    );
+}

@@ -331,7 +331,24 @@ fn log_encryption(keys: Option<&DataKeys>) {
 fn integrity_options(cfg: &IntegrityConfig, data_dir: &Path) -> Result<IntegrityOptions, RunError> {
     let key = match &cfg.signing_key {
         Some(path) => keys::read_signer_key(path).map_err(RunError::SigningKey)?,
-        None => default_signing_key(data_dir)?,
+        None => match default_signing_key(data_dir) {
+            Ok(k) => k,
+            // A read-only or foreign parent directory (a hardened unit, a container volume):
+            // serve as before, unsigned, and say loudly how to fix it.
+            Err(e @ (RunError::Io { .. } | RunError::Key(KeyFileError::Io { .. }))) => {
+                tracing::error!(
+                    "no [integrity] signing_key configured and no key could be made beside the \
+                     data directory ({e}): checkpoints are NOT signed. Configure [integrity] \
+                     signing_key, or let the collector write {}",
+                    meshlog_format::layout::default_keys_dir(data_dir).display()
+                );
+                return Ok(IntegrityOptions {
+                    signer: None,
+                    checkpoint_interval: Duration::from_secs(cfg.checkpoint_interval_s),
+                });
+            }
+            Err(e) => return Err(e),
+        },
     };
     tracing::info!(
         key = %format_args!("{}+{:08x}", key.name(), key.key_id()),
