@@ -78,3 +78,97 @@ async fn latest(State(w): State<Arc<Witness>>, Path(origin): Path<String>) -> Re
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use meshlog_tlog::checkpoint::Checkpoint;
+    use meshlog_tlog::keys::SignerKey;
+    use meshlog_tlog::merkle::empty_root;
+    use tower::ServiceExt;
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, String, String) {
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, ctype, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn request(key: &SignerKey, old: u64, size: u64) -> Vec<u8> {
+        let note = Checkpoint {
+            origin: key.name().into(),
+            size,
+            root: if size == 0 {
+                empty_root()
+            } else {
+                [size as u8; 32]
+            },
+            timestamp_unix_ns: 1,
+        }
+        .sign(key)
+        .unwrap();
+        format!("old {old}\n\n{note}").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn each_refusal_has_its_c2sp_status() {
+        let d = tempfile::tempdir().unwrap();
+        let log = SignerKey::from_seed("example/log", &[1; 32]).unwrap();
+        let w = SignerKey::from_seed("example/witness", &[2; 32]).unwrap();
+        let app = router(Arc::new(
+            Witness::open(w, vec![log.verifier()], d.path()).unwrap(),
+        ));
+        // The first checkpoint of a log is cosigned from size 0 without a proof.
+        let (status, _, body) = call(&app, "POST", "/add-checkpoint", request(&log, 0, 3)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.starts_with("\u{2014} example/witness "), "{body}");
+        let (status, _, body) = call(&app, "GET", "/checkpoint/example/log", vec![]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with("example/log\n3\n"), "{body}");
+        // Smaller: 409 with the size.
+        let (status, ctype, body) =
+            call(&app, "POST", "/add-checkpoint", request(&log, 3, 2)).await;
+        assert_eq!(
+            (status, ctype.as_str(), body.as_str()),
+            (StatusCode::CONFLICT, "text/x.tlog.size", "3\n")
+        );
+        // Another key with the log's name: 403. An unknown log: 404. Garbage: 400.
+        let forger = SignerKey::from_seed("example/log", &[9; 32]).unwrap();
+        let (status, _, _) = call(&app, "POST", "/add-checkpoint", request(&forger, 3, 4)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let stranger = SignerKey::from_seed("example/other", &[3; 32]).unwrap();
+        let (status, _, _) = call(&app, "POST", "/add-checkpoint", request(&stranger, 0, 1)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, _) = call(&app, "POST", "/add-checkpoint", b"hello".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _, _) = call(&app, "GET", "/checkpoint/example/other", vec![]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // Nothing refused changed the state.
+        let (_, _, body) = call(&app, "GET", "/checkpoint/example/log", vec![]).await;
+        assert!(body.starts_with("example/log\n3\n"), "{body}");
+    }
+}
