@@ -113,6 +113,9 @@ pub struct Config {
     /// `[detect]`: streaming detection and alert delivery (docs/detection.md), read by
     /// [`meshlog_detect::parse`]. Default: every built-in rule on, no notification targets.
     pub detect: meshlog_detect::DetectConfig,
+    /// `[witness]`: the witnesses asked to cosign each checkpoint, and the witness endpoint
+    /// served for peers (see [`meshlog_witness::config`], docs/integrity.md). Default: none.
+    pub witness: meshlog_witness::config::WitnessConfig,
 }
 
 pub use meshlog_server::auth::roles::AuthConfig;
@@ -161,6 +164,7 @@ impl Default for Config {
             connections: ConnLimits::default(),
             insecure: false,
             detect: meshlog_detect::DetectConfig::default(),
+            witness: Default::default(),
         }
     }
 }
@@ -308,6 +312,17 @@ impl Config {
         }
         if let Some(d) = meshlog_detect::parse(root.section("detect", &mut errs), &mut errs) {
             cfg.detect = d;
+        }
+        let witness_path = root.child_path("witness");
+        if let Some(t) = root.table("witness", &mut errs) {
+            cfg.witness = meshlog_witness::config::WitnessConfig::parse(t, &mut errs);
+        }
+        if cfg.retention.is_some() && !cfg.witness.ask.is_empty() {
+            errs.push(FieldError::invalid(
+                format!("{witness_path}.ask"),
+                "not supported with [retention] yet: every class store signs its checkpoints \
+                 under the same origin, which a witness would take for a fork",
+            ));
         }
         root.finish(&mut errs);
         // Checked only when both values are individually valid, so one mistake is one problem.
@@ -527,7 +542,7 @@ mod tests {
                 "bogus: unknown field; expected one of: data_dir, listen, grpc_listen, \
                  metrics_listen, max_body_bytes, max_decoded_bytes, segment_max_bytes, \
                  max_queue_bytes, ack_timeout_ms, dedup_window_batches, encryption, redaction, \
-                 integrity, retention, tls, auth, connections, insecure, detect",
+                 integrity, retention, tls, auth, connections, insecure, detect, witness",
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
@@ -750,6 +765,38 @@ mod tests {
                 "tls.min_version: expected \"1.2\" or \"1.3\", got \"1.1\"",
             ]
         );
+    }
+
+    #[test]
+    fn the_witness_section_names_every_bad_key() {
+        let w = "example/w+00000000+AQ";
+        let ps = problems(&format!(
+            "[witness]\ntimeout_ms = 1\n[[witness.ask]]\nurl = \"ftp://x\"\npublic_key = \"{w}\"\n\
+             [[witness.ask]]\nurl = \"http://ok\"\n[witness.serve]\nlisten = \"nope\"\n\
+             key_file = \"k\"\nstate_dir = \"s\"\nlogs = [\"bad\"]\n"
+        ));
+        let paths: Vec<&str> = ps.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "witness.ask[0].public_key",
+                "witness.ask[0].url",
+                "witness.ask[1].public_key",
+                "witness.serve.listen",
+                "witness.serve.logs[0]",
+                "witness.timeout_ms",
+            ],
+            "{ps:?}"
+        );
+        let key = meshlog_tlog::keys::SignerKey::from_seed("example/w", &[7; 32])
+            .unwrap()
+            .verifier();
+        let cfg = Config::from_toml(&format!(
+            "[[witness.ask]]\nurl = \"http://127.0.0.1:7380/\"\npublic_key = \"{key}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.witness.ask[0].url, "http://127.0.0.1:7380");
+        assert_eq!(cfg.witness.ask[0].public_key, key);
     }
 
     #[test]

@@ -57,6 +57,7 @@ mod remote;
 mod serve;
 mod tail;
 mod validate;
+mod witness;
 
 pub use audit::{prove, verify, verify_proof};
 pub use keygen::keygen;
@@ -120,6 +121,9 @@ pub enum Command {
     /// List detection's alerts (firing and resolved, with their triage) from a data directory
     /// or a running collector (--server URL).
     Alerts(alerts::AlertsArgs),
+    /// Run a checkpoint witness (C2SP tlog-witness): cosign each log's new checkpoints after
+    /// checking them consistent with the last one seen; refuse rollbacks and forks (409).
+    Witness(witness::WitnessArgs),
 }
 
 /// `meshlog validate` options.
@@ -159,6 +163,15 @@ pub struct VerifyArgs {
     /// authenticated).
     #[arg(long, value_name = "FILE")]
     pub public_key: Vec<PathBuf>,
+    /// Witness verifier key file; repeat for several. The latest checkpoint must carry a valid
+    /// cosignature by each (in `cosigned.log`); the report names every witness missing.
+    #[arg(long, value_name = "FILE")]
+    pub witness: Vec<PathBuf>,
+    /// A witness's state directory (`meshlog witness --state-dir`, or a copy of it): the store
+    /// must extend the latest checkpoint the witness cosigned for this log. A log rolled back,
+    /// forked or deleted whole fails here.
+    #[arg(long, value_name = "DIR")]
+    pub witness_state: Option<PathBuf>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -414,6 +427,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         Command::Validate(a) => validate::validate(&a.config, &mut io::stdout().lock()),
         Command::Tail(a) => tail::tail(&a, &mut io::stdout().lock()),
         Command::Alerts(a) => alerts::alerts(&a, &mut io::stdout().lock()),
+        Command::Witness(a) => witness::run(a),
     }
 }
 

@@ -14,6 +14,9 @@ use meshlog_server::metrics::Metrics;
 use meshlog_server::net;
 use tokio::signal::unix::{Signal, SignalKind};
 
+/// How often the witness thread looks for a new checkpoint to send.
+const WITNESS_PUSH_INTERVAL: Duration = Duration::from_millis(500);
+
 /// How long `serve` waits for in-flight requests after a stop signal. Below Kubernetes' default
 /// 30 s grace period, so we finish on our own terms before a SIGKILL.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -99,7 +102,18 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         .enable_all()
         .build()
         .map_err(io_err("starting the async runtime"))?;
-    let integrity = integrity_options(&cfg.integrity)?;
+    let integrity = integrity_options(&cfg.integrity, &cfg.data_dir)?;
+    let witness_server = match &cfg.witness.serve {
+        Some(w) => Some((
+            w.listen,
+            Arc::new(super::witness::open_witness(
+                &w.key_file,
+                w.logs.clone(),
+                &w.state_dir,
+            )?),
+        )),
+        None => None,
+    };
     // The update fills the test hooks when a test build turns them on.
     #[allow(clippy::needless_update)]
     let opts = StoreOptions {
@@ -183,6 +197,32 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             listener(meshlog_server::grpc_app(state.clone())),
         ),
     ];
+    if let Some((addr, w)) = witness_server {
+        tracing::info!(
+            witness = %meshlog_tlog::cosignature::witness_id(&w.verifier()),
+            "serving the witness endpoint ([witness.serve])"
+        );
+        servers.push((
+            "witness on",
+            addr,
+            listener(meshlog_witness::http::router(w)),
+        ));
+    }
+    // Each new checkpoint goes to the witnesses ([witness] ask) from a thread of its own.
+    let push_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pusher = if cfg.witness.ask.is_empty() {
+        None
+    } else {
+        let p = super::witness::Pusher::new(
+            &cfg.data_dir,
+            &cfg.witness.ask,
+            Duration::from_millis(cfg.witness.timeout_ms),
+        )?;
+        Some(
+            p.spawn(WITNESS_PUSH_INTERVAL, push_stop.clone())
+                .map_err(io_err("starting the witness thread"))?,
+        )
+    };
     if let Some(addr) = cfg.metrics_listen {
         servers.push((
             "/metrics on",
@@ -209,8 +249,14 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     if let Some(s) = sweeping {
         s.stop();
     }
+    push_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pusher = pusher.and_then(|h| h.join().ok());
     // Whatever happened to the server, finish the queues and release the locks.
     let closed = stores.close();
+    // The shutdown checkpoint goes to the witnesses too, so the last one is cosigned.
+    if let Some(mut p) = pusher {
+        p.tick();
+    }
     rt.shutdown_timeout(Duration::from_secs(1));
     served?;
     closed?;
@@ -282,31 +328,83 @@ fn log_encryption(keys: Option<&DataKeys>) {
     }
 }
 
-/// Reads the signing key, if configured.
-fn integrity_options(cfg: &IntegrityConfig) -> Result<IntegrityOptions, RunError> {
-    let signer = match &cfg.signing_key {
-        Some(path) => {
-            let key = keys::read_signer_key(path).map_err(RunError::SigningKey)?;
-            tracing::info!(
-                key = %format_args!("{}+{:08x}", key.name(), key.key_id()),
-                interval_s = cfg.checkpoint_interval_s,
-                "signing checkpoints"
-            );
-            Some(std::sync::Arc::new(key))
-        }
-        None => {
-            tracing::warn!(
-                "no checkpoint signing key configured ([integrity] signing_key): frames are \
-                 chained and hashed, but no checkpoint is signed, so rewriting the whole store \
-                 would go unnoticed"
-            );
-            None
-        }
+/// Reads the signing key: the configured one, else the one `serve` made in the keys directory
+/// beside the data directory (made on first start, with its verifier key printed).
+fn integrity_options(cfg: &IntegrityConfig, data_dir: &Path) -> Result<IntegrityOptions, RunError> {
+    let key = match &cfg.signing_key {
+        Some(path) => keys::read_signer_key(path).map_err(RunError::SigningKey)?,
+        None => match default_signing_key(data_dir) {
+            Ok(k) => k,
+            // A read-only or foreign parent directory (a hardened unit, a container volume):
+            // serve as before, unsigned, and say loudly how to fix it.
+            Err(e @ (RunError::Io { .. } | RunError::Key(KeyFileError::Io { .. }))) => {
+                tracing::error!(
+                    "no [integrity] signing_key configured and no key could be made beside the \
+                     data directory ({e}): checkpoints are NOT signed. Configure [integrity] \
+                     signing_key, or let the collector write {}",
+                    meshlog_format::layout::default_keys_dir(data_dir).display()
+                );
+                return Ok(IntegrityOptions {
+                    signer: None,
+                    checkpoint_interval: Duration::from_secs(cfg.checkpoint_interval_s),
+                });
+            }
+            Err(e) => return Err(e),
+        },
     };
+    tracing::info!(
+        key = %format_args!("{}+{:08x}", key.name(), key.key_id()),
+        interval_s = cfg.checkpoint_interval_s,
+        "signing checkpoints"
+    );
     Ok(IntegrityOptions {
-        signer,
+        signer: Some(std::sync::Arc::new(key)),
         checkpoint_interval: Duration::from_secs(cfg.checkpoint_interval_s),
     })
+}
+
+/// The signing key in `<data_dir>-keys/` (beside the data directory: deleting or copying the
+/// data directory leaves it), made on first start. Its verifier key is printed with where to
+/// keep it: `verify` must take it from elsewhere than the machine that holds the store.
+fn default_signing_key(data_dir: &Path) -> Result<SignerKey, RunError> {
+    let dir = meshlog_format::layout::default_keys_dir(data_dir);
+    let signing = dir.join(keys::SIGNING_KEY_FILE);
+    let verifier = dir.join(keys::VERIFIER_KEY_FILE);
+    if signing.exists() {
+        tracing::info!(
+            key_file = %signing.display(),
+            "no [integrity] signing_key: using the key made on first start"
+        );
+        return keys::read_signer_key(&signing).map_err(RunError::SigningKey);
+    }
+    let key = SignerKey::generate_unique(DEFAULT_ORIGIN).map_err(|source| KeyFileError::Key {
+        path: dir.clone(),
+        source,
+    })?;
+    if dir.exists() && !dir.is_dir() {
+        return Err(RunError::Usage(format!(
+            "no [integrity] signing_key configured, and {} (where serve keeps the key it makes) \
+             exists and is not a directory: configure signing_key or move that file",
+            dir.display()
+        )));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io_err(format!("creating {}", dir.display())))?;
+    keys::write_signer_key(&signing, &key)?;
+    keys::write_verifier_key(&verifier, &key.verifier())?;
+    tracing::warn!(
+        "no [integrity] signing_key configured: made a checkpoint signing key on first start \
+         in {} (private: keep it, beside and not inside the data directory). Copy the verifier \
+         key somewhere the collector's machine cannot write, verify with `meshlog verify \
+         --public-key FILE`, and set [integrity] signing_key to choose the key yourself. \
+         verifier key: {}",
+        signing.display(),
+        key.verifier()
+    );
+    Ok(key)
 }
 
 /// How often the ingest rate is logged.
