@@ -113,6 +113,9 @@ pub struct Config {
     /// `[detect]`: streaming detection and alert delivery (docs/detection.md), read by
     /// [`meshlog_detect::parse`]. Default: every built-in rule on, no notification targets.
     pub detect: meshlog_detect::DetectConfig,
+    /// `[sink.clickhouse]`: export committed records to ClickHouse (docs/clickhouse.md), read
+    /// by [`meshlog_sink::clickhouse::config`]. Default: none.
+    pub sink_clickhouse: Option<meshlog_sink::clickhouse::config::ClickHouseConfig>,
 }
 
 pub use meshlog_server::auth::roles::AuthConfig;
@@ -161,6 +164,7 @@ impl Default for Config {
             connections: ConnLimits::default(),
             insecure: false,
             detect: meshlog_detect::DetectConfig::default(),
+            sink_clickhouse: None,
         }
     }
 }
@@ -308,6 +312,13 @@ impl Config {
         }
         if let Some(d) = meshlog_detect::parse(root.section("detect", &mut errs), &mut errs) {
             cfg.detect = d;
+        }
+        if let Some(mut sink) = root.table("sink", &mut errs) {
+            if let Some(t) = sink.table("clickhouse", &mut errs) {
+                cfg.sink_clickhouse =
+                    meshlog_sink::clickhouse::config::ClickHouseConfig::parse(t, &mut errs);
+            }
+            sink.finish(&mut errs);
         }
         root.finish(&mut errs);
         // Checked only when both values are individually valid, so one mistake is one problem.
@@ -527,7 +538,7 @@ mod tests {
                 "bogus: unknown field; expected one of: data_dir, listen, grpc_listen, \
                  metrics_listen, max_body_bytes, max_decoded_bytes, segment_max_bytes, \
                  max_queue_bytes, ack_timeout_ms, dedup_window_batches, encryption, redaction, \
-                 integrity, retention, tls, auth, connections, insecure, detect",
+                 integrity, retention, tls, auth, connections, insecure, detect, sink",
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",

@@ -55,6 +55,7 @@ mod query;
 mod receipts;
 mod remote;
 mod serve;
+mod sink;
 mod tail;
 mod validate;
 
@@ -120,6 +121,9 @@ pub enum Command {
     /// List detection's alerts (firing and resolved, with their triage) from a data directory
     /// or a running collector (--server URL).
     Alerts(alerts::AlertsArgs),
+    /// The ClickHouse sink: `init` creates its table, `check` compares ClickHouse with the log
+    /// (exit 0: all match, 1: not).
+    Sink(sink::SinkArgs),
 }
 
 /// `meshlog validate` options.
@@ -339,6 +343,12 @@ pub enum RunError {
     /// Asking a collector (`--server`) failed.
     #[error("{0}")]
     Remote(String),
+    /// The ClickHouse sink (ClickHouse unreachable or refusing, the sink's state on disk).
+    #[error(transparent)]
+    Sink(#[from] meshlog_sink::clickhouse::Error),
+    /// `sink check` found rows that do not match the log (the report says which).
+    #[error("{0}")]
+    SinkMismatch(String),
 }
 
 impl RunError {
@@ -414,6 +424,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         Command::Validate(a) => validate::validate(&a.config, &mut io::stdout().lock()),
         Command::Tail(a) => tail::tail(&a, &mut io::stdout().lock()),
         Command::Alerts(a) => alerts::alerts(&a, &mut io::stdout().lock()),
+        Command::Sink(a) => sink::sink(a, &mut io::stdout().lock()),
     }
 }
 
