@@ -764,6 +764,42 @@ mod tests {
     }
 
     #[test]
+    fn the_clickhouse_sink_section_is_read_and_checked_key_by_key() {
+        assert_eq!(Config::default().sink_clickhouse, None);
+        let c = Config::from_toml(
+            "[sink.clickhouse]\nurl = \"http://127.0.0.1:8123\"\ndatabase = \"logs\"\n\
+             table = \"mesh\"\nuser = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        let s = c.sink_clickhouse.unwrap();
+        assert_eq!(
+            (s.url.as_str(), s.database.as_str(), s.table.as_str()),
+            ("http://127.0.0.1:8123", "logs", "mesh")
+        );
+        let got: Vec<String> = problems(
+            "[sink.kafka]\nbrokers = 1\n[sink.clickhouse]\nurl = \"tcp://x\"\ntable = \"a.b\"\n\
+             batch = 3\n",
+        )
+        .iter()
+        .map(Problem::to_string)
+        .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(
+            got[0].starts_with("sink.clickhouse.batch: unknown field"),
+            "{got:?}"
+        );
+        assert!(got[1].starts_with("sink.clickhouse.table: "), "{got:?}");
+        assert!(
+            got[2].starts_with("sink.clickhouse.url: expected an http:// or https:// URL"),
+            "{got:?}"
+        );
+        assert!(
+            got[3].starts_with("sink.kafka: unknown field; expected one of: clickhouse"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
     fn decoded_limit_below_body_limit_is_a_problem() {
         let p = problems("max_body_bytes = 4096\nmax_decoded_bytes = 2048\n");
         assert_eq!(p.len(), 1);

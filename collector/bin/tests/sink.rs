@@ -443,3 +443,27 @@ fn sink_check_names_a_deleted_a_duplicated_and_an_altered_row() {
         "{out}"
     );
 }
+
+/// The shipped alert rules load, and fire on a stalled sink but not on one that keeps up
+/// (`promtool test rules` over deploy/prometheus/meshlog-sink.rules.test.yml).
+#[test]
+fn sink_alert_rules_fire_on_a_stalled_sink_and_only_then() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus");
+    let out = Command::new("promtool")
+        .args(["test", "rules", "meshlog-sink.rules.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "promtool not found ({e}): apt-get install -y prometheus (or: source \
+                 scripts/lib.sh && ensure_promtool)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
+}
