@@ -381,7 +381,7 @@ fn sink_exports_exactly_once_through_a_collector_kill_mid_export() {
 }
 
 #[test]
-fn sink_check_names_a_deleted_a_duplicated_and_an_altered_row() {
+fn sink_check_names_a_deleted_a_duplicated_and_an_altered_row_and_query_reads_clickhouse() {
     let d = tempfile::tempdir().unwrap();
     let ch = ClickHouse::start(d.path());
     let cfg = config(d.path(), &ch, 1000);
@@ -395,6 +395,78 @@ fn sink_check_names_a_deleted_a_duplicated_and_an_altered_row() {
     assert!(
         out.contains("log default: leaves 0..10, sink cursor 10: 30 records"),
         "{out}"
+    );
+
+    // The same filters over ClickHouse answer what they answer over the store.
+    for filter in [
+        &["--where", "url.path=/items/2"][..],
+        &["--request-id", "c-3-1"],
+        &["--service", "shop", "--status", "2xx"],
+        &["--text", "ITEMS/1", "--method", "GET"],
+        &["--service", "nope"],
+    ] {
+        let ids = |extra: &[&str]| -> Vec<String> {
+            let mut args = vec![
+                "query",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--format",
+                "ndjson",
+            ];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(filter);
+            let out = run(&args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut ids: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["meshlog.request_id"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            ids.sort();
+            ids
+        };
+        let local = ids(&[]);
+        let remote = ids(&["--clickhouse"]);
+        assert_eq!(remote, local, "{filter:?}");
+        if filter != ["--service", "nope"] {
+            assert!(!local.is_empty(), "{filter:?}");
+        }
+    }
+    // Over ClickHouse the order is time, then position: the newest 4 are the last records of
+    // the last 4 batches (every batch has the same times).
+    let out = run(&[
+        "query",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--clickhouse",
+        "--format",
+        "ndjson",
+        "--order",
+        "newest",
+        "--limit",
+        "4",
+    ]);
+    let newest: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["meshlog.request_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(newest, ["c-9-2", "c-8-2", "c-7-2", "c-6-2"]);
+    let out = run(&["query", "--config", cfg.to_str().unwrap(), "--clickhouse"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("collector c1 log default: complete for leaves 0..=9 as exported (30 rows)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     let t = "meshlog.otel_logs";

@@ -21,6 +21,7 @@ pub mod config;
 pub mod cursor;
 pub mod encoder;
 pub mod metrics;
+pub mod query;
 pub mod schema;
 pub mod service;
 
