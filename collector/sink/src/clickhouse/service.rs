@@ -346,13 +346,16 @@ impl Task {
         }
         let mut rows: Vec<&LogRow> = batch.rows.iter().collect();
         if verify {
+            let secs = |ns: u64| ns / 1_000_000_000;
+            let lo = rows.iter().map(|r| secs(r.timestamp_ns)).min().unwrap_or(0);
+            let hi = rows.iter().map(|r| secs(r.timestamp_ns)).max().unwrap_or(0);
             let held = existing_keys(
                 &self.client,
                 &self.sink.cfg.table,
                 &self.sink.collector_id,
                 &self.log,
-                batch.from,
-                batch.to,
+                (batch.from, batch.to),
+                (lo, hi),
             )
             .await?;
             if !held.is_empty() {
@@ -416,26 +419,30 @@ impl Task {
     }
 }
 
-/// The `(LeafIndex, RecordIndex)` pairs of `collector_id`'s `log` in leaves `from..to` that
-/// the table holds.
+/// The `(LeafIndex, RecordIndex)` pairs of `collector_id`'s `log` in leaves `leaves.0..leaves.1`
+/// that the table holds; `secs` (the batch's first and last second) lets ClickHouse read only
+/// the partitions and granules of those times.
 pub async fn existing_keys(
     client: &Client,
     table: &str,
     collector_id: &str,
     log: &str,
-    from: u64,
-    to: u64,
+    leaves: (u64, u64),
+    secs: (u64, u64),
 ) -> Result<HashSet<RowKey>, Error> {
     let sql = format!(
         "SELECT LeafIndex, RecordIndex FROM `{table}` WHERE CollectorId = ? AND Log = ? \
-         AND LeafIndex >= ? AND LeafIndex < ?"
+         AND LeafIndex >= ? AND LeafIndex < ? \
+         AND TimestampTime >= toDateTime(?) AND TimestampTime <= toDateTime(?)"
     );
     let keys = client
         .query(&sql)
         .bind(collector_id)
         .bind(log)
-        .bind(from)
-        .bind(to)
+        .bind(leaves.0)
+        .bind(leaves.1)
+        .bind(secs.0)
+        .bind(secs.1)
         .fetch_all::<(u64, u32)>()
         .await
         .map_err(Error::ClickHouse)?;
