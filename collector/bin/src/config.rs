@@ -116,6 +116,9 @@ pub struct Config {
     /// `[witness]`: the witnesses asked to cosign each checkpoint, and the witness endpoint
     /// served for peers (see [`meshlog_witness::config`], docs/integrity.md). Default: none.
     pub witness: meshlog_witness::config::WitnessConfig,
+    /// `[sink.clickhouse]`: export committed records to ClickHouse (docs/clickhouse.md), read
+    /// by [`meshlog_sink::clickhouse::config`]. Default: none.
+    pub sink_clickhouse: Option<meshlog_sink::clickhouse::config::ClickHouseConfig>,
 }
 
 pub use meshlog_server::auth::roles::AuthConfig;
@@ -165,6 +168,7 @@ impl Default for Config {
             insecure: false,
             detect: meshlog_detect::DetectConfig::default(),
             witness: Default::default(),
+            sink_clickhouse: None,
         }
     }
 }
@@ -323,6 +327,13 @@ impl Config {
                 "not supported with [retention] yet: every class store signs its checkpoints \
                  under the same origin, which a witness would take for a fork",
             ));
+        }
+        if let Some(mut sink) = root.table("sink", &mut errs) {
+            if let Some(t) = sink.table("clickhouse", &mut errs) {
+                cfg.sink_clickhouse =
+                    meshlog_sink::clickhouse::config::ClickHouseConfig::parse(t, &mut errs);
+            }
+            sink.finish(&mut errs);
         }
         root.finish(&mut errs);
         // Checked only when both values are individually valid, so one mistake is one problem.
@@ -542,7 +553,7 @@ mod tests {
                 "bogus: unknown field; expected one of: data_dir, listen, grpc_listen, \
                  metrics_listen, max_body_bytes, max_decoded_bytes, segment_max_bytes, \
                  max_queue_bytes, ack_timeout_ms, dedup_window_batches, encryption, redaction, \
-                 integrity, retention, tls, auth, connections, insecure, detect, witness",
+                 integrity, retention, tls, auth, connections, insecure, detect, witness, sink",
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
@@ -797,6 +808,42 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.witness.ask[0].url, "http://127.0.0.1:7380");
         assert_eq!(cfg.witness.ask[0].public_key, key);
+    }
+
+    #[test]
+    fn the_clickhouse_sink_section_is_read_and_checked_key_by_key() {
+        assert_eq!(Config::default().sink_clickhouse, None);
+        let c = Config::from_toml(
+            "[sink.clickhouse]\nurl = \"http://127.0.0.1:8123\"\ndatabase = \"logs\"\n\
+             table = \"mesh\"\nuser = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        let s = c.sink_clickhouse.unwrap();
+        assert_eq!(
+            (s.url.as_str(), s.database.as_str(), s.table.as_str()),
+            ("http://127.0.0.1:8123", "logs", "mesh")
+        );
+        let got: Vec<String> = problems(
+            "[sink.kafka]\nbrokers = 1\n[sink.clickhouse]\nurl = \"tcp://x\"\ntable = \"a.b\"\n\
+             batch = 3\n",
+        )
+        .iter()
+        .map(Problem::to_string)
+        .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(
+            got[0].starts_with("sink.clickhouse.batch: unknown field"),
+            "{got:?}"
+        );
+        assert!(got[1].starts_with("sink.clickhouse.table: "), "{got:?}");
+        assert!(
+            got[2].starts_with("sink.clickhouse.url: expected an http:// or https:// URL"),
+            "{got:?}"
+        );
+        assert!(
+            got[3].starts_with("sink.kafka: unknown field; expected one of: clickhouse"),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod prometheus;
 mod query;
 mod retention;
 mod retention_time;
+mod sink;
 mod tail;
 mod transport;
 mod verify_findings;

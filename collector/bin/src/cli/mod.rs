@@ -55,6 +55,7 @@ mod query;
 mod receipts;
 mod remote;
 mod serve;
+mod sink;
 mod tail;
 mod validate;
 mod witness;
@@ -124,6 +125,9 @@ pub enum Command {
     /// Run a checkpoint witness (C2SP tlog-witness): cosign each log's new checkpoints after
     /// checking them consistent with the last one seen; refuse rollbacks and forks (409).
     Witness(witness::WitnessArgs),
+    /// The ClickHouse sink: `init` creates its table, `check` compares ClickHouse with the log
+    /// (exit 0: all match, 1: not).
+    Sink(sink::SinkArgs),
 }
 
 /// `meshlog validate` options.
@@ -352,6 +356,12 @@ pub enum RunError {
     /// Asking a collector (`--server`) failed.
     #[error("{0}")]
     Remote(String),
+    /// The ClickHouse sink (ClickHouse unreachable or refusing, the sink's state on disk).
+    #[error(transparent)]
+    Sink(#[from] meshlog_sink::clickhouse::Error),
+    /// `sink check` found rows that do not match the log (the report says which).
+    #[error("{0}")]
+    SinkMismatch(String),
 }
 
 impl RunError {
@@ -428,6 +438,7 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         Command::Tail(a) => tail::tail(&a, &mut io::stdout().lock()),
         Command::Alerts(a) => alerts::alerts(&a, &mut io::stdout().lock()),
         Command::Witness(a) => witness::run(a),
+        Command::Sink(a) => sink::sink(a, &mut io::stdout().lock()),
     }
 }
 

@@ -56,7 +56,13 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             TlsReloader::load(t.clone()).map_err(|e| RunError::Usage(format!("[tls]: {e}")))?,
         )),
     };
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    let sink_metrics = cfg.sink_clickhouse.as_ref().map(|_| {
+        Arc::new(meshlog_sink::clickhouse::metrics::SinkMetrics::register(
+            metrics.registry_mut(),
+        ))
+    });
+    let metrics = Arc::new(metrics);
     if let Some(t) = &tls {
         let (cert, ca) = t.expiry();
         metrics.set_cert_expiry(cert, ca);
@@ -240,7 +246,24 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     );
     // Each closed segment gets its query index now, not at the first query that reads it.
     let _indexers = meshlog_server::query::indexer::spawn(rt.handle(), stores.routes().handles());
+    let sink = match (&cfg.sink_clickhouse, sink_metrics) {
+        (Some(sc), Some(m)) => match start_sink(&rt, sc, &cfg, &stores.routes(), m) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                if let Some(d) = detection {
+                    d.stop(&rt);
+                }
+                let _ = stores.close();
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
     let served = rt.block_on(run_server(servers, tls.clone(), metrics.clone(), tails));
+    // The sink first: what it had not exported is sent after the next start.
+    if let Some(s) = sink {
+        rt.block_on(s.stop(Duration::from_secs(5)));
+    }
     // Detection next: it appends its last alert records to the stores.
     if let Some(d) = detection {
         d.stop(&rt);
@@ -262,6 +285,48 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     closed?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the ClickHouse sink over every class store (`Log` = class name; `""` without
+/// `[retention]`).
+fn start_sink(
+    rt: &tokio::runtime::Runtime,
+    sc: &meshlog_sink::clickhouse::config::ClickHouseConfig,
+    cfg: &Config,
+    routes: &meshlog_retention::classes::ClassRoutes,
+    metrics: Arc<meshlog_sink::clickhouse::metrics::SinkMetrics>,
+) -> Result<meshlog_sink::clickhouse::service::Running, RunError> {
+    use meshlog_sink::clickhouse::{self as ch, service};
+    let collector_id = ch::collector_id(sc, &cfg.data_dir)?;
+    let sources = routes
+        .names()
+        .iter()
+        .zip(routes.handles())
+        .map(|(name, handle)| service::Source {
+            log: if cfg.retention.is_some() {
+                name.clone()
+            } else {
+                String::new()
+            },
+            handle: handle.clone(),
+        })
+        .collect();
+    tracing::info!(
+        url = %sc.url,
+        table = %format_args!("{}.{}", sc.database, sc.table),
+        collector_id = %collector_id,
+        "ClickHouse sink on"
+    );
+    let _guard = rt.enter();
+    Ok(service::start(
+        service::Sink {
+            cfg: sc.clone(),
+            collector_id,
+            sink_dir: cfg.data_dir.join(ch::SINK_DIR),
+            metrics,
+        },
+        sources,
+    )?)
 }
 
 fn hold_names(holds: &[Hold]) -> String {
