@@ -54,6 +54,7 @@ mod keygen;
 mod query;
 mod receipts;
 mod remote;
+mod report;
 mod serve;
 mod tail;
 mod validate;
@@ -120,6 +121,11 @@ pub enum Command {
     /// List detection's alerts (firing and resolved, with their triage) from a data directory
     /// or a running collector (--server URL).
     Alerts(alerts::AlertsArgs),
+    /// Write the signed SOC 2 evidence report for a period (--from, --to) as HTML or JSON,
+    /// and append its record to the log (docs/report.md).
+    Report(Box<report::ReportArgs>),
+    /// Check a report from `meshlog report` with the public key alone (exit 0 valid, 1 not).
+    VerifyReport(report::VerifyReportArgs),
 }
 
 /// `meshlog validate` options.
@@ -339,6 +345,9 @@ pub enum RunError {
     /// Asking a collector (`--server`) failed.
     #[error("{0}")]
     Remote(String),
+    /// `report` or `verify-report` failed.
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
 }
 
 impl RunError {
@@ -357,6 +366,7 @@ impl RunError {
             | RunError::SigningKey(_) => 2,
             RunError::Key(KeyFileError::AlreadyExists { .. }) => 1,
             RunError::Key(_) => 2,
+            RunError::Report(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -414,6 +424,8 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         Command::Validate(a) => validate::validate(&a.config, &mut io::stdout().lock()),
         Command::Tail(a) => tail::tail(&a, &mut io::stdout().lock()),
         Command::Alerts(a) => alerts::alerts(&a, &mut io::stdout().lock()),
+        Command::Report(a) => report::report(*a),
+        Command::VerifyReport(a) => report::verify_report(&a, &mut io::stdout().lock()),
     }
 }
 
