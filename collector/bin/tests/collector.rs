@@ -8,6 +8,7 @@
 //! [`transport`] holds TLS and mTLS, identities, roles and tenants, OTLP/gRPC and /metrics;
 //! [`prometheus`] has a real Prometheus scrape `serve` and answer PromQL.
 //! [`query`] holds filtered queries, the query API, its tenants, audit and completeness.
+//! [`report`] holds `meshlog report` and `verify-report`: numbers, PDF, signature, the log record.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(
@@ -23,6 +24,7 @@ mod encryption;
 mod integrity;
 mod prometheus;
 mod query;
+mod report;
 mod retention;
 mod retention_time;
 mod tail;
