@@ -258,3 +258,75 @@ pub fn verify_report(file: &[u8], key: &VerifierKey) -> Result<Statement, Verify
     }
     Ok(statement)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use meshlog_tlog::checkpoint::sign_note;
+    use meshlog_tlog::keys::SignerKey;
+
+    fn signed(format: Format, body: &[u8], key: &SignerKey) -> Vec<u8> {
+        let st = Statement {
+            format,
+            sha256: hex::encode(Sha256::digest(body)),
+            from: "2026-01-01T00:00:00Z".into(),
+            to: "2026-02-01T00:00:00Z".into(),
+            tenant: "-".into(),
+            generated: "2026-02-02T00:00:00Z".into(),
+        };
+        let note = sign_note(&st.text(), key).unwrap();
+        let mut f = body.to_vec();
+        f.extend_from_slice(format.trailer(&note).as_bytes());
+        f
+    }
+
+    #[test]
+    fn changed_bytes_and_anything_appended_fail_and_a_good_report_passes() {
+        let key = SignerKey::generate("test.example/log").unwrap();
+        let other = SignerKey::generate("test.example/log").unwrap();
+        for (format, body) in [
+            (
+                Format::Html,
+                &b"<!DOCTYPE html><html><body>42 reads</body></html>\n"[..],
+            ),
+            (Format::Json, &b"{\"report\": {\"rows\": 42}"[..]),
+        ] {
+            let file = signed(format, body, &key);
+            let st = verify_report(&file, &key.verifier()).unwrap();
+            assert_eq!((st.format, st.tenant.as_str()), (format, "-"));
+            if format == Format::Json {
+                let v: serde_json::Value = serde_json::from_slice(&file).unwrap();
+                assert_eq!(v["report"]["rows"], 42);
+            }
+            // Every fifth byte, body and trailer (Ed25519 is slow in a debug build).
+            for i in (0..file.len()).step_by(5) {
+                let mut bad = file.clone();
+                bad[i] ^= 0x20;
+                assert!(
+                    verify_report(&bad, &key.verifier()).is_err(),
+                    "byte {i} of {format:?} changed and still valid"
+                );
+            }
+            let mut longer = file.clone();
+            longer.extend_from_slice(b" ");
+            assert!(verify_report(&longer, &key.verifier()).is_err());
+            assert!(matches!(
+                verify_report(&file, &other.verifier()),
+                Err(VerifyError::Signature(_))
+            ));
+            assert!(matches!(
+                verify_report(body, &key.verifier()),
+                Err(VerifyError::NoSignature)
+            ));
+        }
+        // Another body under a valid trailer: named as altered.
+        let file = signed(Format::Html, b"<html>1</html>\n", &key);
+        let mut swapped = b"<html>2</html>\n".to_vec();
+        swapped.extend_from_slice(&file[15..]);
+        assert!(matches!(
+            verify_report(&swapped, &key.verifier()),
+            Err(VerifyError::Altered { .. })
+        ));
+    }
+}
