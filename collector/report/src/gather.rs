@@ -33,7 +33,20 @@ pub const SAMPLING_TALLY_EVENT: &str = "meshlog.sampling.tally";
 /// Prefix of the per-kind redaction counts.
 pub const REDACTED_PREFIX: &str = "meshlog.redacted.";
 
-const HOUR_NS: u64 = 3_600_000_000_000;
+/// Chart bucket lengths, seconds: the shortest that gives at most [`MAX_BUCKETS`] over the period.
+const BUCKETS_S: [u64; 7] = [60, 300, 900, 3600, 6 * 3600, 86_400, 7 * 86_400];
+/// Most columns in the volume chart.
+const MAX_BUCKETS: u64 = 120;
+
+/// The volume chart's bucket for a period of `len_ns`, ns.
+pub fn bucket_ns(len_ns: u64) -> u64 {
+    let s = BUCKETS_S
+        .iter()
+        .copied()
+        .find(|b| len_ns / (b * 1_000_000_000) <= MAX_BUCKETS)
+        .unwrap_or(30 * 86_400);
+    s * 1_000_000_000
+}
 
 /// What to report on.
 #[derive(Debug, Clone)]
@@ -101,7 +114,8 @@ struct Tally {
     alerts: AlertHistory,
     delivery_tallies: u64,
     sampling: BTreeMap<String, SamplingRow>,
-    per_hour: BTreeMap<u64, u64>,
+    bucket_ns: u64,
+    per_bucket: BTreeMap<u64, u64>,
     policy_versions: BTreeMap<String, u64>,
     collector_policy_versions: BTreeMap<String, u64>,
     redacted: BTreeMap<String, u64>,
@@ -129,8 +143,8 @@ impl Tally {
         let event = text(r, "event_name").unwrap_or_else(|| "(none)".into());
         *self.by_event.entry(event.clone()).or_default() += 1;
         *self
-            .per_hour
-            .entry(time_of(r) / HOUR_NS * HOUR_NS)
+            .per_bucket
+            .entry(time_of(r) / self.bucket_ns * self.bucket_ns)
             .or_default() += 1;
         if let Some(vm) = text(r, field::VM_ID) {
             let e = self.vms.entry(vm).or_default();
@@ -274,7 +288,10 @@ pub fn gather(req: &Request<'_>) -> Result<Report, GatherError> {
     let access_filter = filter_of(&access_params)?;
     let alert_filters = [filter_of(&alert_params[0])?, filter_of(&alert_params[1])?];
 
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        bucket_ns: bucket_ns(req.to_ns - req.from_ns),
+        ..Tally::default()
+    };
     let opts = ScanOptions {
         no_write_index: true,
         ..ScanOptions::default()
@@ -480,7 +497,8 @@ fn processing(tally: &Tally, outcome: &ScanOutcome, evidence: Evidence) -> Proce
         vms,
         delivery_tallies: tally.delivery_tallies,
         sampling: tally.sampling.values().cloned().collect(),
-        per_hour: tally.per_hour.iter().map(|(k, v)| (*k, *v)).collect(),
+        bucket_ns: tally.bucket_ns,
+        per_bucket: tally.per_bucket.iter().map(|(k, v)| (*k, *v)).collect(),
     }
 }
 

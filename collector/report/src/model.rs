@@ -264,8 +264,10 @@ pub struct ProcessingSection {
     pub delivery_tallies: u64,
     /// Sampling per policy version.
     pub sampling: Vec<SamplingRow>,
-    /// Records per hour (start Unix ns, count), for the chart.
-    pub per_hour: Vec<(u64, u64)>,
+    /// The volume chart's bucket length, ns (a minute to a week, by the period's length).
+    pub bucket_ns: u64,
+    /// Records per bucket (start Unix ns, count), for the chart.
+    pub per_bucket: Vec<(u64, u64)>,
 }
 
 /// One VM.
