@@ -462,7 +462,42 @@ fn report_numbers_match_what_was_sent_it_prints_to_pdf_is_logged_and_one_changed
             >= 1
     );
 
-    // Both reports are in the log, with the hashes their signatures carry.
+    // A tenant's report holds only that tenant's records: none here.
+    let tenant_file = dir.path().join("tenant.json");
+    let out = run(&[
+        "report",
+        "--config",
+        cfg_s,
+        "--data-dir",
+        data_s,
+        "--from",
+        &from,
+        "--to",
+        "now",
+        "--tenant",
+        "nobody",
+        "--format",
+        "json",
+        "--out",
+        tenant_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: Value = serde_json::from_slice(&std::fs::read(&tenant_file).unwrap()).unwrap();
+    assert_eq!(t["report"]["tenant"], "nobody");
+    assert_eq!(t["report"]["processing"]["evidence"]["rows"], 0);
+    assert_eq!(t["report"]["access"]["evidence"]["rows"], 0);
+    assert!(
+        t["report"]["access"]["evidence"]["population_query"]
+            .as_str()
+            .unwrap()
+            .contains("--tenant nobody")
+    );
+
+    // Every report is in the log, with the hash its signature carries.
     let logged: Vec<String> = query_lines(&data)
         .into_iter()
         .filter(|x| x["event_name"] == "meshlog.report")
@@ -470,7 +505,11 @@ fn report_numbers_match_what_was_sent_it_prints_to_pdf_is_logged_and_one_changed
         .collect();
     assert_eq!(
         logged,
-        [signed_sha256(&html_file), signed_sha256(&json_file)]
+        [
+            signed_sha256(&html_file),
+            signed_sha256(&json_file),
+            signed_sha256(&tenant_file)
+        ]
     );
     let out = run(&[
         "verify",
