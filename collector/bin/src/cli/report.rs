@@ -460,3 +460,69 @@ pub(super) fn verify_report(a: &VerifyReportArgs, out: &mut impl Write) -> Resul
     .map_err(w)?;
     writeln!(out, "VALID").map_err(w)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_days_times_or_durations_and_a_bad_one_names_its_flag() {
+        let day = 86_400_000_000_000u64;
+        let jan1 = 1_767_225_600_000_000_000u64; // 2026-01-01T00:00:00Z
+        assert_eq!(parse_date("from", "2026-01-01", false, 0).unwrap(), jan1);
+        assert_eq!(parse_date("to", "2026-01-01", true, 0).unwrap(), jan1 + day);
+        assert_eq!(
+            parse_date("to", "2026-01-01T00:00:00Z", true, 0).unwrap(),
+            jan1
+        );
+        assert_eq!(parse_date("from", "1d", false, jan1).unwrap(), jan1 - day);
+        assert_eq!(parse_date("to", "now", true, jan1).unwrap(), jan1);
+        let e = parse_date("to", "2026-13-01", true, 0).unwrap_err();
+        assert!(e.to_string().starts_with("--to \"2026-13-01\""), "{e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn report_and_verify_report_parse() {
+        let c = Cli::try_parse_from([
+            "meshlog",
+            "report",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--tenant",
+            "shop",
+            "--format",
+            "json",
+            "--out",
+            "r.json",
+            "--server",
+            "http://x",
+            "--token",
+            "t",
+        ])
+        .unwrap();
+        let Command::Report(r) = c.command else {
+            panic!("not report")
+        };
+        assert_eq!(
+            (r.format.as_str(), r.tenant.as_deref()),
+            ("json", Some("shop"))
+        );
+        assert_eq!(r.remote.token.as_deref(), Some("t"));
+        for bad in [
+            &["meshlog", "report", "--from", "a", "--to", "b"][..],
+            &[
+                "meshlog", "report", "--from", "a", "--to", "b", "--out", "f", "--format", "pdf",
+            ],
+            &["meshlog", "verify-report", "f"],
+        ] {
+            assert_eq!(
+                Cli::try_parse_from(bad).unwrap_err().exit_code(),
+                2,
+                "{bad:?}"
+            );
+        }
+    }
+}
