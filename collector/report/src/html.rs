@@ -8,7 +8,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 const CSS: &str = r#"
 :root{--ink:#1d2733;--mute:#5b6776;--line:#d5dbe3;--ok:#1a7f37;--bad:#c62828;--accent:#2c5fa8}
 *{box-sizing:border-box}
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);margin:0 auto;max-width:1100px;padding:24px}
+body{print-color-adjust:exact;-webkit-print-color-adjust:exact;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);margin:0 auto;max-width:1100px;padding:24px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:28px 0 6px;border-bottom:2px solid var(--accent);padding-bottom:4px}
 h3{font-size:15px;margin:16px 0 6px}
 .meta,.mute{color:var(--mute)}
@@ -415,7 +415,7 @@ fn retention(r: &RetentionSection) -> Markup {
                 table { thead { tr { th { "Swept" } th { "Class" } th { "Segment" } th.n { "Records" } th.n { "Days" } th { "Signed receipt" } } }
                     tbody { @for d in &r.deletions { tr {
                         td { (d.swept_at) } td { (d.class) } td { code { (d.segment) } } td.n { (d.records) } td.n { (d.retention_days) }
-                        td { details { summary { "SHA-256 " code { (truncate(&d.sha256, 17)) } } pre { (d.receipt) } } }
+                        td { details open { summary { "SHA-256 " code { (truncate(&d.sha256, 17)) } } pre { (d.receipt) } } }
                     } } } }
             }
             h3 { "Legal holds in force (" (r.holds.len()) ")" }
