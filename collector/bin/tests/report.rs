@@ -631,3 +631,83 @@ fn report_numbers_match_what_was_sent_it_prints_to_pdf_is_logged_and_one_changed
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("signing_key"));
 }
+
+#[test]
+fn the_transmission_section_states_the_tls_in_force_and_when_certificates_expire() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    assert!(
+        run(&["keygen", "--out", keys.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.not_after = rcgen::date_time_ymd(2031, 6, 1);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    p.not_after = rcgen::date_time_ymd(2030, 1, 1);
+    let cert = p.signed_by(&key, &rcgen::Issuer::new(ca, ca_key)).unwrap();
+    let file = |name: &str, pem: String| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, pem).unwrap();
+        f
+    };
+    let (c, k, a) = (
+        file("server.pem", cert.pem()),
+        file("server.key", key.serialize_pem()),
+        file("ca.pem", ca_cert.pem()),
+    );
+    let cfg = dir.path().join("meshlog.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[integrity]\nsigning_key = \"{}\"\n\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             client_ca_file = \"{}\"\nmin_version = \"1.3\"\n",
+            keys.join("signing.key").display(),
+            c.display(),
+            k.display(),
+            a.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let out_file = dir.path().join("r.json");
+    let out = run(&[
+        "report",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--from",
+        "1d",
+        "--to",
+        "now",
+        "--format",
+        "json",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    let t = &doc["report"]["transmission"];
+    assert_eq!(t["tls"]["mutual"], true, "{t}");
+    assert_eq!(t["tls"]["min_version"], "1.3");
+    assert_eq!(t["tls"]["cert_expiry"]["not_after"], "2030-01-01T00:00:00Z");
+    assert_eq!(
+        t["tls"]["client_ca_expiry"]["not_after"],
+        "2031-06-01T00:00:00Z"
+    );
+    let days = (1_893_456_000 - (now_ns() / 1_000_000_000) as i64).div_euclid(86_400);
+    let got = t["tls"]["cert_expiry"]["days_left"].as_i64().unwrap();
+    assert!((got - days).abs() <= 1, "{got} days left, want {days}");
+    assert_eq!(t["listeners"].as_array().unwrap().len(), 2);
+}
