@@ -80,6 +80,34 @@ fn batch(vm: &str, service: &str, seqs: &[u64], lost: Option<(&str, u64)>) -> Ve
     .unwrap()
 }
 
+/// A sampling tally of VM `vm`, numbered `seq`: 40 seen, 12 kept (30 adjusted), 25 not
+/// selected, 1 over the rate cap, 2 health checks.
+fn sampling_tally(vm: &str, service: &str, seq: u64) -> Vec<u8> {
+    let now = now_ns();
+    serde_json::to_vec(&json!({"resourceLogs": [{
+        "resource": {"attributes": [attr("service.name", sv(service)), attr("meshlog.vm.id", sv(vm))]},
+        "scopeLogs": [{"logRecords": [{
+            "timeUnixNano": now.to_string(),
+            "eventName": "meshlog.sampling.tally",
+            "attributes": [
+                attr("meshlog.sampling.interval.start_ns", iv(now - 10_000_000_000)),
+                attr("meshlog.sampling.interval.end_ns", iv(now)),
+                attr("meshlog.sampling.policy_version", sv("pv-demo")),
+                attr("meshlog.sampling.seen", iv(40)),
+                attr("meshlog.sampling.kept", iv(12)),
+                attr("meshlog.sampling.kept.always", iv(4)),
+                attr("meshlog.sampling.kept.adjusted", iv(30)),
+                attr("meshlog.dropped.sampled", iv(25)),
+                attr("meshlog.dropped.rate_cap", iv(1)),
+                attr("meshlog.dropped.rate_cap.adjusted", iv(2)),
+                attr("meshlog.dropped.health_check", iv(2)),
+                attr("meshlog.sequence", iv(seq)),
+            ]
+        }]}]
+    }]}))
+    .unwrap()
+}
+
 /// One HTTP/1.1 request; returns status and body.
 fn http(
     addr: SocketAddr,
@@ -201,6 +229,7 @@ fn report_numbers_match_what_was_sent_it_prints_to_pdf_is_logged_and_one_changed
         batch("vm-a", "checkout", &a_seqs, None),
         batch("vm-a", "checkout", &[], Some(("10-11", 30))),
         batch("vm-b", "cart", &b_seqs, None),
+        sampling_tally("vm-b", "cart", 20),
     ] {
         let (st, b) = http(addr, "POST", "/v1/logs", Some("tok-ingest"), &body);
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
@@ -352,7 +381,19 @@ fn report_numbers_match_what_was_sent_it_prints_to_pdf_is_logged_and_one_changed
         a_seqs.len() as u64 + 1,
         "vm-a records and its tally"
     );
-    assert_eq!(b["records"], b_seqs.len() as u64);
+    assert_eq!(
+        b["records"],
+        b_seqs.len() as u64 + 1,
+        "vm-b records and its tally"
+    );
+    assert_eq!(b["coverage"]["last"], 20);
+    let sampling = &r["processing"]["sampling"];
+    assert_eq!(
+        sampling,
+        &json!([{"policy_version": "pv-demo", "tallies": 1, "seen": 40, "kept": 12,
+                 "kept_adjusted": 30, "dropped_sampled": 25, "dropped_rate_cap": 1,
+                 "dropped_health_check": 2}])
+    );
     assert_eq!(a["coverage"]["gaps"], json!([[10, 11]]));
     assert_eq!(a["coverage"]["explained"], json!([[10, 11]]));
     assert_eq!(a["coverage"]["unexplained"], json!([]));
