@@ -2,7 +2,8 @@
 //! `meshlog keygen` creates keys for signed checkpoints and encryption at rest, `meshlog
 //! receipts` lists and verifies retention's deletion receipts, `meshlog verify` checks the
 //! store's integrity, `meshlog prove` and `meshlog verify-proof` make and check inclusion and
-//! consistency proofs.
+//! consistency proofs, `meshlog report` writes the signed SOC 2 evidence report and `meshlog
+//! verify-report` checks one.
 //!
 //! Exit status: 0 success (for `verify` and `verify-proof`: intact, valid), 1 a runtime error
 //! or, for `verify` and `verify-proof`, not intact / not valid, 2 a usage error (bad flags, a
