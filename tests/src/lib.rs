@@ -758,8 +758,8 @@ impl Envoy {
     }
 }
 
-/// The address of the one listener Envoy's admin endpoint at `admin` lists, once it is bound
-/// (not port 0).
+/// The address of the one socket listener Envoy's admin endpoint at `admin` lists, once it is
+/// bound (not port 0).
 pub fn listener_addr(admin: SocketAddr) -> Option<SocketAddr> {
     let r = http_request(
         admin,
@@ -768,10 +768,15 @@ pub fn listener_addr(admin: SocketAddr) -> Option<SocketAddr> {
     .ok()?;
     let body = dechunk(&r.body);
     let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    let statuses = v["listener_statuses"].as_array()?;
+    // Internal listeners (envoy-config/fleet.yaml's hop to the collectors) have no socket.
+    let statuses: Vec<&serde_json::Value> = v["listener_statuses"]
+        .as_array()?
+        .iter()
+        .filter(|s| s["local_address"].get("socket_address").is_some())
+        .collect();
     assert!(
         statuses.len() <= 1,
-        "the harness expects one listener, Envoy lists {statuses:?}"
+        "the harness expects one listener with a socket, Envoy lists {statuses:?}"
     );
     let a = &statuses.first()?["local_address"]["socket_address"];
     let ip: std::net::IpAddr = a["address"].as_str()?.parse().ok()?;

@@ -28,11 +28,19 @@ pub struct Pki {
     client_cert: CertificateDer<'static>,
     client_key: Vec<u8>,
     ca_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl Pki {
     /// Makes the certificates and writes Envoy's files into a temporary directory.
     pub fn new(server_name: &str, client_spiffe_id: &str) -> Self {
+        Pki::with_names(&[server_name], client_spiffe_id)
+    }
+
+    /// [`Pki::new`] with a server certificate for several DNS names (the first is the
+    /// [`server_name`](Self::server_name)).
+    pub fn with_names(server_names: &[&str], client_spiffe_id: &str) -> Self {
+        let server_name = server_names.first().copied().unwrap_or("localhost");
         let dir = tempfile::tempdir().expect("tempdir");
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -45,8 +53,13 @@ impl Pki {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate().expect("server key");
-        let server_params =
-            CertificateParams::new(vec![server_name.to_owned()]).expect("server params");
+        let server_params = CertificateParams::new(
+            server_names
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .expect("server params");
         let server_cert = server_params
             .signed_by(&server_key, &issuer)
             .expect("server cert");
@@ -74,8 +87,27 @@ impl Pki {
             client_cert: client_cert.der().clone(),
             client_key: client_key.serialize_der(),
             ca_der: ca_cert.der().clone(),
+            issuer,
             _dir: dir,
         }
+    }
+
+    /// Another client certificate from the same CA, for `spiffe_id`, written as `NAME.pem` and
+    /// `NAME.key`: (certificate, key).
+    pub fn client_files(&self, name: &str, spiffe_id: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![SanType::URI(
+            spiffe_id.try_into().expect("SPIFFE id as URI SAN"),
+        )];
+        let cert = params.signed_by(&key, &self.issuer).expect("client cert");
+        let (c, k) = (
+            self._dir.path().join(format!("{name}.pem")),
+            self._dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("write PEM");
+        std::fs::write(&k, key.serialize_pem()).expect("write PEM");
+        (c, k)
     }
 
     /// SHA-256 of the client certificate (DER), upper-case hex: what the record should carry.

@@ -527,6 +527,98 @@ const TOKENS: [(&str, &str, &str); 4] = [
     ("root", "admin", ""),
 ];
 
+#[test]
+fn serve_indexes_each_segment_as_it_closes_and_a_query_without_the_index_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = traffic(3000, &[]);
+    let mut p = serve_with(dir.path(), "");
+    let addr = p.addr();
+    post_all(addr, None, &sent, None);
+    let store = dir.path().join("store");
+    let closed = || std::fs::read_dir(store.join(SEGMENTS_DIR)).unwrap().count() - 1;
+    let indexed = || -> Vec<PathBuf> {
+        match std::fs::read_dir(store.join("index")) {
+            Ok(d) => {
+                let mut v: Vec<PathBuf> = d
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+                    .collect();
+                v.sort();
+                v
+            }
+            Err(_) => Vec::new(),
+        }
+    };
+    // No query has run: the collector indexes each closed segment on its own.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while indexed().len() < closed() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} closed segments indexed",
+            indexed().len(),
+            closed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(closed() >= 2, "only {} closed segments", closed());
+    assert_eq!(
+        indexed().len(),
+        closed(),
+        "the active segment is not indexed"
+    );
+    let files = indexed();
+    for f in &files {
+        let b = std::fs::read(f).unwrap();
+        assert_eq!(
+            &b[..5],
+            b"MLQX\x02",
+            "{} is not a binary index",
+            f.display()
+        );
+    }
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    // The first query uses them (skips frames) and rewrites none.
+    let one = &sent[1234];
+    let (lines, err, code) = cli(&store, &["--request-id", &one.request_id]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(&request_ids(&lines), &ids([one]), "needle with the indexes");
+    let skipped: u64 = err
+        .split(" read, ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(skipped > 10, "{err}");
+    let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    assert_eq!(before, after, "a query rebuilt an index built at close");
+    // Without an index (deleted, or one byte flipped) the answer is the same, and the query
+    // builds the index again.
+    std::fs::remove_file(&files[0]).unwrap();
+    let mut flipped = before[1].clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    std::fs::write(&files[1], &flipped).unwrap();
+    let payments = ids(sent.iter().filter(|r| r.service == "payments"));
+    let (lines, err, code) = cli(&store, &["--service", "payments"]);
+    assert_eq!(code, 0, "{err}");
+    assert_same(
+        &request_ids(&lines),
+        &payments,
+        "without the first two indexes",
+    );
+    assert_eq!(
+        std::fs::read(&files[0]).unwrap(),
+        before[0],
+        "rebuilt as built at close"
+    );
+    assert_eq!(
+        std::fs::read(&files[1]).unwrap(),
+        before[1],
+        "rebuilt as built at close"
+    );
+    assert!(p.terminate().success());
+}
+
 fn auth_config() -> String {
     let mut c = String::new();
     for (id, role, tenant) in TOKENS {

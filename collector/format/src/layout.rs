@@ -121,6 +121,14 @@ pub fn index_path(store_dir: &Path, seq: u64) -> PathBuf {
     index_dir(store_dir).join(format!("{seq:016}.idx"))
 }
 
+/// The segment sequence number of an index file name (`<seq:016>.idx`), if it is one.
+pub fn index_seq(file_name: &str) -> Option<u64> {
+    let digits = file_name.strip_suffix(".idx")?;
+    (digits.len() == 16 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 /// `LOCK` of a data or store directory.
 pub fn lock_path(dir: &Path) -> PathBuf {
     dir.join(LOCK_FILE)

@@ -401,15 +401,15 @@ impl StoreScan<'_> {
         if build {
             self.stats.indexes_built += 1;
             if !sealed && !self.opts.no_write_index {
-                index::store(
-                    self.dir,
-                    &SegmentIndex {
-                        version: index::VERSION,
-                        segment: seq,
-                        len,
-                        frames: built,
-                    },
-                );
+                let idx = SegmentIndex {
+                    segment: seq,
+                    len,
+                    frames: built,
+                };
+                if let Err(e) = index::store(self.dir, &idx) {
+                    let path = layout::index_path(self.dir, seq);
+                    tracing::debug!(index = %path.display(), error = %e, "query index not written");
+                }
             }
         }
         Ok(())
@@ -521,17 +521,63 @@ mod tests {
         // A damaged index is rebuilt; one that no longer matches the frames is too.
         std::fs::write(layout::index_path(d.path(), 1), b"{not json").unwrap();
         let bytes = std::fs::read(layout::index_path(d.path(), 2)).unwrap();
-        let mut idx: SegmentIndex = serde_json::from_slice(&bytes).unwrap();
+        let mut idx = index::file::decode(&bytes).unwrap();
         idx.frames[0].crc ^= 1;
-        std::fs::write(
-            layout::index_path(d.path(), 2),
-            serde_json::to_vec(&idx).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(layout::index_path(d.path(), 2), index::file::encode(&idx)).unwrap();
         let (got, st) = services(d.path(), &q(&[("service", "c")]), None);
         assert_eq!(got, ["c2", "c3"]);
         assert_eq!((st.indexes_built, st.indexes_used), (2, 0));
         let (_, st) = services(d.path(), &q(&[("service", "c")]), None);
+        assert_eq!((st.indexes_built, st.indexes_used), (0, 2));
+    }
+
+    #[test]
+    fn indexes_built_at_close_are_used_and_a_flipped_byte_anywhere_changes_no_answer() {
+        let d = tempfile::tempdir().unwrap();
+        store(d.path(), None);
+        // What the collector runs when a segment closes: no query has run yet.
+        let r = index::build::index_closed(d.path(), 0).unwrap();
+        assert_eq!(r.built, [1, 2]);
+        let (got, st) = services(d.path(), &q(&[("service", "c")]), None);
+        assert_eq!(got, ["c2", "c3"]);
+        assert_eq!(
+            (st.indexes_built, st.indexes_used, st.frames_skipped),
+            (0, 2, 1)
+        );
+        let good = std::fs::read(layout::index_path(d.path(), 1)).unwrap();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            std::fs::write(layout::index_path(d.path(), 1), &bad).unwrap();
+            let opts = ScanOptions {
+                no_write_index: true,
+                ..ScanOptions::default()
+            };
+            for (svc, want) in [
+                ("a", vec!["a0", "a5"]),
+                ("b", vec!["b1"]),
+                ("c", vec!["c2", "c3"]),
+            ] {
+                let mut got = Vec::new();
+                let l =
+                    crate::records::list(d.path(), None, &q(&[("service", svc)]), &opts, |_, r| {
+                        got.push(format!("{svc}{}", r["meshlog.sequence"]));
+                        Ok(())
+                    })
+                    .unwrap();
+                assert_eq!(got, want, "byte {i} flipped");
+                // The damaged index was not used: segment 1 was read and indexed in memory.
+                assert_eq!(l.outcome.stats.indexes_built, 1, "byte {i} flipped");
+            }
+        }
+        // A query rewrites it; the next one uses it again.
+        let (_, st) = services(d.path(), &q(&[("service", "a")]), None);
+        assert_eq!((st.indexes_built, st.indexes_used), (1, 1));
+        assert_eq!(
+            std::fs::read(layout::index_path(d.path(), 1)).unwrap(),
+            good
+        );
+        let (_, st) = services(d.path(), &q(&[("service", "a")]), None);
         assert_eq!((st.indexes_built, st.indexes_used), (0, 2));
     }
 

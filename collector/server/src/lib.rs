@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod net;
 pub mod query;
 pub mod ratelog;
+pub mod ui;
 
 pub use ingest::Limits;
 pub use ingest::error::{ApiError, WireFormat};
@@ -105,14 +106,19 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
 }
 
-/// The read endpoints (the read role): `GET /api/v1/query`, `GET /api/v1/aggregate`.
+/// The read endpoints (the read role): `GET /api/v1/query`, `/api/v1/aggregate`,
+/// `/api/v1/summary`, `/api/v1/integrity`, `/api/v1/tail`, and the dashboard at `/ui`
+/// ([`ui`]).
 pub fn read_app(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/query", get(query::api::query))
         .route("/api/v1/aggregate", get(query::api::aggregate))
+        .route("/api/v1/summary", get(query::api::summary))
+        .route("/api/v1/integrity", get(query::api::integrity))
         .route(query::tail::TAIL_PATH, get(query::tail::tail))
         .route_layer(from_fn_with_state(state.gate(Role::Read), auth::require))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(ui::routes(state))
 }
 
 /// `GET /metrics` alone (for `metrics_listen`).

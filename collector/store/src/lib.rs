@@ -163,6 +163,9 @@ pub struct StoreHandle {
     ledger: Arc<ledger::LedgerStats>,
     /// The committed leaf count, published by the writer ([`tail`]).
     commits: tokio::sync::watch::Receiver<u64>,
+    /// The newest closed segment, published by the writer.
+    closed: tokio::sync::watch::Receiver<u64>,
+    store_dir: PathBuf,
     segments_dir: PathBuf,
 }
 
@@ -182,6 +185,18 @@ impl StoreHandle {
     /// records.
     pub fn committed_end(&self) -> tail::Position {
         tail::Position::leaf(*self.commits.borrow())
+    }
+
+    /// The newest closed segment's sequence number (0 when none), changed each time the writer
+    /// closes a segment (it is then synced and never written again): the signal to build its
+    /// query index.
+    pub fn closed_segments(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.closed.clone()
+    }
+
+    /// The store's directory (the data directory, or a retention class's directory).
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
     }
 
     /// The keys frames for this store must be sealed with; `None` when encryption is off.
@@ -272,6 +287,7 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let (w, dedup, ledger) = prepare_writer(fs, data_dir, &opts)?;
         let commits = w.commits();
+        let closed = w.closed_segments();
         let (tx, rx) = mpsc::unbounded_channel();
         let ticker_stop = start_ticker(tx.clone(), opts.integrity.checkpoint_interval)?;
         let thread = std::thread::Builder::new()
@@ -289,6 +305,8 @@ impl Store {
                 encryption: opts.encryption,
                 ledger,
                 commits,
+                closed,
+                store_dir: data_dir.to_owned(),
                 segments_dir: data_dir.join(meshlog_format::layout::SEGMENTS_DIR),
             },
             thread: Some(thread),
@@ -787,10 +805,18 @@ mod tests {
             Appended::Stored(loc) => loc.segment,
             Appended::Duplicate => panic!("no batch id"),
         };
+        let closed = h.closed_segments();
+        assert_eq!(*closed.borrow(), 0, "nothing closed yet");
         assert_eq!(stored(0), 1);
         assert_eq!(rt.block_on(h.rotate()).unwrap(), Some(1));
+        assert_eq!(*closed.borrow(), 1, "the close is published");
         assert_eq!(rt.block_on(h.rotate()).unwrap(), None);
         assert_eq!(stored(1), 2);
+        assert_eq!(h.store_dir(), d.path());
+        store.close().unwrap();
+        // Reopened: every segment before the active one is closed.
+        let store = Store::open(d.path(), StoreOptions::default()).unwrap();
+        assert_eq!(*store.handle().closed_segments().borrow(), 1);
         store.close().unwrap();
         let segs = reader::list_segments(&d.path().join(SEGMENTS_DIR)).unwrap();
         assert_eq!(segs.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2]);

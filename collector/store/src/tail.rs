@@ -29,6 +29,10 @@
 //!
 //! The subscription reads small frames from the page cache with ordinary blocking reads inside
 //! [`Subscription::next`]; a frame is at most a batch, so each call blocks only briefly.
+//!
+//! [`merged`] follows several stores (the retention classes) as one stream.
+
+pub mod merged;
 
 use crate::writer::WriteError;
 use meshlog_format::frame::{

@@ -303,6 +303,9 @@ pub struct Writer<F: FileSystem = StdFs> {
     /// The committed leaf count, published after every successful fsync (before the acks) to
     /// the [`crate::tail`] subscriptions.
     commits: watch::Sender<u64>,
+    /// The newest closed (sealed, fsync'd, never written again) segment's sequence number, 0
+    /// when none: what builds the query indexes watches.
+    closed: watch::Sender<u64>,
     // Held for the life of the writer: the data directory is ours while it runs.
     _lock: File,
 }
@@ -340,6 +343,8 @@ impl<F: FileSystem> Writer<F> {
         dedup: Arc<SharedIndex>,
         pause: Option<WriterPause>,
     ) -> Self {
+        // Every segment before the active one is closed.
+        let closed = watch::Sender::new(active.seq.saturating_sub(1));
         Writer {
             fs,
             segments_dir,
@@ -354,6 +359,7 @@ impl<F: FileSystem> Writer<F> {
             pause,
             integrity: LeafLog::detached(),
             commits: watch::Sender::new(0),
+            closed,
             _lock: lock,
         }
     }
@@ -370,6 +376,13 @@ impl<F: FileSystem> Writer<F> {
     /// after each successful fsync before any of its batches is acknowledged.
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()
+    }
+
+    /// The newest closed segment's sequence number (0 when none), updated each time the writer
+    /// closes one: every segment up to it is complete and synced, and only the segments after
+    /// it are written to.
+    pub fn closed_segments(&self) -> watch::Receiver<u64> {
+        self.closed.subscribe()
     }
 
     /// Serves `rx` until a `Close` message or until every sender is gone.
@@ -473,7 +486,8 @@ impl<F: FileSystem> Writer<F> {
             match create_segment_in(&self.fs, &self.segments_dir, self.active.seq + 1) {
                 Ok(next) => {
                     tracing::info!(segment = %next.path.display(), "rotated to a new segment");
-                    self.active = next;
+                    let closed = std::mem::replace(&mut self.active, next);
+                    self.closed.send_replace(closed.seq);
                 }
                 Err(e) => {
                     // Keep appending to the current segment; the next write tries again.
@@ -545,6 +559,7 @@ impl<F: FileSystem> Writer<F> {
             .map_err(|e| WriteError::io("creating a segment", e))?;
         tracing::info!(segment = %next.path.display(), "rotated to a new segment on request");
         let closed = std::mem::replace(&mut self.active, next);
+        self.closed.send_replace(closed.seq);
         Ok(Some(closed.seq))
     }
 
@@ -781,6 +796,7 @@ mod tests {
     fn acks_carry_locations_and_segments_rotate_past_the_limit() {
         let d = tempfile::tempdir().unwrap();
         let mut w = Started::new(d.path(), 600, None);
+        let closed = w.writer.as_ref().unwrap().closed_segments();
         let th = w.run();
         let mut locs = Vec::new();
         for i in 0..6 {
@@ -826,6 +842,8 @@ mod tests {
             );
         }
         assert_eq!(seen, 6);
+        // Every rotation past the limit published the segment it closed.
+        assert_eq!(*closed.borrow(), segs[segs.len() - 2].seq);
     }
 
     #[test]

@@ -198,6 +198,8 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         pipeline,
         metrics.clone(),
     );
+    // Each closed segment gets its query index now, not at the first query that reads it.
+    let _indexers = meshlog_server::query::indexer::spawn(rt.handle(), stores.routes().handles());
     let served = rt.block_on(run_server(servers, tls.clone(), metrics.clone(), tails));
     // Detection next: it appends its last alert records to the stores.
     if let Some(d) = detection {

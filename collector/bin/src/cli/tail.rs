@@ -20,10 +20,12 @@ pub struct TailArgs {
     #[arg(long, value_name = "URL")]
     pub server: String,
     /// Where to start: `start` (the oldest stored record), `end` (only new records; the
-    /// default), or an id printed by an earlier tail (`LEAF:RECORD`): the records after it.
+    /// default), or an id printed by an earlier tail (`LEAF:RECORD`; with `--class all` a
+    /// cursor `NAME=LEAF:RECORD,…`): the records after it.
     #[arg(long, value_name = "ID")]
     pub from: Option<String>,
-    /// The retention class whose log to follow [default: the default class].
+    /// The retention class whose log to follow, or `all` for every class in one stream
+    /// [default: the default class].
     #[arg(long, value_name = "NAME")]
     pub class: Option<String>,
     /// Batches this reader may fall behind before the server skips ahead (and says so).

@@ -8,13 +8,12 @@ const BITS_PER_ITEM: usize = 10;
 /// Hash functions per item.
 pub const HASHES: u32 = 7;
 
-/// The filter: `bits` as base64 in the index file.
+/// The filter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bloom {
     /// Number of hash functions.
     pub k: u32,
     /// The bit array, bit `i` is `bits[i / 8] >> (i % 8) & 1`.
-    #[serde(with = "b64")]
     pub bits: Vec<u8>,
 }
 
@@ -61,21 +60,6 @@ fn fnv1a(bytes: &[u8], basis: u64) -> u64 {
     })
 }
 
-mod b64 {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD as B64;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&B64.encode(v))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        B64.decode(s).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,8 +75,8 @@ mod tests {
             .filter(|i| b.may_contain(format!("t:{i}").as_bytes()))
             .count();
         assert!(false_pos < 300, "{false_pos} false positives in 10000");
-        let json = serde_json::to_string(&b).unwrap();
-        let back: Bloom = serde_json::from_str(&json).unwrap();
+        let bytes = postcard::to_allocvec(&b).unwrap();
+        let back: Bloom = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, b);
     }
 

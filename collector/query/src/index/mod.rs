@@ -1,15 +1,20 @@
 //! The sidecar index of a closed segment (`index/<seq>.idx`, named in meshlog-format's
 //! layout): per frame, what a query needs to skip it without reading it. It is a cache, never
 //! evidence: `meshlog verify` does not read it, a query checks it against the segment's frame
-//! headers before using it, and a missing, unreadable or mismatched index is rebuilt from the
-//! segment. The active (newest) segment has no index and is always scanned. The index of a
-//! segment holding sealed (encrypted) frames is never written: it would hold record content in
-//! the clear.
+//! headers before using it, and a missing, unreadable, damaged or mismatched index is rebuilt
+//! from the segment. The active (newest) segment has no index and is always scanned. The index
+//! of a segment holding sealed (encrypted) frames is never written: it would hold record content
+//! in the clear.
 //!
-//! The file is one JSON object (docs/query.md#index-file-format):
-//! `{"version":1,"segment":<seq>,"len":<bytes>,"frames":[FrameEntry…]}`.
+//! Indexes are built when a segment closes ([`build::index_closed`], run by the collector after
+//! the writer seals a segment), and by a query that finds a closed segment without one.
+//!
+//! The file is binary ([`file`], docs/query.md#index-file-format): magic, a version byte, the
+//! [`SegmentIndex`] in the postcard wire format, and a CRC-32 of everything before it.
 
 pub mod bloom;
+pub mod build;
+pub mod file;
 
 use crate::filter::{Filter, Record, field, record_time_ns, value_str};
 use bloom::Bloom;
@@ -21,8 +26,6 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The index format version this build writes and reads.
-pub const VERSION: u32 = 1;
 /// More distinct values than this in a frame and a low-cardinality field is not listed (the
 /// frame is then never skipped for that field).
 pub const MAX_LOW_VALUES: usize = 64;
@@ -32,8 +35,6 @@ pub const LOW_FIELDS: &[&str] = &["service", "namespace", "tenant", "status", "m
 /// One segment's index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentIndex {
-    /// [`VERSION`].
-    pub version: u32,
     /// The segment's sequence number.
     pub segment: u64,
     /// The segment file's length in bytes when indexed.
@@ -393,30 +394,42 @@ impl FrameEntry {
     }
 }
 
-/// Loads the index of segment `seq` at `path` from `store_dir`, if there is one that matches
-/// the segment's frame headers exactly (a cheap walk of the headers, payloads skipped);
-/// `None` means "rebuild", with the reason logged at debug level.
+/// Loads the index of segment `seq` at `path` from `store_dir`, if there is one that reads
+/// back intact ([`file::decode`]) and matches the segment's frame headers exactly (a cheap walk
+/// of the headers, payloads skipped); `None` means "rebuild", with the reason logged at debug
+/// level.
 pub fn load_checked(store_dir: &Path, seq: u64, segment: &Path) -> Option<SegmentIndex> {
     let path = meshlog_format::layout::index_path(store_dir, seq);
     let bytes = std::fs::read(&path).ok()?;
-    let why_not = |why: &str| {
-        tracing::debug!(index = %path.display(), why, "query index not used: rebuilding");
+    let why_not = |why: &dyn std::fmt::Display| {
+        tracing::debug!(index = %path.display(), %why, "query index not used: rebuilding");
     };
-    let idx: SegmentIndex = match serde_json::from_slice(&bytes) {
+    let idx = match file::decode(&bytes) {
         Ok(i) => i,
-        Err(_) => {
-            why_not("not a readable index");
+        Err(e) => {
+            why_not(&e);
             return None;
         }
     };
-    if idx.version != VERSION || idx.segment != seq {
-        why_not("other version or segment");
+    if idx.segment != seq {
+        why_not(&"the index is of another segment");
         return None;
     }
-    let mut scanner = SegmentScanner::open(segment).ok()?;
+    match matches_segment(&idx, segment) {
+        Ok(()) => Some(idx),
+        Err(why) => {
+            why_not(&why);
+            None
+        }
+    }
+}
+
+/// Whether `idx` lists exactly the frames of the segment file at `segment` (offset, payload
+/// CRC and record count of each, and the file's length); `Err` says what differs.
+fn matches_segment(idx: &SegmentIndex, segment: &Path) -> Result<(), &'static str> {
+    let mut scanner = SegmentScanner::open(segment).map_err(|_| "the segment does not open")?;
     if scanner.len() != idx.len {
-        why_not("segment length differs");
-        return None;
+        return Err("segment length differs");
     }
     let mut entries = idx.frames.iter();
     loop {
@@ -428,33 +441,25 @@ pub fn load_checked(store_dir: &Path, seq: u64, segment: &Path) -> Option<Segmen
                         && e.records == raw.header.record_count
                 });
                 if !ok {
-                    why_not("frames differ");
-                    return None;
+                    return Err("frames differ");
                 }
             }
             Ok(None) => break,
-            Err(_) => return None,
+            Err(_) => return Err("the segment does not scan"),
         }
     }
     if entries.next().is_some() {
-        why_not("more entries than frames");
-        return None;
+        return Err("more entries than frames");
     }
-    Some(idx)
+    Ok(())
 }
 
-/// Writes `idx` for its segment into `store_dir` (durably replaced; failures are logged and
-/// ignored: a read-only data directory just means indexes are built in memory each time).
-pub fn store(store_dir: &Path, idx: &SegmentIndex) {
+/// Writes `idx` for its segment into `store_dir` (durably replaced). A failure is returned for
+/// the caller to log: a read-only data directory just means indexes are built in memory.
+pub fn store(store_dir: &Path, idx: &SegmentIndex) -> std::io::Result<()> {
     let path = meshlog_format::layout::index_path(store_dir, idx.segment);
-    let result =
-        std::fs::create_dir_all(meshlog_format::layout::index_dir(store_dir)).and_then(|()| {
-            let bytes = serde_json::to_vec(idx).map_err(std::io::Error::other)?;
-            fsutil::write_durably(&path, &bytes)
-        });
-    if let Err(e) = result {
-        tracing::debug!(index = %path.display(), error = %e, "query index not written");
-    }
+    std::fs::create_dir_all(meshlog_format::layout::index_dir(store_dir))?;
+    fsutil::write_durably(&path, &file::encode(idx))
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub const DEFAULT_LIMIT: u64 = 100;
 enum Kind {
     Query,
     Aggregate,
+    Summary,
+    Integrity,
 }
 
 impl Kind {
@@ -38,6 +40,8 @@ impl Kind {
         match self {
             Kind::Query => "/api/v1/query",
             Kind::Aggregate => "/api/v1/aggregate",
+            Kind::Summary => "/api/v1/summary",
+            Kind::Integrity => "/api/v1/integrity",
         }
     }
 }
@@ -94,6 +98,26 @@ pub async fn query(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     serve(state, principal, peer.map(|p| p.0), params, Kind::Query).await
+}
+
+/// `GET /api/v1/summary` ([`super::summary`]).
+pub async fn summary(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    peer: Option<Extension<Peer>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    serve(state, principal, peer.map(|p| p.0), params, Kind::Summary).await
+}
+
+/// `GET /api/v1/integrity` ([`super::integrity`]; no parameters).
+pub async fn integrity(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    peer: Option<Extension<Peer>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    serve(state, principal, peer.map(|p| p.0), params, Kind::Integrity).await
 }
 
 /// `GET /api/v1/aggregate`.
@@ -190,14 +214,35 @@ async fn answer(
         Kind::Aggregate => params
             .iter()
             .find(|(k, _)| query_only.contains(&k.as_str())),
+        Kind::Summary => params.iter().find(|(k, _)| {
+            query_only.contains(&k.as_str()) || aggregate_only.contains(&k.as_str())
+        }),
+        Kind::Integrity => params.first(),
     };
     if let Some((k, _)) = foreign {
         return Err(Failure::bad_parameter(&FilterError::BadValue {
             param: k.clone(),
             value: String::new(),
-            expected: "a parameter of the other endpoint (query: limit, order, cursor; \
-                       aggregate: count, group-by, every)",
+            expected: if kind == Kind::Integrity {
+                "no parameter (integrity takes none)"
+            } else {
+                "a parameter of another endpoint (query: limit, order, cursor; \
+                 aggregate: count, group-by, every)"
+            },
         }));
+    }
+    if kind == Kind::Integrity {
+        let ledgers = ledgers(state);
+        let policy = state.pipeline.routes().policy().cloned();
+        let p = principal.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            super::integrity::integrity(&source, policy.as_ref(), &ledgers, |q| scoped(q, &p), now)
+        })
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+        let i = result.map_err(|e| internal(e.to_string()))?;
+        let rows = i.deletions.len() as u64;
+        return Ok((serde_json::to_value(&i).unwrap_or_default(), rows));
     }
     scope_to_tenant(&mut q, principal)?;
     if kind == Kind::Query && q.limit.is_none() {
@@ -210,6 +255,17 @@ async fn answer(
         QueryError::Param(p) => Failure::bad_parameter(&p),
         QueryError::Read(r) => internal(r.to_string()),
     })
+}
+
+/// Each class's live ledger size, by class name.
+pub(crate) fn ledgers(state: &AppState) -> super::integrity::Ledgers {
+    let routes = state.pipeline.routes();
+    routes
+        .names()
+        .iter()
+        .zip(routes.handles())
+        .map(|(n, h)| (n.clone(), h.ledger_stats().tree_size()))
+        .collect()
 }
 
 fn internal(message: String) -> Failure {
@@ -279,6 +335,11 @@ fn run(source: &ReadSource, q: &QueryParams, kind: Kind) -> Result<(Value, u64),
                 rows,
             ))
         }
+        Kind::Summary => {
+            let s = super::summary::summarize(source, q)?;
+            Ok((serde_json::to_value(&s).unwrap_or_default(), s.records))
+        }
+        Kind::Integrity => Ok((Value::Null, 0)),
         Kind::Aggregate => {
             let a = meshlog_query::aggregate::aggregate(
                 &source.data_dir,

@@ -25,6 +25,13 @@
 //!
 //! Filters are the query API's ([`TailFilter`] wraps `meshlog_query::Filter`): the same
 //! parameters, the same meaning.
+//!
+//! `class=NAME` follows one retention class (default: the default class); `class=all` follows
+//! every class in one stream ([`meshlog_store::tail::merged`]): each class's records in their
+//! order, the classes interleaved as records come. Its event ids are cursors,
+//! `NAME=LEAF:RECORD,…`: per class, the position the stream continues from after this event,
+//! so `Last-Event-ID` (or `from=`) resumes every class with no gap and no duplicate. `gap`
+//! events then also name the `class`, and `lag` events carry cursors.
 
 use crate::AppState;
 use crate::audit_log::AccessEvent;
@@ -35,6 +42,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use meshlog_store::StoreHandle;
+use meshlog_store::tail::merged::{Cursor, Merged};
 use meshlog_store::tail::{Position, Subscription, TailError, TailEvent};
 use serde_json::{Map, Value, json};
 use std::convert::Infallible;
@@ -141,18 +149,55 @@ impl TailFilter {
 }
 
 /// Where a tail starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Start {
     /// At the newest committed position (only new records).
     End,
-    /// At this position.
-    At(Position),
+    /// At the oldest stored position.
+    Beginning,
+    /// Just after this record (`from=ID`, `Last-Event-ID` of a one-class tail).
+    After(String),
+}
+
+/// The `class` value that follows every class (as `classes = "all"` of a legal hold).
+pub const ALL_CLASSES: &str = "all";
+
+impl Start {
+    /// Where a one-class tail starts (`name` is the parameter, for errors).
+    fn position(&self, handle: &StoreHandle, name: &str) -> Result<Position, TailRequestError> {
+        Ok(match self {
+            Start::End => handle.committed_end(),
+            Start::Beginning => Position::START,
+            Start::After(id) => id
+                .parse::<Position>()
+                .map_err(|e| TailRequestError::bad(name, format!("{e}; or start, or end")))?
+                .after(),
+        })
+    }
+
+    /// Where a `class=all` tail starts in each class: a cursor names the position to continue
+    /// from in each class; a class it does not name starts at its oldest record.
+    fn cursor(&self, name: &str) -> Result<Option<Cursor>, TailRequestError> {
+        match self {
+            Start::End | Start::Beginning => Ok(None),
+            Start::After(id) => id.parse::<Cursor>().map(Some).map_err(|e| {
+                TailRequestError::bad(
+                    name,
+                    format!(
+                        "{e}: with class=all an id is a cursor NAME=LEAF:RECORD,…; or start, or end"
+                    ),
+                )
+            }),
+        }
+    }
 }
 
 /// A parsed tail request.
 #[derive(Debug)]
 struct TailRequest {
     start: Start,
+    /// The parameter (or header) `start` came from, for errors.
+    start_from: &'static str,
     class: Option<String>,
     max_lag: u64,
     filter: TailFilter,
@@ -167,6 +212,7 @@ fn parse_request(
     now_ns: u64,
 ) -> Result<TailRequest, TailRequestError> {
     let mut start = Start::End;
+    let mut start_from = "from";
     let mut class = None;
     let mut max_lag = DEFAULT_MAX_LAG;
     let mut rest = Vec::new();
@@ -174,15 +220,9 @@ fn parse_request(
         match k.as_str() {
             "from" => {
                 start = match v.as_str() {
-                    "start" => Start::At(Position::START),
+                    "start" => Start::Beginning,
                     "end" => Start::End,
-                    id => Start::At(
-                        id.parse::<Position>()
-                            .map_err(|e| {
-                                TailRequestError::bad("from", format!("{e}; or start, or end"))
-                            })?
-                            .after(),
-                    ),
+                    id => Start::After(id.to_owned()),
                 }
             }
             "class" => class = Some(v.clone()),
@@ -210,14 +250,20 @@ fn parse_request(
             .map_err(|_| TailRequestError::bad("Last-Event-ID", "not ASCII"))?
             .trim();
         if !id.is_empty() {
-            let pos = id
-                .parse::<Position>()
-                .map_err(|e| TailRequestError::bad("Last-Event-ID", e.to_string()))?;
-            start = Start::At(pos.after());
+            start = Start::After(id.to_owned());
+            start_from = "Last-Event-ID";
         }
+    }
+    // The id's form depends on the class: checked now, so a bad one is a 400.
+    if class.as_deref() == Some(ALL_CLASSES) {
+        start.cursor(start_from)?;
+    } else if let Start::After(id) = &start {
+        id.parse::<Position>()
+            .map_err(|e| TailRequestError::bad(start_from, format!("{e}; or start, or end")))?;
     }
     Ok(TailRequest {
         start,
+        start_from,
         class,
         max_lag,
         filter: TailFilter::parse(&rest, now_ns)?,
@@ -357,24 +403,26 @@ async fn open(
         state.pipeline.now_unix_nano(),
     )?;
     let routes = state.pipeline.routes();
-    let handle: StoreHandle = match &req.class {
+    let all = req.class.as_deref() == Some(ALL_CLASSES);
+    let handle: Option<StoreHandle> = match &req.class {
         None => routes.default_handle().cloned(),
+        Some(_) if all => None,
         Some(name) => routes
             .names()
             .iter()
             .position(|n| n == name)
             .and_then(|i| routes.handles().get(i).cloned()),
-    }
-    .ok_or_else(|| {
-        TailRequestError::bad(
+    };
+    if handle.is_none() && !all {
+        return Err(TailRequestError::bad(
             "class",
             format!(
-                "no retention class {:?} (classes: {})",
+                "no retention class {:?} (classes: {}; or {ALL_CLASSES} for all of them)",
                 req.class.as_deref().unwrap_or_default(),
                 routes.names().join(", ")
             ),
-        )
-    })?;
+        ));
+    }
     let tails = state.tails.clone();
     if tails.open.fetch_add(1, Ordering::Relaxed) >= MAX_TAILS {
         tails.open.fetch_sub(1, Ordering::Relaxed);
@@ -387,9 +435,26 @@ async fn open(
         .record(&caller.event("ok", 0, 0))
         .await
         .map_err(|_| TailRequestError::AuditUnavailable)?;
-    let from = match req.start {
-        Start::End => handle.committed_end(),
-        Start::At(p) => p,
+    // Started after the access record, so a tail from the end does not show its own.
+    let source = match &handle {
+        Some(h) => Source::One(h.subscribe(req.start.position(h, req.start_from)?)),
+        None => {
+            let cursor = req.start.cursor(req.start_from)?;
+            let subs = routes
+                .names()
+                .iter()
+                .zip(routes.handles())
+                .map(|(name, h)| {
+                    let from = match (&req.start, &cursor) {
+                        (Start::End, _) => h.committed_end(),
+                        (_, Some(c)) => c.get(name).unwrap_or(Position::START),
+                        _ => Position::START,
+                    };
+                    (name.clone(), h.subscribe(from))
+                })
+                .collect();
+            Source::All(Merged::new(subs))
+        }
     };
     let tenant = if caller.principal.roles.contains(&Role::Admin) {
         None
@@ -397,7 +462,7 @@ async fn open(
         caller.principal.tenant.clone()
     };
     let stream = TailStream {
-        sub: handle.subscribe(from),
+        source,
         filter: req.filter,
         tenant,
         max_lag: req.max_lag,
@@ -437,8 +502,59 @@ impl Drop for Done {
     }
 }
 
+/// What a tail reads: one class's subscription, or every class's merged.
+enum Source {
+    One(Subscription),
+    All(Merged),
+}
+
+impl Source {
+    fn behind(&self) -> u64 {
+        match self {
+            Source::One(s) => s.behind(),
+            Source::All(m) => m.behind(),
+        }
+    }
+
+    /// Where the stream stands, as an id (`LEAF:RECORD` of the next record, or a cursor).
+    fn here(&self) -> String {
+        match self {
+            Source::One(s) => s.position().to_string(),
+            Source::All(m) => m.cursor().to_string(),
+        }
+    }
+
+    fn skip_to_live(&mut self) -> Result<u64, TailError> {
+        match self {
+            Source::One(s) => s.skip_to_live(),
+            Source::All(m) => m.skip_to_live(),
+        }
+    }
+
+    /// The next event and, for `class=all`, its class's name.
+    async fn next(&mut self) -> Result<(TailEvent, Option<String>), TailError> {
+        match self {
+            Source::One(s) => Ok((s.next().await?, None)),
+            Source::All(m) => {
+                let ev = m.next().await?;
+                let name = m.names().nth(ev.store).map(str::to_owned);
+                Ok((ev.event, name))
+            }
+        }
+    }
+
+    /// The id of a record just delivered at `position`: the position itself for one class
+    /// (resumed after it), the cursor after it for all classes (resumed at it).
+    fn record_id(&self, position: Position) -> String {
+        match self {
+            Source::One(_) => position.to_string(),
+            Source::All(m) => m.cursor().to_string(),
+        }
+    }
+}
+
 struct TailStream {
-    sub: Subscription,
+    source: Source,
     filter: TailFilter,
     tenant: Option<String>,
     max_lag: u64,
@@ -463,28 +579,29 @@ impl TailStream {
         loop {
             // A filter that passes little can read far without sending: let other tasks run.
             tokio::task::consume_budget().await;
-            if self.sub.behind() > self.max_lag {
-                let from = self.sub.position();
-                return match self.sub.skip_to_live() {
+            if self.source.behind() > self.max_lag {
+                let from = self.source.here();
+                return match self.source.skip_to_live() {
                     Ok(skipped) => {
-                        let to = self.sub.position();
-                        Some(Event::default().event("lag").data(
-                            json!({"skipped": skipped, "from": from.to_string(), "to": to.to_string()})
-                                .to_string(),
-                        ))
+                        let to = self.source.here();
+                        Some(
+                            Event::default().event("lag").data(
+                                json!({"skipped": skipped, "from": from, "to": to}).to_string(),
+                            ),
+                        )
                     }
                     Err(e) => Some(self.fail(&e)),
                 };
             }
             let next = tokio::select! {
-                ev = self.sub.next() => ev,
+                ev = self.source.next() => ev,
                 _ = self.stop.wait_for(|s| *s) => {
                     self.ended = true;
                     return None;
                 }
             };
             match next {
-                Ok(TailEvent::Record(r)) => {
+                Ok((TailEvent::Record(r), _)) => {
                     // Parsed only when something looks into it.
                     if self.tenant.is_some() || !self.filter.is_empty() {
                         let Ok(record) = r.record() else {
@@ -505,12 +622,18 @@ impl TailStream {
                     }
                     let data = String::from_utf8_lossy(&r.json).into_owned();
                     self.count(data.len());
-                    return Some(Event::default().id(r.position.to_string()).data(data));
+                    let id = self.source.record_id(r.position);
+                    return Some(Event::default().id(id).data(data));
                 }
-                Ok(TailEvent::Gap { from, to }) => {
-                    return Some(Event::default().event("gap").data(
-                        json!({"from": from.to_string(), "to": to.to_string()}).to_string(),
-                    ));
+                Ok((TailEvent::Gap { from, to }, class)) => {
+                    let mut data = Map::new();
+                    data.insert("from".into(), from.to_string().into());
+                    data.insert("to".into(), to.to_string().into());
+                    if let Some(c) = class {
+                        data.insert("class".into(), c.into());
+                    }
+                    let data = Value::Object(data).to_string();
+                    return Some(Event::default().event("gap").data(data));
                 }
                 Err(TailError::Closed) => {
                     self.ended = true;
@@ -545,14 +668,23 @@ mod tests {
     #[test]
     fn from_and_last_event_id_resume_after_the_id_and_the_header_wins() {
         let r = parse_request(&pairs("from=7:2"), None, 0).unwrap();
-        assert_eq!(r.start, Start::At(Position { leaf: 7, record: 3 }));
+        assert_eq!(r.start, Start::After("7:2".into()));
         let r = parse_request(&pairs("from=start"), None, 0).unwrap();
-        assert_eq!(r.start, Start::At(Position::START));
+        assert_eq!(r.start, Start::Beginning);
         let r = parse_request(&[], None, 0).unwrap();
         assert_eq!(r.start, Start::End);
         let h = HeaderValue::from_static("9:0");
         let r = parse_request(&pairs("from=7:2"), Some(&h), 0).unwrap();
-        assert_eq!(r.start, Start::At(Position { leaf: 9, record: 1 }));
+        assert_eq!(
+            (r.start, r.start_from),
+            (Start::After("9:0".into()), "Last-Event-ID")
+        );
+        // All classes: the id is a cursor, resumed at (not after) each position.
+        let h = HeaderValue::from_static("audit=3:1,default=9:0");
+        let r = parse_request(&pairs("class=all"), Some(&h), 0).unwrap();
+        let c = r.start.cursor("Last-Event-ID").unwrap().unwrap();
+        assert_eq!(c.get("audit"), Some(Position { leaf: 3, record: 1 }));
+        assert_eq!(c.get("default"), Some(Position::leaf(9)));
     }
 
     #[test]
@@ -565,6 +697,9 @@ mod tests {
             ("status=6xx", None, "status"),
             ("trace_id=xyz", None, "trace_id"),
             ("", Some("12"), "Last-Event-ID"),
+            ("class=all", Some("12:0"), "Last-Event-ID"),
+            ("class=all&from=12:0", None, "from"),
+            ("from=default=12:0", None, "from"),
         ] {
             let h = header.map(HeaderValue::from_static);
             match parse_request(&pairs(q), h.as_ref(), 0) {
