@@ -10,6 +10,7 @@
 //! [`query`] holds filtered queries, the query API, its tenants, audit and completeness.
 //! [`witness`] holds witnessed checkpoints (`meshlog witness`, a collector witnessing its peer,
 //! `verify --witness`) and the signing key `serve` makes when none is configured.
+//! [`report`] holds `meshlog report` and `verify-report`: numbers, PDF, signature, the log record.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(
@@ -25,6 +26,7 @@ mod encryption;
 mod integrity;
 mod prometheus;
 mod query;
+mod report;
 mod retention;
 mod retention_time;
 mod sink;

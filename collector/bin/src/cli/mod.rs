@@ -2,7 +2,8 @@
 //! `meshlog keygen` creates keys for signed checkpoints and encryption at rest, `meshlog
 //! receipts` lists and verifies retention's deletion receipts, `meshlog verify` checks the
 //! store's integrity, `meshlog prove` and `meshlog verify-proof` make and check inclusion and
-//! consistency proofs.
+//! consistency proofs, `meshlog report` writes the signed SOC 2 evidence report and `meshlog
+//! verify-report` checks one.
 //!
 //! Exit status: 0 success (for `verify` and `verify-proof`: intact, valid), 1 a runtime error
 //! or, for `verify` and `verify-proof`, not intact / not valid, 2 a usage error (bad flags, a
@@ -54,6 +55,7 @@ mod keygen;
 mod query;
 mod receipts;
 mod remote;
+mod report;
 mod serve;
 mod sink;
 mod tail;
@@ -128,6 +130,11 @@ pub enum Command {
     /// The ClickHouse sink: `init` creates its table, `check` compares ClickHouse with the log
     /// (exit 0: all match, 1: not).
     Sink(sink::SinkArgs),
+    /// Write the signed SOC 2 evidence report for a period (--from, --to) as HTML or JSON,
+    /// and append its record to the log (docs/report.md).
+    Report(Box<report::ReportArgs>),
+    /// Check a report from `meshlog report` with the public key alone (exit 0 valid, 1 not).
+    VerifyReport(report::VerifyReportArgs),
 }
 
 /// `meshlog validate` options.
@@ -362,6 +369,9 @@ pub enum RunError {
     /// `sink check` found rows that do not match the log (the report says which).
     #[error("{0}")]
     SinkMismatch(String),
+    /// `report` or `verify-report` failed.
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
 }
 
 impl RunError {
@@ -380,6 +390,7 @@ impl RunError {
             | RunError::SigningKey(_) => 2,
             RunError::Key(KeyFileError::AlreadyExists { .. }) => 1,
             RunError::Key(_) => 2,
+            RunError::Report(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -439,6 +450,8 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         Command::Alerts(a) => alerts::alerts(&a, &mut io::stdout().lock()),
         Command::Witness(a) => witness::run(a),
         Command::Sink(a) => sink::sink(a, &mut io::stdout().lock()),
+        Command::Report(a) => report::report(*a),
+        Command::VerifyReport(a) => report::verify_report(&a, &mut io::stdout().lock()),
     }
 }
 
