@@ -265,10 +265,11 @@ impl Detector {
             return out;
         }
         let ctx = self.ctx(now);
+        let view = record::View::of(r);
         for i in 0..self.slots.len() {
             let mut buf = std::mem::take(&mut self.buf);
             if let Some(slot) = self.slots.get_mut(i) {
-                slot.rule.observe(r, now, ctx, &mut buf);
+                slot.rule.observe(&view, now, ctx, &mut buf);
             }
             self.apply(i, &mut buf, now, &mut out);
             self.buf = buf;

@@ -4,6 +4,9 @@
 
 use std::collections::HashMap;
 
+/// The groups' hasher: fast on short strings, seeded per map (keys come from the traffic).
+type Hasher = foldhash::fast::RandomState;
+
 /// Buckets per window: the window slides in steps of a twelfth of its length.
 pub const BUCKETS: usize = 12;
 
@@ -184,8 +187,10 @@ pub fn feed_counts(count: f64) -> impl FnOnce(&mut Ewma, f64, u64) {
 /// recently seen eighth (never a firing group); what was dropped is counted.
 #[derive(Debug)]
 pub struct Groups<V> {
-    map: HashMap<String, (V, u64)>,
+    map: HashMap<String, (V, u64), Hasher>,
     cap: usize,
+    /// The key being looked up, reused so a lookup of a held group allocates nothing.
+    scratch: String,
     /// Groups dropped to stay under the cap, or not admitted because every one was firing.
     pub evicted: u64,
 }
@@ -194,8 +199,9 @@ impl<V> Groups<V> {
     /// An empty map of at most `cap` groups.
     pub fn new(cap: usize) -> Self {
         Groups {
-            map: HashMap::new(),
+            map: HashMap::default(),
             cap: cap.max(1),
+            scratch: String::new(),
             evicted: 0,
         }
     }
@@ -232,6 +238,37 @@ impl<V> Groups<V> {
         let e = self.map.get_mut(key)?;
         e.1 = now;
         Some(&mut e.0)
+    }
+
+    /// [`Groups::get_or_insert`] for the group of label/value `pairs` (its key as
+    /// [`crate::rules::key_of`] spells it), built in a reused buffer: nothing is allocated
+    /// unless the group is new.
+    pub fn entry(
+        &mut self,
+        pairs: &[(&str, &str)],
+        now: u64,
+        make: impl FnOnce() -> V,
+        firing: impl Fn(&V) -> bool,
+    ) -> Option<&mut V> {
+        let mut key = std::mem::take(&mut self.scratch);
+        crate::rules::write_key(&mut key, pairs);
+        let got = self.get_or_insert(&key, now, make, firing).is_some();
+        self.scratch = key;
+        if !got {
+            return None;
+        }
+        self.map.get_mut(self.scratch.as_str()).map(|e| &mut e.0)
+    }
+
+    /// [`Groups::touch`] for the group of `pairs`, without allocating.
+    pub fn touch_pairs(&mut self, pairs: &[(&str, &str)], now: u64) -> Option<&mut V> {
+        let mut key = std::mem::take(&mut self.scratch);
+        crate::rules::write_key(&mut key, pairs);
+        self.scratch = key;
+        self.map.get_mut(self.scratch.as_str()).map(|e| {
+            e.1 = now;
+            &mut e.0
+        })
     }
 
     /// The group `key`, if held.

@@ -5,7 +5,7 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::ErrorSpike;
-use crate::record::{self, Record};
+use crate::record::View;
 use crate::window::{Baselined, Edge, Ewma, Groups};
 
 #[derive(Default)]
@@ -62,17 +62,16 @@ impl Rule for ErrorSpikeRule {
         "error_spike"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
-        let (Some(service), Some(status)) = (record::service(r), record::status(r)) else {
+        let (Some(service), Some(status)) = (v.service, v.status) else {
             return;
         };
-        let key = one_key("service", service);
         let interval_ns = self.interval_ns;
-        let Some(s) = self.groups.get_or_insert(
-            &key,
+        let Some(s) = self.groups.entry(
+            &[("service", service)],
             now,
             || State {
                 w: Baselined {
@@ -93,11 +92,11 @@ impl Rule for ErrorSpikeRule {
         };
         if roll(&self.cfg, interval_ns, s, now) == Some(Edge::Clear) {
             out.push(Signal::Clear {
-                key: key.clone(),
+                key: one_key("service", service),
                 value: 0.0,
             });
         }
-        let w = record::weight(r);
+        let w = v.weight;
         s.total += w;
         if (500..=599).contains(&status) {
             s.errors += w;

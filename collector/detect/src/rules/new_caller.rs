@@ -5,7 +5,7 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, key_of};
 use crate::NS_PER_S;
 use crate::config::NewCaller;
-use crate::record::{self, Record};
+use crate::record::View;
 use crate::window::{Edge, Groups, Latch};
 
 /// The rule.
@@ -37,24 +37,21 @@ impl Rule for NewCallerRule {
         "new_caller"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
-        let (Some(principal), Some(service)) = (record::principal(r), record::service(r)) else {
+        let (Some(principal), Some(service)) = (v.principal, v.service) else {
             return;
         };
         if !self.cfg.services.is_empty() && !self.cfg.services.iter().any(|s| s == service) {
             return;
         }
-        let key = edge_key(principal, service);
-        if self.edges.touch(&key, now).is_some() {
+        let pairs = [("principal", principal), ("service", service)];
+        if self.edges.touch_pairs(&pairs, now).is_some() {
             return;
         }
-        let Some(latch) = self
-            .edges
-            .get_or_insert(&key, now, Latch::default, |l| l.firing)
-        else {
+        let Some(latch) = self.edges.entry(&pairs, now, Latch::default, |l| l.firing) else {
             return;
         };
         if ctx.learning {

@@ -6,7 +6,7 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::RareHour;
-use crate::record::{self, Record};
+use crate::record::View;
 use crate::window::{Edge, Groups, Latch};
 
 /// Requests per principal after which its histogram is halved (old habits fade).
@@ -40,29 +40,26 @@ impl RareHourRule {
     }
 }
 
-fn who(r: &Record) -> Option<(&'static str, &str)> {
-    record::str_of(r, record::ENDUSER_ID)
-        .map(|u| ("enduser", u))
-        .or_else(|| record::principal(r).map(|p| ("principal", p)))
-}
-
 impl Rule for RareHourRule {
     fn name(&self) -> &str {
         "rare_hour"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
-        let Some((label, p)) = who(r) else {
+        let Some((label, p)) = v
+            .enduser
+            .map(|u| ("enduser", u))
+            .or_else(|| v.principal.map(|p| ("principal", p)))
+        else {
             return;
         };
         let h = self.hour(now);
-        let key = one_key(label, p);
         let cfg = &self.cfg;
-        let Some(s) = self.groups.get_or_insert(
-            &key,
+        let Some(s) = self.groups.entry(
+            &[(label, p)],
             now,
             || State {
                 hours: [0.0; 24],

@@ -6,7 +6,7 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::Volume;
-use crate::record::{self, Record};
+use crate::record::View;
 use crate::window::{Baselined, Edge, Groups, feed_counts};
 
 /// Quiet intervals folded into a baseline at most.
@@ -59,17 +59,16 @@ impl Rule for VolumeRule {
         "volume"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
-        let Some(service) = record::service(r) else {
+        let Some(service) = v.service else {
             return;
         };
-        let key = one_key("service", service);
         let interval_ns = self.interval_ns;
-        let Some(s) = self.groups.get_or_insert(
-            &key,
+        let Some(s) = self.groups.entry(
+            &[("service", service)],
             now,
             || State {
                 w: Baselined {
@@ -84,11 +83,11 @@ impl Rule for VolumeRule {
         };
         if roll(&self.cfg, interval_ns, s, now) == Some(Edge::Clear) {
             out.push(Signal::Clear {
-                key: key.clone(),
+                key: one_key("service", service),
                 value: 0.0,
             });
         }
-        s.count += record::weight(r);
+        s.count += v.weight;
         if hot(&self.cfg, s)
             && !ctx.learning
             && s.w
