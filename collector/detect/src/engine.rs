@@ -94,6 +94,10 @@ pub struct Transition {
     pub query: Query,
     /// Alerts for this group suppressed since the last one raised.
     pub suppressed: u64,
+    /// The tenant of the record that raised it (stamped on its alert records, so that
+    /// tenant's readers see it); none for alerts raised by time passing (silences, gaps,
+    /// integrity), which only operators see.
+    pub tenant: Option<String>,
 }
 
 impl Transition {
@@ -152,6 +156,8 @@ pub struct Detector {
     replaying: bool,
     logged: HashMap<(String, String), LoggedAlert>,
     buf: Vec<Signal>,
+    /// The tenant of the record being observed (for the alerts it raises).
+    tenant: Option<String>,
 }
 
 fn fingerprint(rule: &str, key: &str, since: u64) -> String {
@@ -234,6 +240,7 @@ impl Detector {
             replaying: false,
             logged: HashMap::new(),
             buf: Vec::new(),
+            tenant: None,
         }
     }
 
@@ -266,6 +273,9 @@ impl Detector {
         }
         let ctx = self.ctx(now);
         let view = record::View::of(r);
+        if self.tenant.as_deref() != view.tenant {
+            self.tenant = view.tenant.map(str::to_owned);
+        }
         for i in 0..self.slots.len() {
             let mut buf = std::mem::take(&mut self.buf);
             if let Some(slot) = self.slots.get_mut(i) {
@@ -281,6 +291,7 @@ impl Detector {
     /// second or so (and at least once per the shortest window).
     pub fn tick(&mut self, now: u64) -> Vec<Transition> {
         let mut out = Vec::new();
+        self.tenant = None;
         let ctx = self.ctx(now);
         for i in 0..self.slots.len() {
             let mut buf = std::mem::take(&mut self.buf);
@@ -306,6 +317,7 @@ impl Detector {
     /// Takes an integrity event at `now`.
     pub fn integrity(&mut self, ev: &IntegrityEvent, now: u64) -> Vec<Transition> {
         let mut out = Vec::new();
+        self.tenant = None;
         for i in 0..self.slots.len() {
             let mut buf = std::mem::take(&mut self.buf);
             if let Some(slot) = self.slots.get_mut(i) {
@@ -433,6 +445,7 @@ impl Detector {
             summary: f.summary,
             query: f.query,
             suppressed: 0,
+            tenant: self.tenant.clone(),
         };
         if self.replaying {
             self.active.insert(

@@ -16,6 +16,8 @@ pub const INSTANCE: &str = "resource.service.instance.id";
 pub const VM_ID: &str = "resource.meshlog.vm.id";
 /// The stored key of the event name.
 pub const EVENT_NAME: &str = "event_name";
+/// The stored key of the tenant the collector stamps on a tenant's records.
+pub const TENANT: &str = "resource.meshlog.tenant";
 
 /// A string attribute.
 pub fn str_of<'a>(r: &'a Record, key: &str) -> Option<&'a str> {
@@ -134,6 +136,8 @@ pub struct View<'a> {
     pub sequence: Option<u64>,
     /// [`weight`].
     pub weight: f64,
+    /// The tenant the record was stamped with.
+    pub tenant: Option<&'a str>,
 }
 
 impl<'a> View<'a> {
@@ -159,6 +163,7 @@ impl<'a> View<'a> {
             vm: str_of(r, VM_ID),
             sequence: int_of(r, schema::MESHLOG_SEQUENCE).and_then(|s| u64::try_from(s).ok()),
             weight: weight(r),
+            tenant: str_of(r, TENANT),
         }
     }
 

@@ -248,7 +248,8 @@ impl Emitter {
                     size,
                     batch_id: None,
                     received_unix_nano: self.pipeline.now_unix_nano(),
-                    tenant: None,
+                    // Stamped on the record's resource: that tenant's readers see it.
+                    tenant: t.tenant.clone(),
                 })
                 .await;
             match r {
