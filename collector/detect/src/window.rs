@@ -141,7 +141,50 @@ pub struct Baselined {
     pub latch: Latch,
 }
 
+/// A rule's per-group state that holds a [`Baselined`] interval.
+pub trait HasBaseline {
+    /// The interval, latch and baseline.
+    fn baselined(&mut self) -> &mut Baselined;
+}
+
+/// The tick every baseline rule shares: each group's interval is closed by `roll` (which
+/// gives the latch's edge), or with none to close its latch is let go after the resolve delay;
+/// a group that resolves gets a [`Signal::Clear`](crate::rules::Signal::Clear); groups neither
+/// firing nor seen within `idle_ns` are dropped.
+pub fn tick_baselined<V: HasBaseline>(
+    groups: &mut Groups<V>,
+    now: u64,
+    (idle_ns, resolve_after_ns): (u64, u64),
+    out: &mut Vec<crate::rules::Signal>,
+    mut roll: impl FnMut(&mut V) -> Option<Edge>,
+) {
+    groups.retain(|key, s, seen| {
+        let edge = roll(s).or_else(|| s.baselined().latch.update(false, now, resolve_after_ns));
+        if edge == Some(Edge::Clear) {
+            out.push(crate::rules::Signal::Clear {
+                key: key.to_owned(),
+                value: 0.0,
+            });
+        }
+        s.baselined().latch.firing || now.saturating_sub(seen) < idle_ns
+    });
+}
+
 impl Baselined {
+    /// A group's first interval, the one holding `now`. With `zero_prior` the baseline starts
+    /// at zero as if one quiet interval had been seen: a first interval that is already
+    /// anomalous must not become the baseline.
+    pub fn starting(now: u64, interval_ns: u64, zero_prior: bool) -> Self {
+        Baselined {
+            epoch: now / interval_ns,
+            baseline: Ewma {
+                n: u32::from(zero_prior),
+                ..Ewma::default()
+            },
+            latch: Latch::default(),
+        }
+    }
+
     /// Closes the interval when `now` is past it: `None` while it is open, else the latch's
     /// edge, if any. A firing group's latch takes `was_hot` (a group that turned hot while
     /// learning did not fire and must not look as if it had). `feed` gives the closed interval

@@ -6,13 +6,19 @@ use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::ErrorSpike;
 use crate::record::View;
-use crate::window::{Baselined, Edge, Ewma, Groups};
+use crate::window::{Baselined, Edge, Groups, HasBaseline, tick_baselined};
 
 #[derive(Default)]
 struct State {
     w: Baselined,
     total: f64,
     errors: f64,
+}
+
+impl HasBaseline for State {
+    fn baselined(&mut self) -> &mut Baselined {
+        &mut self.w
+    }
 }
 
 /// The rule.
@@ -74,16 +80,7 @@ impl Rule for ErrorSpikeRule {
             &[("service", service)],
             now,
             || State {
-                w: Baselined {
-                    epoch: now / interval_ns,
-                    // A prior of zero: a first interval that is already anomalous must not
-                    // become the baseline.
-                    baseline: Ewma {
-                        n: 1,
-                        ..Ewma::default()
-                    },
-                    ..Baselined::default()
-                },
+                w: Baselined::starting(now, interval_ns, true),
                 ..State::default()
             },
             |s| s.w.latch.firing,
@@ -131,19 +128,12 @@ impl Rule for ErrorSpikeRule {
 
     fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
         let (cfg, interval_ns) = (&self.cfg, self.interval_ns);
-        let idle = interval_ns.saturating_mul(60 * 24);
-        self.groups.retain(|key, s, seen| {
-            let edge = roll(cfg, interval_ns, s, now).or_else(|| {
-                // An interval with no traffic at all still lets a firing group resolve.
-                s.w.latch.update(false, now, cfg.common.resolve_after_ns())
-            });
-            if edge == Some(Edge::Clear) {
-                out.push(Signal::Clear {
-                    key: key.to_owned(),
-                    value: 0.0,
-                });
-            }
-            s.w.latch.firing || now.saturating_sub(seen) < idle
+        let limits = (
+            interval_ns.saturating_mul(60 * 24),
+            cfg.common.resolve_after_ns(),
+        );
+        tick_baselined(&mut self.groups, now, limits, out, |s| {
+            roll(cfg, interval_ns, s, now)
         });
     }
 

@@ -8,15 +8,21 @@ use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::{Secrets, SecretsGroup};
 use crate::record::View;
-use crate::window::{Baselined, Edge, Ewma, Groups, MAX_QUIET_INTERVALS, feed_counts};
+use crate::window::{
+    Baselined, Edge, Groups, HasBaseline, MAX_QUIET_INTERVALS, feed_counts, tick_baselined,
+};
 use meshlog_core::schema::MESHLOG_REDACTED_PREFIX;
-
-/// Quiet intervals folded into a baseline at most (older ones change nothing measurable).
 
 #[derive(Default)]
 struct State {
     w: Baselined,
     count: f64,
+}
+
+impl HasBaseline for State {
+    fn baselined(&mut self) -> &mut Baselined {
+        &mut self.w
+    }
 }
 
 /// The rule.
@@ -97,16 +103,7 @@ impl Rule for SecretsRule {
             &[(label, who)],
             now,
             || State {
-                w: Baselined {
-                    epoch: now / interval_ns,
-                    // A prior of zero: a first interval that is already anomalous must not
-                    // become the baseline.
-                    baseline: Ewma {
-                        n: 1,
-                        ..Ewma::default()
-                    },
-                    ..Baselined::default()
-                },
+                w: Baselined::starting(now, interval_ns, true),
                 ..State::default()
             },
             |s| s.w.latch.firing,
@@ -155,17 +152,12 @@ impl Rule for SecretsRule {
 
     fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
         let (cfg, interval_ns) = (&self.cfg, self.interval_ns);
-        let idle = interval_ns.saturating_mul(MAX_QUIET_INTERVALS);
-        self.groups.retain(|key, s, seen| {
-            let edge = roll(cfg, interval_ns, s, now)
-                .or_else(|| s.w.latch.update(false, now, cfg.common.resolve_after_ns()));
-            if edge == Some(Edge::Clear) {
-                out.push(Signal::Clear {
-                    key: key.to_owned(),
-                    value: 0.0,
-                });
-            }
-            s.w.latch.firing || now.saturating_sub(seen) < idle
+        let limits = (
+            interval_ns.saturating_mul(MAX_QUIET_INTERVALS),
+            cfg.common.resolve_after_ns(),
+        );
+        tick_baselined(&mut self.groups, now, limits, out, |s| {
+            roll(cfg, interval_ns, s, now)
         });
     }
 

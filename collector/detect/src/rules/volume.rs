@@ -7,14 +7,18 @@ use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::Volume;
 use crate::record::View;
-use crate::window::{Baselined, Edge, Groups, feed_counts};
-
-/// Quiet intervals folded into a baseline at most.
+use crate::window::{Baselined, Edge, Groups, HasBaseline, feed_counts, tick_baselined};
 
 #[derive(Default)]
 struct State {
     w: Baselined,
     count: f64,
+}
+
+impl HasBaseline for State {
+    fn baselined(&mut self) -> &mut Baselined {
+        &mut self.w
+    }
 }
 
 /// The rule.
@@ -71,10 +75,7 @@ impl Rule for VolumeRule {
             &[("service", service)],
             now,
             || State {
-                w: Baselined {
-                    epoch: now / interval_ns,
-                    ..Baselined::default()
-                },
+                w: Baselined::starting(now, interval_ns, false),
                 ..State::default()
             },
             |s| s.w.latch.firing,
@@ -115,17 +116,12 @@ impl Rule for VolumeRule {
 
     fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
         let (cfg, interval_ns) = (&self.cfg, self.interval_ns);
-        let idle = interval_ns.saturating_mul(60 * 24);
-        self.groups.retain(|key, s, seen| {
-            let edge = roll(cfg, interval_ns, s, now)
-                .or_else(|| s.w.latch.update(false, now, cfg.common.resolve_after_ns()));
-            if edge == Some(Edge::Clear) {
-                out.push(Signal::Clear {
-                    key: key.to_owned(),
-                    value: 0.0,
-                });
-            }
-            s.w.latch.firing || now.saturating_sub(seen) < idle
+        let limits = (
+            interval_ns.saturating_mul(60 * 24),
+            cfg.common.resolve_after_ns(),
+        );
+        tick_baselined(&mut self.groups, now, limits, out, |s| {
+            roll(cfg, interval_ns, s, now)
         });
     }
 
