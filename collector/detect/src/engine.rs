@@ -25,6 +25,9 @@ use std::collections::HashMap;
 /// groups neither firing nor suppressed are let go).
 const MAX_PENDING_SUPPRESSED: usize = 100_000;
 
+/// The layout of [`Detector::snapshot`].
+const SNAPSHOT_VERSION: u64 = 1;
+
 /// An event of the store's integrity the collector feeds in ([`Detector::integrity`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntegrityEvent {
@@ -247,6 +250,42 @@ impl Detector {
     /// How far back to replay at start, ns: records observed at or after `now - replay_ns()`.
     pub fn replay_ns(&self) -> u64 {
         self.replay_ns
+    }
+
+    /// What the rules learned beyond what a replay rebuilds (new-caller edges, a principal's
+    /// hours), and when learning started, as JSON: the collector writes it to the data
+    /// directory now and then and at shutdown, and [`Detector::load_snapshot`] takes it back
+    /// at start, so a history longer than `replay_s` survives a restart.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let mut rules = serde_json::Map::new();
+        for s in &self.slots {
+            if let Some(v) = s.rule.snapshot() {
+                rules.insert(s.rule.name().to_owned(), v);
+            }
+        }
+        serde_json::json!({
+            "version": SNAPSHOT_VERSION,
+            "started_unix_nano": self.started,
+            "rules": rules,
+        })
+    }
+
+    /// Takes back a [`Detector::snapshot`] at `now`, before the replay. Learning does not
+    /// start over: the snapshot's start stands. A snapshot of another version, or of rules no
+    /// longer enabled, is ignored (the replay and learning rebuild what they can).
+    pub fn load_snapshot(&mut self, v: &serde_json::Value, now: u64) -> bool {
+        if v["version"].as_u64() != Some(SNAPSHOT_VERSION) {
+            return false;
+        }
+        if let Some(t) = v["started_unix_nano"].as_u64() {
+            self.started = Some(t.min(now));
+        }
+        for s in &mut self.slots {
+            if let Some(r) = v["rules"].get(s.rule.name()) {
+                s.rule.load_snapshot(r, now);
+            }
+        }
+        true
     }
 
     /// The enabled rules' names.

@@ -314,6 +314,19 @@ impl<V> Groups<V> {
         })
     }
 
+    /// Every group with its last-seen time (for a snapshot).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &V, u64)> {
+        self.map.iter().map(|(k, (v, t))| (k.as_str(), v, *t))
+    }
+
+    /// Puts back a group from a snapshot, last seen at `seen`, if there is room (a snapshot is
+    /// never let evict what the traffic has already brought).
+    pub fn restore(&mut self, key: &str, v: V, seen: u64) {
+        if self.map.len() < self.cap && !self.map.contains_key(key) {
+            self.map.insert(key.to_owned(), (v, seen));
+        }
+    }
+
     /// The group `key`, if held.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         self.map.get_mut(key).map(|e| &mut e.0)

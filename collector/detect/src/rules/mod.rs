@@ -239,6 +239,14 @@ pub trait Rule: Send {
     fn restore(&mut self, _group: &Group, _since: u64, _now: u64) -> bool {
         false
     }
+    /// What the rule learned that a replay of the recent window cannot rebuild (a history
+    /// longer than `replay_s`), for [`crate::Detector::snapshot`]; `None` for rules whose state
+    /// the replay rebuilds.
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Takes back what [`Rule::snapshot`] gave, at `now` (what is too old by now is left out).
+    fn load_snapshot(&mut self, _v: &serde_json::Value, _now: u64) {}
     /// Groups held now.
     fn groups(&self) -> usize;
     /// Groups dropped for the memory cap.

@@ -120,6 +120,27 @@ impl Rule for NewCallerRule {
         }
     }
 
+    /// The known edges with when each was last seen: `[[key, last_seen_ns], …]`.
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        let edges: Vec<serde_json::Value> = self
+            .edges
+            .entries()
+            .map(|(k, _, seen)| serde_json::json!([k, seen]))
+            .collect();
+        Some(serde_json::Value::Array(edges))
+    }
+
+    fn load_snapshot(&mut self, v: &serde_json::Value, now: u64) {
+        for e in v.as_array().into_iter().flatten() {
+            let (Some(key), Some(seen)) = (e[0].as_str(), e[1].as_u64()) else {
+                continue;
+            };
+            if now.saturating_sub(seen) < self.history_ns {
+                self.edges.restore(key, Latch::default(), seen);
+            }
+        }
+    }
+
     fn groups(&self) -> usize {
         self.edges.len()
     }

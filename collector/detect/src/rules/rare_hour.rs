@@ -155,6 +155,43 @@ impl Rule for RareHourRule {
         }
     }
 
+    /// Each principal's learned hours: `[[key, [24 counts], total, first_seen_ns, last_seen_ns], …]`.
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        let groups: Vec<serde_json::Value> = self
+            .groups
+            .entries()
+            .map(|(k, s, seen)| {
+                serde_json::json!([k, s.hours.to_vec(), s.total, s.first_seen, seen])
+            })
+            .collect();
+        Some(serde_json::Value::Array(groups))
+    }
+
+    fn load_snapshot(&mut self, v: &serde_json::Value, _now: u64) {
+        for e in v.as_array().into_iter().flatten() {
+            let (Some(key), Some(hours), Some(total), Some(first_seen), Some(seen)) = (
+                e[0].as_str(),
+                e[1].as_array(),
+                e[2].as_f64(),
+                e[3].as_u64(),
+                e[4].as_u64(),
+            ) else {
+                continue;
+            };
+            let mut h = [0.0; 24];
+            for (slot, x) in h.iter_mut().zip(hours) {
+                *slot = x.as_f64().unwrap_or(0.0);
+            }
+            let state = State {
+                hours: h,
+                total,
+                first_seen,
+                latch: Latch::default(),
+            };
+            self.groups.restore(key, state, seen);
+        }
+    }
+
     fn groups(&self) -> usize {
         self.groups.len()
     }
