@@ -197,6 +197,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         stores.routes().handles().to_vec(),
         pipeline,
         metrics.clone(),
+        cfg.data_dir.join(super::detect::SNAPSHOT_FILE),
     );
     let served = rt.block_on(run_server(servers, tls.clone(), metrics.clone(), tails));
     // Detection next: it appends its last alert records to the stores.
