@@ -174,7 +174,13 @@ fn credential_stuffing_raises_auth_failure_burst_kept_across_a_restart() {
     assert!(q.contains("--status 401,403 --client 127.0.0.0"), "{q}");
 
     // A restart while it fires: the same alert, firing once, then resolved with its id.
+    let data_dir = collector.data_dir.clone();
     let port = collector.stop();
+    // What it learned is kept for the restart (docs/detection.md, the snapshot).
+    let snap: Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join("detect-state.json")).unwrap())
+            .unwrap();
+    assert_eq!(snap["version"], 1, "{snap}");
     let collector = serve(tmp.path(), &format!("127.0.0.1:{port}"), config);
     let stopped = Instant::now();
     let (r, _) = wait_alert(&collector, "auth_failure_burst", "resolved", 30);
