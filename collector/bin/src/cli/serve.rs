@@ -243,6 +243,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         stores.routes().handles().to_vec(),
         pipeline,
         metrics.clone(),
+        cfg.data_dir.join(super::detect::SNAPSHOT_FILE),
     );
     // Each closed segment gets its query index now, not at the first query that reads it.
     let _indexers = meshlog_server::query::indexer::spawn(rt.handle(), stores.routes().handles());
