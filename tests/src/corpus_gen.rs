@@ -11,7 +11,8 @@
 //! `#[path = "<…>/tests/src/corpus_gen.rs"] mod corpus_gen;`. Values are built from each
 //! format's documented shape with this file's own PRNG (SplitMix64): card numbers pass Luhn,
 //! IBANs mod-97, SSNs are in issued ranges, JWTs decode, GitHub tokens carry their CRC32, vendor
-//! tokens have the vendor's prefix, alphabet and length. The generator is written independently of
+//! tokens have the vendor's prefix, alphabet and length, national ids written without separators
+//! carry their check digits and issued ranges. The generator is written independently of
 //! core's detectors: it states what a secret looks like, the detectors have to find it.
 
 #![allow(dead_code)]
@@ -114,6 +115,7 @@ pub const KINDS: &[&str] = &[
     "basic_url",
     "referer_token",
     "vendor",
+    "national_id",
 ];
 
 /// The corpus kinds whose value is a number or code written with separators: a leak is also
@@ -485,6 +487,225 @@ fn ipv6(r: &mut Rng) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// National ids without separators (each from its published rule)
+
+/// The national-id formats [`national_id`] writes, in its order.
+pub const NATIONAL_IDS: &[&str] = &[
+    "us ssn",
+    "canadian sin",
+    "dutch bsn",
+    "uk nino",
+    "spanish dni",
+    "spanish nie",
+    "brazilian cpf",
+    "french nir",
+    "chinese ric",
+    "italian codice fiscale",
+];
+
+fn digit_vals(s: &str) -> Vec<u32> {
+    s.bytes().map(|b| u32::from(b - b'0')).collect()
+}
+
+/// A US SSN in the issued ranges (area not 000, 666 or 9xx; group and serial not zero).
+pub fn ssn_bare(r: &mut Rng) -> String {
+    let mut area = r.range(1, 899);
+    if area == 666 {
+        area = 667;
+    }
+    format!("{area:03}{:02}{:04}", r.range(1, 99), r.range(1, 9999))
+}
+
+/// A Canadian SIN: first digit not 0 or 8, Luhn check digit.
+pub fn sin(r: &mut Rng) -> String {
+    let body = format!("{}{}", r.pick(&[1, 2, 3, 4, 5, 6, 7, 9]), r.digits(7));
+    let check = luhn_digit(body.as_bytes());
+    format!("{body}{check}")
+}
+
+/// Whether the 9 digits pass the Dutch eleven-test (weights 9..2, last digit -1).
+pub fn elf_proef(s: &str) -> bool {
+    let d = digit_vals(s);
+    let sum: i64 = d
+        .iter()
+        .zip([9i64, 8, 7, 6, 5, 4, 3, 2, -1])
+        .map(|(x, w)| i64::from(*x) * w)
+        .sum();
+    sum.rem_euclid(11) == 0
+}
+
+/// A Dutch BSN: 9 digits passing the eleven-test.
+pub fn bsn(r: &mut Rng) -> String {
+    loop {
+        let body = format!("{}{}", r.range(1, 9), r.digits(7));
+        let sum: u32 = digit_vals(&body)
+            .iter()
+            .zip([9u32, 8, 7, 6, 5, 4, 3, 2])
+            .map(|(x, w)| x * w)
+            .sum();
+        let check = sum % 11;
+        if check < 10 {
+            return format!("{body}{check}");
+        }
+    }
+}
+
+/// A UK National Insurance number: HMRC's allowed prefix letters, 6 digits, suffix A–D.
+pub fn nino(r: &mut Rng) -> String {
+    loop {
+        let a = r.pick(b"ABCEGHJKLMNOPRSTWXYZ");
+        let b = r.pick(b"ABCEGHJKLMNPRSTWXYZ");
+        let pair = [a, b];
+        if [b"BG", b"GB", b"NK", b"KN", b"TN", b"NT", b"ZZ"].contains(&&pair) {
+            continue;
+        }
+        return format!(
+            "{}{}{}{}",
+            char::from(a),
+            char::from(b),
+            r.digits(6),
+            char::from(r.pick(b"ABCD"))
+        );
+    }
+}
+
+const DNI_LETTERS: &[u8] = b"TRWAGMYFPDXBNJZSQVHLCKE";
+
+/// A Spanish DNI: 8 digits and their mod-23 letter.
+pub fn dni(r: &mut Rng) -> String {
+    let n = r.range(1_000_000, 99_999_999);
+    format!("{n:08}{}", char::from(DNI_LETTERS[n % 23]))
+}
+
+/// A Spanish NIE: `X`/`Y`/`Z` (0/1/2), 7 digits, the mod-23 letter of the whole number.
+pub fn nie(r: &mut Rng) -> String {
+    let lead = r.below(3);
+    let n = r.range(0, 9_999_999);
+    let letter = DNI_LETTERS[(lead * 10_000_000 + n) % 23];
+    format!("{}{n:07}{}", ["X", "Y", "Z"][lead], char::from(letter))
+}
+
+/// The CPF check digit over `d` (weights `d.len() + 1` down to 2).
+pub fn cpf_digit(d: &[u32]) -> u32 {
+    let n = d.len() as u32 + 1;
+    let sum: u32 = d.iter().enumerate().map(|(i, x)| x * (n - i as u32)).sum();
+    match 11 - sum % 11 {
+        10 | 11 => 0,
+        c => c,
+    }
+}
+
+/// A Brazilian CPF: 9 digits (not all the same) and two mod-11 check digits.
+pub fn cpf(r: &mut Rng) -> String {
+    loop {
+        let body = r.digits(9);
+        let mut d = digit_vals(&body);
+        if d.iter().all(|x| *x == d[0]) {
+            continue;
+        }
+        d.push(cpf_digit(&d));
+        d.push(cpf_digit(&d));
+        return d.iter().map(|x| char::from(b'0' + *x as u8)).collect();
+    }
+}
+
+/// A French NIR: sex, year, month, department, commune, order, and the 97-complement key.
+pub fn nir(r: &mut Rng) -> String {
+    let body = format!(
+        "{}{:02}{:02}{:02}{:03}{:03}",
+        r.pick(&[1, 2]),
+        r.range(0, 99),
+        r.range(1, 12),
+        r.range(1, 95),
+        r.range(1, 999),
+        r.range(1, 999)
+    );
+    let n: u64 = body.parse().unwrap_or(0);
+    format!("{body}{:02}", 97 - n % 97)
+}
+
+/// The ISO 7064 mod 11-2 check character of a Chinese resident id's first 17 digits.
+pub fn ric_check(body: &str) -> char {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = digit_vals(body).iter().zip(W).map(|(x, w)| x * w).sum();
+    char::from(b"10X98765432"[(sum % 11) as usize])
+}
+
+/// A Chinese resident identity number: region, birth date, sequence, check character.
+pub fn china_ric(r: &mut Rng) -> String {
+    let body = format!(
+        "{}{}{:02}{:02}{:03}",
+        r.pick(&["110105", "310104", "440305", "510107", "330106"]),
+        r.range(1950, 2008),
+        r.range(1, 12),
+        r.range(1, 28),
+        r.range(1, 999)
+    );
+    let check = ric_check(&body);
+    format!("{body}{check}")
+}
+
+/// The check letter of an Italian codice fiscale's first 15 characters.
+pub fn cf_check(body: &str) -> char {
+    const ODD: [u32; 26] = [
+        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24,
+        23,
+    ];
+    let sum: u32 = body
+        .bytes()
+        .enumerate()
+        .map(|(i, c)| {
+            let v = if c.is_ascii_digit() {
+                c - b'0'
+            } else {
+                c - b'A'
+            } as usize;
+            // Positions 1, 3, 5, … (1-based) use the odd table.
+            if i % 2 == 0 { ODD[v] } else { v as u32 }
+        })
+        .sum();
+    char::from(b'A' + (sum % 26) as u8)
+}
+
+/// An Italian codice fiscale: surname and name letters, birth year, month letter, day (+40 for
+/// women), place code, check letter.
+pub fn codice_fiscale(r: &mut Rng) -> String {
+    let day = r.range(1, 28) + if r.chance(50) { 40 } else { 0 };
+    let body = format!(
+        "{}{:02}{}{day:02}{}{:03}",
+        r.string(UPPER, 6),
+        r.range(0, 99),
+        char::from(r.pick(b"ABCDEHLMPRST")),
+        char::from(r.pick(b"ABCDEFGHILM")),
+        r.range(1, 999)
+    );
+    let check = cf_check(&body);
+    format!("{body}{check}")
+}
+
+/// A national id of format `t` ([`NATIONAL_IDS`]), written without separators.
+pub fn national_id_of(r: &mut Rng, t: usize) -> String {
+    match t {
+        0 => ssn_bare(r),
+        1 => sin(r),
+        2 => bsn(r),
+        3 => nino(r),
+        4 => dni(r),
+        5 => nie(r),
+        6 => cpf(r),
+        7 => nir(r),
+        8 => china_ric(r),
+        _ => codice_fiscale(r),
+    }
+}
+
+/// A national id of any of the [`NATIONAL_IDS`] formats.
+pub fn national_id(r: &mut Rng) -> String {
+    let t = r.below(NATIONAL_IDS.len());
+    national_id_of(r, t)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Benign look-alikes
 
 /// An order number: 16 digits failing Luhn behind `ORD`.
@@ -534,6 +755,14 @@ pub const BENIGN_TYPES: &[&str] = &[
     "isbn-13",
     "ups tracking",
     "fedex tracking (12 digits)",
+    "9 digits failing every national-id check",
+    "order id (9 digits in the ssn ranges)",
+    "11 digits failing the cpf check",
+    "18 digits failing the resident-id check and luhn",
+    "dni shape with the wrong letter",
+    "epoch millis (neutral key)",
+    "isbn-10 (neutral key)",
+    "isbn-13 (neutral key)",
 ];
 
 /// A benign value and the neutral query key it travels under.
@@ -585,7 +814,76 @@ pub fn benign_of(r: &mut Rng, t: usize) -> (&'static str, String) {
             "tracking",
             format!("1Z{}{}", r.string(UPPER_DIGIT, 6), r.digits(10)),
         ),
-        _ => ("tracking", r.digits(12)),
+        11 => ("tracking", r.digits(12)),
+        // Look-alikes of national ids without separators: the same lengths failing the checks
+        // under a neutral key, and valid-looking numbers under a key that says what they are.
+        12 => ("ref", nine_digits_no_id(r)),
+        13 => (
+            r.pick(&["order_id", "orderId", "invoice", "tracking_number", "page"]),
+            ssn_bare(r),
+        ),
+        14 => ("ref", eleven_digits_no_cpf(r)),
+        15 => ("ref", ric_wrong_check(r)),
+        16 => ("ref", dni_wrong_letter(r)),
+        17 => (r.pick(&["ref", "at", "q"]), format!("17{}", r.digits(11))),
+        18 => (r.pick(&["ref", "q"]), isbn10(r)),
+        _ => (r.pick(&["ref", "q"]), isbn13(r)),
+    }
+}
+
+/// 9 digits in no issued SSN area (9xx) that fail Luhn (SIN) and the eleven-test (BSN).
+fn nine_digits_no_id(r: &mut Rng) -> String {
+    loop {
+        let v = format!("9{}", r.digits(8));
+        if !luhn_valid(v.as_bytes()) && !elf_proef(&v) {
+            return v;
+        }
+    }
+}
+
+/// 11 digits whose CPF check digits are wrong.
+fn eleven_digits_no_cpf(r: &mut Rng) -> String {
+    loop {
+        let v = r.digits(11);
+        let d = digit_vals(&v);
+        let first = cpf_digit(&d[..9]);
+        if d[9] != first || d[10] != cpf_digit(&d[..10]) {
+            return v;
+        }
+    }
+}
+
+/// A resident-id shape (region, birth date, sequence) with a wrong check character.
+fn ric_wrong_check(r: &mut Rng) -> String {
+    let valid = china_ric(r);
+    let (body, check) = valid.split_at(17);
+    // Not Luhn-valid either: 18 digits passing Luhn are as much a card number (Visa runs to 19).
+    (b'0'..=b'9')
+        .map(|c| format!("{body}{}", char::from(c)))
+        .find(|v| !v.ends_with(check) && !luhn_valid(v.as_bytes()))
+        .unwrap_or_default()
+}
+
+/// A DNI shape (8 digits, letter) whose letter is not the number's.
+fn dni_wrong_letter(r: &mut Rng) -> String {
+    let n = r.range(1_000_000, 99_999_999);
+    let right = DNI_LETTERS[n % 23];
+    let wrong = DNI_LETTERS[(n + 1 + r.below(22)) % 23];
+    debug_assert_ne!(right, wrong);
+    format!("{n:08}{}", char::from(wrong))
+}
+
+/// An ISBN-10 with its mod-11 check character (`X` for 10).
+fn isbn10(r: &mut Rng) -> String {
+    let body = format!("{}{}", r.range(0, 1), r.digits(8));
+    let sum: u32 = digit_vals(&body)
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x * (10 - i as u32))
+        .sum();
+    match (11 - sum % 11) % 11 {
+        10 => format!("{body}X"),
+        c => format!("{body}{c}"),
     }
 }
 
@@ -762,6 +1060,25 @@ fn plant(r: &mut Rng, kind: &str, b: &mut Builder) {
                 "referer",
                 format!("https://{user}:{v}@app.example.com/login"),
             );
+            b.secret(kind, &v);
+        }
+        "national_id" => {
+            // Without separators, under a neutral key: in the request's query or in the query
+            // of a URL in the Referer.
+            let v = national_id(r);
+            let key = r.pick(&["ref", "q", "member", "applicant", "person", "lookup"]);
+            if r.chance(60) {
+                b.param(key, &v);
+            } else {
+                b.header(
+                    "referer",
+                    format!(
+                        "https://portal.example.com/forms/verify?step={}&{key}={}",
+                        r.range(1, 4),
+                        pct(&v)
+                    ),
+                );
+            }
             b.secret(kind, &v);
         }
         _ => {

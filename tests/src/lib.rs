@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 pub mod account;
 pub mod deploy;
 pub mod fake;
+pub mod load;
 mod reap;
 pub mod store;
 pub mod tls;

@@ -294,84 +294,20 @@ fn detection_can_be_switched_off() {
     assert_eq!(serve.terminate().code(), Some(0));
 }
 
-/// A real Prometheus Alertmanager (Debian `prometheus-alertmanager`) on a free port.
-struct Alertmanager {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The detection crate's Alertmanager helper, included by path (no crate dependency either way).
+#[path = "../../detect/tests/detect/alertmanager.rs"]
+mod alertmanager;
+use alertmanager::Alertmanager;
 
 fn start_alertmanager() -> Alertmanager {
-    let bin = ["prometheus-alertmanager", "alertmanager"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect(
-            "Prometheus Alertmanager not found: install the Debian package \
-             prometheus-alertmanager (scripts/test does it through ensure_alertmanager in \
-             scripts/lib.sh)",
-        );
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: sink\n  group_wait: 1s\nreceivers:\n  - name: sink\n",
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let am = Alertmanager {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let end = Instant::now() + Duration::from_secs(30);
-    while !reqwest::blocking::get(format!("{}/-/ready", am.url))
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < end, "alertmanager did not become ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    am
+    Alertmanager::start()
 }
 
 /// Alertmanager's alerts of `rule`.
 fn am_alerts(am: &Alertmanager, rule: &str) -> Vec<Value> {
-    let v: Value = reqwest::blocking::get(format!("{}/api/v2/alerts", am.url))
-        .unwrap()
-        .json()
-        .unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
+    am.alerts()
+        .into_iter()
         .filter(|a| a["labels"]["alertname"] == rule)
-        .cloned()
         .collect()
 }
 

@@ -270,6 +270,8 @@ pub(crate) fn is_national_id(v: &[u8]) -> bool {
             9 => us_ssn(&d) || sin(&d) || bsn(&d),
             11 => cpf(&d),
             15 => nir(&d),
+            // Most resident ids end in a digit; only 1 in 11 ends in `X`.
+            18 => china_ric(v),
             _ => false,
         },
         None => match v.len() {
@@ -344,6 +346,7 @@ mod tests {
             "52998224725",        // CPF
             "255081416802538",    // NIR
             "11010519491231002X", // China RIC
+            "510107199504111021", // China RIC, all digits
             "RSSMRA85T10A562S",   // codice fiscale
         ] {
             assert!(is_national_id(v.as_bytes()), "{v}");
@@ -361,6 +364,7 @@ mod tests {
             "11111111111",
             "255081416802539",
             "11010519491231002Y",
+            "510107199504111022",
             "11010519491331002X",
             "RSSMRA85T10A562T",
             "12345678",

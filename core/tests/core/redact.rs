@@ -1046,6 +1046,13 @@ fn generated_corpus_is_deterministic_and_valid() {
         corpus_gen::iban("GB", "WEST12345698765432"),
         "GB82WEST12345698765432"
     );
+    // National-id check digits on published examples: a CPF, a Chinese resident id, a codice
+    // fiscale, a BSN.
+    assert_eq!(corpus_gen::cpf_digit(&[5, 2, 9, 9, 8, 2, 2, 4, 7]), 2);
+    assert_eq!(corpus_gen::cpf_digit(&[5, 2, 9, 9, 8, 2, 2, 4, 7, 2]), 5);
+    assert_eq!(corpus_gen::ric_check("11010519491231002"), 'X');
+    assert_eq!(corpus_gen::cf_check("RSSMRA85T10A562"), 'S');
+    assert!(corpus_gen::elf_proef("111222333") && !corpus_gen::elf_proef("111222334"));
 }
 
 /// Everything the record would carry for `r`, as one text.
@@ -1103,6 +1110,7 @@ fn expected_kinds(corpus_kind: &str) -> &'static [Kind] {
             Kind::Credential,
         ],
         "referer_token" => &[Kind::SecretParam, Kind::HighEntropy, Kind::AwsSecretKey],
+        "national_id" => &[Kind::Ssn],
         _ => &[],
     }
 }

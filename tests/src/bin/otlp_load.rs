@@ -16,19 +16,23 @@
 //! gRPC status other than OK) counts as an error, not an ack. With `--tls-ca` the connection is
 //! TLS (`https://` is implied), with `--tls-cert`/`--tls-key` mutual TLS.
 
-use meshlog_core::capture::MapSource;
-use meshlog_core::otlp::{Envelope, encode_log_record};
-use meshlog_core::redact::RedactionPolicy;
+use meshlog_e2e::load::{batch, peak_rss_kib, read_response};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// The resource every batch carries, as the filter's do.
+const RESOURCE: &[(&str, &str)] = &[
+    ("service.name", "bench"),
+    ("meshlog.vm.id", "0123456789abcdef"),
+];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -157,88 +161,10 @@ fn tls_config(t: &Tls) -> Result<rustls::ClientConfig, String> {
     Ok(cfg)
 }
 
-/// One batch of `n` realistic records (captured and redacted by core from a typical request).
-fn batch(n: usize, salt: usize) -> Vec<u8> {
-    let policy = RedactionPolicy::default();
-    let frags: Vec<Vec<u8>> = (0..n)
-        .map(|i| {
-            let src = MapSource::default()
-                .int("request.time", 1_764_000_000_000_000_000 + i as i64)
-                .int("request.duration", 1_234_567)
-                .text("request.method", "GET")
-                .text("request.scheme", "http")
-                .text("request.host", "shop.example")
-                .text("request.url_path", format!("/api/orders/{}", salt * n + i))
-                .text("request.query", "page=2&user=jo%40example.com")
-                .text("request.protocol", "HTTP/1.1")
-                .int("response.code", if i % 50 == 0 { 503 } else { 200 })
-                .int("response.size", 512)
-                .text(
-                    "request.useragent",
-                    "Mozilla/5.0 (X11; Linux x86_64) bench/1.0",
-                )
-                .text(
-                    "request.id",
-                    format!("{salt:08x}-{i:08x}-4f1e-9c1a-3b7d5e2f8a90"),
-                )
-                .text("xds.cluster_name", "app")
-                .text("upstream.address", "10.0.3.7:8080")
-                .text("source.address", "10.0.1.23:51234")
-                .text("destination.address", "10.0.2.9:8080")
-                .header("accept", "application/json")
-                .header(
-                    "traceparent",
-                    format!("00-{:032x}-{:016x}-01", salt * n + i + 1, i + 1),
-                )
-                .response_header("content-type", "application/json");
-            let mut rec = meshlog_core::capture_http(&src, &policy, 1_764_000_000_001_000_000);
-            rec.sequence = Some((salt * n + i) as u64);
-            let mut b = Vec::new();
-            encode_log_record(&mut b, &rec);
-            b
-        })
-        .collect();
-    Envelope::new([
-        ("service.name", "bench"),
-        ("meshlog.vm.id", "0123456789abcdef"),
-    ])
-    .wrap(frags.iter().map(Vec::as_slice), 0)
-}
-
 fn gzip(body: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let _ = e.write_all(body);
     e.finish().unwrap_or_default()
-}
-
-/// Reads one HTTP/1.1 response; returns its status.
-fn read_response(r: &mut impl BufRead) -> std::io::Result<u16> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::other("connection closed in headers"));
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(status)
 }
 
 #[derive(Default)]
@@ -425,14 +351,6 @@ fn grpc_load(
     })
 }
 
-/// Peak resident set size of `pid` in KiB (VmHWM), if readable.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 fn main() {
     let a = match parse_args() {
         Ok(a) => Arc::new(a),
@@ -442,7 +360,7 @@ fn main() {
         }
     };
     // 32 distinct batches, rotated: realistic variety without encoding in the measured loop.
-    let raw: Vec<Vec<u8>> = (0..32).map(|s| batch(a.records, s)).collect();
+    let raw: Vec<Vec<u8>> = (0..32).map(|s| batch(a.records, s, RESOURCE)).collect();
     let raw_bytes: usize = raw.iter().map(Vec::len).sum::<usize>() / raw.len();
     let stop = Arc::new(AtomicBool::new(false));
     let (wire_bytes, t0, mut total) = match a.protocol {

@@ -11,11 +11,9 @@
 //! its records from the tail, both on this process's monotonic clock (negative when the tail was
 //! faster than the answer: the writer wakes subscribers before it acknowledges).
 
-use meshlog_core::capture::MapSource;
-use meshlog_core::otlp::{Envelope, encode_log_record};
-use meshlog_core::redact::RedactionPolicy;
+use meshlog_e2e::load::{self, peak_rss_kib, read_response};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,62 +66,10 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// A batch of `n` realistic records with the resource attribute `bench.batch` = [`MARK`].
+/// A batch of `n` records like `meshlog-otlp-load`'s with the resource attribute `bench.batch` =
+/// [`MARK`].
 fn template(n: usize) -> Vec<u8> {
-    let policy = RedactionPolicy::default();
-    let frags: Vec<Vec<u8>> = (0..n)
-        .map(|i| {
-            let src = MapSource::default()
-                .int("request.time", 1_764_000_000_000_000_000 + i as i64)
-                .int("request.duration", 1_234_567)
-                .text("request.method", "GET")
-                .text("request.scheme", "http")
-                .text("request.host", "shop.example")
-                .text("request.url_path", format!("/api/orders/{i}"))
-                .text("request.protocol", "HTTP/1.1")
-                .int("response.code", 200)
-                .int("response.size", 512)
-                .text("request.id", format!("{i:08x}-4f1e-9c1a-3b7d5e2f8a90"))
-                .text("source.address", "10.0.1.23:51234")
-                .text("destination.address", "10.0.2.9:8080")
-                .header("accept", "application/json");
-            let rec = meshlog_core::capture_http(&src, &policy, 1_764_000_000_001_000_000);
-            let mut b = Vec::new();
-            encode_log_record(&mut b, &rec);
-            b
-        })
-        .collect();
-    Envelope::new([("service.name", "bench"), ("bench.batch", MARK)])
-        .wrap(frags.iter().map(Vec::as_slice), 0)
-}
-
-fn read_response(r: &mut BufReader<TcpStream>) -> std::io::Result<u16> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::other("connection closed in headers"));
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(status)
+    load::batch(n, 0, &[("service.name", "bench"), ("bench.batch", MARK)])
 }
 
 type Times = Arc<Mutex<HashMap<u64, Instant>>>;
@@ -213,13 +159,6 @@ fn tail_reader(
         }
         line.clear();
     }
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

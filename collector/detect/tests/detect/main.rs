@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+mod alertmanager;
 mod alerts;
 mod baseline;
 mod config;

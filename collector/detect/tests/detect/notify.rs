@@ -3,6 +3,7 @@
 //! sees it resolve; webhooks get Alertmanager's webhook JSON, with retries, refusals and a
 //! bounded queue.
 
+use crate::alertmanager::Alertmanager;
 use crate::traffic::*;
 use meshlog_detect::config::{NotifyConfig, Severity};
 use meshlog_detect::notify::Notifier;
@@ -11,7 +12,6 @@ use meshlog_detect::{State, Transition};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,93 +47,12 @@ fn transition(state: State, rule: &str, since: u64, at: u64) -> Transition {
     }
 }
 
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Alertmanager {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn alertmanager_bin() -> String {
-    for name in ["prometheus-alertmanager", "alertmanager"] {
-        if Command::new(name)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return name.into();
-        }
-    }
-    panic!(
-        "Prometheus Alertmanager not found: install the Debian package prometheus-alertmanager \
-         (scripts/test does it through ensure_alertmanager in scripts/lib.sh)"
-    );
-}
-
 fn start_alertmanager() -> Alertmanager {
-    let bin = alertmanager_bin();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: sink\n  group_wait: 1s\nreceivers:\n  - name: sink\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let am = Alertmanager {
-        child,
-        url,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if reqwest::blocking::get(format!("{}/-/ready", am.url))
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return am;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "alertmanager did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Alertmanager::start()
 }
 
 fn am_alerts(am: &Alertmanager) -> Vec<Value> {
-    let v: Value = reqwest::blocking::get(format!("{}/api/v2/alerts", am.url))
-        .unwrap()
-        .json()
-        .unwrap();
-    v.as_array().cloned().unwrap_or_default()
+    am.alerts()
 }
 
 fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
