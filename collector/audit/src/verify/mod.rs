@@ -160,8 +160,26 @@ pub fn verify_store(
     keys: &[VerifierKey],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, ScanError> {
+    verify_store_to(data_dir, class, keys, None, progress)
+}
+
+/// [`verify_store`] of the leaves below `up_to` only (none: all): what a live collector checks
+/// (`serve`'s periodic verify) with `up_to` its newest signed checkpoint's size, so a frame
+/// being written (a torn tail now, whole in a moment) and checkpoints signed after it are never
+/// judged. Everything after the frame holding leaf `up_to - 1` is left out (frames without a
+/// chain entry cannot be placed, so a store of those alone is checked whole).
+pub fn verify_store_to(
+    data_dir: &Path,
+    class: Option<&str>,
+    keys: &[VerifierKey],
+    up_to: Option<u64>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, ScanError> {
     let started = Instant::now();
-    let (segments, items, total) = scan_store(data_dir, progress)?;
+    let (mut segments, mut items, total) = scan_store(data_dir, progress)?;
+    if let Some(n) = up_to {
+        cut_at(&mut segments, &mut items, n);
+    }
     let receipts = match class {
         Some(c) => {
             let present: BTreeSet<u64> = segments.iter().map(|s| s.seq).collect();
@@ -172,7 +190,10 @@ pub fn verify_store(
     let no_deletions = BTreeMap::new();
     let deleted = receipts.as_ref().map_or(&no_deletions, |r| &r.deleted);
     let s = Scanned::new(&segments, &items, deleted, class.is_some());
-    let log = read_checkpoints(data_dir, keys)?;
+    let mut log = read_checkpoints(data_dir, keys)?;
+    if let Some(n) = up_to {
+        log.cps.retain(|c| c.cp.size <= n);
+    }
     let sizes: HashSet<u64> = log.cps.iter().map(|c| c.cp.size).collect();
     let tree = tree::recompute(&s, &sizes);
     let analysis = analyse(&s);
@@ -231,6 +252,33 @@ pub fn verify_store(
             0.0
         },
     })
+}
+
+/// Leaves out what follows the frame holding leaf `up_to - 1` (see [`verify_store_to`]).
+fn cut_at(segments: &mut Vec<SegmentInfo>, items: &mut Vec<Item>, up_to: u64) {
+    let last = items.iter().rposition(|it| {
+        matches!(it, Item::Frame(f) if f.chain.is_some_and(|c| c.leaf_index < up_to))
+    });
+    if !items
+        .iter()
+        .any(|it| matches!(it, Item::Frame(f) if f.chain.is_some()))
+    {
+        return;
+    }
+    match last.map(|i| (i, &items[i])) {
+        Some((i, Item::Frame(f))) => {
+            let (seg, end) = (f.segment, f.offset + f.len);
+            items.truncate(i + 1);
+            segments.truncate(seg + 1);
+            if let Some(s) = segments.get_mut(seg) {
+                s.len = end;
+            }
+        }
+        _ => {
+            items.clear();
+            segments.clear();
+        }
+    }
 }
 
 /// The checkpoints in `log` against the recomputed `tree`.

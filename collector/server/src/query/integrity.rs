@@ -2,7 +2,8 @@
 //! and retention view: per store (the root and each retention class) its newest signed
 //! checkpoint and the leaves written since; the classes and their retention; the legal holds in
 //! force; and the deletions, each with its signed receipt (the `meshlog.retention.deletion`
-//! records, tenant-scoped like any record). Audited like the query API.
+//! records, tenant-scoped like any record); and the last periodic verify
+//! ([`crate::verifier`]). Audited like the query API.
 
 use super::ReadSource;
 use meshlog_query::QueryError;
@@ -52,6 +53,9 @@ pub struct Integrity {
     pub holds: Vec<HoldState>,
     /// Deletions, newest first (the stored `meshlog.retention.deletion` records).
     pub deletions: Vec<Map<String, Value>>,
+    /// The last periodic verify (none: not run yet, or off: `[integrity] verify_interval_s = 0`
+    /// or no signing key); set by the caller from [`crate::verifier::LastVerify`].
+    pub verify: Option<crate::verifier::VerifyResult>,
 }
 
 /// What the live stores say (from the collector's ledgers): `(class, tree size)`.
@@ -141,5 +145,6 @@ pub fn integrity(
         retention: policy.is_some(),
         holds,
         deletions,
+        verify: None,
     })
 }
