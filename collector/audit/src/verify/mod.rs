@@ -256,9 +256,9 @@ pub fn verify_store_to(
 
 /// Leaves out what follows the frame holding leaf `up_to - 1` (see [`verify_store_to`]).
 fn cut_at(segments: &mut Vec<SegmentInfo>, items: &mut Vec<Item>, up_to: u64) {
-    let last = items.iter().rposition(|it| {
-        matches!(it, Item::Frame(f) if f.chain.is_some_and(|c| c.leaf_index < up_to))
-    });
+    let last = items.iter().rposition(
+        |it| matches!(it, Item::Frame(f) if f.chain.is_some_and(|c| c.leaf_index < up_to)),
+    );
     if !items
         .iter()
         .any(|it| matches!(it, Item::Frame(f) if f.chain.is_some()))
