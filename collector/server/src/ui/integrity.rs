@@ -149,6 +149,7 @@ async fn build(
                 }
             }
             h2 { "Deletions (" (i.deletions.len()) ")" }
+            @if let Some(e) = &i.deletions_error { p { strong.error { "Not every deletion record could be read: " (e) } } }
             div.scroll {
                 table.deletions {
                     thead { tr { th { "Swept" } th { "Class" } th { "Segment" } th { "Records" } th { "Leaves" } th { "Receipt" } } }
