@@ -1,6 +1,7 @@
 //! What `/api/v1/integrity` and `/ui/integrity` show from a real `serve`: the last result of
 //! its periodic verify (`[integrity] verify_interval_s`), intact and then naming a damaged
-//! closed segment; and a real deletion by the retention sweeper with its signed receipt.
+//! closed segment; a real deletion by the retention sweeper with its signed receipt; and that
+//! the live verify judges nothing after the newest signed checkpoint.
 
 use super::retention::{otlp_at, write_keys, write_old_segment};
 use super::*;
@@ -248,4 +249,64 @@ fn a_real_deletion_is_listed_with_its_signed_receipt() {
         "the signed receipt: {row}"
     );
     assert_eq!(serve.terminate().code(), Some(0));
+}
+
+#[test]
+fn the_live_verify_leaves_out_what_follows_the_newest_signed_checkpoint() {
+    use meshlog_audit::verify::{verify_store, verify_store_to};
+    use meshlog_store::ledger::IntegrityOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let signer = std::sync::Arc::new(super::retention::signer());
+    let opts = StoreOptions {
+        integrity: IntegrityOptions {
+            signer: Some(signer.clone()),
+            checkpoint_interval: Duration::from_secs(3600),
+        },
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&data, opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut last = Vec::new();
+    for id in ["a", "b", "c"] {
+        let Value::Object(r) =
+            json!({"event_name": "meshlog.http.access", "meshlog.request_id": id})
+        else {
+            unreachable!()
+        };
+        let frame = meshlog_format::frame::encode_frame([&r]).unwrap();
+        last = frame.bytes().to_vec();
+        rt.block_on(store.handle().append(frame)).unwrap();
+    }
+    store.close().unwrap();
+    let size = meshlog_query::complete::newest_checkpoint(&data)
+        .expect("a checkpoint signed at close")
+        .size;
+    assert_eq!(size, 3);
+    // A frame being written (half of it on disk) and a segment being created after it.
+    let seg = data.join(SEGMENTS_DIR).join(segment_file_name(1));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(&last[..last.len() / 2]);
+    std::fs::write(&seg, &bytes).unwrap();
+    std::fs::write(data.join(SEGMENTS_DIR).join(segment_file_name(2)), b"MLS").unwrap();
+    let keys = [signer.verifier()];
+    let full = verify_store(&data, None, &keys, &mut |_, _| {}).unwrap();
+    assert!(!full.intact, "the whole store has a torn tail: {full:?}");
+    let live = verify_store_to(&data, None, &keys, Some(size), &mut |_, _| {}).unwrap();
+    assert!(live.intact, "{:?}", live.findings);
+    // Both checkpoints (the empty tree at open, three leaves at close) are checked.
+    assert_eq!(
+        (live.tree_size, live.checkpoints.verified),
+        (3, 2),
+        "{live:?}"
+    );
+    // Up to the checkpoint, a changed byte is still found.
+    let at = bytes.len() - last.len() / 2 - 5;
+    bytes[at] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let live = verify_store_to(&data, None, &keys, Some(size), &mut |_, _| {}).unwrap();
+    assert!(!live.intact, "{live:?}");
 }
