@@ -1,6 +1,6 @@
 //! What `/api/v1/integrity` and `/ui/integrity` show from a real `serve`: the last result of
 //! its periodic verify (`[integrity] verify_interval_s`), intact and then naming a damaged
-//! closed segment; a real deletion by the retention sweeper with its signed receipt; and that
+//! closed segment, the failure raising detection's integrity alert; a real deletion by the retention sweeper with its signed receipt; and that
 //! the live verify judges nothing after the newest signed checkpoint.
 
 use super::retention::{otlp_at, write_keys, write_old_segment};
@@ -30,10 +30,15 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
-/// `[auth]` with a reader (token `reader-token`) and an ingester (`ingester-token`).
+/// `[auth]` with a reader (token `reader-token`), an ingester (`ingester-token`) and a
+/// scraper (`scraper-token`).
 fn auth_section() -> String {
     let mut auth = String::new();
-    for (id, role) in [("ingester", "ingest"), ("reader", "read")] {
+    for (id, role) in [
+        ("ingester", "ingest"),
+        ("reader", "read"),
+        ("scraper", "metrics"),
+    ] {
         auth.push_str(&format!(
             "[[auth.principals]]\nid = {id:?}\nroles = [{role:?}]\n\
              [[auth.tokens]]\nid = {id:?}\nsha256 = {:?}\n",
@@ -134,6 +139,12 @@ fn serve_verifies_its_store_up_to_the_signed_checkpoint_and_reports_a_damaged_se
     assert_eq!(status, 200);
     assert!(html.contains(r#"data-outcome="intact""#), "{html}");
 
+    let (_, metrics) = get(addr, Some("scraper-token"), "/metrics");
+    assert!(
+        !metrics.contains(r#"rule="integrity",state="firing""#),
+        "no alert while intact: {metrics}"
+    );
+
     // One byte of the closed segment changes: the next verify names it.
     let seg = data.join(SEGMENTS_DIR).join(segment_file_name(1));
     let mut bytes = std::fs::read(&seg).unwrap();
@@ -164,6 +175,18 @@ fn serve_verifies_its_store_up_to_the_signed_checkpoint_and_reports_a_damaged_se
         "{html}"
     );
     serve.wait_line("periodic verify: the store is NOT intact");
+    // The failure is fed to detection's integrity rule: an alert fires (counted in /metrics;
+    // the alert API reads the store, whose damaged segment it refuses to read past).
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = get(addr, Some("scraper-token"), "/metrics");
+        assert_eq!(status, 200, "{body}");
+        if body.contains(r#"meshlog_alerts_total{rule="integrity",state="firing"} 1"#) {
+            break;
+        }
+        assert!(Instant::now() < end, "no integrity alert: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_eq!(serve.terminate().code(), Some(0));
 }
 

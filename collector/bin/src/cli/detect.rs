@@ -14,6 +14,7 @@ use meshlog_detect::record::stored_time;
 use meshlog_detect::{DetectConfig, Detector, IntegrityEvent, Record, Transition, alert};
 use meshlog_server::ingest::pipeline::{DecodedBatch, Pipeline};
 use meshlog_server::metrics::{Metrics, Transport};
+use meshlog_server::verifier::LastVerify;
 use meshlog_store::StoreHandle;
 use meshlog_store::tail::{Position, Subscription, TailError, TailEvent};
 use prost::Message;
@@ -43,6 +44,7 @@ impl Detection {
         stores: Vec<StoreHandle>,
         pipeline: Arc<Pipeline>,
         metrics: Arc<Metrics>,
+        verify: Arc<LastVerify>,
     ) -> Option<Detection> {
         if !cfg.enabled {
             tracing::info!("detection off ([detect] enabled = false)");
@@ -62,7 +64,7 @@ impl Detection {
             cfg.integrity.common.enabled = false;
         }
         let task = rt.spawn(async move {
-            run(cfg, stores, pipeline, metrics, notifier, stop_rx).await;
+            run(cfg, stores, pipeline, metrics, notifier, verify, stop_rx).await;
         });
         Some(Detection { stop, task })
     }
@@ -82,6 +84,7 @@ async fn run(
     pipeline: Arc<Pipeline>,
     metrics: Arc<Metrics>,
     notifier: Option<Notifier>,
+    verify: Arc<LastVerify>,
     mut stop: watch::Receiver<bool>,
 ) {
     let emitter = Emitter {
@@ -132,6 +135,7 @@ async fn run(
         .iter()
         .map(|s| s.ledger_stats().last_checkpoint_unix_ns())
         .collect();
+    let mut verified: Option<u64> = None;
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
@@ -151,6 +155,20 @@ async fn run(
                         *last = signed;
                         let ts = detector.integrity(&IntegrityEvent::Checkpoint, now);
                         emitter.emit(ts).await;
+                    }
+                }
+                // Each new result of serve's periodic verify is an integrity event.
+                if let Some(v) = verify.get().filter(|v| verified != Some(v.time_unix_nano)) {
+                    verified = Some(v.time_unix_nano);
+                    let ev = match v.outcome {
+                        "intact" => Some(IntegrityEvent::VerifyPassed),
+                        "not_intact" => Some(IntegrityEvent::VerifyFailed {
+                            detail: format!("{} findings {:?}", v.findings, v.kinds),
+                        }),
+                        _ => None,
+                    };
+                    if let Some(ev) = ev {
+                        emitter.emit(detector.integrity(&ev, now)).await;
                     }
                 }
                 emitter.emit(detector.tick(now)).await;

@@ -198,6 +198,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         stores.routes().handles().to_vec(),
         pipeline,
         metrics.clone(),
+        verify_last.clone(),
     );
     let _verifier = (cfg.integrity.verify_interval_s > 0)
         .then_some(integrity.signer.as_ref())
