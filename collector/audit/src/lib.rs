@@ -78,10 +78,20 @@
 //! also compared with the last checkpoint; a store changed while the collector was down is
 //! logged as an error (the collector keeps running: the evidence stays for `verify`).
 //!
-//! **Without a signing key** frames are still chained and the tree kept, but nothing is signed:
-//! `verify` then checks the store's internal consistency (CRCs, chain, indexes), which catches
-//! a careless edit but not someone who rewrites the store from the edit on. `serve` warns at
-//! start.
+//! **Without a configured signing key** `serve` makes one beside the data directory
+//! (`<data_dir>-keys/`) on first start and signs with it. `verify` without `--public-key` checks
+//! the store's internal consistency (CRCs, chain, indexes) and that it holds as many leaves as
+//! its checkpoints and `tree.state` say, which catches a careless edit or deletion but not
+//! someone who rewrites the store, checkpoints included.
+//!
+//! # Witnesses
+//!
+//! A witness (`meshlog_witness`) cosigns each checkpoint after checking it consistent with the
+//! last one it cosigned, and keeps that one; the log keeps the cosignatures in `cosigned.log`.
+//! `verify --witness KEY` requires each witness's cosignature on the latest checkpoint;
+//! `verify --witness-state DIR` compares the store with what a witness holds, which catches a
+//! log rolled back, forked or deleted whole by someone holding the disk and the signing key
+//! (`verify::WitnessCheck`).
 //!
 //! # Verifying
 //!

@@ -113,6 +113,12 @@ pub struct Config {
     /// `[detect]`: streaming detection and alert delivery (docs/detection.md), read by
     /// [`meshlog_detect::parse`]. Default: every built-in rule on, no notification targets.
     pub detect: meshlog_detect::DetectConfig,
+    /// `[witness]`: the witnesses asked to cosign each checkpoint, and the witness endpoint
+    /// served for peers (see [`meshlog_witness::config`], docs/integrity.md). Default: none.
+    pub witness: meshlog_witness::config::WitnessConfig,
+    /// `[sink.clickhouse]`: export committed records to ClickHouse (docs/clickhouse.md), read
+    /// by [`meshlog_sink::clickhouse::config`]. Default: none.
+    pub sink_clickhouse: Option<meshlog_sink::clickhouse::config::ClickHouseConfig>,
 }
 
 pub use meshlog_server::auth::roles::AuthConfig;
@@ -161,6 +167,8 @@ impl Default for Config {
             connections: ConnLimits::default(),
             insecure: false,
             detect: meshlog_detect::DetectConfig::default(),
+            witness: Default::default(),
+            sink_clickhouse: None,
         }
     }
 }
@@ -308,6 +316,24 @@ impl Config {
         }
         if let Some(d) = meshlog_detect::parse(root.section("detect", &mut errs), &mut errs) {
             cfg.detect = d;
+        }
+        let witness_path = root.child_path("witness");
+        if let Some(t) = root.table("witness", &mut errs) {
+            cfg.witness = meshlog_witness::config::WitnessConfig::parse(t, &mut errs);
+        }
+        if cfg.retention.is_some() && !cfg.witness.ask.is_empty() {
+            errs.push(FieldError::invalid(
+                format!("{witness_path}.ask"),
+                "not supported with [retention] yet: every class store signs its checkpoints \
+                 under the same origin, which a witness would take for a fork",
+            ));
+        }
+        if let Some(mut sink) = root.table("sink", &mut errs) {
+            if let Some(t) = sink.table("clickhouse", &mut errs) {
+                cfg.sink_clickhouse =
+                    meshlog_sink::clickhouse::config::ClickHouseConfig::parse(t, &mut errs);
+            }
+            sink.finish(&mut errs);
         }
         root.finish(&mut errs);
         // Checked only when both values are individually valid, so one mistake is one problem.
@@ -529,7 +555,7 @@ mod tests {
                 "bogus: unknown field; expected one of: data_dir, listen, grpc_listen, \
                  metrics_listen, max_body_bytes, max_decoded_bytes, segment_max_bytes, \
                  max_queue_bytes, ack_timeout_ms, dedup_window_batches, encryption, redaction, \
-                 integrity, retention, tls, auth, connections, insecure, detect",
+                 integrity, retention, tls, auth, connections, insecure, detect, witness, sink",
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
@@ -752,6 +778,74 @@ mod tests {
                 "tls.key_file: expected a non-empty string (a PEM file path), got \"\"",
                 "tls.min_version: expected \"1.2\" or \"1.3\", got \"1.1\"",
             ]
+        );
+    }
+
+    #[test]
+    fn the_witness_section_names_every_bad_key() {
+        let w = "example/w+00000000+AQ";
+        let ps = problems(&format!(
+            "[witness]\ntimeout_ms = 1\n[[witness.ask]]\nurl = \"ftp://x\"\npublic_key = \"{w}\"\n\
+             [[witness.ask]]\nurl = \"http://ok\"\n[witness.serve]\nlisten = \"nope\"\n\
+             key_file = \"k\"\nstate_dir = \"s\"\nlogs = [\"bad\"]\n"
+        ));
+        let paths: Vec<&str> = ps.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "witness.ask[0].public_key",
+                "witness.ask[0].url",
+                "witness.ask[1].public_key",
+                "witness.serve.listen",
+                "witness.serve.logs[0]",
+                "witness.timeout_ms",
+            ],
+            "{ps:?}"
+        );
+        let key = meshlog_tlog::keys::SignerKey::from_seed("example/w", &[7; 32])
+            .unwrap()
+            .verifier();
+        let cfg = Config::from_toml(&format!(
+            "[[witness.ask]]\nurl = \"http://127.0.0.1:7380/\"\npublic_key = \"{key}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.witness.ask[0].url, "http://127.0.0.1:7380");
+        assert_eq!(cfg.witness.ask[0].public_key, key);
+    }
+
+    #[test]
+    fn the_clickhouse_sink_section_is_read_and_checked_key_by_key() {
+        assert_eq!(Config::default().sink_clickhouse, None);
+        let c = Config::from_toml(
+            "[sink.clickhouse]\nurl = \"http://127.0.0.1:8123\"\ndatabase = \"logs\"\n\
+             table = \"mesh\"\nuser = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        let s = c.sink_clickhouse.unwrap();
+        assert_eq!(
+            (s.url.as_str(), s.database.as_str(), s.table.as_str()),
+            ("http://127.0.0.1:8123", "logs", "mesh")
+        );
+        let got: Vec<String> = problems(
+            "[sink.kafka]\nbrokers = 1\n[sink.clickhouse]\nurl = \"tcp://x\"\ntable = \"a.b\"\n\
+             batch = 3\n",
+        )
+        .iter()
+        .map(Problem::to_string)
+        .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(
+            got[0].starts_with("sink.clickhouse.batch: unknown field"),
+            "{got:?}"
+        );
+        assert!(got[1].starts_with("sink.clickhouse.table: "), "{got:?}");
+        assert!(
+            got[2].starts_with("sink.clickhouse.url: expected an http:// or https:// URL"),
+            "{got:?}"
+        );
+        assert!(
+            got[3].starts_with("sink.kafka: unknown field; expected one of: clickhouse"),
+            "{got:?}"
         );
     }
 

@@ -8,6 +8,9 @@
 //! [`transport`] holds TLS and mTLS, identities, roles and tenants, OTLP/gRPC and /metrics;
 //! [`prometheus`] has a real Prometheus scrape `serve` and answer PromQL.
 //! [`query`] holds filtered queries, the query API, its tenants, audit and completeness.
+//! [`witness`] holds witnessed checkpoints (`meshlog witness`, a collector witnessing its peer,
+//! `verify --witness`) and the signing key `serve` makes when none is configured.
+//! [`report`] holds `meshlog report` and `verify-report`: numbers, PDF, signature, the log record.
 
 // Test helpers outside `#[test]` fns: a failed unwrap is a failed test, which is what we want.
 #![allow(
@@ -24,11 +27,14 @@ mod integrity;
 mod integrity_view;
 mod prometheus;
 mod query;
+mod report;
 mod retention;
 mod retention_time;
+mod sink;
 mod tail;
 mod transport;
 mod verify_findings;
+mod witness;
 
 use axum::Router;
 use axum::body::Body;

@@ -798,6 +798,8 @@ fn a_full_disk_answers_507_keeps_the_store_clean_and_recovers_when_space_returns
         query_ids(&data),
         ["fd0", "fd1", "fd2", "fd6", "fd3", "fd4", "fd5"]
     );
+    // Stopped once it serves: a SIGTERM before its handler is installed would kill it.
+    serve.addr();
     assert_eq!(serve.terminate().code(), Some(0));
     // The refused writes were rolled back in the Merkle tree too: the chain is unbroken.
     let out = run(&["verify", "--json", "--data-dir", data.to_str().unwrap()]);

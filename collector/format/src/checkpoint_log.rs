@@ -67,6 +67,19 @@ pub fn encode_entry(note: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Appends one entry for `note` to the log file at `path` (created if missing) and fsyncs it:
+/// for `cosigned.log`, which only the witness client appends to.
+pub fn append_entry(path: &Path, note: &[u8]) -> io::Result<()> {
+    let existed = path.exists();
+    let mut f = OpenOptions::new().append(true).create(true).open(path)?;
+    f.write_all(&encode_entry(note))?;
+    f.sync_data()?;
+    if !existed && let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// Parses the entry at the start of `bytes`: its length in bytes and the note.
 fn parse_one(bytes: &[u8]) -> Result<(usize, &[u8]), String> {
     let window = bytes

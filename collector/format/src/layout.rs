@@ -6,12 +6,31 @@
 //!   segments/<seq:016>.seg    the store: frames, appended; the newest is the active segment
 //!   quarantine/               tails cut by recovery (damaged or torn), kept for inspection
 //!   checkpoints.log           signed checkpoints, framed entries
+//!   cosigned.log              checkpoints with the witnesses' cosignatures, framed entries
 //!   tree.state                the writer's Merkle state (a cache: rebuilt from segments)
 //!   deleted/<seq:016>.leaves  leaf hashes of segments deleted by retention (class stores)
 //!   receipts.log              signed deletion receipts (class stores)
 //!   retention.cache           per-segment time ranges (a cache: rebuilt from segments)
 //!   index/<seq:016>.idx       a closed segment's query index (a cache: rebuilt from segments)
 //!   classes/<class>/          with [retention]: one complete store per class, laid out as above
+//! ```
+//!
+//! Beside (never inside) the data directory, `serve` keeps the signing key it made itself when
+//! none is configured (whoever can rewrite the store should not find the key next to it, and
+//! deleting the data directory must not delete the key):
+//!
+//! ```text
+//! DATA_DIR-keys/              default_keys_dir(DATA_DIR), mode 0700
+//!   signing.key               the checkpoint signing key (private, 0600)
+//!   verifier.pub              its verifier key (public: copy it somewhere else)
+//! ```
+//!
+//! A witness (`meshlog witness`, or `serve` with `[witness] listen`) keeps its own state
+//! directory:
+//!
+//! ```text
+//! STATE_DIR/
+//!   logs/<hex(origin)>.note   per log: the latest checkpoint it cosigned, with its cosignature
 //! ```
 //!
 //! A store directory is the data directory itself (no `[retention]`) or one class directory;
@@ -31,6 +50,13 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const CHECKPOINT_LOG_FILE: &str = "checkpoints.log";
 /// The writer's saved Merkle state.
 pub const TREE_STATE_FILE: &str = "tree.state";
+/// The checkpoints witnesses cosigned.
+pub const COSIGNED_LOG_FILE: &str = "cosigned.log";
+/// Suffix of the default keys directory beside a data directory (not `.keys`, a name people
+/// give data-encryption key files).
+pub const KEYS_DIR_SUFFIX: &str = "-keys";
+/// Directory in a witness's state directory with one file per log.
+pub const WITNESS_LOGS_DIR: &str = "logs";
 /// Directory keeping the leaf hashes of deleted segments.
 pub const DELETED_DIR: &str = "deleted";
 /// The signed deletion receipts of a class store.
@@ -78,6 +104,33 @@ pub fn quarantine_dir(store_dir: &Path) -> PathBuf {
 /// `checkpoints.log` of a store.
 pub fn checkpoint_log_path(store_dir: &Path) -> PathBuf {
     store_dir.join(CHECKPOINT_LOG_FILE)
+}
+
+/// `cosigned.log` of a store.
+pub fn cosigned_log_path(store_dir: &Path) -> PathBuf {
+    store_dir.join(COSIGNED_LOG_FILE)
+}
+
+/// `DATA_DIR-keys/`: where `serve` keeps the signing key it made (beside the data directory,
+/// never inside). `/var/lib/meshlog` → `/var/lib/meshlog-keys`.
+pub fn default_keys_dir(data_dir: &Path) -> PathBuf {
+    let name = data_dir.file_name().map_or_else(
+        || "meshlog-data".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let parent = data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parent.join(format!("{name}{KEYS_DIR_SUFFIX}"))
+}
+
+/// `logs/<hex(origin)>.note` of a witness state directory: the latest checkpoint of log
+/// `origin` the witness cosigned.
+pub fn witness_log_path(state_dir: &Path, origin: &str) -> PathBuf {
+    state_dir
+        .join(WITNESS_LOGS_DIR)
+        .join(format!("{}.note", hex::encode(origin.as_bytes())))
 }
 
 /// `tree.state` of a store.
@@ -256,6 +309,22 @@ mod tests {
         assert_eq!(
             leaves_file_name("0000000000000003.seg"),
             "0000000000000003.leaves"
+        );
+    }
+
+    #[test]
+    fn the_keys_directory_is_beside_the_data_directory() {
+        assert_eq!(
+            default_keys_dir(Path::new("/var/lib/meshlog")),
+            Path::new("/var/lib/meshlog-keys")
+        );
+        assert_eq!(
+            default_keys_dir(Path::new("meshlog-data")),
+            Path::new("./meshlog-data-keys")
+        );
+        assert_eq!(
+            witness_log_path(Path::new("/w"), "a/b"),
+            Path::new("/w/logs/612f62.note")
         );
     }
 

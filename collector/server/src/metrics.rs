@@ -258,6 +258,12 @@ impl Metrics {
         }
     }
 
+    /// The registry, for components with metrics of their own (the ClickHouse sink) to
+    /// register into before the metrics are shared.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// An alert of `rule` changed to `state` (`firing`, `resolved`).
     pub fn alert(&self, rule: &str, state: &'static str) {
         self.alerts

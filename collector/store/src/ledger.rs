@@ -13,7 +13,8 @@
 //! frontier, last leaf hash; JSON) at every checkpoint tick and at shutdown, and [`LeafLog::open`]
 //! hashes only the frames after it, after checking the saved last leaf against the store. The
 //! file is a cache: if it is missing, unreadable or does not match, the whole store is hashed
-//! (and a warning says why). It is not evidence either way; `meshlog verify` ignores it.
+//! (and a warning says why). `meshlog verify` reads only its size: a store with fewer leaves
+//! than the writer committed lost some, signed or not.
 //!
 //! At start the rebuilt tree is also compared with the last checkpoint in the log, when its
 //! size is reached while hashing: a store changed while the collector was down is logged as an

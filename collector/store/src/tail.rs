@@ -230,6 +230,27 @@ impl Subscription {
         }
     }
 
+    /// A subscription over a store directory this process does not write (`meshlog sink
+    /// check` reading a collector's store while it runs): it delivers frames below `committed`
+    /// leaves, then ends with [`TailError::Closed`]. A frame still being written past the last
+    /// one the caller knows committed reads as short, i.e. as damage at the end: pick
+    /// `committed` from what is known durable (a checkpoint, what a sink exported).
+    pub fn at_rest(
+        store_dir: &Path,
+        keyring: Option<Arc<Keyring>>,
+        committed: u64,
+        from: Position,
+    ) -> Self {
+        let (tx, rx) = watch::channel(committed);
+        drop(tx);
+        Subscription::new(
+            meshlog_format::layout::segments_dir(store_dir),
+            keyring,
+            rx,
+            from,
+        )
+    }
+
     /// The next position this subscription will deliver (where a new subscription resumes).
     pub fn position(&self) -> Position {
         self.next

@@ -31,7 +31,7 @@ pub const MAX_NOTE_BYTES: usize = 64 * 1024;
 /// Most signature lines accepted in one note (the signed-note spec asks for at least 16).
 pub const MAX_SIGNATURES: usize = 100;
 /// Start of a signature line: em dash (U+2014) and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 /// Key of the extension line that carries the checkpoint's time.
 pub const TIMESTAMP_KEY: &str = "timestamp_unix_ns";
 
@@ -224,7 +224,7 @@ pub fn open_note<'a>(note: &'a [u8], key: &VerifierKey) -> Result<&'a str, NoteE
 }
 
 /// Splits `— <name> <base64(key id || signature)>`.
-fn parse_signature_line(line: &str) -> Result<(&str, u32, Vec<u8>), &'static str> {
+pub(crate) fn parse_signature_line(line: &str) -> Result<(&str, u32, Vec<u8>), &'static str> {
     let rest = line
         .strip_prefix(SIG_PREFIX)
         .ok_or("expected an em dash (U+2014) and a space")?;

@@ -301,6 +301,13 @@ impl fmt::Debug for SignerKey {
 }
 
 impl SignerKey {
+    /// A new random key named `<prefix>/<8 random hex digits>`: a name no other generated key
+    /// is likely to share (witnesses tell logs apart by name).
+    pub fn generate_unique(prefix: &str) -> Result<Self, KeyError> {
+        let tag = random_bytes::<4>()?;
+        Self::generate(&format!("{prefix}/{}", hex::encode(tag.as_slice())))
+    }
+
     /// A new random key named `name`.
     pub fn generate(name: &str) -> Result<Self, KeyError> {
         let seed = random_bytes::<32>()?;
@@ -438,6 +445,11 @@ impl VerifierKey {
     /// The signed-note key id.
     pub fn key_id(&self) -> u32 {
         self.key_id
+    }
+
+    /// The raw Ed25519 public key.
+    pub fn public_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
     }
 
     /// True when `signature` is this key's Ed25519 signature of `msg`. Strict verification:

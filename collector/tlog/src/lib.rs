@@ -5,6 +5,7 @@
 //!   that answers inclusion and consistency proofs, and their verification;
 //! - [`checkpoint`]: C2SP `tlog-checkpoint` bodies inside C2SP `signed-note`s (Ed25519), the
 //!   note format receipts use too;
+//! - [`cosignature`]: C2SP `tlog-cosignature` witness cosignatures on checkpoints;
 //! - [`keys`]: checkpoint signing and verifier keys, data-encryption key files and keyrings;
 //! - [`seal`]: per-batch XChaCha20-Poly1305 sealing of frame payloads.
 
@@ -13,6 +14,7 @@
 #![allow(clippy::indexing_slicing)]
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod keys;
 pub mod merkle;
 pub mod seal;

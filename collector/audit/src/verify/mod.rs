@@ -68,11 +68,14 @@ pub mod render;
 pub mod report;
 mod scanned;
 mod tree;
+mod witnessed;
 
 pub use report::{
     Cause, CheckpointInfo, CheckpointSummary, DataDirReport, Deletion, Finding, Kind,
     ReceiptSummary, Report, format_time,
 };
+
+pub use witnessed::{WitnessCheck, witness_state};
 
 use crate::scan::{self, Item, ScanError, SegmentInfo};
 use chain::Claims;
@@ -96,10 +99,21 @@ pub fn verify(
     keys: &[VerifierKey],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, ScanError> {
+    verify_with(data_dir, keys, &WitnessCheck::default(), progress)
+}
+
+/// [`verify`], also checking the witnesses' cosignatures and a witness's state
+/// ([`WitnessCheck`]).
+pub fn verify_with(
+    data_dir: &Path,
+    keys: &[VerifierKey],
+    witness: &WitnessCheck,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, ScanError> {
     let class = (data_dir.join(RECEIPTS_FILE).exists() || data_dir.join(DELETED_DIR).exists())
         .then(|| data_dir.file_name().and_then(|n| n.to_str()))
         .flatten();
-    verify_store(data_dir, class, keys, progress)
+    verify_store_with(data_dir, class, keys, witness, progress)
 }
 
 /// Reads every segment: the segments, what they hold, and their total length.
@@ -160,7 +174,7 @@ pub fn verify_store(
     keys: &[VerifierKey],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, ScanError> {
-    verify_store_to(data_dir, class, keys, None, progress)
+    verify_store_with(data_dir, class, keys, &WitnessCheck::default(), progress)
 }
 
 /// [`verify_store`] of the leaves below `up_to` only (none: all): what a live collector checks
@@ -172,6 +186,58 @@ pub fn verify_store_to(
     data_dir: &Path,
     class: Option<&str>,
     keys: &[VerifierKey],
+    up_to: Option<u64>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, ScanError> {
+    verify_bounded(
+        data_dir,
+        class,
+        keys,
+        &WitnessCheck::default(),
+        up_to,
+        progress,
+    )
+}
+
+/// The log's origin for a witness state: the verifier key's name, else the checkpoints', else
+/// the one log the state holds.
+fn origin_of(keys: &[VerifierKey], log: &CheckpointLog, state_dir: &Path) -> Option<String> {
+    keys.first()
+        .map(|k| k.name().to_owned())
+        .or_else(|| log.cps.last().map(|c| c.cp.origin.clone()))
+        .or_else(|| {
+            let dir = state_dir.join(meshlog_format::layout::WITNESS_LOGS_DIR);
+            let names: Vec<String> = std::fs::read_dir(dir)
+                .ok()?
+                .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_owned))
+                .filter_map(|n| {
+                    let bytes = hex::decode(n.strip_suffix(".note")?).ok()?;
+                    String::from_utf8(bytes).ok()
+                })
+                .collect();
+            (names.len() == 1)
+                .then(|| names.into_iter().next())
+                .flatten()
+        })
+}
+
+/// [`verify_store`], also checking what [`WitnessCheck`] asks.
+pub fn verify_store_with(
+    data_dir: &Path,
+    class: Option<&str>,
+    keys: &[VerifierKey],
+    witness: &WitnessCheck,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, ScanError> {
+    verify_bounded(data_dir, class, keys, witness, None, progress)
+}
+
+/// [`verify_store_with`] up to `up_to` leaves ([`verify_store_to`]).
+fn verify_bounded(
+    data_dir: &Path,
+    class: Option<&str>,
+    keys: &[VerifierKey],
+    witness: &WitnessCheck,
     up_to: Option<u64>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, ScanError> {
@@ -194,23 +260,65 @@ pub fn verify_store_to(
     if let Some(n) = up_to {
         log.cps.retain(|c| c.cp.size <= n);
     }
-    let sizes: HashSet<u64> = log.cps.iter().map(|c| c.cp.size).collect();
+    let mut sizes: HashSet<u64> = log.cps.iter().map(|c| c.cp.size).collect();
+    let state = witness
+        .state_dir
+        .as_deref()
+        .map(|d| (d, origin_of(keys, &log, d)));
+    if let Some((d, Some(origin))) = &state {
+        sizes.extend(witnessed::wanted_size(d, origin));
+    }
     let tree = tree::recompute(&s, &sizes);
     let analysis = analyse(&s);
     let recorded = deletions::deletion_records(&s, &analysis.placement);
     let checked = check_tree(data_dir, keys, &log, &tree, analysis.highest);
+    let mut witness_notes = Vec::new();
+    let latest = log.cps.last().map(|c| (c.cp.size, c.cp.root));
+    // tree.state speaks only when no signed checkpoint already says the end is missing, and
+    // not in a bounded verify: it may have been saved after the checkpoint the bound is.
+    let cut = up_to.is_some() || checked.findings.iter().any(|f| f.kind == Kind::Truncated);
+    let ends_at = analysis.highest.map_or(0, |h| h + 1).max(tree.size);
+    let mut witness_findings: Vec<Finding> = (!cut)
+        .then(|| witnessed::tree_state_finding(data_dir, ends_at))
+        .flatten()
+        .into_iter()
+        .collect();
+    witness_findings.extend(witnessed::cosignature_findings(
+        data_dir,
+        &witness.keys,
+        latest,
+        &mut witness_notes,
+    ));
+    match &state {
+        Some((d, Some(origin))) => witness_findings.extend(witnessed::state_findings(
+            d,
+            origin,
+            &witness.keys,
+            tree.size,
+            &tree.roots,
+            &mut witness_notes,
+        )),
+        Some((d, None)) => witness_notes.push(format!(
+            "the witness state {} was not compared: cannot tell which of its logs this store \
+             is (give --public-key)",
+            d.display()
+        )),
+        None => {}
+    }
     let receipt_findings = receipts.as_ref().map(|r| r.findings.clone());
     let mut findings = in_report_order(
         analysis.found,
         (recorded.findings.into_iter())
             .chain(receipt_findings.into_iter().flatten())
             .chain(log.findings)
-            .chain(checked.findings),
+            .chain(checked.findings)
+            .chain(witness_findings),
     );
     records::describe_records(&s, &mut findings);
     let mut notes = recorded.notes;
     notes.extend(receipts.iter().flat_map(|r| r.notes.iter().cloned()));
     notes.extend(checked.notes);
+    notes.extend(witness_notes);
     let unchained = s.unchained();
     let latest_size = checked.summary.latest.as_ref().map_or(0, |c| c.size);
     let unsigned_leaves = tree.size.saturating_sub(latest_size);
@@ -364,6 +472,16 @@ pub fn verify_data_dir(
     keys: &[VerifierKey],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<DataDirReport, ScanError> {
+    verify_data_dir_with(data_dir, keys, &WitnessCheck::default(), progress)
+}
+
+/// [`verify_data_dir`], each store also checked as [`WitnessCheck`] asks.
+pub fn verify_data_dir_with(
+    data_dir: &Path,
+    keys: &[VerifierKey],
+    witness: &WitnessCheck,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<DataDirReport, ScanError> {
     let started = Instant::now();
     let (stores, notes) = stores_of(data_dir)?;
     let mut total = 0u64;
@@ -373,7 +491,7 @@ pub fn verify_data_dir(
     let mut base = 0u64;
     let mut reports = Vec::with_capacity(stores.len());
     for (dir, class) in &stores {
-        let r = verify_store(dir, class.as_deref(), keys, &mut |done, _| {
+        let r = verify_store_with(dir, class.as_deref(), keys, witness, &mut |done, _| {
             progress(base + done, total.max(base + done))
         })?;
         base += r.bytes;

@@ -56,6 +56,13 @@ pub enum Kind {
     DeletionMismatch,
     /// A deletion whose receipt is not also stored as a `meshlog.retention.deletion` record.
     DeletionRecordMissing,
+    /// The latest checkpoint lacks the cosignature of a required witness (`--witness`).
+    NotWitnessed,
+    /// The store has fewer leaves than a witness cosigned: rolled back or deleted.
+    BehindWitness,
+    /// The store's tree is not the one a witness cosigned (forked), or the witness state is
+    /// unreadable.
+    WitnessMismatch,
 }
 
 impl Kind {
@@ -83,6 +90,9 @@ impl Kind {
             Kind::DeletedLeaves => "deleted_leaves",
             Kind::DeletionMismatch => "deletion_mismatch",
             Kind::DeletionRecordMissing => "deletion_record_missing",
+            Kind::NotWitnessed => "not_witnessed",
+            Kind::BehindWitness => "behind_witness",
+            Kind::WitnessMismatch => "witness_mismatch",
         }
     }
 }

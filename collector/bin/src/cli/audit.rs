@@ -21,6 +21,23 @@ pub(super) fn stdout_err(e: io::Error) -> RunError {
 /// stderr, `NotIntact` when anything was found.
 pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
     let keys = read_keys(&args.public_key)?;
+    let check = meshlog_audit::verify::WitnessCheck {
+        keys: read_keys(&args.witness)?,
+        state_dir: args.witness_state.clone(),
+    };
+    if let Some(d) = &check.state_dir
+        && !d.is_dir()
+    {
+        return Err(RunError::Usage(format!(
+            "witness state directory {} does not exist",
+            d.display()
+        )));
+    }
+    if !args.data_dir.exists()
+        && let Some(d) = &check.state_dir
+    {
+        return deleted_whole(&args.data_dir, d, &keys, &check.keys, out);
+    }
     require_dir(&args.data_dir)?;
     let bar = io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -45,15 +62,17 @@ pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
         )))?
         .is_empty();
     let report = if with_classes {
-        Verified::DataDir(meshlog_audit::verify::verify_data_dir(
+        Verified::DataDir(meshlog_audit::verify::verify_data_dir_with(
             &args.data_dir,
             &keys,
+            &check,
             &mut progress,
         )?)
     } else {
-        Verified::Store(Box::new(meshlog_audit::verify::verify(
+        Verified::Store(Box::new(meshlog_audit::verify::verify_with(
             &args.data_dir,
             &keys,
+            &check,
             &mut progress,
         )?))
     };
@@ -87,6 +106,52 @@ pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
     } else {
         Err(RunError::NotIntact(findings))
     }
+}
+
+/// `verify --witness-state` on a data directory that is gone: the witness still knows what the
+/// log had reached.
+fn deleted_whole(
+    data_dir: &Path,
+    state_dir: &Path,
+    keys: &[VerifierKey],
+    witness_keys: &[VerifierKey],
+    out: &mut impl Write,
+) -> Result<(), RunError> {
+    let origins: Vec<String> = match keys.first() {
+        Some(k) => vec![k.name().to_owned()],
+        None => meshlog_witness::origins(state_dir)
+            .map_err(io_err(format!("listing {}", state_dir.display())))?,
+    };
+    let mut found = 0;
+    for origin in &origins {
+        let cp = meshlog_audit::verify::witness_state(state_dir, origin, witness_keys)
+            .map_err(RunError::Usage)?;
+        if let Some(cp) = cp.filter(|c| c.size > 0) {
+            found += 1;
+            writeln!(
+                out,
+                "behind_witness: data directory {} does not exist, but the witness ({}) \
+                 cosigned {} leaves of log {origin}: the log was deleted whole",
+                data_dir.display(),
+                state_dir.display(),
+                cp.size
+            )
+            .map_err(stdout_err)?;
+        }
+    }
+    if found == 0 {
+        return Err(RunError::Usage(format!(
+            "data directory {} does not exist (and the witness state holds nothing of {})",
+            data_dir.display(),
+            if origins.is_empty() {
+                "any log".to_owned()
+            } else {
+                origins.join(", ")
+            }
+        )));
+    }
+    writeln!(out, "NOT INTACT").map_err(stdout_err)?;
+    Err(RunError::NotIntact(found))
 }
 
 /// What `meshlog verify` checked: one store, or a data directory with retention classes.

@@ -2,7 +2,8 @@
 //! `meshlog keygen` creates keys for signed checkpoints and encryption at rest, `meshlog
 //! receipts` lists and verifies retention's deletion receipts, `meshlog verify` checks the
 //! store's integrity, `meshlog prove` and `meshlog verify-proof` make and check inclusion and
-//! consistency proofs.
+//! consistency proofs, `meshlog report` writes the signed SOC 2 evidence report and `meshlog
+//! verify-report` checks one.
 //!
 //! Exit status: 0 success (for `verify` and `verify-proof`: intact, valid), 1 a runtime error
 //! or, for `verify` and `verify-proof`, not intact / not valid, 2 a usage error (bad flags, a
@@ -54,9 +55,12 @@ mod keygen;
 mod query;
 mod receipts;
 mod remote;
+mod report;
 mod serve;
+mod sink;
 mod tail;
 mod validate;
+mod witness;
 
 pub use audit::{prove, verify, verify_proof};
 pub use keygen::keygen;
@@ -120,6 +124,17 @@ pub enum Command {
     /// List detection's alerts (firing and resolved, with their triage) from a data directory
     /// or a running collector (--server URL).
     Alerts(alerts::AlertsArgs),
+    /// Run a checkpoint witness (C2SP tlog-witness): cosign each log's new checkpoints after
+    /// checking them consistent with the last one seen; refuse rollbacks and forks (409).
+    Witness(witness::WitnessArgs),
+    /// The ClickHouse sink: `init` creates its table, `check` compares ClickHouse with the log
+    /// (exit 0: all match, 1: not).
+    Sink(sink::SinkArgs),
+    /// Write the signed SOC 2 evidence report for a period (--from, --to) as HTML or JSON,
+    /// and append its record to the log (docs/report.md).
+    Report(Box<report::ReportArgs>),
+    /// Check a report from `meshlog report` with the public key alone (exit 0 valid, 1 not).
+    VerifyReport(report::VerifyReportArgs),
 }
 
 /// `meshlog validate` options.
@@ -159,6 +174,15 @@ pub struct VerifyArgs {
     /// authenticated).
     #[arg(long, value_name = "FILE")]
     pub public_key: Vec<PathBuf>,
+    /// Witness verifier key file; repeat for several. The latest checkpoint must carry a valid
+    /// cosignature by each (in `cosigned.log`); the report names every witness missing.
+    #[arg(long, value_name = "FILE")]
+    pub witness: Vec<PathBuf>,
+    /// A witness's state directory (`meshlog witness --state-dir`, or a copy of it): the store
+    /// must extend the latest checkpoint the witness cosigned for this log. A log rolled back,
+    /// forked or deleted whole fails here.
+    #[arg(long, value_name = "DIR")]
+    pub witness_state: Option<PathBuf>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -339,6 +363,15 @@ pub enum RunError {
     /// Asking a collector (`--server`) failed.
     #[error("{0}")]
     Remote(String),
+    /// The ClickHouse sink (ClickHouse unreachable or refusing, the sink's state on disk).
+    #[error(transparent)]
+    Sink(#[from] meshlog_sink::clickhouse::Error),
+    /// `sink check` found rows that do not match the log (the report says which).
+    #[error("{0}")]
+    SinkMismatch(String),
+    /// `report` or `verify-report` failed.
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
 }
 
 impl RunError {
@@ -357,6 +390,7 @@ impl RunError {
             | RunError::SigningKey(_) => 2,
             RunError::Key(KeyFileError::AlreadyExists { .. }) => 1,
             RunError::Key(_) => 2,
+            RunError::Report(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -414,6 +448,10 @@ pub fn run(cli: Cli) -> Result<(), RunError> {
         Command::Validate(a) => validate::validate(&a.config, &mut io::stdout().lock()),
         Command::Tail(a) => tail::tail(&a, &mut io::stdout().lock()),
         Command::Alerts(a) => alerts::alerts(&a, &mut io::stdout().lock()),
+        Command::Witness(a) => witness::run(a),
+        Command::Sink(a) => sink::sink(a, &mut io::stdout().lock()),
+        Command::Report(a) => report::report(*a),
+        Command::VerifyReport(a) => report::verify_report(&a, &mut io::stdout().lock()),
     }
 }
 

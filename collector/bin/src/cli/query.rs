@@ -70,6 +70,10 @@ pub struct QueryFlags {
     /// Ask the collector at URL (https://host:port) instead of reading a data directory.
     #[arg(long, value_name = "URL", help_heading = "Remote")]
     pub server: Option<String>,
+    /// Search ClickHouse ([sink.clickhouse] in --config): every collector exporting there, with
+    /// the same filters (docs/clickhouse.md).
+    #[arg(long, help_heading = "Remote", conflicts_with_all = ["server", "cursor", "no_index"])]
+    pub clickhouse: bool,
     #[command(flatten)]
     pub remote: RemoteFlags,
 }
@@ -116,6 +120,7 @@ pub(super) fn run(a: QueryArgs) -> Result<(), RunError> {
     let mut out = Printer::new(format, BufWriter::new(io::stdout().lock()));
     let result = match &a.q.server {
         Some(url) => remote::run(url, &a.q, &params, &q, &mut out),
+        None if a.q.clickhouse => clickhouse(&a, &q, &mut out),
         None => local(&a, &q, &mut out),
     };
     let result = result.and_then(|()| {
@@ -137,6 +142,56 @@ pub(super) fn run(a: QueryArgs) -> Result<(), RunError> {
 /// A filter error as the command line spells it (`--trace-id`, not `trace-id`).
 fn flag_error(e: meshlog_query::FilterError) -> RunError {
     RunError::Usage(format!("--{}: {e}", e.parameter().replace('_', "-")))
+}
+
+/// `--clickhouse`: the same filters over the ClickHouse sink's table.
+fn clickhouse(a: &QueryArgs, q: &QueryParams, out: &mut Printer) -> Result<(), RunError> {
+    use meshlog_sink::clickhouse::query::{self as chq, Order};
+    let cfg = Config::load(a.config.as_deref())?;
+    let Some(sink) = cfg.sink_clickhouse else {
+        return Err(RunError::Usage(
+            "--clickhouse needs --config with a [sink.clickhouse] section".into(),
+        ));
+    };
+    if q.is_aggregate() {
+        return Err(RunError::Usage(
+            "--clickhouse lists records; --count, --group-by and --every read the local store \
+             (or ask ClickHouse in SQL, docs/clickhouse.md)"
+                .into(),
+        ));
+    }
+    let order = match q.order {
+        meshlog_query::params::Order::Oldest => Order::Oldest,
+        meshlog_query::params::Order::Newest => Order::Newest,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(super::io_err("starting the async runtime"))?;
+    let outcome = rt.block_on(chq::search(&sink, &q.filter, order, q.limit, |r| {
+        out.record(r)
+    }))?;
+    let mut lines = vec![format!(
+        "meshlog: {} records (from ClickHouse {}/{}.{}: {} rows examined after its narrowing)",
+        outcome.returned, sink.url, sink.database, sink.table, outcome.examined
+    )];
+    for c in &outcome.covered {
+        lines.push(format!(
+            "meshlog: collector {} log {}: complete for leaves {}..={} as exported ({} rows); \
+             records committed after its sink's last insert are not included (`meshlog sink \
+             check` there counts them)",
+            c.collector_id,
+            if c.log.is_empty() { "default" } else { &c.log },
+            c.leaves.0,
+            c.leaves.1,
+            c.rows
+        ));
+    }
+    if outcome.covered.is_empty() {
+        lines.push("meshlog: the ClickHouse table holds no rows".into());
+    }
+    eprintln!("{}", lines.join("\n"));
+    Ok(())
 }
 
 fn local(a: &QueryArgs, q: &QueryParams, out: &mut Printer) -> Result<(), RunError> {

@@ -14,6 +14,9 @@ use meshlog_server::metrics::Metrics;
 use meshlog_server::net;
 use tokio::signal::unix::{Signal, SignalKind};
 
+/// How often the witness thread looks for a new checkpoint to send.
+const WITNESS_PUSH_INTERVAL: Duration = Duration::from_millis(500);
+
 /// How long `serve` waits for in-flight requests after a stop signal. Below Kubernetes' default
 /// 30 s grace period, so we finish on our own terms before a SIGKILL.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
@@ -53,7 +56,13 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             TlsReloader::load(t.clone()).map_err(|e| RunError::Usage(format!("[tls]: {e}")))?,
         )),
     };
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    let sink_metrics = cfg.sink_clickhouse.as_ref().map(|_| {
+        Arc::new(meshlog_sink::clickhouse::metrics::SinkMetrics::register(
+            metrics.registry_mut(),
+        ))
+    });
+    let metrics = Arc::new(metrics);
     if let Some(t) = &tls {
         let (cert, ca) = t.expiry();
         metrics.set_cert_expiry(cert, ca);
@@ -99,7 +108,18 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         .enable_all()
         .build()
         .map_err(io_err("starting the async runtime"))?;
-    let integrity = integrity_options(&cfg.integrity)?;
+    let integrity = integrity_options(&cfg.integrity, &cfg.data_dir)?;
+    let witness_server = match &cfg.witness.serve {
+        Some(w) => Some((
+            w.listen,
+            Arc::new(super::witness::open_witness(
+                &w.key_file,
+                w.logs.clone(),
+                &w.state_dir,
+            )?),
+        )),
+        None => None,
+    };
     // The update fills the test hooks when a test build turns them on.
     #[allow(clippy::needless_update)]
     let opts = StoreOptions {
@@ -184,6 +204,32 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             listener(meshlog_server::grpc_app(state.clone())),
         ),
     ];
+    if let Some((addr, w)) = witness_server {
+        tracing::info!(
+            witness = %meshlog_tlog::cosignature::witness_id(&w.verifier()),
+            "serving the witness endpoint ([witness.serve])"
+        );
+        servers.push((
+            "witness on",
+            addr,
+            listener(meshlog_witness::http::router(w)),
+        ));
+    }
+    // Each new checkpoint goes to the witnesses ([witness] ask) from a thread of its own.
+    let push_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pusher = if cfg.witness.ask.is_empty() {
+        None
+    } else {
+        let p = super::witness::Pusher::new(
+            &cfg.data_dir,
+            &cfg.witness.ask,
+            Duration::from_millis(cfg.witness.timeout_ms),
+        )?;
+        Some(
+            p.spawn(WITNESS_PUSH_INTERVAL, push_stop.clone())
+                .map_err(io_err("starting the witness thread"))?,
+        )
+    };
     if let Some(addr) = cfg.metrics_listen {
         servers.push((
             "/metrics on",
@@ -216,7 +262,24 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         });
     // Each closed segment gets its query index now, not at the first query that reads it.
     let _indexers = meshlog_server::query::indexer::spawn(rt.handle(), stores.routes().handles());
+    let sink = match (&cfg.sink_clickhouse, sink_metrics) {
+        (Some(sc), Some(m)) => match start_sink(&rt, sc, &cfg, &stores.routes(), m) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                if let Some(d) = detection {
+                    d.stop(&rt);
+                }
+                let _ = stores.close();
+                return Err(e);
+            }
+        },
+        _ => None,
+    };
     let served = rt.block_on(run_server(servers, tls.clone(), metrics.clone(), tails));
+    // The sink first: what it had not exported is sent after the next start.
+    if let Some(s) = sink {
+        rt.block_on(s.stop(Duration::from_secs(5)));
+    }
     // Detection next: it appends its last alert records to the stores.
     if let Some(d) = detection {
         d.stop(&rt);
@@ -225,13 +288,61 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     if let Some(s) = sweeping {
         s.stop();
     }
+    push_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pusher = pusher.and_then(|h| h.join().ok());
     // Whatever happened to the server, finish the queues and release the locks.
     let closed = stores.close();
+    // The shutdown checkpoint goes to the witnesses too, so the last one is cosigned.
+    if let Some(mut p) = pusher {
+        p.tick();
+    }
     rt.shutdown_timeout(Duration::from_secs(1));
     served?;
     closed?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the ClickHouse sink over every class store (`Log` = class name; `""` without
+/// `[retention]`).
+fn start_sink(
+    rt: &tokio::runtime::Runtime,
+    sc: &meshlog_sink::clickhouse::config::ClickHouseConfig,
+    cfg: &Config,
+    routes: &meshlog_retention::classes::ClassRoutes,
+    metrics: Arc<meshlog_sink::clickhouse::metrics::SinkMetrics>,
+) -> Result<meshlog_sink::clickhouse::service::Running, RunError> {
+    use meshlog_sink::clickhouse::{self as ch, service};
+    let collector_id = ch::collector_id(sc, &cfg.data_dir)?;
+    let sources = routes
+        .names()
+        .iter()
+        .zip(routes.handles())
+        .map(|(name, handle)| service::Source {
+            log: if cfg.retention.is_some() {
+                name.clone()
+            } else {
+                String::new()
+            },
+            handle: handle.clone(),
+        })
+        .collect();
+    tracing::info!(
+        url = %sc.url,
+        table = %format_args!("{}.{}", sc.database, sc.table),
+        collector_id = %collector_id,
+        "ClickHouse sink on"
+    );
+    let _guard = rt.enter();
+    Ok(service::start(
+        service::Sink {
+            cfg: sc.clone(),
+            collector_id,
+            sink_dir: cfg.data_dir.join(ch::SINK_DIR),
+            metrics,
+        },
+        sources,
+    )?)
 }
 
 fn hold_names(holds: &[Hold]) -> String {
@@ -298,31 +409,83 @@ fn log_encryption(keys: Option<&DataKeys>) {
     }
 }
 
-/// Reads the signing key, if configured.
-fn integrity_options(cfg: &IntegrityConfig) -> Result<IntegrityOptions, RunError> {
-    let signer = match &cfg.signing_key {
-        Some(path) => {
-            let key = keys::read_signer_key(path).map_err(RunError::SigningKey)?;
-            tracing::info!(
-                key = %format_args!("{}+{:08x}", key.name(), key.key_id()),
-                interval_s = cfg.checkpoint_interval_s,
-                "signing checkpoints"
-            );
-            Some(std::sync::Arc::new(key))
-        }
-        None => {
-            tracing::warn!(
-                "no checkpoint signing key configured ([integrity] signing_key): frames are \
-                 chained and hashed, but no checkpoint is signed, so rewriting the whole store \
-                 would go unnoticed"
-            );
-            None
-        }
+/// Reads the signing key: the configured one, else the one `serve` made in the keys directory
+/// beside the data directory (made on first start, with its verifier key printed).
+fn integrity_options(cfg: &IntegrityConfig, data_dir: &Path) -> Result<IntegrityOptions, RunError> {
+    let key = match &cfg.signing_key {
+        Some(path) => keys::read_signer_key(path).map_err(RunError::SigningKey)?,
+        None => match default_signing_key(data_dir) {
+            Ok(k) => k,
+            // A read-only or foreign parent directory (a hardened unit, a container volume):
+            // serve as before, unsigned, and say loudly how to fix it.
+            Err(e @ (RunError::Io { .. } | RunError::Key(KeyFileError::Io { .. }))) => {
+                tracing::error!(
+                    "no [integrity] signing_key configured and no key could be made beside the \
+                     data directory ({e}): checkpoints are NOT signed. Configure [integrity] \
+                     signing_key, or let the collector write {}",
+                    meshlog_format::layout::default_keys_dir(data_dir).display()
+                );
+                return Ok(IntegrityOptions {
+                    signer: None,
+                    checkpoint_interval: Duration::from_secs(cfg.checkpoint_interval_s),
+                });
+            }
+            Err(e) => return Err(e),
+        },
     };
+    tracing::info!(
+        key = %format_args!("{}+{:08x}", key.name(), key.key_id()),
+        interval_s = cfg.checkpoint_interval_s,
+        "signing checkpoints"
+    );
     Ok(IntegrityOptions {
-        signer,
+        signer: Some(std::sync::Arc::new(key)),
         checkpoint_interval: Duration::from_secs(cfg.checkpoint_interval_s),
     })
+}
+
+/// The signing key in `<data_dir>-keys/` (beside the data directory: deleting or copying the
+/// data directory leaves it), made on first start. Its verifier key is printed with where to
+/// keep it: `verify` must take it from elsewhere than the machine that holds the store.
+fn default_signing_key(data_dir: &Path) -> Result<SignerKey, RunError> {
+    let dir = meshlog_format::layout::default_keys_dir(data_dir);
+    let signing = dir.join(keys::SIGNING_KEY_FILE);
+    let verifier = dir.join(keys::VERIFIER_KEY_FILE);
+    if signing.exists() {
+        tracing::info!(
+            key_file = %signing.display(),
+            "no [integrity] signing_key: using the key made on first start"
+        );
+        return keys::read_signer_key(&signing).map_err(RunError::SigningKey);
+    }
+    let key = SignerKey::generate_unique(DEFAULT_ORIGIN).map_err(|source| KeyFileError::Key {
+        path: dir.clone(),
+        source,
+    })?;
+    if dir.exists() && !dir.is_dir() {
+        return Err(RunError::Usage(format!(
+            "no [integrity] signing_key configured, and {} (where serve keeps the key it makes) \
+             exists and is not a directory: configure signing_key or move that file",
+            dir.display()
+        )));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io_err(format!("creating {}", dir.display())))?;
+    keys::write_signer_key(&signing, &key)?;
+    keys::write_verifier_key(&verifier, &key.verifier())?;
+    tracing::warn!(
+        "no [integrity] signing_key configured: made a checkpoint signing key on first start \
+         in {} (private: keep it, beside and not inside the data directory). Copy the verifier \
+         key somewhere the collector's machine cannot write, verify with `meshlog verify \
+         --public-key FILE`, and set [integrity] signing_key to choose the key yourself. \
+         verifier key: {}",
+        signing.display(),
+        key.verifier()
+    );
+    Ok(key)
 }
 
 /// How often the ingest rate is logged.

@@ -1,6 +1,7 @@
 //! `meshlog validate --config FILE`: everything `serve` would refuse at start, found without
 //! starting: every configuration problem at once (as `vector validate` and `otelcol validate`
-//! do), then the files the configuration names (the signing key, the data-encryption keys, the
+//! do), then the files the configuration names (the signing key, the witness key, the
+//! data-encryption keys, the
 //! TLS certificate, key and client CA), and addresses `serve` would refuse without TLS.
 //! Exit 0 when `serve` would start with it, 1 with every problem listed.
 
@@ -42,6 +43,11 @@ fn problems(path: &Path) -> Vec<String> {
         && let Err(e) = keys::read_signer_key(key)
     {
         out.push(format!("integrity.signing_key: {e}"));
+    }
+    if let Some(w) = &cfg.witness.serve
+        && let Err(e) = keys::read_signer_key(&w.key_file)
+    {
+        out.push(format!("witness.serve.key_file: {e}"));
     }
     if let Some(file) = &cfg.encryption_key_file
         && let Err(e) = DataKeys::load(file)
