@@ -31,6 +31,14 @@ pub struct Pki {
     issuer: Issuer<'static, KeyPair>,
 }
 
+/// Another client certificate from the same CA (a second workload), for [`Pki::connect_as`].
+pub struct ClientId {
+    /// Its URI SAN.
+    pub spiffe_id: String,
+    cert: CertificateDer<'static>,
+    key: Vec<u8>,
+}
+
 impl Pki {
     /// Makes the certificates and writes Envoy's files into a temporary directory.
     pub fn new(server_name: &str, client_spiffe_id: &str) -> Self {
@@ -64,14 +72,7 @@ impl Pki {
             .signed_by(&server_key, &issuer)
             .expect("server cert");
 
-        let client_key = KeyPair::generate().expect("client key");
-        let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        client_params.subject_alt_names = vec![SanType::URI(
-            client_spiffe_id.try_into().expect("SPIFFE id as URI SAN"),
-        )];
-        let client_cert = client_params
-            .signed_by(&client_key, &issuer)
-            .expect("client cert");
+        let (client_cert, client_key) = client_cert(&issuer, client_spiffe_id);
 
         let write = |name: &str, pem: String| {
             let p = dir.path().join(name);
@@ -84,8 +85,8 @@ impl Pki {
             server_key: write("server.key", server_key.serialize_pem()),
             server_name: server_name.to_owned(),
             client_spiffe_id: client_spiffe_id.to_owned(),
-            client_cert: client_cert.der().clone(),
-            client_key: client_key.serialize_der(),
+            client_cert,
+            client_key,
             ca_der: ca_cert.der().clone(),
             issuer,
             _dir: dir,
@@ -108,6 +109,16 @@ impl Pki {
         std::fs::write(&c, cert.pem()).expect("write PEM");
         std::fs::write(&k, key.serialize_pem()).expect("write PEM");
         (c, k)
+    }
+
+    /// A second client certificate from this CA, for `spiffe_id`.
+    pub fn other_client(&self, spiffe_id: &str) -> ClientId {
+        let (cert, key) = client_cert(&self.issuer, spiffe_id);
+        ClientId {
+            spiffe_id: spiffe_id.to_owned(),
+            cert,
+            key,
+        }
     }
 
     /// SHA-256 of the client certificate (DER), upper-case hex: what the record should carry.
@@ -150,6 +161,24 @@ impl Pki {
         &self,
         addr: SocketAddr,
     ) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+        self.connect_with(addr, &self.client_cert, &self.client_key)
+    }
+
+    /// [`Pki::connect`] presenting `client` (from [`Pki::other_client`]) instead.
+    pub fn connect_as(
+        &self,
+        addr: SocketAddr,
+        client: &ClientId,
+    ) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+        self.connect_with(addr, &client.cert, &client.key)
+    }
+
+    fn connect_with(
+        &self,
+        addr: SocketAddr,
+        cert: &CertificateDer<'static>,
+        key: &[u8],
+    ) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(self.ca_der.clone())
@@ -160,8 +189,8 @@ impl Pki {
             .map_err(std::io::Error::other)?
             .with_root_certificates(roots)
             .with_client_auth_cert(
-                vec![self.client_cert.clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.client_key.clone())),
+                vec![cert.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
             )
             .map_err(std::io::Error::other)?;
         let name = ServerName::try_from(self.server_name.clone()).map_err(std::io::Error::other)?;
@@ -171,4 +200,18 @@ impl Pki {
         sock.set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(rustls::StreamOwned::new(conn, sock))
     }
+}
+
+/// A client certificate whose URI SAN is `spiffe_id`, signed by `issuer`: DER and PKCS#8 key.
+fn client_cert(
+    issuer: &Issuer<'static, KeyPair>,
+    spiffe_id: &str,
+) -> (CertificateDer<'static>, Vec<u8>) {
+    let key = KeyPair::generate().expect("client key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.subject_alt_names = vec![SanType::URI(
+        spiffe_id.try_into().expect("SPIFFE id as URI SAN"),
+    )];
+    let cert = params.signed_by(&key, issuer).expect("client cert");
+    (cert.der().clone(), key.serialize_der())
 }

@@ -257,6 +257,7 @@ pub fn parse_alert(r: &Record) -> Option<LoggedAlert> {
                 .and_then(|q| serde_json::from_str::<Query>(q).ok())
                 .unwrap_or_default(),
             suppressed: record::int_of(r, SUPPRESSED).unwrap_or(0).max(0) as u64,
+            tenant: s(record::TENANT),
         },
     })
 }

@@ -25,6 +25,9 @@ use std::collections::HashMap;
 /// groups neither firing nor suppressed are let go).
 const MAX_PENDING_SUPPRESSED: usize = 100_000;
 
+/// The layout of [`Detector::snapshot`].
+const SNAPSHOT_VERSION: u64 = 1;
+
 /// An event of the store's integrity the collector feeds in ([`Detector::integrity`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntegrityEvent {
@@ -94,6 +97,10 @@ pub struct Transition {
     pub query: Query,
     /// Alerts for this group suppressed since the last one raised.
     pub suppressed: u64,
+    /// The tenant of the record that raised it (stamped on its alert records, so that
+    /// tenant's readers see it); none for alerts raised by time passing (silences, gaps,
+    /// integrity), which only operators see.
+    pub tenant: Option<String>,
 }
 
 impl Transition {
@@ -152,6 +159,8 @@ pub struct Detector {
     replaying: bool,
     logged: HashMap<(String, String), LoggedAlert>,
     buf: Vec<Signal>,
+    /// The tenant of the record being observed (for the alerts it raises).
+    tenant: Option<String>,
 }
 
 fn fingerprint(rule: &str, key: &str, since: u64) -> String {
@@ -234,12 +243,49 @@ impl Detector {
             replaying: false,
             logged: HashMap::new(),
             buf: Vec::new(),
+            tenant: None,
         }
     }
 
     /// How far back to replay at start, ns: records observed at or after `now - replay_ns()`.
     pub fn replay_ns(&self) -> u64 {
         self.replay_ns
+    }
+
+    /// What the rules learned beyond what a replay rebuilds (new-caller edges, a principal's
+    /// hours), and when learning started, as JSON: the collector writes it to the data
+    /// directory now and then and at shutdown, and [`Detector::load_snapshot`] takes it back
+    /// at start, so a history longer than `replay_s` survives a restart.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let mut rules = serde_json::Map::new();
+        for s in &self.slots {
+            if let Some(v) = s.rule.snapshot() {
+                rules.insert(s.rule.name().to_owned(), v);
+            }
+        }
+        serde_json::json!({
+            "version": SNAPSHOT_VERSION,
+            "started_unix_nano": self.started,
+            "rules": rules,
+        })
+    }
+
+    /// Takes back a [`Detector::snapshot`] at `now`, before the replay. Learning does not
+    /// start over: the snapshot's start stands. A snapshot of another version, or of rules no
+    /// longer enabled, is ignored (the replay and learning rebuild what they can).
+    pub fn load_snapshot(&mut self, v: &serde_json::Value, now: u64) -> bool {
+        if v["version"].as_u64() != Some(SNAPSHOT_VERSION) {
+            return false;
+        }
+        if let Some(t) = v["started_unix_nano"].as_u64() {
+            self.started = Some(t.min(now));
+        }
+        for s in &mut self.slots {
+            if let Some(r) = v["rules"].get(s.rule.name()) {
+                s.rule.load_snapshot(r, now);
+            }
+        }
+        true
     }
 
     /// The enabled rules' names.
@@ -265,10 +311,14 @@ impl Detector {
             return out;
         }
         let ctx = self.ctx(now);
+        let view = record::View::of(r);
+        if self.tenant.as_deref() != view.tenant {
+            self.tenant = view.tenant.map(str::to_owned);
+        }
         for i in 0..self.slots.len() {
             let mut buf = std::mem::take(&mut self.buf);
             if let Some(slot) = self.slots.get_mut(i) {
-                slot.rule.observe(r, now, ctx, &mut buf);
+                slot.rule.observe(&view, now, ctx, &mut buf);
             }
             self.apply(i, &mut buf, now, &mut out);
             self.buf = buf;
@@ -280,6 +330,7 @@ impl Detector {
     /// second or so (and at least once per the shortest window).
     pub fn tick(&mut self, now: u64) -> Vec<Transition> {
         let mut out = Vec::new();
+        self.tenant = None;
         let ctx = self.ctx(now);
         for i in 0..self.slots.len() {
             let mut buf = std::mem::take(&mut self.buf);
@@ -305,6 +356,7 @@ impl Detector {
     /// Takes an integrity event at `now`.
     pub fn integrity(&mut self, ev: &IntegrityEvent, now: u64) -> Vec<Transition> {
         let mut out = Vec::new();
+        self.tenant = None;
         for i in 0..self.slots.len() {
             let mut buf = std::mem::take(&mut self.buf);
             if let Some(slot) = self.slots.get_mut(i) {
@@ -432,6 +484,7 @@ impl Detector {
             summary: f.summary,
             query: f.query,
             suppressed: 0,
+            tenant: self.tenant.clone(),
         };
         if self.replaying {
             self.active.insert(

@@ -16,6 +16,8 @@ pub const INSTANCE: &str = "resource.service.instance.id";
 pub const VM_ID: &str = "resource.meshlog.vm.id";
 /// The stored key of the event name.
 pub const EVENT_NAME: &str = "event_name";
+/// The stored key of the tenant the collector stamps on a tenant's records.
+pub const TENANT: &str = "resource.meshlog.tenant";
 
 /// A string attribute.
 pub fn str_of<'a>(r: &'a Record, key: &str) -> Option<&'a str> {
@@ -102,4 +104,74 @@ pub fn stored_time(r: &Record) -> u64 {
         .or_else(|| int_of(r, "time_unix_nano"))
         .and_then(|t| u64::try_from(t).ok())
         .unwrap_or(0)
+}
+
+/// What the built-in rules read of a record, looked up once per record rather than once per
+/// rule (each lookup is a walk of the record's map).
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// The record itself, for what is not here (user rules, redaction counts, tallies).
+    pub r: &'a Record,
+    /// [`event`].
+    pub event: Option<&'a str>,
+    /// [`is_request`].
+    pub request: bool,
+    /// [`status`].
+    pub status: Option<i64>,
+    /// [`service`].
+    pub service: Option<&'a str>,
+    /// [`principal`].
+    pub principal: Option<&'a str>,
+    /// The client address.
+    pub client: Option<&'a str>,
+    /// The end user.
+    pub enduser: Option<&'a str>,
+    /// [`route`].
+    pub route: Option<&'a str>,
+    /// The service instance resource attribute.
+    pub instance: Option<&'a str>,
+    /// The VM id resource attribute.
+    pub vm: Option<&'a str>,
+    /// `meshlog.sequence`.
+    pub sequence: Option<u64>,
+    /// [`weight`].
+    pub weight: f64,
+    /// The tenant the record was stamped with.
+    pub tenant: Option<&'a str>,
+}
+
+impl<'a> View<'a> {
+    /// Reads `r`.
+    pub fn of(r: &'a Record) -> View<'a> {
+        let event = event(r);
+        let request = match event {
+            Some(schema::EVENT_NAME) => true,
+            Some(_) => false,
+            None => r.contains_key(schema::HTTP_RESPONSE_STATUS_CODE),
+        };
+        View {
+            r,
+            event,
+            request,
+            status: status(r),
+            service: service(r),
+            principal: principal(r),
+            client: str_of(r, schema::CLIENT_ADDRESS),
+            enduser: str_of(r, ENDUSER_ID),
+            route: route(r),
+            instance: str_of(r, INSTANCE),
+            vm: str_of(r, VM_ID),
+            sequence: int_of(r, schema::MESHLOG_SEQUENCE).and_then(|s| u64::try_from(s).ok()),
+            weight: weight(r),
+            tenant: str_of(r, TENANT),
+        }
+    }
+
+    /// [`caller`]: the end user, else the principal, else the client address, with its label.
+    pub fn caller(&self) -> Option<(&'static str, &'a str)> {
+        self.enduser
+            .map(|u| ("enduser", u))
+            .or_else(|| self.principal.map(|p| ("principal", p)))
+            .or_else(|| self.client.map(|c| ("client", c)))
+    }
 }

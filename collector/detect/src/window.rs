@@ -4,6 +4,9 @@
 
 use std::collections::HashMap;
 
+/// The groups' hasher: fast on short strings, seeded per map (keys come from the traffic).
+type Hasher = foldhash::fast::RandomState;
+
 /// Buckets per window: the window slides in steps of a twelfth of its length.
 pub const BUCKETS: usize = 12;
 
@@ -138,7 +141,50 @@ pub struct Baselined {
     pub latch: Latch,
 }
 
+/// A rule's per-group state that holds a [`Baselined`] interval.
+pub trait HasBaseline {
+    /// The interval, latch and baseline.
+    fn baselined(&mut self) -> &mut Baselined;
+}
+
+/// The tick every baseline rule shares: each group's interval is closed by `roll` (which
+/// gives the latch's edge), or with none to close its latch is let go after the resolve delay;
+/// a group that resolves gets a [`Signal::Clear`](crate::rules::Signal::Clear); groups neither
+/// firing nor seen within `idle_ns` are dropped.
+pub fn tick_baselined<V: HasBaseline>(
+    groups: &mut Groups<V>,
+    now: u64,
+    (idle_ns, resolve_after_ns): (u64, u64),
+    out: &mut Vec<crate::rules::Signal>,
+    mut roll: impl FnMut(&mut V) -> Option<Edge>,
+) {
+    groups.retain(|key, s, seen| {
+        let edge = roll(s).or_else(|| s.baselined().latch.update(false, now, resolve_after_ns));
+        if edge == Some(Edge::Clear) {
+            out.push(crate::rules::Signal::Clear {
+                key: key.to_owned(),
+                value: 0.0,
+            });
+        }
+        s.baselined().latch.firing || now.saturating_sub(seen) < idle_ns
+    });
+}
+
 impl Baselined {
+    /// A group's first interval, the one holding `now`. With `zero_prior` the baseline starts
+    /// at zero as if one quiet interval had been seen: a first interval that is already
+    /// anomalous must not become the baseline.
+    pub fn starting(now: u64, interval_ns: u64, zero_prior: bool) -> Self {
+        Baselined {
+            epoch: now / interval_ns,
+            baseline: Ewma {
+                n: u32::from(zero_prior),
+                ..Ewma::default()
+            },
+            latch: Latch::default(),
+        }
+    }
+
     /// Closes the interval when `now` is past it: `None` while it is open, else the latch's
     /// edge, if any. A firing group's latch takes `was_hot` (a group that turned hot while
     /// learning did not fire and must not look as if it had). `feed` gives the closed interval
@@ -184,8 +230,10 @@ pub fn feed_counts(count: f64) -> impl FnOnce(&mut Ewma, f64, u64) {
 /// recently seen eighth (never a firing group); what was dropped is counted.
 #[derive(Debug)]
 pub struct Groups<V> {
-    map: HashMap<String, (V, u64)>,
+    map: HashMap<String, (V, u64), Hasher>,
     cap: usize,
+    /// The key being looked up, reused so a lookup of a held group allocates nothing.
+    scratch: String,
     /// Groups dropped to stay under the cap, or not admitted because every one was firing.
     pub evicted: u64,
 }
@@ -194,8 +242,9 @@ impl<V> Groups<V> {
     /// An empty map of at most `cap` groups.
     pub fn new(cap: usize) -> Self {
         Groups {
-            map: HashMap::new(),
+            map: HashMap::default(),
             cap: cap.max(1),
+            scratch: String::new(),
             evicted: 0,
         }
     }
@@ -232,6 +281,50 @@ impl<V> Groups<V> {
         let e = self.map.get_mut(key)?;
         e.1 = now;
         Some(&mut e.0)
+    }
+
+    /// [`Groups::get_or_insert`] for the group of label/value `pairs` (its key as
+    /// [`crate::rules::key_of`] spells it), built in a reused buffer: nothing is allocated
+    /// unless the group is new.
+    pub fn entry(
+        &mut self,
+        pairs: &[(&str, &str)],
+        now: u64,
+        make: impl FnOnce() -> V,
+        firing: impl Fn(&V) -> bool,
+    ) -> Option<&mut V> {
+        let mut key = std::mem::take(&mut self.scratch);
+        crate::rules::write_key(&mut key, pairs);
+        let got = self.get_or_insert(&key, now, make, firing).is_some();
+        self.scratch = key;
+        if !got {
+            return None;
+        }
+        self.map.get_mut(self.scratch.as_str()).map(|e| &mut e.0)
+    }
+
+    /// [`Groups::touch`] for the group of `pairs`, without allocating.
+    pub fn touch_pairs(&mut self, pairs: &[(&str, &str)], now: u64) -> Option<&mut V> {
+        let mut key = std::mem::take(&mut self.scratch);
+        crate::rules::write_key(&mut key, pairs);
+        self.scratch = key;
+        self.map.get_mut(self.scratch.as_str()).map(|e| {
+            e.1 = now;
+            &mut e.0
+        })
+    }
+
+    /// Every group with its last-seen time (for a snapshot).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &V, u64)> {
+        self.map.iter().map(|(k, (v, t))| (k.as_str(), v, *t))
+    }
+
+    /// Puts back a group from a snapshot, last seen at `seen`, if there is room (a snapshot is
+    /// never let evict what the traffic has already brought).
+    pub fn restore(&mut self, key: &str, v: V, seen: u64) {
+        if self.map.len() < self.cap && !self.map.contains_key(key) {
+            self.map.insert(key.to_owned(), (v, seen));
+        }
     }
 
     /// The group `key`, if held.

@@ -18,6 +18,7 @@ use meshlog_server::verifier::LastVerify;
 use meshlog_store::StoreHandle;
 use meshlog_store::tail::{Position, Subscription, TailError, TailEvent};
 use prost::Message;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -26,6 +27,10 @@ use tokio::sync::{mpsc, watch};
 const TICK: Duration = Duration::from_secs(1);
 /// Committed records waiting for the detector (the subscriptions wait, reading from disk later).
 const QUEUE: usize = 4096;
+/// How often the detector's snapshot is written (and at shutdown).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
+/// The snapshot's file in the data directory.
+pub(super) const SNAPSHOT_FILE: &str = "detect-state.json";
 
 /// The running detection task.
 pub(super) struct Detection {
@@ -37,6 +42,8 @@ impl Detection {
     /// Starts detection over `stores` (none when `[detect] enabled = false`). Without a
     /// checkpoint signing key (`signing` false) no checkpoint is ever signed, which serve
     /// already warns about at start: the `integrity` rule is off rather than firing forever.
+    // What serve hands detection, each from a different part of it.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         rt: &tokio::runtime::Runtime,
         cfg: &DetectConfig,
@@ -45,6 +52,7 @@ impl Detection {
         pipeline: Arc<Pipeline>,
         metrics: Arc<Metrics>,
         verify: Arc<LastVerify>,
+        snapshot: PathBuf,
     ) -> Option<Detection> {
         if !cfg.enabled {
             tracing::info!("detection off ([detect] enabled = false)");
@@ -64,7 +72,10 @@ impl Detection {
             cfg.integrity.common.enabled = false;
         }
         let task = rt.spawn(async move {
-            run(cfg, stores, pipeline, metrics, notifier, verify, stop_rx).await;
+            run(
+                cfg, stores, pipeline, metrics, notifier, verify, stop_rx, snapshot,
+            )
+            .await;
         });
         Some(Detection { stop, task })
     }
@@ -78,6 +89,7 @@ impl Detection {
 }
 
 /// The task: replay, then follow.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     cfg: DetectConfig,
     stores: Vec<StoreHandle>,
@@ -86,14 +98,16 @@ async fn run(
     notifier: Option<Notifier>,
     verify: Arc<LastVerify>,
     mut stop: watch::Receiver<bool>,
+    snapshot: PathBuf,
 ) {
     let emitter = Emitter {
         pipeline: pipeline.clone(),
         metrics,
         notifier,
     };
-    let detector = Detector::new(&cfg);
+    let mut detector = Detector::new(&cfg);
     let start = pipeline.now_unix_nano();
+    load_snapshot(&mut detector, &snapshot, start);
     let from = start.saturating_sub(detector.replay_ns());
     let handles = stores.clone();
     let replayed = tokio::task::spawn_blocking(move || replay(detector, &handles, from));
@@ -137,6 +151,8 @@ async fn run(
         .collect();
     let mut verified: Option<u64> = None;
     let mut tick = tokio::time::interval(TICK);
+    let mut save = tokio::time::interval(SNAPSHOT_EVERY);
+    save.tick().await;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -173,12 +189,49 @@ async fn run(
                 }
                 emitter.emit(detector.tick(now)).await;
             }
+            _ = save.tick() => write_snapshot(&detector, &snapshot),
         }
     }
+    write_snapshot(&detector, &snapshot);
     followers.abort_all();
     if let Some(n) = emitter.notifier {
         // Joins the notifier's threads: not on the runtime's workers.
         let _ = tokio::task::spawn_blocking(move || n.shutdown()).await;
+    }
+}
+
+/// Takes back the snapshot at `path`, if there is one (a missing or unreadable one only
+/// means the replay and learning rebuild what they can).
+fn load_snapshot(detector: &mut Detector, path: &Path, now: u64) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "detection snapshot not read");
+            return;
+        }
+    };
+    match serde_json::from_str(&text) {
+        Ok(v) if detector.load_snapshot(&v, now) => {
+            tracing::info!(path = %path.display(), "detection history taken from the snapshot");
+        }
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "detection snapshot of another version: ignored")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "detection snapshot unreadable: ignored");
+        }
+    }
+}
+
+/// Writes the detector's snapshot to `path` (a temporary file renamed over it, so a crash
+/// leaves the old one or the new one).
+fn write_snapshot(detector: &Detector, path: &Path) {
+    let tmp = path.with_extension("json.tmp");
+    let r = std::fs::write(&tmp, detector.snapshot().to_string())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = r {
+        tracing::warn!(path = %path.display(), error = %e, "detection snapshot not written");
     }
 }
 
@@ -266,7 +319,8 @@ impl Emitter {
                     size,
                     batch_id: None,
                     received_unix_nano: self.pipeline.now_unix_nano(),
-                    tenant: None,
+                    // Stamped on the record's resource: that tenant's readers see it.
+                    tenant: t.tenant.clone(),
                 })
                 .await;
             match r {

@@ -245,6 +245,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         pipeline,
         metrics.clone(),
         verify_last.clone(),
+        cfg.data_dir.join(super::detect::SNAPSHOT_FILE),
     );
     let _verifier = (cfg.integrity.verify_interval_s > 0)
         .then_some(integrity.signer.as_ref())

@@ -2,10 +2,10 @@
 //! user when known, else the workload principal, else the client address) within `window_s`.
 //! Sigma `event_count` over the failures, grouped by caller.
 
-use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
+use super::{Ctx, Finding, Group, Query, Rule, Signal};
 use crate::NS_PER_S;
 use crate::config::AuthFailureBurst;
-use crate::record::{self, Record};
+use crate::record::View;
 use crate::window::{Edge, Groups, Latch, RollingCount};
 
 struct State {
@@ -44,23 +44,22 @@ impl Rule for AuthBurst {
         "auth_failure_burst"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
-        let Some(status) = record::status(r) else {
+        let Some(status) = v.status else {
             return;
         };
         if !self.cfg.statuses.contains(&status) {
             return;
         }
-        let Some((label, who)) = record::caller(r) else {
+        let Some((label, who)) = v.caller() else {
             return;
         };
-        let key = one_key(label, who);
         let window_ns = self.window_ns;
-        let Some(g) = self.groups.get_or_insert(
-            &key,
+        let Some(g) = self.groups.entry(
+            &[(label, who)],
             now,
             || State {
                 count: RollingCount::new(window_ns),

@@ -6,7 +6,7 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, key_of};
 use crate::NS_PER_S;
 use crate::config::DeliveryLoss;
-use crate::record::{self, Record};
+use crate::record::{self, View};
 use crate::window::{Edge, Groups, Latch};
 use meshlog_core::schema;
 use std::collections::HashMap;
@@ -120,18 +120,17 @@ impl Rule for DeliveryLossRule {
         "delivery_loss"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
-        let service = record::service(r).unwrap_or("-");
-        if let Some(inst) =
-            record::str_of(r, record::INSTANCE).or_else(|| record::str_of(r, record::VM_ID))
-        {
-            let key = key_of(&[
+    fn observe(&mut self, view: &View<'_>, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
+        let r = view.r;
+        let service = view.service.unwrap_or("-");
+        if let Some(inst) = view.instance.or(view.vm) {
+            let pairs = [
                 ("cause", "silent"),
                 ("service", service),
                 ("instance", inst),
-            ]);
-            if let Some(i) = self.instances.get_or_insert(
-                &key,
+            ];
+            if let Some(i) = self.instances.entry(
+                &pairs,
                 now,
                 || Instance {
                     service: service.to_owned(),
@@ -143,21 +142,21 @@ impl Rule for DeliveryLossRule {
                 i.last_seen = now;
                 if i.firing {
                     i.firing = false;
-                    out.push(Signal::Clear { key, value: 0.0 });
+                    out.push(Signal::Clear {
+                        key: key_of(&pairs),
+                        value: 0.0,
+                    });
                 }
             }
         }
-        let Some(vm) = record::str_of(r, record::VM_ID) else {
+        let Some(vm) = view.vm else {
             return;
         };
-        let Some(seq) =
-            record::int_of(r, schema::MESHLOG_SEQUENCE).and_then(|s| u64::try_from(s).ok())
-        else {
+        let Some(seq) = view.sequence else {
             return;
         };
-        let key = key_of(&[("cause", "loss"), ("service", service), ("vm", vm)]);
-        let Some(v) = self.vms.get_or_insert(
-            &key,
+        let Some(v) = self.vms.entry(
+            &[("cause", "loss"), ("service", service), ("vm", vm)],
             now,
             || Vm {
                 service: service.to_owned(),
@@ -182,7 +181,7 @@ impl Rule for DeliveryLossRule {
             Some(_) => fill(&mut v.gaps, seq, seq),
         }
         let mut dropped = 0;
-        if record::event(r) == Some(schema::DELIVERY_TALLY_EVENT_NAME) {
+        if view.event == Some(schema::DELIVERY_TALLY_EVENT_NAME) {
             for k in [
                 "meshlog.delivery.dropped_overflow",
                 "meshlog.delivery.failed",

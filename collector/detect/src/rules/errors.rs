@@ -5,14 +5,20 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::ErrorSpike;
-use crate::record::{self, Record};
-use crate::window::{Baselined, Edge, Ewma, Groups};
+use crate::record::View;
+use crate::window::{Baselined, Edge, Groups, HasBaseline, tick_baselined};
 
 #[derive(Default)]
 struct State {
     w: Baselined,
     total: f64,
     errors: f64,
+}
+
+impl HasBaseline for State {
+    fn baselined(&mut self) -> &mut Baselined {
+        &mut self.w
+    }
 }
 
 /// The rule.
@@ -62,29 +68,19 @@ impl Rule for ErrorSpikeRule {
         "error_spike"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
-        let (Some(service), Some(status)) = (record::service(r), record::status(r)) else {
+        let (Some(service), Some(status)) = (v.service, v.status) else {
             return;
         };
-        let key = one_key("service", service);
         let interval_ns = self.interval_ns;
-        let Some(s) = self.groups.get_or_insert(
-            &key,
+        let Some(s) = self.groups.entry(
+            &[("service", service)],
             now,
             || State {
-                w: Baselined {
-                    epoch: now / interval_ns,
-                    // A prior of zero: a first interval that is already anomalous must not
-                    // become the baseline.
-                    baseline: Ewma {
-                        n: 1,
-                        ..Ewma::default()
-                    },
-                    ..Baselined::default()
-                },
+                w: Baselined::starting(now, interval_ns, true),
                 ..State::default()
             },
             |s| s.w.latch.firing,
@@ -93,11 +89,11 @@ impl Rule for ErrorSpikeRule {
         };
         if roll(&self.cfg, interval_ns, s, now) == Some(Edge::Clear) {
             out.push(Signal::Clear {
-                key: key.clone(),
+                key: one_key("service", service),
                 value: 0.0,
             });
         }
-        let w = record::weight(r);
+        let w = v.weight;
         s.total += w;
         if (500..=599).contains(&status) {
             s.errors += w;
@@ -132,19 +128,12 @@ impl Rule for ErrorSpikeRule {
 
     fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
         let (cfg, interval_ns) = (&self.cfg, self.interval_ns);
-        let idle = interval_ns.saturating_mul(60 * 24);
-        self.groups.retain(|key, s, seen| {
-            let edge = roll(cfg, interval_ns, s, now).or_else(|| {
-                // An interval with no traffic at all still lets a firing group resolve.
-                s.w.latch.update(false, now, cfg.common.resolve_after_ns())
-            });
-            if edge == Some(Edge::Clear) {
-                out.push(Signal::Clear {
-                    key: key.to_owned(),
-                    value: 0.0,
-                });
-            }
-            s.w.latch.firing || now.saturating_sub(seen) < idle
+        let limits = (
+            interval_ns.saturating_mul(60 * 24),
+            cfg.common.resolve_after_ns(),
+        );
+        tick_baselined(&mut self.groups, now, limits, out, |s| {
+            roll(cfg, interval_ns, s, now)
         });
     }
 

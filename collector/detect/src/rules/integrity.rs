@@ -6,7 +6,7 @@ use super::{Ctx, Finding, Group, Query, Rule, Signal};
 use crate::NS_PER_S;
 use crate::config::Integrity;
 use crate::engine::IntegrityEvent;
-use crate::record::Record;
+use crate::record::View;
 
 /// The rule.
 pub struct IntegrityRule {
@@ -54,7 +54,7 @@ impl Rule for IntegrityRule {
         "integrity"
     }
 
-    fn observe(&mut self, _r: &Record, _now: u64, _ctx: Ctx, _out: &mut Vec<Signal>) {
+    fn observe(&mut self, _v: &View<'_>, _now: u64, _ctx: Ctx, _out: &mut Vec<Signal>) {
         // Checkpoints are not records: the clock starts at the first tick (after a replay,
         // the tick at its end), never at an old replayed record.
     }

@@ -13,7 +13,7 @@ pub mod user;
 pub mod volume;
 
 use crate::engine::IntegrityEvent;
-use crate::record::Record;
+use crate::record::View;
 use meshlog_format::time::rfc3339;
 use std::fmt;
 
@@ -68,6 +68,13 @@ pub fn one_key(label: &str, value: &str) -> String {
 /// string as [`Group::key`].
 pub fn key_of(pairs: &[(&str, &str)]) -> String {
     let mut s = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    write_key(&mut s, pairs);
+    s
+}
+
+/// [`key_of`] into `s` (cleared first), reusing its allocation.
+pub fn write_key(s: &mut String, pairs: &[(&str, &str)]) {
+    s.clear();
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
             s.push('\u{1f}');
@@ -76,7 +83,6 @@ pub fn key_of(pairs: &[(&str, &str)]) -> String {
         s.push('=');
         s.push_str(v);
     }
-    s
 }
 
 impl fmt::Display for Group {
@@ -220,8 +226,8 @@ pub struct Ctx {
 pub trait Rule: Send {
     /// Its name (`auth_failure_burst`, or a user rule's).
     fn name(&self) -> &str;
-    /// Takes one committed record at `now`.
-    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>);
+    /// Takes one committed record (read once for every rule: [`View`]) at `now`.
+    fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>);
     /// Time passes: windows close, silences and delays expire.
     fn tick(&mut self, now: u64, ctx: Ctx, out: &mut Vec<Signal>);
     /// Takes an integrity event (checkpoint, verify, retention); most rules ignore them.
@@ -233,6 +239,14 @@ pub trait Rule: Send {
     fn restore(&mut self, _group: &Group, _since: u64, _now: u64) -> bool {
         false
     }
+    /// What the rule learned that a replay of the recent window cannot rebuild (a history
+    /// longer than `replay_s`), for [`crate::Detector::snapshot`]; `None` for rules whose state
+    /// the replay rebuilds.
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Takes back what [`Rule::snapshot`] gave, at `now` (what is too old by now is left out).
+    fn load_snapshot(&mut self, _v: &serde_json::Value, _now: u64) {}
     /// Groups held now.
     fn groups(&self) -> usize;
     /// Groups dropped for the memory cap.

@@ -5,7 +5,7 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, key_of};
 use crate::NS_PER_S;
 use crate::config::NewCaller;
-use crate::record::{self, Record};
+use crate::record::View;
 use crate::window::{Edge, Groups, Latch};
 
 /// The rule.
@@ -37,24 +37,21 @@ impl Rule for NewCallerRule {
         "new_caller"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
-        let (Some(principal), Some(service)) = (record::principal(r), record::service(r)) else {
+        let (Some(principal), Some(service)) = (v.principal, v.service) else {
             return;
         };
         if !self.cfg.services.is_empty() && !self.cfg.services.iter().any(|s| s == service) {
             return;
         }
-        let key = edge_key(principal, service);
-        if self.edges.touch(&key, now).is_some() {
+        let pairs = [("principal", principal), ("service", service)];
+        if self.edges.touch_pairs(&pairs, now).is_some() {
             return;
         }
-        let Some(latch) = self
-            .edges
-            .get_or_insert(&key, now, Latch::default, |l| l.firing)
-        else {
+        let Some(latch) = self.edges.entry(&pairs, now, Latch::default, |l| l.firing) else {
             return;
         };
         if ctx.learning {
@@ -120,6 +117,27 @@ impl Rule for NewCallerRule {
                 true
             }
             None => false,
+        }
+    }
+
+    /// The known edges with when each was last seen: `[[key, last_seen_ns], …]`.
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        let edges: Vec<serde_json::Value> = self
+            .edges
+            .entries()
+            .map(|(k, _, seen)| serde_json::json!([k, seen]))
+            .collect();
+        Some(serde_json::Value::Array(edges))
+    }
+
+    fn load_snapshot(&mut self, v: &serde_json::Value, now: u64) {
+        for e in v.as_array().into_iter().flatten() {
+            let (Some(key), Some(seen)) = (e[0].as_str(), e[1].as_u64()) else {
+                continue;
+            };
+            if now.saturating_sub(seen) < self.history_ns {
+                self.edges.restore(key, Latch::default(), seen);
+            }
         }
     }
 

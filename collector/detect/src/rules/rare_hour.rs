@@ -6,7 +6,7 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::RareHour;
-use crate::record::{self, Record};
+use crate::record::View;
 use crate::window::{Edge, Groups, Latch};
 
 /// Requests per principal after which its histogram is halved (old habits fade).
@@ -40,29 +40,26 @@ impl RareHourRule {
     }
 }
 
-fn who(r: &Record) -> Option<(&'static str, &str)> {
-    record::str_of(r, record::ENDUSER_ID)
-        .map(|u| ("enduser", u))
-        .or_else(|| record::principal(r).map(|p| ("principal", p)))
-}
-
 impl Rule for RareHourRule {
     fn name(&self) -> &str {
         "rare_hour"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
-        let Some((label, p)) = who(r) else {
+        let Some((label, p)) = v
+            .enduser
+            .map(|u| ("enduser", u))
+            .or_else(|| v.principal.map(|p| ("principal", p)))
+        else {
             return;
         };
         let h = self.hour(now);
-        let key = one_key(label, p);
         let cfg = &self.cfg;
-        let Some(s) = self.groups.get_or_insert(
-            &key,
+        let Some(s) = self.groups.entry(
+            &[(label, p)],
             now,
             || State {
                 hours: [0.0; 24],
@@ -155,6 +152,43 @@ impl Rule for RareHourRule {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Each principal's learned hours: `[[key, [24 counts], total, first_seen_ns, last_seen_ns], …]`.
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        let groups: Vec<serde_json::Value> = self
+            .groups
+            .entries()
+            .map(|(k, s, seen)| {
+                serde_json::json!([k, s.hours.to_vec(), s.total, s.first_seen, seen])
+            })
+            .collect();
+        Some(serde_json::Value::Array(groups))
+    }
+
+    fn load_snapshot(&mut self, v: &serde_json::Value, _now: u64) {
+        for e in v.as_array().into_iter().flatten() {
+            let (Some(key), Some(hours), Some(total), Some(first_seen), Some(seen)) = (
+                e[0].as_str(),
+                e[1].as_array(),
+                e[2].as_f64(),
+                e[3].as_u64(),
+                e[4].as_u64(),
+            ) else {
+                continue;
+            };
+            let mut h = [0.0; 24];
+            for (slot, x) in h.iter_mut().zip(hours) {
+                *slot = x.as_f64().unwrap_or(0.0);
+            }
+            let state = State {
+                hours: h,
+                total,
+                first_seen,
+                latch: Latch::default(),
+            };
+            self.groups.restore(key, state, seen);
         }
     }
 

@@ -7,16 +7,22 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::{Secrets, SecretsGroup};
-use crate::record::{self, Record};
-use crate::window::{Baselined, Edge, Ewma, Groups, MAX_QUIET_INTERVALS, feed_counts};
+use crate::record::View;
+use crate::window::{
+    Baselined, Edge, Groups, HasBaseline, MAX_QUIET_INTERVALS, feed_counts, tick_baselined,
+};
 use meshlog_core::schema::MESHLOG_REDACTED_PREFIX;
-
-/// Quiet intervals folded into a baseline at most (older ones change nothing measurable).
 
 #[derive(Default)]
 struct State {
     w: Baselined,
     count: f64,
+}
+
+impl HasBaseline for State {
+    fn baselined(&mut self) -> &mut Baselined {
+        &mut self.w
+    }
 }
 
 /// The rule.
@@ -60,52 +66,44 @@ impl Rule for SecretsRule {
         "secrets"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
         // One pass over the record's keys beats a lookup per secret kind.
-        let n: i64 = r
-            .iter()
-            .filter(|(k, _)| {
-                k.strip_prefix(MESHLOG_REDACTED_PREFIX)
-                    .is_some_and(|kind| self.kinds.iter().any(|s| s == kind))
-            })
-            .filter_map(|(_, v)| v.as_i64())
-            .sum();
+        let n: i64 =
+            v.r.iter()
+                .filter(|(k, _)| {
+                    k.strip_prefix(MESHLOG_REDACTED_PREFIX)
+                        .is_some_and(|kind| self.kinds.iter().any(|s| s == kind))
+                })
+                .filter_map(|(_, v)| v.as_i64())
+                .sum();
         if n <= 0 {
             return;
         }
         let (label, who) = match self.cfg.group_by {
             SecretsGroup::Client => {
-                match record::principal(r).map(|p| ("principal", p)).or_else(|| {
-                    record::str_of(r, meshlog_core::schema::CLIENT_ADDRESS).map(|c| ("client", c))
-                }) {
+                match v
+                    .principal
+                    .map(|p| ("principal", p))
+                    .or_else(|| v.client.map(|c| ("client", c)))
+                {
                     Some(c) => c,
                     None => return,
                 }
             }
-            SecretsGroup::Route => match record::route(r) {
+            SecretsGroup::Route => match v.route {
                 Some(p) => ("route", p),
                 None => return,
             },
         };
-        let key = one_key(label, who);
         let interval_ns = self.interval_ns;
-        let Some(s) = self.groups.get_or_insert(
-            &key,
+        let Some(s) = self.groups.entry(
+            &[(label, who)],
             now,
             || State {
-                w: Baselined {
-                    epoch: now / interval_ns,
-                    // A prior of zero: a first interval that is already anomalous must not
-                    // become the baseline.
-                    baseline: Ewma {
-                        n: 1,
-                        ..Ewma::default()
-                    },
-                    ..Baselined::default()
-                },
+                w: Baselined::starting(now, interval_ns, true),
                 ..State::default()
             },
             |s| s.w.latch.firing,
@@ -114,7 +112,7 @@ impl Rule for SecretsRule {
         };
         if roll(&self.cfg, interval_ns, s, now) == Some(Edge::Clear) {
             out.push(Signal::Clear {
-                key: key.clone(),
+                key: one_key(label, who),
                 value: 0.0,
             });
         }
@@ -134,7 +132,7 @@ impl Rule for SecretsRule {
                 },
                 _ => Query::for_caller(label, who),
             };
-            if let Some(svc) = record::service(r) {
+            if let Some(svc) = v.service {
                 query.service = Some(svc.to_owned());
             }
             out.push(Signal::Fire(Finding {
@@ -154,17 +152,12 @@ impl Rule for SecretsRule {
 
     fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
         let (cfg, interval_ns) = (&self.cfg, self.interval_ns);
-        let idle = interval_ns.saturating_mul(MAX_QUIET_INTERVALS);
-        self.groups.retain(|key, s, seen| {
-            let edge = roll(cfg, interval_ns, s, now)
-                .or_else(|| s.w.latch.update(false, now, cfg.common.resolve_after_ns()));
-            if edge == Some(Edge::Clear) {
-                out.push(Signal::Clear {
-                    key: key.to_owned(),
-                    value: 0.0,
-                });
-            }
-            s.w.latch.firing || now.saturating_sub(seen) < idle
+        let limits = (
+            interval_ns.saturating_mul(MAX_QUIET_INTERVALS),
+            cfg.common.resolve_after_ns(),
+        );
+        tick_baselined(&mut self.groups, now, limits, out, |s| {
+            roll(cfg, interval_ns, s, now)
         });
     }
 

@@ -5,7 +5,7 @@
 
 use super::{Ctx, Finding, Group, Query, Rule, Signal};
 use crate::config::{Correlation, Match, Op, UserRule};
-use crate::record::{self, Record};
+use crate::record::{self, Record, View};
 use crate::window::{Edge, Groups, Latch, RollingCount};
 use meshlog_core::schema::HTTP_RESPONSE_STATUS_CODE;
 use std::collections::HashMap;
@@ -96,7 +96,8 @@ impl Rule for UserRuleState {
         &self.rule.name
     }
 
-    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+    fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        let r = v.r;
         if !self.rule.wheres.iter().all(|m| matches(m, r)) {
             return;
         }

@@ -6,15 +6,19 @@
 use super::{Ctx, Finding, Group, Query, Rule, Signal, one_key};
 use crate::NS_PER_S;
 use crate::config::Volume;
-use crate::record::{self, Record};
-use crate::window::{Baselined, Edge, Groups, feed_counts};
-
-/// Quiet intervals folded into a baseline at most.
+use crate::record::View;
+use crate::window::{Baselined, Edge, Groups, HasBaseline, feed_counts, tick_baselined};
 
 #[derive(Default)]
 struct State {
     w: Baselined,
     count: f64,
+}
+
+impl HasBaseline for State {
+    fn baselined(&mut self) -> &mut Baselined {
+        &mut self.w
+    }
 }
 
 /// The rule.
@@ -59,23 +63,19 @@ impl Rule for VolumeRule {
         "volume"
     }
 
-    fn observe(&mut self, r: &Record, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
-        if !record::is_request(r) {
+    fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
+        if !v.request {
             return;
         }
-        let Some(service) = record::service(r) else {
+        let Some(service) = v.service else {
             return;
         };
-        let key = one_key("service", service);
         let interval_ns = self.interval_ns;
-        let Some(s) = self.groups.get_or_insert(
-            &key,
+        let Some(s) = self.groups.entry(
+            &[("service", service)],
             now,
             || State {
-                w: Baselined {
-                    epoch: now / interval_ns,
-                    ..Baselined::default()
-                },
+                w: Baselined::starting(now, interval_ns, false),
                 ..State::default()
             },
             |s| s.w.latch.firing,
@@ -84,11 +84,11 @@ impl Rule for VolumeRule {
         };
         if roll(&self.cfg, interval_ns, s, now) == Some(Edge::Clear) {
             out.push(Signal::Clear {
-                key: key.clone(),
+                key: one_key("service", service),
                 value: 0.0,
             });
         }
-        s.count += record::weight(r);
+        s.count += v.weight;
         if hot(&self.cfg, s)
             && !ctx.learning
             && s.w
@@ -116,17 +116,12 @@ impl Rule for VolumeRule {
 
     fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
         let (cfg, interval_ns) = (&self.cfg, self.interval_ns);
-        let idle = interval_ns.saturating_mul(60 * 24);
-        self.groups.retain(|key, s, seen| {
-            let edge = roll(cfg, interval_ns, s, now)
-                .or_else(|| s.w.latch.update(false, now, cfg.common.resolve_after_ns()));
-            if edge == Some(Edge::Clear) {
-                out.push(Signal::Clear {
-                    key: key.to_owned(),
-                    value: 0.0,
-                });
-            }
-            s.w.latch.firing || now.saturating_sub(seen) < idle
+        let limits = (
+            interval_ns.saturating_mul(60 * 24),
+            cfg.common.resolve_after_ns(),
+        );
+        tick_baselined(&mut self.groups, now, limits, out, |s| {
+            roll(cfg, interval_ns, s, now)
         });
     }
 

@@ -43,6 +43,7 @@ fn transition(state: State, rule: &str, since: u64, at: u64) -> Transition {
             ..Query::default()
         },
         suppressed: 0,
+        tenant: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::scenarios::{credential_stuffing, outage};
 use crate::traffic::*;
-use meshlog_detect::{DetectConfig, State};
+use meshlog_detect::{DetectConfig, Detector, State};
 
 #[test]
 fn restart_while_firing_raises_nothing_again() {
@@ -105,4 +105,55 @@ fn restart_keeps_history_alerts_and_delivery_losses() {
     sim.normal(&mut tr, 70);
     sim.assert_paired(true);
     assert_eq!(sim.fired().get("new_caller"), Some(&1));
+}
+
+/// What a replay cannot rebuild survives a restart through the snapshot: an edge last seen
+/// two hours before the restart (the replay covers one) is still known afterwards, learning
+/// does not start over, and a really new edge still fires at once.
+#[test]
+fn a_snapshot_keeps_history_older_than_the_replay_window() {
+    let mut cfg = only(&["new_caller", "rare_hour"]);
+    cfg.learning_s = 600;
+    cfg.replay_s = 3600;
+    let call = |at: u64, who: &str| Rec::new(at, "payments", 200).principal(&spiffe(who)).0;
+    let mut d = Detector::new(&cfg);
+    assert!(d.observe(&call(T0, "checkout"), T0).is_empty());
+    let t = T0 + HOUR;
+    assert!(d.tick(t).is_empty());
+    let snap = d.snapshot();
+    // Written and read back as the collector does: JSON text.
+    let snap: serde_json::Value = serde_json::from_str(&snap.to_string()).unwrap();
+
+    // Restarted two hours after the edge was last seen: the replay window holds nothing.
+    let restart = T0 + 2 * HOUR;
+    let mut fresh = Detector::new(&cfg);
+    assert!(fresh.load_snapshot(&snap, restart));
+    assert!(fresh.finish_replay(restart).is_empty());
+    let at = restart + S;
+    assert!(
+        fresh.observe(&call(at, "checkout"), at).is_empty(),
+        "a known edge"
+    );
+    let ts = fresh.observe(&call(at + S, "intruder"), at + S);
+    assert_eq!(
+        ts.len(),
+        1,
+        "a new edge fires, learning not started over: {ts:?}"
+    );
+    assert_eq!(ts[0].rule, "new_caller");
+    assert_eq!(
+        ts[0].group.get("principal"),
+        Some(spiffe("intruder").as_str())
+    );
+
+    // Without the snapshot the old edge is forgotten: learning starts over and it is learned
+    // silently, so the snapshot is what keeps the intruder from going unnoticed.
+    let mut cold = Detector::new(&cfg);
+    assert!(cold.finish_replay(restart).is_empty());
+    assert!(cold.observe(&call(at + S, "intruder"), at + S).is_empty());
+
+    // Another version's snapshot is ignored.
+    let mut other = snap.clone();
+    other["version"] = 99.into();
+    assert!(!Detector::new(&cfg).load_snapshot(&other, restart));
 }

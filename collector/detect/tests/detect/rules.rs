@@ -701,3 +701,34 @@ fn secrets_keep_firing_while_a_leak_goes_on() {
     }
     assert_eq!(ts.len(), 1, "{ts:#?}");
 }
+
+/// An alert raised by a tenant's record carries that tenant (so the tenant's readers see it),
+/// and reads back from its record with it; one raised by time passing carries none.
+#[test]
+fn alerts_carry_the_tenant_of_the_record_that_raised_them() {
+    let mut cfg = only(&["auth_failure_burst", "integrity"]);
+    cfg.auth_failure_burst.threshold = 2;
+    cfg.integrity.checkpoint_max_age_s = 10;
+    let mut d = Detector::new(&cfg);
+    let tenant_fail = |at| {
+        Rec::new(at, "frontend", 401)
+            .client("203.0.113.0")
+            .set("resource.meshlog.tenant", "acme")
+            .0
+    };
+    assert!(d.tick(T0).is_empty());
+    assert!(d.observe(&tenant_fail(T0), T0).is_empty());
+    let ts = d.observe(&tenant_fail(T0 + S), T0 + S);
+    assert_eq!(ts.len(), 1, "{ts:?}");
+    assert_eq!(ts[0].tenant.as_deref(), Some("acme"));
+    // The stored record, as the collector stamps it, reads back with the tenant.
+    let mut rec = meshlog_detect::alert::alert_record(&ts[0]);
+    rec.insert("resource.meshlog.tenant".into(), "acme".into());
+    let back = meshlog_detect::alert::parse_alert(&rec).unwrap();
+    assert_eq!(back.transition.tenant.as_deref(), Some("acme"));
+    // A stalled checkpoint is the operators': no tenant, even after a tenant's record.
+    let ts = d.tick(T0 + 20 * S);
+    let stall: Vec<_> = ts.iter().filter(|t| t.rule == "integrity").collect();
+    assert_eq!(stall.len(), 1, "{ts:?}");
+    assert_eq!(stall[0].tenant, None);
+}

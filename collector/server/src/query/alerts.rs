@@ -4,8 +4,9 @@
 //!
 //! The listing folds the stored `meshlog.alert` and `meshlog.alert.triage` records through
 //! [`AlertHistory`]: one entry per alert id, firing or resolved, with its triage. Tenant rules
-//! are the query API's: a reader with a tenant sees only that tenant's records (alerts are the
-//! collector's own records, so none), admin sees all. Triage appends a `meshlog.alert.triage`
+//! are the query API's: a reader with a tenant sees only that tenant's records (an alert raised
+//! by a tenant's record carries that tenant, as does its triage; alerts raised by time passing
+//! carry none), admin sees all. Triage appends a `meshlog.alert.triage`
 //! record naming the principal and the note, and answers once it is stored. Each read and each
 //! triage is appended as an access record, as the query API's are.
 
@@ -299,7 +300,8 @@ async fn triage(
             size,
             batch_id: None,
             received_unix_nano: now,
-            tenant: None,
+            // The alert's tenant: its readers see the triage with the alert.
+            tenant: entry.firing.tenant.clone(),
         })
         .await;
     match stored {
