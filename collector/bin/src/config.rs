@@ -519,6 +519,7 @@ mod tests {
                 integrity: IntegrityConfig {
                     signing_key: Some("/etc/meshlog/keys/signing.key".into()),
                     checkpoint_interval_s: 5,
+                    verify_interval_s: 3600,
                 },
                 retention: Some(RetentionConfig::default()),
                 ..Config::default()
@@ -542,6 +543,7 @@ mod tests {
             [integrity]
             signing_key = ""
             checkpoint_interval_s = 0
+            verify_interval_s = -1
             sign = true
             "#,
         );
@@ -557,8 +559,9 @@ mod tests {
                 "data_dir: expected a non-empty string (a directory path), got 7",
                 "dedup_window_batches: expected an integer from 1000 to 100000000, got -1",
                 "integrity.checkpoint_interval_s: expected an integer from 1 to 86400, got 0",
-                "integrity.sign: unknown field; expected one of: signing_key, checkpoint_interval_s",
+                "integrity.sign: unknown field; expected one of: signing_key, checkpoint_interval_s, verify_interval_s",
                 "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
+                "integrity.verify_interval_s: expected an integer from 0 to 604800, got -1",
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got \"localhost\"",
                 "max_body_bytes: expected an integer from 1024 to 1073741824, got \"16MiB\"",
                 "max_decoded_bytes: expected an integer from 1024 to 1073741824, got 0",
@@ -631,7 +634,7 @@ mod tests {
         assert_eq!(
             got,
             [
-                "integrity.sign: unknown field; expected one of: signing_key, checkpoint_interval_s",
+                "integrity.sign: unknown field; expected one of: signing_key, checkpoint_interval_s, verify_interval_s",
                 "integrity.signing_key: expected a non-empty string (a key file path), got \"\"",
                 "listen: expected a socket address such as \"127.0.0.1:4318\", got 1",
                 "retention.classes[1].days: expected an integer from 1 to 36500, got 0",

@@ -24,6 +24,7 @@ mod detect;
 mod durability;
 mod encryption;
 mod integrity;
+mod integrity_view;
 mod prometheus;
 mod query;
 mod report;

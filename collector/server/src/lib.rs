@@ -13,6 +13,7 @@ pub mod net;
 pub mod query;
 pub mod ratelog;
 pub mod ui;
+pub mod verifier;
 
 pub use ingest::Limits;
 pub use ingest::error::{ApiError, WireFormat};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub read: Option<Arc<query::ReadSource>>,
     /// The open live tails (`GET /api/v1/tail`).
     pub tails: Arc<query::tail::Tails>,
+    /// The last periodic verify ([`verifier`]).
+    pub verify: Arc<verifier::LastVerify>,
 }
 
 impl AppState {
@@ -74,6 +77,7 @@ impl AppState {
             body_read_timeout: net::ConnLimits::default().body_read_timeout,
             read: None,
             tails: Arc::new(query::tail::Tails::default()),
+            verify: Arc::default(),
         }
     }
 

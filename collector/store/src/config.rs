@@ -22,13 +22,21 @@ pub struct IntegrityConfig {
     /// `checkpoint_interval_s`: seconds between signed checkpoints (written also when no batch
     /// arrived, and at start and shutdown), 1 to 86400. Default 60.
     pub checkpoint_interval_s: u64,
+    /// `verify_interval_s`: seconds between `serve`'s own verifies of the store up to its newest
+    /// signed checkpoint (a CRC, chain, tree and signature check of every committed frame,
+    /// whose last result the dashboard shows), 0 (off) to 604800. Default 3600.
+    pub verify_interval_s: u64,
 }
+
+/// The longest `verify_interval_s`: a week.
+pub const MAX_VERIFY_INTERVAL_S: i64 = 604_800;
 
 impl Default for IntegrityConfig {
     fn default() -> Self {
         IntegrityConfig {
             signing_key: None,
             checkpoint_interval_s: 60,
+            verify_interval_s: 3600,
         }
     }
 }
@@ -43,6 +51,9 @@ impl IntegrityConfig {
         let range = MIN_CHECKPOINT_INTERVAL_S..=MAX_CHECKPOINT_INTERVAL_S;
         if let Some(v) = t.int("checkpoint_interval_s", range, errs) {
             cfg.checkpoint_interval_s = v as u64;
+        }
+        if let Some(v) = t.int("verify_interval_s", 0..=MAX_VERIFY_INTERVAL_S, errs) {
+            cfg.verify_interval_s = v as u64;
         }
         t.finish(errs);
         cfg

@@ -177,6 +177,28 @@ pub fn verify_store(
     verify_store_with(data_dir, class, keys, &WitnessCheck::default(), progress)
 }
 
+/// [`verify_store`] of the leaves below `up_to` only (none: all): what a live collector checks
+/// (`serve`'s periodic verify) with `up_to` its newest signed checkpoint's size, so a frame
+/// being written (a torn tail now, whole in a moment) and checkpoints signed after it are never
+/// judged. Everything after the frame holding leaf `up_to - 1` is left out (frames without a
+/// chain entry cannot be placed, so a store of those alone is checked whole).
+pub fn verify_store_to(
+    data_dir: &Path,
+    class: Option<&str>,
+    keys: &[VerifierKey],
+    up_to: Option<u64>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, ScanError> {
+    verify_bounded(
+        data_dir,
+        class,
+        keys,
+        &WitnessCheck::default(),
+        up_to,
+        progress,
+    )
+}
+
 /// The log's origin for a witness state: the verifier key's name, else the checkpoints', else
 /// the one log the state holds.
 fn origin_of(keys: &[VerifierKey], log: &CheckpointLog, state_dir: &Path) -> Option<String> {
@@ -207,8 +229,23 @@ pub fn verify_store_with(
     witness: &WitnessCheck,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, ScanError> {
+    verify_bounded(data_dir, class, keys, witness, None, progress)
+}
+
+/// [`verify_store_with`] up to `up_to` leaves ([`verify_store_to`]).
+fn verify_bounded(
+    data_dir: &Path,
+    class: Option<&str>,
+    keys: &[VerifierKey],
+    witness: &WitnessCheck,
+    up_to: Option<u64>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, ScanError> {
     let started = Instant::now();
-    let (segments, items, total) = scan_store(data_dir, progress)?;
+    let (mut segments, mut items, total) = scan_store(data_dir, progress)?;
+    if let Some(n) = up_to {
+        cut_at(&mut segments, &mut items, n);
+    }
     let receipts = match class {
         Some(c) => {
             let present: BTreeSet<u64> = segments.iter().map(|s| s.seq).collect();
@@ -219,7 +256,10 @@ pub fn verify_store_with(
     let no_deletions = BTreeMap::new();
     let deleted = receipts.as_ref().map_or(&no_deletions, |r| &r.deleted);
     let s = Scanned::new(&segments, &items, deleted, class.is_some());
-    let log = read_checkpoints(data_dir, keys)?;
+    let mut log = read_checkpoints(data_dir, keys)?;
+    if let Some(n) = up_to {
+        log.cps.retain(|c| c.cp.size <= n);
+    }
     let mut sizes: HashSet<u64> = log.cps.iter().map(|c| c.cp.size).collect();
     let state = witness
         .state_dir
@@ -234,8 +274,9 @@ pub fn verify_store_with(
     let checked = check_tree(data_dir, keys, &log, &tree, analysis.highest);
     let mut witness_notes = Vec::new();
     let latest = log.cps.last().map(|c| (c.cp.size, c.cp.root));
-    // tree.state speaks only when no signed checkpoint already says the end is missing.
-    let cut = checked.findings.iter().any(|f| f.kind == Kind::Truncated);
+    // tree.state speaks only when no signed checkpoint already says the end is missing, and
+    // not in a bounded verify: it may have been saved after the checkpoint the bound is.
+    let cut = up_to.is_some() || checked.findings.iter().any(|f| f.kind == Kind::Truncated);
     let ends_at = analysis.highest.map_or(0, |h| h + 1).max(tree.size);
     let mut witness_findings: Vec<Finding> = (!cut)
         .then(|| witnessed::tree_state_finding(data_dir, ends_at))
@@ -319,6 +360,33 @@ pub fn verify_store_with(
             0.0
         },
     })
+}
+
+/// Leaves out what follows the frame holding leaf `up_to - 1` (see [`verify_store_to`]).
+fn cut_at(segments: &mut Vec<SegmentInfo>, items: &mut Vec<Item>, up_to: u64) {
+    let last = items.iter().rposition(
+        |it| matches!(it, Item::Frame(f) if f.chain.is_some_and(|c| c.leaf_index < up_to)),
+    );
+    if !items
+        .iter()
+        .any(|it| matches!(it, Item::Frame(f) if f.chain.is_some()))
+    {
+        return;
+    }
+    match last.map(|i| (i, &items[i])) {
+        Some((i, Item::Frame(f))) => {
+            let (seg, end) = (f.segment, f.offset + f.len);
+            items.truncate(i + 1);
+            segments.truncate(seg + 1);
+            if let Some(s) = segments.get_mut(seg) {
+                s.len = end;
+            }
+        }
+        _ => {
+            items.clear();
+            segments.clear();
+        }
+    }
 }
 
 /// The checkpoints in `log` against the recomputed `tree`.

@@ -14,6 +14,7 @@ use meshlog_detect::record::stored_time;
 use meshlog_detect::{DetectConfig, Detector, IntegrityEvent, Record, Transition, alert};
 use meshlog_server::ingest::pipeline::{DecodedBatch, Pipeline};
 use meshlog_server::metrics::{Metrics, Transport};
+use meshlog_server::verifier::LastVerify;
 use meshlog_store::StoreHandle;
 use meshlog_store::tail::{Position, Subscription, TailError, TailEvent};
 use prost::Message;
@@ -41,6 +42,8 @@ impl Detection {
     /// Starts detection over `stores` (none when `[detect] enabled = false`). Without a
     /// checkpoint signing key (`signing` false) no checkpoint is ever signed, which serve
     /// already warns about at start: the `integrity` rule is off rather than firing forever.
+    // What serve hands detection, each from a different part of it.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         rt: &tokio::runtime::Runtime,
         cfg: &DetectConfig,
@@ -48,6 +51,7 @@ impl Detection {
         stores: Vec<StoreHandle>,
         pipeline: Arc<Pipeline>,
         metrics: Arc<Metrics>,
+        verify: Arc<LastVerify>,
         snapshot: PathBuf,
     ) -> Option<Detection> {
         if !cfg.enabled {
@@ -68,7 +72,10 @@ impl Detection {
             cfg.integrity.common.enabled = false;
         }
         let task = rt.spawn(async move {
-            run(cfg, stores, pipeline, metrics, notifier, stop_rx, snapshot).await;
+            run(
+                cfg, stores, pipeline, metrics, notifier, verify, stop_rx, snapshot,
+            )
+            .await;
         });
         Some(Detection { stop, task })
     }
@@ -82,12 +89,14 @@ impl Detection {
 }
 
 /// The task: replay, then follow.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     cfg: DetectConfig,
     stores: Vec<StoreHandle>,
     pipeline: Arc<Pipeline>,
     metrics: Arc<Metrics>,
     notifier: Option<Notifier>,
+    verify: Arc<LastVerify>,
     mut stop: watch::Receiver<bool>,
     snapshot: PathBuf,
 ) {
@@ -140,6 +149,7 @@ async fn run(
         .iter()
         .map(|s| s.ledger_stats().last_checkpoint_unix_ns())
         .collect();
+    let mut verified: Option<u64> = None;
     let mut tick = tokio::time::interval(TICK);
     let mut save = tokio::time::interval(SNAPSHOT_EVERY);
     save.tick().await;
@@ -161,6 +171,20 @@ async fn run(
                         *last = signed;
                         let ts = detector.integrity(&IntegrityEvent::Checkpoint, now);
                         emitter.emit(ts).await;
+                    }
+                }
+                // Each new result of serve's periodic verify is an integrity event.
+                if let Some(v) = verify.get().filter(|v| verified != Some(v.time_unix_nano)) {
+                    verified = Some(v.time_unix_nano);
+                    let ev = match v.outcome {
+                        "intact" => Some(IntegrityEvent::VerifyPassed),
+                        "not_intact" => Some(IntegrityEvent::VerifyFailed {
+                            detail: format!("{} findings {:?}", v.findings, v.kinds),
+                        }),
+                        _ => None,
+                    };
+                    if let Some(ev) = ev {
+                        emitter.emit(detector.integrity(&ev, now)).await;
                     }
                 }
                 emitter.emit(detector.tick(now)).await;

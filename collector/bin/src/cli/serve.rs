@@ -185,6 +185,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     state.body_read_timeout = cfg.connections.body_read_timeout;
     let tails = state.tails.clone();
     let pipeline = state.pipeline.clone();
+    let (verify_pipeline, verify_last) = (state.pipeline.clone(), state.verify.clone());
     let listener = |router| net::Listener {
         router,
         tls: tls.clone(),
@@ -243,8 +244,23 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         stores.routes().handles().to_vec(),
         pipeline,
         metrics.clone(),
+        verify_last.clone(),
         cfg.data_dir.join(super::detect::SNAPSHOT_FILE),
     );
+    let _verifier = (cfg.integrity.verify_interval_s > 0)
+        .then_some(integrity.signer.as_ref())
+        .flatten()
+        .map(|signer| {
+            let p = verify_pipeline.clone();
+            meshlog_server::verifier::spawn(
+                rt.handle(),
+                cfg.data_dir.clone(),
+                vec![signer.verifier()],
+                Duration::from_secs(cfg.integrity.verify_interval_s),
+                verify_last.clone(),
+                Arc::new(move || p.now_unix_nano()),
+            )
+        });
     // Each closed segment gets its query index now, not at the first query that reads it.
     let _indexers = meshlog_server::query::indexer::spawn(rt.handle(), stores.routes().handles());
     let sink = match (&cfg.sink_clickhouse, sink_metrics) {

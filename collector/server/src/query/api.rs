@@ -240,7 +240,8 @@ async fn answer(
         })
         .await
         .map_err(|e| internal(e.to_string()))?;
-        let i = result.map_err(|e| internal(e.to_string()))?;
+        let mut i = result.map_err(|e| internal(e.to_string()))?;
+        i.verify = state.verify.get();
         let rows = i.deletions.len() as u64;
         return Ok((serde_json::to_value(&i).unwrap_or_default(), rows));
     }

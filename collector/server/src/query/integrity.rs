@@ -2,7 +2,8 @@
 //! and retention view: per store (the root and each retention class) its newest signed
 //! checkpoint and the leaves written since; the classes and their retention; the legal holds in
 //! force; and the deletions, each with its signed receipt (the `meshlog.retention.deletion`
-//! records, tenant-scoped like any record). Audited like the query API.
+//! records, tenant-scoped like any record); and the last periodic verify
+//! ([`crate::verifier`]). Audited like the query API.
 
 use super::ReadSource;
 use meshlog_query::QueryError;
@@ -52,6 +53,12 @@ pub struct Integrity {
     pub holds: Vec<HoldState>,
     /// Deletions, newest first (the stored `meshlog.retention.deletion` records).
     pub deletions: Vec<Map<String, Value>>,
+    /// Why the deletion records could not all be read (a damaged segment, say): the view
+    /// still answers, as it is where damage is shown.
+    pub deletions_error: Option<String>,
+    /// The last periodic verify (none: not run yet, or off: `[integrity] verify_interval_s = 0`
+    /// or no signing key); set by the caller from [`crate::verifier::LastVerify`].
+    pub verify: Option<crate::verifier::VerifyResult>,
 }
 
 /// What the live stores say (from the collector's ledgers): `(class, tree size)`.
@@ -124,8 +131,9 @@ pub fn integrity(
     .map_err(QueryError::Param)?;
     q.order = meshlog_query::params::Order::Newest;
     q.limit = Some(200);
-    if scope(&mut q) {
-        meshlog_query::records::list(
+    let mut deletions_error = None;
+    if scope(&mut q)
+        && let Err(e) = meshlog_query::records::list(
             &source.data_dir,
             source.keys.as_ref(),
             &q,
@@ -134,12 +142,16 @@ pub fn integrity(
                 deletions.push(r);
                 Ok(())
             },
-        )?;
+        )
+    {
+        deletions_error = Some(e.to_string());
     }
     Ok(Integrity {
         stores,
         retention: policy.is_some(),
         holds,
         deletions,
+        deletions_error,
+        verify: None,
     })
 }

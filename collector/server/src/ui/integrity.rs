@@ -1,8 +1,8 @@
 //! Integrity and retention (`/ui/integrity`): per store its newest signed checkpoint and the
 //! leaves since, the retention classes, the legal holds in force, and the deletions with their
 //! signed receipts ([`crate::query::integrity`]). What it can check live is whether each
-//! store's ledger covers its newest signed checkpoint; the full `meshlog verify` (every frame,
-//! chain and signature) runs offline, and its result is not shown here.
+//! store's ledger covers its newest signed checkpoint; the last result of `serve`'s periodic
+//! verify up to that checkpoint ([`crate::verifier`]) is shown above it.
 
 use super::{Failure, Shown, audited, field, page, short};
 use crate::AppState;
@@ -51,6 +51,7 @@ async fn build(
     let policy = state.pipeline.routes().policy().cloned();
     let now = state.pipeline.now_unix_nano();
     let p = principal.clone();
+    let verify = state.verify.get();
     let i = tokio::task::spawn_blocking(move || {
         crate::query::integrity::integrity(
             &source,
@@ -64,6 +65,40 @@ async fn build(
     .map_err(Failure::internal)?
     .map_err(Failure::internal)?;
     let markup = html! {
+        section aria-labelledby="h-verify" {
+            h2 id="h-verify" { "Last verify" }
+            @match &verify {
+                None => p.verify data-outcome="none" { "No verify has run yet (every " code { "[integrity] verify_interval_s" } ", 3600 s by default; needs a signing key)." }
+                Some(v) => {
+                    p.verify data-outcome=(v.outcome) {
+                        @match v.outcome {
+                            "intact" => { strong { "Intact" } }
+                            "not_intact" => { strong.error { "NOT INTACT" } }
+                            _ => { strong { "Unchecked" } " (no signed checkpoint yet)" }
+                        }
+                        " at " (rfc3339(v.time_unix_nano)) ": " (v.findings) " finding" @if v.findings != 1 { "s" }
+                        @for (k, n) in &v.kinds { " · " (k) " " (n) }
+                        " (" (format!("{:.2}", v.seconds)) " s)"
+                    }
+                    div.scroll {
+                        table.verify {
+                            thead { tr { th { "Class" } th { "Checked up to leaf" } th { "Result" } th { "Findings" } } }
+                            tbody {
+                                @for s in &v.stores {
+                                    tr {
+                                        td { (s.class) }
+                                        td { @match s.tree_size { Some(n) => { (n) } None => { "no signed checkpoint" } } }
+                                        td { @if let Some(e) = &s.error { strong.error { "could not read: " (e) } } @else if s.intact { "intact" } @else { strong.error { "NOT INTACT" } } }
+                                        td { (s.findings) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    p.muted { "Details: " code { "meshlog verify --data-dir DIR --public-key KEY" } "." }
+                }
+            }
+        }
         section aria-labelledby="h-cp" {
             h2 id="h-cp" { "Signed checkpoints" }
             div.scroll {
@@ -94,8 +129,7 @@ async fn build(
                     }
                 }
             }
-            p.muted { "Verify result: each store's live ledger covers its newest signed checkpoint where it says yes. The full check of every frame, chain and signature is "
-                code { "meshlog verify --data-dir DIR --public-key KEY" } "." }
+            p.muted { "Covered: each store's live ledger holds at least the leaves of its newest signed checkpoint." }
         }
         section aria-labelledby="h-ret" {
             h2 id="h-ret" { "Retention" }
@@ -115,6 +149,7 @@ async fn build(
                 }
             }
             h2 { "Deletions (" (i.deletions.len()) ")" }
+            @if let Some(e) = &i.deletions_error { p { strong.error { "Not every deletion record could be read: " (e) } } }
             div.scroll {
                 table.deletions {
                     thead { tr { th { "Swept" } th { "Class" } th { "Segment" } th { "Records" } th { "Leaves" } th { "Receipt" } } }
