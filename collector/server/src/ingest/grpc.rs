@@ -1,31 +1,33 @@
 //! OTLP/gRPC, `opentelemetry.proto.collector.logs.v1.LogsService/Export`: a thin transport over
 //! the [`pipeline`](super::pipeline), like [`http`](super::http).
 //!
-//! The framework decodes the protobuf (gzip or zstd message compression, at most
-//! [`MAX_MESSAGE_BYTES`]), so the request joins the pipeline already decoded. OK is answered
+//! The framework unframes the message (gzip or zstd message compression, at most
+//! [`MAX_MESSAGE_BYTES`]) and hands over its protobuf bytes ([`ExportBytes`], no copy); the
+//! pipeline decodes them on its blocking pool exactly as it decodes an OTLP/HTTP protobuf body,
+//! so decoding never runs on (and never stalls) the connection's async task. OK is answered
 //! only after the fsync. Refusals follow the OTLP specification: bad data INVALID_ARGUMENT (not
 //! retried), a full queue or an unconfirmed fsync UNAVAILABLE with `google.rpc.RetryInfo`, a
 //! full disk RESOURCE_EXHAUSTED with RetryInfo (retryable only with it). The
 //! `meshlog-batch-id` metadata key deduplicates exactly as the HTTP header does, and a
 //! duplicate is answered OK with `meshlog-duplicate: true` metadata.
 
-use super::error::ApiError;
-use super::pipeline::{Admission, DecodedBatch, Outcome, Pipeline};
+use super::decode::BodyEncoding;
+use super::error::{ApiError, WireFormat};
+use super::pipeline::{Admission, Batch, Outcome, Pipeline};
 use super::{BATCH_ID_HEADER, DUPLICATE_HEADER};
 use crate::auth::{Peer, Principal};
 use crate::metrics::{Metrics, Transport};
 use crate::ratelog::RateLimited;
 use meshlog_format::batch_id::BatchId;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use prost::Message;
+use prost::bytes::Buf;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::{BoxFuture, Bytes, Context, Poll, StdError, http};
+use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
 /// Largest gRPC message accepted (decompressed), bytes: the OTLP recommendation, 20 MiB.
@@ -61,32 +63,15 @@ impl GrpcLogs {
 
     /// The routes serving it: gzip and zstd accepted, 20 MiB messages.
     pub fn router(self) -> axum::Router {
-        let svc = LogsServiceServer::new(self)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        tonic::service::Routes::new(svc)
+        tonic::service::Routes::new(ExportServer(Arc::new(self)))
             .prepare()
             .into_axum_router()
     }
-}
 
-fn ok(duplicate: bool) -> Response<ExportLogsServiceResponse> {
-    let mut r = Response::new(ExportLogsServiceResponse::default());
-    if duplicate {
-        r.metadata_mut().insert(
-            DUPLICATE_HEADER,
-            tonic::metadata::MetadataValue::from_static("true"),
-        );
-    }
-    r
-}
-
-#[tonic::async_trait]
-impl LogsService for GrpcLogs {
+    /// Stores one `Export` request, given as its protobuf bytes.
     async fn export(
         &self,
-        req: Request<ExportLogsServiceRequest>,
+        req: Request<Bytes>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let received = self.pipeline.now_unix_nano();
         let principal = req.extensions().get::<Principal>().cloned();
@@ -114,19 +99,20 @@ impl LogsService for GrpcLogs {
                 ))));
             }
         };
-        let request = req.into_inner();
-        let size = request.encoded_len() as u64;
-        let records = super::flatten::record_count(&request) as u64;
-        self.metrics.received_bytes(Transport::Grpc, size);
+        let body = req.into_inner();
+        self.metrics
+            .received_bytes(Transport::Grpc, body.len() as u64);
         if self.pipeline.admit(batch_id.as_ref()).map_err(&refuse)? == Admission::Duplicate {
-            self.metrics.duplicate(Transport::Grpc, records);
+            self.metrics.duplicate(Transport::Grpc, 0);
             return Ok(ok(true));
         }
         let outcome = self
             .pipeline
-            .ingest_decoded(DecodedBatch {
-                request,
-                size,
+            .ingest(Batch {
+                body,
+                format: WireFormat::Protobuf,
+                // The framework already undid the message compression.
+                encoding: BodyEncoding::Identity,
                 batch_id,
                 received_unix_nano: received,
                 tenant: principal.as_ref().and_then(|p| p.tenant.clone()),
@@ -142,7 +128,7 @@ impl LogsService for GrpcLogs {
                 ok(false)
             }
             Outcome::Duplicate => {
-                self.metrics.duplicate(Transport::Grpc, records);
+                self.metrics.duplicate(Transport::Grpc, 0);
                 ok(true)
             }
             Outcome::Empty => {
@@ -152,6 +138,119 @@ impl LogsService for GrpcLogs {
             }
         })
     }
+}
+
+/// The fully qualified `Export` method path.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// The `LogsService` server: like the generated one, but its codec keeps the request as bytes.
+#[derive(Debug, Clone)]
+struct ExportServer(Arc<GrpcLogs>);
+
+impl NamedService for ExportServer {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+}
+
+impl<B> tonic::codegen::Service<http::Request<B>> for ExportServer
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let logs = self.0.clone();
+        if req.uri().path() != EXPORT_PATH {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(ExportCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES);
+            Ok(grpc.unary(ExportCall(logs), req).await)
+        })
+    }
+}
+
+/// One `Export` call.
+struct ExportCall(Arc<GrpcLogs>);
+
+impl UnaryService<Bytes> for ExportCall {
+    type Response = ExportLogsServiceResponse;
+    type Future = BoxFuture<Response<ExportLogsServiceResponse>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let logs = self.0.clone();
+        Box::pin(async move { logs.export(request).await })
+    }
+}
+
+/// Requests as their protobuf bytes (decoded later, off the async runtime), responses as
+/// protobuf.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExportCodec;
+
+/// [`ExportCodec`]'s decoder: takes the message's bytes without copying them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BytesDecoder;
+
+/// [`ExportCodec`]'s encoder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseEncoder;
+
+impl Codec for ExportCodec {
+    type Encode = ExportLogsServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ResponseEncoder;
+    type Decoder = BytesDecoder;
+
+    fn encoder(&mut self) -> ResponseEncoder {
+        ResponseEncoder
+    }
+    fn decoder(&mut self) -> BytesDecoder {
+        BytesDecoder
+    }
+}
+
+impl Decoder for BytesDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl Encoder for ResponseEncoder {
+    type Item = ExportLogsServiceResponse;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: ExportLogsServiceResponse,
+        dst: &mut EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the response: {e}")))
+    }
+}
+
+fn ok(duplicate: bool) -> Response<ExportLogsServiceResponse> {
+    let mut r = Response::new(ExportLogsServiceResponse::default());
+    if duplicate {
+        r.metadata_mut().insert(
+            DUPLICATE_HEADER,
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+    }
+    r
 }
 
 fn log_refusal(e: &ApiError) {

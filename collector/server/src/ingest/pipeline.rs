@@ -17,9 +17,10 @@
 //! unavailable: not acknowledged, though it may still be stored, so a retry with the same batch
 //! id is then answered as a duplicate rather than stored twice.
 //!
-//! A batch may also arrive already decoded ([`DecodedBatch`]: OTLP/gRPC, whose framework
-//! decodes the protobuf itself, and the collector's own access records); it then skips the
-//! decoding step and joins the same path. A batch sent by a principal with a tenant has every
+//! A batch may also arrive already decoded ([`DecodedBatch`]: the collector's own access records
+//! and alerts); it then skips the decoding step and joins the same path. OTLP/gRPC hands over
+//! the message's protobuf bytes as a [`Batch`], so its decoding runs here on the blocking pool,
+//! never on the async task serving the connection. A batch sent by a principal with a tenant has every
 //! resource's `meshlog.tenant` attribute set to that tenant (replacing what the client sent)
 //! before records are routed, so retention classes can match it.
 
@@ -76,7 +77,7 @@ pub struct Batch {
     pub tenant: Option<String>,
 }
 
-/// One batch already decoded (OTLP/gRPC; the collector's own records).
+/// One batch already decoded (the collector's own records and alerts).
 #[derive(Debug)]
 pub struct DecodedBatch {
     /// The request.
