@@ -1261,7 +1261,10 @@ fn the_systemd_unit_is_one_systemd_accepts() {
     assert!(
         unit.contains("ExecStart=/usr/local/bin/meshlog serve --config /etc/meshlog/meshlog.toml")
     );
-    assert!(unit.contains("StateDirectory=meshlog\n") && unit.contains("User=meshlog\n"));
+    // The data directory, and the signing key's directory beside it (serve signs by default).
+    assert!(
+        unit.contains("StateDirectory=meshlog meshlog-keys\n") && unit.contains("User=meshlog\n")
+    );
     // systemd checks that ExecStart's program exists: point it at the built binary.
     let bin = release_collector_bin();
     let dir = tempfile::tempdir().unwrap();

@@ -757,15 +757,29 @@ async fn the_dashboard_shows_real_traffic_per_tenant_live_and_audited_in_a_brows
         "{}",
         text(&root).await
     );
-    // A reader of a tenant sees no alert (they are the collector's own records) and no triage.
+    // An alert carries the tenant of the records that raised it (shop's here): shop's reader
+    // sees it without the triage controls, bank's reader sees none of it.
     goto(&reader, &format!("{base}/ui/alerts")).await;
     let t = text(&reader).await;
     assert!(
-        !t.contains("auth_failure_burst") && t.contains("needs the admin role"),
+        t.contains("auth_failure_burst")
+            && t.contains("needs the admin role")
+            && !t.contains("Acknowledge"),
         "{t}"
     );
+    let shop_alerts = api(addr, Some("tok-reader-shop"), "/api/v1/alerts").1["alerts"].clone();
+    let shop_alerts = shop_alerts.as_array().cloned().unwrap_or_default();
+    let rules: BTreeSet<&str> = shop_alerts
+        .iter()
+        .filter_map(|a| a["rule"].as_str())
+        .collect();
     assert_eq!(
-        api(addr, Some("tok-reader-shop"), "/api/v1/alerts").1["alerts"],
+        rules,
+        BTreeSet::from(["auth_failure_burst", "error_spike"]),
+        "{shop_alerts:?}"
+    );
+    assert_eq!(
+        api(addr, Some("tok-reader-bank"), "/api/v1/alerts").1["alerts"],
         serde_json::json!([])
     );
 
