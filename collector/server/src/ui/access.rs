@@ -4,12 +4,9 @@
 //! reads.
 
 use super::chart;
-use super::{Failure, Shown, audited, field, page, record_time, scoped_query};
+use super::{Failure, Shown, field, page, record_time, scoped_query};
 use crate::AppState;
-use crate::auth::{Peer, Principal};
-use axum::Extension;
-use axum::extract::{Query, State};
-use axum::response::Response;
+use crate::auth::Principal;
 use maud::{Markup, html};
 use meshlog_query::params::Order;
 use meshlog_query::scan::ScanOptions;
@@ -19,24 +16,7 @@ use std::collections::BTreeMap;
 /// Access records shown.
 const LIMIT: u64 = 500;
 
-/// `GET /ui/access`.
-pub async fn view(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    peer: Option<Extension<Peer>>,
-    Query(params): Query<Vec<(String, String)>>,
-) -> Response {
-    let shown = build(&state, &principal, &params).await;
-    audited(
-        &state,
-        &principal,
-        peer.map(|p| p.0),
-        "/ui/access",
-        &params,
-        shown,
-    )
-    .await
-}
+super::audited_view!("/ui/access");
 
 fn table(caption: &str, records: &[&Map<String, Value>]) -> Markup {
     html! {

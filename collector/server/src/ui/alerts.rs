@@ -3,11 +3,11 @@
 //! principal with the admin role acknowledges or resolves one with a note (the alerts API's
 //! triage, appended to the log as a `meshlog.alert.triage` record).
 
-use super::{Failure, Shown, audited, page};
+use super::{Failure, Shown, page};
 use crate::AppState;
-use crate::auth::{Peer, Principal, Role};
+use crate::auth::{Principal, Role};
 use crate::query::api::scoped;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, body::Bytes};
@@ -15,24 +15,7 @@ use maud::html;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-/// `GET /ui/alerts`.
-pub async fn view(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    peer: Option<Extension<Peer>>,
-    Query(params): Query<Vec<(String, String)>>,
-) -> Response {
-    let shown = build(&state, &principal, &params).await;
-    audited(
-        &state,
-        &principal,
-        peer.map(|p| p.0),
-        "/ui/alerts",
-        &params,
-        shown,
-    )
-    .await
-}
+super::audited_view!("/ui/alerts");
 
 fn time(v: &Value) -> String {
     v.as_u64()

@@ -4,35 +4,15 @@
 //! store's ledger covers its newest signed checkpoint; the last result of `serve`'s periodic
 //! verify up to that checkpoint ([`crate::verifier`]) is shown above it.
 
-use super::{Failure, Shown, audited, field, page, short};
+use super::{Failure, Shown, field, page, short};
 use crate::AppState;
-use crate::auth::{Peer, Principal};
+use crate::auth::Principal;
 use crate::query::api::scoped;
-use axum::Extension;
-use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use maud::html;
 use meshlog_format::time::rfc3339;
 
-/// `GET /ui/integrity`.
-pub async fn view(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    peer: Option<Extension<Peer>>,
-    Query(params): Query<Vec<(String, String)>>,
-) -> Response {
-    let shown = build(&state, &principal, &params).await;
-    audited(
-        &state,
-        &principal,
-        peer.map(|p| p.0),
-        "/ui/integrity",
-        &params,
-        shown,
-    )
-    .await
-}
+super::audited_view!("/ui/integrity");
 
 async fn build(
     state: &AppState,

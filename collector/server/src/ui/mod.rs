@@ -10,6 +10,32 @@
 //! header signs in at `/ui/login`: the token is kept in an HttpOnly, SameSite=Strict cookie
 //! scoped to `/ui` and sent on as the bearer token ([`session`]).
 
+/// `pub async fn view`, the `GET` handler of one view: `build` (the view module's) renders the
+/// page for the caller, [`audited`] records the read (or the refusal) and answers.
+macro_rules! audited_view {
+    ($endpoint:literal) => {
+        #[doc = concat!("`GET ", $endpoint, "`.")]
+        pub async fn view(
+            axum::extract::State(state): axum::extract::State<crate::AppState>,
+            axum::Extension(principal): axum::Extension<crate::auth::Principal>,
+            peer: Option<axum::Extension<crate::auth::Peer>>,
+            axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
+        ) -> axum::response::Response {
+            let shown = build(&state, &principal, &params).await;
+            super::audited(
+                &state,
+                &principal,
+                peer.map(|p| p.0),
+                $endpoint,
+                &params,
+                shown,
+            )
+            .await
+        }
+    };
+}
+use audited_view;
+
 pub mod access;
 pub mod alerts;
 pub mod assets;

@@ -4,12 +4,9 @@
 //! `since` defaults to 15 minutes; every filter of the query API applies.
 
 use super::chart::{self, Series};
-use super::{Failure, Shown, audited, page, scoped_query};
+use super::{Failure, Shown, page, scoped_query};
 use crate::AppState;
-use crate::auth::{Peer, Principal};
-use axum::Extension;
-use axum::extract::{Query, State};
-use axum::response::Response;
+use crate::auth::Principal;
 use maud::html;
 use meshlog_query::aggregate::{Aggregate, aggregate};
 use meshlog_query::params::QueryParams;
@@ -22,16 +19,7 @@ const DEFAULT_SINCE: &str = "15m";
 const BUCKETS: u64 = 30;
 const SECOND: u64 = 1_000_000_000;
 
-/// `GET /ui`.
-pub async fn view(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    peer: Option<Extension<Peer>>,
-    Query(params): Query<Vec<(String, String)>>,
-) -> Response {
-    let shown = build(&state, &principal, &params).await;
-    audited(&state, &principal, peer.map(|p| p.0), "/ui", &params, shown).await
-}
+super::audited_view!("/ui");
 
 /// Counts per bucket for each group: (bucket starts, series).
 fn series(a: &Aggregate, starts: &[u64]) -> Vec<Series> {

@@ -2,12 +2,9 @@
 //! (newest first, up to `limit`, default 100) each with its full detail, and the completeness
 //! statement of the query.
 
-use super::{Failure, Shown, audited, field, page, record_detail, record_time, scoped_query};
+use super::{Failure, Shown, field, page, record_detail, record_time, scoped_query};
 use crate::AppState;
-use crate::auth::{Peer, Principal};
-use axum::Extension;
-use axum::extract::{Query, State};
-use axum::response::Response;
+use crate::auth::Principal;
 use maud::html;
 use meshlog_query::params::Order;
 use meshlog_query::scan::ScanOptions;
@@ -16,24 +13,7 @@ use serde_json::{Map, Value};
 /// Rows when no `limit` is given.
 const DEFAULT_LIMIT: u64 = 100;
 
-/// `GET /ui/search`.
-pub async fn view(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    peer: Option<Extension<Peer>>,
-    Query(params): Query<Vec<(String, String)>>,
-) -> Response {
-    let shown = build(&state, &principal, &params).await;
-    audited(
-        &state,
-        &principal,
-        peer.map(|p| p.0),
-        "/ui/search",
-        &params,
-        shown,
-    )
-    .await
-}
+super::audited_view!("/ui/search");
 
 async fn build(
     state: &AppState,
