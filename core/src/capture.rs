@@ -47,11 +47,23 @@ fn lossy(raw: Vec<u8>) -> String {
     }
 }
 
+/// `v` after a redaction `f` of it: `v` itself (no copy) when `f` left it whole, the new text
+/// when `f` changed it, `None` when `f` dropped it. A borrowed answer that is not the whole of
+/// `v` (a trimmed slice) is copied, so this is exact whatever `f` returns.
+fn redacted(v: String, f: impl for<'a> FnOnce(&'a str) -> Option<Cow<'a, str>>) -> Option<String> {
+    let changed = match f(&v)? {
+        Cow::Borrowed(b) if b.as_ptr() == v.as_ptr() && b.len() == v.len() => None,
+        Cow::Borrowed(b) => Some(b.to_owned()),
+        Cow::Owned(o) => Some(o),
+    };
+    Some(changed.unwrap_or(v))
+}
+
 /// Allowlisted headers, redacted; repeated names are comma-joined as HTTP allows.
 fn headers(
     raw: Vec<(String, Vec<u8>)>,
     allowed: impl Fn(&str) -> bool,
-    redact: impl Fn(&str, &str, &mut Summary) -> Option<String>,
+    redact: impl for<'a> Fn(&str, &'a str, &mut Summary) -> Option<Cow<'a, str>>,
     summary: &mut Summary,
 ) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
@@ -59,7 +71,7 @@ fn headers(
         if name.starts_with(':') || SKIP_HEADERS.contains(&name.as_str()) || !allowed(&name) {
             continue;
         }
-        let Some(v) = redact(&name, &lossy(value), summary) else {
+        let Some(v) = redacted(lossy(value), |v| redact(&name, v, summary)) else {
             continue;
         };
         match out.iter_mut().find(|(n, _)| *n == name) {
@@ -73,13 +85,12 @@ fn headers(
     out
 }
 
-/// The first value of header `name` in a fetched list (lower-case names), decoded lossily; an
-/// empty value counts as absent, like an empty attribute.
-fn first(list: &[(String, Vec<u8>)], name: &str) -> Option<String> {
-    list.iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| lossy(v.clone()))
+/// The first value of header `name` in a fetched list (lower-case names), decoded lossily
+/// (borrowed when it is UTF-8); an empty value counts as absent, like an empty attribute.
+fn first<'l>(list: &'l [(String, Vec<u8>)], name: &str) -> Option<Cow<'l, str>> {
+    first_raw(list, name)
         .filter(|v| !v.is_empty())
+        .map(String::from_utf8_lossy)
 }
 
 /// The first raw value of header `name`, borrowed.
@@ -243,8 +254,8 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
     /// A request header's first value, else the attribute at `path`. What the header lists hold
     /// is read from them, each an attribute read (a hostcall) saved; the attribute stays the
     /// fallback for a host whose list lacks the pseudo-header.
-    fn req(&self, name: &str, path: &[&str]) -> Option<String> {
-        first(&self.request, name).or_else(|| text(self.src, path))
+    fn req(&self, name: &str, path: &[&str]) -> Option<Cow<'_, str>> {
+        first(&self.request, name).or_else(|| text(self.src, path).map(Cow::Owned))
     }
 
     fn status(&self) -> Option<i64> {
@@ -254,21 +265,37 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             .filter(|c| *c > 0)
     }
 
-    /// Path and query as sent.
-    fn target(&self) -> (Option<String>, Option<String>) {
-        let split_target = |full: String| match full.split_once('?') {
-            Some((p, q)) => (
-                Some(p.to_owned()),
-                Some(q.to_owned()).filter(|q| !q.is_empty()),
-            ),
-            None => (Some(full), None),
-        };
+    /// Path and query as sent, borrowed from the request's `:path` when it has one.
+    fn target(&self) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+        fn split(full: Cow<'_, str>) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+            match full {
+                Cow::Borrowed(f) => match f.split_once('?') {
+                    Some((p, q)) => (
+                        Some(Cow::Borrowed(p)),
+                        Some(Cow::Borrowed(q)).filter(|q| !q.is_empty()),
+                    ),
+                    None => (Some(Cow::Borrowed(f)), None),
+                },
+                Cow::Owned(f) => match f.split_once('?') {
+                    Some((p, q)) => (
+                        Some(Cow::Owned(p.to_owned())),
+                        Some(q)
+                            .filter(|q| !q.is_empty())
+                            .map(|q| Cow::Owned(q.to_owned())),
+                    ),
+                    None => (Some(Cow::Owned(f)), None),
+                },
+            }
+        }
         match first(&self.request, ":path") {
-            Some(full) => split_target(full),
+            Some(full) => split(full),
             None => match text(self.src, &["request", "url_path"]) {
-                Some(p) => (Some(p), text(self.src, &["request", "query"])),
+                Some(p) => (
+                    Some(Cow::Owned(p)),
+                    text(self.src, &["request", "query"]).map(Cow::Owned),
+                ),
                 None => match text(self.src, &["request", "path"]) {
-                    Some(full) => split_target(full),
+                    Some(full) => split(Cow::Owned(full)),
                     None => (None, None),
                 },
             },
@@ -282,11 +309,13 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
     /// What sampling decides on. Raw values (unredacted) but for the route, which is the
     /// template `policy` gives the path.
     pub fn facts(&self, policy: &RedactionPolicy) -> SamplingFacts {
-        let (path, _) = self.target();
+        let path = self.target().0.map(Cow::into_owned);
         let route = self.redacted_path(policy).1.clone();
         SamplingFacts {
             trace_id: self.trace().map(|t| t.0),
-            request_id: self.req("x-request-id", &["request", "id"]),
+            request_id: self
+                .req("x-request-id", &["request", "id"])
+                .map(Cow::into_owned),
             method: self
                 .req(":method", &["request", "method"])
                 .map(|m| m.to_ascii_uppercase()),
@@ -303,7 +332,9 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
     pub fn record(mut self, policy: &RedactionPolicy, now_ns: u64) -> AccessRecord {
         let src = self.src;
         let mut sum = Summary::new();
-        let scheme = self.req(":scheme", &["request", "scheme"]);
+        let scheme = self
+            .req(":scheme", &["request", "scheme"])
+            .map(Cow::into_owned);
         let (server_address, server_port) = match self.req(":authority", &["request", "host"]) {
             Some(a) => {
                 let (h, p) = split_authority(&a);
@@ -320,13 +351,13 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             }
             None => (None, None),
         };
-        let (_, raw_query) = self.target();
         self.redacted_path(policy);
         let (path, route, path_sum) = self.redacted_path.take().unwrap_or_default();
         sum.merge(&path_sum);
-        let query = raw_query
-            .as_deref()
-            .and_then(|q| owned(policy.query(q, &mut sum)));
+        let query = self
+            .target()
+            .1
+            .and_then(|q| owned(policy.query(&q, &mut sum)));
         let (client_address, client_port) = match text(src, &["source", "address"]) {
             Some(a) => {
                 let (ip, port) = split_socket_address(&a);
@@ -371,13 +402,13 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
         let request_headers = headers(
             self.request,
             |n| policy.logs_request_header(n),
-            |n, v, s| owned(policy.request_header(n, v, s)),
+            |n, v, s| policy.request_header(n, v, s),
             &mut sum,
         );
         let response_headers = headers(
             self.response,
             |n| policy.logs_response_header(n),
-            |n, v, s| owned(policy.response_header(n, v, s)),
+            |n, v, s| policy.response_header(n, v, s),
             &mut sum,
         );
         // Trailers are read for gRPC only: plain HTTP pays no hostcall for them.
@@ -387,13 +418,13 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
                     headers(
                         src.request_trailers(),
                         |n| policy.logs_request_trailer(n),
-                        |n, v, s| owned(policy.request_trailer(n, v, s)),
+                        |n, v, s| policy.request_trailer(n, v, s),
                         &mut sum,
                     ),
                     headers(
                         std::mem::take(&mut self.trailers),
                         |n| policy.logs_response_trailer(n),
-                        |n, v, s| owned(policy.response_trailer(n, v, s)),
+                        |n, v, s| policy.response_trailer(n, v, s),
                         &mut sum,
                     ),
                 )
