@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! cargo build --release -p meshlog-core --example edge_request
-//! valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/examples/edge_request 20000
+//! valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/examples/edge_request 5000
+//! valgrind --tool=callgrind --callgrind-out-file=cg.pb.out target/release/examples/edge_request 5000 http/protobuf
 //! callgrind_annotate --inclusive=yes cg.out | head -60
 //! ```
 //!
@@ -17,7 +18,7 @@
 //! Prints ns per request (wall clock: noisy on a loaded machine) and the bytes per record.
 
 use meshlog_core::capture::MapSource;
-use meshlog_core::otlp::Envelope;
+use meshlog_core::otlp::{Envelope, Protocol};
 use meshlog_core::retry::Outcome;
 use meshlog_core::{FilterConfig, Outbox, RequestView};
 use std::hint::black_box;
@@ -66,7 +67,15 @@ fn main() -> ExitCode {
         None => 20_000,
         Some(Ok(n)) if n > 0 => n,
         Some(_) => {
-            eprintln!("usage: edge_request [REQUESTS]");
+            eprintln!("usage: edge_request [REQUESTS] [http/json|http/protobuf]");
+            return ExitCode::from(2);
+        }
+    };
+    let protocol = match std::env::args().nth(2).as_deref() {
+        None | Some("http/json") => Protocol::Json,
+        Some("http/protobuf") => Protocol::Protobuf,
+        Some(other) => {
+            eprintln!("unknown protocol {other}: expected http/json or http/protobuf");
             return ExitCode::from(2);
         }
     };
@@ -78,10 +87,13 @@ fn main() -> ExitCode {
         }
     };
     let src = bench_request();
-    let envelope = Envelope::new([
-        ("service.name", "bench"),
-        ("meshlog.vm_id", "0123456789abcdef"),
-    ]);
+    let envelope = Envelope::with_protocol(
+        protocol,
+        [
+            ("service.name", "bench"),
+            ("meshlog.vm_id", "0123456789abcdef"),
+        ],
+    );
     let mut outbox = Outbox::new(
         &cfg.batch,
         cfg.collector.compression,

@@ -21,6 +21,7 @@ pub mod envoy;
 pub mod httpdate;
 pub mod json;
 pub mod otlp;
+pub mod otlp_proto;
 pub mod outbox;
 pub mod record;
 pub mod redact;

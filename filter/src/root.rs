@@ -304,7 +304,10 @@ impl RootContext for Root {
         let vm_id = self.vm_id.get_or_insert_with(vm_id).clone();
         // Who sends: read once per VM from Envoy's node, then the configured attributes.
         let res = resource(&EnvoyAttributes, &cfg.resource, &vm_id);
-        let envelope = Envelope::new(res.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let envelope = Envelope::with_protocol(
+            cfg.collector.protocol,
+            res.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         let tick = Duration::from_millis(cfg.batch.max_age_ms.min(MAX_TICK_MS));
         let policy = cfg.redaction.version().to_owned();
         let now = now_ns();

@@ -145,7 +145,10 @@ impl Hub {
         // Who sends: the configured resource and this lane's id (Envoy's node is not offered
         // to an access-logger module).
         let res = resource(&NoNode, &self.cfg.resource, &vm_id);
-        let envelope = Envelope::new(res.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let envelope = Envelope::with_protocol(
+            self.cfg.collector.protocol,
+            res.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         let now = now_ns();
         let lane = Arc::new(Lane {
             state: Mutex::new(LaneState {

@@ -43,18 +43,39 @@ fn int(v: i64) -> Vec<u8> {
     v.to_le_bytes().to_vec()
 }
 
-/// `ip:port` as Envoy prints a socket address (`[v6]:port`).
+/// `ip:port` as Envoy prints a socket address (`[v6]:port`), written into one buffer (no
+/// `format!`: three of these per request).
 fn socket(addr: Option<(Vec<u8>, u32)>) -> Option<Vec<u8>> {
     let (ip, port) = addr?;
     if ip.is_empty() {
         return None;
     }
-    let ip = String::from_utf8_lossy(&ip);
-    Some(if ip.contains(':') {
-        format!("[{ip}]:{port}").into_bytes()
-    } else {
-        format!("{ip}:{port}").into_bytes()
-    })
+    let v6 = ip.contains(&b':');
+    let mut out = Vec::with_capacity(ip.len() + 8);
+    if v6 {
+        out.push(b'[');
+    }
+    out.extend_from_slice(&ip);
+    if v6 {
+        out.push(b']');
+    }
+    out.push(b':');
+    let mut digits = [0u8; 10];
+    let mut n = port;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(i..).unwrap_or_default());
+    // Envoy's addresses are ASCII; anything else is decoded lossily by core, as before.
+    Some(out)
 }
 
 impl AttributeSource for LogSource {
@@ -142,6 +163,14 @@ mod tests {
         assert_eq!(
             socket(Some((b"::1".to_vec(), 80))).as_deref(),
             Some(&b"[::1]:80"[..])
+        );
+        assert_eq!(
+            socket(Some((b"10.0.0.1".to_vec(), 0))).as_deref(),
+            Some(&b"10.0.0.1:0"[..])
+        );
+        assert_eq!(
+            socket(Some((b"fe80::1".to_vec(), 4_294_967_295))).as_deref(),
+            Some(&b"[fe80::1]:4294967295"[..])
         );
         assert_eq!(socket(Some((Vec::new(), 1))), None);
         assert_eq!(socket(None), None);

@@ -197,3 +197,142 @@ fn the_enduser_examples_read_verified_claims() {
     let e = FilterConfig::from_json(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
     assert!(e.to_string().contains("$.enduser.id"), "{e}");
 }
+
+/// The names the Wasm module imports (its import section), read from the built module.
+fn wasm_imports(module: &[u8]) -> Vec<String> {
+    fn leb(b: &[u8], i: &mut usize) -> usize {
+        let (mut v, mut shift) = (0usize, 0);
+        loop {
+            let x = b[*i];
+            *i += 1;
+            v |= usize::from(x & 0x7f) << shift;
+            shift += 7;
+            if x < 0x80 {
+                return v;
+            }
+        }
+    }
+    fn name(b: &[u8], i: &mut usize) -> String {
+        let n = leb(b, i);
+        let s = String::from_utf8(b[*i..*i + n].to_vec()).unwrap();
+        *i += n;
+        s
+    }
+    assert_eq!(&module[..4], b"\0asm", "not a Wasm module");
+    let mut i = 8;
+    let mut out = Vec::new();
+    while i < module.len() {
+        let id = module[i];
+        i += 1;
+        let size = leb(module, &mut i);
+        let end = i + size;
+        if id == 2 {
+            let mut j = i;
+            for _ in 0..leb(module, &mut j) {
+                let _module = name(module, &mut j);
+                let field = name(module, &mut j);
+                let kind = module[j];
+                j += 1;
+                match kind {
+                    0 => {
+                        leb(module, &mut j);
+                    }
+                    1 => {
+                        j += 1;
+                        let flags = leb(module, &mut j);
+                        leb(module, &mut j);
+                        if flags & 1 == 1 {
+                            leb(module, &mut j);
+                        }
+                    }
+                    2 => {
+                        let flags = leb(module, &mut j);
+                        leb(module, &mut j);
+                        if flags & 1 == 1 {
+                            leb(module, &mut j);
+                        }
+                    }
+                    3 => j += 2,
+                    k => panic!("import kind {k}"),
+                }
+                if kind == 0 {
+                    out.push(field);
+                }
+            }
+        }
+        i = end;
+    }
+    out
+}
+
+/// `allowed_capabilities` of every plugin in a document that restricts its capabilities.
+fn capability_lists(v: &Value, out: &mut Vec<Vec<String>>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(allowed) = m
+                .get("capability_restriction_config")
+                .and_then(|c| c.get("allowed_capabilities"))
+                .and_then(Value::as_object)
+            {
+                out.push(allowed.keys().cloned().collect());
+            }
+            m.values().for_each(|x| capability_lists(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| capability_lists(x, out)),
+        _ => {}
+    }
+}
+
+/// The HTTP-filter configurations hide the per-stream callbacks the module does not need
+/// (fewer VM entries per request), and still allow every function the module imports: an
+/// unlisted import would become a stub and the filter would silently stop logging.
+#[test]
+fn the_http_filter_capability_lists_hide_stream_callbacks_and_allow_every_import() {
+    let imports = wasm_imports(&std::fs::read(meshlog_e2e::wasm_path()).unwrap());
+    assert!(
+        imports.iter().any(|i| i == "proxy_http_call") && imports.len() > 20,
+        "{imports:?}"
+    );
+    let mut files = Vec::new();
+    yaml_files(&repo_root().join("envoy-config"), &mut files);
+    let mut restricted = Vec::new();
+    for f in &files {
+        let mut lists = Vec::new();
+        capability_lists(&load(f), &mut lists);
+        for allowed in lists {
+            let name = f
+                .strip_prefix(repo_root())
+                .unwrap_or(f)
+                .display()
+                .to_string();
+            for i in &imports {
+                assert!(allowed.contains(i), "{name}: import {i} not allowed");
+            }
+            for needed in [
+                "proxy_on_vm_start",
+                "proxy_on_configure",
+                "proxy_on_context_create",
+                "proxy_on_log",
+                "proxy_on_done",
+                "proxy_on_delete",
+                "proxy_on_tick",
+                "proxy_on_http_call_response",
+            ] {
+                assert!(allowed.iter().any(|a| a == needed), "{name}: {needed}");
+            }
+            for hidden in ["proxy_on_request_headers", "proxy_on_response_body"] {
+                assert!(!allowed.iter().any(|a| a == hidden), "{name}: {hidden}");
+            }
+            restricted.push(name);
+        }
+    }
+    for must in [
+        "envoy-config/sidecar.yaml",
+        "envoy-config/bench/meshlog.yaml",
+    ] {
+        assert!(
+            restricted.iter().any(|r| r == must),
+            "{must} has no capability restriction: {restricted:?}"
+        );
+    }
+}

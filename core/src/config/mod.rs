@@ -9,6 +9,7 @@
 
 use crate::compress::Compression;
 use crate::enduser::EndUserConfig;
+use crate::otlp::Protocol;
 use crate::redact::RedactionPolicy;
 use crate::sample::SamplingPolicy;
 use std::collections::BTreeMap;
@@ -32,6 +33,9 @@ pub struct CollectorTarget {
     /// How batch bodies are encoded: `compression` `"gzip"` (default) or `"none"`, and for gzip
     /// `compression_level` 1 (fastest, default) to 9 (smallest).
     pub compression: Compression,
+    /// The body format, `protocol`: `"http/json"` (default) or `"http/protobuf"` (about half
+    /// the bytes to encode and compress per record).
+    pub protocol: Protocol,
 }
 
 /// When a batch is shipped and how much may wait.
@@ -102,6 +106,7 @@ impl Default for FilterConfig {
                 path: "/v1/logs".into(),
                 timeout_ms: 5000,
                 compression: Compression::default(),
+                protocol: Protocol::Json,
             },
             batch: BatchConfig {
                 max_records: 500,
@@ -145,6 +150,21 @@ impl FilterConfig {
             ),
             timeout_ms: c.int_in("timeout_ms", d.collector.timeout_ms, 1, 60_000, errs),
             compression: read_compression(&mut c, errs),
+            protocol: match c
+                .text(
+                    "protocol",
+                    "http/json",
+                    |s| match s {
+                        "http/json" | "http/protobuf" => None,
+                        _ => Some("expected \"http/json\" or \"http/protobuf\""),
+                    },
+                    errs,
+                )
+                .as_str()
+            {
+                "http/protobuf" => Protocol::Protobuf,
+                _ => Protocol::Json,
+            },
         };
         c.finish(errs);
 
@@ -341,6 +361,16 @@ mod tests {
         assert_eq!((c.batch.retry_initial_ms, c.batch.retry_max_ms), (50, 100));
         let c = FilterConfig::from_json(br#"{"collector":{"compression":"none"}}"#).unwrap();
         assert_eq!(c.collector.compression, Compression::None);
+        assert_eq!(c.collector.protocol, Protocol::Json);
+        let c = FilterConfig::from_json(br#"{"collector":{"protocol":"http/protobuf"}}"#).unwrap();
+        assert_eq!(c.collector.protocol, Protocol::Protobuf);
+        let e = FilterConfig::from_json(br#"{"collector":{"protocol":"grpc"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("$.collector.protocol") && e.contains("http/protobuf"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub use tally::{
 
 use crate::compress::{Compression, compress};
 use crate::config::BatchConfig;
-use crate::otlp::{Envelope, encode_event_record, encode_log_record};
+use crate::otlp::Envelope;
 use crate::record::AccessRecord;
 use crate::retry::{Backoff, Outcome};
 use crate::sample::Tally;
@@ -196,6 +196,8 @@ struct Open {
 struct Sealed {
     id: BatchId,
     body: Vec<u8>,
+    /// Its `content-type`: the envelope's format when it was sealed.
+    content_type: &'static str,
     encoding: Option<&'static str>,
     in_flight: bool,
     attempts: u32,
@@ -307,7 +309,7 @@ impl Outbox {
         rec.sequence = Some(seq);
         // Sized like the last record: records are alike, so this is usually the only allocation.
         let mut buf = Vec::with_capacity(self.last_record_len + 64);
-        encode_log_record(&mut buf, rec);
+        self.envelope.encode_record(&mut buf, rec);
         self.last_record_len = buf.len();
         self.enqueue(now_ns, seq, buf, None);
     }
@@ -317,7 +319,8 @@ impl Outbox {
     pub fn push_tally(&mut self, tally: &Tally, now_ns: u64) {
         let seq = self.take_sequence();
         let mut buf = Vec::with_capacity(512);
-        encode_event_record(&mut buf, tally, Some(seq), now_ns);
+        self.envelope
+            .encode_event(&mut buf, tally, Some(seq), now_ns);
         self.enqueue(now_ns, seq, buf, None);
     }
 
@@ -331,7 +334,8 @@ impl Outbox {
         tally.failed_total = self.stats.records_failed;
         let seq = self.take_sequence();
         let mut buf = Vec::with_capacity(256);
-        encode_event_record(&mut buf, &*tally, Some(seq), now_ns);
+        self.envelope
+            .encode_event(&mut buf, &*tally, Some(seq), now_ns);
         self.stats.delivery_tallies += 1;
         self.enqueue(now_ns, seq, buf, Some(tally));
     }
@@ -428,6 +432,7 @@ impl Outbox {
         self.sealed.push_back(Sealed {
             id,
             body: enc.body,
+            content_type: self.envelope.protocol().content_type(),
             encoding: enc.encoding,
             in_flight: false,
             attempts: 0,
@@ -665,7 +670,7 @@ impl Outbox {
 
 fn dispatch<'a>(vm_id: &str, b: &'a Sealed) -> Dispatch<'a> {
     let mut headers = Vec::with_capacity(3);
-    headers.push(("content-type", "application/json".to_owned()));
+    headers.push(("content-type", b.content_type.to_owned()));
     if let Some(e) = b.encoding {
         headers.push(("content-encoding", e.to_owned()));
     }
