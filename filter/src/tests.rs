@@ -331,3 +331,32 @@ fn id_of(body: &str) -> String {
         .take("hmac:k9:".len() + 32)
         .collect()
 }
+
+/// `collector.protocol: "http/protobuf"`: the batch goes out as OTLP protobuf, labelled so.
+#[test]
+fn a_protobuf_configuration_ships_protobuf_batches() {
+    let mut root = root("svc");
+    host::with(|h| {
+        h.config = br#"{"collector":{"compression":"none","protocol":"http/protobuf"},"batch":{"max_records":1},"resource":{"service.name":"svc"}}"#.to_vec();
+    });
+    assert!(root.on_configure(0), "configuration refused");
+    log_one(&root);
+    advance(10);
+    root.on_tick();
+    let c = call(0);
+    let header = |name: &str| {
+        c.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("application/x-protobuf")
+    );
+    // ExportLogsServiceRequest: field 1 (resource_logs), length-delimited.
+    assert_eq!(c.body.first(), Some(&0x0a), "{:?}", c.body);
+    let has = |needle: &[u8]| c.body.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"meshlog.http.access") && has(b"svc"), "{:?}", c.body);
+    assert!(!batch_id(&c).is_empty());
+}

@@ -32,26 +32,38 @@ fn now_ns() -> u64 {
 
 #[test]
 fn every_request_through_envoy_is_stored_once_with_its_fields() {
-    every_request_is_stored_once("envoy-config/sidecar.yaml");
+    every_request_is_stored_once("envoy-config/sidecar.yaml", false);
 }
 
 #[test]
 fn the_access_logger_mode_stores_every_request_once_with_its_fields() {
-    every_request_is_stored_once("envoy-config/access-logger.yaml");
+    every_request_is_stored_once("envoy-config/access-logger.yaml", false);
+}
+
+/// `collector.protocol: "http/protobuf"`: the same records, sent as OTLP protobuf.
+#[test]
+fn the_access_logger_sending_protobuf_stores_the_same_records() {
+    every_request_is_stored_once("envoy-config/access-logger.yaml", true);
+}
+
+#[test]
+fn the_native_access_logger_sending_protobuf_stores_the_same_records() {
+    every_request_is_stored_once(NATIVE, true);
 }
 
 /// The native dynamic-module access logger: the same fields from the same core, but for what
 /// Envoy does not show an access-logger module (the node, the listener direction).
 #[test]
 fn the_native_access_logger_stores_every_request_once_with_its_fields() {
-    every_request_is_stored_once(NATIVE);
+    every_request_is_stored_once(NATIVE, false);
 }
 
 const NATIVE: &str = "envoy-config/native-access-logger.yaml";
 
 /// Varied requests through Envoy with the module attached as `bootstrap` says; every one must be
-/// stored exactly once with every field right.
-fn every_request_is_stored_once(bootstrap: &'static str) {
+/// stored exactly once with every field right; `protobuf`: the shipped plugin configuration
+/// with `collector.protocol: "http/protobuf"`.
+fn every_request_is_stored_once(bootstrap: &'static str, protobuf: bool) {
     let data = tempfile::tempdir().unwrap();
     let collector = Collector::start(data.path());
     let upstream = Upstream::start(UPSTREAM);
@@ -62,6 +74,23 @@ fn every_request_is_stored_once(bootstrap: &'static str) {
         Sidecar::new(upstream.addr.port(), collector.addr.port())
     };
     sidecar.file = bootstrap;
+    if protobuf {
+        let yaml = std::fs::read_to_string(meshlog_e2e::repo_root().join(bootstrap)).unwrap();
+        let shipped = yaml
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("value: '")?.strip_suffix('\''))
+            .expect("the shipped plugin configuration");
+        let mut cfg: Value = serde_json::from_str(shipped).unwrap();
+        cfg["collector"]["protocol"] = "http/protobuf".into();
+        if native {
+            // The sidecar dials the test's collector (Sidecar::native fills it in when absent).
+            cfg["collector"]
+                .as_object_mut()
+                .unwrap()
+                .remove("authority");
+        }
+        sidecar.plugin_config = Some(cfg.to_string());
+    }
     // Two workers: two VMs, each with its own buffer, both must deliver.
     let envoy = Envoy::start(&sidecar, 2);
 
