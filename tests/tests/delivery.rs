@@ -8,7 +8,7 @@ use meshlog_core::outbox::{
     ATTR_DROPPED_OVERFLOW, ATTR_DROPPED_OVERFLOW_SEQUENCES, ATTR_DROPPED_OVERFLOW_TOTAL,
     DELIVERY_TALLY_EVENT_NAME, parse_ranges,
 };
-use meshlog_e2e::account::account;
+use meshlog_e2e::account::{account, settled};
 use meshlog_e2e::{Collector, Envoy, Load, PortHold, Sidecar, Upstream, send, wait_for};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -233,8 +233,9 @@ fn collector_down_20_s(sidecar: fn(u16, u16) -> Sidecar) {
         roomy.stat("wasmcustom.meshlog.records_sent").unwrap_or(0)
             + tight.stat("wasmcustom.meshlog.records_sent").unwrap_or(0)
     };
+    // None while in-flight batches or tallies still leave a gap (see `settled`).
     let tally = |stored: &[Value]| {
-        let a = account(stored, &collector.batch_ids());
+        let a = settled(stored, &collector.batch_ids()).ok()?;
         let tight_vm = |vm: &String| {
             stored.iter().any(|r| {
                 r["resource.meshlog.vm.id"] == vm.as_str() && r["resource.service.name"] == "tight"
@@ -248,21 +249,23 @@ fn collector_down_20_s(sidecar: fn(u16, u16) -> Sidecar) {
             });
         let lost_records: u64 = a.values().map(|v| v.lost_answer_records).sum();
         let lost_ids: Vec<String> = a.values().flat_map(|v| v.lost_answers.clone()).collect();
-        (t, lost_records, lost_ids)
+        Some((t, lost_records, lost_ids))
     };
-    let settled = wait_for(Duration::from_secs(40), || {
+    let outcome = wait_for(Duration::from_secs(40), || {
         let before = envoy_sent();
         let stored = collector.query();
-        let ((access, dropped, lost), lost_records, _) = tally(&stored);
+        let ((access, dropped, lost), lost_records, _) = tally(&stored)?;
         let done = request_ids(&stored, "roomy").len() == n
             && access - lost + dropped == m
             && before + lost_records == stored.len() as u64
             && envoy_sent() == before;
         done.then_some(stored)
     });
-    let stored = settled.unwrap_or_else(|| {
+    let stored = outcome.unwrap_or_else(|| {
         let stored = collector.query();
-        let ((access, dropped, lost), lost_records, _) = tally(&stored);
+        account(&stored, &collector.batch_ids()); // panics naming what never settled
+        let ((access, dropped, lost), lost_records, _) =
+            tally(&stored).expect("accounted just above");
         panic!(
             "not settled: roomy {} of {n} stored; tight {access} stored ({lost} of them in \
              lost answers) + {dropped} dropped, of {m}; {} stored, {} answered + {lost_records} \
@@ -272,7 +275,8 @@ fn collector_down_20_s(sidecar: fn(u16, u16) -> Sidecar) {
             envoy_sent()
         )
     });
-    let ((access, dropped, lost), _, lost_ids) = tally(&stored);
+    let ((access, dropped, lost), _, lost_ids) =
+        tally(&stored).unwrap_or_else(|| panic!("{:?}", settled(&stored, &collector.batch_ids())));
     assert_eq!(roomy.stat("wasmcustom.meshlog.records_dropped"), Some(0));
     assert!(
         roomy
@@ -413,10 +417,10 @@ fn a_stored_batch_whose_answer_is_lost_then_dropped_is_proven_by_its_batch_id() 
     let (lost_id, _) = over.expect("the proxy saw a first batch");
 
     let m = sent.len() as u64;
-    let settled = wait_for(Duration::from_secs(40), || {
+    let outcome = wait_for(Duration::from_secs(40), || {
         let before = envoy.stat("wasmcustom.meshlog.records_sent").unwrap_or(0);
         let stored = collector.query();
-        let a = account(&stored, &collector.batch_ids());
+        let a = settled(&stored, &collector.batch_ids()).ok()?;
         let (access, dropped, lost, lost_records) = a.values().fold((0, 0, 0, 0), |x, v| {
             (
                 x.0 + v.access,
@@ -428,7 +432,9 @@ fn a_stored_batch_whose_answer_is_lost_then_dropped_is_proven_by_its_batch_id() 
         let done = access - lost + dropped == m && before + lost_records == stored.len() as u64;
         done.then_some((a, access, dropped))
     });
-    let (a, access, dropped) = settled.unwrap_or_else(|| {
+    let (a, access, dropped) = outcome.unwrap_or_else(|| {
+        let stored = collector.query();
+        account(&stored, &collector.batch_ids()); // panics naming what never settled
         panic!(
             "not settled; stored {}, batch ids {:?}; proxy saw {:?}",
             collector.query().len(),
