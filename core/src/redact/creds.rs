@@ -5,14 +5,17 @@
 //! the anchor, and a validation (the vendor's checksum where it has one, else a shape check).
 //! Facts come from the vendors' documentation and public secret-scanner rule descriptions.
 //!
-//! Matching costs nothing per byte per rule: one Aho–Corasick automaton over every anchor
-//! (built once per process, shared by every policy) finds candidate positions in a single pass;
-//! only there are the rows with that anchor validated, longest anchor first. The body is the
-//! maximal run of the row's alphabet after the anchor and must be within the row's length range.
+//! Matching costs nothing per byte per rule: anchors start at word starts, so at each word start
+//! one lookup in a bit table of the anchors' first three bytes (hashed) rejects almost every
+//! position, and where
+//! it passes one anchored Aho–Corasick search (a DFA over every anchor, built once per process,
+//! shared by every policy) finds the longest anchor there; only the rows with that anchor are
+//! validated, longest anchor first. The body is the maximal run of the row's alphabet after the
+//! anchor and must be within the row's length range.
 
 use super::Kind;
 use super::scan::{Finding, at, is_alnum};
-use aho_corasick::{AhoCorasick, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 use std::sync::OnceLock;
 
 /// The bytes a token body may consist of.
@@ -457,6 +460,28 @@ impl CredentialRule {
 struct Index {
     ac: AhoCorasick,
     rows: Vec<Vec<u16>>,
+    /// Bits set by the first three bytes of every anchor (hashed, see [`Index::slot`]): a clear
+    /// bit means no anchor starts there.
+    starts: Vec<u64>,
+}
+
+/// Bits in [`Index::starts`]: with a few hundred anchors almost every other word start hashes to
+/// a clear bit.
+const START_BITS: usize = 1 << 16;
+
+impl Index {
+    fn slot(b0: u8, b1: u8, b2: u8) -> (usize, u64) {
+        let h =
+            (u32::from(b0) << 16 | u32::from(b1) << 8 | u32::from(b2)).wrapping_mul(0x9E37_79B1);
+        let n = (h >> 16) as usize % START_BITS;
+        (n >> 6, 1u64 << (n & 63))
+    }
+
+    /// Whether some anchor may start with `b0 b1 b2`.
+    fn may_start(&self, b0: u8, b1: u8, b2: u8) -> bool {
+        let (w, bit) = Self::slot(b0, b1, b2);
+        self.starts.get(w).is_some_and(|x| x & bit != 0)
+    }
 }
 
 fn index() -> Option<&'static Index> {
@@ -468,8 +493,26 @@ fn index() -> Option<&'static Index> {
             anchors.dedup();
             let ac = AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
+                .start_kind(StartKind::Anchored)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(&anchors)
                 .ok()?;
+            let mut starts = vec![0u64; START_BITS / 64];
+            for a in &anchors {
+                // An anchor shorter than three bytes starts with every continuation of it.
+                let (b0, b1s, b2s) = match a.as_bytes() {
+                    [b0, b1, b2, ..] => (*b0, *b1..=*b1, *b2..=*b2),
+                    [b0, b1] => (*b0, *b1..=*b1, 0..=u8::MAX),
+                    [b0] => (*b0, 0..=u8::MAX, 0..=u8::MAX),
+                    [] => continue,
+                };
+                for b1 in b1s {
+                    for b2 in b2s.clone() {
+                        let (w, bit) = Index::slot(b0, b1, b2);
+                        *starts.get_mut(w)? |= bit;
+                    }
+                }
+            }
             let rows = anchors
                 .iter()
                 .map(|a| {
@@ -491,7 +534,7 @@ fn index() -> Option<&'static Index> {
                     v
                 })
                 .collect();
-            Some(Index { ac, rows })
+            Some(Index { ac, rows, starts })
         })
         .as_ref()
 }
@@ -499,15 +542,6 @@ fn index() -> Option<&'static Index> {
 /// Builds the automaton now (at configure time) instead of at the first value.
 pub(crate) fn warm() {
     let _ = index();
-}
-
-/// Where to look for the next candidate: remembered between positions of one scan.
-#[derive(Default)]
-pub(crate) struct Cursor {
-    /// Searched from here on; `next` is the first candidate at or after it.
-    from: usize,
-    next: Option<(usize, usize)>,
-    searched: bool,
 }
 
 /// Shannon entropy in bits per byte.
@@ -582,32 +616,22 @@ pub(crate) fn match_rule(t: &[u8], i: usize, rule: &CredentialRule) -> Option<Fi
 }
 
 /// A credential starting at `i` (a word start), for the detectors that are on.
-pub(crate) fn at_pos(
-    t: &[u8],
-    i: usize,
-    on: impl Fn(Kind) -> bool,
-    cur: &mut Cursor,
-) -> Option<Finding> {
+pub(crate) fn at_pos(t: &[u8], i: usize, on: impl Fn(Kind) -> bool) -> Option<Finding> {
     let idx = index()?;
-    if !cur.searched || (i > cur.from && cur.next.is_some_and(|(p, _)| p < i)) {
-        cur.searched = true;
-        cur.from = i;
-        cur.next = idx
-            .ac
-            .try_find(Input::new(t).range(i..))
-            .ok()
-            .flatten()
-            .map(|m| (m.start(), m.pattern().as_usize()));
-    }
-    let (p, pat) = cur.next?;
-    if p != i {
+    if !idx.may_start(at(t, i), at(t, i + 1), at(t, i + 2)) {
         return None;
     }
-    // This candidate is consumed: the next call past it searches again.
     let prev = if i == 0 { 0 } else { at(t, i - 1) };
     if is_alnum(prev) {
         return None;
     }
+    let pat = idx
+        .ac
+        .try_find(Input::new(t).range(i..).anchored(Anchored::Yes))
+        .ok()
+        .flatten()?
+        .pattern()
+        .as_usize();
     for r in idx.rows.get(pat)? {
         let Some(rule) = CREDENTIAL_RULES.get(usize::from(*r)) else {
             continue;
@@ -758,14 +782,8 @@ mod row_tests {
             );
             // Glued to a word: not at a word start.
             let tok = valid(rule, n as u64 + 3);
-            let mut cur = Cursor::default();
             let glued = format!("x{tok}");
-            assert_eq!(
-                at_pos(glued.as_bytes(), 1, |_| true, &mut cur),
-                None,
-                "{}",
-                rule.id
-            );
+            assert_eq!(at_pos(glued.as_bytes(), 1, |_| true), None, "{}", rule.id);
             match rule.check {
                 // Letters only, or no upper case / digit: fails the shape check.
                 Check::Mixed | Check::DigitUpper => {

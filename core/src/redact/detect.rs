@@ -17,7 +17,7 @@ use super::creds;
 use super::keys::{self, Strength};
 use super::natid;
 use super::numeric;
-use super::scan::{Detectors, Finding, State, at, is_alnum, run, starts_with};
+use super::scan::{Detectors, Finding, State, alnum_and, at, in_set, is_alnum, run, starts_with};
 use super::syntax;
 use super::token;
 
@@ -164,7 +164,7 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
                 return Some(f);
             }
         } else if b.is_ascii_alphabetic() {
-            if let Some(f) = creds::at_pos(t, i, |k| d.on(k), &mut st.creds) {
+            if let Some(f) = creds::at_pos(t, i, |k| d.on(k)) {
                 return Some(f);
             }
             if b == b'e' && d.on(Kind::Jwt) && i >= st.jwt_until {
@@ -204,8 +204,10 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
 /// How far past a `key=` the value's own detectors may look.
 const KV_LOOKAHEAD: usize = 256;
 
+const KEY_BYTES: [bool; 256] = alnum_and(b"_-.[]");
+
 fn is_key_byte(b: u8) -> bool {
-    is_alnum(b) || matches!(b, b'_' | b'-' | b'.' | b'[' | b']')
+    in_set(&KEY_BYTES, b)
 }
 
 fn is_value_end(b: u8) -> bool {

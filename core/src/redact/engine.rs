@@ -192,7 +192,8 @@ impl RedactionPolicy {
         // (raw start, raw end, kind, custom)
         let mut spans: Vec<Span> = Vec::new();
         let has_pct = rb.contains(&b'%');
-        let has_plus = rb.contains(&b'+');
+        // Only a form value reads `+` as a space.
+        let has_plus = enc == Enc::Form && rb.contains(&b'+');
         // Every spelling the value may mean: plain text as is and percent-decoded; a path segment
         // decoded; a form value decoded, and with `+` kept as a plus (whoever typed `+1 415…`
         // meant it). The raw bytes are scanned when they are one of those spellings.

@@ -200,9 +200,9 @@ fn word_strength(w: &[u8]) -> Option<Strength> {
         *d = s.to_ascii_lowercase();
     }
     let w: &[u8] = slot;
-    if STRONG_WORDS.iter().any(|x| x.as_bytes() == w) {
+    if listed(STRONG_WORDS, w) {
         Some(Strength::Strong)
-    } else if WEAK_WORDS.iter().any(|x| x.as_bytes() == w) {
+    } else if listed(WEAK_WORDS, w) {
         Some(Strength::Weak)
     } else {
         None
@@ -239,10 +239,18 @@ pub(crate) fn sensitive(name: &[u8], extra: &[String], allow: &[String]) -> Opti
     if strong_word || contains_stem(c) {
         return Some(Strength::Strong);
     }
-    if weak || EXACT.iter().any(|x| x.as_bytes() == c) {
+    if weak || listed(EXACT, c) {
         return Some(Strength::Weak);
     }
     None
+}
+
+/// Whether `w` is in `list`: length and first byte compared before the bytes (called per word of
+/// every query key and header name; most words are in no list).
+fn listed(list: &[&str], w: &[u8]) -> bool {
+    let first = w.first().copied();
+    list.iter()
+        .any(|x| x.len() == w.len() && x.as_bytes().first().copied() == first && x.as_bytes() == w)
 }
 
 fn word_in_strs(w: &[u8], list: &[String]) -> bool {

@@ -102,6 +102,11 @@ pub(crate) fn numeric(t: &[u8], i: usize, d: &Detectors) -> Option<Finding> {
         }
     }
     let groups = groups.get(..n)?;
+    // Every kind but IPv4 needs 8 digits or more (a phone after `+`; cards 13, SSNs 9, other
+    // phones 10), and IPv4 is exactly four groups: most numbers (years, versions, counts) stop here.
+    if digits(groups) < 8 && n != 4 {
+        return None;
+    }
     let (end, kind) = best_from(t, groups, 0, plus, i, d)?;
     let mut best = (0usize, end, kind, digits(groups.get(..end)?));
     // A longer overlapping match further in wins.

@@ -2,6 +2,7 @@
 
 use super::decode::{Enc, decode_value};
 use super::engine::Out;
+use super::scan::{find_ascii, split_ascii};
 use super::{Kind, RedactionPolicy, Summary};
 use std::borrow::Cow;
 
@@ -142,7 +143,9 @@ impl<'a> Segs<'a> {
 
 /// Index of `?` or `#`, whichever comes first.
 pub(crate) fn path_end(raw: &str) -> usize {
-    raw.find(['?', '#']).unwrap_or(raw.len())
+    raw.bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(raw.len())
 }
 
 impl RedactionPolicy {
@@ -169,9 +172,9 @@ impl RedactionPolicy {
             };
         }
         let mut list = Segs::new();
-        for seg in raw.split('/') {
+        for seg in split_ascii(raw, b'/') {
             // `name;k=v`: the head shapes the route, matrix parameters are only redacted.
-            let (head, params) = match seg.find(';') {
+            let (head, params) = match find_ascii(seg, b';') {
                 Some(p) => (
                     seg.get(..p).unwrap_or(seg),
                     seg.get(p..).unwrap_or_default(),

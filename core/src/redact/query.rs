@@ -5,6 +5,7 @@ use super::decode::{Enc, decode_value};
 use super::engine::Out;
 use super::keys;
 use super::natid;
+use super::scan::{find_ascii, split_ascii};
 use super::{Kind, RedactionPolicy, Summary};
 use std::borrow::Cow;
 
@@ -33,9 +34,11 @@ impl RedactionPolicy {
         }
         let mut out: Option<String> = None;
         let mut start = 0;
-        for pair in raw.split('&') {
+        for pair in split_ascii(raw, b'&') {
             let end = start + pair.len();
-            let (key, value) = match pair.split_once('=') {
+            let (key, value) = match find_ascii(pair, b'=')
+                .and_then(|p| Some((pair.get(..p)?, pair.get(p + 1..)?)))
+            {
                 Some((k, v)) => (k, Some(v)),
                 None => (pair, None),
             };

@@ -55,6 +55,31 @@ thread_local! {
     pub(crate) static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+/// A set of bytes as a table: ASCII alphanumerics plus `extra` (built at compile time). A lookup
+/// is cheaper than a chain of range tests in the runs every detector reads.
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
+#[allow(clippy::indexing_slicing)]
+pub(crate) const fn alnum_and(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut k = 0;
+    while k < extra.len() {
+        t[extra[k] as usize] = true;
+        k += 1;
+    }
+    t
+}
+
+/// Whether `b` is in `set` (see [`alnum_and`]).
+#[inline]
+pub(crate) fn in_set(set: &[bool; 256], b: u8) -> bool {
+    set.get(usize::from(b)).copied().unwrap_or(false)
+}
+
 #[inline]
 pub(crate) fn is_alnum(b: u8) -> bool {
     b.is_ascii_alphanumeric()
@@ -71,14 +96,40 @@ pub(crate) fn starts_with_ci(t: &[u8], i: usize, p: &[u8]) -> bool {
         .is_some_and(|r| r.eq_ignore_ascii_case(p))
 }
 
+/// Splits `s` at each `sep` (an ASCII byte), as `str::split(char)` does, without the char
+/// searcher's set-up per call (path segments and query pairs are a few bytes each).
+pub(crate) fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match find_ascii(r, sep) {
+            Some(p) => {
+                rest = r.get(p + 1..);
+                r.get(..p)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+/// Index of the first `b` (an ASCII byte) in `s`.
+#[inline]
+pub(crate) fn find_ascii(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|x| x == b)
+}
+
 /// End of the run of bytes satisfying `f` starting at `i`.
 #[inline]
 pub(crate) fn run(t: &[u8], i: usize, f: impl Fn(u8) -> bool) -> usize {
-    let mut j = i;
-    while j < t.len() && f(at(t, j)) {
-        j += 1;
-    }
-    j
+    let rest = t.get(i..).unwrap_or_default();
+    let n = rest.iter().position(|b| !f(*b)).unwrap_or(rest.len());
+    // As many reads as a loop over `at` would count: the run and the byte that ends it.
+    #[cfg(test)]
+    STEPS.with(|s| s.set(s.get() + n as u64 + 1));
+    i + n
 }
 
 /// Look-ahead memory that keeps the pass linear.
@@ -92,6 +143,30 @@ pub(crate) struct State {
     pub(crate) v6_until: usize,
     pub(crate) aws_id_seen: bool,
     pub(crate) pending_aws: Vec<(usize, usize)>,
-    /// The credential library's next anchor candidate.
-    pub(crate) creds: super::creds::Cursor,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_ascii_splits_as_str_split() {
+        for s in ["", "/", "//", "/a/b;c=d/", "a", "é/ü/%2F", "a&&b=c&", "&"] {
+            for sep in [b'/', b'&', b';'] {
+                let want: Vec<&str> = s.split(char::from(sep)).collect();
+                let got: Vec<&str> = split_ascii(s, sep).collect();
+                assert_eq!(got, want, "{s:?} at {:?}", char::from(sep));
+                assert_eq!(find_ascii(s, sep), s.find(char::from(sep)), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn byte_sets_are_alphanumerics_and_the_extras() {
+        const SET: [bool; 256] = alnum_and(b"+/");
+        for b in 0..=u8::MAX {
+            let want = b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+            assert_eq!(in_set(&SET, b), want, "{b}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! below are kept as regression tests of the scanner.
 
 use super::Kind;
-use super::scan::{Detectors, Finding, State, at, is_alnum, run, starts_with};
+use super::scan::{Detectors, Finding, State, alnum_and, at, in_set, is_alnum, run, starts_with};
 
 fn upper_digit(b: u8) -> bool {
     b.is_ascii_uppercase() || b.is_ascii_digit()
@@ -56,8 +56,10 @@ pub(crate) fn base64_has_colon(tok: &[u8]) -> bool {
     decode_b64(tok, |b| colon |= b == b':') && colon
 }
 
+const B64URL: [bool; 256] = alnum_and(b"-_");
+
 fn is_b64url(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+    in_set(&B64URL, b)
 }
 
 /// A JWT (`header.payload.signature`, signature possibly empty) or JWE (five segments) starting at
@@ -277,8 +279,10 @@ pub(crate) fn shannon(tok: &[u8]) -> f64 {
         .sum()
 }
 
+const STD: [bool; 256] = alnum_and(b"+/");
+
 fn is_std(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+    in_set(&STD, b)
 }
 
 /// Minimum Shannon entropy of a random-looking token, bits per byte. Random base62 of 32 bytes
