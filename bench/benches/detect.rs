@@ -3,6 +3,11 @@
 //! callers, end users, some 4xx/5xx and redactions) in time order, ticked every second as the
 //! collector would; next to the same feed with detection off (`enabled = false`), which is the
 //! harness alone. `cargo bench -p meshlog-bench --bench detect`.
+//!
+//! Each is run two ways: `stored_lines`, the records as the store keeps them (one JSON line
+//! each) read in place by [`Detector::observe_json`], which is what the collector does; and
+//! `parsed_maps`, each line parsed into a map first and given to [`Detector::observe`], which
+//! is what the collector did before (the anchor).
 
 #![allow(missing_docs)]
 
@@ -104,8 +109,41 @@ fn run(d: &mut Detector, recs: &[(u64, Record)]) -> usize {
     n
 }
 
+/// The collector before: each stored line parsed into a map, then observed.
+fn run_maps(d: &mut Detector, lines: &[(u64, Vec<u8>)]) -> usize {
+    let mut n = 0;
+    let mut next_tick = T0 + S;
+    for (at, line) in lines {
+        while *at >= next_tick {
+            n += d.tick(next_tick).len();
+            next_tick += S;
+        }
+        let r: Record = serde_json::from_slice(line).unwrap_or_default();
+        n += d.observe(&r, *at).len();
+    }
+    n
+}
+
+/// The collector now: each stored line read in place.
+fn run_lines(d: &mut Detector, lines: &[(u64, Vec<u8>)]) -> usize {
+    let mut n = 0;
+    let mut next_tick = T0 + S;
+    for (at, line) in lines {
+        while *at >= next_tick {
+            n += d.tick(next_tick).len();
+            next_tick += S;
+        }
+        n += d.observe_json(line, *at).map_or(0, |t| t.len());
+    }
+    n
+}
+
 fn bench(c: &mut Criterion) {
     let recs = records();
+    let lines: Vec<(u64, Vec<u8>)> = recs
+        .iter()
+        .map(|(at, r)| (*at, serde_json::to_vec(r).unwrap_or_default()))
+        .collect();
     let mut g = c.benchmark_group("detect");
     g.throughput(Throughput::Elements(N as u64));
     g.sample_size(10);
@@ -115,10 +153,24 @@ fn bench(c: &mut Criterion) {
         ..DetectConfig::default()
     };
     for (name, cfg) in [("all_rules", &on), ("off", &off)] {
-        g.bench_function(name, |b| {
+        g.bench_function(format!("{name}/records"), |b| {
             b.iter_batched(
                 || Detector::new(cfg),
                 |mut d| black_box(run(&mut d, &recs)),
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(format!("{name}/stored_lines"), |b| {
+            b.iter_batched(
+                || Detector::new(cfg),
+                |mut d| black_box(run_lines(&mut d, &lines)),
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(format!("{name}/parsed_maps"), |b| {
+            b.iter_batched(
+                || Detector::new(cfg),
+                |mut d| black_box(run_maps(&mut d, &lines)),
                 BatchSize::LargeInput,
             )
         });

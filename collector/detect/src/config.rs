@@ -482,6 +482,22 @@ fn factor(t: &mut Fields<'_>, key: &'static str, slot: &mut f64, errs: &mut Vec<
     }
 }
 
+/// The keys the baseline rules `secrets` and `volume` share: `interval_s`, `min_count`,
+/// `factor`, `sigmas`, `alpha`.
+fn baseline(
+    t: &mut Fields<'_>,
+    (interval_s, min_count, fac, sigmas, alpha): (&mut u64, &mut u64, &mut f64, &mut f64, &mut f64),
+    errs: &mut Vec<FieldError>,
+) {
+    secs(t, "interval_s", interval_s, errs);
+    count(t, "min_count", min_count, errs);
+    factor(t, "factor", fac, errs);
+    if let Some(v) = t.float("sigmas", 0.0..=100.0, errs) {
+        *sigmas = v;
+    }
+    ratio(t, "alpha", alpha, errs);
+}
+
 fn common(t: &mut Fields<'_>, c: &mut Common, errs: &mut Vec<FieldError>) {
     if let Some(b) = t.bool("enabled", errs) {
         c.enabled = b;
@@ -589,13 +605,17 @@ pub fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> Option<DetectConf
     let mut t = f.section("secrets", errs);
     let c = &mut cfg.secrets;
     common(&mut t, &mut c.common, errs);
-    secs(&mut t, "interval_s", &mut c.interval_s, errs);
-    count(&mut t, "min_count", &mut c.min_count, errs);
-    factor(&mut t, "factor", &mut c.factor, errs);
-    if let Some(v) = t.float("sigmas", 0.0..=100.0, errs) {
-        c.sigmas = v;
-    }
-    ratio(&mut t, "alpha", &mut c.alpha, errs);
+    baseline(
+        &mut t,
+        (
+            &mut c.interval_s,
+            &mut c.min_count,
+            &mut c.factor,
+            &mut c.sigmas,
+            &mut c.alpha,
+        ),
+        errs,
+    );
     let path = t.child_path("kinds");
     if let Some(kinds) = t.strings("kinds", errs) {
         let bad: Vec<&String> = kinds
@@ -646,13 +666,17 @@ pub fn parse(mut f: Fields<'_>, errs: &mut Vec<FieldError>) -> Option<DetectConf
     let mut t = f.section("volume", errs);
     let c = &mut cfg.volume;
     common(&mut t, &mut c.common, errs);
-    secs(&mut t, "interval_s", &mut c.interval_s, errs);
-    count(&mut t, "min_count", &mut c.min_count, errs);
-    factor(&mut t, "factor", &mut c.factor, errs);
-    if let Some(v) = t.float("sigmas", 0.0..=100.0, errs) {
-        c.sigmas = v;
-    }
-    ratio(&mut t, "alpha", &mut c.alpha, errs);
+    baseline(
+        &mut t,
+        (
+            &mut c.interval_s,
+            &mut c.min_count,
+            &mut c.factor,
+            &mut c.sigmas,
+            &mut c.alpha,
+        ),
+        errs,
+    );
     if let Some(v) = t.int("warmup_intervals", 0..=10_000, errs) {
         c.warmup_intervals = v as u32;
     }

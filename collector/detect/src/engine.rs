@@ -13,6 +13,7 @@
 use crate::NS_PER_S;
 use crate::alert::{self, LoggedAlert};
 use crate::config::{DetectConfig, Severity};
+use crate::flat::Flat;
 use crate::record::{self, Record};
 use crate::rules::{
     self, Ctx, Finding, Group, Query, Rule, Signal, auth::AuthBurst, delivery::DeliveryLossRule,
@@ -288,6 +289,14 @@ impl Detector {
         true
     }
 
+    /// Sets the retention policy `meshlog.retention.deletion` records are judged by (the
+    /// `integrity` rule); until it is set, deletions are not judged.
+    pub fn set_retention_policy(&mut self, policy: &crate::RetentionPolicy) {
+        for s in &mut self.slots {
+            s.rule.retention_policy(policy);
+        }
+    }
+
     /// The enabled rules' names.
     pub fn rule_names(&self) -> Vec<&str> {
         self.slots.iter().map(|s| s.rule.name()).collect()
@@ -303,15 +312,46 @@ impl Detector {
     /// Takes one committed record at `now` (unix ns); returns the transitions it caused.
     /// The detector's own `meshlog.alert` records are not evaluated.
     pub fn observe(&mut self, r: &Record, now: u64) -> Vec<Transition> {
-        let mut out = Vec::new();
-        if is_own(r) {
+        if is_own(record::event(r)) {
             if self.replaying {
                 self.log(r);
             }
-            return out;
+            return Vec::new();
         }
+        self.evaluate(&Flat::of_map(r), now)
+    }
+
+    /// [`Detector::observe`] for a record as the store keeps it (one JSON object): read in
+    /// place ([`Flat`]), not parsed into a map, which is what the collector feeds.
+    pub fn observe_json(
+        &mut self,
+        line: &[u8],
+        now: u64,
+    ) -> Result<Vec<Transition>, serde_json::Error> {
+        let flat = Flat::parse(line)?;
+        self.observe_flat(&flat, line, now)
+    }
+
+    fn observe_flat(
+        &mut self,
+        flat: &Flat<'_>,
+        line: &[u8],
+        now: u64,
+    ) -> Result<Vec<Transition>, serde_json::Error> {
+        if is_own(flat.str(record::EVENT_NAME)) {
+            if self.replaying {
+                // Alert records are few: the map is what the log's alerts are read from.
+                self.log(&serde_json::from_slice(line)?);
+            }
+            return Ok(Vec::new());
+        }
+        Ok(self.evaluate(flat, now))
+    }
+
+    fn evaluate(&mut self, flat: &Flat<'_>, now: u64) -> Vec<Transition> {
+        let mut out = Vec::new();
         let ctx = self.ctx(now);
-        let view = record::View::of(r);
+        let view = record::View::of(flat);
         if self.tenant.as_deref() != view.tenant {
             self.tenant = view.tenant.map(str::to_owned);
         }
@@ -374,6 +414,15 @@ impl Detector {
         self.replaying = true;
         let now = record::stored_time(r);
         let _ = self.observe(r, now);
+    }
+
+    /// [`Detector::replay`] for a record as the store keeps it (see
+    /// [`Detector::observe_json`]).
+    pub fn replay_json(&mut self, line: &[u8]) -> Result<(), serde_json::Error> {
+        self.replaying = true;
+        let flat = Flat::parse(line)?;
+        let now = flat.stored_time();
+        self.observe_flat(&flat, line, now).map(drop)
     }
 
     /// Ends a replay at `now`: raises what the rules find firing that the log lost, resolves
@@ -581,12 +630,10 @@ impl Detector {
     }
 }
 
-/// True for the detector's own records (alerts and triage), which no rule evaluates.
-fn is_own(r: &Record) -> bool {
-    matches!(
-        record::event(r),
-        Some(alert::ALERT_EVENT | alert::TRIAGE_EVENT)
-    )
+/// True for the event of the detector's own records (alerts and triage), which no rule
+/// evaluates.
+fn is_own(event: Option<&str>) -> bool {
+    matches!(event, Some(alert::ALERT_EVENT | alert::TRIAGE_EVENT))
 }
 
 #[doc(hidden)]

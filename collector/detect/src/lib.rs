@@ -13,16 +13,20 @@
 pub mod alert;
 pub mod config;
 pub mod engine;
+pub mod flat;
 pub mod history;
 pub mod notify;
 pub mod record;
+pub mod retention;
 pub mod rules;
 pub mod window;
 
 pub use alert::{ALERT_EVENT, TRIAGE_EVENT};
 pub use config::{DetectConfig, parse};
 pub use engine::{Detector, IntegrityEvent, RuleStats, State, Transition};
+pub use flat::Flat;
 pub use record::Record;
+pub use retention::{RetentionHold, RetentionPolicy};
 
 /// Nanoseconds in a second.
 pub const NS_PER_S: u64 = 1_000_000_000;

@@ -1,5 +1,6 @@
 //! Reading the attributes the rules need from a stored (flat) record.
 
+use crate::flat::Flat;
 use meshlog_core::schema;
 use serde_json::{Map, Value};
 
@@ -106,12 +107,12 @@ pub fn stored_time(r: &Record) -> u64 {
         .unwrap_or(0)
 }
 
-/// What the built-in rules read of a record, looked up once per record rather than once per
-/// rule (each lookup is a walk of the record's map).
+/// What the built-in rules read of a record, found in one pass over its keys rather than
+/// by a lookup per attribute per rule.
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
     /// The record itself, for what is not here (user rules, redaction counts, tallies).
-    pub r: &'a Record,
+    pub r: &'a Flat<'a>,
     /// [`event`].
     pub event: Option<&'a str>,
     /// [`is_request`].
@@ -141,30 +142,57 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    /// Reads `r`.
-    pub fn of(r: &'a Record) -> View<'a> {
-        let event = event(r);
-        let request = match event {
+    /// Reads `r`: one pass over its keys (a repeated key: the last one counts, as in the map).
+    pub fn of(r: &'a Flat<'a>) -> View<'a> {
+        let mut v = View {
+            r,
+            event: None,
+            request: false,
+            status: None,
+            service: None,
+            principal: None,
+            client: None,
+            enduser: None,
+            route: None,
+            instance: None,
+            vm: None,
+            sequence: None,
+            weight: 1.0,
+            tenant: None,
+        };
+        let (mut has_status, mut http_route, mut url_path) = (false, None, None);
+        for (k, x) in r.iter() {
+            match k {
+                EVENT_NAME => v.event = x.as_str(),
+                schema::HTTP_RESPONSE_STATUS_CODE => {
+                    has_status = true;
+                    v.status = x.int();
+                }
+                SERVICE => v.service = x.as_str(),
+                schema::MESHLOG_PEER_PRINCIPAL => v.principal = x.as_str(),
+                schema::CLIENT_ADDRESS => v.client = x.as_str(),
+                ENDUSER_ID => v.enduser = x.as_str(),
+                schema::HTTP_ROUTE => http_route = x.as_str(),
+                schema::URL_PATH => url_path = x.as_str(),
+                INSTANCE => v.instance = x.as_str(),
+                VM_ID => v.vm = x.as_str(),
+                schema::MESHLOG_SEQUENCE => {
+                    v.sequence = x.int().and_then(|s| u64::try_from(s).ok());
+                }
+                schema::MESHLOG_SAMPLING_ADJUSTED_COUNT => {
+                    v.weight = x.as_f64().filter(|w| *w >= 1.0).unwrap_or(1.0);
+                }
+                TENANT => v.tenant = x.as_str(),
+                _ => {}
+            }
+        }
+        v.request = match v.event {
             Some(schema::EVENT_NAME) => true,
             Some(_) => false,
-            None => r.contains_key(schema::HTTP_RESPONSE_STATUS_CODE),
+            None => has_status,
         };
-        View {
-            r,
-            event,
-            request,
-            status: status(r),
-            service: service(r),
-            principal: principal(r),
-            client: str_of(r, schema::CLIENT_ADDRESS),
-            enduser: str_of(r, ENDUSER_ID),
-            route: route(r),
-            instance: str_of(r, INSTANCE),
-            vm: str_of(r, VM_ID),
-            sequence: int_of(r, schema::MESHLOG_SEQUENCE).and_then(|s| u64::try_from(s).ok()),
-            weight: weight(r),
-            tenant: str_of(r, TENANT),
-        }
+        v.route = http_route.or(url_path);
+        v
     }
 
     /// [`caller`]: the end user, else the principal, else the client address, with its label.

@@ -293,21 +293,26 @@ impl<V> Groups<V> {
         make: impl FnOnce() -> V,
         firing: impl Fn(&V) -> bool,
     ) -> Option<&mut V> {
-        let mut key = std::mem::take(&mut self.scratch);
-        crate::rules::write_key(&mut key, pairs);
-        let got = self.get_or_insert(&key, now, make, firing).is_some();
-        self.scratch = key;
-        if !got {
-            return None;
+        crate::rules::write_key(&mut self.scratch, pairs);
+        // A held group (nearly every record) costs two lookups: this one and the one below.
+        if !self.map.contains_key(self.scratch.as_str()) {
+            if self.map.len() >= self.cap {
+                self.evict(&firing);
+            }
+            if self.map.len() >= self.cap {
+                self.evicted += 1;
+                return None;
+            }
+            self.map.insert(self.scratch.clone(), (make(), now));
         }
-        self.map.get_mut(self.scratch.as_str()).map(|e| &mut e.0)
+        let e = self.map.get_mut(self.scratch.as_str())?;
+        e.1 = now;
+        Some(&mut e.0)
     }
 
     /// [`Groups::touch`] for the group of `pairs`, without allocating.
     pub fn touch_pairs(&mut self, pairs: &[(&str, &str)], now: u64) -> Option<&mut V> {
-        let mut key = std::mem::take(&mut self.scratch);
-        crate::rules::write_key(&mut key, pairs);
-        self.scratch = key;
+        crate::rules::write_key(&mut self.scratch, pairs);
         self.map.get_mut(self.scratch.as_str()).map(|e| {
             e.1 = now;
             &mut e.0

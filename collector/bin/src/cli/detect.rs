@@ -10,13 +10,16 @@
 //! through the ingest pipeline as a `meshlog.alert` record and handed to the notifier.
 
 use meshlog_detect::notify::Notifier;
-use meshlog_detect::record::stored_time;
-use meshlog_detect::{DetectConfig, Detector, IntegrityEvent, Record, Transition, alert};
+use meshlog_detect::{
+    DetectConfig, Detector, Flat, IntegrityEvent, RetentionHold, RetentionPolicy, Transition, alert,
+};
+use meshlog_retention::policy::{Hold, HoldClasses, RetentionConfig};
 use meshlog_server::ingest::pipeline::{DecodedBatch, Pipeline};
 use meshlog_server::metrics::{Metrics, Transport};
 use meshlog_server::verifier::LastVerify;
 use meshlog_store::StoreHandle;
-use meshlog_store::tail::{Position, Subscription, TailError, TailEvent};
+use meshlog_store::tail::{Position, Subscription, TailError, TailEvent, TailRecord};
+use meshlog_tlog::keys::VerifierKey;
 use prost::Message;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,8 +28,12 @@ use tokio::sync::{mpsc, watch};
 
 /// How often the detector is ticked.
 const TICK: Duration = Duration::from_secs(1);
-/// Committed records waiting for the detector (the subscriptions wait, reading from disk later).
-const QUEUE: usize = 4096;
+/// Committed records a follower hands the detector at once, at most: one channel message and
+/// one clock reading per batch rather than per record.
+const BATCH: usize = 256;
+/// Batches waiting for the detector (the subscriptions wait, reading from disk later): 4096
+/// records.
+const QUEUE: usize = 16;
 /// How often the detector's snapshot is written (and at shutdown).
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
 /// The snapshot's file in the data directory.
@@ -52,6 +59,7 @@ impl Detection {
         pipeline: Arc<Pipeline>,
         metrics: Arc<Metrics>,
         verify: Arc<LastVerify>,
+        retention: watch::Receiver<RetentionPolicy>,
         snapshot: PathBuf,
     ) -> Option<Detection> {
         if !cfg.enabled {
@@ -73,7 +81,7 @@ impl Detection {
         }
         let task = rt.spawn(async move {
             run(
-                cfg, stores, pipeline, metrics, notifier, verify, stop_rx, snapshot,
+                cfg, stores, pipeline, metrics, notifier, verify, retention, stop_rx, snapshot,
             )
             .await;
         });
@@ -97,6 +105,7 @@ async fn run(
     metrics: Arc<Metrics>,
     notifier: Option<Notifier>,
     verify: Arc<LastVerify>,
+    mut retention: watch::Receiver<RetentionPolicy>,
     mut stop: watch::Receiver<bool>,
     snapshot: PathBuf,
 ) {
@@ -106,6 +115,7 @@ async fn run(
         notifier,
     };
     let mut detector = Detector::new(&cfg);
+    detector.set_retention_policy(&retention.borrow_and_update());
     let start = pipeline.now_unix_nano();
     load_snapshot(&mut detector, &snapshot, start);
     let from = start.saturating_sub(detector.replay_ns());
@@ -139,16 +149,19 @@ async fn run(
         "detection on"
     );
 
-    let (tx, mut rx) = mpsc::channel::<Record>(QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Vec<TailRecord>>(QUEUE);
     let mut followers = tokio::task::JoinSet::new();
     for (handle, end) in stores.iter().zip(ends) {
         followers.spawn(follow(handle.subscribe(end), tx.clone()));
     }
     drop(tx);
-    let mut checkpoints: Vec<Option<u64>> = stores
-        .iter()
-        .map(|s| s.ledger_stats().last_checkpoint_unix_ns())
-        .collect();
+    // None at first: the checkpoint each store signed when it opened reaches the rule at the
+    // first tick, so an alert for a stall adopted from before a restart resolves then.
+    let mut checkpoints: Vec<Option<u64>> = vec![None; stores.len()];
+    let max_age_ns = cfg
+        .integrity
+        .checkpoint_max_age_s
+        .saturating_mul(meshlog_detect::NS_PER_S);
     let mut verified: Option<u64> = None;
     let mut tick = tokio::time::interval(TICK);
     let mut save = tokio::time::interval(SNAPSHOT_EVERY);
@@ -156,10 +169,21 @@ async fn run(
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            rec = rx.recv() => match rec {
-                Some(r) => {
-                    let ts = detector.observe(&r, pipeline.now_unix_nano());
-                    emitter.emit(ts).await;
+            batch = rx.recv() => match batch {
+                Some(batch) => {
+                    if retention.has_changed().unwrap_or(false) {
+                        detector.set_retention_policy(&retention.borrow_and_update());
+                    }
+                    let now = pipeline.now_unix_nano();
+                    for tr in &batch {
+                        match detector.observe_json(&tr.json, now) {
+                            Ok(ts) if ts.is_empty() => {}
+                            Ok(ts) => emitter.emit(ts).await,
+                            Err(e) => tracing::warn!(
+                                position = %tr.position, error = %e, "unreadable record"
+                            ),
+                        }
+                    }
                 }
                 None => break,
             },
@@ -169,8 +193,12 @@ async fn run(
                     let signed = s.ledger_stats().last_checkpoint_unix_ns();
                     if signed != *last {
                         *last = signed;
-                        let ts = detector.integrity(&IntegrityEvent::Checkpoint, now);
-                        emitter.emit(ts).await;
+                        // One signed longer ago than the rule allows (at start, a store whose
+                        // signing fails) is no sign that checkpoints are written.
+                        if signed.is_some_and(|t| now.saturating_sub(t) <= max_age_ns) {
+                            let ts = detector.integrity(&IntegrityEvent::Checkpoint, now);
+                            emitter.emit(ts).await;
+                        }
                     }
                 }
                 // Each new result of serve's periodic verify is an integrity event.
@@ -198,6 +226,43 @@ async fn run(
         // Joins the notifier's threads: not on the runtime's workers.
         let _ = tokio::task::spawn_blocking(move || n.shutdown()).await;
     }
+}
+
+/// The retention policy detection holds deletions to: `[retention]`'s classes and holds (none
+/// without it: then nothing may be deleted), and the key receipts are signed with.
+pub(super) fn retention_policy(
+    cfg: Option<&RetentionConfig>,
+    verifier: Option<VerifierKey>,
+) -> RetentionPolicy {
+    RetentionPolicy {
+        classes: cfg
+            .map(|c| {
+                c.class_names()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.to_owned(), c.days(i)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        holds: cfg.map(|c| retention_holds(&c.holds)).unwrap_or_default(),
+        verifier,
+    }
+}
+
+/// The legal holds as detection judges them.
+pub(super) fn retention_holds(holds: &[Hold]) -> Vec<RetentionHold> {
+    holds
+        .iter()
+        .map(|h| RetentionHold {
+            name: h.name.clone(),
+            classes: match &h.classes {
+                HoldClasses::All => None,
+                HoldClasses::Named(n) => Some(n.clone()),
+            },
+            from_unix_ns: h.from_unix_ns,
+            until_unix_ns: h.until_unix_ns,
+        })
+        .collect()
 }
 
 /// Takes back the snapshot at `path`, if there is one (a missing or unreadable one only
@@ -244,7 +309,7 @@ fn replay(
 ) -> Result<(Detector, Vec<Position>), TailError> {
     let mut ends = Vec::new();
     // One store streams in order; several are merged by stored time.
-    let mut merged: Vec<(u64, Record)> = Vec::new();
+    let mut merged: Vec<(u64, Vec<u8>)> = Vec::new();
     let one = stores.len() == 1;
     for s in stores {
         let end = s.committed_end();
@@ -252,15 +317,16 @@ fn replay(
         while sub.position() < end {
             match sub.try_next()? {
                 Some(TailEvent::Record(tr)) => {
-                    let Ok(r) = tr.record() else { continue };
-                    let t = stored_time(&r);
+                    let Ok(t) = Flat::parse(&tr.json).map(|f| f.stored_time()) else {
+                        continue;
+                    };
                     if t < from_ns {
                         continue;
                     }
                     if one {
-                        detector.replay(&r);
+                        let _ = detector.replay_json(&tr.json);
                     } else {
-                        merged.push((t, r));
+                        merged.push((t, tr.json));
                     }
                 }
                 Some(TailEvent::Gap { .. }) => {}
@@ -270,32 +336,48 @@ fn replay(
         ends.push(sub.position().max(end));
     }
     merged.sort_by_key(|(t, _)| *t);
-    for (_, r) in &merged {
-        detector.replay(r);
+    for (_, line) in &merged {
+        let _ = detector.replay_json(line);
     }
     Ok((detector, ends))
 }
 
-/// Forwards one store's committed records to the detector until the store closes.
-async fn follow(mut sub: Subscription, tx: mpsc::Sender<Record>) {
+/// Forwards one store's committed records to the detector until the store closes, in batches
+/// of what is committed when it looks (at most [`BATCH`]).
+async fn follow(mut sub: Subscription, tx: mpsc::Sender<Vec<TailRecord>>) {
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
-        match sub.next().await {
-            Ok(TailEvent::Record(tr)) => match tr.record() {
-                Ok(r) => {
-                    if tx.send(r).await.is_err() {
-                        return;
-                    }
+        // Waits for the first record; takes the others committed by then without waiting.
+        let mut ev = sub.next().await;
+        loop {
+            match ev {
+                Ok(TailEvent::Record(tr)) => batch.push(tr),
+                Ok(TailEvent::Gap { from, to }) => {
+                    tracing::warn!(%from, %to, "detection skipped records retention deleted");
                 }
-                Err(e) => tracing::warn!(position = %tr.position, error = %e, "unreadable record"),
-            },
-            Ok(TailEvent::Gap { from, to }) => {
-                tracing::warn!(%from, %to, "detection skipped records retention deleted");
+                Err(TailError::Closed) => {
+                    if !batch.is_empty() {
+                        let _ = tx.send(batch).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "detection stopped following the store");
+                    return;
+                }
             }
-            Err(TailError::Closed) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "detection stopped following the store");
-                return;
+            if batch.len() >= BATCH {
+                break;
             }
+            ev = match sub.try_next() {
+                Ok(Some(ev)) => Ok(ev),
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+        }
+        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        if tx.send(full).await.is_err() {
+            return;
         }
     }
 }

@@ -139,6 +139,13 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         Some(policy) => ClassStores::open(&cfg.data_dir, policy, &opts)?,
         None => ClassStores::single(&cfg.data_dir, opts)?,
     };
+    // What detection holds deletions to: the classes and holds, and new holds as the sweeper
+    // reads them from the configuration file.
+    let (detect_policy, detect_policy_rx) =
+        tokio::sync::watch::channel(super::detect::retention_policy(
+            cfg.retention.as_ref(),
+            integrity.signer.as_ref().map(|s| s.verifier()),
+        ));
     let sweeping = match &cfg.retention {
         None => None,
         Some(policy) => {
@@ -156,6 +163,10 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
             let holds = move || {
                 let holds = reload_holds(config_file.as_deref())?;
                 let names = hold_names(&holds);
+                detect_policy.send_if_modified(|p| {
+                    let now = super::detect::retention_holds(&holds);
+                    (p.holds != now).then(|| p.holds = now).is_some()
+                });
                 if names != last_holds {
                     tracing::info!(holds = %names, "legal holds changed in the configuration file");
                     last_holds = names;
@@ -245,6 +256,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         pipeline,
         metrics.clone(),
         verify_last.clone(),
+        detect_policy_rx,
         cfg.data_dir.join(super::detect::SNAPSHOT_FILE),
     );
     let _verifier = (cfg.integrity.verify_interval_s > 0)

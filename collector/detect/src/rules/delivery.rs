@@ -186,8 +186,8 @@ impl Rule for DeliveryLossRule {
                 "meshlog.delivery.dropped_overflow",
                 "meshlog.delivery.failed",
             ] {
-                dropped += record::int_of(r, k).unwrap_or(0).max(0) as u64;
-                if let Some(s) = record::str_of(r, &format!("{k}.sequences")) {
+                dropped += r.int(k).unwrap_or(0).max(0) as u64;
+                if let Some(s) = r.str(&format!("{k}.sequences")) {
                     for (a, b) in ranges(s) {
                         fill(&mut v.gaps, a, b);
                     }

@@ -1,12 +1,16 @@
-//! Integrity: no signed checkpoint for longer than `checkpoint_max_age_s`; a failed verify run
-//! (until one passes); retention deleting outside its policy (for `resolve_after_s`). Fed by
-//! the collector with [`IntegrityEvent`]s, not by records.
+//! Integrity: no signed checkpoint for longer than `checkpoint_max_age_s` (until one is
+//! signed); a failed verify run (until one passes); retention deleting outside its policy (for
+//! `resolve_after_s`). Checkpoints and verify runs are [`IntegrityEvent`]s the collector feeds
+//! in; deletions are the `meshlog.retention.deletion` records on the committed-record stream,
+//! judged against the [`RetentionPolicy`] the collector sets ([`crate::retention`]).
 
 use super::{Ctx, Finding, Group, Query, Rule, Signal};
 use crate::NS_PER_S;
 use crate::config::Integrity;
 use crate::engine::IntegrityEvent;
 use crate::record::View;
+use crate::retention::RetentionPolicy;
+use meshlog_format::receipt::DELETION_EVENT;
 
 /// The rule.
 pub struct IntegrityRule {
@@ -15,6 +19,8 @@ pub struct IntegrityRule {
     checkpoint_firing: bool,
     verify_firing: bool,
     retention_since: Option<u64>,
+    /// Deletions are judged only once the collector has said what the policy is.
+    policy: Option<RetentionPolicy>,
 }
 
 impl IntegrityRule {
@@ -26,6 +32,7 @@ impl IntegrityRule {
             checkpoint_firing: false,
             verify_firing: false,
             retention_since: None,
+            policy: None,
         }
     }
 }
@@ -49,14 +56,45 @@ fn finding(check: &str, value: f64, threshold: f64, window_ns: u64, summary: Str
     }
 }
 
+impl IntegrityRule {
+    /// A deletion outside policy: fires (once while it stands), and holds the alert for
+    /// `resolve_after_s` from the latest one.
+    fn retention(&mut self, detail: String, now: u64, out: &mut Vec<Signal>) {
+        if self.retention_since.is_none() {
+            let mut f = finding(
+                "retention",
+                1.0,
+                1.0,
+                0,
+                format!("retention deleted outside its policy: {detail}"),
+            );
+            f.query
+                .wheres
+                .push(("event_name".into(), DELETION_EVENT.into()));
+            out.push(Signal::Fire(f));
+        }
+        self.retention_since = Some(now);
+    }
+}
+
 impl Rule for IntegrityRule {
     fn name(&self) -> &str {
         "integrity"
     }
 
-    fn observe(&mut self, _v: &View<'_>, _now: u64, _ctx: Ctx, _out: &mut Vec<Signal>) {
-        // Checkpoints are not records: the clock starts at the first tick (after a replay,
-        // the tick at its end), never at an old replayed record.
+    fn observe(&mut self, v: &View<'_>, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
+        // Checkpoints are not records: their clock starts at the first tick (after a replay,
+        // the tick at its end), never at an old replayed record. Deletions are records.
+        if v.event != Some(DELETION_EVENT) {
+            return;
+        }
+        if let Some(why) = self.policy.as_ref().and_then(|p| p.outside(v.r)) {
+            self.retention(why, now, out);
+        }
+    }
+
+    fn retention_policy(&mut self, policy: &RetentionPolicy) {
+        self.policy = Some(policy.clone());
     }
 
     fn tick(&mut self, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
@@ -120,20 +158,10 @@ impl Rule for IntegrityRule {
                 }
             }
             IntegrityEvent::RetentionOutsidePolicy { detail } => {
-                if self.retention_since.is_none() {
-                    out.push(Signal::Fire(finding(
-                        "retention",
-                        1.0,
-                        1.0,
-                        0,
-                        format!("retention deleted outside its policy: {detail}"),
-                    )));
-                }
-                self.retention_since = Some(now);
+                self.retention(detail.clone(), now, out);
             }
         }
     }
-
     fn restore(&mut self, group: &Group, since: u64, _now: u64) -> bool {
         match group.get("check") {
             Some("checkpoint") => self.checkpoint_firing = true,

@@ -14,6 +14,7 @@ pub mod volume;
 
 use crate::engine::IntegrityEvent;
 use crate::record::View;
+use crate::retention::RetentionPolicy;
 use meshlog_format::time::rfc3339;
 use std::fmt;
 
@@ -232,6 +233,8 @@ pub trait Rule: Send {
     fn tick(&mut self, now: u64, ctx: Ctx, out: &mut Vec<Signal>);
     /// Takes an integrity event (checkpoint, verify, retention); most rules ignore them.
     fn integrity(&mut self, _ev: &IntegrityEvent, _now: u64, _out: &mut Vec<Signal>) {}
+    /// Takes the retention policy deletions are judged by; most rules ignore it.
+    fn retention_policy(&mut self, _policy: &RetentionPolicy) {}
     /// After a replay: the log says `group` has been firing since `since`, but the replay did
     /// not rebuild it (a history rule learns during replay; integrity state is not in records).
     /// True when the rule takes it as firing (it will resolve it itself later); false when the

@@ -77,7 +77,7 @@ impl Rule for SecretsRule {
                     k.strip_prefix(MESHLOG_REDACTED_PREFIX)
                         .is_some_and(|kind| self.kinds.iter().any(|s| s == kind))
                 })
-                .filter_map(|(_, v)| v.as_i64())
+                .filter_map(|(_, v)| v.json_i64())
                 .sum();
         if n <= 0 {
             return;

@@ -5,9 +5,11 @@
 
 use super::{Ctx, Finding, Group, Query, Rule, Signal};
 use crate::config::{Correlation, Match, Op, UserRule};
-use crate::record::{self, Record, View};
+use crate::flat::Flat;
+use crate::record::{self, View};
 use crate::window::{Edge, Groups, Latch, RollingCount};
 use meshlog_core::schema::HTTP_RESPONSE_STATUS_CODE;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Distinct values remembered per group for `value_count`, past the threshold.
@@ -45,12 +47,12 @@ impl UserRuleState {
 
 /// True when `m` holds for `r`: the attribute has one of the values; `5xx`-style classes match
 /// integer status codes of that hundred.
-pub fn matches(m: &Match, r: &Record) -> bool {
-    let Some(v) = record::text_of(r, &m.key) else {
+pub fn matches(m: &Match, r: &Flat<'_>) -> bool {
+    let Some(v) = r.text(&m.key) else {
         return false;
     };
     m.values.iter().any(|want| {
-        *want == v
+        *want == *v
             || (want.len() == 3
                 && want.ends_with("xx")
                 && v.len() == 3
@@ -108,19 +110,19 @@ impl Rule for UserRuleState {
             .map(|k| {
                 (
                     k.clone(),
-                    record::text_of(r, k).unwrap_or_else(|| "-".into()),
+                    r.text(k).map_or_else(|| "-".into(), Cow::into_owned),
                 )
             })
             .collect();
         let distinct_value = match &self.rule.correlation {
-            Correlation::ValueCount { field } => match record::text_of(r, field) {
-                Some(v) => Some(v),
+            Correlation::ValueCount { field } => match r.text(field) {
+                Some(v) => Some(v.into_owned()),
                 None => return,
             },
             Correlation::NewTerms { fields, .. } => {
                 for f in fields {
-                    match record::text_of(r, f) {
-                        Some(v) => labels.push((f.clone(), v)),
+                    match r.text(f) {
+                        Some(v) => labels.push((f.clone(), v.into_owned())),
                         None => return,
                     }
                 }

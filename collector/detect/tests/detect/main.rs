@@ -14,6 +14,7 @@ mod baseline;
 mod config;
 mod notify;
 mod replay;
+mod retention;
 mod rules;
 pub mod scenarios;
 mod traffic;
