@@ -310,20 +310,20 @@ mod tests {
             "resource.service.name": format!("svc-{}", i % 3),
             "resource.meshlog.vm.id": "vm1",
             "meshlog.sequence": i,
-            "http.request.method": if i % 4 == 0 { "post" } else { "GET" },
+            "http.request.method": if i.is_multiple_of(4) { "post" } else { "GET" },
             "http.response.status_code": status,
             "trace_id": format!("{i:032x}"),
         });
-        if i % 6 == 0 {
+        if i.is_multiple_of(6) {
             v["resource.k8s.namespace.name"] = json!("k8s-ns");
         }
-        if i % 9 == 0 {
+        if i.is_multiple_of(9) {
             v["resource.service.namespace"] = json!("shop");
         }
-        if i % 11 == 0 {
+        if i.is_multiple_of(11) {
             v["resource.meshlog.tenant"] = json!("t1");
         }
-        if i % 13 == 0 {
+        if i.is_multiple_of(13) {
             v.as_object_mut().unwrap().remove("time_unix_nano");
         }
         let Value::Object(m) = v else { unreachable!() };
