@@ -321,8 +321,7 @@ impl StoreScan<'_> {
                 self.frames += 1;
                 self.stats.frames += 1;
                 self.stats.frames_skipped += 1;
-                let vms = e.vms.clone();
-                self.account(&vms);
+                self.account(&e.vms);
                 continue;
             }
             let raw = match scanner.next_frame(true) {
@@ -417,10 +416,7 @@ impl StoreScan<'_> {
                 .into());
             }
             match entry {
-                Some(e) => {
-                    let vms = e.vms.clone();
-                    self.account(&vms);
-                }
+                Some(e) => self.account(&e.vms),
                 None => self.account(&vms),
             }
             if let Some(b) = builder {
