@@ -2,6 +2,8 @@
 //! a key and per time bucket (what the dashboard's charts need).
 
 use crate::filter::{Record, field, value_str};
+use crate::index::SegmentIndex;
+use crate::index::counts;
 use crate::params::QueryParams;
 use crate::scan::{self, Flow, QueryError, ScanOptions, ScanOutcome, time_of};
 use meshlog_format::encryption::DataKeys;
@@ -86,13 +88,32 @@ pub fn aggregate(
 ) -> Result<Aggregate, QueryError> {
     let mut counts: BTreeMap<(Option<u64>, Option<String>), u64> = BTreeMap::new();
     let mut total = 0u64;
-    let outcome = scan::scan(data_dir, keys, &q.filter, opts, |_, r| {
+    // What the indexes' counts answer (the minutes the time range covers whole, when the
+    // filter and group-by use only what they hold); the scan reads the rest.
+    let plan = if opts.no_index { None } else { counts::plan(q) };
+    let mut from_index: BTreeMap<(Option<u64>, Option<String>), u64> = BTreeMap::new();
+    let mut counted = |idx: &SegmentIndex| {
+        let covered = plan?;
+        let mut rows = Vec::new();
+        idx.counts
+            .as_ref()?
+            .each_match(&q.filter, q, covered, |b, k, n| rows.push((b, k, n)))?;
+        for (b, k, n) in rows {
+            *from_index.entry((b, k)).or_default() += n;
+        }
+        Some(covered)
+    };
+    let outcome = scan::scan_counted(data_dir, keys, &q.filter, opts, &mut counted, |_, r| {
         let bucket = q.every_ns.map(|e| time_of(&r) / e * e);
         let key = q.group_by.as_deref().and_then(|k| group_value(&r, k));
         *counts.entry((bucket, key)).or_default() += 1;
         total += 1;
         Ok(Flow::More)
     })?;
+    for (k, n) in from_index {
+        *counts.entry(k).or_default() += n;
+        total += n;
+    }
     let groups = counts
         .into_iter()
         .map(|((bucket, key), count)| Group {

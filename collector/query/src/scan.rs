@@ -6,6 +6,7 @@
 
 use crate::complete::{self, Completeness, StoreCoverage, VmAccount};
 use crate::filter::{Filter, Record, field, record_time_ns, value_str};
+use crate::index::counts::{CountsBuilder, Covered};
 use crate::index::{self, FrameBuilder, Light, SegmentIndex, VmEntry};
 use meshlog_format::encryption::DataKeys;
 use meshlog_format::layout;
@@ -127,6 +128,21 @@ pub fn scan(
     keys: Option<&DataKeys>,
     filter: &Filter,
     opts: &ScanOptions,
+    visit: impl FnMut(Position, Record) -> io::Result<Flow>,
+) -> Result<ScanOutcome, QueryError> {
+    scan_counted(data_dir, keys, filter, opts, &mut |_| None, visit)
+}
+
+/// Like [`scan`], offering `counted` the index of each indexed segment: when it takes the
+/// records of a time range from the index's counts ([`Covered`]), the records of the frames
+/// the index lists that lie in that range are not visited, and frames holding only such
+/// records are not read. Records of frames the index does not list are always visited.
+pub fn scan_counted(
+    data_dir: &Path,
+    keys: Option<&DataKeys>,
+    filter: &Filter,
+    opts: &ScanOptions,
+    counted: &mut dyn FnMut(&SegmentIndex) -> Option<Covered>,
     mut visit: impl FnMut(Position, Record) -> io::Result<Flow>,
 ) -> Result<ScanOutcome, QueryError> {
     if !data_dir.is_dir() {
@@ -150,6 +166,7 @@ pub fn scan(
             vms: &mut vms,
             enough: &mut enough,
             frames: 0,
+            counted: &mut *counted,
         };
         s.run(&mut visit)?;
         let frames = s.frames;
@@ -198,6 +215,7 @@ struct StoreScan<'a> {
     vms: &'a mut BTreeMap<String, VmAccount>,
     enough: &'a mut bool,
     frames: u64,
+    counted: &'a mut dyn FnMut(&SegmentIndex) -> Option<Covered>,
 }
 
 impl StoreScan<'_> {
@@ -259,17 +277,20 @@ impl StoreScan<'_> {
         visit: &mut impl FnMut(Position, Record) -> io::Result<Flow>,
     ) -> Result<(), QueryError> {
         let closed = !newest;
-        let idx = if closed && !self.opts.no_index {
-            index::load_checked(self.dir, seq, path)
-        } else {
-            None
+        let idx = match (self.opts.no_index, closed) {
+            (true, _) => None,
+            (false, true) => index::load_checked(self.dir, seq, path),
+            // The active segment's index lists its first frames only (when there is one).
+            (false, false) => index::load_checked_prefix(self.dir, seq, path),
         };
         if idx.is_some() {
             self.stats.indexes_used += 1;
         }
+        let covered = idx.as_ref().and_then(|i| (self.counted)(i));
         // Without the index (`--no-index`) nothing is built either: a plain scan.
         let build = closed && idx.is_none() && !self.opts.no_index;
         let mut built: Vec<index::FrameEntry> = Vec::new();
+        let mut built_counts = build.then(CountsBuilder::default);
         let mut sealed = false;
         let mut scanner = match SegmentScanner::open(path) {
             Ok(s) => s,
@@ -284,7 +305,11 @@ impl StoreScan<'_> {
             k += 1;
             let wanted = !*self.enough
                 && self.frame_in_position_range(seq, offset)
-                && entry.is_none_or(|e| e.may_match(self.filter));
+                && entry.is_none_or(|e| {
+                    e.may_match(self.filter) && !covered.is_some_and(|c| c.holds_frame(e.time))
+                });
+            // Records of this frame the index's counts already answered.
+            let counted = covered.filter(|_| entry.is_some());
             if let Some(e) = entry
                 && !wanted
             {
@@ -296,8 +321,7 @@ impl StoreScan<'_> {
                 self.frames += 1;
                 self.stats.frames += 1;
                 self.stats.frames_skipped += 1;
-                let vms = e.vms.clone();
-                self.account(&vms);
+                self.account(&e.vms);
                 continue;
             }
             let raw = match scanner.next_frame(true) {
@@ -369,9 +393,13 @@ impl StoreScan<'_> {
                 }
                 if let (Some(b), Some(r)) = (builder.as_mut(), record.as_ref()) {
                     b.add(r);
+                    if let Some(c) = built_counts.as_mut() {
+                        c.add(r);
+                    }
                 }
                 if candidate
                     && let Some(r) = record
+                    && !counted.is_some_and(|c| c.holds(record_time_ns(&r)))
                     && filter.matches(&r)
                     && visit(pos, r)? == Flow::Enough
                 {
@@ -388,10 +416,7 @@ impl StoreScan<'_> {
                 .into());
             }
             match entry {
-                Some(e) => {
-                    let vms = e.vms.clone();
-                    self.account(&vms);
-                }
+                Some(e) => self.account(&e.vms),
                 None => self.account(&vms),
             }
             if let Some(b) = builder {
@@ -405,6 +430,7 @@ impl StoreScan<'_> {
                     segment: seq,
                     len,
                     frames: built,
+                    counts: built_counts.and_then(CountsBuilder::finish),
                 };
                 if let Err(e) = index::store(self.dir, &idx) {
                     let path = layout::index_path(self.dir, seq);

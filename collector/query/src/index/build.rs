@@ -3,10 +3,11 @@
 //! query normally finds every closed segment indexed; a segment it misses (the collector was
 //! killed first, a file was damaged) is still indexed by the next query that reads it.
 
-use super::{FrameBuilder, SegmentIndex, file, load_checked, store};
+use super::counts::CountsBuilder;
+use super::{FrameBuilder, SegmentIndex, file, load_checked_prefix, store};
 use crate::filter::Record;
 use meshlog_format::layout;
-use meshlog_format::reader::{Frame, ReadError, SegmentScanner};
+use meshlog_format::reader::{Frame, ReadError, ScanError, SegmentScanner};
 use std::io;
 use std::path::Path;
 
@@ -45,13 +46,43 @@ pub enum IndexError {
 /// segment holds sealed (encrypted) frames, whose index is never written (it would hold record
 /// content in the clear).
 pub fn build_segment(seq: u64, path: &Path) -> Result<Option<SegmentIndex>, ReadError> {
+    build_from(seq, path, None, false)
+}
+
+/// The index of segment `seq` at `path`, continuing `prior` (a sound index of its first
+/// frames, [`load_checked_prefix`]) with the frames after it. With `active`, a torn last frame
+/// (being written) ends the index instead of failing it.
+pub fn build_from(
+    seq: u64,
+    path: &Path,
+    prior: Option<SegmentIndex>,
+    active: bool,
+) -> Result<Option<SegmentIndex>, ReadError> {
     let mut scanner = SegmentScanner::open(path).map_err(|e| e.into_read_error(path))?;
-    let len = scanner.len();
-    let mut frames = Vec::new();
-    while let Some(raw) = scanner
-        .next_frame(true)
-        .map_err(|e| e.into_read_error(path))?
-    {
+    let (mut frames, mut counts) = match prior {
+        Some(p) => {
+            let counts = p.counts.map(CountsBuilder::from_counts);
+            // Step over the frames `prior` already lists (checked against them by the caller).
+            for _ in 0..p.frames.len() {
+                if scanner
+                    .next_frame(false)
+                    .map_err(|e| e.into_read_error(path))?
+                    .is_none()
+                {
+                    break;
+                }
+            }
+            (p.frames, counts)
+        }
+        None => (Vec::new(), Some(CountsBuilder::default())),
+    };
+    loop {
+        let raw = match scanner.next_frame(true) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => break,
+            Err(ScanError::Damage { damage, .. }) if active && damage.is_torn() => break,
+            Err(e) => return Err(e.into_read_error(path)),
+        };
         if raw.header.extensions.sealing.is_some() {
             return Ok(None);
         }
@@ -61,7 +92,12 @@ pub fn build_segment(seq: u64, path: &Path) -> Result<Option<SegmentIndex>, Read
         let mut bad = None;
         frame.for_each_line(|line| {
             match serde_json::from_slice::<Record>(line) {
-                Ok(r) => b.add(&r),
+                Ok(r) => {
+                    b.add(&r);
+                    if let Some(c) = counts.as_mut() {
+                        c.add(&r);
+                    }
+                }
                 Err(e) => {
                     bad.get_or_insert(e);
                 }
@@ -79,9 +115,45 @@ pub fn build_segment(seq: u64, path: &Path) -> Result<Option<SegmentIndex>, Read
     }
     Ok(Some(SegmentIndex {
         segment: seq,
-        len,
+        len: scanner.position(),
         frames,
+        counts: counts.and_then(CountsBuilder::finish),
     }))
+}
+
+/// Indexes the first frames of the store's active (newest) segment, continuing the index of
+/// them written last time: what lets a query read only the frames written since. Returns the
+/// frames now indexed (0 with nothing to do: no segment, nothing new, or sealed frames).
+pub fn index_active(store_dir: &Path) -> Result<usize, IndexError> {
+    let seg_dir = layout::segments_dir(store_dir);
+    let segs = match layout::list_segments(&seg_dir) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => {
+            return Err(IndexError::Io {
+                path: seg_dir,
+                source,
+            });
+        }
+    };
+    let Some(seg) = segs.last() else {
+        return Ok(0);
+    };
+    let prior = load_checked_prefix(store_dir, seg.seq, &seg.path);
+    let len = std::fs::metadata(&seg.path).map_or(0, |m| m.len());
+    if prior.as_ref().is_some_and(|p| p.len >= len) {
+        return Ok(0);
+    }
+    match build_from(seg.seq, &seg.path, prior, true)? {
+        Some(idx) if !idx.frames.is_empty() => {
+            store(store_dir, &idx).map_err(|source| IndexError::Io {
+                path: layout::index_path(store_dir, seg.seq),
+                source,
+            })?;
+            Ok(idx.frames.len())
+        }
+        _ => Ok(0),
+    }
 }
 
 /// Indexes every closed segment of the store in `store_dir` (all but the newest) after segment
@@ -104,11 +176,13 @@ pub fn index_closed(store_dir: &Path, after: u64) -> Result<IndexReport, IndexEr
     let closed = segs.len().saturating_sub(1);
     for seg in segs.iter().take(closed).filter(|s| s.seq > after) {
         report.newest = seg.seq;
-        if load_checked(store_dir, seg.seq, &seg.path).is_some() {
+        // The index of its first frames, written while it was active, is continued.
+        let prior = load_checked_prefix(store_dir, seg.seq, &seg.path);
+        if prior.as_ref().is_some_and(|p| p.len == seg_len(&seg.path)) {
             report.kept += 1;
             continue;
         }
-        match build_segment(seg.seq, &seg.path)? {
+        match build_from(seg.seq, &seg.path, prior, false)? {
             Some(idx) => {
                 store(store_dir, &idx).map_err(|source| IndexError::Io {
                     path: layout::index_path(store_dir, seg.seq),
@@ -141,6 +215,10 @@ pub fn index_closed(store_dir: &Path, after: u64) -> Result<IndexReport, IndexEr
     Ok(report)
 }
 
+fn seg_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
 /// Whether `bytes` are a sound index file of segment `seq` (for tests and tools; queries use
 /// [`load_checked`], which also compares it with the segment).
 pub fn reads_back(bytes: &[u8], seq: u64) -> bool {
@@ -149,6 +227,7 @@ pub fn reads_back(bytes: &[u8], seq: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::load_checked;
     use super::*;
     use meshlog_format::frame::{encode_frame, segment_header};
     use serde_json::{Value, json};

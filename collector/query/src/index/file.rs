@@ -14,8 +14,8 @@ use super::SegmentIndex;
 
 /// The first four bytes of an index file.
 pub const MAGIC: [u8; 4] = *b"MLQX";
-/// The index format version this build writes and reads (1 was JSON).
-pub const VERSION: u8 = 2;
+/// The index format version this build writes and reads (1 was JSON, 2 had no counts).
+pub const VERSION: u8 = 3;
 /// Magic and version.
 const HEAD_LEN: usize = MAGIC.len() + 1;
 /// The trailing checksum.
@@ -122,6 +122,7 @@ mod tests {
             segment: 7,
             len: 3008,
             frames,
+            counts: None,
         }
     }
 

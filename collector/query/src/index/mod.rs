@@ -14,6 +14,7 @@
 
 pub mod bloom;
 pub mod build;
+pub mod counts;
 pub mod file;
 
 use crate::filter::{Filter, Record, field, record_time_ns, value_str};
@@ -41,6 +42,9 @@ pub struct SegmentIndex {
     pub len: u64,
     /// One entry per frame, in file order.
     pub frames: Vec<FrameEntry>,
+    /// Record counts per minute and low-cardinality values over those frames (absent when a
+    /// record could not be counted exactly).
+    pub counts: Option<counts::Counts>,
 }
 
 /// What one frame holds, in summary.
@@ -399,6 +403,17 @@ impl FrameEntry {
 /// of the headers, payloads skipped); `None` means "rebuild", with the reason logged at debug
 /// level.
 pub fn load_checked(store_dir: &Path, seq: u64, segment: &Path) -> Option<SegmentIndex> {
+    load(store_dir, seq, segment, false)
+}
+
+/// Like [`load_checked`], for the active (still growing) segment: the index may list only its
+/// first frames ([`build::index_active`]); those must match the segment's first frame headers
+/// exactly, the frames after them are read by the query.
+pub fn load_checked_prefix(store_dir: &Path, seq: u64, segment: &Path) -> Option<SegmentIndex> {
+    load(store_dir, seq, segment, true)
+}
+
+fn load(store_dir: &Path, seq: u64, segment: &Path, prefix: bool) -> Option<SegmentIndex> {
     let path = meshlog_format::layout::index_path(store_dir, seq);
     let bytes = std::fs::read(&path).ok()?;
     let why_not = |why: &dyn std::fmt::Display| {
@@ -415,7 +430,7 @@ pub fn load_checked(store_dir: &Path, seq: u64, segment: &Path) -> Option<Segmen
         why_not(&"the index is of another segment");
         return None;
     }
-    match matches_segment(&idx, segment) {
+    match matches_segment(&idx, segment, prefix) {
         Ok(()) => Some(idx),
         Err(why) => {
             why_not(&why);
@@ -425,14 +440,15 @@ pub fn load_checked(store_dir: &Path, seq: u64, segment: &Path) -> Option<Segmen
 }
 
 /// Whether `idx` lists exactly the frames of the segment file at `segment` (offset, payload
-/// CRC and record count of each, and the file's length); `Err` says what differs.
-fn matches_segment(idx: &SegmentIndex, segment: &Path) -> Result<(), &'static str> {
+/// CRC and record count of each, and the file's length; with `prefix`, the frames up to the
+/// length the index gives); `Err` says what differs.
+fn matches_segment(idx: &SegmentIndex, segment: &Path, prefix: bool) -> Result<(), &'static str> {
     let mut scanner = SegmentScanner::open(segment).map_err(|_| "the segment does not open")?;
-    if scanner.len() != idx.len {
+    if scanner.len() != idx.len && !(prefix && idx.len < scanner.len()) {
         return Err("segment length differs");
     }
     let mut entries = idx.frames.iter();
-    loop {
+    while scanner.position() < idx.len {
         match scanner.next_frame(false) {
             Ok(Some(raw)) => {
                 let ok = entries.next().is_some_and(|e| {
@@ -447,6 +463,9 @@ fn matches_segment(idx: &SegmentIndex, segment: &Path) -> Result<(), &'static st
             Ok(None) => break,
             Err(_) => return Err("the segment does not scan"),
         }
+    }
+    if scanner.position() != idx.len {
+        return Err("the indexed frames do not end where the index says");
     }
     if entries.next().is_some() {
         return Err("more entries than frames");
