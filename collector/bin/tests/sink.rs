@@ -552,3 +552,273 @@ fn sink_alert_rules_fire_on_a_stalled_sink_and_only_then() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
 }
+
+/// Principals of the fleet test: (id, role, tenant); each one's token is `tok-<id>`.
+const FLEET_PRINCIPALS: [(&str, &str, &str); 4] = [
+    ("ingest-shop", "ingest", "shop"),
+    ("ingest-bank", "ingest", "bank"),
+    ("reader-shop", "read", "shop"),
+    ("root", "admin", ""),
+];
+
+/// A collector `id` of the fleet: its own data directory, the shared table, the principals.
+fn fleet_config(dir: &Path, ch: &ClickHouse, id: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let path = dir.join(format!("{id}.toml"));
+    let mut c = format!(
+        "data_dir = \"{}\"\n[sink.clickhouse]\nurl = \"{}\"\ndatabase = \"meshlog\"\n\
+         table = \"otel_logs\"\ncollector_id = \"{id}\"\nflush_interval_ms = 20\n\
+         timeout_ms = 5000\n\n",
+        dir.join(id).display(),
+        ch.url()
+    );
+    for (who, role, tenant) in FLEET_PRINCIPALS {
+        c.push_str(&format!(
+            "[[auth.principals]]\nid = \"{who}\"\nroles = [\"{role}\"]\n{}\n[[auth.tokens]]\n\
+             id = \"{who}\"\nsha256 = \"{}\"\n\n",
+            if tenant.is_empty() {
+                String::new()
+            } else {
+                format!("tenant = \"{tenant}\"")
+            },
+            hex::encode(Sha256::digest(format!("tok-{who}").as_bytes()))
+        ));
+    }
+    std::fs::write(&path, c).unwrap();
+    path
+}
+
+/// A request as `who` (bearer `tok-<who>`): status and body.
+fn request_as(
+    addr: SocketAddr,
+    who: &str,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer tok-{who}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // Chunked bodies: the tests only look for substrings and parse JSON bodies, which axum
+    // sends with a length.
+    (status, body.to_owned())
+}
+
+/// `GET target` as `who`, the body as JSON.
+fn api_as(addr: SocketAddr, who: &str, target: &str) -> (u16, serde_json::Value) {
+    let (st, body) = request_as(addr, who, "GET", target, b"");
+    (
+        st,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The request ids of an API answer's records, sorted.
+fn request_ids(body: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = body["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no records: {body}"))
+        .iter()
+        .map(|r| r["meshlog.request_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Ids `pfx-b-i` for `batches` × `per`, sorted.
+fn expected_ids(pfxs: &[&str], batches: usize, per: usize) -> Vec<String> {
+    let mut v: Vec<String> = pfxs
+        .iter()
+        .flat_map(|p| (0..batches).flat_map(move |b| (0..per).map(move |i| format!("{p}-{b}-{i}"))))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_query_api_and_dashboard_of_one_collector_search_the_fleet_in_clickhouse_per_tenant() {
+    let d = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::start(d.path());
+    let cfg1 = fleet_config(d.path(), &ch, "c1");
+    let cfg2 = fleet_config(d.path(), &ch, "c2");
+    assert!(sink_cmd("init", &cfg1).0);
+    let (mut p1, a1) = serve(&cfg1);
+    let (mut p2, a2) = serve(&cfg2);
+    // Each collector stores shop and bank records (the tenant comes from the ingest token).
+    for (addr, c) in [(a1, "c1"), (a2, "c2")] {
+        for (who, t) in [("ingest-shop", "shop"), ("ingest-bank", "bank")] {
+            for b in 0..3 {
+                let ids: Vec<String> = (0..4).map(|i| format!("{c}{t}-{b}-{i}")).collect();
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let (st, body) =
+                    request_as(addr, who, "POST", "/v1/logs", &otlp_json("shop", &refs));
+                assert_eq!(st, 200, "{body}");
+            }
+        }
+    }
+    let records = "ServiceName = 'shop'";
+    wait_for("48 shop rows", 60, || {
+        ch.count(&format!("WHERE {records}")) == 48
+    });
+
+    let fleet = "/api/v1/query?source=clickhouse&service=shop&limit=1000";
+    // Admin through c1 sees both collectors' records of every tenant.
+    let (st, body) = api_as(a1, "root", fleet);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        request_ids(&body),
+        expected_ids(&["c1shop", "c1bank", "c2shop", "c2bank"], 3, 4)
+    );
+    let collectors = body["completeness"]["collectors"].as_array().unwrap();
+    let ids: Vec<&str> = collectors
+        .iter()
+        .map(|c| c["collector_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c1", "c2"], "{body}");
+    assert_eq!(body["completeness"]["source"], "clickhouse");
+    assert_eq!(collectors[0]["this_collector"], true);
+    assert!(
+        collectors[0]["committed_leaves"].as_u64().unwrap() >= 6,
+        "{body}"
+    );
+    assert_eq!(collectors[1]["this_collector"], false);
+    assert!(collectors[1].get("committed_leaves").is_none(), "{body}");
+
+    // The shop reader, through either collector, sees the shop records of both, and only them.
+    for addr in [a1, a2] {
+        let (st, body) = api_as(addr, "reader-shop", fleet);
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(
+            request_ids(&body),
+            expected_ids(&["c1shop", "c2shop"], 3, 4)
+        );
+        let rows: u64 = body["completeness"]["collectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["rows"].as_u64().unwrap())
+            .sum();
+        // The counts are the shop tenant's rows (its 24 records and the access records of
+        // its reads), never the bank's 24.
+        assert!(rows >= 24 && rows <= ch.count("") - 24, "{body}");
+    }
+    // Its own collector alone holds half of them.
+    let (st, body) = api_as(a1, "reader-shop", "/api/v1/query?service=shop&limit=1000");
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(request_ids(&body), expected_ids(&["c1shop"], 3, 4));
+    // Another tenant is refused, as on the local store; so are the fleet's unknown parts.
+    let (st, body) = api_as(a1, "reader-shop", &format!("{fleet}&tenant=bank"));
+    assert_eq!(
+        (st, body["parameter"].as_str()),
+        (403, Some("tenant")),
+        "{body}"
+    );
+    let (st, body) = api_as(a1, "root", "/api/v1/aggregate?source=clickhouse&count=true");
+    assert_eq!(
+        (st, body["parameter"].as_str()),
+        (400, Some("source")),
+        "{body}"
+    );
+    let (st, body) = api_as(a1, "root", "/api/v1/query?source=elsewhere");
+    assert_eq!(
+        (st, body["parameter"].as_str()),
+        (400, Some("source")),
+        "{body}"
+    );
+    let (st, _) = api_as(a1, "ingest-shop", fleet);
+    assert_eq!(st, 403, "an ingest principal may not read");
+
+    // The dashboard's search: the source picker, both collectors' shop rows, no bank row.
+    let (st, html) = request_as(
+        a2,
+        "reader-shop",
+        "GET",
+        "/ui/search?source=clickhouse&service=shop&limit=1000",
+        b"",
+    );
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        html.contains("<option value=\"clickhouse\" selected"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Fleet (ClickHouse meshlog.otel_logs)"),
+        "{html}"
+    );
+    for id in ["c1shop-0-0", "c2shop-2-3"] {
+        assert!(html.contains(&format!("data-request-id=\"{id}\"")), "{id}");
+    }
+    assert!(!html.contains("bank-"), "no other tenant's row");
+    assert!(html.contains("data-collector=\"c1\"") && html.contains("data-collector=\"c2\""));
+    assert!(html.contains("(this collector)"), "{html}");
+    // Without source it is this collector's store, as before.
+    let (st, html) = request_as(a2, "reader-shop", "GET", "/ui/search?service=shop", b"");
+    assert_eq!(st, 200);
+    assert!(html.contains("data-request-id=\"c2shop-0-0\"") && !html.contains("c1shop-"));
+
+    // Every fleet read was audited on the collector that answered it, with its rows.
+    let (st, body) = api_as(
+        a1,
+        "root",
+        "/api/v1/query?limit=1000&where=event_name%3Dmeshlog.access\
+         &where=meshlog.access.parameter.source%3Dclickhouse",
+    );
+    assert_eq!(st, 200, "{body}");
+    let reads: Vec<(String, String, String, u64)> = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["meshlog.access.principal"].as_str().unwrap().to_owned(),
+                r["meshlog.access.endpoint"].as_str().unwrap().to_owned(),
+                r["meshlog.access.outcome"].as_str().unwrap().to_owned(),
+                r["meshlog.access.rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for want in [
+        ("root".into(), "/api/v1/query".into(), "ok".into(), 48),
+        (
+            "reader-shop".into(),
+            "/api/v1/query".into(),
+            "ok".into(),
+            24,
+        ),
+        (
+            "reader-shop".into(),
+            "/api/v1/query".into(),
+            "permission_denied".into(),
+            0,
+        ),
+        (
+            "root".into(),
+            "/api/v1/aggregate".into(),
+            "bad_request".into(),
+            0,
+        ),
+        // A principal without the read role is refused before it is named.
+        (
+            "-".into(),
+            "/api/v1/query".into(),
+            "permission_denied".into(),
+            0,
+        ),
+    ] {
+        assert!(reads.contains(&want), "{want:?} in {reads:?}");
+    }
+    assert!(p1.terminate().success());
+    assert!(p2.terminate().success());
+}

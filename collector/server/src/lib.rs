@@ -47,6 +47,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// What `GET /api/v1/query` and `/api/v1/aggregate` read (none: they answer 503).
     pub read: Option<Arc<query::ReadSource>>,
+    /// The ClickHouse table searches read with `source=clickhouse` (none: no `[sink.clickhouse]`).
+    pub fleet: Option<Arc<query::fleet::Fleet>>,
     /// The open live tails (`GET /api/v1/tail`).
     pub tails: Arc<query::tail::Tails>,
     /// The last periodic verify ([`verifier`]).
@@ -76,6 +78,7 @@ impl AppState {
             serve_metrics: true,
             body_read_timeout: net::ConnLimits::default().body_read_timeout,
             read: None,
+            fleet: None,
             tails: Arc::new(query::tail::Tails::default()),
             verify: Arc::default(),
         }

@@ -193,6 +193,23 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
         data_dir: cfg.data_dir.clone(),
         keys: read_keys,
     }));
+    if let Some(sc) = &cfg.sink_clickhouse {
+        // Searches with `source=clickhouse` read the fleet's table (docs/clickhouse.md).
+        let collector_id = match meshlog_sink::clickhouse::collector_id(sc, &cfg.data_dir) {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(s) = sweeping {
+                    s.stop();
+                }
+                let _ = stores.close();
+                return Err(e.into());
+            }
+        };
+        state.fleet = Some(Arc::new(meshlog_server::query::fleet::Fleet {
+            clickhouse: sc.clone(),
+            collector_id,
+        }));
+    }
     state.body_read_timeout = cfg.connections.body_read_timeout;
     let tails = state.tails.clone();
     let pipeline = state.pipeline.clone();

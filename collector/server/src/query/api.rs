@@ -7,9 +7,11 @@
 //! "parameter":"status"}`). A reader with a tenant sees only that tenant's records (asking for
 //! another tenant is refused with 403); admin sees all. Each answer and each refusal is
 //! appended to the log as an access record with its rows and bytes; a read whose access
-//! record cannot be stored is not answered (503).
+//! record cannot be stored is not answered (503). `source=clickhouse` on `query` reads the
+//! ClickHouse sink's table, every collector exporting there ([`super::fleet`]).
 
 use super::ReadSource;
+use super::fleet::{self, Source};
 use crate::AppState;
 use crate::audit_log::AccessEvent;
 use crate::auth::{Peer, Principal, Role};
@@ -148,17 +150,15 @@ async fn serve(
         bytes: 0,
         outcome: "ok".into(),
     };
-    let answer = match state.read.clone() {
-        Some(source) => answer(&state, source, &principal, params, kind).await,
-        None => Err(Failure {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            body: ErrorBody {
-                code: 14,
-                message: "this collector serves no data directory for reading".into(),
-                parameter: None,
-            },
-            outcome: "unavailable",
-        }),
+    let answer = match fleet::source(&params, state.fleet.as_deref()) {
+        Err(e) => Err(Failure::bad_parameter(&e)),
+        Ok(src) => {
+            let params = params
+                .into_iter()
+                .filter(|(k, _)| k != fleet::SOURCE_PARAM)
+                .collect();
+            answer(&state, src, &principal, params, kind).await
+        }
     };
     let (response, rows) = match answer {
         Ok((body, rows)) => {
@@ -197,11 +197,19 @@ async fn serve(
 /// The answer body and its rows, or why not.
 async fn answer(
     state: &AppState,
-    source: std::sync::Arc<ReadSource>,
+    src: Source,
     principal: &Principal,
     params: Vec<(String, String)>,
     kind: Kind,
 ) -> Result<(Value, u64), Failure> {
+    if src == Source::ClickHouse && kind != Kind::Query {
+        return Err(Failure::bad_parameter(&FilterError::BadValue {
+            param: fleet::SOURCE_PARAM.into(),
+            value: "clickhouse".into(),
+            expected: "local (only /api/v1/query reads ClickHouse; ask it aggregates in SQL)",
+        }));
+    }
+    let read = state.read.clone();
     let now = state.pipeline.now_unix_nano();
     let mut q = QueryParams::from_params(params.iter().map(|(k, v)| (k, v)), now)
         .map_err(|e| Failure::bad_parameter(&e))?;
@@ -231,7 +239,20 @@ async fn answer(
             },
         }));
     }
+    if src == Source::ClickHouse && q.cursor.is_some() {
+        return Err(Failure::bad_parameter(&FilterError::BadValue {
+            param: "cursor".into(),
+            value: String::new(),
+            expected: "no cursor with source=clickhouse (narrow the time range with since and until)",
+        }));
+    }
+    let source = match (src, read) {
+        (Source::ClickHouse, _) => None,
+        (Source::Local, Some(r)) => Some(r),
+        (Source::Local, None) => return Err(no_data_dir()),
+    };
     if kind == Kind::Integrity {
+        let source = source.ok_or_else(no_data_dir)?;
         let ledgers = ledgers(state);
         let policy = state.pipeline.routes().policy().cloned();
         let p = principal.clone();
@@ -249,6 +270,9 @@ async fn answer(
     if kind == Kind::Query && q.limit.is_none() {
         q.limit = Some(DEFAULT_LIMIT);
     }
+    let Some(source) = source else {
+        return search_fleet(state, &q).await;
+    };
     let result = tokio::task::spawn_blocking(move || run(&source, &q, kind))
         .await
         .map_err(|e| internal(e.to_string()))?;
@@ -256,6 +280,47 @@ async fn answer(
         QueryError::Param(p) => Failure::bad_parameter(&p),
         QueryError::Read(r) => internal(r.to_string()),
     })
+}
+
+/// `source=clickhouse`: the query over the sink's table, with its completeness statement per
+/// collector and log.
+async fn search_fleet(state: &AppState, q: &QueryParams) -> Result<(Value, u64), Failure> {
+    let Some(f) = state.fleet.clone() else {
+        return Err(no_data_dir());
+    };
+    let found = fleet::search(&f, q, &ledgers(state))
+        .await
+        .map_err(|e| Failure {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: ErrorBody {
+                code: 14,
+                message: e.to_string(),
+                parameter: None,
+            },
+            outcome: "unavailable",
+        })?;
+    let rows = found.records.len() as u64;
+    Ok((
+        json!({
+            "records": found.records,
+            "next_cursor": null,
+            "completeness": found.completeness,
+            "stats": {"examined": found.examined},
+        }),
+        rows,
+    ))
+}
+
+fn no_data_dir() -> Failure {
+    Failure {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        body: ErrorBody {
+            code: 14,
+            message: "this collector serves no data directory for reading".into(),
+            parameter: None,
+        },
+        outcome: "unavailable",
+    }
 }
 
 /// Each class's live ledger size, by class name.

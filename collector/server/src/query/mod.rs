@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod fleet;
 pub mod indexer;
 pub mod integrity;
 pub mod summary;

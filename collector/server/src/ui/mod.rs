@@ -305,6 +305,16 @@ const FILTERS: [(&str, &str, &str); 9] = [
 
 /// The filter form (GET to `action`), filled in from `params`.
 pub fn filter_form(action: &str, params: &[(String, String)], submit: &str) -> Markup {
+    filter_form_with(action, params, submit, html! {})
+}
+
+/// The filter form with a view's own `extra` fields before the submit button.
+pub fn filter_form_with(
+    action: &str,
+    params: &[(String, String)],
+    submit: &str,
+    extra: Markup,
+) -> Markup {
     let value = |k: &str| {
         params
             .iter()
@@ -320,6 +330,7 @@ pub fn filter_form(action: &str, params: &[(String, String)], submit: &str) -> M
                     input type="text" name=(name) value=(value(name)) placeholder=(hint);
                 }
             }
+            (extra)
             button type="submit" { (submit) }
         }
     }

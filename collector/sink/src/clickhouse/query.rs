@@ -38,7 +38,7 @@ pub struct Covered {
     pub collector_id: String,
     /// `Log` (`""`: a collector without retention classes).
     pub log: String,
-    /// Rows (after merging copies).
+    /// Rows (after merging copies; only the search's tenants' when it names tenants).
     pub rows: u64,
     /// Lowest and highest leaf.
     pub leaves: (u64, u64),
@@ -106,7 +106,7 @@ pub async fn search(
 ) -> Result<Outcome, Error> {
     let client = super::connect(cfg)?;
     let flavor = schema::require_table(&client, &cfg.database, &cfg.table).await?;
-    let covered = coverage(&client, &cfg.table).await?;
+    let covered = coverage(&client, &cfg.table, &filter.tenant).await?;
     let (cond, time) = narrowing(filter, flavor);
     let dir = match order {
         Order::Oldest => "ASC",
@@ -194,13 +194,23 @@ fn narrowing(filter: &Filter, flavor: Flavor) -> (String, (Option<u64>, Option<u
     (cond.join(" AND "), (filter.since_ns, filter.until_ns))
 }
 
-/// Per collector and log: rows and leaf range.
-async fn coverage(client: &Client, table: &str) -> Result<Vec<Covered>, Error> {
-    let rows = client
-        .query(&format!(
-            "SELECT CollectorId, Log, count(), min(LeafIndex), max(LeafIndex) FROM `{table}` FINAL \
-             GROUP BY CollectorId, Log ORDER BY CollectorId, Log"
-        ))
+/// Per collector and log: the leaf range exported, and its rows (only those of `tenants` when
+/// the search is limited to tenants: a tenant's reader learns how far each log is exported,
+/// which the local completeness statement tells it too, but not how many rows others have).
+async fn coverage(client: &Client, table: &str, tenants: &[String]) -> Result<Vec<Covered>, Error> {
+    let count = if tenants.is_empty() {
+        "count()"
+    } else {
+        "countIf(has(?, Tenant))"
+    };
+    let mut q = client.query(&format!(
+        "SELECT CollectorId, Log, {count}, min(LeafIndex), max(LeafIndex) FROM `{table}` FINAL \
+         GROUP BY CollectorId, Log ORDER BY CollectorId, Log"
+    ));
+    if !tenants.is_empty() {
+        q = q.bind(tenants);
+    }
+    let rows = q
         .fetch_all::<(String, String, u64, u64, u64)>()
         .await
         .map_err(Error::ClickHouse)?;

@@ -13,7 +13,7 @@ use meshlog_store::StoreHandle;
 use meshlog_store::tail::{Position, Subscription, TailError, TailEvent, TailRecord};
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -98,12 +98,83 @@ struct Task {
     stop: watch::Receiver<bool>,
 }
 
-/// A batch: the rows of leaves `from..to` (whole frames).
+/// A batch: the rows of leaves `from..to` (whole frames), already in the table's shape, so
+/// a retry sends them again without re-encoding or copying.
 struct Batch {
-    rows: Vec<LogRow>,
+    rows: Rows,
     from: u64,
     to: u64,
     skipped: u64,
+}
+
+/// Rows in one of the table's shapes.
+enum Rows {
+    Modern(Vec<ModernRow>),
+    Legacy(Vec<LegacyRow>),
+}
+
+impl Rows {
+    fn new(flavor: Flavor) -> Rows {
+        match flavor {
+            Flavor::Modern => Rows::Modern(Vec::new()),
+            Flavor::Legacy => Rows::Legacy(Vec::new()),
+        }
+    }
+
+    fn push(&mut self, row: LogRow) {
+        match self {
+            Rows::Modern(v) => v.push(row.into()),
+            Rows::Legacy(v) => v.push(row.into()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Rows::Modern(v) => v.len(),
+            Rows::Legacy(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn last_leaf(&self) -> Option<u64> {
+        match self {
+            Rows::Modern(v) => v.last().map(|r| r.LeafIndex),
+            Rows::Legacy(v) => v.last().map(|r| r.LeafIndex),
+        }
+    }
+}
+
+/// What the insert needs of a row besides its columns: its key and second.
+trait Keyed {
+    fn key(&self) -> RowKey;
+    fn second(&self) -> u64;
+}
+
+impl Keyed for ModernRow {
+    fn key(&self) -> RowKey {
+        RowKey {
+            leaf: self.LeafIndex,
+            record: self.RecordIndex,
+        }
+    }
+    fn second(&self) -> u64 {
+        u64::try_from(self.Timestamp).unwrap_or(0) / 1_000_000_000
+    }
+}
+
+impl Keyed for LegacyRow {
+    fn key(&self) -> RowKey {
+        RowKey {
+            leaf: self.LeafIndex,
+            record: self.RecordIndex,
+        }
+    }
+    fn second(&self) -> u64 {
+        self.Timestamp / 1_000_000_000
+    }
 }
 
 /// Records committed since the start position and records acknowledged since then: their
@@ -137,18 +208,6 @@ impl Task {
         }
     }
 
-    fn stopping(&self) -> bool {
-        *self.stop.borrow()
-    }
-
-    /// Sleeps `d` unless stopped first; false when stopped.
-    async fn pause(&mut self, d: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(d) => !self.stopping(),
-            _ = self.stop.changed() => false,
-        }
-    }
-
     async fn export(&mut self) -> Result<(), Error> {
         let cfg = &self.sink.cfg;
         let target = cursor::target(&cfg.url, &cfg.database, &cfg.table);
@@ -160,15 +219,17 @@ impl Task {
         )?;
         let start = Position::leaf(cur.next_leaf);
         let mut sub = self.handle.subscribe(start);
-        let mut lag = Lag {
+        let lag = Mutex::new(Lag {
             counter: self.handle.subscribe(start),
             committed: 0,
             exported: 0,
-        };
+        });
         let metrics = self.sink.metrics.clone();
         metrics.touch(&self.log);
         metrics.set_cursor(&self.log, cur.next_leaf);
-        lag.update(&metrics, &self.log);
+        lag.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .update(&metrics, &self.log);
         tracing::info!(
             log = %self.log,
             collector_id = %self.sink.collector_id,
@@ -176,17 +237,21 @@ impl Task {
             from_leaf = cur.next_leaf,
             "ClickHouse sink started"
         );
-        let flavor = match self.flavor(&mut lag).await {
+        let mut stop = self.stop.clone();
+        let flavor = match self.flavor(&lag, &mut stop).await {
             Some(f) => f,
             None => return Ok(()),
         };
         let mut carry: Option<TailRecord> = None;
+        let mut reading = self.stop.clone();
         // After a start the collector may have died mid-insert: ask what is there first.
         let mut verify = true;
-        loop {
-            let Some(batch) = self.collect(&mut sub, &mut carry, &mut lag).await? else {
-                return Ok(());
-            };
+        let mut next = self
+            .collect(flavor, &mut sub, &mut carry, &lag, &mut reading)
+            .await?;
+        // The next batch is read and encoded while this one is inserted; inserts stay one at
+        // a time, in leaf order, each acknowledged and its cursor saved before the next.
+        while let Some(batch) = next {
             if batch.skipped > 0 {
                 metrics.skipped(&self.log, batch.skipped);
                 tracing::error!(
@@ -196,46 +261,81 @@ impl Task {
                      in ClickHouse (`meshlog sink check` lists them)"
                 );
             }
-            let mut backoff = FIRST_BACKOFF;
-            loop {
-                let began = Instant::now();
-                match self.insert(flavor, &batch, verify).await {
-                    Ok(n) => {
-                        metrics.exported(&self.log, n, began.elapsed());
-                        break;
+            // The cursor is saved as soon as ClickHouse acknowledges, not when the next batch
+            // is ready (it may wait for records a long time).
+            let acknowledged = async {
+                if !self
+                    .insert_until_acknowledged(&batch, &mut verify, &lag, &mut stop)
+                    .await
+                {
+                    return Ok(false);
+                }
+                cur.next_leaf = batch.to;
+                cur.save(&self.sink.sink_dir)?;
+                let mut lag = lag.lock().unwrap_or_else(PoisonError::into_inner);
+                lag.exported = lag.exported.saturating_add(batch.rows.len() as u64);
+                metrics.set_cursor(&self.log, cur.next_leaf);
+                lag.update(&metrics, &self.log);
+                Ok::<bool, Error>(true)
+            };
+            let (sent, following) = tokio::join!(
+                acknowledged,
+                self.collect(flavor, &mut sub, &mut carry, &lag, &mut reading)
+            );
+            if !sent? {
+                return Ok(());
+            }
+            next = following?;
+        }
+        Ok(())
+    }
+
+    /// Inserts `batch` until ClickHouse acknowledges it, retrying with backoff; false when
+    /// stopped first.
+    async fn insert_until_acknowledged(
+        &self,
+        batch: &Batch,
+        verify: &mut bool,
+        lag: &Mutex<Lag>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let metrics = &self.sink.metrics;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let began = Instant::now();
+            match self.insert(batch, *verify).await {
+                Ok(n) => {
+                    metrics.exported(&self.log, n, began.elapsed());
+                    *verify = false;
+                    return true;
+                }
+                Err(e) => {
+                    metrics.failed(&self.log);
+                    lag.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .update(metrics, &self.log);
+                    tracing::warn!(
+                        log = %self.log,
+                        leaves = %format_args!("{}..{}", batch.from, batch.to),
+                        rows = batch.rows.len(),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        error = %e,
+                        "sink: ClickHouse insert failed; retrying (nothing is lost: the \
+                         cursor stays until ClickHouse acknowledges)"
+                    );
+                    *verify = true;
+                    if !pause(stop, backoff).await {
+                        return false;
                     }
-                    Err(e) => {
-                        metrics.failed(&self.log);
-                        lag.update(&metrics, &self.log);
-                        tracing::warn!(
-                            log = %self.log,
-                            leaves = %format_args!("{}..{}", batch.from, batch.to),
-                            rows = batch.rows.len(),
-                            retry_in_ms = backoff.as_millis() as u64,
-                            error = %e,
-                            "sink: ClickHouse insert failed; retrying (nothing is lost: the \
-                             cursor stays until ClickHouse acknowledges)"
-                        );
-                        verify = true;
-                        if !self.pause(backoff).await {
-                            return Ok(());
-                        }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
-            verify = false;
-            cur.next_leaf = batch.to;
-            cur.save(&self.sink.sink_dir)?;
-            lag.exported = lag.exported.saturating_add(batch.rows.len() as u64);
-            metrics.set_cursor(&self.log, cur.next_leaf);
-            lag.update(&metrics, &self.log);
         }
     }
 
     /// The table's flavor, waiting (with backoff) while ClickHouse is unreachable or the table
     /// is missing; `None` when stopped first.
-    async fn flavor(&mut self, lag: &mut Lag) -> Option<Flavor> {
+    async fn flavor(&self, lag: &Mutex<Lag>, stop: &mut watch::Receiver<bool>) -> Option<Flavor> {
         let mut backoff = FIRST_BACKOFF;
         loop {
             let cfg = &self.sink.cfg;
@@ -246,11 +346,13 @@ impl Task {
                 }
                 Err(e) => {
                     self.sink.metrics.failed(&self.log);
-                    lag.update(&self.sink.metrics, &self.log);
+                    lag.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .update(&self.sink.metrics, &self.log);
                     tracing::warn!(log = %self.log, error = %e, "sink: ClickHouse not ready; retrying");
                 }
             }
-            if !self.pause(backoff).await {
+            if !pause(stop, backoff).await {
                 return None;
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -260,17 +362,22 @@ impl Task {
     /// The next batch of whole frames; `None` when stopped (or the store closed) with nothing
     /// gathered.
     async fn collect(
-        &mut self,
+        &self,
+        flavor: Flavor,
         sub: &mut Subscription,
         carry: &mut Option<TailRecord>,
-        lag: &mut Lag,
+        lag: &Mutex<Lag>,
+        stop: &mut watch::Receiver<bool>,
     ) -> Result<Option<Batch>, Error> {
+        if *stop.borrow() {
+            return Ok(None);
+        }
         let max = usize::try_from(self.sink.cfg.batch_max_records).unwrap_or(usize::MAX);
         let flush = Duration::from_millis(self.sink.cfg.flush_interval_ms);
         let from = carry
             .as_ref()
             .map_or(sub.position().leaf, |c| c.position.leaf);
-        let mut rows: Vec<LogRow> = Vec::new();
+        let mut rows = Rows::new(flavor);
         let mut skipped = 0u64;
         let mut first_at: Option<Instant> = None;
         let mut pending: Option<TailEvent> = carry.take().map(TailEvent::Record);
@@ -282,7 +389,7 @@ impl Task {
             };
             match ev {
                 Some(TailEvent::Record(r)) => {
-                    let leaf_done = rows.last().is_some_and(|l| l.leaf_index != r.position.leaf);
+                    let leaf_done = rows.last_leaf().is_some_and(|l| l != r.position.leaf);
                     if rows.len() >= max && leaf_done {
                         *carry = Some(r);
                         break;
@@ -318,8 +425,10 @@ impl Task {
                             Err(TailError::Closed) => done = true,
                             Err(e) => return Err(e.into()),
                         },
-                        () = tokio::time::sleep(wait) => lag.update(&self.sink.metrics, &self.log),
-                        _ = self.stop.changed() => done = true,
+                        () = tokio::time::sleep(wait) => {
+                            lag.lock().unwrap_or_else(PoisonError::into_inner).update(&self.sink.metrics, &self.log);
+                        }
+                        _ = stop.changed() => done = true,
                     }
                     if done && rows.is_empty() {
                         return Ok(None);
@@ -340,15 +449,32 @@ impl Task {
 
     /// Inserts the batch (with `verify`, only the rows ClickHouse does not hold yet); returns
     /// the rows sent.
-    async fn insert(&self, flavor: Flavor, batch: &Batch, verify: bool) -> Result<u64, Error> {
-        if batch.rows.is_empty() {
+    async fn insert(&self, batch: &Batch, verify: bool) -> Result<u64, Error> {
+        match &batch.rows {
+            Rows::Modern(rows) => self.send(rows, batch, verify, true).await,
+            Rows::Legacy(rows) => self.send(rows, batch, verify, false).await,
+        }
+    }
+
+    /// [`Self::insert`] for one table shape; `token`: whether the server takes an
+    /// `insert_deduplication_token` (≥ 22.8).
+    async fn send<T>(
+        &self,
+        all: &[T],
+        batch: &Batch,
+        verify: bool,
+        token: bool,
+    ) -> Result<u64, Error>
+    where
+        T: Keyed + clickhouse::RowWrite + for<'a> clickhouse::Row<Value<'a> = T>,
+    {
+        let mut rows: Vec<&T> = all.iter().collect();
+        if rows.is_empty() {
             return Ok(0);
         }
-        let mut rows: Vec<&LogRow> = batch.rows.iter().collect();
         if verify {
-            let secs = |ns: u64| ns / 1_000_000_000;
-            let lo = rows.iter().map(|r| secs(r.timestamp_ns)).min().unwrap_or(0);
-            let hi = rows.iter().map(|r| secs(r.timestamp_ns)).max().unwrap_or(0);
+            let lo = rows.iter().map(|r| r.second()).min().unwrap_or(0);
+            let hi = rows.iter().map(|r| r.second()).max().unwrap_or(0);
             let held = existing_keys(
                 &self.client,
                 &self.sink.cfg.table,
@@ -372,50 +498,42 @@ impl Task {
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Ok(0);
         };
-        let token = format!(
-            "{}/{}/{}:{}-{}:{}/{}",
-            self.sink.collector_id,
-            self.log,
-            first.leaf_index,
-            first.record_index,
-            last.leaf_index,
-            last.record_index,
-            rows.len()
-        );
+        let (first, last) = (first.key(), last.key());
         let timeout = Some(Duration::from_millis(self.sink.cfg.timeout_ms));
-        let table = self.sink.cfg.table.as_str();
-        match flavor {
-            Flavor::Modern => {
-                let mut ins = self
-                    .client
-                    .insert::<ModernRow>(table)
-                    .await
-                    .map_err(Error::ClickHouse)?
-                    .with_setting("insert_deduplication_token", token)
-                    .with_timeouts(timeout, timeout);
-                for r in &rows {
-                    ins.write(&ModernRow::from((*r).clone()))
-                        .await
-                        .map_err(Error::ClickHouse)?;
-                }
-                ins.end().await.map_err(Error::ClickHouse)?;
-            }
-            Flavor::Legacy => {
-                let mut ins = self
-                    .client
-                    .insert::<LegacyRow>(table)
-                    .await
-                    .map_err(Error::ClickHouse)?
-                    .with_timeouts(timeout, timeout);
-                for r in &rows {
-                    ins.write(&LegacyRow::from((*r).clone()))
-                        .await
-                        .map_err(Error::ClickHouse)?;
-                }
-                ins.end().await.map_err(Error::ClickHouse)?;
-            }
+        let mut ins = self
+            .client
+            .insert::<T>(&self.sink.cfg.table)
+            .await
+            .map_err(Error::ClickHouse)?
+            .with_timeouts(timeout, timeout);
+        if token {
+            ins = ins.with_setting(
+                "insert_deduplication_token",
+                format!(
+                    "{}/{}/{}:{}-{}:{}/{}",
+                    self.sink.collector_id,
+                    self.log,
+                    first.leaf,
+                    first.record,
+                    last.leaf,
+                    last.record,
+                    rows.len()
+                ),
+            );
         }
+        for r in &rows {
+            ins.write(r).await.map_err(Error::ClickHouse)?;
+        }
+        ins.end().await.map_err(Error::ClickHouse)?;
         Ok(rows.len() as u64)
+    }
+}
+
+/// Sleeps `d` unless stopped first; false when stopped.
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => !*stop.borrow(),
+        _ = stop.changed() => false,
     }
 }
 
