@@ -35,40 +35,236 @@ pub fn for_each_record<E>(
     mut emit: impl FnMut(Record) -> Result<(), E>,
 ) -> Result<(), E> {
     for rl in &req.resource_logs {
-        // Resource and scope keys are computed once and copied into each record.
-        let mut resource = Map::new();
-        if let Some(r) = &rl.resource {
-            for kv in &r.attributes {
-                insert_first(&mut resource, format!("resource.{}", kv.key), kv_json(kv));
-            }
-        }
         for sl in &rl.scope_logs {
-            let mut base = resource.clone();
-            if let Some(s) = &sl.scope {
-                if !s.name.is_empty() {
-                    insert_first(&mut base, "scope.name".into(), Value::from(s.name.as_str()));
-                }
-                if !s.version.is_empty() {
-                    insert_first(
-                        &mut base,
-                        "scope.version".into(),
-                        Value::from(s.version.as_str()),
-                    );
-                }
-                for kv in &s.attributes {
-                    insert_first(
-                        &mut base,
-                        format!("scope.attributes.{}", kv.key),
-                        kv_json(kv),
-                    );
-                }
-            }
+            // Resource and scope keys are computed once and copied into each record.
+            let base = base_map(rl, sl);
             for lr in &sl.log_records {
                 emit(canonical_record(&base, lr, received_unix_nano))?;
             }
         }
     }
     Ok(())
+}
+
+/// The resource and scope part shared by every canonical record of `sl` under `rl`.
+pub fn base_map(
+    rl: &opentelemetry_proto::tonic::logs::v1::ResourceLogs,
+    sl: &opentelemetry_proto::tonic::logs::v1::ScopeLogs,
+) -> Record {
+    let mut base = Map::new();
+    if let Some(r) = &rl.resource {
+        for kv in &r.attributes {
+            insert_first(&mut base, format!("resource.{}", kv.key), kv_json(kv));
+        }
+    }
+    if let Some(s) = &sl.scope {
+        if !s.name.is_empty() {
+            insert_first(&mut base, "scope.name".into(), Value::from(s.name.as_str()));
+        }
+        if !s.version.is_empty() {
+            insert_first(
+                &mut base,
+                "scope.version".into(),
+                Value::from(s.version.as_str()),
+            );
+        }
+        for kv in &s.attributes {
+            insert_first(
+                &mut base,
+                format!("scope.attributes.{}", kv.key),
+                kv_json(kv),
+            );
+        }
+    }
+    base
+}
+
+/// The resource and scope entries every record of one scope shares, first occurrence kept,
+/// sorted by key: the `resource.*` / `scope.*` half of a canonical record, ready for
+/// [`write_record`].
+#[derive(Debug, Default)]
+pub struct Base<'a> {
+    entries: Vec<(String, Field<'a>)>,
+}
+
+/// One value of a canonical record, borrowed from the request.
+#[derive(Debug, Clone, Copy)]
+enum Field<'a> {
+    U64(u64),
+    I64(i64),
+    Str(&'a str),
+    Hex(&'a [u8]),
+    Any(Option<&'a AnyValue>),
+}
+
+impl<'a> Base<'a> {
+    /// The shared entries of `rl`'s resource and `sl`'s scope, exactly as
+    /// [`for_each_record`] puts them in each record.
+    pub fn new(
+        rl: &'a opentelemetry_proto::tonic::logs::v1::ResourceLogs,
+        sl: &'a opentelemetry_proto::tonic::logs::v1::ScopeLogs,
+    ) -> Self {
+        let mut entries: Vec<(String, Field<'a>)> = Vec::new();
+        if let Some(r) = &rl.resource {
+            for kv in &r.attributes {
+                entries.push((
+                    format!("resource.{}", kv.key),
+                    Field::Any(kv.value.as_ref()),
+                ));
+            }
+        }
+        if let Some(s) = &sl.scope {
+            if !s.name.is_empty() {
+                entries.push(("scope.name".into(), Field::Str(&s.name)));
+            }
+            if !s.version.is_empty() {
+                entries.push(("scope.version".into(), Field::Str(&s.version)));
+            }
+            for kv in &s.attributes {
+                entries.push((
+                    format!("scope.attributes.{}", kv.key),
+                    Field::Any(kv.value.as_ref()),
+                ));
+            }
+        }
+        // Stable: among equal keys the first pushed stays first, and dedup keeps it.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, first| later.0 == first.0);
+        Base { entries }
+    }
+}
+
+/// Whether `lr`'s canonical record carries a string `meshlog.policy_version` (the filter
+/// redacted it): the first attribute of that name decides, as in the flat record.
+pub fn is_marked(lr: &LogRecord, policy_version_key: &str) -> bool {
+    lr.attributes
+        .iter()
+        .find(|kv| kv.key == policy_version_key)
+        .is_some_and(|kv| {
+            matches!(
+                kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                Some(any_value::Value::StringValue(_))
+            )
+        })
+}
+
+/// Appends the canonical record of `lr` under `base` to `out` as compact JSON, byte for byte
+/// what serializing [`for_each_record`]'s map gives (keys sorted, first occurrence kept), but
+/// without building the map: no per-record key or value allocation.
+pub fn write_record(out: &mut Vec<u8>, base: &Base<'_>, lr: &LogRecord, received_unix_nano: u64) {
+    // The record's own entries; keys never collide with the base's (`resource.`/`scope.`
+    // prefixed names are moved to `attr.`), so the two sorted runs merge.
+    let mut own: Vec<(Cow<'_, str>, Field<'_>)> = Vec::with_capacity(lr.attributes.len() + 9);
+    own.push(("time_unix_nano".into(), Field::U64(lr.time_unix_nano)));
+    let observed = if lr.observed_time_unix_nano == 0 {
+        received_unix_nano
+    } else {
+        lr.observed_time_unix_nano
+    };
+    own.push(("observed_time_unix_nano".into(), Field::U64(observed)));
+    own.push((
+        "severity_number".into(),
+        Field::I64(i64::from(lr.severity_number)),
+    ));
+    if !lr.severity_text.is_empty() {
+        own.push(("severity_text".into(), Field::Str(&lr.severity_text)));
+    }
+    if !lr.event_name.is_empty() {
+        own.push(("event_name".into(), Field::Str(&lr.event_name)));
+    }
+    if !lr.trace_id.is_empty() {
+        own.push(("trace_id".into(), Field::Hex(&lr.trace_id)));
+    }
+    if !lr.span_id.is_empty() {
+        own.push(("span_id".into(), Field::Hex(&lr.span_id)));
+    }
+    if lr.flags != 0 {
+        own.push(("flags".into(), Field::U64(u64::from(lr.flags))));
+    }
+    if let Some(body) = lr.body.as_ref().filter(|b| b.value.is_some()) {
+        own.push(("body".into(), Field::Any(Some(body))));
+    }
+    for kv in &lr.attributes {
+        own.push((attribute_key(&kv.key), Field::Any(kv.value.as_ref())));
+    }
+    own.sort_by(|a, b| a.0.cmp(&b.0));
+    own.dedup_by(|later, first| later.0 == first.0);
+
+    out.push(b'{');
+    let mut first = true;
+    let mut b = base
+        .entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .peekable();
+    let mut o = own.iter().map(|(k, v)| (k.as_ref(), *v)).peekable();
+    loop {
+        let next = match (b.peek(), o.peek()) {
+            (Some(x), Some(y)) => {
+                if x.0 <= y.0 {
+                    b.next()
+                } else {
+                    o.next()
+                }
+            }
+            (Some(_), None) => b.next(),
+            (None, Some(_)) => o.next(),
+            (None, None) => None,
+        };
+        let Some((k, v)) = next else { break };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(out, k);
+        out.push(b':');
+        write_field(out, v);
+    }
+    out.push(b'}');
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json's own escaping, so the bytes match the map path's.
+    let mut ser = serde_json::Serializer::new(&mut *out);
+    let _ = serde::Serializer::serialize_str(&mut ser, s);
+}
+
+fn write_field(out: &mut Vec<u8>, v: Field<'_>) {
+    use any_value::Value as V;
+    match v {
+        Field::U64(n) => write_int(out, n),
+        Field::I64(n) => write_int(out, n),
+        Field::Str(s) => write_str(out, s),
+        Field::Hex(b) => write_hex(out, b),
+        Field::Any(None) => out.extend_from_slice(b"null"),
+        Field::Any(Some(a)) => match &a.value {
+            None | Some(V::StringValueStrindex(_)) => out.extend_from_slice(b"null"),
+            Some(V::StringValue(s)) => write_str(out, s),
+            Some(V::BoolValue(true)) => out.extend_from_slice(b"true"),
+            Some(V::BoolValue(false)) => out.extend_from_slice(b"false"),
+            Some(V::IntValue(i)) => write_int(out, *i),
+            Some(V::BytesValue(b)) => write_hex(out, b),
+            // Doubles (NaN and infinities as strings) and nested values: rare; the map path's
+            // own conversion.
+            Some(_) => {
+                let _ = serde_json::to_writer(&mut *out, &any_value_json(a));
+            }
+        },
+    }
+}
+
+fn write_int(out: &mut Vec<u8>, n: impl serde::Serialize) {
+    let _ = n.serialize(&mut serde_json::Serializer::new(&mut *out));
+}
+
+fn write_hex(out: &mut Vec<u8>, b: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for x in b {
+        out.push(DIGITS[usize::from(x >> 4)]);
+        out.push(DIGITS[usize::from(x & 0xf)]);
+    }
+    out.push(b'"');
 }
 
 /// All canonical records of `req` (convenience for tests and small requests).
@@ -85,7 +281,8 @@ pub fn records(req: &ExportLogsServiceRequest, received_unix_nano: u64) -> Vec<R
     }
 }
 
-fn canonical_record(base: &Record, lr: &LogRecord, received_unix_nano: u64) -> Record {
+/// The canonical record of `lr` over its [`base_map`].
+pub fn canonical_record(base: &Record, lr: &LogRecord, received_unix_nano: u64) -> Record {
     let mut m = base.clone();
     m.insert("time_unix_nano".into(), Value::from(lr.time_unix_nano));
     let observed = if lr.observed_time_unix_nano == 0 {
@@ -216,7 +413,30 @@ mod tests {
         }
     }
 
+    /// Every record of `req` written straight from the request is byte for byte its map's
+    /// serialization.
+    fn assert_direct_matches_map(req: &ExportLogsServiceRequest) {
+        let maps = records(req, 42);
+        let mut i = 0;
+        for rl in &req.resource_logs {
+            for sl in &rl.scope_logs {
+                let base = Base::new(rl, sl);
+                for lr in &sl.log_records {
+                    let mut out = Vec::new();
+                    write_record(&mut out, &base, lr, 42);
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        serde_json::to_string(&maps[i]).unwrap()
+                    );
+                    i += 1;
+                }
+            }
+        }
+        assert_eq!(i, maps.len());
+    }
+
     fn one(req: &ExportLogsServiceRequest) -> Value {
+        assert_direct_matches_map(req);
         let mut r = records(req, 42);
         assert_eq!(r.len(), 1);
         Value::Object(r.remove(0))
@@ -387,5 +607,72 @@ mod tests {
             .map(|r| r["time_unix_nano"].as_u64().unwrap())
             .collect();
         assert_eq!(times, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn direct_writing_matches_the_map_on_collisions_escapes_and_duplicates() {
+        let s = |x: &str| V::StringValue(x.into());
+        let lr = LogRecord {
+            time_unix_nano: u64::MAX,
+            severity_number: -3,
+            trace_id: vec![0, 1, 0xfe],
+            body: Some(AnyValue {
+                value: Some(V::KvlistValue(KeyValueList {
+                    values: vec![
+                        kv("z", s("1")),
+                        kv("a", V::DoubleValue(1e300)),
+                        kv("z", s("2")),
+                    ],
+                })),
+            }),
+            attributes: vec![
+                kv("attr.body", s("literal first")),
+                kv("body", s("renamed second")),
+                kv("quote\"and\\slash\u{1}", s("tab\tnewline\n\u{7f}é😀")),
+                kv("scope.x", V::IntValue(i64::MIN)),
+                kv("a", V::DoubleValue(-0.0)),
+                kv("b", V::DoubleValue(f64::NAN)),
+                kv("meshlog.policy_version", V::IntValue(1)),
+                kv("meshlog.policy_version", s("0123")),
+                kv("", s("empty key")),
+                KeyValue {
+                    key: "none".into(),
+                    value: None,
+                    ..KeyValue::default()
+                },
+                kv("strindex", V::StringValueStrindex(3)),
+                kv("dup", V::BoolValue(false)),
+                kv("dup", V::BoolValue(true)),
+            ],
+            ..LogRecord::default()
+        };
+        let scope = InstrumentationScope {
+            name: "n".into(),
+            attributes: vec![kv("k", s("1")), kv("k", s("2"))],
+            ..InstrumentationScope::default()
+        };
+        let req = request(
+            vec![
+                kv("service.name", s("first")),
+                kv("service.name", s("second")),
+                kv("", V::BytesValue(vec![9])),
+            ],
+            Some(scope),
+            lr.clone(),
+        );
+        assert_direct_matches_map(&req);
+        // The first `meshlog.policy_version` decides, as in the map: an integer is no mark.
+        assert!(!is_marked(&lr, "meshlog.policy_version"));
+        let mut marked = lr;
+        marked.attributes.swap(6, 7);
+        assert!(is_marked(&marked, "meshlog.policy_version"));
+        assert!(!is_marked(&LogRecord::default(), "meshlog.policy_version"));
+        // No resource, no scope, several scopes and resources.
+        let mut req = request(vec![], None, marked);
+        let mut second = req.resource_logs[0].clone();
+        second.resource = None;
+        second.scope_logs.push(second.scope_logs[0].clone());
+        req.resource_logs.push(second);
+        assert_direct_matches_map(&req);
     }
 }

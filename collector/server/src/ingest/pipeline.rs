@@ -433,32 +433,53 @@ pub fn prepare_request(
     // Each record is serialized once, into this reused buffer: its size counts against the
     // request's limit and its bytes go to its class's frame.
     let mut line = Vec::with_capacity(4096);
-    flatten::for_each_record(req, received_unix_nano, |mut r| {
-        // The collector's redaction, before anything is framed (a record the meshlog filter
-        // already redacted is left as it is, unless configured otherwise).
-        redaction.apply(&mut r);
-        line.clear();
-        serde_json::to_writer(&mut line, &r).map_err(|e| BuildError::Io(e.into()))?;
-        line.push(b'\n');
-        raw += line.len() as u64;
-        if raw > max_raw {
-            return Err(BuildError::TooLarge { limit: max_raw });
+    // With one class every record goes to it, so a record the collector does not redact
+    // (the filter's, by default) is written straight from the request (`write_record`);
+    // the others take the map: redaction and class rules work on it.
+    let single = classes.classes() == 1;
+    for rl in &req.resource_logs {
+        for sl in &rl.scope_logs {
+            let mut base = None;
+            let mut base_map = None;
+            for lr in &sl.log_records {
+                line.clear();
+                let class = if single && redaction.skips(lr) {
+                    let base = base.get_or_insert_with(|| flatten::Base::new(rl, sl));
+                    flatten::write_record(&mut line, base, lr, received_unix_nano);
+                    0
+                } else {
+                    let base = base_map.get_or_insert_with(|| flatten::base_map(rl, sl));
+                    let mut r = flatten::canonical_record(base, lr, received_unix_nano);
+                    // The collector's redaction, before anything is framed.
+                    redaction.apply(&mut r);
+                    serde_json::to_writer(&mut line, &r)
+                        .map_err(|e| too_large(BuildError::Io(e.into())))?;
+                    classes.classify(&r)
+                };
+                line.push(b'\n');
+                raw += line.len() as u64;
+                if raw > max_raw {
+                    return Err(too_large(BuildError::TooLarge { limit: max_raw }));
+                }
+                let slot = builders
+                    .get_mut(class)
+                    .ok_or_else(|| too_large(BuildError::Overflow("no such retention class")))?;
+                let builder = match slot {
+                    Some(b) => b,
+                    None => slot.insert(
+                        FrameBuilder::with_received(
+                            max_raw,
+                            batch_id.clone(),
+                            keyring.clone(),
+                            Some(received_unix_nano),
+                        )
+                        .map_err(too_large)?,
+                    ),
+                };
+                builder.push_line(&line).map_err(too_large)?;
+            }
         }
-        let slot = builders
-            .get_mut(classes.classify(&r))
-            .ok_or(BuildError::Overflow("no such retention class"))?;
-        let builder = match slot {
-            Some(b) => b,
-            None => slot.insert(FrameBuilder::with_received(
-                max_raw,
-                batch_id.clone(),
-                keyring.clone(),
-                Some(received_unix_nano),
-            )?),
-        };
-        builder.push_line(&line)
-    })
-    .map_err(too_large)?;
+    }
     let mut frames = Vec::new();
     for (i, b) in builders.into_iter().enumerate() {
         if let Some(b) = b {
