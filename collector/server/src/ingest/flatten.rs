@@ -8,6 +8,7 @@
 //! (a reserved name, or one starting with `resource.` or `scope.`) is stored as `attr.<key>`,
 //! and where two values still compete for a key the first one wins: nothing is overwritten.
 
+use super::view::{Kv, RecordView, ScopeLogsView, Val};
 use meshlog_core::schema::RESERVED;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -81,7 +82,7 @@ pub fn base_map(
 
 /// The resource and scope entries every record of one scope shares, first occurrence kept,
 /// sorted by key: the `resource.*` / `scope.*` half of a canonical record, ready for
-/// [`write_record`].
+/// [`write_record`] / [`write_view_record`].
 #[derive(Debug, Default)]
 pub struct Base<'a> {
     entries: Vec<(String, Field<'a>)>,
@@ -94,7 +95,38 @@ enum Field<'a> {
     I64(i64),
     Str(&'a str),
     Hex(&'a [u8]),
-    Any(Option<&'a AnyValue>),
+    Null,
+    Bool(bool),
+    Double(f64),
+    /// Arrays and key-value lists: the map path's own conversion.
+    Nested(&'a AnyValue),
+}
+
+impl<'a> Field<'a> {
+    fn of_any(v: Option<&'a AnyValue>) -> Self {
+        use any_value::Value as V;
+        match v.and_then(|v| v.value.as_ref().map(|x| (v, x))) {
+            None | Some((_, V::StringValueStrindex(_))) => Field::Null,
+            Some((_, V::StringValue(s))) => Field::Str(s),
+            Some((_, V::BoolValue(b))) => Field::Bool(*b),
+            Some((_, V::IntValue(i))) => Field::I64(*i),
+            Some((_, V::DoubleValue(d))) => Field::Double(*d),
+            Some((_, V::BytesValue(b))) => Field::Hex(b),
+            Some((a, V::ArrayValue(_) | V::KvlistValue(_))) => Field::Nested(a),
+        }
+    }
+
+    fn of_view(v: &'a Val<'a>) -> Self {
+        match v {
+            Val::Empty => Field::Null,
+            Val::Str(s) => Field::Str(s),
+            Val::Bool(b) => Field::Bool(*b),
+            Val::Int(i) => Field::I64(*i),
+            Val::Double(d) => Field::Double(*d),
+            Val::Bytes(b) => Field::Hex(b),
+            Val::Nested(a) => Field::Nested(a),
+        }
+    }
 }
 
 impl<'a> Base<'a> {
@@ -109,7 +141,7 @@ impl<'a> Base<'a> {
             for kv in &r.attributes {
                 entries.push((
                     format!("resource.{}", kv.key),
-                    Field::Any(kv.value.as_ref()),
+                    Field::of_any(kv.value.as_ref()),
                 ));
             }
         }
@@ -123,10 +155,35 @@ impl<'a> Base<'a> {
             for kv in &s.attributes {
                 entries.push((
                     format!("scope.attributes.{}", kv.key),
-                    Field::Any(kv.value.as_ref()),
+                    Field::of_any(kv.value.as_ref()),
                 ));
             }
         }
+        Self::sorted(entries)
+    }
+
+    /// The same over a borrowed [`view`](super::view) of the request.
+    pub fn of_view(resource: &'a [Kv<'a>], sl: &'a ScopeLogsView<'a>) -> Self {
+        let mut entries: Vec<(String, Field<'a>)> = Vec::new();
+        for kv in resource {
+            entries.push((format!("resource.{}", kv.key), Field::of_view(&kv.value)));
+        }
+        if !sl.name.is_empty() {
+            entries.push(("scope.name".into(), Field::Str(sl.name)));
+        }
+        if !sl.version.is_empty() {
+            entries.push(("scope.version".into(), Field::Str(sl.version)));
+        }
+        for kv in &sl.attributes {
+            entries.push((
+                format!("scope.attributes.{}", kv.key),
+                Field::of_view(&kv.value),
+            ));
+        }
+        Self::sorted(entries)
+    }
+
+    fn sorted(mut entries: Vec<(String, Field<'a>)>) -> Self {
         // Stable: among equal keys the first pushed stays first, and dedup keeps it.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|later, first| later.0 == first.0);
@@ -148,48 +205,118 @@ pub fn is_marked(lr: &LogRecord, policy_version_key: &str) -> bool {
         })
 }
 
-/// Appends the canonical record of `lr` under `base` to `out` as compact JSON, byte for byte
-/// what serializing [`for_each_record`]'s map gives (keys sorted, first occurrence kept), but
-/// without building the map: no per-record key or value allocation.
-pub fn write_record(out: &mut Vec<u8>, base: &Base<'_>, lr: &LogRecord, received_unix_nano: u64) {
-    // The record's own entries; keys never collide with the base's (`resource.`/`scope.`
-    // prefixed names are moved to `attr.`), so the two sorted runs merge.
-    let mut own: Vec<(Cow<'_, str>, Field<'_>)> = Vec::with_capacity(lr.attributes.len() + 9);
-    own.push(("time_unix_nano".into(), Field::U64(lr.time_unix_nano)));
-    let observed = if lr.observed_time_unix_nano == 0 {
+/// [`is_marked`] for a record of the borrowed view.
+pub fn is_view_marked(lr: &RecordView<'_>, policy_version_key: &str) -> bool {
+    lr.attributes
+        .iter()
+        .find(|kv| kv.key == policy_version_key)
+        .is_some_and(|kv| matches!(kv.value, Val::Str(_)))
+}
+
+/// The record's own fixed fields, as [`canonical_record`] sets them.
+#[allow(clippy::too_many_arguments)]
+fn own_fields<'a>(
+    own: &mut Vec<(Cow<'a, str>, Field<'a>)>,
+    time: u64,
+    observed: u64,
+    received_unix_nano: u64,
+    severity_number: i32,
+    severity_text: &'a str,
+    event_name: &'a str,
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    flags: u32,
+) {
+    own.push(("time_unix_nano".into(), Field::U64(time)));
+    let observed = if observed == 0 {
         received_unix_nano
     } else {
-        lr.observed_time_unix_nano
+        observed
     };
     own.push(("observed_time_unix_nano".into(), Field::U64(observed)));
     own.push((
         "severity_number".into(),
-        Field::I64(i64::from(lr.severity_number)),
+        Field::I64(i64::from(severity_number)),
     ));
-    if !lr.severity_text.is_empty() {
-        own.push(("severity_text".into(), Field::Str(&lr.severity_text)));
+    if !severity_text.is_empty() {
+        own.push(("severity_text".into(), Field::Str(severity_text)));
     }
-    if !lr.event_name.is_empty() {
-        own.push(("event_name".into(), Field::Str(&lr.event_name)));
+    if !event_name.is_empty() {
+        own.push(("event_name".into(), Field::Str(event_name)));
     }
-    if !lr.trace_id.is_empty() {
-        own.push(("trace_id".into(), Field::Hex(&lr.trace_id)));
+    if !trace_id.is_empty() {
+        own.push(("trace_id".into(), Field::Hex(trace_id)));
     }
-    if !lr.span_id.is_empty() {
-        own.push(("span_id".into(), Field::Hex(&lr.span_id)));
+    if !span_id.is_empty() {
+        own.push(("span_id".into(), Field::Hex(span_id)));
     }
-    if lr.flags != 0 {
-        own.push(("flags".into(), Field::U64(u64::from(lr.flags))));
+    if flags != 0 {
+        own.push(("flags".into(), Field::U64(u64::from(flags))));
     }
+}
+
+/// Appends the canonical record of `lr` under `base` to `out` as compact JSON, byte for byte
+/// what serializing [`for_each_record`]'s map gives (keys sorted, first occurrence kept), but
+/// without building the map: no per-record key or value allocation.
+pub fn write_record(out: &mut Vec<u8>, base: &Base<'_>, lr: &LogRecord, received_unix_nano: u64) {
+    let mut own: Vec<(Cow<'_, str>, Field<'_>)> = Vec::with_capacity(lr.attributes.len() + 9);
+    own_fields(
+        &mut own,
+        lr.time_unix_nano,
+        lr.observed_time_unix_nano,
+        received_unix_nano,
+        lr.severity_number,
+        &lr.severity_text,
+        &lr.event_name,
+        &lr.trace_id,
+        &lr.span_id,
+        lr.flags,
+    );
     if let Some(body) = lr.body.as_ref().filter(|b| b.value.is_some()) {
-        own.push(("body".into(), Field::Any(Some(body))));
+        own.push(("body".into(), Field::of_any(Some(body))));
     }
     for kv in &lr.attributes {
-        own.push((attribute_key(&kv.key), Field::Any(kv.value.as_ref())));
+        own.push((attribute_key(&kv.key), Field::of_any(kv.value.as_ref())));
     }
+    write_entries(out, base, own);
+}
+
+/// [`write_record`] for a record of the borrowed view.
+pub fn write_view_record(
+    out: &mut Vec<u8>,
+    base: &Base<'_>,
+    lr: &RecordView<'_>,
+    received_unix_nano: u64,
+) {
+    let mut own: Vec<(Cow<'_, str>, Field<'_>)> = Vec::with_capacity(lr.attributes.len() + 9);
+    own_fields(
+        &mut own,
+        lr.time_unix_nano,
+        lr.observed_time_unix_nano,
+        received_unix_nano,
+        lr.severity_number,
+        lr.severity_text,
+        lr.event_name,
+        lr.trace_id,
+        lr.span_id,
+        lr.flags,
+    );
+    // A body present but empty counts as absent, as in the map.
+    if let Some(body) = lr.body.as_ref().filter(|b| !matches!(b, Val::Empty)) {
+        own.push(("body".into(), Field::of_view(body)));
+    }
+    for kv in &lr.attributes {
+        own.push((attribute_key(kv.key), Field::of_view(&kv.value)));
+    }
+    write_entries(out, base, own);
+}
+
+/// Writes `base` and the record's `own` entries as one JSON object, keys in order.
+fn write_entries<'a>(out: &mut Vec<u8>, base: &Base<'_>, mut own: Vec<(Cow<'a, str>, Field<'a>)>) {
+    // The record's keys never collide with the base's (`resource.`/`scope.` prefixed names
+    // are moved to `attr.`), so the two sorted runs merge.
     own.sort_by(|a, b| a.0.cmp(&b.0));
     own.dedup_by(|later, first| later.0 == first.0);
-
     out.push(b'{');
     let mut first = true;
     let mut b = base
@@ -230,26 +357,20 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn write_field(out: &mut Vec<u8>, v: Field<'_>) {
-    use any_value::Value as V;
     match v {
         Field::U64(n) => write_int(out, n),
         Field::I64(n) => write_int(out, n),
         Field::Str(s) => write_str(out, s),
         Field::Hex(b) => write_hex(out, b),
-        Field::Any(None) => out.extend_from_slice(b"null"),
-        Field::Any(Some(a)) => match &a.value {
-            None | Some(V::StringValueStrindex(_)) => out.extend_from_slice(b"null"),
-            Some(V::StringValue(s)) => write_str(out, s),
-            Some(V::BoolValue(true)) => out.extend_from_slice(b"true"),
-            Some(V::BoolValue(false)) => out.extend_from_slice(b"false"),
-            Some(V::IntValue(i)) => write_int(out, *i),
-            Some(V::BytesValue(b)) => write_hex(out, b),
-            // Doubles (NaN and infinities as strings) and nested values: rare; the map path's
-            // own conversion.
-            Some(_) => {
-                let _ = serde_json::to_writer(&mut *out, &any_value_json(a));
-            }
-        },
+        Field::Null => out.extend_from_slice(b"null"),
+        Field::Bool(true) => out.extend_from_slice(b"true"),
+        Field::Bool(false) => out.extend_from_slice(b"false"),
+        Field::Double(d) => {
+            let _ = serde_json::to_writer(&mut *out, &double_json(d));
+        }
+        Field::Nested(a) => {
+            let _ = serde_json::to_writer(&mut *out, &any_value_json(a));
+        }
     }
 }
 
