@@ -123,6 +123,19 @@ pub trait Classify: Sync {
     fn classify(&self, record: &Map<String, Value>) -> usize;
 }
 
+/// Every record in one class (tools and fuzzing; a served pipeline has [`ClassRoutes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OneClass;
+
+impl Classify for OneClass {
+    fn classes(&self) -> usize {
+        1
+    }
+    fn classify(&self, _: &Map<String, Value>) -> usize {
+        0
+    }
+}
+
 impl Classify for ClassRoutes {
     fn classes(&self) -> usize {
         self.names().len()
@@ -837,5 +850,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("ExportLogsServiceRequest"), "{e}");
+        // A key that is not UTF-8: declined by the view; prost's error names the field.
+        let mut bad = ExportLogsServiceRequest::default();
+        bad.resource_logs.push(req.resource_logs[1].clone());
+        bad.resource_logs[0].scope_logs[0].log_records[0]
+            .attributes
+            .push(kv("KEY~", V::IntValue(1)));
+        let mut bytes = bad.encode_to_vec();
+        let at = bytes.windows(4).position(|w| w == b"KEY~").unwrap() + 3;
+        bytes[at] = 0xff;
+        assert!(prepare_view(&bytes, None, limits, 7, None, None, &on).is_none());
+        let e = prepare(
+            &bytes,
+            WireFormat::Protobuf,
+            BodyEncoding::Identity,
+            limits,
+            7,
+            None,
+            None,
+            &ONE,
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().contains("KeyValue.key"), "{e}");
     }
 }

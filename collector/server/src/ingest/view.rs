@@ -146,8 +146,9 @@ impl<'a> Rd<'a> {
             return Ok(None);
         }
         let key = self.varint()?;
+        // prost refuses tag 0 and tags past 2^29 - 1.
         let tag = u32::try_from(key >> 3).map_err(|_| Unsupported)?;
-        if tag == 0 {
+        if tag == 0 || tag > (1 << 29) - 1 {
             return Err(Unsupported);
         }
         let f = match key & 7 {
@@ -342,7 +343,13 @@ fn any(rd: Rd<'_>) -> R<Val<'_>> {
             (3, F::Varint(v)) => Val::Int(v as i64),
             (4, F::Fixed64(v)) => Val::Double(f64::from_bits(v)),
             (5 | 6, F::Bytes(_)) => {
-                Val::Nested(Box::new(AnyValue::decode(whole).map_err(|_| Unsupported)?))
+                let v = AnyValue::decode(whole).map_err(|_| Unsupported)?;
+                // Decoded alone, prost's recursion limit starts afresh; inside the request
+                // it has used a few levels: deep nesting stays prost's to judge.
+                if depth(&v) > MAX_NESTING {
+                    return Err(Unsupported);
+                }
+                Val::Nested(Box::new(v))
             }
             (7, f) => Val::Bytes(bytes(f)?),
             (8, F::Varint(_)) => Val::Empty,
@@ -355,6 +362,24 @@ fn any(rd: Rd<'_>) -> R<Val<'_>> {
         };
     }
     Ok(value)
+}
+
+/// Nesting of a value the view takes; prost's limit is 100 levels from the request.
+const MAX_NESTING: usize = 64;
+
+fn depth(v: &AnyValue) -> usize {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    1 + match &v.value {
+        Some(V::ArrayValue(a)) => a.values.iter().map(depth).max().unwrap_or(0),
+        Some(V::KvlistValue(l)) => l
+            .values
+            .iter()
+            .filter_map(|kv| kv.value.as_ref())
+            .map(depth)
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
