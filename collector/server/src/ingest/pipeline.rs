@@ -446,13 +446,20 @@ pub fn prepare_view(
     }
     let mut frames = Frames::new(limits, received_unix_nano, batch_id, keyring, 1);
     let mut line = Vec::with_capacity(4096);
+    let mut order = flatten::KeyOrder::default();
     let prepared = (|| {
         for rl in &req.resource_logs {
             for sl in &rl.scope_logs {
                 let base = flatten::Base::of_view(&rl.resource, sl);
                 for lr in &sl.log_records {
                     line.clear();
-                    flatten::write_view_record(&mut line, &base, lr, received_unix_nano);
+                    flatten::write_view_record(
+                        &mut line,
+                        &base,
+                        lr,
+                        received_unix_nano,
+                        &mut order,
+                    );
                     line.push(b'\n');
                     frames.push(0, &line)?;
                 }
@@ -620,6 +627,7 @@ pub fn prepare_request(
     // (the filter's, by default) is written straight from the request (`write_record`);
     // the others take the map: redaction and class rules work on it.
     let single = classes.classes() == 1;
+    let mut order = flatten::KeyOrder::default();
     for rl in &req.resource_logs {
         for sl in &rl.scope_logs {
             let mut base = None;
@@ -628,7 +636,7 @@ pub fn prepare_request(
                 line.clear();
                 let class = if single && redaction.skips(lr) {
                     let base = base.get_or_insert_with(|| flatten::Base::new(rl, sl));
-                    flatten::write_record(&mut line, base, lr, received_unix_nano);
+                    flatten::write_record(&mut line, base, lr, received_unix_nano, &mut order);
                     0
                 } else {
                     let base = base_map.get_or_insert_with(|| flatten::base_map(rl, sl));
