@@ -213,9 +213,9 @@ impl KeyOrder {
             self.order.clear();
             self.order.extend(0..own.len());
             let keys = &self.keys;
-            self.order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
+            self.order.sort_by(|a, b| keys.get(*a).cmp(&keys.get(*b)));
             self.order
-                .dedup_by(|later, first| keys[*later] == keys[*first]);
+                .dedup_by(|later, first| keys.get(*later) == keys.get(*first));
         }
         &self.order
     }
@@ -436,10 +436,8 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
         };
         out.extend_from_slice(tail.get(start..i).unwrap_or_default());
         if esc.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
+            out.extend_from_slice(&hex_pair(b));
         } else {
             out.extend_from_slice(esc);
         }
@@ -472,13 +470,17 @@ fn write_int(out: &mut Vec<u8>, n: impl serde::Serialize) {
 }
 
 fn write_hex(out: &mut Vec<u8>, b: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    for x in b {
-        out.push(DIGITS[usize::from(x >> 4)]);
-        out.push(DIGITS[usize::from(x & 0xf)]);
+    for &x in b {
+        out.extend_from_slice(&hex_pair(x));
     }
     out.push(b'"');
+}
+
+/// `b` as two lowercase hex digits.
+fn hex_pair(b: u8) -> [u8; 2] {
+    let digit = |n: u8| if n < 10 { b'0' + n } else { b'a' + n - 10 };
+    [digit(b >> 4), digit(b & 0xf)]
 }
 
 /// All canonical records of `req` (convenience for tests and small requests).
