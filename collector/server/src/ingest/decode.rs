@@ -64,16 +64,29 @@ pub fn decode(
     encoding: BodyEncoding,
     limits: Limits,
 ) -> Result<ExportLogsServiceRequest, ApiError> {
-    let bytes: Cow<'_, [u8]> = match encoding {
+    parse(&decompress(body, encoding, limits)?, format)
+}
+
+/// Undoes the body's `encoding`, under `limits`.
+pub fn decompress(
+    body: &[u8],
+    encoding: BodyEncoding,
+    limits: Limits,
+) -> Result<Cow<'_, [u8]>, ApiError> {
+    Ok(match encoding {
         BodyEncoding::Identity => Cow::Borrowed(body),
         BodyEncoding::Gzip => Cow::Owned(gunzip(body, limits.max_decoded_bytes)?),
         BodyEncoding::Zstd => Cow::Owned(unzstd(body, limits.max_decoded_bytes)?),
-    };
+    })
+}
+
+/// Parses decoded bytes as an OTLP request in `format`.
+pub fn parse(bytes: &[u8], format: WireFormat) -> Result<ExportLogsServiceRequest, ApiError> {
     match format {
-        WireFormat::Json => serde_json::from_slice(&bytes).map_err(|e| {
+        WireFormat::Json => serde_json::from_slice(bytes).map_err(|e| {
             ApiError::Malformed(format!("invalid OTLP/JSON ExportLogsServiceRequest: {e}"))
         }),
-        WireFormat::Protobuf => ExportLogsServiceRequest::decode(bytes.as_ref()).map_err(|e| {
+        WireFormat::Protobuf => ExportLogsServiceRequest::decode(bytes).map_err(|e| {
             ApiError::Malformed(format!(
                 "invalid OTLP protobuf ExportLogsServiceRequest: {e}"
             ))

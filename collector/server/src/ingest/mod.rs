@@ -6,6 +6,7 @@
 //! - [`grpc`]: OTLP/gRPC `LogsService/Export`;
 //! - [`decode`]: body decoding under size caps;
 //! - [`flatten`]: OTLP records to meshlog's canonical flat records;
+//! - [`view`]: a borrowed view of an OTLP/protobuf request (no copy per attribute);
 //! - [`error`]: why a batch was refused, and how each transport answers it.
 
 pub mod decode;
@@ -14,6 +15,7 @@ pub mod flatten;
 pub mod grpc;
 pub mod http;
 pub mod pipeline;
+pub mod view;
 
 use std::time::Duration;
 

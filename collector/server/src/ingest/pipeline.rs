@@ -24,9 +24,9 @@
 //! resource's `meshlog.tenant` attribute set to that tenant (replacing what the client sent)
 //! before records are routed, so retention classes can match it.
 
-use super::decode::{BodyEncoding, decode};
+use super::decode::{BodyEncoding, decode, decompress, parse};
 use super::error::{ApiError, RETRY_AFTER_BUSY_SECS, StorageFailure, WireFormat};
-use super::{CANONICAL_EXPANSION_LIMIT, Limits, flatten};
+use super::{CANONICAL_EXPANSION_LIMIT, Limits, flatten, view};
 use axum::body::Bytes;
 use meshlog_format::batch_id::BatchId;
 use meshlog_format::frame::{BuildError, EncodedFrame, FrameBuilder};
@@ -123,6 +123,19 @@ pub trait Classify: Sync {
     fn classify(&self, record: &Map<String, Value>) -> usize;
 }
 
+/// Every record in one class (tools and fuzzing; a served pipeline has [`ClassRoutes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OneClass;
+
+impl Classify for OneClass {
+    fn classes(&self) -> usize {
+        1
+    }
+    fn classify(&self, _: &Map<String, Value>) -> usize {
+        0
+    }
+}
+
 impl Classify for ClassRoutes {
     fn classes(&self) -> usize {
         self.names().len()
@@ -212,8 +225,15 @@ impl Pipeline {
         } = batch;
         let size = body.len() as u64;
         let meta = (batch_id, received_unix_nano, tenant);
-        self.decode_and_store(size, meta, "decoding", move || {
-            decode(&body, format, encoding, limits)
+        self.decode_and_store(size, meta, "decoding", move |prep| {
+            let bytes = decompress(&body, encoding, limits)?;
+            // Protobuf whose records all go to the one class as they are: read in place.
+            if format == WireFormat::Protobuf
+                && let Some(frames) = prep.view(&bytes)
+            {
+                return frames;
+            }
+            prep.request(parse(&bytes, format)?)
         })
         .await
     }
@@ -228,44 +248,36 @@ impl Pipeline {
             tenant,
         } = batch;
         let meta = (batch_id, received_unix_nano, tenant);
-        self.decode_and_store(size, meta, "preparing", move || Ok(request))
+        self.decode_and_store(size, meta, "preparing", move |prep| prep.request(request))
             .await
     }
 
     /// What both entry points share: reserve `size` bytes in the default class's queue, then on
-    /// the blocking pool get the request, stamp the tenant, flatten, redact and frame it, then
-    /// store the frames.
+    /// the blocking pool get the request, stamp the tenant, flatten, redact and frame it
+    /// (`prepare`, given a [`Prep`]), then store the frames.
     async fn decode_and_store(
         &self,
         size: u64,
         (batch_id, received_unix_nano, tenant): (Option<BatchId>, u64, Option<String>),
         what: &'static str,
-        request: impl FnOnce() -> Result<ExportLogsServiceRequest, ApiError> + Send + 'static,
+        prepare: impl FnOnce(Prep) -> Result<Vec<(usize, EncodedFrame)>, ApiError> + Send + 'static,
     ) -> Result<Outcome, ApiError> {
         let Some(default) = self.routes.default_handle() else {
             return Err(StorageFailure::NoClass(0).into());
         };
         let reservation = default.reserve(size)?;
-        let limits = self.limits;
-        let routes = self.routes.clone();
-        let keyring = default.keyring().cloned();
-        let redaction = self.redaction.clone();
-        let id = batch_id.clone();
-        let frames = tokio::task::spawn_blocking(move || {
-            let mut req = request()?;
-            stamp_tenant(&mut req, tenant.as_deref());
-            prepare_request(
-                &req,
-                limits,
-                received_unix_nano,
-                id,
-                keyring,
-                routes.as_ref(),
-                &redaction,
-            )
-        })
-        .await
-        .map_err(|source| StorageFailure::Task { what, source })??;
+        let prep = Prep {
+            limits: self.limits,
+            received_unix_nano,
+            batch_id: batch_id.clone(),
+            keyring: default.keyring().cloned(),
+            routes: self.routes.clone(),
+            redaction: self.redaction.clone(),
+            tenant,
+        };
+        let frames = tokio::task::spawn_blocking(move || prepare(prep))
+            .await
+            .map_err(|source| StorageFailure::Task { what, source })??;
         self.store(frames, reservation, batch_id).await
     }
 
@@ -352,6 +364,181 @@ impl Pipeline {
     }
 }
 
+/// What preparing one batch's frames needs, on the blocking pool.
+struct Prep {
+    limits: Limits,
+    received_unix_nano: u64,
+    batch_id: Option<BatchId>,
+    keyring: Option<Arc<Keyring>>,
+    routes: Arc<ClassRoutes>,
+    redaction: Arc<Redaction>,
+    tenant: Option<String>,
+}
+
+impl Prep {
+    /// A decoded request: stamp the tenant, then [`prepare_request`].
+    fn request(
+        self,
+        mut req: ExportLogsServiceRequest,
+    ) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
+        stamp_tenant(&mut req, self.tenant.as_deref());
+        prepare_request(
+            &req,
+            self.limits,
+            self.received_unix_nano,
+            self.batch_id,
+            self.keyring,
+            self.routes.as_ref(),
+            &self.redaction,
+        )
+    }
+
+    /// Protobuf `bytes` read in place ([`view`]) and written straight to one frame, when
+    /// every record goes to the one class unredacted; `None` when that is not so (or the view
+    /// does not read the message): then the caller decodes with prost.
+    fn view(&self, bytes: &[u8]) -> Option<Result<Vec<(usize, EncodedFrame)>, ApiError>> {
+        if self.routes.as_ref().classes() != 1 {
+            return None;
+        }
+        prepare_view(
+            bytes,
+            self.tenant.as_deref(),
+            self.limits,
+            self.received_unix_nano,
+            self.batch_id.clone(),
+            self.keyring.clone(),
+            &self.redaction,
+        )
+    }
+}
+
+/// [`prepare_request`] for protobuf `bytes` read in place ([`view`]), all into class 0, when
+/// `redaction` leaves every record as it is; `None` when it does not (or the view does not read
+/// the message): then the caller decodes with prost. The frames are byte for byte
+/// [`prepare_request`]'s.
+pub fn prepare_view(
+    bytes: &[u8],
+    tenant: Option<&str>,
+    limits: Limits,
+    received_unix_nano: u64,
+    batch_id: Option<BatchId>,
+    keyring: Option<Arc<Keyring>>,
+    redaction: &Redaction,
+) -> Option<Result<Vec<(usize, EncodedFrame)>, ApiError>> {
+    let mut req = view::request(bytes).ok()?;
+    let all_skipped = req
+        .resource_logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .flat_map(|sl| &sl.log_records)
+        .all(|lr| redaction.skips_view(lr));
+    if !all_skipped {
+        return None;
+    }
+    if let Some(tenant) = tenant {
+        for rl in &mut req.resource_logs {
+            rl.resource.retain(|kv| kv.key != TENANT_ATTRIBUTE);
+            rl.resource.push(view::Kv {
+                key: TENANT_ATTRIBUTE,
+                value: view::Val::Str(tenant),
+            });
+        }
+    }
+    let mut frames = Frames::new(limits, received_unix_nano, batch_id, keyring, 1);
+    let mut line = Vec::with_capacity(4096);
+    let mut order = flatten::KeyOrder::default();
+    let prepared = (|| {
+        for rl in &req.resource_logs {
+            for sl in &rl.scope_logs {
+                let base = flatten::Base::of_view(&rl.resource, sl);
+                for lr in &sl.log_records {
+                    line.clear();
+                    flatten::write_view_record(
+                        &mut line,
+                        &base,
+                        lr,
+                        received_unix_nano,
+                        &mut order,
+                    );
+                    line.push(b'\n');
+                    frames.push(0, &line)?;
+                }
+            }
+        }
+        frames.finish()
+    })();
+    Some(prepared)
+}
+
+/// One frame per class that has records, under the request's canonical size limit.
+struct Frames {
+    builders: Vec<Option<FrameBuilder>>,
+    raw: u64,
+    max_raw: u64,
+    received_unix_nano: u64,
+    batch_id: Option<BatchId>,
+    keyring: Option<Arc<Keyring>>,
+}
+
+impl Frames {
+    fn new(
+        limits: Limits,
+        received_unix_nano: u64,
+        batch_id: Option<BatchId>,
+        keyring: Option<Arc<Keyring>>,
+        classes: usize,
+    ) -> Self {
+        let mut builders = Vec::new();
+        builders.resize_with(classes, || None);
+        Frames {
+            builders,
+            raw: 0,
+            max_raw: max_raw_bytes(limits),
+            received_unix_nano,
+            batch_id,
+            keyring,
+        }
+    }
+
+    /// Appends one NDJSON `line` to `class`'s frame.
+    fn push(&mut self, class: usize, line: &[u8]) -> Result<(), ApiError> {
+        self.raw += line.len() as u64;
+        if self.raw > self.max_raw {
+            return Err(too_large(BuildError::TooLarge {
+                limit: self.max_raw,
+            }));
+        }
+        let slot = self
+            .builders
+            .get_mut(class)
+            .ok_or_else(|| too_large(BuildError::Overflow("no such retention class")))?;
+        let builder = match slot {
+            Some(b) => b,
+            None => slot.insert(
+                FrameBuilder::with_received(
+                    self.max_raw,
+                    self.batch_id.clone(),
+                    self.keyring.clone(),
+                    Some(self.received_unix_nano),
+                )
+                .map_err(too_large)?,
+            ),
+        };
+        builder.push_line(line).map_err(too_large)
+    }
+
+    /// The frames, as `(class index, frame)` in class order.
+    fn finish(self) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
+        let mut frames = Vec::new();
+        for (i, b) in self.builders.into_iter().enumerate() {
+            if let Some(b) = b {
+                frames.push((i, b.finish().map_err(too_large)?));
+            }
+        }
+        Ok(frames)
+    }
+}
+
 /// The most canonical NDJSON one request may produce.
 fn max_raw_bytes(limits: Limits) -> u64 {
     (limits.max_decoded_bytes as u64).saturating_mul(CANONICAL_EXPANSION_LIMIT)
@@ -426,46 +613,46 @@ pub fn prepare_request(
     classes: &dyn Classify,
     redaction: &Redaction,
 ) -> Result<Vec<(usize, EncodedFrame)>, ApiError> {
-    let max_raw = max_raw_bytes(limits);
-    let mut builders: Vec<Option<FrameBuilder>> = Vec::new();
-    builders.resize_with(classes.classes(), || None);
-    let mut raw = 0u64;
+    let mut frames = Frames::new(
+        limits,
+        received_unix_nano,
+        batch_id,
+        keyring,
+        classes.classes(),
+    );
     // Each record is serialized once, into this reused buffer: its size counts against the
     // request's limit and its bytes go to its class's frame.
     let mut line = Vec::with_capacity(4096);
-    flatten::for_each_record(req, received_unix_nano, |mut r| {
-        // The collector's redaction, before anything is framed (a record the meshlog filter
-        // already redacted is left as it is, unless configured otherwise).
-        redaction.apply(&mut r);
-        line.clear();
-        serde_json::to_writer(&mut line, &r).map_err(|e| BuildError::Io(e.into()))?;
-        line.push(b'\n');
-        raw += line.len() as u64;
-        if raw > max_raw {
-            return Err(BuildError::TooLarge { limit: max_raw });
-        }
-        let slot = builders
-            .get_mut(classes.classify(&r))
-            .ok_or(BuildError::Overflow("no such retention class"))?;
-        let builder = match slot {
-            Some(b) => b,
-            None => slot.insert(FrameBuilder::with_received(
-                max_raw,
-                batch_id.clone(),
-                keyring.clone(),
-                Some(received_unix_nano),
-            )?),
-        };
-        builder.push_line(&line)
-    })
-    .map_err(too_large)?;
-    let mut frames = Vec::new();
-    for (i, b) in builders.into_iter().enumerate() {
-        if let Some(b) = b {
-            frames.push((i, b.finish().map_err(too_large)?));
+    // With one class every record goes to it, so a record the collector does not redact
+    // (the filter's, by default) is written straight from the request (`write_record`);
+    // the others take the map: redaction and class rules work on it.
+    let single = classes.classes() == 1;
+    let mut order = flatten::KeyOrder::default();
+    for rl in &req.resource_logs {
+        for sl in &rl.scope_logs {
+            let mut base = None;
+            let mut base_map = None;
+            for lr in &sl.log_records {
+                line.clear();
+                let class = if single && redaction.skips(lr) {
+                    let base = base.get_or_insert_with(|| flatten::Base::new(rl, sl));
+                    flatten::write_record(&mut line, base, lr, received_unix_nano, &mut order);
+                    0
+                } else {
+                    let base = base_map.get_or_insert_with(|| flatten::base_map(rl, sl));
+                    let mut r = flatten::canonical_record(base, lr, received_unix_nano);
+                    // The collector's redaction, before anything is framed.
+                    redaction.apply(&mut r);
+                    serde_json::to_writer(&mut line, &r)
+                        .map_err(|e| too_large(BuildError::Io(e.into())))?;
+                    classes.classify(&r)
+                };
+                line.push(b'\n');
+                frames.push(class, &line)?;
+            }
         }
     }
-    Ok(frames)
+    frames.finish()
 }
 
 /// The refusal for a batch not confirmed within the ack timeout.
@@ -489,6 +676,7 @@ fn not_confirmed(ack_timeout: Duration, batch_id: Option<&BatchId>) -> ApiError 
 mod tests {
     use super::*;
     use axum::http::StatusCode;
+    use prost::Message;
 
     /// Every record in one class.
     struct One;
@@ -553,5 +741,145 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(e.to_string().contains("exceed 4194304 bytes"), "{e}");
+    }
+
+    /// The filter's records (as `meshlog-otlp-load` sends them) and the flatten fixtures'
+    /// values, as protobuf: read in place they make the same frames as decoded by prost, with
+    /// and without a tenant; unmarked records go the map path (the view declines).
+    #[test]
+    fn protobuf_read_in_place_makes_the_same_frames_as_prost() {
+        use meshlog_core::capture::MapSource;
+        use meshlog_core::otlp::{Envelope, encode_log_record};
+        use meshlog_core::redact::RedactionPolicy;
+        use opentelemetry_proto::tonic::common::v1::{
+            AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value as V,
+        };
+        let policy = RedactionPolicy::default();
+        let frags: Vec<Vec<u8>> = (0..20)
+            .map(|i| {
+                let src = MapSource::default()
+                    .int("request.time", 1_764_000_000_000_000_000 + i)
+                    .text("request.method", "GET")
+                    .text("request.url_path", format!("/api/\"orders\"/{i}/é"))
+                    .text("request.query", "page=2&user=jo%40example.com")
+                    .int("response.code", if i % 5 == 0 { 503 } else { 200 })
+                    .header(
+                        "traceparent",
+                        format!("00-{:032x}-{:016x}-01", i + 1, i + 1),
+                    );
+                let rec = meshlog_core::capture_http(&src, &policy, 1_764_000_000_001_000_000);
+                let mut b = Vec::new();
+                encode_log_record(&mut b, &rec);
+                b
+            })
+            .collect();
+        let filter = Envelope::new([("service.name", "shop"), ("meshlog.tenant", "spoof")])
+            .wrap(frags.iter().map(Vec::as_slice), 0);
+        let mut req = parse(&filter, WireFormat::Json).unwrap();
+        // Every value type, nested ones included, on a marked record.
+        let kv = |k: &str, v: V| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..KeyValue::default()
+        };
+        let mut odd = req.resource_logs[0].scope_logs[0].log_records[0].clone();
+        odd.body = Some(AnyValue {
+            value: Some(V::KvlistValue(KeyValueList {
+                values: vec![
+                    kv("z", V::DoubleValue(f64::NAN)),
+                    kv("a", V::BoolValue(true)),
+                ],
+            })),
+        });
+        odd.attributes.extend([
+            kv(
+                "list",
+                V::ArrayValue(ArrayValue {
+                    values: vec![AnyValue::default()],
+                }),
+            ),
+            kv("d", V::DoubleValue(0.1)),
+            kv("inf", V::DoubleValue(f64::INFINITY)),
+            kv("raw", V::BytesValue(vec![0, 255])),
+            kv("i", V::IntValue(-7)),
+            kv("body", V::StringValue("renamed".into())),
+            kv("dup", V::BoolValue(false)),
+            kv("dup", V::BoolValue(true)),
+            KeyValue {
+                key: "none".into(),
+                ..KeyValue::default()
+            },
+        ]);
+        odd.observed_time_unix_nano = 0;
+        req.resource_logs[0].scope_logs[0].log_records.push(odd);
+        req.resource_logs.push(req.resource_logs[0].clone());
+        req.resource_logs[1].resource = None;
+        let bytes = req.encode_to_vec();
+        let on = Redaction::default();
+        let limits = Limits::default();
+        let id = BatchId::parse(b"vm:1-20").ok();
+        for tenant in [None, Some("bank")] {
+            let viewed = prepare_view(&bytes, tenant, limits, 7, id.clone(), None, &on)
+                .expect("the view reads the filter's records")
+                .unwrap();
+            let mut decoded = ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap();
+            stamp_tenant(&mut decoded, tenant);
+            let mapped = prepare_request(&decoded, limits, 7, id.clone(), None, &ONE, &on).unwrap();
+            assert_eq!(viewed.len(), 1);
+            assert_eq!(mapped.len(), 1);
+            assert_eq!(
+                viewed[0].1.bytes(),
+                mapped[0].1.bytes(),
+                "tenant {tenant:?}"
+            );
+            assert_eq!(viewed[0].1.records(), 42);
+        }
+        // An unmarked record needs the collector's redaction: the view declines.
+        let mut unmarked = req.clone();
+        unmarked.resource_logs[0].scope_logs[0].log_records[3]
+            .attributes
+            .retain(|kv| kv.key != redact::POLICY_VERSION);
+        let bytes = unmarked.encode_to_vec();
+        assert!(prepare_view(&bytes, None, limits, 7, None, None, &on).is_none());
+        assert!(prepare_view(&bytes, None, limits, 7, None, None, &Redaction::off()).is_some());
+        // Malformed protobuf: declined, and prost names the message.
+        assert!(
+            prepare_view(&bytes[..bytes.len() - 3], None, limits, 7, None, None, &on).is_none()
+        );
+        let e = prepare(
+            &bytes[..bytes.len() - 3],
+            WireFormat::Protobuf,
+            BodyEncoding::Identity,
+            limits,
+            7,
+            None,
+            None,
+            &ONE,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ExportLogsServiceRequest"), "{e}");
+        // A key that is not UTF-8: declined by the view; prost's error names the field.
+        let mut bad = ExportLogsServiceRequest::default();
+        bad.resource_logs.push(req.resource_logs[1].clone());
+        bad.resource_logs[0].scope_logs[0].log_records[0]
+            .attributes
+            .push(kv("KEY~", V::IntValue(1)));
+        let mut bytes = bad.encode_to_vec();
+        let at = bytes.windows(4).position(|w| w == b"KEY~").unwrap() + 3;
+        bytes[at] = 0xff;
+        assert!(prepare_view(&bytes, None, limits, 7, None, None, &on).is_none());
+        let e = prepare(
+            &bytes,
+            WireFormat::Protobuf,
+            BodyEncoding::Identity,
+            limits,
+            7,
+            None,
+            None,
+            &ONE,
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.to_string().contains("KeyValue.key"), "{e}");
     }
 }

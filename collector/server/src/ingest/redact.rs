@@ -99,6 +99,20 @@ impl Redaction {
         }
     }
 
+    /// Whether [`apply`](Self::apply) leaves `lr`'s canonical record as it is (redaction off,
+    /// or the filter already redacted it and the scope is `unmarked`), decided on the OTLP
+    /// record before it is flattened.
+    pub fn skips(&self, lr: &opentelemetry_proto::tonic::logs::v1::LogRecord) -> bool {
+        !self.enabled
+            || (self.scope == Scope::Unmarked && super::flatten::is_marked(lr, POLICY_VERSION))
+    }
+
+    /// [`skips`](Self::skips) for a record of the borrowed protobuf view.
+    pub fn skips_view(&self, lr: &super::view::RecordView<'_>) -> bool {
+        !self.enabled
+            || (self.scope == Scope::Unmarked && super::flatten::is_view_marked(lr, POLICY_VERSION))
+    }
+
     /// Redacts `record` in place when it is in scope; returns what was redacted.
     pub fn apply(&self, record: &mut Map<String, Value>) -> Summary {
         let mut s = Summary::new();
