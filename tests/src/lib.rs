@@ -536,15 +536,8 @@ impl Sidecar {
         let path = repo_root().join(self.file);
         let mut y =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut sub = |from: &str, to: &str| {
-            assert_eq!(
-                y.matches(from).count(),
-                1,
-                "{from:?} must occur exactly once in {}",
-                self.file
-            );
-            y = y.replace(from, to);
-        };
+        let mut subs = Substitutions::new(self.file);
+        let mut sub = |from: &str, to: &str| subs.mark(&mut y, from, to);
         sub("port_value: 10000", "port_value: 0");
         sub("port_value: 8080", &format!("port_value: {}", self.app));
         sub(
@@ -563,10 +556,74 @@ impl Sidecar {
         for (from, to) in &self.replace {
             sub(from, to);
         }
+        let mut y = subs.finish(y);
         if let Some(cfg) = &self.plugin_config {
             y = replace_plugin_config(&y, cfg);
         }
         y
+    }
+}
+
+/// Substitutions into a shipped bootstrap, each checked to occur exactly once in the text as
+/// shipped: every value is first replaced by a marker no text contains and only put in at the
+/// end, so a free port just put in (`43181`) can never be taken for a later placeholder
+/// (`port_value: 4318`) and rewritten.
+struct Substitutions {
+    file: &'static str,
+    values: Vec<(String, String)>,
+}
+
+impl Substitutions {
+    fn new(file: &'static str) -> Self {
+        Substitutions {
+            file,
+            values: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, y: &mut String, from: &str, to: &str) {
+        assert_eq!(
+            y.matches(from).count(),
+            1,
+            "{from:?} must occur exactly once in {}",
+            self.file
+        );
+        let marker = format!("\u{1}{}\u{1}", self.values.len());
+        *y = y.replace(from, &marker);
+        self.values.push((marker, to.to_owned()));
+    }
+
+    fn finish(self, mut y: String) -> String {
+        for (marker, to) in &self.values {
+            y = y.replace(marker.as_str(), to);
+        }
+        y
+    }
+}
+
+#[cfg(test)]
+mod substitution_tests {
+    use super::Substitutions;
+
+    /// A free port that begins with a later placeholder's digits (app 43181, then the
+    /// collector's `port_value: 4318`) is neither counted as a second occurrence nor rewritten.
+    #[test]
+    fn a_port_just_put_in_is_never_taken_for_a_later_placeholder() {
+        let mut y = "app: { port_value: 8080 }\ncollector: { port_value: 4318 }\n".to_owned();
+        let mut subs = Substitutions::new("test.yaml");
+        subs.mark(&mut y, "port_value: 8080", "port_value: 43181");
+        subs.mark(&mut y, "port_value: 4318", "port_value: 50123");
+        assert_eq!(
+            subs.finish(y),
+            "app: { port_value: 43181 }\ncollector: { port_value: 50123 }\n"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "must occur exactly once in test.yaml")]
+    fn a_placeholder_missing_from_the_shipped_file_fails_naming_it() {
+        let mut y = "app: { port_value: 8080 }\n".to_owned();
+        Substitutions::new("test.yaml").mark(&mut y, "port_value: 4318", "x");
     }
 }
 
@@ -581,15 +638,8 @@ impl Sidecar {
         let path = repo_root().join(self.file);
         let mut y =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut sub = |from: &str, to: &str| {
-            assert_eq!(
-                y.matches(from).count(),
-                1,
-                "{from:?} must occur exactly once in {}",
-                self.file
-            );
-            y = y.replace(from, to);
-        };
+        let mut subs = Substitutions::new(self.file);
+        let mut sub = |from: &str, to: &str| subs.mark(&mut y, from, to);
         sub("port_value: 10000", "port_value: 0");
         sub("port_value: 8080", &format!("port_value: {}", self.app));
         let collector = format!("127.0.0.1:{}", self.collector);
@@ -603,6 +653,7 @@ impl Sidecar {
         for (from, to) in &self.replace {
             sub(from, to);
         }
+        let mut y = subs.finish(y);
         if let Some(cfg) = &self.plugin_config {
             let mut v: serde_json::Value =
                 serde_json::from_str(cfg).expect("plugin_config is JSON");
