@@ -9,7 +9,6 @@ use crate::AppState;
 use crate::auth::Principal;
 use maud::{Markup, html};
 use meshlog_query::params::Order;
-use meshlog_query::scan::ScanOptions;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -55,24 +54,7 @@ async fn build(
         .map_err(|e| Failure::bad(&e))?;
     q.order = Order::Newest;
     q.limit = Some(LIMIT);
-    let source = state.read.clone().ok_or_else(Failure::unavailable)?;
-    let records = tokio::task::spawn_blocking(move || {
-        let mut records: Vec<Map<String, Value>> = Vec::new();
-        meshlog_query::records::list(
-            &source.data_dir,
-            source.keys.as_ref(),
-            &q,
-            &ScanOptions::default(),
-            |_, r| {
-                records.push(r);
-                Ok(())
-            },
-        )
-        .map(|_| records)
-    })
-    .await
-    .map_err(Failure::internal)?
-    .map_err(Failure::internal)?;
+    let (records, _) = super::local_records(state, q).await?;
     let mut per: BTreeMap<String, f64> = BTreeMap::new();
     for r in &records {
         *per.entry(field(r, "meshlog.access.principal")).or_default() += 1.0;

@@ -57,6 +57,8 @@ use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 use meshlog_query::complete::Completeness;
 use meshlog_query::params::QueryParams;
+use meshlog_query::records::Listing;
+use meshlog_query::scan::ScanOptions;
 use serde_json::{Map, Value};
 
 /// The dashboard's routes: the views (read), triage (admin), the sign-in page and the assets
@@ -334,6 +336,35 @@ pub fn filter_form_with(
             button type="submit" { (submit) }
         }
     }
+}
+
+/// The records of this collector's store that `q` selects, read on the blocking pool (the
+/// search and access views).
+pub async fn local_records(
+    state: &AppState,
+    q: QueryParams,
+) -> Result<(Vec<Map<String, Value>>, Listing), Failure> {
+    let source = state.read.clone().ok_or_else(Failure::unavailable)?;
+    tokio::task::spawn_blocking(move || {
+        let mut records: Vec<Map<String, Value>> = Vec::new();
+        meshlog_query::records::list(
+            &source.data_dir,
+            source.keys.as_ref(),
+            &q,
+            &ScanOptions::default(),
+            |_, r| {
+                records.push(r);
+                Ok(())
+            },
+        )
+        .map(|l| (records, l))
+    })
+    .await
+    .map_err(Failure::internal)?
+    .map_err(|e| match e {
+        meshlog_query::QueryError::Param(p) => Failure::bad(&p),
+        other => Failure::internal(other),
+    })
 }
 
 /// A record's time, RFC 3339.

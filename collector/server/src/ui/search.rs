@@ -9,10 +9,7 @@ use crate::auth::Principal;
 use crate::query::fleet::{self, FleetCompleteness, Source};
 use axum::http::StatusCode;
 use maud::{Markup, html};
-use meshlog_query::params::{Order, QueryParams};
-use meshlog_query::records::Listing;
-use meshlog_query::scan::ScanOptions;
-use serde_json::{Map, Value};
+use meshlog_query::params::Order;
 
 /// Rows when no `limit` is given.
 const DEFAULT_LIMIT: u64 = 100;
@@ -34,7 +31,7 @@ async fn build(
     }
     let (records, more, statement) = match src {
         Source::Local => {
-            let (records, listing) = local(state, q).await?;
+            let (records, listing) = super::local_records(state, q).await?;
             let more = listing.next_cursor.is_some();
             (
                 records,
@@ -102,34 +99,6 @@ async fn build(
     Ok(Shown {
         markup: page("Search", "/ui/search", Some(principal), markup),
         rows: records.len() as u64,
-    })
-}
-
-/// The records of this collector's store.
-async fn local(
-    state: &AppState,
-    q: QueryParams,
-) -> Result<(Vec<Map<String, Value>>, Listing), Failure> {
-    let source = state.read.clone().ok_or_else(Failure::unavailable)?;
-    tokio::task::spawn_blocking(move || {
-        let mut records: Vec<Map<String, Value>> = Vec::new();
-        meshlog_query::records::list(
-            &source.data_dir,
-            source.keys.as_ref(),
-            &q,
-            &ScanOptions::default(),
-            |_, r| {
-                records.push(r);
-                Ok(())
-            },
-        )
-        .map(|l| (records, l))
-    })
-    .await
-    .map_err(Failure::internal)?
-    .map_err(|e| match e {
-        meshlog_query::QueryError::Param(p) => Failure::bad(&p),
-        other => Failure::internal(other),
     })
 }
 
