@@ -571,7 +571,19 @@ fn verify_note(
     which: &'static str,
 ) -> Result<Checkpoint, ProofError> {
     let mut result = Err(CheckpointError::Note(NoteError::NoSignatures));
-    for k in keys {
+    // A retention class store's checkpoint is signed under `<key name>/<class>` by the same
+    // key: each key's class log key for the note's origin is tried too.
+    let origin = note.split('\n').next().unwrap_or_default();
+    let class_keys: Vec<VerifierKey> = keys
+        .iter()
+        .filter_map(|k| {
+            let class = origin.strip_prefix(k.name())?.strip_prefix('/')?;
+            meshlog_format::layout::valid_class_name(class)
+                .then(|| k.for_class(class).ok())
+                .flatten()
+        })
+        .collect();
+    for k in keys.iter().chain(&class_keys) {
         result = Checkpoint::verify(note.as_bytes(), k);
         if !matches!(
             result,

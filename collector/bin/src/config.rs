@@ -317,16 +317,8 @@ impl Config {
         if let Some(d) = meshlog_detect::parse(root.section("detect", &mut errs), &mut errs) {
             cfg.detect = d;
         }
-        let witness_path = root.child_path("witness");
         if let Some(t) = root.table("witness", &mut errs) {
             cfg.witness = meshlog_witness::config::WitnessConfig::parse(t, &mut errs);
-        }
-        if cfg.retention.is_some() && !cfg.witness.ask.is_empty() {
-            errs.push(FieldError::invalid(
-                format!("{witness_path}.ask"),
-                "not supported with [retention] yet: every class store signs its checkpoints \
-                 under the same origin, which a witness would take for a fork",
-            ));
         }
         if let Some(mut sink) = root.table("sink", &mut errs) {
             if let Some(t) = sink.table("clickhouse", &mut errs) {

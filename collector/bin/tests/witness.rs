@@ -521,3 +521,182 @@ fn a_file_where_the_keys_directory_goes_stops_serve_with_its_name() {
         "{err}"
     );
 }
+
+/// Polls the witness until it holds `size` leaves of `origin` (`GET /checkpoint/<origin>`).
+fn wait_witnessed(w: SocketAddr, origin: &str, size: u64) {
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, body) = http(w, "GET", &format!("/checkpoint/{origin}"), b"");
+        let held = (status == 200)
+            .then(|| body.lines().nth(1).and_then(|l| l.parse::<u64>().ok()))
+            .flatten();
+        if held == Some(size) {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "the witness holds {held:?} leaves of {origin}, not {size}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `serve` with `[retention]` of two classes (`short`: service `checkout`; `default`: the rest)
+/// asking the witness: posts `(short ids, default ids)` per batch, waits until the witness holds
+/// `sizes` (short, default) of the two class logs, stops.
+fn serve_classes(cfg: &Path, w: SocketAddr, batches: &[(&[&str], &[&str])], sizes: (u64, u64)) {
+    let mut serve = Proc::spawn(&["serve", "--config", s(cfg)]);
+    let addr = serve.addr();
+    for (short, default) in batches {
+        for (svc, ids) in [("checkout", short), ("svc", default)] {
+            if !ids.is_empty() {
+                let (status, body) = http_post(addr, JSON, &otlp_json(svc, ids));
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            }
+        }
+    }
+    wait_witnessed(w, "example.com/log/short", sizes.0);
+    wait_witnessed(w, "example.com/log/default", sizes.1);
+    assert_eq!(serve.terminate().code(), Some(0));
+}
+
+/// The `verify --json` report of a data directory with classes, and the store of `class`.
+fn class_report<'a>(report: &'a Value, class: &str) -> &'a Value {
+    report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["class"] == class)
+        .unwrap_or_else(|| panic!("no store of class {class}: {report:#}"))
+}
+
+fn json_report(out: &str) -> Value {
+    serde_json::from_str(&out[..out.rfind('}').unwrap() + 1]).unwrap()
+}
+
+#[test]
+fn each_retention_class_log_is_witnessed_and_one_rolled_back_or_deleted_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (signing, log_pub) = keygen(&tmp.path().join("log-keys"), "example.com/log");
+    let (w_key, w_pub) = keygen(&tmp.path().join("w-keys"), "example.com/witness");
+    let witness = start_witness(tmp.path(), &w_key, &log_pub);
+    let data = tmp.path().join("data");
+    let cfg = config(tmp.path(), "log", &data, &signing, witness.addr, &w_pub);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "[retention]\ndefault_days = 400\n[[retention.classes]]\nname = \"short\"\ndays = 30\n\
+         match = { \"service.name\" = [\"checkout\"] }\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+
+    // Both classes get records; the witness cosigns each class log under its own origin.
+    serve_classes(&cfg, witness.addr, &[(&["s1"], &["d1"])], (1, 1));
+    let backup = tmp.path().join("short-backup");
+    copy_dir(&data.join("classes/short"), &backup);
+    serve_classes(
+        &cfg,
+        witness.addr,
+        &[(&["s2"], &["d2"]), (&["s3"], &[])],
+        (3, 2),
+    );
+    for class in ["short", "default"] {
+        assert!(
+            data.join("classes").join(class).join("cosigned.log").exists(),
+            "{class}"
+        );
+    }
+    let witnessed = [
+        "--data-dir",
+        s(&data),
+        "--public-key",
+        s(&log_pub),
+        "--witness",
+        s(&w_pub),
+        "--witness-state",
+        s(&witness.state),
+    ];
+    let (code, out) = verify(&witnessed);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("the latest checkpoint of retention class short is cosigned by witness example.com/witness+"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the latest checkpoint of retention class default is cosigned by witness example.com/witness+"),
+        "{out}"
+    );
+    let mut json = witnessed.to_vec();
+    json.push("--json");
+    let (code, out) = verify(&json);
+    assert_eq!(code, Some(0), "{out}");
+    let report = json_report(&out);
+    assert_eq!(class_report(&report, "short")["records"], 3, "{report:#}");
+    assert_eq!(class_report(&report, "default")["records"], 2, "{report:#}");
+    // Each class log is signed under its own origin.
+    let cps = std::fs::read_to_string(data.join("classes/short/checkpoints.log")).unwrap();
+    assert!(cps.contains("example.com/log/short\n"), "{cps}");
+
+    // Whoever holds the disk and the key puts the short class's old copy back: the store
+    // alone verifies, the witness's state names the class rolled back; the other class is
+    // still fine.
+    std::fs::remove_dir_all(data.join("classes/short")).unwrap();
+    copy_dir(&backup, &data.join("classes/short"));
+    let (code, out) = verify(&["--data-dir", s(&data), "--public-key", s(&log_pub)]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = verify(&json);
+    assert_eq!(code, Some(1), "{out}");
+    let report = json_report(&out);
+    let short = class_report(&report, "short");
+    assert_eq!(short["intact"], false, "{report:#}");
+    let kinds: Vec<&str> = short["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"behind_witness"), "{report:#}");
+    assert!(kinds.contains(&"not_witnessed"), "{report:#}");
+    let behind = short["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "behind_witness")
+        .unwrap();
+    assert!(
+        behind["message"].as_str().unwrap().contains(
+            "cosigned 3 leaves of log example.com/log/short (retention class short); this store has 1"
+        ),
+        "{behind:#}"
+    );
+    assert_eq!(class_report(&report, "default")["intact"], true, "{report:#}");
+    // A restart of the rolled-back collector is refused by the witness for that class.
+    let mut serve = Proc::spawn(&["serve", "--config", s(&cfg)]);
+    serve.addr();
+    let refused = serve.wait_line("witness refused the checkpoint");
+    assert!(refused.contains("example.com/log/short"), "{refused}");
+    assert_eq!(serve.terminate().code(), Some(0));
+    wait_witnessed(witness.addr, "example.com/log/short", 3);
+
+    // The short class deleted whole: the witness's state still names it.
+    std::fs::remove_dir_all(data.join("classes/short")).unwrap();
+    let (code, out) = verify(&witnessed);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "cosigned 3 leaves of log example.com/log/short (retention class short); this store has 0"
+        ),
+        "{out}"
+    );
+    // And with the whole data directory gone, each class log the witness holds is named.
+    std::fs::remove_dir_all(&data).unwrap();
+    let (code, out) = verify(&witnessed);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("cosigned 3 leaves of log example.com/log/short: the log was deleted whole"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cosigned 2 leaves of log example.com/log/default: the log was deleted whole"),
+        "{out}"
+    );
+}

@@ -646,9 +646,15 @@ fn integrity(
         let Ok(bytes) = std::fs::read(meshlog_format::layout::checkpoint_log_path(dir)) else {
             continue;
         };
+        // A class store's log is signed under `<origin>/<class>` (before that, `<origin>`).
+        let class_key = (i > 0).then(|| req.verifier.for_class(&store).ok()).flatten();
         for item in checkpoint_log::parse(&bytes) {
             let Item::Entry(e) = item else { continue };
-            let Ok(cp) = Checkpoint::verify(&e.note, req.verifier) else {
+            let verified = class_key
+                .iter()
+                .chain(std::iter::once(req.verifier))
+                .find_map(|k| Some((Checkpoint::verify(&e.note, k).ok()?, k.key_id())));
+            let Some((cp, key_id)) = verified else {
                 continue;
             };
             if (req.from_ns..req.to_ns).contains(&cp.timestamp_unix_ns) {
@@ -658,7 +664,7 @@ fn integrity(
                         origin: cp.origin.clone(),
                         size: cp.size,
                         root: base64_of(&cp.root),
-                        key_id: format!("{:08x}", req.verifier.key_id()),
+                        key_id: format!("{key_id:08x}"),
                         timestamp_unix_ns: cp.timestamp_unix_ns,
                     }),
                     leaves: cp.size,

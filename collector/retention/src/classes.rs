@@ -125,6 +125,22 @@ impl ClassRoutes {
     }
 }
 
+/// `opts` for the store of class `class`: its checkpoints are signed under the class log's own
+/// origin, `<key name>/<class>` (the same key), so a witness keeps each class log apart.
+pub fn class_options(opts: &StoreOptions, class: &str) -> StoreOptions {
+    let mut o = opts.clone();
+    // Class names are checked at config load (a-z 0-9 -), always valid in a key name.
+    if let Some(k) = opts
+        .integrity
+        .signer
+        .as_ref()
+        .and_then(|k| k.for_class(class).ok())
+    {
+        o.integrity.signer = Some(Arc::new(k));
+    }
+    o
+}
+
 /// The open class stores.
 #[derive(Debug)]
 pub struct ClassStores {
@@ -200,7 +216,7 @@ impl ClassStores {
         }
         let mut stores = Vec::with_capacity(names.len());
         for name in &names {
-            match Store::open(&class_dir(data_dir, name), opts.clone()) {
+            match Store::open(&class_dir(data_dir, name), class_options(opts, name)) {
                 Ok(s) => stores.push(s),
                 Err(source) => {
                     // Release what is open before reporting.
@@ -263,5 +279,27 @@ impl ClassStores {
             }
         }
         first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_store_signs_under_its_own_origin() {
+        let key = meshlog_tlog::keys::SignerKey::from_seed("example.com/log", &[4; 32]).unwrap();
+        let mut opts = StoreOptions::default();
+        opts.integrity.signer = Some(Arc::new(key));
+        let short = class_options(&opts, "short");
+        let signer = short.integrity.signer.unwrap();
+        assert_eq!(signer.name(), "example.com/log/short");
+        assert_eq!(signer.parent_verifier().unwrap().name(), "example.com/log");
+        assert!(
+            class_options(&StoreOptions::default(), "short")
+                .integrity
+                .signer
+                .is_none()
+        );
     }
 }

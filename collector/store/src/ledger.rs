@@ -197,6 +197,22 @@ impl From<ReadError> for Rebuild {
     }
 }
 
+/// The store's last checkpoint verified with its signing key: under the key's name, or for a
+/// class log's key under the name it was made from (signed before class logs had their own
+/// origins, [`SignerKey::for_class`]).
+fn verify_own(
+    note: &[u8],
+    key: &SignerKey,
+) -> Result<Checkpoint, meshlog_tlog::checkpoint::CheckpointError> {
+    use meshlog_tlog::checkpoint::{CheckpointError, NoteError};
+    match (Checkpoint::verify(note, &key.verifier()), key.parent_verifier()) {
+        (Err(CheckpointError::Note(NoteError::UnknownKey { .. })), Some(parent)) => {
+            Checkpoint::verify(note, &parent)
+        }
+        (r, _) => r,
+    }
+}
+
 impl LeafLog {
     /// A log with an empty tree that saves and signs nothing (tests of the writer alone).
     pub fn detached() -> Self {
@@ -244,7 +260,7 @@ impl LeafLog {
             }
         };
         let expect = match (&opts.signer, last_note) {
-            (Some(key), Some(note)) => match Checkpoint::verify(&note, &key.verifier()) {
+            (Some(key), Some(note)) => match verify_own(&note, key) {
                 Ok(cp) => Some(cp),
                 Err(e) => {
                     tracing::warn!(

@@ -283,10 +283,20 @@ fn encode_typed_key(key: &[u8; 32]) -> Zeroizing<String> {
     Zeroizing::new(B64.encode(raw.as_slice()))
 }
 
+/// The name of a retention class's log: `<name>/<class>`. A checkpoint's origin is its key's
+/// name, and a witness keeps one state per origin, so each class store's Merkle log is signed
+/// under its own origin by the same Ed25519 key ([`SignerKey::for_class`]).
+pub fn class_log_name(name: &str, class: &str) -> String {
+    format!("{name}/{class}")
+}
+
 /// The private checkpoint signing key, with its name (the log's origin).
 pub struct SignerKey {
     name: String,
     key_id: u32,
+    /// For a class log's key ([`SignerKey::for_class`]): the name it was made from, whose
+    /// checkpoints (signed before class logs had origins of their own) its store still holds.
+    parent: Option<String>,
     // Wiped on drop (ed25519-dalek's `zeroize` feature).
     key: SigningKey,
 }
@@ -322,6 +332,33 @@ impl SignerKey {
         Ok(SignerKey {
             name: name.to_owned(),
             key_id,
+            key,
+            parent: None,
+        })
+    }
+
+    /// The same Ed25519 key named `<name>/<class>` ([`class_log_name`]): the signer of a
+    /// retention class store's log.
+    pub fn for_class(&self, class: &str) -> Result<Self, KeyError> {
+        let name = class_log_name(&self.name, class);
+        check_key_name(&name)?;
+        let key_id = note_key_id(&name, self.key.verifying_key().as_bytes());
+        Ok(SignerKey {
+            name,
+            key_id,
+            key: self.key.clone(),
+            parent: Some(self.name.clone()),
+        })
+    }
+
+    /// For a key made by [`SignerKey::for_class`]: the verifier key of the key it was made
+    /// from (its store's older checkpoints are signed under that name).
+    pub fn parent_verifier(&self) -> Option<VerifierKey> {
+        let name = self.parent.as_ref()?;
+        let key = self.key.verifying_key();
+        Some(VerifierKey {
+            key_id: note_key_id(name, key.as_bytes()),
+            name: name.clone(),
             key,
         })
     }
@@ -450,6 +487,18 @@ impl VerifierKey {
     /// The raw Ed25519 public key.
     pub fn public_bytes(&self) -> [u8; 32] {
         self.key.to_bytes()
+    }
+
+    /// The same public key named `<name>/<class>`: the verifier of a retention class store's
+    /// log ([`SignerKey::for_class`]).
+    pub fn for_class(&self, class: &str) -> Result<Self, KeyError> {
+        let name = class_log_name(&self.name, class);
+        check_key_name(&name)?;
+        Ok(VerifierKey {
+            key_id: note_key_id(&name, self.key.as_bytes()),
+            name,
+            key: self.key,
+        })
     }
 
     /// True when `signature` is this key's Ed25519 signature of `msg`. Strict verification:
@@ -849,6 +898,29 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_class_log_key_is_the_same_key_under_its_own_name() {
+        let k = SignerKey::from_seed("example.com/log", &[7; 32]).unwrap();
+        let c = k.for_class("short").unwrap();
+        assert_eq!(c.name(), "example.com/log/short");
+        assert_ne!(c.key_id(), k.key_id());
+        // The verifier's derivation matches the signer's, so a verifier holding only the
+        // collector's verifier key checks every class log.
+        assert_eq!(k.verifier().for_class("short").unwrap(), c.verifier());
+        assert_eq!(
+            c.verifier().public_bytes(),
+            k.verifier().public_bytes()
+        );
+        assert_eq!(c.parent_verifier(), Some(k.verifier()));
+        assert_eq!(k.parent_verifier(), None);
+        let sig = c.sign(b"m");
+        assert!(k.verifier().verify(b"m", &sig));
+        assert!(matches!(
+            k.for_class("bad class"),
+            Err(KeyError::InvalidName(_))
+        ));
     }
 
     #[test]

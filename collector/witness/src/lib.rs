@@ -12,6 +12,11 @@
 //! (`logs/<hex(origin)>.note`, see [`meshlog_format::layout`]) shows what the log had
 //! reached to anyone who reads it.
 //!
+//! A log configured by its verifier key `<name>+…` also covers its retention class logs,
+//! origins `<name>/<class>` signed by the same key ([`meshlog_tlog::keys::SignerKey::for_class`]):
+//! each is witnessed as a log of its own, with its own state file, so one class rolled back,
+//! forked or deleted is refused and shown like any log.
+//!
 //! [`http`] serves `POST /add-checkpoint` (the C2SP request and answers) and `GET
 //! /checkpoint/<origin>` (the latest cosigned checkpoint of a log); [`config`] reads the
 //! collector's `[witness]` section.
@@ -230,16 +235,30 @@ impl Witness {
         read_latest(&self.state_dir, origin)
     }
 
+    /// The key of the log `origin`: a configured log's key, or for `<name>/<class>` the class
+    /// log key of the configured log `<name>` (a collector with retention classes signs each
+    /// class store's log under its own origin with its one key, [`SignerKey::for_class`]; each
+    /// is a log of its own here, with its own state).
+    fn log_key(&self, origin: &str) -> Option<VerifierKey> {
+        if let Some(k) = self.logs.get(origin) {
+            return Some(k.clone());
+        }
+        let (name, class) = origin.rsplit_once('/')?;
+        if !meshlog_format::layout::valid_class_name(class) {
+            return None;
+        }
+        self.logs.get(name)?.for_class(class).ok()
+    }
+
     /// Checks `req` against the state, stores the new checkpoint and returns the cosignature
     /// line (ending in a newline).
     pub fn add_checkpoint(&self, req: &AddRequest) -> Result<String, AddError> {
         let (text, _) = split_note(&req.note).map_err(|e| AddError::Malformed(e.to_string()))?;
         let origin = text.split('\n').next().unwrap_or_default().to_owned();
         let log_key = self
-            .logs
-            .get(&origin)
+            .log_key(&origin)
             .ok_or_else(|| AddError::UnknownLog(origin.clone()))?;
-        let cp = Checkpoint::verify(&req.note, log_key).map_err(AddError::BadSignature)?;
+        let cp = Checkpoint::verify(&req.note, &log_key).map_err(AddError::BadSignature)?;
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let (size, root) = match self.latest(&origin)? {
             Some(l) => (l.checkpoint.size, l.checkpoint.root),
@@ -369,5 +388,49 @@ mod tests {
         };
         assert_eq!(AddRequest::parse(&req.encode()).unwrap(), req);
         add(&w, 7, 10).unwrap();
+    }
+
+    #[test]
+    fn each_class_log_of_a_configured_key_is_witnessed_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let log = SignerKey::from_seed("example/log", &[1; 32]).unwrap();
+        let (short, long) = (log.for_class("short").unwrap(), log.for_class("long").unwrap());
+        let wkey = SignerKey::from_seed("example/witness", &[2; 32]).unwrap();
+        let w = Witness::open(wkey, vec![log.verifier()], d.path()).unwrap();
+        let tree = MerkleTree::from_leaf_hashes(leaves(0, 10));
+        let add = |key: &SignerKey, old, size| {
+            let proof = if old == 0 || old >= size {
+                vec![]
+            } else {
+                tree.consistency_proof(old, size).unwrap()
+            };
+            w.add_checkpoint(&AddRequest {
+                old,
+                proof,
+                note: note(key, &tree, size),
+            })
+        };
+        add(&short, 0, 6).unwrap();
+        add(&long, 0, 3).unwrap();
+        // Each class log has its own state: the short class rolled back to 4 is refused with
+        // its own size, the long one goes on.
+        assert!(matches!(
+            add(&short, 6, 4),
+            Err(AddError::Conflict { size: 6, .. })
+        ));
+        add(&long, 3, 5).unwrap();
+        assert_eq!(
+            origins(d.path()).unwrap(),
+            ["example/log/long", "example/log/short"]
+        );
+        assert_eq!(w.latest("example/log/long").unwrap().unwrap().checkpoint.size, 5);
+        // A class log name signed by another key, or a name that is no class: refused.
+        let forger = SignerKey::from_seed("example/log", &[9; 32]).unwrap();
+        assert!(matches!(
+            add(&forger.for_class("short").unwrap(), 6, 7),
+            Err(AddError::BadSignature(_))
+        ));
+        let odd = SignerKey::from_seed("example/log/Not_A_Class", &[1; 32]).unwrap();
+        assert!(matches!(add(&odd, 0, 2), Err(AddError::UnknownLog(_))));
     }
 }

@@ -195,30 +195,74 @@ pub fn verify_store_to(
         keys,
         &WitnessCheck::default(),
         up_to,
+        false,
         progress,
     )
 }
 
-/// The log's origin for a witness state: the verifier key's name, else the checkpoints', else
-/// the one log the state holds.
-fn origin_of(keys: &[VerifierKey], log: &CheckpointLog, state_dir: &Path) -> Option<String> {
+/// The log's origin for a witness state: the verifier key's name (a class store's: its class
+/// log key's, see [`store_keys`]), else the checkpoints', else the one log the state holds (for
+/// a class store, the one ending in `/<class>`).
+fn origin_of(
+    keys: &[VerifierKey],
+    log: &CheckpointLog,
+    state_dir: &Path,
+    class: Option<&str>,
+) -> Option<String> {
     keys.first()
         .map(|k| k.name().to_owned())
         .or_else(|| log.cps.last().map(|c| c.cp.origin.clone()))
         .or_else(|| {
-            let dir = state_dir.join(meshlog_format::layout::WITNESS_LOGS_DIR);
-            let names: Vec<String> = std::fs::read_dir(dir)
-                .ok()?
-                .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_owned))
-                .filter_map(|n| {
-                    let bytes = hex::decode(n.strip_suffix(".note")?).ok()?;
-                    String::from_utf8(bytes).ok()
-                })
+            let suffix = class.map(|c| format!("/{c}"));
+            let names: Vec<String> = state_origins(state_dir)
+                .into_iter()
+                .filter(|n| suffix.as_ref().is_none_or(|s| n.ends_with(s.as_str())))
                 .collect();
             (names.len() == 1)
                 .then(|| names.into_iter().next())
                 .flatten()
         })
+}
+
+/// The origins of the logs a witness state directory holds (`logs/<hex(origin)>.note`).
+fn state_origins(state_dir: &Path) -> Vec<String> {
+    let dir = state_dir.join(meshlog_format::layout::WITNESS_LOGS_DIR);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_owned))
+        .filter_map(|n| {
+            let bytes = hex::decode(n.strip_suffix(".note")?).ok()?;
+            String::from_utf8(bytes).ok()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The retention class whose log a store is: the class it is verified as, or the directory
+/// name of a `classes/<name>/` store (one with no receipts yet is verified as a plain store).
+fn log_class<'a>(data_dir: &'a Path, class: Option<&'a str>) -> Option<&'a str> {
+    class.or_else(|| {
+        let parent = data_dir.parent()?.file_name()?;
+        (parent == meshlog_format::layout::CLASSES_DIR)
+            .then(|| data_dir.file_name()?.to_str())
+            .flatten()
+            .filter(|c| meshlog_format::layout::valid_class_name(c))
+    })
+}
+
+/// The keys a store's checkpoints are checked with: for a class store, each key's class log
+/// key first (`<name>/<class>`, the origin its checkpoints are signed under, and the witness's
+/// name for its log), then the keys themselves (its checkpoints from before class logs had
+/// origins of their own, and its deletion receipts).
+fn store_keys(keys: &[VerifierKey], class: Option<&str>) -> Vec<VerifierKey> {
+    let mut out: Vec<VerifierKey> = class
+        .map(|c| keys.iter().filter_map(|k| k.for_class(c).ok()).collect())
+        .unwrap_or_default();
+    out.extend(keys.iter().cloned());
+    out
 }
 
 /// [`verify_store`], also checking what [`WitnessCheck`] asks.
@@ -229,20 +273,30 @@ pub fn verify_store_with(
     witness: &WitnessCheck,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, ScanError> {
-    verify_bounded(data_dir, class, keys, witness, None, progress)
+    verify_bounded(data_dir, class, keys, witness, None, false, progress)
 }
 
-/// [`verify_store_with`] up to `up_to` leaves ([`verify_store_to`]).
+/// [`verify_store_with`] up to `up_to` leaves ([`verify_store_to`]). `gone`: the store's
+/// directory is missing and a witness state holds its log (a class log deleted whole): it is
+/// checked as an empty store, so the witness's state names what it had reached.
+#[allow(clippy::too_many_arguments)]
 fn verify_bounded(
     data_dir: &Path,
     class: Option<&str>,
     keys: &[VerifierKey],
     witness: &WitnessCheck,
     up_to: Option<u64>,
+    gone: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, ScanError> {
     let started = Instant::now();
-    let (mut segments, mut items, total) = scan_store(data_dir, progress)?;
+    let log_class = log_class(data_dir, class);
+    let keys = &store_keys(keys, log_class)[..];
+    let (mut segments, mut items, total) = if gone && !data_dir.exists() {
+        (Vec::new(), Vec::new(), 0)
+    } else {
+        scan_store(data_dir, progress)?
+    };
     if let Some(n) = up_to {
         cut_at(&mut segments, &mut items, n);
     }
@@ -264,7 +318,7 @@ fn verify_bounded(
     let state = witness
         .state_dir
         .as_deref()
-        .map(|d| (d, origin_of(keys, &log, d)));
+        .map(|d| (d, origin_of(keys, &log, d, log_class)));
     if let Some((d, Some(origin))) = &state {
         sizes.extend(witnessed::wanted_size(d, origin));
     }
@@ -285,6 +339,7 @@ fn verify_bounded(
         .collect();
     witness_findings.extend(witnessed::cosignature_findings(
         data_dir,
+        log_class,
         &witness.keys,
         latest,
         &mut witness_notes,
@@ -293,6 +348,7 @@ fn verify_bounded(
         Some((d, Some(origin))) => witness_findings.extend(witnessed::state_findings(
             d,
             origin,
+            log_class,
             &witness.keys,
             tree.size,
             &tree.roots,
@@ -488,12 +544,20 @@ pub fn verify_data_dir_with(
     for (dir, _) in &stores {
         total += scan::segments(dir)?.iter().map(|s| s.len).sum::<u64>();
     }
+    let gone = gone_classes(data_dir, keys, witness, &stores);
     let mut base = 0u64;
-    let mut reports = Vec::with_capacity(stores.len());
-    for (dir, class) in &stores {
-        let r = verify_store_with(dir, class.as_deref(), keys, witness, &mut |done, _| {
-            progress(base + done, total.max(base + done))
-        })?;
+    let mut reports = Vec::with_capacity(stores.len() + gone.len());
+    let all = (stores.iter().map(|s| (s, false))).chain(gone.iter().map(|s| (s, true)));
+    for ((dir, class), gone) in all {
+        let r = verify_bounded(
+            dir,
+            class.as_deref(),
+            keys,
+            witness,
+            None,
+            gone,
+            &mut |done, _| progress(base + done, total.max(base + done)),
+        )?;
         base += r.bytes;
         reports.push(r);
     }
@@ -509,6 +573,35 @@ pub fn verify_data_dir_with(
 
 /// Stores to check: (directory, class name for a class store).
 type Stores = Vec<(PathBuf, Option<String>)>;
+
+/// Class logs the witness state holds (`<key name>/<class>` for a given key) whose class
+/// directory is gone: deleted whole, each still checked against what the witness cosigned.
+fn gone_classes(
+    data_dir: &Path,
+    keys: &[VerifierKey],
+    witness: &WitnessCheck,
+    stores: &Stores,
+) -> Stores {
+    let Some(state_dir) = &witness.state_dir else {
+        return Vec::new();
+    };
+    let mut out: Stores = Vec::new();
+    for origin in state_origins(state_dir) {
+        let class = keys.iter().find_map(|k| {
+            let c = origin.strip_prefix(k.name())?.strip_prefix('/')?;
+            meshlog_format::layout::valid_class_name(c).then_some(c)
+        });
+        let Some(class) = class else { continue };
+        let known = stores.iter().chain(out.iter()).any(|(_, c)| c.as_deref() == Some(class));
+        if !known {
+            out.push((
+                meshlog_format::layout::class_dir(data_dir, class),
+                Some(class.to_owned()),
+            ));
+        }
+    }
+    out
+}
 
 /// The stores of a data directory (directory, class), and a note when its own store was left
 /// with checkpoints but no segments.
@@ -532,4 +625,59 @@ fn stores_of(data_dir: &Path) -> Result<(Stores, Vec<String>), ScanError> {
     }
     stores.extend(classes.into_iter().map(|(name, dir)| (dir, Some(name))));
     Ok((stores, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlog_format::layout::{class_dir, witness_log_path};
+    use meshlog_tlog::keys::SignerKey;
+
+    fn key() -> VerifierKey {
+        SignerKey::from_seed("example.com/log", &[5; 32])
+            .unwrap()
+            .verifier()
+    }
+
+    #[test]
+    fn a_class_store_is_checked_with_its_class_log_key_first() {
+        let d = tempfile::tempdir().unwrap();
+        let short = class_dir(d.path(), "short");
+        assert_eq!(log_class(&short, None), Some("short"));
+        assert_eq!(log_class(d.path(), None), None);
+        assert_eq!(log_class(d.path(), Some("long")), Some("long"));
+        let keys = store_keys(&[key()], Some("short"));
+        let names: Vec<&str> = keys.iter().map(|k| k.name()).collect();
+        assert_eq!(names, ["example.com/log/short", "example.com/log"]);
+        assert_eq!(store_keys(&[key()], None), [key()]);
+        assert!(store_keys(&[], Some("short")).is_empty());
+    }
+
+    #[test]
+    fn a_class_log_the_witness_holds_without_its_directory_is_checked_as_gone() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("state");
+        std::fs::create_dir_all(state.join(meshlog_format::layout::WITNESS_LOGS_DIR)).unwrap();
+        for origin in [
+            "example.com/log",
+            "example.com/log/short",
+            "example.com/log/default",
+            "other.example/log/short",
+        ] {
+            std::fs::write(witness_log_path(&state, origin), b"").unwrap();
+        }
+        let data = d.path().join("data");
+        let stores: Stores = vec![(class_dir(&data, "default"), Some("default".into()))];
+        let check = WitnessCheck {
+            keys: Vec::new(),
+            state_dir: Some(state),
+        };
+        // Only the given key's class logs; the present class is not added twice.
+        assert_eq!(
+            gone_classes(&data, &[key()], &check, &stores),
+            [(class_dir(&data, "short"), Some("short".to_owned()))]
+        );
+        assert!(gone_classes(&data, &[], &check, &stores).is_empty());
+        assert!(gone_classes(&data, &[key()], &WitnessCheck::default(), &stores).is_empty());
+    }
 }

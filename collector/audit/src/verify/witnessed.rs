@@ -90,13 +90,19 @@ pub fn witness_state(
 pub(super) fn state_findings(
     state_dir: &Path,
     origin: &str,
+    class: Option<&str>,
     keys: &[VerifierKey],
     size: u64,
     roots: &HashMap<u64, Hash>,
     notes: &mut Vec<String>,
 ) -> Vec<Finding> {
     let dir = state_dir.display();
-    let cp = match witness_state(state_dir, origin, keys) {
+    // A class store's log is named with its class, so each finding says which class it is.
+    let origin = &match class {
+        Some(c) => format!("{origin} (retention class {c})"),
+        None => origin.to_owned(),
+    };
+    let cp = match witness_state(state_dir, origin_name(origin), keys) {
         Ok(Some(cp)) => cp,
         Ok(None) => {
             notes.push(format!(
@@ -146,6 +152,11 @@ pub(super) fn state_findings(
     out
 }
 
+/// The origin in a log's label (`<origin> (retention class <c>)`).
+fn origin_name(label: &str) -> &str {
+    label.split(' ').next().unwrap_or(label)
+}
+
 /// The size to compute a root at for the witness state's checkpoint.
 pub(super) fn wanted_size(state_dir: &Path, origin: &str) -> Option<u64> {
     witness_state(state_dir, origin, &[])
@@ -157,6 +168,7 @@ pub(super) fn wanted_size(state_dir: &Path, origin: &str) -> Option<u64> {
 /// Every witness key must have cosigned the latest checkpoint `(size, root)`.
 pub(super) fn cosignature_findings(
     store_dir: &Path,
+    class: Option<&str>,
     keys: &[VerifierKey],
     latest: Option<(u64, Hash)>,
     notes: &mut Vec<String>,
@@ -185,6 +197,10 @@ pub(super) fn cosignature_findings(
         }
     }
     let mut out = Vec::new();
+    let latest_cp = match class {
+        Some(c) => format!("the latest checkpoint of retention class {c}"),
+        None => "the latest checkpoint".to_owned(),
+    };
     for k in keys {
         let id = witness_id(k);
         let got = best.get(&id);
@@ -201,12 +217,12 @@ pub(super) fn cosignature_findings(
             Some(why) => {
                 let mut f = Finding::new(
                     Kind::NotWitnessed,
-                    format!("the latest checkpoint is not cosigned by witness {id}: {why}"),
+                    format!("{latest_cp} is not cosigned by witness {id}: {why}"),
                 );
                 f.file = Some(COSIGNED_LOG_FILE.into());
                 out.push(f);
             }
-            None => notes.push(format!("the latest checkpoint is cosigned by witness {id}")),
+            None => notes.push(format!("{latest_cp} is cosigned by witness {id}")),
         }
     }
     out

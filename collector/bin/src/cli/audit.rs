@@ -117,10 +117,20 @@ fn deleted_whole(
     witness_keys: &[VerifierKey],
     out: &mut impl Write,
 ) -> Result<(), RunError> {
+    let held = meshlog_witness::origins(state_dir)
+        .map_err(io_err(format!("listing {}", state_dir.display())))?;
+    // With a key: its log, and its retention class logs (`<name>/<class>`).
     let origins: Vec<String> = match keys.first() {
-        Some(k) => vec![k.name().to_owned()],
-        None => meshlog_witness::origins(state_dir)
-            .map_err(io_err(format!("listing {}", state_dir.display())))?,
+        Some(k) => {
+            let mut o = vec![k.name().to_owned()];
+            let classes = format!("{}/", k.name());
+            o.extend(held.into_iter().filter(|h| {
+                h.strip_prefix(&classes)
+                    .is_some_and(meshlog_format::layout::valid_class_name)
+            }));
+            o
+        }
+        None => held,
     };
     let mut found = 0;
     for origin in &origins {

@@ -248,8 +248,17 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), RunError> {
     let pusher = if cfg.witness.ask.is_empty() {
         None
     } else {
+        // Each class store is a log of its own (`<origin>/<class>`), pushed on its own.
+        let logs: Vec<(PathBuf, Option<String>)> = match &cfg.retention {
+            Some(policy) => policy
+                .class_names()
+                .into_iter()
+                .map(|c| (classes::class_dir(&cfg.data_dir, c), Some(c.to_owned())))
+                .collect(),
+            None => vec![(cfg.data_dir.clone(), None)],
+        };
         let p = super::witness::Pusher::new(
-            &cfg.data_dir,
+            &logs,
             &cfg.witness.ask,
             Duration::from_millis(cfg.witness.timeout_ms),
         )?;

@@ -2,7 +2,8 @@
 //! the collector's side of witnessing ([`Pusher`]): each new signed checkpoint is sent to the
 //! configured witnesses (`[witness] ask`) with a consistency proof from the size each last
 //! cosigned, and the returned cosignatures are appended to `cosigned.log` beside the
-//! checkpoints.
+//! checkpoints. With `[retention]`, every class store is a log of its own (origin
+//! `<origin>/<class>`): each is pushed, and keeps its cosignatures, on its own.
 
 use super::*;
 use meshlog_audit::proof::prove_consistency;
@@ -135,17 +136,27 @@ enum Pushed {
     Retry(String),
 }
 
-/// Sends the store's new checkpoints to its witnesses and keeps their cosignatures.
-pub(super) struct Pusher {
+/// One log the collector pushes: a store (the data directory, or a retention class store) and
+/// where each witness stands with it.
+struct Log {
     store_dir: PathBuf,
+    /// The retention class (None: the data directory's own store), named in the log lines.
+    class: Option<String>,
     targets: Vec<Target>,
+}
+
+/// Sends the stores' new checkpoints to their witnesses and keeps their cosignatures, each
+/// store's in its own `cosigned.log`.
+pub(super) struct Pusher {
+    logs: Vec<Log>,
     client: reqwest::blocking::Client,
 }
 
 impl Pusher {
-    /// A pusher for the store in `store_dir` and the witnesses `ask`.
+    /// A pusher for the stores `stores` (directory, retention class: each class store is a log
+    /// of its own, signed under `<origin>/<class>`) and the witnesses `ask`.
     pub(super) fn new(
-        store_dir: &Path,
+        stores: &[(PathBuf, Option<String>)],
         ask: &[AskWitness],
         timeout: Duration,
     ) -> Result<Self, RunError> {
@@ -153,16 +164,24 @@ impl Pusher {
             .timeout(timeout)
             .build()
             .map_err(|e| RunError::Remote(format!("[witness]: {e}")))?;
-        Ok(Pusher {
-            store_dir: store_dir.to_owned(),
-            targets: ask
-                .iter()
+        let targets = || {
+            ask.iter()
                 .map(|a| Target {
                     id: witness_id(&a.public_key),
                     ask: a.clone(),
                     old: None,
                     settled: None,
                     warned: None,
+                })
+                .collect()
+        };
+        Ok(Pusher {
+            logs: stores
+                .iter()
+                .map(|(dir, class)| Log {
+                    store_dir: dir.clone(),
+                    class: class.clone(),
+                    targets: targets(),
                 })
                 .collect(),
             client,
@@ -187,8 +206,16 @@ impl Pusher {
             })
     }
 
-    /// Sends the latest checkpoint to every witness that has not settled it yet.
+    /// Sends each store's latest checkpoint to every witness that has not settled it yet.
     pub(super) fn tick(&mut self) {
+        for log in &mut self.logs {
+            log.tick(&self.client);
+        }
+    }
+}
+
+impl Log {
+    fn tick(&mut self, client: &reqwest::blocking::Client) {
         let Some(note) = latest_checkpoint(&self.store_dir) else {
             return;
         };
@@ -198,15 +225,16 @@ impl Pusher {
         else {
             return;
         };
+        let class = self.class.as_deref().unwrap_or("");
         for t in &mut self.targets {
             if t.settled.as_ref() == Some(&note) {
                 continue;
             }
-            match push(&self.store_dir, &self.client, t, &note, &cp) {
+            match push(&self.store_dir, client, t, &note, &cp) {
                 Pushed::Cosigned | Pushed::Refused => t.settled = Some(note.clone()),
                 Pushed::Retry(why) => {
                     if t.warned.as_ref() != Some(&note) {
-                        tracing::warn!(witness = %t.id, url = %t.ask.url, "cannot reach the witness, retrying: {why}");
+                        tracing::warn!(witness = %t.id, url = %t.ask.url, class, "cannot reach the witness, retrying: {why}");
                         t.warned = Some(note.clone());
                     }
                 }
@@ -249,6 +277,7 @@ fn push(
     let refused = |why: String| {
         tracing::error!(
             witness = %id,
+            log = %cp.origin,
             size = cp.size,
             "witness refused the checkpoint: {why}; the log was rolled back, forked or \
              replaced since this witness last cosigned it (run `meshlog verify --witness`)"
@@ -296,7 +325,7 @@ fn push(
                     return Pushed::Retry(format!("cannot write cosigned.log: {e}"));
                 }
                 t.old = Some(cp.size);
-                tracing::info!(witness = %id, size = cp.size, "checkpoint cosigned by witness");
+                tracing::info!(witness = %id, log = %cp.origin, size = cp.size, "checkpoint cosigned by witness");
                 return Pushed::Cosigned;
             }
             409 => {
