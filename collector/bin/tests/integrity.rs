@@ -793,8 +793,16 @@ fn verify_usage_errors_exit_2_and_unsigned_stores_say_so() {
 // ---------------------------------------------------------------------------------------------
 // Checkpoints from the real serve, proofs
 
-/// The checkpoints in `data`'s log, verified with `key`.
+/// The checkpoints in `data`'s log, verified with `key` (a retention class store's, in
+/// `classes/<class>/`, with the key's class log key `<name>/<class>`).
 pub(super) fn checkpoints(data: &Path, key: &VerifierKey) -> Vec<Checkpoint> {
+    let in_class = data.parent().and_then(|p| p.file_name()) == Some("classes".as_ref());
+    let class_key = data
+        .file_name()
+        .and_then(|c| c.to_str())
+        .filter(|_| in_class)
+        .map(|c| key.for_class(c).unwrap());
+    let key = class_key.as_ref().unwrap_or(key);
     let bytes = std::fs::read(data.join(CHECKPOINT_LOG_FILE)).unwrap_or_default();
     checkpoint_log::parse(&bytes)
         .into_iter()

@@ -885,6 +885,57 @@ fn class_stores_refuse_segments_written_without_retention() {
     assert!(!dir.path().join("classes").exists(), "nothing created");
 }
 
+#[test]
+fn a_class_store_signed_under_the_collector_origin_goes_on_under_its_class_log_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        integrity: IntegrityOptions {
+            signer: Some(Arc::new(signer())),
+            checkpoint_interval: Duration::from_secs(3600),
+        },
+        ..StoreOptions::default()
+    };
+    let append = |opts: StoreOptions| {
+        let store = Store::open(&class_dir(dir.path(), "short"), opts).unwrap();
+        let frame = meshlog_format::frame::encode_frame(&[Map::new()]).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(store.handle().append(frame))
+            .unwrap();
+        store.close().unwrap();
+    };
+    // As a class store was signed before class logs had origins of their own.
+    append(opts.clone());
+    // Now: the class log's key, `<origin>/short`.
+    append(meshlog_retention::classes::class_options(&opts, "short"));
+    let bytes = std::fs::read(class_dir(dir.path(), "short").join(CHECKPOINT_LOG_FILE)).unwrap();
+    let origins: Vec<String> = checkpoint_log::parse(&bytes)
+        .into_iter()
+        .map(|i| match i {
+            checkpoint_log::Item::Entry(e) => String::from_utf8(e.note).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .map(|n| n.lines().next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        origins.first().unwrap(),
+        "example.com/meshlog",
+        "{origins:?}"
+    );
+    assert_eq!(
+        origins.last().unwrap(),
+        "example.com/meshlog/short",
+        "{origins:?}"
+    );
+    // The collector's one verifier key checks both, each root against the store.
+    let report = verify_data_dir(dir.path(), &[signer().verifier()], &mut |_, _| {}).unwrap();
+    let short = &report.stores[0];
+    assert!(report.intact, "{:?}", short.findings);
+    assert_eq!(short.checkpoints.verified, origins.len());
+    assert_eq!(short.tree_size, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // meshlog verify on class stores: deletions by policy accepted, every other gap flagged
 

@@ -74,9 +74,11 @@ fn two_checkpoints_with_different_roots_for_one_size_are_a_fork() {
     let (dir, _keys, public) = swept();
     let copy = copy_of(dir.path());
     let short = class_dir(copy.path(), "short");
+    // The class store's log is signed under `<origin>/short` by the collector's key.
+    let class_key = signer().for_class("short").unwrap();
     let last = Checkpoint::verify(
         checkpoint_notes(&short).last().unwrap(),
-        &signer().verifier(),
+        &class_key.verifier(),
     )
     .unwrap();
     assert_eq!(last.size, 6);
@@ -86,7 +88,7 @@ fn two_checkpoints_with_different_roots_for_one_size_are_a_fork() {
         timestamp_unix_ns: last.timestamp_unix_ns + 1,
         ..last
     };
-    append_checkpoint(&short, fork.sign(&signer()).unwrap().as_bytes());
+    append_checkpoint(&short, fork.sign(&class_key).unwrap().as_bytes());
     let (code, report) = verify_json(copy.path(), &public);
     assert_eq!(code, 1, "{report:#}");
     let r = class_report(&report, "short");

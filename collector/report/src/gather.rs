@@ -647,7 +647,9 @@ fn integrity(
             continue;
         };
         // A class store's log is signed under `<origin>/<class>` (before that, `<origin>`).
-        let class_key = (i > 0).then(|| req.verifier.for_class(&store).ok()).flatten();
+        let class_key = (i > 0)
+            .then(|| req.verifier.for_class(&store).ok())
+            .flatten();
         for item in checkpoint_log::parse(&bytes) {
             let Item::Entry(e) = item else { continue };
             let verified = class_key

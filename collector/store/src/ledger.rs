@@ -205,7 +205,10 @@ fn verify_own(
     key: &SignerKey,
 ) -> Result<Checkpoint, meshlog_tlog::checkpoint::CheckpointError> {
     use meshlog_tlog::checkpoint::{CheckpointError, NoteError};
-    match (Checkpoint::verify(note, &key.verifier()), key.parent_verifier()) {
+    match (
+        Checkpoint::verify(note, &key.verifier()),
+        key.parent_verifier(),
+    ) {
         (Err(CheckpointError::Note(NoteError::UnknownKey { .. })), Some(parent)) => {
             Checkpoint::verify(note, &parent)
         }
@@ -645,6 +648,27 @@ mod tests {
     use meshlog_format::reader::{SEGMENTS_DIR, segment_file_name};
     use meshlog_tlog::merkle;
     use serde_json::{Map, Value, json};
+
+    #[test]
+    fn a_class_log_key_accepts_its_stores_checkpoints_signed_under_the_collector_origin() {
+        let key = SignerKey::from_seed("example.com/log", &[3; 32]).unwrap();
+        let class = key.for_class("short").unwrap();
+        let cp = |origin: &str| Checkpoint {
+            origin: origin.into(),
+            size: 2,
+            root: [1; 32],
+            timestamp_unix_ns: 9,
+        };
+        let old = cp("example.com/log").sign(&key).unwrap();
+        let new = cp("example.com/log/short").sign(&class).unwrap();
+        assert_eq!(verify_own(old.as_bytes(), &class).unwrap().size, 2);
+        assert_eq!(verify_own(new.as_bytes(), &class).unwrap().size, 2);
+        // Only the class log's own parent: the collector key accepts no class log's note.
+        assert!(verify_own(new.as_bytes(), &key).is_err());
+        let other = SignerKey::from_seed("example.com/other", &[3; 32]).unwrap();
+        let foreign = cp("example.com/other").sign(&other).unwrap();
+        assert!(verify_own(foreign.as_bytes(), &class).is_err());
+    }
 
     fn frame(i: u64) -> EncodedFrame {
         let Value::Object(m) = json!({ "i": i }) else {

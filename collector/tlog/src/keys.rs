@@ -909,10 +909,7 @@ mod tests {
         // The verifier's derivation matches the signer's, so a verifier holding only the
         // collector's verifier key checks every class log.
         assert_eq!(k.verifier().for_class("short").unwrap(), c.verifier());
-        assert_eq!(
-            c.verifier().public_bytes(),
-            k.verifier().public_bytes()
-        );
+        assert_eq!(c.verifier().public_bytes(), k.verifier().public_bytes());
         assert_eq!(c.parent_verifier(), Some(k.verifier()));
         assert_eq!(k.parent_verifier(), None);
         let sig = c.sign(b"m");

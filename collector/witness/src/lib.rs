@@ -394,7 +394,10 @@ mod tests {
     fn each_class_log_of_a_configured_key_is_witnessed_apart() {
         let d = tempfile::tempdir().unwrap();
         let log = SignerKey::from_seed("example/log", &[1; 32]).unwrap();
-        let (short, long) = (log.for_class("short").unwrap(), log.for_class("long").unwrap());
+        let (short, long) = (
+            log.for_class("short").unwrap(),
+            log.for_class("long").unwrap(),
+        );
         let wkey = SignerKey::from_seed("example/witness", &[2; 32]).unwrap();
         let w = Witness::open(wkey, vec![log.verifier()], d.path()).unwrap();
         let tree = MerkleTree::from_leaf_hashes(leaves(0, 10));
@@ -423,7 +426,14 @@ mod tests {
             origins(d.path()).unwrap(),
             ["example/log/long", "example/log/short"]
         );
-        assert_eq!(w.latest("example/log/long").unwrap().unwrap().checkpoint.size, 5);
+        assert_eq!(
+            w.latest("example/log/long")
+                .unwrap()
+                .unwrap()
+                .checkpoint
+                .size,
+            5
+        );
         // A class log name signed by another key, or a name that is no class: refused.
         let forger = SignerKey::from_seed("example/log", &[9; 32]).unwrap();
         assert!(matches!(

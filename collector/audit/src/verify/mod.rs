@@ -592,7 +592,10 @@ fn gone_classes(
             meshlog_format::layout::valid_class_name(c).then_some(c)
         });
         let Some(class) = class else { continue };
-        let known = stores.iter().chain(out.iter()).any(|(_, c)| c.as_deref() == Some(class));
+        let known = stores
+            .iter()
+            .chain(out.iter())
+            .any(|(_, c)| c.as_deref() == Some(class));
         if !known {
             out.push((
                 meshlog_format::layout::class_dir(data_dir, class),
