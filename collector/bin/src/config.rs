@@ -803,6 +803,15 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.witness.ask[0].url, "http://127.0.0.1:7380");
         assert_eq!(cfg.witness.ask[0].public_key, key);
+        // With retention classes too: each class log is witnessed under its own origin.
+        let cfg = Config::from_toml(&format!(
+            "[[witness.ask]]\nurl = \"http://127.0.0.1:7380\"\npublic_key = \"{key}\"\n\
+             [retention]\ndefault_days = 400\n[[retention.classes]]\nname = \"short\"\ndays = 1\n\
+             match = {{ \"service.name\" = \"checkout\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.witness.ask.len(), 1);
+        assert_eq!(cfg.retention.unwrap().class_names(), ["short", "default"]);
     }
 
     #[test]
