@@ -694,6 +694,19 @@ fn each_retention_class_log_is_witnessed_and_one_rolled_back_or_deleted_is_named
         ),
         "{out}"
     );
+    // Every class directory gone, the data directory left: each class log is still named.
+    std::fs::remove_dir_all(data.join("classes/default")).unwrap();
+    let (code, out) = verify(&witnessed);
+    assert_eq!(code, Some(1), "{out}");
+    for (n, class) in [(3, "short"), (2, "default")] {
+        assert!(
+            out.contains(&format!(
+                "cosigned {n} leaves of log example.com/log/{class} (retention class {class}); \
+                 this store has 0"
+            )),
+            "{out}"
+        );
+    }
     // And with the whole data directory gone, each class log the witness holds is named.
     std::fs::remove_dir_all(&data).unwrap();
     let (code, out) = verify(&witnessed);

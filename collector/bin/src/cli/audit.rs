@@ -54,13 +54,15 @@ pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
             b.set_position(done);
         }
     };
-    // With retention classes, every store in the data directory, each with its receipts.
+    // With retention classes, every store in the data directory, each with its receipts (and
+    // each class log the witness holds, its directory gone or not).
     let with_classes = !classes::class_dirs(&args.data_dir)
         .map_err(io_err(format!(
             "listing {}",
             args.data_dir.join(classes::CLASSES_DIR).display()
         )))?
-        .is_empty();
+        .is_empty()
+        || witnessed_classes(check.state_dir.as_deref(), &keys);
     let report = if with_classes {
         Verified::DataDir(meshlog_audit::verify::verify_data_dir_with(
             &args.data_dir,
@@ -106,6 +108,20 @@ pub fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<(), RunError> {
     } else {
         Err(RunError::NotIntact(findings))
     }
+}
+
+/// Whether the witness state holds a class log (`<name>/<class>`) of one of `keys`.
+fn witnessed_classes(state_dir: Option<&Path>, keys: &[VerifierKey]) -> bool {
+    let held = state_dir
+        .and_then(|d| meshlog_witness::origins(d).ok())
+        .unwrap_or_default();
+    held.iter().any(|o| {
+        keys.iter().any(|k| {
+            o.strip_prefix(k.name())
+                .and_then(|c| c.strip_prefix('/'))
+                .is_some_and(meshlog_format::layout::valid_class_name)
+        })
+    })
 }
 
 /// `verify --witness-state` on a data directory that is gone: the witness still knows what the
