@@ -54,7 +54,8 @@ pub struct ServeWitness {
     pub key_file: PathBuf,
     /// `state_dir`: where it keeps the latest checkpoint of each log.
     pub state_dir: PathBuf,
-    /// `logs`: the verifier keys of the logs it cosigns.
+    /// `logs`: the verifier keys of the logs it cosigns (each also covering its retention
+    /// class logs, `<name>/<class>`).
     pub logs: Vec<VerifierKey>,
 }
 

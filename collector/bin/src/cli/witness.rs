@@ -28,8 +28,8 @@ pub struct WitnessArgs {
     /// The witness's signing key file (`meshlog keygen --out DIR --name WITNESS-NAME`).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
-    /// Verifier key file of a log this witness cosigns (the collector's `verifier.pub`);
-    /// repeat for each log.
+    /// Verifier key file of a log this witness cosigns (the collector's `verifier.pub`; it also
+    /// covers that collector's retention class logs, `<name>/<class>`); repeat for each log.
     #[arg(long, value_name = "FILE", required = true)]
     pub log: Vec<PathBuf>,
 }
