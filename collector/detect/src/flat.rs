@@ -491,7 +491,7 @@ mod tests {
                 any::<f64>()
                     .prop_filter("finite", |f| f.is_finite())
                     .prop_map(Value::from),
-                "[a-z\"\\\u{0}-\u{1f}\u{e9}\u{1f600}/]{0,12}".prop_map(Value::from),
+                "[a-z\"\\\u{0}-\u{1f}\u{e9}\u{1f600}/]{0,40}".prop_map(Value::from),
             ];
             leaf.prop_recursive(3, 24, 4, |inner| {
                 prop_oneof![
