@@ -139,7 +139,7 @@ impl<'a> Flat<'a> {
     /// Reads one stored record keeping only `keys`: the line is checked whole (what is not a
     /// JSON object is refused, as [`Flat::parse`] refuses it), the other values are skipped.
     pub fn parse_keys(line: &'a [u8], keys: &'a Keys) -> Result<Flat<'a>, ScanError> {
-        let mut fields = Vec::with_capacity(16);
+        let mut fields = Vec::with_capacity(24);
         scan::scan(line, keys, &mut fields)?;
         let keys = (!keys.keeps_all()).then_some(keys);
         Ok(Flat { fields, keys })

@@ -149,19 +149,13 @@ impl Keys {
 
     #[inline]
     fn prefix_keeps(&self, key: &[u8]) -> bool {
-        if self.prefixes.is_empty() {
-            return false;
-        }
-        let head = word(key.get(..key.len().min(8)).unwrap_or_default());
         self.prefixes.iter().any(|(h, p)| {
+            if key.len() < p.len() {
+                return false;
+            }
             // A prefix shorter than eight bytes compares as its own length.
             let n = p.len().min(8);
-            let mask = if n == 8 {
-                u64::MAX
-            } else {
-                (1u64 << (8 * n)) - 1
-            };
-            head & mask == *h && key.starts_with(p)
+            word(key.get(..n).unwrap_or_default()) == *h && key.starts_with(p)
         })
     }
 
