@@ -13,7 +13,8 @@
 use crate::NS_PER_S;
 use crate::alert::{self, LoggedAlert};
 use crate::config::{DetectConfig, Severity};
-use crate::flat::Flat;
+use crate::flat::{Flat, ReadError};
+use crate::keys::Keys;
 use crate::record::{self, Record};
 use crate::rules::{
     self, Ctx, Finding, Group, Query, Rule, Signal, auth::AuthBurst, delivery::DeliveryLossRule,
@@ -162,6 +163,8 @@ pub struct Detector {
     buf: Vec<Signal>,
     /// The tenant of the record being observed (for the alerts it raises).
     tenant: Option<String>,
+    /// The record keys the enabled rules read: a stored line is read keeping only these.
+    keys: Keys,
 }
 
 fn fingerprint(rule: &str, key: &str, since: u64) -> String {
@@ -232,8 +235,14 @@ impl Detector {
                 resolved: 0,
                 suppressed: 0,
             })
-            .collect();
+            .collect::<Vec<Slot>>();
+        let mut keys = Keys::none();
+        record::View::keys(&mut keys);
+        for s in &slots {
+            s.rule.keys(&mut keys);
+        }
         Detector {
+            keys,
             slots,
             active: HashMap::new(),
             last_start: HashMap::new(),
@@ -322,14 +331,22 @@ impl Detector {
     }
 
     /// [`Detector::observe`] for a record as the store keeps it (one JSON object): read in
-    /// place ([`Flat`]), not parsed into a map, which is what the collector feeds.
-    pub fn observe_json(
-        &mut self,
-        line: &[u8],
-        now: u64,
-    ) -> Result<Vec<Transition>, serde_json::Error> {
-        let flat = Flat::parse(line)?;
-        self.observe_flat(&flat, line, now)
+    /// place ([`Flat`]), not parsed into a map, keeping only the keys the rules read (the
+    /// line is still checked whole), which is what the collector feeds.
+    pub fn observe_json(&mut self, line: &[u8], now: u64) -> Result<Vec<Transition>, ReadError> {
+        // Taken out for the call: the record borrows the keys while the rules change.
+        let keys = std::mem::take(&mut self.keys);
+        let r = match Flat::parse_keys(line, &keys) {
+            Ok(flat) => self.observe_flat(&flat, line, now),
+            Err(e) => Err(e.into()),
+        };
+        self.keys = keys;
+        r
+    }
+
+    /// The keys a stored line is read with ([`Detector::observe_json`]).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     fn observe_flat(
@@ -337,7 +354,7 @@ impl Detector {
         flat: &Flat<'_>,
         line: &[u8],
         now: u64,
-    ) -> Result<Vec<Transition>, serde_json::Error> {
+    ) -> Result<Vec<Transition>, ReadError> {
         if is_own(flat.str(record::EVENT_NAME)) {
             if self.replaying {
                 // Alert records are few: the map is what the log's alerts are read from.
@@ -418,11 +435,18 @@ impl Detector {
 
     /// [`Detector::replay`] for a record as the store keeps it (see
     /// [`Detector::observe_json`]).
-    pub fn replay_json(&mut self, line: &[u8]) -> Result<(), serde_json::Error> {
+    pub fn replay_json(&mut self, line: &[u8]) -> Result<(), ReadError> {
         self.replaying = true;
-        let flat = Flat::parse(line)?;
-        let now = flat.stored_time();
-        self.observe_flat(&flat, line, now).map(drop)
+        let keys = std::mem::take(&mut self.keys);
+        let r = match Flat::parse_keys(line, &keys) {
+            Ok(flat) => {
+                let now = flat.stored_time();
+                self.observe_flat(&flat, line, now).map(drop)
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.keys = keys;
+        r
     }
 
     /// Ends a replay at `now`: raises what the rules find firing that the log lost, resolves

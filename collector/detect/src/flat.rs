@@ -2,12 +2,17 @@
 //! its line where they need no unescaping. This is what the engine evaluates: parsing a
 //! committed record into it allocates one vector, not a map and a string per key and value
 //! (the collector feeds detection every record it stores, so that is most of detection's cost).
+//! [`Flat::parse_keys`] keeps only the keys the rules read ([`Keys`]) and skips the other
+//! values undecoded ([`crate::scan`]); [`Flat::parse`] keeps every key.
 //!
 //! [`Flat::of_map`] gives the same view of an already parsed [`Record`]; every accessor answers
 //! as the [`crate::record`] helpers do on the map (a duplicate key: the last one counts, as in
-//! the map).
+//! the map). The `serde` reader ([`Flat::parse_with_serde`]) is the reference the scanner is
+//! tested against.
 
+use crate::keys::Keys;
 use crate::record::Record;
+use crate::scan::{self, ScanError};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -103,15 +108,46 @@ impl<'a> Scalar<'a> {
     }
 }
 
+/// Why a stored line could not be observed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The line is not a JSON object.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// One of the detector's own alert records did not read as a map.
+    #[error("an alert record: {0}")]
+    Alert(#[from] serde_json::Error),
+}
+
 /// A flat record's top-level keys and values, in the line's order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Flat<'a> {
     fields: Vec<(Cow<'a, str>, Scalar<'a>)>,
+    /// The keys it was read with, when not all: reading another one is a bug (debug builds
+    /// check).
+    keys: Option<&'a Keys>,
 }
 
 impl<'a> Flat<'a> {
-    /// Reads one stored record (a JSON object, as the store keeps it).
-    pub fn parse(line: &'a [u8]) -> Result<Flat<'a>, serde_json::Error> {
+    /// Reads one stored record (a JSON object, as the store keeps it), every key.
+    pub fn parse(line: &'a [u8]) -> Result<Flat<'a>, ScanError> {
+        let mut fields = Vec::with_capacity(40);
+        scan::scan(line, &Keys::all(), &mut fields)?;
+        Ok(Flat { fields, keys: None })
+    }
+
+    /// Reads one stored record keeping only `keys`: the line is checked whole (what is not a
+    /// JSON object is refused, as [`Flat::parse`] refuses it), the other values are skipped.
+    pub fn parse_keys(line: &'a [u8], keys: &'a Keys) -> Result<Flat<'a>, ScanError> {
+        let mut fields = Vec::with_capacity(24);
+        scan::scan(line, keys, &mut fields)?;
+        let keys = (!keys.keeps_all()).then_some(keys);
+        Ok(Flat { fields, keys })
+    }
+
+    /// Reads one stored record with `serde_json` (the reference [`Flat::parse`] is tested
+    /// against: the same records and answers).
+    pub fn parse_with_serde(line: &'a [u8]) -> Result<Flat<'a>, serde_json::Error> {
         serde_json::from_slice(line)
     }
 
@@ -122,7 +158,17 @@ impl<'a> Flat<'a> {
                 .iter()
                 .map(|(k, v)| (Cow::Borrowed(k.as_str()), Scalar::of_value(v)))
                 .collect(),
+            keys: None,
         }
+    }
+
+    /// Debug builds: `key` must be one the record was read with.
+    #[inline]
+    fn check_kept(&self, key: &str) {
+        debug_assert!(
+            self.keys.is_none_or(|k| k.keeps(key.as_bytes())),
+            "{key:?} is read but no rule declared it (Rule::keys)"
+        );
     }
 
     /// Every key and value, in order.
@@ -132,6 +178,7 @@ impl<'a> Flat<'a> {
 
     /// The value of `key` (the last one, if the line repeats it).
     pub fn get(&self, key: &str) -> Option<&Scalar<'a>> {
+        self.check_kept(key);
         self.fields
             .iter()
             .rev()
@@ -141,6 +188,7 @@ impl<'a> Flat<'a> {
 
     /// True when `key` is present, whatever its value.
     pub fn contains(&self, key: &str) -> bool {
+        self.check_kept(key);
         self.fields.iter().any(|(k, _)| k == key)
     }
 
@@ -162,8 +210,8 @@ impl<'a> Flat<'a> {
     /// When the collector received the record, else when it happened
     /// ([`crate::record::stored_time`]).
     pub fn stored_time(&self) -> u64 {
-        self.int("observed_time_unix_nano")
-            .or_else(|| self.int("time_unix_nano"))
+        self.int(crate::record::OBSERVED_TIME)
+            .or_else(|| self.int(crate::record::TIME))
             .and_then(|t| u64::try_from(t).ok())
             .unwrap_or(0)
     }
@@ -190,7 +238,7 @@ impl<'de> Visitor<'de> for FlatVisitor {
         while let Some(Key(k)) = m.next_key()? {
             fields.push((k, m.next_value()?));
         }
-        Ok(Flat { fields })
+        Ok(Flat { fields, keys: None })
     }
 }
 
@@ -299,12 +347,18 @@ mod tests {
             "s":"42","b":true,"z":null,"arr":[1,{"k":2}],"o":{"x":[]},"esc":"a\"b\u00e9",
             "k\u00e9y":"v","a":"last"}"#;
         let flat = Flat::parse(line).unwrap();
+        let serde = Flat::parse_with_serde(line).unwrap();
         let map: Record = serde_json::from_slice(line).unwrap();
         let via_map = Flat::of_map(&map);
-        for key in [
+        let keys = [
             "a", "e", "n", "u", "f", "g", "s", "b", "z", "arr", "o", "esc", "k\u{e9}y", "none",
-        ] {
-            for f in [&flat, &via_map] {
+        ];
+        let mut kept = Keys::none();
+        keys.iter().for_each(|k| kept.insert(k));
+        let only = Flat::parse_keys(line, &kept).unwrap();
+        assert_eq!(flat.fields, serde.fields);
+        for key in keys {
+            for f in [&flat, &serde, &via_map, &only] {
                 assert_eq!(f.str(key), record::str_of(&map, key), "{key}");
                 assert_eq!(f.int(key), record::int_of(&map, key), "{key}");
                 assert_eq!(
@@ -345,12 +399,186 @@ mod tests {
 
     #[test]
     fn what_is_not_an_object_is_refused() {
-        for bad in [&b"[1]"[..], b"\"x\"", b"{\"a\":", b"{\"a\" 1}"] {
+        let none = Keys::none();
+        for bad in [
+            &b"[1]"[..],
+            b"\"x\"",
+            b"{\"a\":",
+            b"{\"a\" 1}",
+            b"",
+            b"{",
+            b"{}x",
+            b"{\"a\":1,}",
+            b"{\"a\":01}",
+            b"{\"a\":1e400}",
+            b"{\"a\":\"\x01\"}",
+            b"{\"a\":\"\xff\"}",
+            b"{\"\xff\":1}",
+            b"{\"a\":\"\\x\"}",
+            b"{\"a\":\"\\ud800\"}",
+            b"{\"a\":[1,]}",
+            b"{\"a\":{\"\xff\":1}}",
+            b"{\"a\":[\"\x01\"]}",
+            b"{\"a\":[}",
+            b"{\"a\":tru}",
+            b"{\"a\":-}",
+            b"{\"a\":1.}",
+        ] {
+            let shown = String::from_utf8_lossy(bad);
+            assert!(Flat::parse_with_serde(bad).is_err(), "serde: {shown}");
+            assert!(Flat::parse(bad).is_err(), "{shown}");
             assert!(
-                Flat::parse(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
+                Flat::parse_keys(bad, &none).is_err(),
+                "keeping none: {shown}"
             );
+        }
+        // What serde_json ignores inside nested values it does not check, nor does the scanner
+        // (nor does it limit their depth).
+        let deep = [&b"{\"a\":"[..], &[b'['; 300], &[b']'; 300], b"}"].concat();
+        for lax in [
+            &b"{\"a\":[\"\xff\"]}"[..],
+            b"{\"a\":{\"k\":[1e400]}}",
+            deep.as_slice(),
+        ] {
+            let shown = String::from_utf8_lossy(lax);
+            assert!(Flat::parse_with_serde(lax).is_ok(), "serde: {shown}");
+            assert!(Flat::parse(lax).is_ok(), "{shown}");
+        }
+    }
+
+    /// The scanner's answer for `line` is `serde_json`'s: the same refusals, the same fields
+    /// (only the kept ones when reading with `keys`).
+    fn same_as_serde(line: &[u8], keys: &Keys) -> Result<(), proptest::test_runner::TestCaseError> {
+        let want = Flat::parse_with_serde(line);
+        let all = Flat::parse(line);
+        let only = Flat::parse_keys(line, keys);
+        let shown = String::from_utf8_lossy(line);
+        proptest::prop_assert_eq!(want.is_ok(), all.is_ok(), "{} {:?}", shown, all);
+        proptest::prop_assert_eq!(want.is_ok(), only.is_ok(), "{}", shown);
+        if let (Ok(want), Ok(all), Ok(only)) = (want, all, only) {
+            proptest::prop_assert_eq!(&want.fields, &all.fields, "{}", shown);
+            let kept: Vec<_> = want
+                .fields
+                .iter()
+                .filter(|(k, _)| keys.keeps(k.as_bytes()))
+                .cloned()
+                .collect();
+            proptest::prop_assert_eq!(kept, only.fields, "{}", shown);
+        }
+        Ok(())
+    }
+
+    fn some_keys() -> Keys {
+        let mut k = Keys::none();
+        for key in ["a", "b", "k\u{e9}y", "http.response.status_code", "x\"y"] {
+            k.insert(key);
+        }
+        k.insert_prefix("meshlog.redacted.");
+        k
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// JSON values with the awkward parts: escapes, non-ASCII, big and odd numbers.
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                "[a-z\"\\\u{0}-\u{1f}\u{e9}\u{1f600}/]{0,40}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map("[a-c\u{e9}\"]{0,3}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn record() -> impl Strategy<Value = Vec<u8>> {
+            let key = prop_oneof![
+                Just("a".to_owned()),
+                Just("b".to_owned()),
+                Just("k\u{e9}y".to_owned()),
+                Just("x\"y".to_owned()),
+                Just("meshlog.redacted.jwt".to_owned()),
+                Just("http.response.status_code".to_owned()),
+                "[a-z.\u{e9}]{0,8}",
+            ];
+            prop::collection::vec((key, value(), any::<bool>()), 0..8).prop_map(|kvs| {
+                // Written by hand (not through a map) so that keys repeat and whitespace varies.
+                let mut out = b"{".to_vec();
+                for (i, (k, v, ws)) in kvs.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(if *ws { b" ,\n" } else { b"," });
+                    }
+                    out.extend(serde_json::to_vec(k).unwrap_or_default());
+                    out.extend_from_slice(if *ws { b" : " } else { b":" });
+                    out.extend(serde_json::to_vec(v).unwrap_or_default());
+                }
+                out.push(b'}');
+                out
+            })
+        }
+
+        /// A record with a few bytes changed, inserted or removed.
+        fn mutated() -> impl Strategy<Value = Vec<u8>> {
+            let edit = (
+                any::<prop::sample::Index>(),
+                0u8..3,
+                any::<u8>(),
+                prop::sample::select(
+                    b"{}[]\":,\\ u0123456789abcdefABCDEF.eE+-tfnrl\x00\x1f\x7f\x80\xc3\xa9\xed\xff"
+                        .to_vec(),
+                ),
+                any::<bool>(),
+            );
+            (record(), prop::collection::vec(edit, 1..4)).prop_map(|(mut line, edits)| {
+                for (at, op, raw, pick, use_raw) in edits {
+                    let b = if use_raw { raw } else { pick };
+                    let i = at.index(line.len() + 1);
+                    match op {
+                        0 => line.insert(i, b),
+                        1 if i < line.len() => line[i] = b,
+                        _ if i < line.len() => {
+                            line.remove(i);
+                        }
+                        _ => line.push(b),
+                    }
+                }
+                line
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            #[test]
+            fn valid_records_read_as_serde_reads_them(line in record()) {
+                prop_assert!(Flat::parse_with_serde(&line).is_ok());
+                same_as_serde(&line, &some_keys())?;
+            }
+
+            #[test]
+            fn damaged_records_are_refused_or_read_as_serde_reads_them(line in mutated()) {
+                same_as_serde(&line, &some_keys())?;
+            }
+
+            #[test]
+            fn arbitrary_bytes_are_refused_or_read_as_serde_reads_them(
+                line in prop::collection::vec(prop::sample::select(
+                    b"{}[]\":,\\ ua0e1.-+tfnrl\x00\xc3\xa9\xff".to_vec()), 0..24)
+            ) {
+                same_as_serde(&line, &some_keys())?;
+                same_as_serde(&line, &Keys::none())?;
+            }
         }
     }
 }

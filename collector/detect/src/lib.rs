@@ -15,16 +15,19 @@ pub mod config;
 pub mod engine;
 pub mod flat;
 pub mod history;
+pub mod keys;
 pub mod notify;
 pub mod record;
 pub mod retention;
 pub mod rules;
+pub mod scan;
 pub mod window;
 
 pub use alert::{ALERT_EVENT, TRIAGE_EVENT};
 pub use config::{DetectConfig, parse};
 pub use engine::{Detector, IntegrityEvent, RuleStats, State, Transition};
-pub use flat::Flat;
+pub use flat::{Flat, ReadError};
+pub use keys::Keys;
 pub use record::Record;
 pub use retention::{RetentionHold, RetentionPolicy};
 

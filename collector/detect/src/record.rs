@@ -1,6 +1,7 @@
 //! Reading the attributes the rules need from a stored (flat) record.
 
 use crate::flat::Flat;
+use crate::keys::Keys;
 use meshlog_core::schema;
 use serde_json::{Map, Value};
 
@@ -19,6 +20,11 @@ pub const VM_ID: &str = "resource.meshlog.vm.id";
 pub const EVENT_NAME: &str = "event_name";
 /// The stored key of the tenant the collector stamps on a tenant's records.
 pub const TENANT: &str = "resource.meshlog.tenant";
+
+/// The stored key of the time the collector received the record.
+pub const OBSERVED_TIME: &str = "observed_time_unix_nano";
+/// The stored key of the time the record happened.
+pub const TIME: &str = "time_unix_nano";
 
 /// A string attribute.
 pub fn str_of<'a>(r: &'a Record, key: &str) -> Option<&'a str> {
@@ -101,8 +107,8 @@ pub fn weight(r: &Record) -> f64 {
 /// When the collector received the record (its observed time), else when it happened: the
 /// time replay assigns to a stored record.
 pub fn stored_time(r: &Record) -> u64 {
-    int_of(r, "observed_time_unix_nano")
-        .or_else(|| int_of(r, "time_unix_nano"))
+    int_of(r, OBSERVED_TIME)
+        .or_else(|| int_of(r, TIME))
         .and_then(|t| u64::try_from(t).ok())
         .unwrap_or(0)
 }
@@ -142,6 +148,29 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// The keys [`View::of`] and [`Flat::stored_time`] read.
+    pub fn keys(k: &mut Keys) {
+        for key in [
+            EVENT_NAME,
+            schema::HTTP_RESPONSE_STATUS_CODE,
+            SERVICE,
+            schema::MESHLOG_PEER_PRINCIPAL,
+            schema::CLIENT_ADDRESS,
+            ENDUSER_ID,
+            schema::HTTP_ROUTE,
+            schema::URL_PATH,
+            INSTANCE,
+            VM_ID,
+            schema::MESHLOG_SEQUENCE,
+            schema::MESHLOG_SAMPLING_ADJUSTED_COUNT,
+            TENANT,
+            OBSERVED_TIME,
+            TIME,
+        ] {
+            k.insert(key);
+        }
+    }
+
     /// Reads `r`: one pass over its keys (a repeated key: the last one counts, as in the map).
     pub fn of(r: &'a Flat<'a>) -> View<'a> {
         let mut v = View {

@@ -69,6 +69,9 @@ const SWEPT: &str = "meshlog.retention.swept_unix_nano";
 /// The signed receipt.
 const RECEIPT: &str = "meshlog.retention.receipt";
 
+/// Every key [`RetentionPolicy::outside`] reads.
+pub(crate) const KEYS: [&str; 6] = [CLASS, SEGMENT, OLDEST, NEWEST, SWEPT, RECEIPT];
+
 /// What a deletion says of itself.
 struct Deletion<'a> {
     class: &'a str,

@@ -11,6 +11,12 @@ use crate::window::{Edge, Groups, Latch};
 use meshlog_core::schema;
 use std::collections::HashMap;
 
+/// The delivery tally's counts of records lost (each with its `.sequences` ranges).
+const TALLIES: [&str; 2] = [
+    "meshlog.delivery.dropped_overflow",
+    "meshlog.delivery.failed",
+];
+
 /// Open gaps remembered per VM; more are counted as lost at once.
 const MAX_GAPS: usize = 64;
 
@@ -120,6 +126,13 @@ impl Rule for DeliveryLossRule {
         "delivery_loss"
     }
 
+    fn keys(&self, keys: &mut crate::keys::Keys) {
+        for k in TALLIES {
+            keys.insert(k);
+            keys.insert(&format!("{k}.sequences"));
+        }
+    }
+
     fn observe(&mut self, view: &View<'_>, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
         let r = view.r;
         let service = view.service.unwrap_or("-");
@@ -182,10 +195,7 @@ impl Rule for DeliveryLossRule {
         }
         let mut dropped = 0;
         if view.event == Some(schema::DELIVERY_TALLY_EVENT_NAME) {
-            for k in [
-                "meshlog.delivery.dropped_overflow",
-                "meshlog.delivery.failed",
-            ] {
+            for k in TALLIES {
                 dropped += r.int(k).unwrap_or(0).max(0) as u64;
                 if let Some(s) = r.str(&format!("{k}.sequences")) {
                     for (a, b) in ranges(s) {

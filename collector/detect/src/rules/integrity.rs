@@ -82,6 +82,12 @@ impl Rule for IntegrityRule {
         "integrity"
     }
 
+    fn keys(&self, keys: &mut crate::keys::Keys) {
+        for k in crate::retention::KEYS {
+            keys.insert(k);
+        }
+    }
+
     fn observe(&mut self, v: &View<'_>, now: u64, _ctx: Ctx, out: &mut Vec<Signal>) {
         // Checkpoints are not records: their clock starts at the first tick (after a replay,
         // the tick at its end), never at an old replayed record. Deletions are records.

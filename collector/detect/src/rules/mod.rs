@@ -13,6 +13,7 @@ pub mod user;
 pub mod volume;
 
 use crate::engine::IntegrityEvent;
+use crate::keys::Keys;
 use crate::record::View;
 use crate::retention::RetentionPolicy;
 use meshlog_format::time::rfc3339;
@@ -227,6 +228,9 @@ pub struct Ctx {
 pub trait Rule: Send {
     /// Its name (`auth_failure_burst`, or a user rule's).
     fn name(&self) -> &str;
+    /// Adds the record keys the rule reads beyond [`View`]'s own ([`View::keys`]): a record is
+    /// read keeping only those (debug builds check that no other is read).
+    fn keys(&self, _keys: &mut Keys) {}
     /// Takes one committed record (read once for every rule: [`View`]) at `now`.
     fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>);
     /// Time passes: windows close, silences and delays expire.

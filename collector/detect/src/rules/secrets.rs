@@ -66,6 +66,10 @@ impl Rule for SecretsRule {
         "secrets"
     }
 
+    fn keys(&self, keys: &mut crate::keys::Keys) {
+        keys.insert_prefix(MESHLOG_REDACTED_PREFIX);
+    }
+
     fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
         if !v.request {
             return;

@@ -98,6 +98,20 @@ impl Rule for UserRuleState {
         &self.rule.name
     }
 
+    fn keys(&self, keys: &mut crate::keys::Keys) {
+        for m in &self.rule.wheres {
+            keys.insert(&m.key);
+        }
+        for k in &self.rule.group_by {
+            keys.insert(k);
+        }
+        match &self.rule.correlation {
+            Correlation::ValueCount { field } => keys.insert(field),
+            Correlation::NewTerms { fields, .. } => fields.iter().for_each(|f| keys.insert(f)),
+            Correlation::EventCount => {}
+        }
+    }
+
     fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {
         let r = v.r;
         if !self.rule.wheres.iter().all(|m| matches(m, r)) {

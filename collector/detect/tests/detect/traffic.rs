@@ -271,10 +271,25 @@ impl Traffic {
     }
 }
 
+/// The twin's transitions are the detector's (in any order: groups are held in hash maps
+/// seeded per map, so a tick resolves them in either's own order).
+fn same(a: &[Transition], b: &[Transition], at: &str) {
+    let sorted = |ts: &[Transition]| {
+        let mut v = ts.to_vec();
+        v.sort_by(|x, y| (&x.id, x.state.as_str()).cmp(&(&y.id, y.state.as_str())));
+        v
+    };
+    assert_eq!(sorted(a), sorted(b), "the stored-line twin after {at}");
+}
+
 /// Feeds a detector like the collector would: ticks every second up to each record, a signed
 /// checkpoint every minute, and every transition appended to `log` as a `meshlog.alert` record.
+/// A twin detector is fed the same records as the store keeps them (JSON lines, read with
+/// only the keys the rules declare, as `serve` reads them) and must answer the same at every
+/// step, so every scenario also proves the stored-line path.
 pub struct Sim {
     pub det: Detector,
+    twin: Detector,
     pub log: Vec<Record>,
     pub transitions: Vec<Transition>,
     pub now: u64,
@@ -286,6 +301,7 @@ impl Sim {
     pub fn new(cfg: &DetectConfig) -> Sim {
         Sim {
             det: Detector::new(cfg),
+            twin: Detector::new(cfg),
             log: Vec::new(),
             transitions: Vec::new(),
             now: T0,
@@ -307,10 +323,13 @@ impl Sim {
         while t <= to {
             if self.checkpoints && t >= self.next_checkpoint {
                 let ts = self.det.integrity(&IntegrityEvent::Checkpoint, t);
+                let twin = self.twin.integrity(&IntegrityEvent::Checkpoint, t);
+                same(&ts, &twin, "the checkpoint");
                 self.take(ts);
                 self.next_checkpoint = t + MIN;
             }
             let ts = self.det.tick(t);
+            same(&ts, &self.twin.tick(t), "a tick");
             self.take(ts);
             t += S;
         }
@@ -324,6 +343,9 @@ impl Sim {
             .unwrap_or(self.now);
         self.advance(at);
         let ts = self.det.observe(&r, at.max(self.now));
+        let line = serde_json::to_vec(&r).unwrap();
+        let twin = self.twin.observe_json(&line, at.max(self.now)).unwrap();
+        same(&ts, &twin, "a record");
         self.log.push(r);
         self.take(ts);
     }
@@ -399,14 +421,18 @@ impl Sim {
     /// log (alerts included) and finishes the replay; what that raises or resolves is logged.
     pub fn restart(&mut self, cfg: &DetectConfig) -> Vec<Transition> {
         let mut det = Detector::new(cfg);
+        let mut twin = Detector::new(cfg);
         let from = self.now.saturating_sub(det.replay_ns());
         for r in &self.log {
             if meshlog_detect::record::stored_time(r) >= from {
                 det.replay(r);
+                twin.replay_json(&serde_json::to_vec(r).unwrap()).unwrap();
             }
         }
         let ts = det.finish_replay(self.now);
+        same(&ts, &twin.finish_replay(self.now), "the replay");
         self.det = det;
+        self.twin = twin;
         self.take(ts.clone());
         ts
     }

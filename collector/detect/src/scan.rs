@@ -1,0 +1,466 @@
+//! The reader of one stored record: a scanner over its JSON object that accepts exactly what
+//! `serde_json` reading a [`Flat`](crate::flat::Flat) accepts (the whole line is validated),
+//! but decodes only the values of the keys it is asked to keep ([`Keys`]). Every other value
+//! is skipped: a string by searching for its closing quote eight bytes at a time (a word's
+//! quotes, backslashes and control characters found with bit tricks), a number or literal by
+//! its grammar, an array or object by a depth-aware walk that honours strings. That is most of
+//! what detection spent per record: tokenizing and decoding each of a record's 20 to 40 values
+//! when the rules read a dozen.
+//!
+//! The line is checked to be UTF-8 once, whole (the store writes UTF-8: this is the fast
+//! path); then every string in it is, and a kept one is sliced from it as it is. Only a line
+//! that is not UTF-8 as a whole has its strings checked one by one (`serde_json` accepts
+//! invalid bytes where it ignores them, deep inside nested values).
+//!
+//! `serde_json`'s rules it follows (the property test in `flat::tests` compares the two on
+//! arbitrary bytes): keys and top-level string values are UTF-8 checked and their escapes
+//! decoded (escaped strings are rare: they are handed to `serde_json` itself), as are the keys
+//! of an object one level down; strings deeper down (what `serde_json` ignores) are only
+//! checked for control characters and well-formed escapes. Numbers that are not small
+//! non-negative integers are read by `serde_json` too (floats, negatives, overflow).
+
+use crate::flat::Scalar;
+use crate::keys::Keys;
+use std::borrow::Cow;
+
+/// Why a line is not a readable record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a readable record: {what} at byte {offset}")]
+pub struct ScanError {
+    /// Where the scanner stopped.
+    pub offset: usize,
+    /// What it found wrong.
+    pub what: &'static str,
+}
+
+/// One kept key and its value.
+pub(crate) type Field<'a> = (Cow<'a, str>, Scalar<'a>);
+
+/// Scans `line`, pushing every kept key and its value onto `out` in the line's order.
+pub(crate) fn scan<'a>(
+    line: &'a [u8],
+    keys: &Keys,
+    out: &mut Vec<Field<'a>>,
+) -> Result<(), ScanError> {
+    let mut s = Scan {
+        b: line,
+        text: std::str::from_utf8(line).ok(),
+        i: 0,
+    };
+    s.ws();
+    if s.peek() != Some(b'{') {
+        return s.err("expected a JSON object");
+    }
+    s.i += 1;
+    s.ws();
+    if s.peek() == Some(b'}') {
+        s.i += 1;
+    } else {
+        loop {
+            if s.peek() != Some(b'"') {
+                return s.err("expected a key");
+            }
+            let key = s.strict_str()?;
+            s.ws();
+            s.expect(b':', "expected `:`")?;
+            s.ws();
+            if keys.keeps(key.as_bytes()) {
+                let v = s.value()?;
+                out.push((key, v));
+            } else {
+                s.skip_value()?;
+            }
+            s.ws();
+            match s.peek() {
+                Some(b',') => {
+                    s.i += 1;
+                    s.ws();
+                }
+                Some(b'}') => {
+                    s.i += 1;
+                    break;
+                }
+                _ => return s.err("expected `,` or `}`"),
+            }
+        }
+    }
+    s.ws();
+    if s.i != line.len() {
+        return s.err("trailing characters");
+    }
+    Ok(())
+}
+
+/// A string's content: `b[start..end]`, with or without escapes, ASCII or not (`ascii` is
+/// only known when the line is not UTF-8 as a whole).
+struct Span {
+    start: usize,
+    end: usize,
+    escaped: bool,
+    ascii: bool,
+}
+
+struct Scan<'a> {
+    b: &'a [u8],
+    /// The line, when it is UTF-8 as a whole.
+    text: Option<&'a str>,
+    i: usize,
+}
+
+/// Each byte's lowest bit.
+const LO: u64 = 0x0101_0101_0101_0101;
+/// Each byte's highest bit.
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The first byte at or after `from` that ends a run of plain string content: a quote, a
+/// backslash, a control character, or (`high`) a byte of 0x80 or more. Eight bytes at a time:
+/// a byte equal to `c` is a zero byte of `x ^ c`, found by the borrow trick (`(v - LO) & !v &
+/// HI` flags a zero byte exactly, and above it only bytes after a flagged one), so the lowest
+/// flag of the union is the first such byte.
+#[inline]
+fn plain_end(b: &[u8], from: usize, high: bool) -> Option<usize> {
+    let mut i = from;
+    while let Some(Ok(w)) = b.get(i..i + 8).map(<[u8; 8]>::try_from) {
+        let x = u64::from_le_bytes(w);
+        let q = x ^ (LO * u64::from(b'"'));
+        let s = x ^ (LO * u64::from(b'\\'));
+        let mut t = (q.wrapping_sub(LO) & !q)
+            | (s.wrapping_sub(LO) & !s)
+            | (x.wrapping_sub(LO * 0x20) & !x);
+        if high {
+            t |= x;
+        }
+        let m = t & HI;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (high && c >= 0x80))
+        .map(|k| i + k)
+}
+
+impl<'a> Scan<'a> {
+    fn err<T>(&self, what: &'static str) -> Result<T, ScanError> {
+        Err(ScanError {
+            offset: self.i,
+            what,
+        })
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8, what: &'static str) -> Result<(), ScanError> {
+        if self.peek() != Some(c) {
+            return self.err(what);
+        }
+        self.i += 1;
+        Ok(())
+    }
+
+    /// The string whose opening quote is at `i`: finds its end (escapes well-formed as
+    /// `serde_json` checks them everywhere), refuses control characters, leaves `i` after it.
+    #[inline]
+    fn span(&mut self) -> Result<Span, ScanError> {
+        let start = self.i + 1;
+        let mut at = start;
+        let mut escaped = false;
+        let mut ascii = true;
+        let high = self.text.is_none();
+        loop {
+            let Some(k) = plain_end(self.b, at, high) else {
+                self.i = self.b.len();
+                return self.err("unterminated string");
+            };
+            at = k;
+            match self.b.get(at) {
+                Some(b'"') => break,
+                Some(b'\\') => {}
+                Some(&c) if c >= 0x80 => {
+                    ascii = false;
+                    at += 1;
+                    continue;
+                }
+                _ => {
+                    self.i = at;
+                    return self.err("control character in a string");
+                }
+            }
+            escaped = true;
+            match self.b.get(at + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at += 2,
+                Some(b'u') => {
+                    let hex = self.b.get(at + 2..at + 6);
+                    if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                        self.i = at;
+                        return self.err("invalid \\u escape");
+                    }
+                    at += 6;
+                }
+                _ => {
+                    self.i = at;
+                    return self.err("invalid escape");
+                }
+            }
+        }
+        self.i = at + 1;
+        Ok(Span {
+            start,
+            end: at,
+            escaped,
+            ascii,
+        })
+    }
+
+    /// A string read as `serde_json` reads keys and values it decodes: UTF-8 checked, escapes
+    /// decoded (by `serde_json`, which also judges surrogates).
+    #[inline]
+    fn strict_str(&mut self) -> Result<Cow<'a, str>, ScanError> {
+        let quote = self.i;
+        let sp = self.span()?;
+        let bad = ScanError {
+            offset: quote,
+            what: "invalid string",
+        };
+        if sp.escaped {
+            let quoted = self.b.get(quote..=sp.end).unwrap_or_default();
+            return serde_json::from_slice::<String>(quoted)
+                .map(Cow::Owned)
+                .map_err(|_| bad);
+        }
+        if let Some(text) = self.text {
+            // Quotes are ASCII: the content of a string of a UTF-8 line is UTF-8.
+            return text.get(sp.start..sp.end).map(Cow::Borrowed).ok_or(bad);
+        }
+        let body = self.b.get(sp.start..sp.end).unwrap_or_default();
+        std::str::from_utf8(body)
+            .map(Cow::Borrowed)
+            .map_err(|_| bad)
+    }
+
+    /// [`Scan::strict_str`] without keeping the string.
+    #[inline]
+    fn skip_strict_str(&mut self) -> Result<(), ScanError> {
+        let quote = self.i;
+        let sp = self.span()?;
+        if sp.escaped || !sp.ascii {
+            let bad = ScanError {
+                offset: quote,
+                what: "invalid string",
+            };
+            if sp.escaped {
+                let quoted = self.b.get(quote..=sp.end).unwrap_or_default();
+                serde_json::from_slice::<String>(quoted).map_err(|_| bad)?;
+            } else {
+                let body = self.b.get(sp.start..sp.end).unwrap_or_default();
+                std::str::from_utf8(body).map_err(|_| bad)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A number's extent: true when it is a small non-negative integer (at most 19 digits,
+    /// no fraction or exponent), which this reads itself.
+    #[inline]
+    fn number(&mut self) -> Result<(usize, bool), ScanError> {
+        let start = self.i;
+        let neg = self.peek() == Some(b'-');
+        if neg {
+            self.i += 1;
+        }
+        let int_start = self.i;
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                self.i += 1;
+                self.digits();
+            }
+            _ => return self.err("invalid number"),
+        }
+        let int_len = self.i - int_start;
+        let mut plain = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            plain = false;
+            if self.digits() == 0 {
+                return self.err("invalid number");
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            plain = false;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return self.err("invalid number");
+            }
+        }
+        Ok((start, !neg && plain && int_len <= 19))
+    }
+
+    #[inline]
+    fn digits(&mut self) -> usize {
+        let from = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - from
+    }
+
+    /// A number `serde_json` reads (at the top level it refuses floats out of range).
+    fn serde_number(&self, start: usize) -> Result<Scalar<'a>, ScanError> {
+        let text = self.b.get(start..self.i).unwrap_or_default();
+        serde_json::from_slice::<Scalar<'_>>(text).map_err(|_| ScanError {
+            offset: start,
+            what: "invalid number",
+        })
+    }
+
+    fn literal(&mut self, lit: &'static [u8]) -> Result<(), ScanError> {
+        if self.b.get(self.i..self.i + lit.len()) != Some(lit) {
+            return self.err("invalid literal");
+        }
+        self.i += lit.len();
+        Ok(())
+    }
+
+    /// The value of a kept key.
+    #[inline]
+    fn value(&mut self) -> Result<Scalar<'a>, ScanError> {
+        match self.peek() {
+            Some(b'"') => self.strict_str().map(Scalar::Str),
+            Some(b'-' | b'0'..=b'9') => {
+                let (start, small) = self.number()?;
+                if small {
+                    let n = self
+                        .b
+                        .get(start..self.i)
+                        .unwrap_or_default()
+                        .iter()
+                        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+                    Ok(Scalar::UInt(n))
+                } else {
+                    self.serde_number(start)
+                }
+            }
+            Some(b't') => self.literal(b"true").map(|()| Scalar::Bool(true)),
+            Some(b'f') => self.literal(b"false").map(|()| Scalar::Bool(false)),
+            Some(b'n') => self.literal(b"null").map(|()| Scalar::Other),
+            Some(b'[' | b'{') => self.skip_container().map(|()| Scalar::Other),
+            _ => self.err("expected a value"),
+        }
+    }
+
+    /// Skips the value of a key not kept, checking it as [`Scan::value`] would.
+    #[inline]
+    fn skip_value(&mut self) -> Result<(), ScanError> {
+        match self.peek() {
+            Some(b'"') => self.skip_strict_str(),
+            Some(b'-' | b'0'..=b'9') => {
+                let (start, small) = self.number()?;
+                if !small {
+                    self.serde_number(start)?;
+                }
+                Ok(())
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'[' | b'{') => self.skip_container(),
+            _ => self.err("expected a value"),
+        }
+    }
+
+    /// A value nested in a skipped container: what `serde_json` ignores (no UTF-8 check, no
+    /// float range); the grammar still holds.
+    fn skip_nested_scalar(&mut self) -> Result<(), ScanError> {
+        match self.peek() {
+            Some(b'"') => self.span().map(drop),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => self.err("expected a value"),
+        }
+    }
+
+    /// An object key inside a skipped container, then its colon. One level below the record
+    /// (`strict`) `serde_json` decodes keys; deeper it ignores them.
+    fn nested_key(&mut self, strict: bool) -> Result<(), ScanError> {
+        if self.peek() != Some(b'"') {
+            return self.err("expected a key");
+        }
+        if strict {
+            self.skip_strict_str()?;
+        } else {
+            self.span()?;
+        }
+        self.ws();
+        self.expect(b':', "expected `:`")
+    }
+
+    /// The array or object at `i` (the value of a top-level key), however deep, without
+    /// recursion: the open containers are kept on a stack.
+    fn skip_container(&mut self) -> Result<(), ScanError> {
+        let mut open: Vec<u8> = Vec::new();
+        'value: loop {
+            self.ws();
+            match self.peek() {
+                Some(c @ (b'[' | b'{')) => {
+                    self.i += 1;
+                    self.ws();
+                    let close = if c == b'[' { b']' } else { b'}' };
+                    if self.peek() == Some(close) {
+                        self.i += 1;
+                    } else {
+                        open.push(c);
+                        if c == b'{' {
+                            self.nested_key(open.len() == 1)?;
+                        }
+                        continue 'value;
+                    }
+                }
+                _ => self.skip_nested_scalar()?,
+            }
+            // After a value: a comma and the next, or the close of its container.
+            loop {
+                let Some(&top) = open.last() else {
+                    return Ok(());
+                };
+                self.ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.i += 1;
+                        if top == b'{' {
+                            self.ws();
+                            self.nested_key(open.len() == 1)?;
+                        }
+                        continue 'value;
+                    }
+                    Some(b']') if top == b'[' => {
+                        self.i += 1;
+                        open.pop();
+                    }
+                    Some(b'}') if top == b'{' => {
+                        self.i += 1;
+                        open.pop();
+                    }
+                    _ => return self.err("expected `,` or the end of an array or object"),
+                }
+            }
+        }
+    }
+}
