@@ -59,7 +59,7 @@ pub fn build_from(
     active: bool,
 ) -> Result<Option<SegmentIndex>, ReadError> {
     let mut scanner = SegmentScanner::open(path).map_err(|e| e.into_read_error(path))?;
-    let (mut frames, mut counts) = match prior {
+    let (mut frames, mut counts, mut summary) = match prior {
         Some(p) => {
             let counts = p.counts.map(CountsBuilder::from_counts);
             // Step over the frames `prior` already lists (checked against them by the caller).
@@ -72,9 +72,13 @@ pub fn build_from(
                     break;
                 }
             }
-            (p.frames, counts)
+            (p.frames, counts, p.summary)
         }
-        None => (Vec::new(), Some(CountsBuilder::default())),
+        None => (
+            Vec::new(),
+            Some(CountsBuilder::default()),
+            Default::default(),
+        ),
     };
     loop {
         let raw = match scanner.next_frame(true) {
@@ -111,13 +115,14 @@ pub fn build_from(
                 reason: format!("record is not a JSON object: {e}"),
             });
         }
-        frames.push(b.finish(offset, crc, count));
+        frames.push(b.finish_into(offset, crc, count, &mut summary));
     }
     Ok(Some(SegmentIndex {
         segment: seq,
         len: scanner.position(),
         frames,
         counts: counts.and_then(CountsBuilder::finish),
+        summary,
     }))
 }
 

@@ -16,6 +16,7 @@ pub mod bloom;
 pub mod build;
 pub mod counts;
 pub mod file;
+pub mod summary;
 
 use crate::filter::{Filter, Record, field, record_time_ns, value_str};
 use bloom::Bloom;
@@ -45,6 +46,9 @@ pub struct SegmentIndex {
     /// Record counts per minute and low-cardinality values over those frames (absent when a
     /// record could not be counted exactly).
     pub counts: Option<counts::Counts>,
+    /// The frames merged: written in its own section of the file ([`file`]), read alone first.
+    #[serde(skip)]
+    pub summary: summary::Summary,
 }
 
 /// What one frame holds, in summary.
@@ -310,10 +314,40 @@ impl FrameBuilder {
         }
     }
 
+    /// The tagged items its Bloom filter will hold.
+    pub fn items(&self) -> impl Iterator<Item = &String> {
+        self.items.iter()
+    }
+
+    /// The entry (as [`FrameBuilder::finish`]), also folded into `summary`.
+    pub fn finish_into(
+        mut self,
+        offset: u64,
+        crc: u32,
+        records: u32,
+        summary: &mut summary::Summary,
+    ) -> FrameEntry {
+        let items = std::mem::take(&mut self.items);
+        let e = self.finish_items(offset, crc, records, &items);
+        summary.add_frame(&e, &items);
+        e
+    }
+
     /// The entry, for the frame at `offset` with payload CRC `crc` and `records` records.
-    pub fn finish(self, offset: u64, crc: u32, records: u32) -> FrameEntry {
-        let mut bloom = Bloom::with_items(self.items.len());
-        for i in &self.items {
+    pub fn finish(mut self, offset: u64, crc: u32, records: u32) -> FrameEntry {
+        let items = std::mem::take(&mut self.items);
+        self.finish_items(offset, crc, records, &items)
+    }
+
+    fn finish_items(
+        self,
+        offset: u64,
+        crc: u32,
+        records: u32,
+        items: &BTreeSet<String>,
+    ) -> FrameEntry {
+        let mut bloom = Bloom::with_items(items.len());
+        for i in items {
             bloom.insert(i.as_bytes());
         }
         let mut low: BTreeMap<String, Option<BTreeSet<String>>> = LOW_FIELDS
@@ -339,54 +373,7 @@ impl FrameEntry {
     /// False when no record of this frame can match `filter` (true is "maybe": the records
     /// are read and matched one by one).
     pub fn may_match(&self, f: &Filter) -> bool {
-        if f.since_ns.is_some() || f.until_ns.is_some() {
-            let Some([lo, hi]) = self.time else {
-                return false;
-            };
-            if f.since_ns.is_some_and(|s| hi < s) || f.until_ns.is_some_and(|u| lo >= u) {
-                return false;
-            }
-        }
-        let low_ok = |name: &str, wanted: &[String]| {
-            wanted.is_empty()
-                || match self.low.get(name) {
-                    Some(Some(set)) => wanted.iter().any(|w| set.contains(w)),
-                    _ => true,
-                }
-        };
-        if !(low_ok("service", &f.service)
-            && low_ok("namespace", &f.namespace)
-            && low_ok("tenant", &f.tenant)
-            && low_ok("method", &f.method))
-        {
-            return false;
-        }
-        if !f.status.is_empty()
-            && let Some(Some(set)) = self.low.get("status")
-            && !set.iter().any(|c| {
-                c.parse::<i64>()
-                    .is_ok_and(|c| f.status.iter().any(|s| s.matches(c)))
-            })
-        {
-            return false;
-        }
-        let bloom_ok = |tag: &str, wanted: &[String]| {
-            wanted.is_empty()
-                || wanted
-                    .iter()
-                    .any(|w| self.bloom.may_contain(format!("{tag}{w}").as_bytes()))
-        };
-        bloom_ok("t:", &f.trace_id)
-            && bloom_ok("r:", &f.request_id)
-            && bloom_ok("p:", &f.principal)
-            && bloom_ok("c:", &f.client)
-            && bloom_ok("e:", &f.enduser)
-            && bloom_ok("o:", &f.route)
-            && f.text.iter().all(|needle| {
-                whole_words(needle)
-                    .iter()
-                    .all(|w| self.bloom.may_contain(format!("w:{w}").as_bytes()))
-            })
+        low_and_bloom_may_match(self.time, &self.low, |i| self.bloom.may_contain(i), f)
     }
 
     /// Whether the frame may hold records in `[since, until)` (for "VMs in the range").
@@ -396,6 +383,103 @@ impl FrameEntry {
             Some([lo, hi]) => since.is_none_or(|s| hi >= s) && until.is_none_or(|u| lo < u),
         }
     }
+}
+
+/// False when no record with times in `time`, low-cardinality values in `low` and items
+/// `may_contain` says may be there can match `f` (of a frame, or a whole segment's summary).
+pub fn low_and_bloom_may_match(
+    time: Option<[u64; 2]>,
+    low: &BTreeMap<String, Option<BTreeSet<String>>>,
+    may_contain: impl Fn(&[u8]) -> bool,
+    f: &Filter,
+) -> bool {
+    if f.since_ns.is_some() || f.until_ns.is_some() {
+        let Some([lo, hi]) = time else {
+            return false;
+        };
+        if f.since_ns.is_some_and(|s| hi < s) || f.until_ns.is_some_and(|u| lo >= u) {
+            return false;
+        }
+    }
+    let low_ok = |name: &str, wanted: &[String]| {
+        wanted.is_empty()
+            || match low.get(name) {
+                Some(Some(set)) => wanted.iter().any(|w| set.contains(w)),
+                _ => true,
+            }
+    };
+    if !(low_ok("service", &f.service)
+        && low_ok("namespace", &f.namespace)
+        && low_ok("tenant", &f.tenant)
+        && low_ok("method", &f.method))
+    {
+        return false;
+    }
+    if !f.status.is_empty()
+        && let Some(Some(set)) = low.get("status")
+        && !set.iter().any(|c| {
+            c.parse::<i64>()
+                .is_ok_and(|c| f.status.iter().any(|s| s.matches(c)))
+        })
+    {
+        return false;
+    }
+    let bloom_ok = |tag: &str, wanted: &[String]| {
+        wanted.is_empty()
+            || wanted
+                .iter()
+                .any(|w| may_contain(format!("{tag}{w}").as_bytes()))
+    };
+    bloom_ok("t:", &f.trace_id)
+        && bloom_ok("r:", &f.request_id)
+        && bloom_ok("p:", &f.principal)
+        && bloom_ok("c:", &f.client)
+        && bloom_ok("e:", &f.enduser)
+        && bloom_ok("o:", &f.route)
+        && f.text.iter().all(|needle| {
+            whole_words(needle)
+                .iter()
+                .all(|w| may_contain(format!("w:{w}").as_bytes()))
+        })
+}
+
+/// The summary section of segment `seq`'s index ([`file::decode_summary`]) with the segment's
+/// length when indexed, when it reads back intact and its frame count and header digest equal
+/// those of the segment's first frames (all of them unless `prefix`: the active segment).
+pub fn load_summary(
+    store_dir: &Path,
+    seq: u64,
+    segment: &Path,
+    prefix: bool,
+) -> Option<(u64, summary::Summary)> {
+    let path = meshlog_format::layout::index_path(store_dir, seq);
+    let (s_seq, len, sum) = match file::read_summary(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(index = %path.display(), why = %e, "index summary not used");
+            return None;
+        }
+    };
+    if s_seq != seq {
+        return None;
+    }
+    let mut scanner = SegmentScanner::open(segment).ok()?;
+    if scanner.len() != len && !(prefix && len < scanner.len()) {
+        return None;
+    }
+    let (mut frames, mut digest) = (0u64, 0u32);
+    while scanner.position() < len {
+        let raw = scanner.next_frame(false).ok()??;
+        frames += 1;
+        digest = summary::digest_step(
+            digest,
+            raw.offset,
+            raw.header.payload_crc,
+            raw.header.record_count,
+        );
+    }
+    (scanner.position() == len && frames == sum.frames && digest == sum.digest)
+        .then_some((len, sum))
 }
 
 /// Loads the index of segment `seq` at `path` from `store_dir`, if there is one that reads
@@ -428,6 +512,13 @@ fn load(store_dir: &Path, seq: u64, segment: &Path, prefix: bool) -> Option<Segm
     };
     if idx.segment != seq {
         why_not(&"the index is of another segment");
+        return None;
+    }
+    let digest = idx.frames.iter().fold(0, |d, e| {
+        summary::digest_step(d, e.offset, e.crc, e.records)
+    });
+    if idx.summary.frames != idx.frames.len() as u64 || idx.summary.digest != digest {
+        why_not(&"the summary does not match the frame entries");
         return None;
     }
     match matches_segment(&idx, segment, prefix) {
