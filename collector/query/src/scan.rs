@@ -324,12 +324,31 @@ impl StoreScan<'_> {
             }
             skip_to = Some(len);
         }
-        let idx = match (self.opts.no_index || skip_to.is_some(), closed) {
+        let mut idx = match (self.opts.no_index || skip_to.is_some(), closed) {
             (true, _) => None,
             (false, true) => index::load_checked(self.dir, seq, path),
             // The active segment's index lists its first frames only (when there is one).
             (false, false) => index::load_checked_prefix(self.dir, seq, path),
         };
+        // The indexed frames' VMs: from the summary at once when it tells exactly, else from
+        // each frame's entry (all decoded now: one that does not decode voids the index).
+        let mut frame_vms: Vec<index::VmMap> = Vec::new();
+        if let Some(i) = &idx {
+            match i
+                .summary
+                .vms_in_range(self.filter.since_ns, self.filter.until_ns)
+            {
+                Some(flags) => {
+                    for ((vm, e), in_range) in i.summary.vms.iter().zip(flags) {
+                        self.vms.entry(vm.clone()).or_default().add(e, in_range);
+                    }
+                }
+                None => match i.frames.iter().map(|e| e.vms.get()).collect() {
+                    Some(v) => frame_vms = v,
+                    None => idx = None,
+                },
+            }
+        }
         if idx.is_some() {
             self.stats.indexes_used += 1;
         }
@@ -360,6 +379,7 @@ impl StoreScan<'_> {
         loop {
             let offset = scanner.position();
             let entry = idx.as_ref().and_then(|i| i.frames.get(k));
+            let entry_vms = frame_vms.get(k);
             k += 1;
             let wanted = !*self.enough
                 && self.frame_in_position_range(seq, offset)
@@ -368,9 +388,7 @@ impl StoreScan<'_> {
                 });
             // Records of this frame the index's counts already answered.
             let counted = covered.filter(|_| entry.is_some());
-            if let Some(e) = entry
-                && !wanted
-            {
+            if entry.is_some() && !wanted {
                 match scanner.next_frame(false) {
                     Ok(Some(_)) => {}
                     Ok(None) => break,
@@ -379,7 +397,9 @@ impl StoreScan<'_> {
                 self.frames += 1;
                 self.stats.frames += 1;
                 self.stats.frames_skipped += 1;
-                self.account(&e.vms);
+                if let Some(v) = entry_vms {
+                    self.account(v);
+                }
                 continue;
             }
             let raw = match scanner.next_frame(true) {
@@ -473,9 +493,10 @@ impl StoreScan<'_> {
                 }
                 .into());
             }
-            match entry {
-                Some(e) => self.account(&e.vms),
-                None => self.account(&vms),
+            match (entry, entry_vms) {
+                (Some(_), Some(v)) => self.account(v),
+                (Some(_), None) => {} // Accounted from the summary.
+                (None, _) => self.account(&vms),
             }
             if let Some(b) = builder {
                 built.push(b.finish_into(offset, crc, count, &mut summary));

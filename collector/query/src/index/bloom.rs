@@ -21,7 +21,7 @@ pub struct Bloom {
 
 /// A byte vector as serde bytes (postcard: a varint length then the bytes, exactly what a
 /// `Vec<u8>` sequence is on the wire, but decoded with one copy instead of byte by byte).
-mod bytes {
+pub(crate) mod bytes {
     use serde::de::{Error, SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
     use std::fmt;

@@ -16,10 +16,12 @@ pub mod bloom;
 pub mod build;
 pub mod counts;
 pub mod file;
+pub mod lazy;
 pub mod summary;
 
 use crate::filter::{Filter, Record, field, record_time_ns, value_str};
 use bloom::Bloom;
+use lazy::Lazy;
 use meshlog_core::schema;
 use meshlog_format::fsutil;
 use meshlog_format::reader::SegmentScanner;
@@ -63,14 +65,19 @@ pub struct FrameEntry {
     /// Earliest and latest record time (Unix ns); absent when no record has a time.
     pub time: Option<[u64; 2]>,
     /// Per low-cardinality field ([`LOW_FIELDS`]), its distinct values; `null` when there
-    /// were more than [`MAX_LOW_VALUES`].
-    pub low: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// were more than [`MAX_LOW_VALUES`] (decoded when asked for).
+    pub low: Lazy<LowSets>,
     /// High-cardinality values, tagged (`t:` trace id, `r:` request id, `p:` principal, `c:`
     /// client address, `e:` end user, `o:` route, `w:` lower-case word of any value).
     pub bloom: Bloom,
-    /// Per VM (`resource.meshlog.vm.id`), what completeness needs.
-    pub vms: BTreeMap<String, VmEntry>,
+    /// Per VM (`resource.meshlog.vm.id`), what completeness needs (decoded when asked for).
+    pub vms: Lazy<VmMap>,
 }
+
+/// Per low-cardinality field, its distinct values (`None`: too many to list).
+pub type LowSets = BTreeMap<String, Option<BTreeSet<String>>>;
+/// Per VM, its entry.
+pub type VmMap = BTreeMap<String, VmEntry>;
 
 /// One VM's records in a frame.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,11 +321,6 @@ impl FrameBuilder {
         }
     }
 
-    /// The tagged items its Bloom filter will hold.
-    pub fn items(&self) -> impl Iterator<Item = &String> {
-        self.items.iter()
-    }
-
     /// The entry (as [`FrameBuilder::finish`]), also folded into `summary`.
     pub fn finish_into(
         mut self,
@@ -328,15 +330,13 @@ impl FrameBuilder {
         summary: &mut summary::Summary,
     ) -> FrameEntry {
         let items = std::mem::take(&mut self.items);
-        let e = self.finish_items(offset, crc, records, &items);
-        summary.add_frame(&e, &items);
-        e
+        self.finish_items(offset, crc, records, &items, Some(summary))
     }
 
     /// The entry, for the frame at `offset` with payload CRC `crc` and `records` records.
     pub fn finish(mut self, offset: u64, crc: u32, records: u32) -> FrameEntry {
         let items = std::mem::take(&mut self.items);
-        self.finish_items(offset, crc, records, &items)
+        self.finish_items(offset, crc, records, &items, None)
     }
 
     fn finish_items(
@@ -345,6 +345,7 @@ impl FrameBuilder {
         crc: u32,
         records: u32,
         items: &BTreeSet<String>,
+        summary: Option<&mut summary::Summary>,
     ) -> FrameEntry {
         let mut bloom = Bloom::with_items(items.len());
         for i in items {
@@ -357,14 +358,17 @@ impl FrameBuilder {
         for (k, v) in self.low {
             low.insert(k.to_owned(), v);
         }
+        if let Some(s) = summary {
+            s.add_frame(offset, crc, records, self.time, &low, &self.vms, items);
+        }
         FrameEntry {
             offset,
             crc,
             records,
             time: self.time,
-            low,
+            low: Lazy::new(&low),
             bloom,
-            vms: self.vms,
+            vms: Lazy::new(&self.vms),
         }
     }
 }
@@ -373,7 +377,17 @@ impl FrameEntry {
     /// False when no record of this frame can match `filter` (true is "maybe": the records
     /// are read and matched one by one).
     pub fn may_match(&self, f: &Filter) -> bool {
-        low_and_bloom_may_match(self.time, &self.low, |i| self.bloom.may_contain(i), f)
+        let names_low = !(f.service.is_empty()
+            && f.namespace.is_empty()
+            && f.tenant.is_empty()
+            && f.method.is_empty()
+            && f.status.is_empty());
+        // Undecodable sets (a forged index) rule nothing out.
+        let low = names_low
+            .then(|| self.low.get())
+            .flatten()
+            .unwrap_or_default();
+        low_and_bloom_may_match(self.time, &low, |i| self.bloom.may_contain(i), f)
     }
 
     /// Whether the frame may hold records in `[since, until)` (for "VMs in the range").
@@ -642,7 +656,7 @@ mod tests {
         assert!(!e.may_match(&since));
         since.since_ns = Some(1002);
         assert!(e.may_match(&since));
-        let vm = &e.vms["vm1"];
+        let vm = &e.vms.get().unwrap()["vm1"];
         assert_eq!(vm.seqs, [[0, 0], [2, 2], [4, 4]]);
     }
 
@@ -667,7 +681,7 @@ mod tests {
             b.add(&rec(json!({ "resource.service.name": format!("s{i}") })));
         }
         let e = b.finish(8, 0, 1);
-        assert_eq!(e.low["service"], None);
+        assert_eq!(e.low.get().unwrap()["service"], None);
         assert!(e.may_match(&filter(&[("service", "other")])));
     }
 }

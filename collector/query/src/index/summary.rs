@@ -9,7 +9,7 @@
 //! holds and its frame count and header digest equal those of the segment's frame headers.
 
 use super::bloom::Bloom;
-use super::{FrameEntry, LOW_FIELDS, VmEntry, low_and_bloom_may_match, push_range};
+use super::{LOW_FIELDS, LowSets, VmEntry, VmMap, low_and_bloom_may_match, push_range};
 use crate::filter::Filter;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,10 +66,20 @@ pub fn digest_step(digest: u32, offset: u64, crc: u32, records: u32) -> u32 {
 
 impl Summary {
     /// Folds in one frame's entry and its items (the strings its Bloom filter holds).
-    pub fn add_frame(&mut self, e: &FrameEntry, items: &BTreeSet<String>) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_frame(
+        &mut self,
+        offset: u64,
+        crc: u32,
+        records: u32,
+        time: Option<[u64; 2]>,
+        low: &LowSets,
+        vms: &VmMap,
+        items: &BTreeSet<String>,
+    ) {
         self.frames += 1;
-        self.digest = digest_step(self.digest, e.offset, e.crc, e.records);
-        if let Some([lo, hi]) = e.time {
+        self.digest = digest_step(self.digest, offset, crc, records);
+        if let Some([lo, hi]) = time {
             self.time = Some(match self.time {
                 Some([a, b]) => [a.min(lo), b.max(hi)],
                 None => [lo, hi],
@@ -77,7 +87,7 @@ impl Summary {
         }
         let first = self.frames == 1;
         for name in LOW_FIELDS {
-            let theirs = e.low.get(*name).cloned().flatten();
+            let theirs = low.get(*name).cloned().flatten();
             let slot = self
                 .low
                 .entry((*name).to_owned())
@@ -92,7 +102,7 @@ impl Summary {
                 _ => *slot = None,
             }
         }
-        for (vm, v) in &e.vms {
+        for (vm, v) in vms {
             let m = self.vms.entry(vm.clone()).or_default();
             m.seqs.extend_from_slice(&v.seqs);
             m.lost.extend_from_slice(&v.lost);
@@ -191,7 +201,7 @@ mod tests {
     use crate::index::FrameBuilder;
     use serde_json::{Value, json};
 
-    fn frame(k: u64, svc: &str, trace: &str, t: u64) -> (FrameEntry, BTreeSet<String>) {
+    fn frame(k: u64, svc: &str, trace: &str, t: u64, s: &mut Summary) {
         let mut b = FrameBuilder::default();
         for i in 0..3 {
             let Value::Object(r) = json!({
@@ -206,8 +216,7 @@ mod tests {
             };
             b.add(&r);
         }
-        let items = b.items().cloned().collect();
-        (b.finish(8 + k * 100, k as u32, 3), items)
+        b.finish_into(8 + k * 100, k as u32, 3, s);
     }
 
     #[test]
@@ -215,8 +224,7 @@ mod tests {
         let mut s = Summary::default();
         let traces = ["aa".repeat(16), "bb".repeat(16)];
         for (k, (svc, t)) in [("checkout", 1000), ("cart", 5000)].iter().enumerate() {
-            let (e, items) = frame(k as u64, svc, &traces[k], *t);
-            s.add_frame(&e, &items);
+            frame(k as u64, svc, &traces[k], *t, &mut s);
         }
         let f = |p: &[(&str, &str)]| Filter::from_params(p.iter().copied(), 100).unwrap();
         assert!(s.may_match(&f(&[("service", "cart")])));
