@@ -586,6 +586,17 @@ pub fn store(store_dir: &Path, idx: &SegmentIndex) -> std::io::Result<()> {
     fsutil::write_durably(&path, &file::encode(idx))
 }
 
+/// Writes `idx` like [`store`], without the fsyncs (for the active segment's index, rewritten
+/// every few seconds: a torn file fails its checksum and is rebuilt).
+pub fn store_quick(store_dir: &Path, idx: &SegmentIndex) -> std::io::Result<()> {
+    let path = meshlog_format::layout::index_path(store_dir, idx.segment);
+    std::fs::create_dir_all(meshlog_format::layout::index_dir(store_dir))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, file::encode(idx))?;
+    std::fs::rename(&tmp, &path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
