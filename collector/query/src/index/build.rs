@@ -330,10 +330,12 @@ mod tests {
         assert_eq!(index_active_kept(d.path(), &mut kept).unwrap(), 0);
         // Frames appended to the active segment: continued from memory.
         let path = layout::segment_path(d.path(), 1);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         for s in ["c", "d"] {
-            let Value::Object(r) = json!({"resource.service.name": s, "time_unix_nano": 9})
-            else {
+            let Value::Object(r) = json!({"resource.service.name": s, "time_unix_nano": 9}) else {
                 unreachable!()
             };
             f.write_all(encode_frame(&[r]).unwrap().bytes()).unwrap();
