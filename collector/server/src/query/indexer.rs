@@ -68,7 +68,10 @@ fn run(rt: &Handle, mut closed: tokio::sync::watch::Receiver<u64>, dir: &std::pa
             }
         }
         loop {
-            match rt.block_on(tokio::time::timeout(ACTIVE_EVERY, closed.changed())) {
+            // The timer is made inside the runtime (a tokio timer needs its context).
+            let next =
+                rt.block_on(async { tokio::time::timeout(ACTIVE_EVERY, closed.changed()).await });
+            match next {
                 Ok(Ok(())) => break,
                 Ok(Err(_)) => return,
                 Err(_) => {
