@@ -763,6 +763,48 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_entry_whose_vm_map_does_not_decode_voids_the_index_only_when_it_is_needed() {
+        let d = tempfile::tempdir().unwrap();
+        write_segment(
+            d.path(),
+            1,
+            &[vec![rec("a", 0, 100)], vec![rec("b", 1, 200)]],
+            None,
+        );
+        write_segment(d.path(), 2, &[vec![rec("c", 2, 300)]], None);
+        index::build::index_closed(d.path(), 0).unwrap();
+        let path = layout::index_path(d.path(), 1);
+        let mut idx = index::file::decode(&std::fs::read(&path).unwrap()).unwrap();
+        idx.frames[0].vms = index::lazy::Lazy::from_bytes(vec![0xff, 0xff]);
+        idx.frames[0].low = index::lazy::Lazy::from_bytes(vec![0xff]);
+        std::fs::write(&path, index::file::encode(&idx)).unwrap();
+        let opts = ScanOptions {
+            no_write_index: true,
+            ..ScanOptions::default()
+        };
+        let t = meshlog_format::time::rfc3339;
+        for (p, built) in [
+            // The summary accounts for the VM: the frame maps are never decoded; the forged
+            // low sets rule nothing out.
+            (vec![("service", "b".to_owned())], 0),
+            // The VM's time straddles `since`: the frame maps are needed, the index is void.
+            (vec![("service", "b".to_owned()), ("since", t(150))], 1),
+        ] {
+            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let mut got = Vec::new();
+            let l = crate::records::list(d.path(), None, &q(&p), &opts, |_, r| {
+                got.push(r["meshlog.sequence"].as_u64().unwrap());
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(got, [1], "{p:?}");
+            assert_eq!(l.outcome.stats.indexes_built, built, "{p:?}");
+            let vm = &l.outcome.completeness.vms[0];
+            assert_eq!((vm.first, vm.last), (0, 2), "{p:?}");
+        }
+    }
+
+    #[test]
     fn pages_follow_the_cursor_both_ways() {
         let d = tempfile::tempdir().unwrap();
         store(d.path(), None);

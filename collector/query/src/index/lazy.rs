@@ -25,6 +25,15 @@ impl<T: Serialize + DeserializeOwned> Lazy<T> {
         }
     }
 
+    /// Raw bytes, for tests of what a forged index does.
+    #[cfg(test)]
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Lazy {
+            bytes,
+            of: PhantomData,
+        }
+    }
+
     /// The value; `None` when the bytes do not decode (a forged index: the caller assumes
     /// nothing from it).
     pub fn get(&self) -> Option<T> {
