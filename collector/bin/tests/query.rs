@@ -583,7 +583,7 @@ fn serve_indexes_each_segment_as_it_closes_and_a_query_without_the_index_still_a
         let b = std::fs::read(f).unwrap();
         assert_eq!(
             &b[..5],
-            b"MLQX\x03",
+            b"MLQX\x04",
             "{} is not a binary index",
             f.display()
         );

@@ -107,8 +107,10 @@ pub struct ScanStats {
     pub frames_skipped: u64,
     /// Records decoded and matched.
     pub records_examined: u64,
-    /// Closed segments whose index was used.
+    /// Segments whose index was used (its summary, or its frame entries).
     pub indexes_used: u64,
+    /// Segments stepped over on their index summary alone (frame entries not decoded).
+    pub segments_summarised: u64,
     /// Closed segments whose index was (re)built.
     pub indexes_built: u64,
 }
@@ -258,6 +260,31 @@ impl StoreScan<'_> {
         self.opts.after.is_none_or(|a| last > a) && self.opts.before.is_none_or(|b| first < b)
     }
 
+    /// When the summary `sum` of segment `seq` says none of its records is wanted (the scan
+    /// has enough, the cursor bounds exclude the segment, or no record can match), each of its
+    /// VMs' "in the time range" flag as frame-by-frame accounting would give; `None` when its
+    /// frames must be looked at.
+    fn rules_out(&self, seq: u64, sum: &index::summary::Summary) -> Option<Vec<bool>> {
+        let first = Position {
+            store: self.store,
+            segment: seq,
+            offset: 0,
+            record: 0,
+        };
+        let last = Position {
+            offset: u64::MAX,
+            record: u32::MAX,
+            ..first
+        };
+        let in_bounds =
+            self.opts.after.is_none_or(|a| last > a) && self.opts.before.is_none_or(|b| first < b);
+        let unwanted = *self.enough || !in_bounds || !sum.may_match(self.filter);
+        if !unwanted {
+            return None;
+        }
+        sum.vms_in_range(self.filter.since_ns, self.filter.until_ns)
+    }
+
     fn account(&mut self, vms: &BTreeMap<String, VmEntry>) {
         let (since, until) = (self.filter.since_ns, self.filter.until_ns);
         for (vm, e) in vms {
@@ -277,12 +304,51 @@ impl StoreScan<'_> {
         visit: &mut impl FnMut(Position, Record) -> io::Result<Flow>,
     ) -> Result<(), QueryError> {
         let closed = !newest;
-        let idx = match (self.opts.no_index, closed) {
+        // The summary first: a segment none of whose indexed records can be wanted is stepped
+        // over without decoding its frame entries (the active one: its indexed frames).
+        let mut skip_to = None;
+        if !self.opts.no_index
+            && let Some((len, sum)) = index::load_summary(self.dir, seq, path, newest)
+            && let Some(in_range) = self.rules_out(seq, &sum)
+        {
+            self.stats.indexes_used += 1;
+            self.stats.segments_summarised += 1;
+            self.frames += sum.frames;
+            self.stats.frames += sum.frames;
+            self.stats.frames_skipped += sum.frames;
+            for ((vm, e), in_range) in sum.vms.iter().zip(in_range) {
+                self.vms.entry(vm.clone()).or_default().add(e, in_range);
+            }
+            if closed {
+                return Ok(());
+            }
+            skip_to = Some(len);
+        }
+        let mut idx = match (self.opts.no_index || skip_to.is_some(), closed) {
             (true, _) => None,
             (false, true) => index::load_checked(self.dir, seq, path),
             // The active segment's index lists its first frames only (when there is one).
             (false, false) => index::load_checked_prefix(self.dir, seq, path),
         };
+        // The indexed frames' VMs: from the summary at once when it tells exactly, else from
+        // each frame's entry (all decoded now: one that does not decode voids the index).
+        let mut frame_vms: Vec<index::VmMap> = Vec::new();
+        if let Some(i) = &idx {
+            match i
+                .summary
+                .vms_in_range(self.filter.since_ns, self.filter.until_ns)
+            {
+                Some(flags) => {
+                    for ((vm, e), in_range) in i.summary.vms.iter().zip(flags) {
+                        self.vms.entry(vm.clone()).or_default().add(e, in_range);
+                    }
+                }
+                None => match i.frames.iter().map(|e| e.vms.get()).collect() {
+                    Some(v) => frame_vms = v,
+                    None => idx = None,
+                },
+            }
+        }
         if idx.is_some() {
             self.stats.indexes_used += 1;
         }
@@ -298,10 +364,22 @@ impl StoreScan<'_> {
             Err(e) => return Err(e.into_read_error(path).into()),
         };
         let len = scanner.len();
+        if let Some(to) = skip_to {
+            // Past the frames the summary accounted for (it was checked against them).
+            while scanner.position() < to {
+                match scanner.next_frame(false) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => return Err(e.into_read_error(path).into()),
+                }
+            }
+        }
+        let mut summary = index::summary::Summary::default();
         let mut k = 0usize;
         loop {
             let offset = scanner.position();
             let entry = idx.as_ref().and_then(|i| i.frames.get(k));
+            let entry_vms = frame_vms.get(k);
             k += 1;
             let wanted = !*self.enough
                 && self.frame_in_position_range(seq, offset)
@@ -310,9 +388,7 @@ impl StoreScan<'_> {
                 });
             // Records of this frame the index's counts already answered.
             let counted = covered.filter(|_| entry.is_some());
-            if let Some(e) = entry
-                && !wanted
-            {
+            if entry.is_some() && !wanted {
                 match scanner.next_frame(false) {
                     Ok(Some(_)) => {}
                     Ok(None) => break,
@@ -321,7 +397,9 @@ impl StoreScan<'_> {
                 self.frames += 1;
                 self.stats.frames += 1;
                 self.stats.frames_skipped += 1;
-                self.account(&e.vms);
+                if let Some(v) = entry_vms {
+                    self.account(v);
+                }
                 continue;
             }
             let raw = match scanner.next_frame(true) {
@@ -415,12 +493,13 @@ impl StoreScan<'_> {
                 }
                 .into());
             }
-            match entry {
-                Some(e) => self.account(&e.vms),
-                None => self.account(&vms),
+            match (entry, entry_vms) {
+                (Some(_), Some(v)) => self.account(v),
+                (Some(_), None) => {} // Accounted from the summary.
+                (None, _) => self.account(&vms),
             }
             if let Some(b) = builder {
-                built.push(b.finish(offset, crc, count));
+                built.push(b.finish_into(offset, crc, count, &mut summary));
             }
         }
         if build {
@@ -431,6 +510,7 @@ impl StoreScan<'_> {
                     len,
                     frames: built,
                     counts: built_counts.and_then(CountsBuilder::finish),
+                    summary,
                 };
                 if let Err(e) = index::store(self.dir, &idx) {
                     let path = layout::index_path(self.dir, seq);
@@ -605,6 +685,123 @@ mod tests {
         );
         let (_, st) = services(d.path(), &q(&[("service", "a")]), None);
         assert_eq!((st.indexes_built, st.indexes_used), (0, 2));
+    }
+
+    #[test]
+    fn segments_ruled_out_by_their_summary_are_not_decoded_and_answer_as_a_full_scan() {
+        let d = tempfile::tempdir().unwrap();
+        // Three closed segments over separate times and services, one VM with a gap (seq 7),
+        // then the active one.
+        write_segment(
+            d.path(),
+            1,
+            &[
+                vec![rec("a", 0, 100), rec("a", 1, 110)],
+                vec![rec("b", 2, 120)],
+            ],
+            None,
+        );
+        write_segment(
+            d.path(),
+            2,
+            &[vec![rec("c", 3, 200)], vec![rec("c", 4, 210)]],
+            None,
+        );
+        write_segment(
+            d.path(),
+            3,
+            &[vec![rec("d", 5, 300), rec("d", 6, 310)]],
+            None,
+        );
+        write_segment(d.path(), 4, &[vec![rec("e", 8, 400)]], None);
+        index::build::index_closed(d.path(), 0).unwrap();
+        index::build::index_active(d.path()).unwrap();
+        let run = |p: &[(&str, &str)], no_index: bool| {
+            let opts = ScanOptions {
+                no_index,
+                no_write_index: true,
+                ..ScanOptions::default()
+            };
+            let mut got = Vec::new();
+            let l = crate::records::list(d.path(), None, &q(p), &opts, |_, r| {
+                got.push(r["meshlog.sequence"].as_u64().unwrap());
+                Ok(())
+            })
+            .unwrap();
+            (got, l.outcome)
+        };
+        let t = |ns: u64| meshlog_format::time::rfc3339(ns);
+        for (p, summarised) in [
+            (vec![("service", "c".to_owned())], 3),
+            (vec![("service", "zz".to_owned())], 4),
+            (vec![("trace-id", "ab".repeat(16))], 4),
+            (vec![("since", t(200)), ("until", t(215))], 3),
+            // Segment 1's VM times straddle `since`: its frames are looked at.
+            (vec![("service", "zz".to_owned()), ("since", t(105))], 3),
+            (
+                vec![("service", "a".to_owned()), ("limit", "1".to_owned())],
+                3,
+            ),
+        ] {
+            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (got, out) = run(&p, false);
+            let (want, full) = run(&p, true);
+            assert_eq!(got, want, "{p:?}");
+            assert_eq!(out.completeness, full.completeness, "{p:?}");
+            assert_eq!(out.stats.frames, full.stats.frames, "{p:?}");
+            assert_eq!(out.stats.segments_summarised, summarised, "{p:?}");
+        }
+        // A summary that no longer matches the frame headers is not used.
+        let path = layout::index_path(d.path(), 2);
+        let mut idx = index::file::decode(&std::fs::read(&path).unwrap()).unwrap();
+        idx.summary.digest ^= 1;
+        std::fs::write(&path, index::file::encode(&idx)).unwrap();
+        let (got, out) = run(&[("service", "zz")], false);
+        assert!(got.is_empty());
+        assert_eq!(out.stats.segments_summarised, 3);
+        assert!(index::load_checked(d.path(), 2, &layout::segment_path(d.path(), 2)).is_none());
+    }
+
+    #[test]
+    fn a_frame_entry_whose_vm_map_does_not_decode_voids_the_index_only_when_it_is_needed() {
+        let d = tempfile::tempdir().unwrap();
+        write_segment(
+            d.path(),
+            1,
+            &[vec![rec("a", 0, 100)], vec![rec("b", 1, 200)]],
+            None,
+        );
+        write_segment(d.path(), 2, &[vec![rec("c", 2, 300)]], None);
+        index::build::index_closed(d.path(), 0).unwrap();
+        let path = layout::index_path(d.path(), 1);
+        let mut idx = index::file::decode(&std::fs::read(&path).unwrap()).unwrap();
+        idx.frames[0].vms = index::lazy::Lazy::from_bytes(vec![0xff, 0xff]);
+        idx.frames[0].low = index::lazy::Lazy::from_bytes(vec![0xff]);
+        std::fs::write(&path, index::file::encode(&idx)).unwrap();
+        let opts = ScanOptions {
+            no_write_index: true,
+            ..ScanOptions::default()
+        };
+        let t = meshlog_format::time::rfc3339;
+        for (p, built) in [
+            // The summary accounts for the VM: the frame maps are never decoded; the forged
+            // low sets rule nothing out.
+            (vec![("service", "b".to_owned())], 0),
+            // The VM's time straddles `since`: the frame maps are needed, the index is void.
+            (vec![("service", "b".to_owned()), ("since", t(150))], 1),
+        ] {
+            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let mut got = Vec::new();
+            let l = crate::records::list(d.path(), None, &q(&p), &opts, |_, r| {
+                got.push(r["meshlog.sequence"].as_u64().unwrap());
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(got, [1], "{p:?}");
+            assert_eq!(l.outcome.stats.indexes_built, built, "{p:?}");
+            let vm = &l.outcome.completeness.vms[0];
+            assert_eq!((vm.first, vm.last), (0, 2), "{p:?}");
+        }
     }
 
     #[test]

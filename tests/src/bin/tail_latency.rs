@@ -2,7 +2,13 @@
 //! tail, at the collector bench's load.
 //!
 //! Usage: `meshlog-tail-latency --url http://127.0.0.1:4318 --seconds 10 --connections 8
-//! --records 200 [--pid PID]`. Prints one JSON object on stdout.
+//! --records 200 [--rate RECORDS_PER_S] [--pid PID]`. Prints one JSON object on stdout.
+//!
+//! With `--rate`, the load is open-loop: batches are sent on a fixed schedule adding up to that
+//! many records per second (spread over the connections; a connection still waiting for its
+//! previous answer sends as soon as it has it, and `late_batches` counts those). Without it,
+//! each connection sends its next batch as soon as the previous one is answered, which
+//! saturates the collector by construction (the tail then measures the backlog, not the tail).
 //!
 //! It opens `GET /api/v1/tail` first, then drives `POST /v1/logs` like `meshlog-otlp-load`: each
 //! connection a thread with one keep-alive connection and one batch of realistic records (the
@@ -28,6 +34,8 @@ struct Args {
     seconds: u64,
     connections: usize,
     records: usize,
+    /// Records per second in total (open loop), or as fast as answered.
+    rate: Option<f64>,
     pid: Option<u32>,
 }
 
@@ -37,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 10,
         connections: 8,
         records: 200,
+        rate: None,
         pid: None,
     };
     let mut it = std::env::args().skip(1);
@@ -56,6 +65,13 @@ fn parse_args() -> Result<Args, String> {
                 a.connections = val()?.parse().map_err(|e| format!("--connections: {e}"))?
             }
             "--records" => a.records = val()?.parse().map_err(|e| format!("--records: {e}"))?,
+            "--rate" => {
+                let r: f64 = val()?.parse().map_err(|e| format!("--rate: {e}"))?;
+                if !(r.is_finite() && r > 0.0) {
+                    return Err("--rate must be a positive number of records per second".into());
+                }
+                a.rate = Some(r);
+            }
             "--pid" => a.pid = Some(val()?.parse().map_err(|e| format!("--pid: {e}"))?),
             o => return Err(format!("unknown flag {o}")),
         }
@@ -74,15 +90,33 @@ fn template(n: usize) -> Vec<u8> {
 
 type Times = Arc<Mutex<HashMap<u64, Instant>>>;
 
+/// What one connection did: errors, and batches sent after their scheduled time.
+#[derive(Default)]
+struct WorkerOut {
+    errors: u64,
+    late: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn worker(
     a: &Args,
     template: &[u8],
     at: usize,
+    me: usize,
+    t0: Instant,
     next: &AtomicU64,
     stop: &AtomicBool,
     acks: &Times,
-) -> u64 {
+) -> WorkerOut {
     let mut errors = 0;
+    let mut late = 0;
+    let mut sent = 0u64;
+    // Open loop: this connection's k-th batch is due at t0 + (k + me / C) * interval.
+    let interval = a
+        .rate
+        .map(|r| Duration::from_secs_f64(a.connections as f64 * a.records as f64 / r));
+    let due =
+        |k: u64| interval.map(|i| t0 + i.mul_f64(k as f64 + me as f64 / a.connections as f64));
     let mut body = template.to_vec();
     'outer: while !stop.load(Ordering::Relaxed) {
         let Ok(s) = TcpStream::connect(&a.host) else {
@@ -94,6 +128,18 @@ fn worker(
         let Ok(mut w) = s.try_clone() else { continue };
         let mut r = BufReader::new(s);
         while !stop.load(Ordering::Relaxed) {
+            if let Some(due) = due(sent) {
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                } else if now - due > Duration::from_millis(1) {
+                    late += 1;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break 'outer;
+                }
+            }
+            sent += 1;
             let n = next.fetch_add(1, Ordering::Relaxed);
             body[at..at + 16].copy_from_slice(format!("{n:016x}").as_bytes());
             let head = format!(
@@ -118,7 +164,7 @@ fn worker(
             }
         }
     }
-    errors
+    WorkerOut { errors, late }
 }
 
 /// Reads the tail, noting when the first record of each batch arrives.
@@ -197,14 +243,21 @@ fn main() {
     let stop = AtomicBool::new(false);
     let next = AtomicU64::new(0);
     let t0 = Instant::now();
-    let errors: u64 = std::thread::scope(|s| {
+    let outs: Vec<WorkerOut> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..a.connections)
-            .map(|_| s.spawn(|| worker(&a, &template, at, &next, &stop, &acks)))
+            .map(|me| {
+                let (a, template, next, stop, acks) = (&a, &template, &next, &stop, &acks);
+                s.spawn(move || worker(a, template, at, me, t0, next, stop, acks))
+            })
             .collect();
         std::thread::sleep(Duration::from_secs(a.seconds));
         stop.store(true, Ordering::Relaxed);
-        hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
     });
+    let errors: u64 = outs.iter().map(|o| o.errors).sum();
+    let late: u64 = outs.iter().map(|o| o.late).sum();
     let elapsed = t0.elapsed().as_secs_f64();
     let acks = acks.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // Let the tail catch up with the last acknowledgements.
@@ -238,6 +291,8 @@ fn main() {
         "records_per_batch": a.records,
         "batches_acked": acks.len(),
         "records_per_s": (acks.len() * a.records) as f64 / elapsed,
+        "rate": a.rate,
+        "late_batches": late,
         "tail_records": tail_records.load(Ordering::Relaxed),
         "missing_batches": missing,
         "errors": errors,

@@ -13,8 +13,46 @@ pub const HASHES: u32 = 7;
 pub struct Bloom {
     /// Number of hash functions.
     pub k: u32,
-    /// The bit array, bit `i` is `bits[i / 8] >> (i % 8) & 1`.
+    /// The bit array, bit `i` is `bits[i / 8] >> (i % 8) & 1` (written as one byte string:
+    /// the same postcard bytes as a sequence of `u8`, read in one copy).
+    #[serde(with = "bytes")]
     pub bits: Vec<u8>,
+}
+
+/// A byte vector as serde bytes (postcard: a varint length then the bytes, exactly what a
+/// `Vec<u8>` sequence is on the wire, but decoded with one copy instead of byte by byte).
+pub(crate) mod bytes {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = a.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
 }
 
 impl Bloom {
@@ -24,6 +62,14 @@ impl Bloom {
         Bloom {
             k: HASHES,
             bits: vec![0; bytes],
+        }
+    }
+
+    /// A filter of `bits_per_item` bits per expected item and `k` hashes, for `items` items.
+    pub fn sized(items: usize, bits_per_item: usize, k: u32) -> Bloom {
+        Bloom {
+            k,
+            bits: vec![0; (items.max(8) * bits_per_item).div_ceil(8)],
         }
     }
 
@@ -78,6 +124,17 @@ mod tests {
         let bytes = postcard::to_allocvec(&b).unwrap();
         let back: Bloom = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, b);
+        // The bits as bytes are the same wire bytes as a sequence of u8.
+        #[derive(serde::Serialize)]
+        struct Seq {
+            k: u32,
+            bits: Vec<u8>,
+        }
+        let seq = Seq {
+            k: b.k,
+            bits: b.bits.clone(),
+        };
+        assert_eq!(postcard::to_allocvec(&seq).unwrap(), bytes);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub fn build_from(
     active: bool,
 ) -> Result<Option<SegmentIndex>, ReadError> {
     let mut scanner = SegmentScanner::open(path).map_err(|e| e.into_read_error(path))?;
-    let (mut frames, mut counts) = match prior {
+    let (mut frames, mut counts, mut summary) = match prior {
         Some(p) => {
             let counts = p.counts.map(CountsBuilder::from_counts);
             // Step over the frames `prior` already lists (checked against them by the caller).
@@ -72,9 +72,13 @@ pub fn build_from(
                     break;
                 }
             }
-            (p.frames, counts)
+            (p.frames, counts, p.summary)
         }
-        None => (Vec::new(), Some(CountsBuilder::default())),
+        None => (
+            Vec::new(),
+            Some(CountsBuilder::default()),
+            Default::default(),
+        ),
     };
     loop {
         let raw = match scanner.next_frame(true) {
@@ -111,13 +115,14 @@ pub fn build_from(
                 reason: format!("record is not a JSON object: {e}"),
             });
         }
-        frames.push(b.finish(offset, crc, count));
+        frames.push(b.finish_into(offset, crc, count, &mut summary));
     }
     Ok(Some(SegmentIndex {
         segment: seq,
         len: scanner.position(),
         frames,
         counts: counts.and_then(CountsBuilder::finish),
+        summary,
     }))
 }
 
@@ -125,6 +130,19 @@ pub fn build_from(
 /// them written last time: what lets a query read only the frames written since. Returns the
 /// frames now indexed (0 with nothing to do: no segment, nothing new, or sealed frames).
 pub fn index_active(store_dir: &Path) -> Result<usize, IndexError> {
+    let mut kept = None;
+    index_active_kept(store_dir, &mut kept)
+}
+
+/// [`index_active`] for a caller that calls it again and again (`serve`'s indexer): `kept`
+/// holds the index written last time, so it is continued without reading the file back and
+/// walking the frame headers again (it is read from disk when `kept` is of another segment or
+/// longer than the segment). The file is replaced without an fsync: it is a cache, checked
+/// before every use, and after a crash is rebuilt if torn.
+pub fn index_active_kept(
+    store_dir: &Path,
+    kept: &mut Option<SegmentIndex>,
+) -> Result<usize, IndexError> {
     let seg_dir = layout::segments_dir(store_dir);
     let segs = match layout::list_segments(&seg_dir) {
         Ok(s) => s,
@@ -139,18 +157,24 @@ pub fn index_active(store_dir: &Path) -> Result<usize, IndexError> {
     let Some(seg) = segs.last() else {
         return Ok(0);
     };
-    let prior = load_checked_prefix(store_dir, seg.seq, &seg.path);
     let len = std::fs::metadata(&seg.path).map_or(0, |m| m.len());
-    if prior.as_ref().is_some_and(|p| p.len >= len) {
+    let prior = match kept.take() {
+        Some(k) if k.segment == seg.seq && k.len <= len => Some(k),
+        _ => load_checked_prefix(store_dir, seg.seq, &seg.path),
+    };
+    if let Some(p) = prior.as_ref().filter(|p| p.len >= len) {
+        *kept = Some(p.clone());
         return Ok(0);
     }
     match build_from(seg.seq, &seg.path, prior, true)? {
         Some(idx) if !idx.frames.is_empty() => {
-            store(store_dir, &idx).map_err(|source| IndexError::Io {
+            super::store_quick(store_dir, &idx).map_err(|source| IndexError::Io {
                 path: layout::index_path(store_dir, seg.seq),
                 source,
             })?;
-            Ok(idx.frames.len())
+            let n = idx.frames.len();
+            *kept = Some(idx);
+            Ok(n)
         }
         _ => Ok(0),
     }
@@ -295,5 +319,35 @@ mod tests {
         let r = index_closed(d.path(), 2).unwrap();
         assert_eq!((r.built.clone(), r.kept, r.removed), (vec![3], 0, 1));
         assert!(!layout::index_path(d.path(), 1).exists());
+    }
+
+    #[test]
+    fn the_active_index_kept_in_memory_equals_one_built_from_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        segment(d.path(), 1, &["a", "b"]);
+        let mut kept = None;
+        assert_eq!(index_active_kept(d.path(), &mut kept).unwrap(), 2);
+        assert_eq!(index_active_kept(d.path(), &mut kept).unwrap(), 0);
+        // Frames appended to the active segment: continued from memory.
+        let path = layout::segment_path(d.path(), 1);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        for s in ["c", "d"] {
+            let Value::Object(r) = json!({"resource.service.name": s, "time_unix_nano": 9}) else {
+                unreachable!()
+            };
+            f.write_all(encode_frame(&[r]).unwrap().bytes()).unwrap();
+        }
+        assert_eq!(index_active_kept(d.path(), &mut kept).unwrap(), 4);
+        let on_disk = super::super::load_checked_prefix(d.path(), 1, &path).unwrap();
+        assert_eq!(Some(&on_disk), kept.as_ref());
+        let fresh = build_segment(1, &path).unwrap().unwrap();
+        assert_eq!(on_disk, fresh);
+        // A new active segment: the kept index (of segment 1) is not continued.
+        segment(d.path(), 2, &["e"]);
+        assert_eq!(index_active_kept(d.path(), &mut kept).unwrap(), 1);
+        assert_eq!(kept.as_ref().map(|k| k.segment), Some(2));
     }
 }

@@ -4,20 +4,29 @@
 //! |---|---|
 //! | 4 | magic `MLQX` |
 //! | 1 | format version, [`VERSION`] |
-//! | n | the [`SegmentIndex`] in the [postcard](https://postcard.jamesmunns.com/wire-format) wire format (varint integers, length-prefixed strings and sequences) |
+//! | 4 | `s`, the summary section's length, little-endian |
+//! | s | the segment number, its indexed length and its [`Summary`], in the [postcard](https://postcard.jamesmunns.com/wire-format) wire format (varint integers, length-prefixed strings, bytes and sequences) |
+//! | 4 | CRC-32 (IEEE) of every byte before it, little-endian |
+//! | n | the [`SegmentIndex`] (without its summary) in postcard |
 //! | 4 | CRC-32 (IEEE) of every byte before it, little-endian |
 //!
-//! A file that is too short, has another magic or version, fails its checksum, does not decode,
-//! or has bytes after the body is refused with the reason; the caller rebuilds the index.
+//! The summary is read alone first ([`read_summary`]: the first `13 + s` bytes); the rest only
+//! when a record of the segment may match. A file that is too short, has another magic or
+//! version, fails a checksum, does not decode, or has bytes after the body is refused with the
+//! reason; the caller rebuilds the index.
 
 use super::SegmentIndex;
+use super::summary::Summary;
+use std::io::Read;
+use std::path::Path;
 
 /// The first four bytes of an index file.
 pub const MAGIC: [u8; 4] = *b"MLQX";
-/// The index format version this build writes and reads (1 was JSON, 2 had no counts).
-pub const VERSION: u8 = 3;
-/// Magic and version.
-const HEAD_LEN: usize = MAGIC.len() + 1;
+/// The index format version this build writes and reads (1 was JSON, 2 had no counts, 3 no
+/// summary).
+pub const VERSION: u8 = 4;
+/// Magic, version and the summary's length.
+const HEAD_LEN: usize = MAGIC.len() + 1 + 4;
 /// The trailing checksum.
 const CRC_LEN: usize = 4;
 
@@ -47,48 +56,112 @@ pub enum DecodeError {
     /// Bytes left after the body.
     #[error("{0} bytes after the index body")]
     Trailing(usize),
+    /// The summary section names another segment or length than the body.
+    #[error("the summary and the body of the index disagree")]
+    Mismatch,
+    /// The file could not be read.
+    #[error("index file not read: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// The file's bytes for `idx`.
 pub fn encode(idx: &SegmentIndex) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEAD_LEN + 64 * idx.frames.len() + CRC_LEN);
+    let mut out = Vec::with_capacity(HEAD_LEN + 64 * idx.frames.len() + 2 * CRC_LEN);
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
-    // Serializing plain structs, maps and vectors into a Vec cannot fail; were it to, the body
-    // is left empty, which `decode` refuses (the index is then rebuilt, never misread).
-    out = postcard::to_extend(idx, out).unwrap_or_else(|_| {
-        let mut v = MAGIC.to_vec();
-        v.push(VERSION);
-        v
-    });
+    out.extend_from_slice(&[0; 4]);
+    // Serializing plain structs, maps and vectors into a Vec cannot fail; were it to, the
+    // section is left short, which `decode` refuses (the index is then rebuilt, never misread).
+    out = postcard::to_extend(&(idx.segment, idx.len, &idx.summary), out).unwrap_or_default();
+    let s_len = u32::try_from(out.len().saturating_sub(HEAD_LEN)).unwrap_or(u32::MAX);
+    if let Some(l) = out.get_mut(HEAD_LEN - 4..HEAD_LEN) {
+        l.copy_from_slice(&s_len.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out = postcard::to_extend(idx, out).unwrap_or_default();
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// The index in `bytes`, checked.
-pub fn decode(bytes: &[u8]) -> Result<SegmentIndex, DecodeError> {
-    let too_short = || DecodeError::TooShort(bytes.len());
-    let (signed, crc) = bytes
-        .split_at_checked(bytes.len().checked_sub(CRC_LEN).ok_or_else(too_short)?)
-        .ok_or_else(too_short)?;
-    let (head, body) = signed.split_at_checked(HEAD_LEN).ok_or_else(too_short)?;
-    let (magic, version) = head.split_at(MAGIC.len());
+/// The magic, version and summary length of `head`, checked.
+fn summary_len(head: &[u8]) -> Result<usize, DecodeError> {
+    let too_short = || DecodeError::TooShort(head.len());
+    let head = head.get(..HEAD_LEN).ok_or_else(too_short)?;
+    let (magic, rest) = head.split_at(MAGIC.len());
     if magic != MAGIC {
         return Err(DecodeError::Magic);
     }
+    let (version, len) = rest.split_at(1);
     if version != [VERSION] {
         return Err(DecodeError::Version(version.first().copied().unwrap_or(0)));
     }
+    Ok(u32::from_le_bytes(len.try_into().map_err(|_| too_short())?) as usize)
+}
+
+/// Checks the CRC at the end of `signed_and_crc` over the bytes before it.
+fn check(signed_and_crc: &[u8]) -> Result<&[u8], DecodeError> {
+    let too_short = || DecodeError::TooShort(signed_and_crc.len());
+    let cut = signed_and_crc
+        .len()
+        .checked_sub(CRC_LEN)
+        .ok_or_else(too_short)?;
+    let (signed, crc) = signed_and_crc.split_at(cut);
     let stored = u32::from_le_bytes(crc.try_into().map_err(|_| too_short())?);
     let computed = crc32fast::hash(signed);
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }
-    let (idx, rest) = postcard::take_from_bytes::<SegmentIndex>(body)?;
+    Ok(signed)
+}
+
+/// The summary section of `bytes` (at least its first `13 + s` bytes): segment number, indexed
+/// length and summary, checked.
+pub fn decode_summary(bytes: &[u8]) -> Result<(u64, u64, Summary), DecodeError> {
+    let s_len = summary_len(bytes)?;
+    let end = HEAD_LEN
+        .checked_add(s_len)
+        .and_then(|e| e.checked_add(CRC_LEN))
+        .ok_or(DecodeError::TooShort(bytes.len()))?;
+    let section = bytes.get(..end).ok_or(DecodeError::TooShort(bytes.len()))?;
+    let signed = check(section)?;
+    let body = signed.get(HEAD_LEN..).unwrap_or_default();
+    let (s, rest) = postcard::take_from_bytes::<(u64, u64, Summary)>(body)?;
     if !rest.is_empty() {
         return Err(DecodeError::Trailing(rest.len()));
     }
+    Ok(s)
+}
+
+/// Reads only the summary section of the index file at `path` ([`decode_summary`]).
+pub fn read_summary(path: &Path) -> Result<(u64, u64, Summary), DecodeError> {
+    let mut f = std::fs::File::open(path)?;
+    let mut head = [0u8; HEAD_LEN];
+    f.read_exact(&mut head)?;
+    let s_len = summary_len(&head)?;
+    let mut bytes = Vec::with_capacity(HEAD_LEN + s_len + CRC_LEN);
+    bytes.extend_from_slice(&head);
+    f.take((s_len + CRC_LEN) as u64).read_to_end(&mut bytes)?;
+    decode_summary(&bytes)
+}
+
+/// The index in `bytes`, checked (both sections).
+pub fn decode(bytes: &[u8]) -> Result<SegmentIndex, DecodeError> {
+    let (segment, len, summary) = decode_summary(bytes)?;
+    let s_end = HEAD_LEN + summary_len(bytes)? + CRC_LEN;
+    let signed = check(bytes)?;
+    let body = signed
+        .get(s_end..)
+        .ok_or(DecodeError::TooShort(bytes.len()))?;
+    let (mut idx, rest) = postcard::take_from_bytes::<SegmentIndex>(body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::Trailing(rest.len()));
+    }
+    if idx.segment != segment || idx.len != len {
+        return Err(DecodeError::Mismatch);
+    }
+    idx.summary = summary;
     Ok(idx)
 }
 
@@ -100,6 +173,7 @@ mod tests {
 
     fn index() -> SegmentIndex {
         let mut frames = Vec::new();
+        let mut summary = Summary::default();
         for f in 0..3u64 {
             let mut b = FrameBuilder::default();
             for i in 0..20u64 {
@@ -116,13 +190,14 @@ mod tests {
                 };
                 b.add(&r);
             }
-            frames.push(b.finish(8 + f * 1000, 0xdead_0000 + f as u32, 20));
+            frames.push(b.finish_into(8 + f * 1000, 0xdead_0000 + f as u32, 20, &mut summary));
         }
         SegmentIndex {
             segment: 7,
             len: 3008,
             frames,
             counts: None,
+            summary,
         }
     }
 
@@ -133,7 +208,13 @@ mod tests {
         assert_eq!(&bytes[..4], b"MLQX");
         assert_eq!(bytes[4], VERSION);
         assert_eq!(decode(&bytes).unwrap(), idx);
-        let json = serde_json::to_vec(&idx).unwrap();
+        // The summary reads back from the file's first bytes alone.
+        let s_end = HEAD_LEN + summary_len(&bytes).unwrap() + CRC_LEN;
+        let (seg, len, sum) = decode_summary(&bytes[..s_end]).unwrap();
+        assert_eq!((seg, len, &sum), (7, 3008, &idx.summary));
+        assert_eq!(sum.frames, 3);
+        assert!(decode_summary(&bytes[..s_end - 1]).is_err());
+        let json = serde_json::to_vec(&(&idx, &idx.summary)).unwrap();
         assert!(
             bytes.len() * 2 < json.len(),
             "binary {} bytes, JSON {} bytes",

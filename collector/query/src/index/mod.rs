@@ -16,9 +16,12 @@ pub mod bloom;
 pub mod build;
 pub mod counts;
 pub mod file;
+pub mod lazy;
+pub mod summary;
 
 use crate::filter::{Filter, Record, field, record_time_ns, value_str};
 use bloom::Bloom;
+use lazy::Lazy;
 use meshlog_core::schema;
 use meshlog_format::fsutil;
 use meshlog_format::reader::SegmentScanner;
@@ -45,6 +48,9 @@ pub struct SegmentIndex {
     /// Record counts per minute and low-cardinality values over those frames (absent when a
     /// record could not be counted exactly).
     pub counts: Option<counts::Counts>,
+    /// The frames merged: written in its own section of the file ([`file`]), read alone first.
+    #[serde(skip)]
+    pub summary: summary::Summary,
 }
 
 /// What one frame holds, in summary.
@@ -59,14 +65,19 @@ pub struct FrameEntry {
     /// Earliest and latest record time (Unix ns); absent when no record has a time.
     pub time: Option<[u64; 2]>,
     /// Per low-cardinality field ([`LOW_FIELDS`]), its distinct values; `null` when there
-    /// were more than [`MAX_LOW_VALUES`].
-    pub low: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// were more than [`MAX_LOW_VALUES`] (decoded when asked for).
+    pub low: Lazy<LowSets>,
     /// High-cardinality values, tagged (`t:` trace id, `r:` request id, `p:` principal, `c:`
     /// client address, `e:` end user, `o:` route, `w:` lower-case word of any value).
     pub bloom: Bloom,
-    /// Per VM (`resource.meshlog.vm.id`), what completeness needs.
-    pub vms: BTreeMap<String, VmEntry>,
+    /// Per VM (`resource.meshlog.vm.id`), what completeness needs (decoded when asked for).
+    pub vms: Lazy<VmMap>,
 }
+
+/// Per low-cardinality field, its distinct values (`None`: too many to list).
+pub type LowSets = BTreeMap<String, Option<BTreeSet<String>>>;
+/// Per VM, its entry.
+pub type VmMap = BTreeMap<String, VmEntry>;
 
 /// One VM's records in a frame.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,10 +321,34 @@ impl FrameBuilder {
         }
     }
 
+    /// The entry (as [`FrameBuilder::finish`]), also folded into `summary`.
+    pub fn finish_into(
+        mut self,
+        offset: u64,
+        crc: u32,
+        records: u32,
+        summary: &mut summary::Summary,
+    ) -> FrameEntry {
+        let items = std::mem::take(&mut self.items);
+        self.finish_items(offset, crc, records, &items, Some(summary))
+    }
+
     /// The entry, for the frame at `offset` with payload CRC `crc` and `records` records.
-    pub fn finish(self, offset: u64, crc: u32, records: u32) -> FrameEntry {
-        let mut bloom = Bloom::with_items(self.items.len());
-        for i in &self.items {
+    pub fn finish(mut self, offset: u64, crc: u32, records: u32) -> FrameEntry {
+        let items = std::mem::take(&mut self.items);
+        self.finish_items(offset, crc, records, &items, None)
+    }
+
+    fn finish_items(
+        self,
+        offset: u64,
+        crc: u32,
+        records: u32,
+        items: &BTreeSet<String>,
+        summary: Option<&mut summary::Summary>,
+    ) -> FrameEntry {
+        let mut bloom = Bloom::with_items(items.len());
+        for i in items {
             bloom.insert(i.as_bytes());
         }
         let mut low: BTreeMap<String, Option<BTreeSet<String>>> = LOW_FIELDS
@@ -323,14 +358,17 @@ impl FrameBuilder {
         for (k, v) in self.low {
             low.insert(k.to_owned(), v);
         }
+        if let Some(s) = summary {
+            s.add_frame(offset, crc, records, self.time, &low, &self.vms, items);
+        }
         FrameEntry {
             offset,
             crc,
             records,
             time: self.time,
-            low,
+            low: Lazy::new(&low),
             bloom,
-            vms: self.vms,
+            vms: Lazy::new(&self.vms),
         }
     }
 }
@@ -339,54 +377,17 @@ impl FrameEntry {
     /// False when no record of this frame can match `filter` (true is "maybe": the records
     /// are read and matched one by one).
     pub fn may_match(&self, f: &Filter) -> bool {
-        if f.since_ns.is_some() || f.until_ns.is_some() {
-            let Some([lo, hi]) = self.time else {
-                return false;
-            };
-            if f.since_ns.is_some_and(|s| hi < s) || f.until_ns.is_some_and(|u| lo >= u) {
-                return false;
-            }
-        }
-        let low_ok = |name: &str, wanted: &[String]| {
-            wanted.is_empty()
-                || match self.low.get(name) {
-                    Some(Some(set)) => wanted.iter().any(|w| set.contains(w)),
-                    _ => true,
-                }
-        };
-        if !(low_ok("service", &f.service)
-            && low_ok("namespace", &f.namespace)
-            && low_ok("tenant", &f.tenant)
-            && low_ok("method", &f.method))
-        {
-            return false;
-        }
-        if !f.status.is_empty()
-            && let Some(Some(set)) = self.low.get("status")
-            && !set.iter().any(|c| {
-                c.parse::<i64>()
-                    .is_ok_and(|c| f.status.iter().any(|s| s.matches(c)))
-            })
-        {
-            return false;
-        }
-        let bloom_ok = |tag: &str, wanted: &[String]| {
-            wanted.is_empty()
-                || wanted
-                    .iter()
-                    .any(|w| self.bloom.may_contain(format!("{tag}{w}").as_bytes()))
-        };
-        bloom_ok("t:", &f.trace_id)
-            && bloom_ok("r:", &f.request_id)
-            && bloom_ok("p:", &f.principal)
-            && bloom_ok("c:", &f.client)
-            && bloom_ok("e:", &f.enduser)
-            && bloom_ok("o:", &f.route)
-            && f.text.iter().all(|needle| {
-                whole_words(needle)
-                    .iter()
-                    .all(|w| self.bloom.may_contain(format!("w:{w}").as_bytes()))
-            })
+        let names_low = !(f.service.is_empty()
+            && f.namespace.is_empty()
+            && f.tenant.is_empty()
+            && f.method.is_empty()
+            && f.status.is_empty());
+        // Undecodable sets (a forged index) rule nothing out.
+        let low = names_low
+            .then(|| self.low.get())
+            .flatten()
+            .unwrap_or_default();
+        low_and_bloom_may_match(self.time, &low, |i| self.bloom.may_contain(i), f)
     }
 
     /// Whether the frame may hold records in `[since, until)` (for "VMs in the range").
@@ -396,6 +397,103 @@ impl FrameEntry {
             Some([lo, hi]) => since.is_none_or(|s| hi >= s) && until.is_none_or(|u| lo < u),
         }
     }
+}
+
+/// False when no record with times in `time`, low-cardinality values in `low` and items
+/// `may_contain` says may be there can match `f` (of a frame, or a whole segment's summary).
+pub fn low_and_bloom_may_match(
+    time: Option<[u64; 2]>,
+    low: &BTreeMap<String, Option<BTreeSet<String>>>,
+    may_contain: impl Fn(&[u8]) -> bool,
+    f: &Filter,
+) -> bool {
+    if f.since_ns.is_some() || f.until_ns.is_some() {
+        let Some([lo, hi]) = time else {
+            return false;
+        };
+        if f.since_ns.is_some_and(|s| hi < s) || f.until_ns.is_some_and(|u| lo >= u) {
+            return false;
+        }
+    }
+    let low_ok = |name: &str, wanted: &[String]| {
+        wanted.is_empty()
+            || match low.get(name) {
+                Some(Some(set)) => wanted.iter().any(|w| set.contains(w)),
+                _ => true,
+            }
+    };
+    if !(low_ok("service", &f.service)
+        && low_ok("namespace", &f.namespace)
+        && low_ok("tenant", &f.tenant)
+        && low_ok("method", &f.method))
+    {
+        return false;
+    }
+    if !f.status.is_empty()
+        && let Some(Some(set)) = low.get("status")
+        && !set.iter().any(|c| {
+            c.parse::<i64>()
+                .is_ok_and(|c| f.status.iter().any(|s| s.matches(c)))
+        })
+    {
+        return false;
+    }
+    let bloom_ok = |tag: &str, wanted: &[String]| {
+        wanted.is_empty()
+            || wanted
+                .iter()
+                .any(|w| may_contain(format!("{tag}{w}").as_bytes()))
+    };
+    bloom_ok("t:", &f.trace_id)
+        && bloom_ok("r:", &f.request_id)
+        && bloom_ok("p:", &f.principal)
+        && bloom_ok("c:", &f.client)
+        && bloom_ok("e:", &f.enduser)
+        && bloom_ok("o:", &f.route)
+        && f.text.iter().all(|needle| {
+            whole_words(needle)
+                .iter()
+                .all(|w| may_contain(format!("w:{w}").as_bytes()))
+        })
+}
+
+/// The summary section of segment `seq`'s index ([`file::decode_summary`]) with the segment's
+/// length when indexed, when it reads back intact and its frame count and header digest equal
+/// those of the segment's first frames (all of them unless `prefix`: the active segment).
+pub fn load_summary(
+    store_dir: &Path,
+    seq: u64,
+    segment: &Path,
+    prefix: bool,
+) -> Option<(u64, summary::Summary)> {
+    let path = meshlog_format::layout::index_path(store_dir, seq);
+    let (s_seq, len, sum) = match file::read_summary(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(index = %path.display(), why = %e, "index summary not used");
+            return None;
+        }
+    };
+    if s_seq != seq {
+        return None;
+    }
+    let mut scanner = SegmentScanner::open(segment).ok()?;
+    if scanner.len() != len && !(prefix && len < scanner.len()) {
+        return None;
+    }
+    let (mut frames, mut digest) = (0u64, 0u32);
+    while scanner.position() < len {
+        let raw = scanner.next_frame(false).ok()??;
+        frames += 1;
+        digest = summary::digest_step(
+            digest,
+            raw.offset,
+            raw.header.payload_crc,
+            raw.header.record_count,
+        );
+    }
+    (scanner.position() == len && frames == sum.frames && digest == sum.digest)
+        .then_some((len, sum))
 }
 
 /// Loads the index of segment `seq` at `path` from `store_dir`, if there is one that reads
@@ -428,6 +526,13 @@ fn load(store_dir: &Path, seq: u64, segment: &Path, prefix: bool) -> Option<Segm
     };
     if idx.segment != seq {
         why_not(&"the index is of another segment");
+        return None;
+    }
+    let digest = idx.frames.iter().fold(0, |d, e| {
+        summary::digest_step(d, e.offset, e.crc, e.records)
+    });
+    if idx.summary.frames != idx.frames.len() as u64 || idx.summary.digest != digest {
+        why_not(&"the summary does not match the frame entries");
         return None;
     }
     match matches_segment(&idx, segment, prefix) {
@@ -479,6 +584,17 @@ pub fn store(store_dir: &Path, idx: &SegmentIndex) -> std::io::Result<()> {
     let path = meshlog_format::layout::index_path(store_dir, idx.segment);
     std::fs::create_dir_all(meshlog_format::layout::index_dir(store_dir))?;
     fsutil::write_durably(&path, &file::encode(idx))
+}
+
+/// Writes `idx` like [`store`], without the fsyncs (for the active segment's index, rewritten
+/// every few seconds: a torn file fails its checksum and is rebuilt).
+pub fn store_quick(store_dir: &Path, idx: &SegmentIndex) -> std::io::Result<()> {
+    let path = meshlog_format::layout::index_path(store_dir, idx.segment);
+    std::fs::create_dir_all(meshlog_format::layout::index_dir(store_dir))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, file::encode(idx))?;
+    std::fs::rename(&tmp, &path)
 }
 
 #[cfg(test)]
@@ -551,7 +667,7 @@ mod tests {
         assert!(!e.may_match(&since));
         since.since_ns = Some(1002);
         assert!(e.may_match(&since));
-        let vm = &e.vms["vm1"];
+        let vm = &e.vms.get().unwrap()["vm1"];
         assert_eq!(vm.seqs, [[0, 0], [2, 2], [4, 4]]);
     }
 
@@ -576,7 +692,7 @@ mod tests {
             b.add(&rec(json!({ "resource.service.name": format!("s{i}") })));
         }
         let e = b.finish(8, 0, 1);
-        assert_eq!(e.low["service"], None);
+        assert_eq!(e.low.get().unwrap()["service"], None);
         assert!(e.may_match(&filter(&[("service", "other")])));
     }
 }

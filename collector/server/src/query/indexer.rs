@@ -1,29 +1,35 @@
 //! Builds the query index of each segment when its store's writer closes it, so queries find
 //! closed segments indexed rather than building the index on the first read.
 //!
-//! One task per store (the data directory's own, or each retention class's): it indexes what
+//! One thread per store (the data directory's own, or each retention class's): it indexes what
 //! is closed and unindexed when the collector starts (segments closed before a crash), then
 //! the newly closed ones each time the writer publishes a close
 //! ([`StoreHandle::closed_segments`]). Every [`ACTIVE_EVERY`] it also extends the index of the
-//! active segment's first frames ([`index_active`]), so a query reads only the frames written
-//! since. The work runs on the blocking pool; the index is a cache, so a failure is logged and
-//! the next query builds what is missing.
+//! active segment's first frames ([`index_active_kept`], continued in memory), so a query reads
+//! only the frames written since. The thread runs at the lowest CPU priority (nice 19): the
+//! index is a cache, and under load ingest, acknowledgements and live tails come first (a
+//! query reads whatever is not indexed yet). A failure is logged and the next query builds
+//! what is missing.
 
-use meshlog_query::index::build::{index_active, index_closed};
+use meshlog_query::index::build::{index_active_kept, index_closed};
 use meshlog_store::StoreHandle;
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 
-/// Starts one indexing task per store on `rt`; each ends when its store closes.
-pub fn spawn(rt: &Handle, handles: &[StoreHandle]) -> Vec<JoinHandle<()>> {
+/// Starts one indexing thread per store; each ends when its store closes.
+pub fn spawn(rt: &Handle, handles: &[StoreHandle]) -> Vec<std::thread::JoinHandle<()>> {
     handles
         .iter()
-        .map(|h| {
+        .filter_map(|h| {
             let closed = h.closed_segments();
             let dir = h.store_dir().to_owned();
-            // The task keeps no handle: it must not hold the store's channels open.
-            rt.spawn(run(closed, dir))
+            let rt = rt.clone();
+            // The thread keeps no handle: it must not hold the store's channels open.
+            std::thread::Builder::new()
+                .name("meshlog-indexer".into())
+                .spawn(move || run(&rt, closed, &dir))
+                .map_err(|e| tracing::warn!(error = %e, "the query indexer did not start; queries build indexes when they read"))
+                .ok()
         })
         .collect()
 }
@@ -31,15 +37,22 @@ pub fn spawn(rt: &Handle, handles: &[StoreHandle]) -> Vec<JoinHandle<()>> {
 /// How often the active segment's index is extended.
 pub const ACTIVE_EVERY: Duration = Duration::from_secs(2);
 
-async fn run(mut closed: tokio::sync::watch::Receiver<u64>, dir: std::path::PathBuf) {
+/// Lowers the calling thread's CPU priority to nice 19 (Linux: per thread).
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(error = %e, "the query indexer runs at normal priority");
+    }
+}
+
+fn run(rt: &Handle, mut closed: tokio::sync::watch::Receiver<u64>, dir: &std::path::Path) {
+    lowest_priority();
     let mut after = 0;
-    let mut tick = tokio::time::interval(ACTIVE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut active = None;
     loop {
         closed.borrow_and_update();
-        let d = dir.clone();
-        match tokio::task::spawn_blocking(move || index_closed(&d, after)).await {
-            Ok(Ok(r)) => {
+        match index_closed(dir, after) {
+            Ok(r) => {
                 after = after.max(r.newest);
                 if !r.built.is_empty() || r.removed > 0 {
                     tracing::debug!(
@@ -50,27 +63,20 @@ async fn run(mut closed: tokio::sync::watch::Receiver<u64>, dir: std::path::Path
                     );
                 }
             }
-            Ok(Err(e)) => {
-                tracing::warn!(store = %dir.display(), error = %e, "building query indexes failed; queries build them when they read");
-            }
             Err(e) => {
-                tracing::warn!(store = %dir.display(), error = %e, "the query index task failed");
+                tracing::warn!(store = %dir.display(), error = %e, "building query indexes failed; queries build them when they read");
             }
         }
         loop {
-            tokio::select! {
-                changed = closed.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    break;
-                }
-                _ = tick.tick() => {
-                    let d = dir.clone();
-                    match tokio::task::spawn_blocking(move || index_active(&d)).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => tracing::debug!(store = %dir.display(), error = %e, "indexing the active segment failed; queries read it"),
-                        Err(e) => tracing::warn!(store = %dir.display(), error = %e, "the query index task failed"),
+            // The timer is made inside the runtime (a tokio timer needs its context).
+            let next =
+                rt.block_on(async { tokio::time::timeout(ACTIVE_EVERY, closed.changed()).await });
+            match next {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    if let Err(e) = index_active_kept(dir, &mut active) {
+                        tracing::debug!(store = %dir.display(), error = %e, "indexing the active segment failed; queries read it");
                     }
                 }
             }

@@ -620,7 +620,8 @@ impl TailStream {
                             continue;
                         }
                     }
-                    let data = String::from_utf8_lossy(&r.json).into_owned();
+                    // Copied once, into the event (stored records are UTF-8 JSON).
+                    let data = String::from_utf8_lossy(&r.json);
                     self.count(data.len());
                     let id = self.source.record_id(r.position);
                     return Some(Event::default().id(id).data(data));
