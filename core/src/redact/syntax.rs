@@ -144,11 +144,13 @@ fn is_v6_byte(b: u8) -> bool {
     b.is_ascii_hexdigit() || b == b':' || b == b'.'
 }
 
-/// An IPv6 address (as the standard library parses it) with at least two colons.
-pub(crate) fn ipv6(t: &[u8], i: usize) -> Result<Finding, usize> {
+/// An IPv6 address (as the standard library parses it) with at least two colons. `word_end`:
+/// the end of the alphanumeric run at `i`, when known: a candidate that ends inside it has no
+/// colon.
+pub(crate) fn ipv6(t: &[u8], i: usize, word_end: Option<usize>) -> Result<Finding, usize> {
     let prev = if i == 0 { 0 } else { at(t, i - 1) };
     let e = run(t, i, is_v6_byte);
-    if prev == b':' || prev == b'.' {
+    if prev == b':' || prev == b'.' || word_end.is_some_and(|w| e <= w) {
         return Err(e);
     }
     let cand = t.get(i..e).ok_or(e)?;
