@@ -476,6 +476,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn runs_continue_past_the_word_read_once() {
+        // A word start reads the alphanumeric run once; the key, base64, base64url and IPv6 runs
+        // continue from its end or are answered from it.
+        assert_eq!(
+            found("user.password=hunter2&x=1"),
+            [(Kind::SecretParam, "hunter2".into())]
+        );
+        assert_eq!(
+            found("a 2001:db8::17 b"),
+            [(Kind::Ip, "2001:db8::17".into())]
+        );
+        assert_eq!(found("fe80::1"), [(Kind::Ip, "fe80::1".into())]);
+        assert_eq!(
+            found("deadbeef fe80::1%eth0"),
+            [(Kind::Ip, "fe80::1".into())]
+        );
+        for s in ["beef cafe:babe", "cafe.babe", "face 12ab", "abc:"] {
+            assert_eq!(kinds(s), [], "{s}");
+        }
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        assert_eq!(
+            found(&format!("k={secret}")),
+            [(Kind::AwsSecretKey, secret.into())]
+        );
+        let tok = "TEmxI6Cmux-V5EbOApZOX_zcycDeZ6dqmV";
+        assert_eq!(found(&format!("{tok} ")), [(Kind::HighEntropy, tok.into())]);
+    }
+
+    #[test]
     fn detectors_switch_off() {
         let mut d = all_on();
         d.on[Kind::Email.index()] = false;

@@ -370,11 +370,13 @@ pub(crate) fn entropy(
         let e = run_past(t, i, word_end, is_b64url);
         st.url_until = e;
         // A multipart boundary is random by design and secret to no one.
-        let boundary = i >= 9
-            && t.get(i - 9..i)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"boundary="));
+        let boundary = || {
+            i >= 9
+                && t.get(i - 9..i)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"boundary="))
+        };
         if e - i >= HIGH_ENTROPY_MIN_LEN
-            && !boundary
+            && !boundary()
             && let Some(tok) = t.get(i..e)
             && !tok
                 .iter()
