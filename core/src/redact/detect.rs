@@ -182,7 +182,9 @@ fn detect_at(
                 return Some(f);
             }
         } else if b.is_ascii_alphabetic() {
-            if let Some(f) = creds::at_pos(t, i, |k| d.on(k)) {
+            if creds::may_start_at(t, i)
+                && let Some(f) = creds::at_pos(t, i, |k| d.on(k))
+            {
                 return Some(f);
             }
             if b == b'e' && d.on(Kind::Jwt) && i >= st.jwt_until {
