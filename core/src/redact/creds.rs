@@ -470,6 +470,7 @@ struct Index {
 const START_BITS: usize = 1 << 16;
 
 impl Index {
+    #[inline]
     fn slot(b0: u8, b1: u8, b2: u8) -> (usize, u64) {
         let h =
             (u32::from(b0) << 16 | u32::from(b1) << 8 | u32::from(b2)).wrapping_mul(0x9E37_79B1);
@@ -478,6 +479,7 @@ impl Index {
     }
 
     /// Whether some anchor may start with `b0 b1 b2`.
+    #[inline]
     fn may_start(&self, b0: u8, b1: u8, b2: u8) -> bool {
         let (w, bit) = Self::slot(b0, b1, b2);
         self.starts.get(w).is_some_and(|x| x & bit != 0)
@@ -613,6 +615,13 @@ pub(crate) fn match_rule(t: &[u8], i: usize, rule: &CredentialRule) -> Option<Fi
     }
     let start = if rule.after_anchor { s } else { i };
     Some(Finding::new(start, e, rule.kind))
+}
+
+/// Whether an anchor may start at `i`: the bit-table lookup alone, inlined into the dispatcher,
+/// where most word starts stop (the call to [`at_pos`] is only made past it).
+#[inline]
+pub(crate) fn may_start_at(t: &[u8], i: usize) -> bool {
+    index().is_some_and(|idx| idx.may_start(at(t, i), at(t, i + 1), at(t, i + 2)))
 }
 
 /// A credential starting at `i` (a word start), for the detectors that are on.

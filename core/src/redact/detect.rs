@@ -17,7 +17,9 @@ use super::creds;
 use super::keys::{self, Strength};
 use super::natid;
 use super::numeric;
-use super::scan::{Detectors, Finding, State, alnum_and, at, in_set, is_alnum, run, starts_with};
+use super::scan::{
+    Detectors, Finding, State, alnum_and, at, in_set, is_alnum, run, run_past, starts_with,
+};
 use super::syntax;
 use super::token;
 
@@ -35,7 +37,15 @@ fn scan_inner(t: &[u8], d: &Detectors, out: &mut Vec<Finding>, allow_kv: bool) {
             i += 1;
             continue;
         }
-        match detect_at(t, i, d, &mut st, allow_kv) {
+        // At a word start, the end of its alphanumeric run: the detectors' runs over the word
+        // (`key=`, base64, base64url) start there instead of reading the word again, and no
+        // position inside it is live (its bytes and their predecessors are alphanumeric).
+        let word_end = if is_alnum(at(t, i)) {
+            Some(run(t, i + 1, is_alnum))
+        } else {
+            None
+        };
+        match detect_at(t, i, d, &mut st, allow_kv, word_end) {
             Some(f) if f.end > f.start && f.start >= st.last_end => {
                 if f.kind == Kind::AwsAccessKey {
                     st.aws_id_seen = true;
@@ -44,7 +54,7 @@ fn scan_inner(t: &[u8], d: &Detectors, out: &mut Vec<Finding>, allow_kv: bool) {
                 st.last_end = f.end;
                 i = f.end.max(i + 1);
             }
-            _ => i += 1,
+            _ => i = word_end.unwrap_or(0).max(i + 1),
         }
     }
     // A 40-character base64 token next to an AWS access key id is its secret.
@@ -123,7 +133,15 @@ fn live(t: &[u8], i: usize) -> bool {
     b & STARTS != 0 && prev & ALNUM == 0
 }
 
-fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) -> Option<Finding> {
+/// `word_end`: the end of the alphanumeric run at `i`, when `i` starts one.
+fn detect_at(
+    t: &[u8],
+    i: usize,
+    d: &Detectors,
+    st: &mut State,
+    allow_kv: bool,
+    word_end: Option<usize>,
+) -> Option<Finding> {
     let b = at(t, i);
     let prev = if i == 0 { 0 } else { at(t, i - 1) };
     let boundary = !is_alnum(prev);
@@ -164,7 +182,9 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
                 return Some(f);
             }
         } else if b.is_ascii_alphabetic() {
-            if let Some(f) = creds::at_pos(t, i, |k| d.on(k)) {
+            if creds::may_start_at(t, i)
+                && let Some(f) = creds::at_pos(t, i, |k| d.on(k))
+            {
                 return Some(f);
             }
             if b == b'e' && d.on(Kind::Jwt) && i >= st.jwt_until {
@@ -185,20 +205,20 @@ fn detect_at(t: &[u8], i: usize, d: &Detectors, st: &mut State, allow_kv: bool) 
                 return Some(f);
             }
             if allow_kv && d.on(Kind::SecretParam) && i >= st.kv_until {
-                match key_value(t, i, d) {
+                match key_value(t, i, d, word_end) {
                     Ok(f) => return Some(f),
                     Err(until) => st.kv_until = until,
                 }
             }
         }
         if (b.is_ascii_hexdigit() || b == b':') && d.on(Kind::Ip) && i >= st.v6_until {
-            match syntax::ipv6(t, i) {
+            match syntax::ipv6(t, i, word_end) {
                 Ok(f) => return Some(f),
                 Err(until) => st.v6_until = until,
             }
         }
     }
-    token::entropy(t, i, d, st)
+    token::entropy(t, i, d, st, word_end)
 }
 
 /// How far past a `key=` the value's own detectors may look.
@@ -219,9 +239,9 @@ fn is_value_end(b: u8) -> bool {
 }
 
 /// `key=value` / `key: value` in text where `key` is sensitive: the value. `Err(until)` tells the
-/// scanner where this attempt looked up to.
-fn key_value(t: &[u8], i: usize, d: &Detectors) -> Result<Finding, usize> {
-    let ke = run(t, i, is_key_byte);
+/// scanner where this attempt looked up to. `word_end`: as for `detect_at`.
+fn key_value(t: &[u8], i: usize, d: &Detectors, word_end: Option<usize>) -> Result<Finding, usize> {
+    let ke = run_past(t, i, word_end, is_key_byte);
     let key = t.get(i..ke).ok_or(ke)?;
     if key.len() > 64 {
         return Err(ke);
@@ -455,6 +475,35 @@ pub(crate) mod tests {
         ] {
             assert_eq!(kinds(s), [], "{s}");
         }
+    }
+
+    #[test]
+    fn runs_continue_past_the_word_read_once() {
+        // A word start reads the alphanumeric run once; the key, base64, base64url and IPv6 runs
+        // continue from its end or are answered from it.
+        assert_eq!(
+            found("user.password=hunter2&x=1"),
+            [(Kind::SecretParam, "hunter2".into())]
+        );
+        assert_eq!(
+            found("a 2001:db8::17 b"),
+            [(Kind::Ip, "2001:db8::17".into())]
+        );
+        assert_eq!(found("fe80::1"), [(Kind::Ip, "fe80::1".into())]);
+        assert_eq!(
+            found("deadbeef fe80::1%eth0"),
+            [(Kind::Ip, "fe80::1".into())]
+        );
+        for s in ["beef cafe:babe", "cafe.babe", "face 12ab", "abc:"] {
+            assert_eq!(kinds(s), [], "{s}");
+        }
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        assert_eq!(
+            found(&format!("k={secret}")),
+            [(Kind::AwsSecretKey, secret.into())]
+        );
+        let tok = "TEmxI6Cmux-V5EbOApZOX_zcycDeZ6dqmV";
+        assert_eq!(found(&format!("{tok} ")), [(Kind::HighEntropy, tok.into())]);
     }
 
     #[test]

@@ -200,9 +200,9 @@ fn word_strength(w: &[u8]) -> Option<Strength> {
         *d = s.to_ascii_lowercase();
     }
     let w: &[u8] = slot;
-    if listed(STRONG_WORDS, w) {
+    if listed(STRONG_WORDS, &STRONG_SHAPES, w) {
         Some(Strength::Strong)
-    } else if listed(WEAK_WORDS, w) {
+    } else if listed(WEAK_WORDS, &WEAK_SHAPES, w) {
         Some(Strength::Weak)
     } else {
         None
@@ -239,19 +239,48 @@ pub(crate) fn sensitive(name: &[u8], extra: &[String], allow: &[String]) -> Opti
     if strong_word || contains_stem(c) {
         return Some(Strength::Strong);
     }
-    if weak || listed(EXACT, c) {
+    if weak || listed(EXACT, &EXACT_SHAPES, c) {
         return Some(Strength::Weak);
     }
     None
 }
 
-/// Whether `w` is in `list`: length and first byte compared before the bytes (called per word of
-/// every query key and header name; most words are in no list).
-fn listed(list: &[&str], w: &[u8]) -> bool {
+/// Whether `w` is in `list` (`shape`: its [`shapes`]): a word whose first byte and length no
+/// entry has is rejected at one lookup, the rest compared by length, first byte, then bytes
+/// (called per word of every query key and header name; most words are in no list).
+fn listed(list: &[&str], shape: &[u64; 256], w: &[u8]) -> bool {
     let first = w.first().copied();
+    let lengths = shape
+        .get(usize::from(first.unwrap_or(0)))
+        .copied()
+        .unwrap_or(0);
+    if w.len() >= 64 || lengths >> w.len() & 1 == 0 {
+        return false;
+    }
     list.iter()
         .any(|x| x.len() == w.len() && x.as_bytes().first().copied() == first && x.as_bytes() == w)
 }
+
+/// For each first byte, the lengths of the entries of `list` that start with it (bit `n`: length
+/// `n`; entries of 64 bytes or more are left out, [`listed`] never finds them).
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
+#[allow(clippy::indexing_slicing)]
+const fn shapes(list: &[&str]) -> [u64; 256] {
+    let mut t = [0u64; 256];
+    let mut k = 0;
+    while k < list.len() {
+        let e = list[k].as_bytes();
+        if !e.is_empty() && e.len() < 64 {
+            t[e[0] as usize] |= 1 << e.len();
+        }
+        k += 1;
+    }
+    t
+}
+
+const STRONG_SHAPES: [u64; 256] = shapes(STRONG_WORDS);
+const WEAK_SHAPES: [u64; 256] = shapes(WEAK_WORDS);
+const EXACT_SHAPES: [u64; 256] = shapes(EXACT);
 
 fn word_in_strs(w: &[u8], list: &[String]) -> bool {
     list.iter().any(|x| w.eq_ignore_ascii_case(x.as_bytes()))
@@ -280,6 +309,29 @@ mod tests {
             false
         });
         v
+    }
+
+    #[test]
+    fn lists_find_every_entry_and_only_entries() {
+        for (list, shape) in [
+            (STRONG_WORDS, &STRONG_SHAPES),
+            (WEAK_WORDS, &WEAK_SHAPES),
+            (EXACT, &EXACT_SHAPES),
+        ] {
+            for e in list {
+                assert!(listed(list, shape, e.as_bytes()), "{e}");
+                let mut longer = e.to_string();
+                longer.push('x');
+                assert_eq!(
+                    listed(list, shape, longer.as_bytes()),
+                    list.contains(&longer.as_str()),
+                    "{longer}"
+                );
+                assert!(!listed(list, shape, &e.as_bytes()[1..]) || list.contains(&&e[1..]));
+            }
+            assert!(!listed(list, shape, b""));
+            assert!(!listed(list, shape, &[b'k'; 80]));
+        }
     }
 
     #[test]

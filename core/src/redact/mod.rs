@@ -143,6 +143,7 @@ mod header;
 mod ip;
 mod keys;
 mod kind;
+mod names;
 mod natid;
 mod numeric;
 mod path;

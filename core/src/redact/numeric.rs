@@ -54,9 +54,6 @@ pub(crate) fn numeric(t: &[u8], i: usize, d: &Detectors) -> Option<Finding> {
     if !(d.on(Kind::Card) || d.on(Kind::Ssn) || d.on(Kind::Phone) || d.on(Kind::Ip)) {
         return None;
     }
-    if at(t, i).is_ascii_digit() && in_uuid(t, i) {
-        return None;
-    }
     let mut groups = [Group::default(); MAX_GROUPS];
     let mut n = 0;
     let plus = at(t, i) == b'+';
@@ -105,6 +102,10 @@ pub(crate) fn numeric(t: &[u8], i: usize, d: &Detectors) -> Option<Finding> {
     // Every kind but IPv4 needs 8 digits or more (a phone after `+`; cards 13, SSNs 9, other
     // phones 10), and IPv4 is exactly four groups: most numbers (years, versions, counts) stop here.
     if digits(groups) < 8 && n != 4 {
+        return None;
+    }
+    // A UUID's digits are an identifier; looked for only now, past the cheap rejection above.
+    if at(t, i).is_ascii_digit() && in_uuid(t, i) {
         return None;
     }
     let (end, kind) = best_from(t, groups, 0, plus, i, d)?;

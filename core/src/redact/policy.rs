@@ -4,6 +4,7 @@
 use super::Kind;
 use super::action::{Action, Hasher, partial_defined};
 use super::keys;
+use super::names::NameTable;
 use super::path::Template;
 use super::scan::Detectors;
 use crate::config::fields::{ConfigErrors, FieldError, Fields};
@@ -94,6 +95,8 @@ pub const BUILTIN_CREDENTIAL_HEADERS: &[&str] = &[
 pub(crate) struct NameSet {
     exact: Vec<String>,
     prefixes: Vec<String>,
+    /// `exact`, hashed: a lookup compares one or two entries.
+    index: NameTable<()>,
 }
 
 impl NameSet {
@@ -110,11 +113,12 @@ impl NameSet {
         s.exact.dedup();
         s.prefixes.sort();
         s.prefixes.dedup();
+        s.index = NameTable::new(s.exact.iter().map(|e| (e.clone(), ())).collect());
         s
     }
 
     pub(crate) fn contains(&self, name: &str) -> bool {
-        self.exact.iter().any(|e| e.eq_ignore_ascii_case(name))
+        self.index.get(name).is_some()
             || self.prefixes.iter().any(|p| {
                 name.len() >= p.len()
                     && name
@@ -170,8 +174,8 @@ pub struct RedactionPolicy {
     /// canonical form); empty when none. Part of the version.
     extension: String,
     /// The class of every exactly allowlisted header and trailer name, judged once when the
-    /// policy is compiled: the per-request lookup is a length check and a compare per entry.
-    pub(crate) classes: Vec<(String, super::HeaderClass)>,
+    /// policy is compiled: the per-request lookup hashes the name and compares one or two.
+    pub(crate) classes: NameTable<super::HeaderClass>,
     version: String,
 }
 
@@ -288,7 +292,7 @@ impl Settings {
             ipv6_prefix: self.ipv6_prefix,
             max_value_bytes: self.max_value_bytes,
             extension: String::new(),
-            classes: Vec::new(),
+            classes: NameTable::default(),
             version: String::new(),
         };
         let mut names: Vec<String> = [
@@ -302,13 +306,15 @@ impl Settings {
         .collect();
         names.sort();
         names.dedup();
-        p.classes = names
-            .into_iter()
-            .map(|n| {
-                let c = p.judge_header(&n);
-                (n, c)
-            })
-            .collect();
+        p.classes = NameTable::new(
+            names
+                .into_iter()
+                .map(|n| {
+                    let c = p.judge_header(&n);
+                    (n, c)
+                })
+                .collect(),
+        );
         p.version = p.compute_version();
         p
     }

@@ -121,6 +121,20 @@ pub(crate) fn find_ascii(s: &str, b: u8) -> Option<usize> {
     s.bytes().position(|x| x == b)
 }
 
+/// End of the run of bytes satisfying `f` starting at `i`, when every byte of `t[i..word_end]` is
+/// known to satisfy it (`word_end`: the end of the alphanumeric run at `i`, for a set that holds
+/// the alphanumerics): the run's bytes inside the word are read once, by the dispatcher, for
+/// every detector that runs over them.
+#[inline]
+pub(crate) fn run_past(
+    t: &[u8],
+    i: usize,
+    word_end: Option<usize>,
+    f: impl Fn(u8) -> bool,
+) -> usize {
+    run(t, word_end.unwrap_or(i).max(i), f)
+}
+
 /// End of the run of bytes satisfying `f` starting at `i`.
 #[inline]
 pub(crate) fn run(t: &[u8], i: usize, f: impl Fn(u8) -> bool) -> usize {
@@ -143,6 +157,35 @@ pub(crate) struct State {
     pub(crate) v6_until: usize,
     pub(crate) aws_id_seen: bool,
     pub(crate) pending_aws: Vec<(usize, usize)>,
+}
+
+#[cfg(test)]
+mod tests_run_past {
+    use super::*;
+
+    #[test]
+    fn a_run_past_the_word_ends_where_the_whole_run_ends() {
+        const SETS: [[bool; 256]; 3] = [alnum_and(b"_-.[]"), alnum_and(b"+/"), alnum_and(b"-_")];
+        for s in [
+            "",
+            "abc",
+            "ab_c-d.e[f]/g+h:i j",
+            "a+b/c=",
+            "x-y_z.w",
+            "é日本",
+            "AKIA/+_-.:[]",
+        ] {
+            let t = s.as_bytes();
+            for i in 0..=t.len() {
+                let we = run(t, i, is_alnum);
+                for set in &SETS {
+                    let f = |b| in_set(set, b);
+                    assert_eq!(run_past(t, i, Some(we), f), run(t, i, f), "{s:?} at {i}");
+                    assert_eq!(run_past(t, i, None, f), run(t, i, f), "{s:?} at {i}");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

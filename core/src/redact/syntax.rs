@@ -144,11 +144,20 @@ fn is_v6_byte(b: u8) -> bool {
     b.is_ascii_hexdigit() || b == b':' || b == b'.'
 }
 
-/// An IPv6 address (as the standard library parses it) with at least two colons.
-pub(crate) fn ipv6(t: &[u8], i: usize) -> Result<Finding, usize> {
+/// An IPv6 address (as the standard library parses it) with at least two colons. `word_end`:
+/// the end of the alphanumeric run at `i`, when `i` starts one: unless a `:` or `.` follows the
+/// word, the candidate ends inside it and has no colon, and `Err(word_end)` says so without
+/// reading the word (the scan resumes at `word_end` or later, so that answer and the candidate's
+/// own end limit the next attempt alike).
+pub(crate) fn ipv6(t: &[u8], i: usize, word_end: Option<usize>) -> Result<Finding, usize> {
+    if let Some(w) = word_end
+        && !matches!(at(t, w), b':' | b'.')
+    {
+        return Err(w);
+    }
     let prev = if i == 0 { 0 } else { at(t, i - 1) };
     let e = run(t, i, is_v6_byte);
-    if prev == b':' || prev == b'.' {
+    if prev == b':' || prev == b'.' || word_end.is_some_and(|w| e <= w) {
         return Err(e);
     }
     let cand = t.get(i..e).ok_or(e)?;

@@ -3,7 +3,9 @@
 //! below are kept as regression tests of the scanner.
 
 use super::Kind;
-use super::scan::{Detectors, Finding, State, alnum_and, at, in_set, is_alnum, run, starts_with};
+use super::scan::{
+    Detectors, Finding, State, alnum_and, at, in_set, is_alnum, run, run_past, starts_with,
+};
 
 fn upper_digit(b: u8) -> bool {
     b.is_ascii_uppercase() || b.is_ascii_digit()
@@ -334,11 +336,20 @@ fn classes(tok: &[u8]) -> bool {
 ///   about 3 times in 100,000). SHA-1 hex (40 hex digits) never matches.
 /// - A run of 32+ bytes of `A-Z a-z 0-9 - _` with upper, lower and digits, not hex/UUID-like,
 ///   entropy ≥ 4.2 and transitions ≥ 0.45 is a `high_entropy` token.
-pub(crate) fn entropy(t: &[u8], i: usize, d: &Detectors, st: &mut State) -> Option<Finding> {
+///
+/// `word_end`: the end of the alphanumeric run at `i`, when `i` starts one (both alphabets hold
+/// the alphanumerics, so their runs continue from there).
+pub(crate) fn entropy(
+    t: &[u8],
+    i: usize,
+    d: &Detectors,
+    st: &mut State,
+    word_end: Option<usize>,
+) -> Option<Finding> {
     let b = at(t, i);
     let prev = if i == 0 { 0 } else { at(t, i - 1) };
     if d.on(Kind::AwsSecretKey) && i >= st.std_until && is_std(b) && !is_std(prev) {
-        let e = run(t, i, is_std);
+        let e = run_past(t, i, word_end, is_std);
         st.std_until = e;
         if e - i == 40
             && let Some(tok) = t.get(i..e)
@@ -356,14 +367,16 @@ pub(crate) fn entropy(t: &[u8], i: usize, d: &Detectors, st: &mut State) -> Opti
         }
     }
     if d.on(Kind::HighEntropy) && i >= st.url_until && is_b64url(b) && !is_b64url(prev) {
-        let e = run(t, i, is_b64url);
+        let e = run_past(t, i, word_end, is_b64url);
         st.url_until = e;
         // A multipart boundary is random by design and secret to no one.
-        let boundary = i >= 9
-            && t.get(i - 9..i)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"boundary="));
+        let boundary = || {
+            i >= 9
+                && t.get(i - 9..i)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"boundary="))
+        };
         if e - i >= HIGH_ENTROPY_MIN_LEN
-            && !boundary
+            && !boundary()
             && let Some(tok) = t.get(i..e)
             && !tok
                 .iter()
