@@ -582,16 +582,43 @@ fn compact<'a>(b: &'a [u8], text: &'a str, keys: &Keys, out: &mut Vec<Field<'a>>
             return false;
         }
         s.i = end + 2;
-        if keys.keeps_in(b, start, end) {
+        let kept = keys.keeps_in(b, start, end);
+        let first = s.peek();
+        if first == Some(b'"') {
+            let from = s.i + 1;
+            let Some(close) = quote(b, from) else {
+                return false;
+            };
+            s.i = close + 1;
+            if kept {
+                let (Some(key), Some(v)) = (text.get(start..end), text.get(from..close)) else {
+                    return false;
+                };
+                out.push((Cow::Borrowed(key), Scalar::Str(Cow::Borrowed(v))));
+            }
+        } else if let Some(b'1'..=b'9') = first {
+            // A plain integer of up to 19 digits (no overflow) is read in one loop; anything
+            // else is the general reader's.
+            let from = s.i;
+            let mut n = 0u64;
+            while let Some(&d @ b'0'..=b'9') = b.get(s.i) {
+                n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+                s.i += 1;
+            }
+            if s.i - from > 19 || matches!(s.peek(), Some(b'.' | b'e' | b'E')) {
+                return false;
+            }
+            if kept {
+                let Some(key) = text.get(start..end) else {
+                    return false;
+                };
+                out.push((Cow::Borrowed(key), Scalar::UInt(n)));
+            }
+        } else if kept {
             let (Some(key), Ok(v)) = (text.get(start..end), s.value()) else {
                 return false;
             };
             out.push((Cow::Borrowed(key), v));
-        } else if s.peek() == Some(b'"') {
-            match quote(b, s.i + 1) {
-                Some(k) => s.i = k + 1,
-                None => return false,
-            }
         } else if s.skip_value().is_err() {
             return false;
         }
