@@ -160,7 +160,16 @@ impl Keys {
             (_, None) => None,
         };
         let (head, tail) = words.unwrap_or_else(|| head_tail(key));
-        self.exact_keeps_as(key, head, tail) || self.prefix_keeps(key)
+        if self.exact_keeps_as(key, head, tail) {
+            return true;
+        }
+        if self.prefixes.is_empty() || n < self.shortest_prefix {
+            return false;
+        }
+        // A prefix of eight bytes or more starts as the key's head word, already read.
+        self.prefixes
+            .iter()
+            .any(|(h, p)| n >= p.len() && (p.len() < 8 || head == *h) && key.starts_with(p))
     }
 
     #[inline]
