@@ -7,6 +7,12 @@
 //! what detection spent per record: tokenizing and decoding each of a record's 20 to 40 values
 //! when the rules read a dozen.
 //!
+//! A line as the store writes it (UTF-8, compact, no backslash or control character: checked
+//! in one pass) is read by one loop (`compact`) that finds each string's end by its next
+//! quote, matches keys straight from the line's bytes (`Keys::keeps_in`) and reads plain
+//! integers itself; at anything else it gives up and the general reader below reads the line
+//! from the start, so every refusal is the general reader's.
+//!
 //! The line is checked to be UTF-8 once, whole (the store writes UTF-8: this is the fast
 //! path); then every string in it is, and a kept one is sliced from it as it is. Only a line
 //! that is not UTF-8 as a whole has its strings checked one by one (`serde_json` accepts
