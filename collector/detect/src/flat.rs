@@ -398,6 +398,37 @@ mod tests {
     }
 
     #[test]
+    fn compact_plain_lines_read_as_spaced_or_escaped_ones() {
+        // The compact reader (no whitespace, no backslash: what the store writes) and the
+        // general one give the same fields; what the compact one cannot read it hands over.
+        let mut keys = Keys::none();
+        for k in ["a", "k\u{e9}y", "long.key.of.twenty.b"] {
+            keys.insert(k);
+        }
+        keys.insert_prefix("meshlog.redacted.");
+        let compact = "{\"a\":\"x\",\"skip\":[1,{\"k\":\"v\"}],\"k\u{e9}y\":-2.5,\
+            \"long.key.of.twenty.b\":18446744073709551615,\"meshlog.redacted.ip\":1,\"n\":null}";
+        let spaced = compact.replace(',', " , ");
+        let escaped = compact.replace("\"x\"", "\"\\u0078\"");
+        let want = Flat::parse_keys(compact.as_bytes(), &keys).unwrap();
+        assert_eq!(want.fields.len(), 4);
+        for other in [&spaced, &escaped] {
+            assert_eq!(
+                Flat::parse_keys(other.as_bytes(), &keys).unwrap().fields,
+                want.fields
+            );
+        }
+        for bad in [
+            &compact[..compact.len() - 1],
+            &compact.replace("-2.5", "-2."),
+            &compact.replace("[1,", "[1,,"),
+            &format!("{compact}x"),
+        ] {
+            assert!(Flat::parse_keys(bad.as_bytes(), &keys).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn what_is_not_an_object_is_refused() {
         let none = Keys::none();
         for bad in [
@@ -435,10 +466,13 @@ mod tests {
         // What serde_json ignores inside nested values it does not check, nor does the scanner
         // (nor does it limit their depth).
         let deep = [&b"{\"a\":"[..], &[b'['; 300], &[b']'; 300], b"}"].concat();
+        // Objects in arrays, deeper than one word of the skipper's stack.
+        let mixed = format!("{{\"a\":{}1{}}}", "[{\"k\":".repeat(100), "}]".repeat(100));
         for lax in [
             &b"{\"a\":[\"\xff\"]}"[..],
             b"{\"a\":{\"k\":[1e400]}}",
             deep.as_slice(),
+            mixed.as_bytes(),
         ] {
             let shown = String::from_utf8_lossy(lax);
             assert!(Flat::parse_with_serde(lax).is_ok(), "serde: {shown}");

@@ -3,20 +3,10 @@
 //! these and skips every other value without decoding it.
 //!
 //! A key is kept when it is one of the exact keys, or starts with one of the prefixes (the
-//! secrets rule reads every `meshlog.redacted.<kind>`). Lookups are by length first, then by
-//! the key's first and last eight bytes as two integers (which is the whole key up to 16
-//! bytes): a record's 20 to 40 keys cost a few nanoseconds each.
-
-/// Keys longer than this are looked up in one list rather than by length.
-const BY_LEN: usize = 64;
-
-/// A key with its first and last eight bytes as integers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Key {
-    head: u64,
-    tail: u64,
-    bytes: Box<[u8]>,
-}
+//! secrets rule reads every `meshlog.redacted.<kind>`). The exact keys are in an open-addressing
+//! table built when a key is added, hashed by the key's length and its first and last eight
+//! bytes as two integers (which are the whole key up to 16 bytes): a lookup is two loads, a
+//! multiply and usually one slot; only a hit on a longer key compares its bytes.
 
 /// Up to eight bytes as a little-endian integer (zero-padded).
 #[inline]
@@ -43,15 +33,20 @@ fn head_tail(k: &[u8]) -> (u64, u64) {
     )
 }
 
-impl Key {
-    fn new(k: &[u8]) -> Key {
-        let (head, tail) = head_tail(k);
-        Key {
-            head,
-            tail,
-            bytes: k.into(),
-        }
-    }
+/// One slot of the table: an exact key's length, first and last eight bytes, and its index in
+/// `exact` plus one (0: an empty slot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Slot {
+    head: u64,
+    tail: u64,
+    len: usize,
+    index: usize,
+}
+
+/// The slot a key's probe starts at.
+#[inline]
+fn hash(len: usize, head: u64, tail: u64) -> u64 {
+    (head ^ tail.rotate_left(29) ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32
 }
 
 /// A set of keys and key prefixes (see the [module](self) docs).
@@ -59,12 +54,14 @@ impl Key {
 pub struct Keys {
     /// Every key is kept.
     all: bool,
-    /// Exact keys shorter than [`BY_LEN`], by length.
-    by_len: Vec<Vec<Key>>,
-    /// Exact keys of [`BY_LEN`] bytes or more.
-    long: Vec<Box<[u8]>>,
+    /// The exact keys, as added.
+    exact: Vec<Box<[u8]>>,
+    /// Their table: a power of two of slots, at least four per key (empty without keys).
+    table: Vec<Slot>,
     /// Prefixes, each with its first eight bytes (or fewer) as an integer.
     prefixes: Vec<(u64, Box<[u8]>)>,
+    /// The shortest prefix's length.
+    shortest_prefix: usize,
 }
 
 impl Keys {
@@ -83,20 +80,29 @@ impl Keys {
 
     /// Adds `key`.
     pub fn insert(&mut self, key: &str) {
-        if self.keeps(key.as_bytes()) {
+        if self.exact_keeps(key.as_bytes()) {
             return;
         }
-        let n = key.len();
-        if n < BY_LEN {
-            if self.by_len.len() <= n {
-                self.by_len.resize_with(n + 1, Vec::new);
+        self.exact.push(key.as_bytes().into());
+        let size = (self.exact.len() * 4).next_power_of_two();
+        let mut table = vec![Slot::default(); size];
+        for (n, k) in self.exact.iter().enumerate() {
+            let (head, tail) = head_tail(k);
+            let mut i = hash(k.len(), head, tail) as usize;
+            while let Some(slot) = table.get_mut(i & (size - 1)) {
+                if slot.index == 0 {
+                    *slot = Slot {
+                        head,
+                        tail,
+                        len: k.len(),
+                        index: n + 1,
+                    };
+                    break;
+                }
+                i += 1;
             }
-            if let Some(list) = self.by_len.get_mut(n) {
-                list.push(Key::new(key.as_bytes()));
-            }
-        } else {
-            self.long.push(key.as_bytes().into());
         }
+        self.table = table;
     }
 
     /// Adds every key starting with `prefix`.
@@ -104,6 +110,11 @@ impl Keys {
         let p = prefix.as_bytes();
         if !self.prefixes.iter().any(|(_, q)| **q == *p) {
             let n = p.len().min(8);
+            self.shortest_prefix = if self.prefixes.is_empty() {
+                p.len()
+            } else {
+                self.shortest_prefix.min(p.len())
+            };
             self.prefixes
                 .push((word(p.get(..n).unwrap_or_default()), p.into()));
         }
@@ -112,8 +123,7 @@ impl Keys {
     /// Adds every key and prefix of `other`.
     pub fn extend(&mut self, other: &Keys) {
         self.all |= other.all;
-        let exact = other.by_len.iter().flatten().map(|k| &k.bytes);
-        for k in exact.chain(&other.long) {
+        for k in &other.exact {
             if let Ok(k) = std::str::from_utf8(k) {
                 self.insert(k);
             }
@@ -128,27 +138,71 @@ impl Keys {
     /// True when `key` (its bytes, unescaped) is kept.
     #[inline]
     pub fn keeps(&self, key: &[u8]) -> bool {
+        self.all || self.exact_keeps(key) || self.prefix_keeps(key)
+    }
+
+    /// [`Keys::keeps`] for the key `line[start..end]`, its first and last eight bytes read
+    /// from the line directly when it has them (a key in a record is followed by at least
+    /// `":` and a value).
+    #[inline]
+    pub(crate) fn keeps_in(&self, line: &[u8], start: usize, end: usize) -> bool {
         if self.all {
             return true;
         }
-        let exact = if key.len() < BY_LEN {
-            match self.by_len.get(key.len()) {
-                Some(list) if !list.is_empty() => {
-                    let (head, tail) = head_tail(key);
-                    list.iter().any(|k| {
-                        k.head == head && k.tail == tail && (key.len() <= 16 || *k.bytes == *key)
-                    })
-                }
-                _ => false,
+        let key = line.get(start..end).unwrap_or_default();
+        let n = key.len();
+        let words = match (n >= 8, line.get(start..start + 8)) {
+            (true, Some(h)) => line.get(end - 8..end).map(|t| (word(h), word(t))),
+            (false, Some(h)) => {
+                let w = word(h) & ((1u64 << (8 * n)) - 1);
+                Some((w, w))
             }
-        } else {
-            self.long.iter().any(|k| **k == *key)
+            (_, None) => None,
         };
-        exact || self.prefix_keeps(key)
+        let (head, tail) = words.unwrap_or_else(|| head_tail(key));
+        if self.exact_keeps_as(key, head, tail) {
+            return true;
+        }
+        if self.prefixes.is_empty() || n < self.shortest_prefix {
+            return false;
+        }
+        // A prefix of eight bytes or more starts as the key's head word, already read.
+        self.prefixes
+            .iter()
+            .any(|(h, p)| n >= p.len() && (p.len() < 8 || head == *h) && key.starts_with(p))
+    }
+
+    #[inline]
+    fn exact_keeps(&self, key: &[u8]) -> bool {
+        let (head, tail) = head_tail(key);
+        self.exact_keeps_as(key, head, tail)
+    }
+
+    #[inline]
+    fn exact_keeps_as(&self, key: &[u8], head: u64, tail: u64) -> bool {
+        let mask = self.table.len().wrapping_sub(1);
+        let mut i = hash(key.len(), head, tail) as usize;
+        while let Some(slot) = self.table.get(i & mask) {
+            if slot.index == 0 {
+                return false;
+            }
+            if slot.head == head
+                && slot.tail == tail
+                && slot.len == key.len()
+                && (key.len() <= 16 || self.exact.get(slot.index - 1).is_some_and(|k| **k == *key))
+            {
+                return true;
+            }
+            i += 1;
+        }
+        false
     }
 
     #[inline]
     fn prefix_keeps(&self, key: &[u8]) -> bool {
+        if self.prefixes.is_empty() || key.len() < self.shortest_prefix {
+            return false;
+        }
         self.prefixes.iter().any(|(h, p)| {
             if key.len() < p.len() {
                 return false;
@@ -191,6 +245,8 @@ mod tests {
             "b",
             "http.response.status_cod",
             "http.response.status_codf",
+            // The same length, first and last eight bytes as a kept key.
+            "http.resXonse.status_code",
             "meshlog.redacted",
             &"x".repeat(99),
         ] {
