@@ -60,7 +60,7 @@ pub enum Alphabet {
 impl Alphabet {
     /// Whether `b` may be in a body.
     pub fn contains(self, b: u8) -> bool {
-        let an = b.is_ascii_alphanumeric();
+        let an = is_alnum(b);
         match self {
             Alphabet::Alnum => an,
             Alphabet::AlnumUs => an || b == b'_',

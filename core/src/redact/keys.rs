@@ -13,6 +13,8 @@
 //! So `keyboard`, `monkey`, `turkey`, `zip_code`, `country_code` are not sensitive, while `key`,
 //! `api_key`, `X-Amz-Signature`, `AWSAccessKeyId`, `aws_secret_access_key` are.
 
+use super::scan::is_alnum;
+
 /// How strongly a name marks its value as sensitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Strength {
@@ -119,7 +121,7 @@ const MAX_NAME: usize = 128;
 /// Compact form (lower-case alphanumerics) into `buf`; returns its length.
 fn compact(name: &[u8], buf: &mut [u8; MAX_NAME]) -> usize {
     let mut n = 0;
-    for b in name.iter().filter(|b| b.is_ascii_alphanumeric()) {
+    for b in name.iter().filter(|b| is_alnum(**b)) {
         match buf.get_mut(n) {
             Some(slot) => *slot = b.to_ascii_lowercase(),
             None => break,
@@ -138,7 +140,7 @@ pub(crate) fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
         let c = name.get(i).copied();
         let split_before = match (start, c) {
             (_, None) => true,
-            (_, Some(c)) if !c.is_ascii_alphanumeric() => true,
+            (_, Some(c)) if !is_alnum(c) => true,
             (None, _) => false,
             (Some(_), Some(c)) => {
                 let p = name.get(i.wrapping_sub(1)).copied().unwrap_or(b' ');
@@ -157,7 +159,7 @@ pub(crate) fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
             {
                 return true;
             }
-            if c.is_some_and(|c| c.is_ascii_alphanumeric()) {
+            if c.is_some_and(is_alnum) {
                 start = Some(i);
             }
         } else if start.is_none() {

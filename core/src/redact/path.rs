@@ -2,7 +2,7 @@
 
 use super::decode::{Enc, decode_value};
 use super::engine::Out;
-use super::scan::{find_ascii, split_ascii};
+use super::scan::{alnum_and, find_ascii, in_set, split_ascii};
 use super::{Kind, RedactionPolicy, Summary};
 use std::borrow::Cow;
 
@@ -49,8 +49,10 @@ fn is_ulid(s: &[u8]) -> bool {
         && s.iter().any(u8::is_ascii_alphabetic)
 }
 
+const ID_BYTES: [bool; 256] = alnum_and(b"_-~=+");
+
 fn is_id_byte(b: &u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'~' | b'=' | b'+')
+    in_set(&ID_BYTES, *b)
 }
 
 /// The placeholder for an identifier-like segment.
