@@ -131,6 +131,36 @@ fn compact(name: &[u8], buf: &mut [u8; MAX_NAME]) -> usize {
     n
 }
 
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+const DIGIT: u8 = 3;
+
+/// Letter case or digit of each byte (0: neither), so a word break costs three lookups.
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
+#[allow(clippy::indexing_slicing)]
+const CASE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_lowercase() {
+            LOWER
+        } else if c.is_ascii_uppercase() {
+            UPPER
+        } else if c.is_ascii_digit() {
+            DIGIT
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+fn case(b: u8) -> u8 {
+    CASE.get(usize::from(b)).copied().unwrap_or(0)
+}
+
 /// Calls `f` with each word of `name` (original case); stops when `f` returns true.
 pub(crate) fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
     let name = name.get(..MAX_NAME).unwrap_or(name);
@@ -143,13 +173,12 @@ pub(crate) fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
             (_, Some(c)) if !is_alnum(c) => true,
             (None, _) => false,
             (Some(_), Some(c)) => {
-                let p = name.get(i.wrapping_sub(1)).copied().unwrap_or(b' ');
-                let next = name.get(i + 1).copied().unwrap_or(b' ');
-                (p.is_ascii_lowercase() && c.is_ascii_uppercase())
-                    || (p.is_ascii_uppercase()
-                        && c.is_ascii_uppercase()
-                        && next.is_ascii_lowercase())
-                    || (p.is_ascii_digit() != c.is_ascii_digit())
+                let p = case(name.get(i.wrapping_sub(1)).copied().unwrap_or(b' '));
+                let next = case(name.get(i + 1).copied().unwrap_or(b' '));
+                let c = case(c);
+                (p == LOWER && c == UPPER)
+                    || (p == UPPER && c == UPPER && next == LOWER)
+                    || ((p == DIGIT) != (c == DIGIT))
             }
         };
         if split_before {
