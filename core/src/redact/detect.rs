@@ -137,6 +137,7 @@ fn live(t: &[u8], i: usize) -> bool {
 /// one lookup each in the dispatcher instead of range tests.
 const V6_START: [bool; 256] = byte_set(b"0123456789abcdefABCDEF:");
 const NUM_START: [bool; 256] = byte_set(b"0123456789+(");
+const ALPHA: [bool; 256] = byte_set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
 
 // Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
 #[allow(clippy::indexing_slicing)]
@@ -198,7 +199,7 @@ fn detect_at(
             if let Some(f) = numeric::numeric(t, i, d) {
                 return Some(f);
             }
-        } else if b.is_ascii_alphabetic() {
+        } else if in_set(&ALPHA, b) {
             if creds::may_start_at(t, i)
                 && let Some(f) = creds::at_pos(t, i, |k| d.on(k))
             {
@@ -332,6 +333,7 @@ pub(crate) mod tests {
             assert_eq!(in_set(&NUM_START, b), num, "{b}");
             let v6 = b.is_ascii_hexdigit() || b == b':';
             assert_eq!(in_set(&V6_START, b), v6, "{b}");
+            assert_eq!(in_set(&ALPHA, b), b.is_ascii_alphabetic(), "{b}");
         }
     }
 
