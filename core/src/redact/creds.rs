@@ -57,9 +57,55 @@ pub enum Alphabet {
     AlnumPct,
 }
 
+/// Every alphabet, in declaration order (`as usize` is the index).
+const ALPHABETS: [Alphabet; 17] = [
+    Alphabet::Alnum,
+    Alphabet::AlnumUs,
+    Alphabet::AlnumUsDash,
+    Alphabet::AlnumDash,
+    Alphabet::AlnumUsDashDot,
+    Alphabet::AlnumDot,
+    Alphabet::B64Url,
+    Alphabet::B64,
+    Alphabet::Hex,
+    Alphabet::HexDash,
+    Alphabet::HexAnyCase,
+    Alphabet::UpperDigit,
+    Alphabet::LowerDigit,
+    Alphabet::UpperDigitDot,
+    Alphabet::AlnumDollar,
+    Alphabet::UrlPath,
+    Alphabet::AlnumPct,
+];
+
+/// For each byte, a bit per alphabet holding it: a body's run reads one lookup per byte.
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
+#[allow(clippy::indexing_slicing)]
+const BODY: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut k = 0;
+        while k < ALPHABETS.len() {
+            if ALPHABETS[k].holds(b as u8) {
+                t[b] |= 1 << (ALPHABETS[k] as u32);
+            }
+            k += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
 impl Alphabet {
     /// Whether `b` may be in a body.
+    #[inline]
     pub fn contains(self, b: u8) -> bool {
+        BODY.get(usize::from(b)).copied().unwrap_or(0) >> (self as u32) & 1 != 0
+    }
+
+    /// The definition [`BODY`] is built from.
+    const fn holds(self, b: u8) -> bool {
         let an = b.is_ascii_alphanumeric();
         match self {
             Alphabet::Alnum => an,
@@ -70,8 +116,8 @@ impl Alphabet {
             Alphabet::AlnumDot => an || b == b'.',
             Alphabet::B64Url => an || matches!(b, b'_' | b'-' | b'='),
             Alphabet::B64 => an || matches!(b, b'+' | b'/' | b'='),
-            Alphabet::Hex => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-            Alphabet::HexDash => b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-',
+            Alphabet::Hex => b.is_ascii_digit() || matches!(b, b'a'..=b'f'),
+            Alphabet::HexDash => b.is_ascii_digit() || matches!(b, b'a'..=b'f') || b == b'-',
             Alphabet::HexAnyCase => b.is_ascii_hexdigit(),
             Alphabet::UpperDigit => b.is_ascii_uppercase() || b.is_ascii_digit(),
             Alphabet::LowerDigit => b.is_ascii_lowercase() || b.is_ascii_digit(),
@@ -667,6 +713,21 @@ pub(crate) fn prefix_of(kind: Kind, value: &[u8]) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_table_is_each_alphabet() {
+        for a in ALPHABETS {
+            let mut n = 0;
+            for b in 0..=u8::MAX {
+                assert_eq!(a.contains(b), a.holds(b), "{} {b}", a.name());
+                n += usize::from(a.contains(b));
+            }
+            // Every alphabet is named by its bytes: `A-Z` 26, `0-9` 10, `a-f` 6, and the rest.
+            assert!(n >= 16, "{}", a.name());
+        }
+        assert!(Alphabet::Hex.contains(b'f') && !Alphabet::Hex.contains(b'F'));
+        assert!(Alphabet::B64.contains(b'=') && !Alphabet::B64.contains(b'-'));
+    }
 
     #[test]
     fn the_library_is_large_and_consistent() {

@@ -133,6 +133,24 @@ fn live(t: &[u8], i: usize) -> bool {
     b & STARTS != 0 && prev & ALNUM == 0
 }
 
+/// Bytes that may start an IPv6 address (hex digits and `:`), and a number (digits, `+`, `(`):
+/// one lookup each in the dispatcher instead of range tests.
+const V6_START: [bool; 256] = byte_set(b"0123456789abcdefABCDEF:");
+const NUM_START: [bool; 256] = byte_set(b"0123456789+(");
+const ALPHA: [bool; 256] = byte_set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
+#[allow(clippy::indexing_slicing)]
+const fn byte_set(bytes: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut k = 0;
+    while k < bytes.len() {
+        t[bytes[k] as usize] = true;
+        k += 1;
+    }
+    t
+}
+
 /// `word_end`: the end of the alphanumeric run at `i`, when `i` starts one.
 fn detect_at(
     t: &[u8],
@@ -177,11 +195,11 @@ fn detect_at(
         {
             return Some(f);
         }
-        if b.is_ascii_digit() || b == b'+' || b == b'(' {
+        if in_set(&NUM_START, b) {
             if let Some(f) = numeric::numeric(t, i, d) {
                 return Some(f);
             }
-        } else if b.is_ascii_alphabetic() {
+        } else if in_set(&ALPHA, b) {
             if creds::may_start_at(t, i)
                 && let Some(f) = creds::at_pos(t, i, |k| d.on(k))
             {
@@ -211,7 +229,7 @@ fn detect_at(
                 }
             }
         }
-        if (b.is_ascii_hexdigit() || b == b':') && d.on(Kind::Ip) && i >= st.v6_until {
+        if in_set(&V6_START, b) && d.on(Kind::Ip) && i >= st.v6_until {
             match syntax::ipv6(t, i, word_end) {
                 Ok(f) => return Some(f),
                 Err(until) => st.v6_until = until,
@@ -307,6 +325,17 @@ fn key_value(t: &[u8], i: usize, d: &Detectors, word_end: Option<usize>) -> Resu
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn start_tables_are_the_range_tests() {
+        for b in 0..=u8::MAX {
+            let num = b.is_ascii_digit() || b == b'+' || b == b'(';
+            assert_eq!(in_set(&NUM_START, b), num, "{b}");
+            let v6 = b.is_ascii_hexdigit() || b == b':';
+            assert_eq!(in_set(&V6_START, b), v6, "{b}");
+            assert_eq!(in_set(&ALPHA, b), b.is_ascii_alphabetic(), "{b}");
+        }
+    }
 
     pub(crate) fn all_on() -> Detectors {
         Detectors {

@@ -13,6 +13,8 @@
 //! So `keyboard`, `monkey`, `turkey`, `zip_code`, `country_code` are not sensitive, while `key`,
 //! `api_key`, `X-Amz-Signature`, `AWSAccessKeyId`, `aws_secret_access_key` are.
 
+use super::scan::is_alnum;
+
 /// How strongly a name marks its value as sensitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Strength {
@@ -119,7 +121,7 @@ const MAX_NAME: usize = 128;
 /// Compact form (lower-case alphanumerics) into `buf`; returns its length.
 fn compact(name: &[u8], buf: &mut [u8; MAX_NAME]) -> usize {
     let mut n = 0;
-    for b in name.iter().filter(|b| b.is_ascii_alphanumeric()) {
+    for b in name.iter().filter(|b| is_alnum(**b)) {
         match buf.get_mut(n) {
             Some(slot) => *slot = b.to_ascii_lowercase(),
             None => break,
@@ -127,6 +129,36 @@ fn compact(name: &[u8], buf: &mut [u8; MAX_NAME]) -> usize {
         n += 1;
     }
     n
+}
+
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+const DIGIT: u8 = 3;
+
+/// Letter case or digit of each byte (0: neither), so a word break costs three lookups.
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
+#[allow(clippy::indexing_slicing)]
+const CASE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_lowercase() {
+            LOWER
+        } else if c.is_ascii_uppercase() {
+            UPPER
+        } else if c.is_ascii_digit() {
+            DIGIT
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+fn case(b: u8) -> u8 {
+    CASE.get(usize::from(b)).copied().unwrap_or(0)
 }
 
 /// Calls `f` with each word of `name` (original case); stops when `f` returns true.
@@ -138,16 +170,15 @@ pub(crate) fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
         let c = name.get(i).copied();
         let split_before = match (start, c) {
             (_, None) => true,
-            (_, Some(c)) if !c.is_ascii_alphanumeric() => true,
+            (_, Some(c)) if !is_alnum(c) => true,
             (None, _) => false,
             (Some(_), Some(c)) => {
-                let p = name.get(i.wrapping_sub(1)).copied().unwrap_or(b' ');
-                let next = name.get(i + 1).copied().unwrap_or(b' ');
-                (p.is_ascii_lowercase() && c.is_ascii_uppercase())
-                    || (p.is_ascii_uppercase()
-                        && c.is_ascii_uppercase()
-                        && next.is_ascii_lowercase())
-                    || (p.is_ascii_digit() != c.is_ascii_digit())
+                let p = case(name.get(i.wrapping_sub(1)).copied().unwrap_or(b' '));
+                let next = case(name.get(i + 1).copied().unwrap_or(b' '));
+                let c = case(c);
+                (p == LOWER && c == UPPER)
+                    || (p == UPPER && c == UPPER && next == LOWER)
+                    || ((p == DIGIT) != (c == DIGIT))
             }
         };
         if split_before {
@@ -157,7 +188,7 @@ pub(crate) fn any_word(name: &[u8], mut f: impl FnMut(&[u8]) -> bool) -> bool {
             {
                 return true;
             }
-            if c.is_some_and(|c| c.is_ascii_alphanumeric()) {
+            if c.is_some_and(is_alnum) {
                 start = Some(i);
             }
         } else if start.is_none() {

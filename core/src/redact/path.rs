@@ -2,7 +2,7 @@
 
 use super::decode::{Enc, decode_value};
 use super::engine::Out;
-use super::scan::{find_ascii, split_ascii};
+use super::scan::{alnum_and, find_ascii, in_set, split_ascii};
 use super::{Kind, RedactionPolicy, Summary};
 use std::borrow::Cow;
 
@@ -49,8 +49,10 @@ fn is_ulid(s: &[u8]) -> bool {
         && s.iter().any(u8::is_ascii_alphabetic)
 }
 
+const ID_BYTES: [bool; 256] = alnum_and(b"_-~=+");
+
 fn is_id_byte(b: &u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'~' | b'=' | b'+')
+    in_set(&ID_BYTES, *b)
 }
 
 /// The placeholder for an identifier-like segment.
@@ -97,49 +99,9 @@ struct Seg<'a> {
     id: Option<&'static str>,
 }
 
-/// Segments kept on the stack up to this many (no allocation for ordinary paths).
-const STACK_SEGS: usize = 16;
-
-/// A list of segments on the stack, spilling to the heap for long paths.
-struct Segs<'a> {
-    stack: [Seg<'a>; STACK_SEGS],
-    n: usize,
-    heap: Vec<Seg<'a>>,
-}
-
-impl<'a> Segs<'a> {
-    fn new() -> Self {
-        Segs {
-            stack: std::array::from_fn(|_| Seg::default()),
-            n: 0,
-            heap: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, seg: Seg<'a>) {
-        if self.heap.is_empty()
-            && let Some(slot) = self.stack.get_mut(self.n)
-        {
-            *slot = seg;
-            self.n += 1;
-            return;
-        }
-        if self.heap.is_empty() {
-            self.heap.reserve(self.n * 2);
-            self.heap
-                .extend(self.stack.iter_mut().take(self.n).map(std::mem::take));
-        }
-        self.heap.push(seg);
-    }
-
-    fn as_slice(&self) -> &[Seg<'a>] {
-        if self.heap.is_empty() {
-            self.stack.get(..self.n).unwrap_or_default()
-        } else {
-            &self.heap
-        }
-    }
-}
+/// Segments kept on the stack up to this many (no allocation for ordinary paths); only the
+/// segments pushed are written and dropped.
+type Segs<'a> = smallvec::SmallVec<[Seg<'a>; 16]>;
 
 /// Index of `?` or `#`, whichever comes first.
 pub(crate) fn path_end(raw: &str) -> usize {
@@ -295,6 +257,19 @@ fn seg_text<'s>(g: &'s Seg<'_>, ids: bool) -> Cow<'s, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_longer_than_the_stack_segments() {
+        let p = RedactionPolicy::default();
+        for n in [15, 16, 17, 40] {
+            let raw: String = (0..n).map(|k| format!("/s{k}")).collect::<String>() + "/42";
+            let mut s = Summary::new();
+            let want: String = (0..n).map(|k| format!("/s{k}")).collect::<String>() + "/{id}";
+            let out = p.path(&raw, &mut s);
+            assert_eq!(out.route.as_deref(), Some(want.as_str()), "{n}");
+            assert_eq!(out.path.as_deref(), Some(want.as_str()), "{n}");
+        }
+    }
 
     #[test]
     fn ids() {

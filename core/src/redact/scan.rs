@@ -80,9 +80,13 @@ pub(crate) fn in_set(set: &[bool; 256], b: u8) -> bool {
     set.get(usize::from(b)).copied().unwrap_or(false)
 }
 
+const ALNUM: [bool; 256] = alnum_and(b"");
+
+/// ASCII alphanumeric, by one table lookup: the word runs of the dispatcher read every byte of a
+/// word with it, and a lookup is fewer instructions than three range tests.
 #[inline]
 pub(crate) fn is_alnum(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
+    in_set(&ALNUM, b)
 }
 
 #[inline]
@@ -210,6 +214,7 @@ mod tests {
         for b in 0..=u8::MAX {
             let want = b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
             assert_eq!(in_set(&SET, b), want, "{b}");
+            assert_eq!(is_alnum(b), b.is_ascii_alphanumeric(), "{b}");
         }
     }
 }
