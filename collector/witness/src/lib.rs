@@ -313,6 +313,26 @@ mod tests {
         (0..n).map(|i| [tag ^ i; 32]).collect()
     }
 
+    /// Asks `w` to cosign `key`'s checkpoint of `tree` at `size`, proven from `old`.
+    fn grow(
+        w: &Witness,
+        key: &SignerKey,
+        tree: &MerkleTree,
+        old: u64,
+        size: u64,
+    ) -> Result<String, AddError> {
+        let proof = if old == 0 || old >= size {
+            vec![]
+        } else {
+            tree.consistency_proof(old, size).unwrap()
+        };
+        w.add_checkpoint(&AddRequest {
+            old,
+            proof,
+            note: note(key, tree, size),
+        })
+    }
+
     fn note(log: &SignerKey, tree: &MerkleTree, size: u64) -> Vec<u8> {
         Checkpoint {
             origin: log.name().into(),
@@ -332,18 +352,7 @@ mod tests {
         let wkey = || SignerKey::from_seed("example/witness", &[2; 32]).unwrap();
         let w = Witness::open(wkey(), vec![log.verifier()], d.path()).unwrap();
         let tree = MerkleTree::from_leaf_hashes(leaves(0, 10));
-        let add = |w: &Witness, old, size| {
-            let proof = if old == 0 || old >= size {
-                vec![]
-            } else {
-                tree.consistency_proof(old, size).unwrap()
-            };
-            w.add_checkpoint(&AddRequest {
-                old,
-                proof,
-                note: note(&log, &tree, size),
-            })
-        };
+        let add = |w: &Witness, old, size| grow(w, &log, &tree, old, size);
         let line = add(&w, 0, 4).unwrap();
         let cosigned = format!("{}{line}", String::from_utf8(note(&log, &tree, 4)).unwrap());
         assert!(verify_cosignature(cosigned.as_bytes(), &wkey().verifier()).is_ok());
@@ -401,18 +410,7 @@ mod tests {
         let wkey = SignerKey::from_seed("example/witness", &[2; 32]).unwrap();
         let w = Witness::open(wkey, vec![log.verifier()], d.path()).unwrap();
         let tree = MerkleTree::from_leaf_hashes(leaves(0, 10));
-        let add = |key: &SignerKey, old, size| {
-            let proof = if old == 0 || old >= size {
-                vec![]
-            } else {
-                tree.consistency_proof(old, size).unwrap()
-            };
-            w.add_checkpoint(&AddRequest {
-                old,
-                proof,
-                note: note(key, &tree, size),
-            })
-        };
+        let add = |key: &SignerKey, old, size| grow(&w, key, &tree, old, size);
         add(&short, 0, 6).unwrap();
         add(&long, 0, 3).unwrap();
         // Each class log has its own state: the short class rolled back to 4 is refused with
