@@ -84,7 +84,19 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<u16> {
     Ok(status)
 }
 
-/// Peak resident set size of `pid` in KiB (`VmHWM`), if readable.
+/// CPU time (user and system) process `pid` has used so far, in seconds, if readable.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) in parentheses: utime and stime are
+    // the 12th and 13th, in USER_HZ ticks (100 per second on Linux).
+    let rest = s.get(s.rfind(')')? + 2..)?;
+    let mut f = rest.split(' ').skip(11);
+    let user: u64 = f.next()?.parse().ok()?;
+    let sys: u64 = f.next()?.parse().ok()?;
+    Some((user + sys) as f64 / 100.0)
+}
+
+/// Peak resident set size of process `pid` in KiB (`VmHWM`).
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()

@@ -601,6 +601,59 @@ pub struct EncodedFrame {
     records: u32,
     batch_id: Option<BatchId>,
     key_id: Option<String>,
+    /// The records uncompressed, when the builder was asked to keep them
+    /// ([`FrameBuilder::keep_records`]).
+    plain: Option<Arc<PlainRecords>>,
+}
+
+/// A frame's records as the NDJSON it was built from, kept beside the compressed frame so the
+/// store can hand freshly committed records to its subscribers without reading, checking and
+/// decompressing what it just wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlainRecords {
+    ndjson: Vec<u8>,
+    /// End of each line (its newline excluded) in `ndjson`.
+    ends: Vec<usize>,
+}
+
+impl PlainRecords {
+    /// The records, each one JSON object without its newline, in frame order.
+    pub fn lines(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = self.ndjson.get(start..end).unwrap_or_default();
+            start = end + 1;
+            line
+        })
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.ndjson.len() + self.ends.len() * std::mem::size_of::<usize>()
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        self.ndjson.extend_from_slice(line);
+        // The line ends with its newline (`push_line`'s contract); one without is kept whole.
+        let end = match line.last() {
+            Some(b'\n') => self.ndjson.len() - 1,
+            _ => {
+                self.ndjson.push(b'\n');
+                self.ndjson.len() - 1
+            }
+        };
+        self.ends.push(end);
+    }
 }
 
 impl EncodedFrame {
@@ -622,6 +675,16 @@ impl EncodedFrame {
     /// The id of the data-encryption key that sealed the payload; `None` when it is plain.
     pub fn key_id(&self) -> Option<&str> {
         self.key_id.as_deref()
+    }
+
+    /// The records uncompressed, if the builder kept them ([`FrameBuilder::keep_records`]).
+    pub fn plain(&self) -> Option<&Arc<PlainRecords>> {
+        self.plain.as_ref()
+    }
+
+    /// Takes the kept records out (the writer hands them to the subscriptions).
+    pub fn take_plain(&mut self) -> Option<Arc<PlainRecords>> {
+        self.plain.take()
     }
 
     /// Writes `chain` into the frame's reserved chain entry and recomputes the header CRC (the
@@ -680,6 +743,7 @@ pub struct FrameBuilder {
     records: u32,
     raw_bytes: u64,
     max_raw_bytes: u64,
+    plain: Option<PlainRecords>,
 }
 
 impl std::fmt::Debug for FrameBuilder {
@@ -742,6 +806,7 @@ impl FrameBuilder {
             records: 0,
             raw_bytes: 0,
             max_raw_bytes,
+            plain: None,
         })
     }
 
@@ -770,7 +835,16 @@ impl FrameBuilder {
             .checked_add(1)
             .ok_or(BuildError::Overflow("more than 4294967295 records"))?;
         self.enc.write_all(line)?;
+        if let Some(p) = &mut self.plain {
+            p.push(line);
+        }
         Ok(())
+    }
+
+    /// Keeps a copy of the records uncompressed in the finished frame
+    /// ([`EncodedFrame::plain`]); call before the first push.
+    pub fn keep_records(&mut self) {
+        self.plain.get_or_insert_with(PlainRecords::default);
     }
 
     /// Records pushed so far.
@@ -814,6 +888,7 @@ impl FrameBuilder {
             records: self.records,
             key_id: header.extensions.sealing.map(|s| s.key_id),
             batch_id: header.extensions.batch_id,
+            plain: self.plain.map(Arc::new),
         })
     }
 }
@@ -1299,6 +1374,7 @@ mod tests {
             records: 0,
             batch_id: None,
             key_id: None,
+            plain: None,
         };
         let copy = plain.bytes.clone();
         assert!(!plain.stamp_chain(chain));
@@ -1337,6 +1413,33 @@ mod tests {
         assert_eq!(
             check_segment_header(&v2),
             Err(Damage::UnsupportedSegmentVersion(2))
+        );
+    }
+
+    #[test]
+    fn kept_records_are_the_lines_pushed_and_leave_the_frame_as_it_was() {
+        let recs = [rec(1), rec(2), rec(3)];
+        let mut b = FrameBuilder::new(u64::MAX, None).unwrap();
+        b.keep_records();
+        for r in &recs {
+            b.push(r).unwrap();
+        }
+        let kept = b.finish().unwrap();
+        let plain = kept.plain().unwrap();
+        assert_eq!(plain.len(), 3);
+        let want: Vec<Vec<u8>> = recs
+            .iter()
+            .map(|r| serde_json::to_vec(r).unwrap())
+            .collect();
+        let got: Vec<&[u8]> = plain.lines().collect();
+        assert_eq!(got, want.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert!(plain.bytes() >= want.iter().map(Vec::len).sum::<usize>());
+        let not_kept = encode_frame(&recs).unwrap();
+        assert!(not_kept.plain().is_none());
+        assert_eq!(
+            kept.bytes(),
+            not_kept.bytes(),
+            "the frame itself is the same"
         );
     }
 }

@@ -66,6 +66,11 @@ pub struct StoreOptions {
     pub integrity: IntegrityOptions,
 }
 
+/// The newest committed frames' records are kept in memory for the subscriptions
+/// ([`tail::recent`]) up to this fraction of [`StoreOptions::max_queue_bytes`] (16 MiB of the
+/// default 64).
+pub const RECENT_SHARE_OF_QUEUE: u64 = 4;
+
 /// Default [`StoreOptions::dedup_window`]: at 10,000 batches a minute, 3 h 20 min of retries;
 /// about 100 MiB when full.
 pub const DEFAULT_DEDUP_WINDOW: usize = 2_000_000;
@@ -163,6 +168,8 @@ pub struct StoreHandle {
     ledger: Arc<ledger::LedgerStats>,
     /// The committed leaf count, published by the writer ([`tail`]).
     commits: tokio::sync::watch::Receiver<u64>,
+    /// Committed frames' records held for the subscriptions ([`tail::recent`]).
+    recent: Arc<tail::recent::Recent>,
     /// The newest closed segment, published by the writer.
     closed: tokio::sync::watch::Receiver<u64>,
     store_dir: PathBuf,
@@ -179,6 +186,14 @@ impl StoreHandle {
             self.commits.clone(),
             from,
         )
+        .with_recent(&self.recent)
+    }
+
+    /// Whether frames built for this store should keep their records uncompressed
+    /// ([`FrameBuilder::keep_records`](meshlog_format::frame::FrameBuilder::keep_records)):
+    /// some subscription is open to take them from memory ([`tail::recent`]).
+    pub fn keeps_records(&self) -> bool {
+        self.recent.wanted()
     }
 
     /// The position the next committed frame will have: subscribing from it follows only new
@@ -247,7 +262,17 @@ impl StoreHandle {
         if self.encryption.is_some() && frame.key_id().is_none() {
             return Err(StoreError::NotSealed);
         }
-        reservation.resize(frame.bytes().len() as u64);
+        let mut frame = frame;
+        let mut size = frame.bytes().len() as u64;
+        // Records kept for the subscriptions count against the queue until written; without
+        // a subscriber or room for them they are let go (the frame is what is stored).
+        let kept = frame.plain().map_or(0, |p| p.bytes() as u64);
+        if kept > 0 && self.recent.wanted() && self.queue.has_room(size + kept) {
+            size += kept;
+        } else {
+            drop(frame.take_plain());
+        }
+        reservation.resize(size);
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(writer::Msg::Write {
@@ -288,6 +313,7 @@ impl Store {
         let (w, dedup, ledger) = prepare_writer(fs, data_dir, &opts)?;
         let commits = w.commits();
         let closed = w.closed_segments();
+        let recent = w.recent();
         let (tx, rx) = mpsc::unbounded_channel();
         let ticker_stop = start_ticker(tx.clone(), opts.integrity.checkpoint_interval)?;
         let thread = std::thread::Builder::new()
@@ -305,6 +331,7 @@ impl Store {
                 encryption: opts.encryption,
                 ledger,
                 commits,
+                recent,
                 closed,
                 store_dir: data_dir.to_owned(),
                 segments_dir: data_dir.join(meshlog_format::layout::SEGMENTS_DIR),
@@ -393,7 +420,8 @@ pub(crate) fn prepare_writer<F: FileSystem>(
         dedup.clone(),
         pause,
     )
-    .with_integrity(leaves);
+    .with_integrity(leaves)
+    .keep_recent(usize::try_from(opts.max_queue_bytes / RECENT_SHARE_OF_QUEUE).unwrap_or(0));
     Ok((w, dedup, stats))
 }
 

@@ -105,6 +105,11 @@ impl IngestQueue {
         }
     }
 
+    /// Whether `bytes` more would stay within the budget now (for what is optional to hold).
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.used().saturating_add(bytes) <= self.max
+    }
+
     fn release(&self, bytes: u64) {
         let before = self.used.fetch_sub(bytes, Ordering::AcqRel);
         let now = before.saturating_sub(bytes);

@@ -33,6 +33,7 @@
 //! [`merged`] follows several stores (the retention classes) as one stream.
 
 pub mod merged;
+pub mod recent;
 
 use crate::writer::WriteError;
 use meshlog_format::frame::{
@@ -210,6 +211,10 @@ pub struct Subscription {
     buffered: VecDeque<Vec<u8>>,
     /// Whether `buffered` holds the frame at `next.leaf`.
     loaded: bool,
+    /// The writer's newest committed frames, read before the segment files.
+    recent: Option<recent::Subscriber>,
+    /// Frames taken from memory and from the files, in that order.
+    frames_read: (u64, u64),
 }
 
 impl Subscription {
@@ -227,7 +232,15 @@ impl Subscription {
             cursor: None,
             buffered: VecDeque::new(),
             loaded: false,
+            recent: None,
+            frames_read: (0, 0),
         }
+    }
+
+    /// Takes frames the writer still holds from memory ([`recent`]) rather than the files.
+    pub(crate) fn with_recent(mut self, held: &Arc<recent::Recent>) -> Self {
+        self.recent = Some(held.subscriber());
+        self
     }
 
     /// A subscription over a store directory this process does not write (`meshlog sink
@@ -259,6 +272,12 @@ impl Subscription {
     /// Frames durably written so far: the position `leaf:0` of the next frame to commit.
     pub fn committed_end(&self) -> Position {
         Position::leaf(*self.commits.borrow())
+    }
+
+    /// Frames delivered so far taken from memory ([`recent`]) and read from the segment
+    /// files, in that order.
+    pub fn frames_read(&self) -> (u64, u64) {
+        self.frames_read
     }
 
     /// How many committed leaves (frames) lie at or after [`position`](Self::position).
@@ -350,6 +369,16 @@ impl Subscription {
     /// Loads the frame at `next.leaf` into `buffered` (or reports a gap before it).
     fn load(&mut self, committed: u64) -> Result<Option<TailEvent>, TailError> {
         let want = self.next.leaf;
+        if let Some(held) = self.recent.as_ref().and_then(|r| r.recent().get(want)) {
+            let skip = self.next.record as usize;
+            self.buffered = held.lines().skip(skip).map(<[u8]>::to_vec).collect();
+            self.loaded = true;
+            self.frames_read.0 += 1;
+            // The file cursor did not move with it: a later read from the files finds its
+            // segment again.
+            self.cursor = None;
+            return Ok(None);
+        }
         let Some(h) = self.seek(want)? else {
             // Nothing stored from `want` to the committed end: retention took it all.
             let from = self.next;
@@ -368,6 +397,7 @@ impl Subscription {
             }));
         }
         let lines = self.read_records(&h)?;
+        self.frames_read.1 += 1;
         self.advance(&h);
         let skip = (self.next.record as usize).min(lines.len());
         self.buffered = lines.into_iter().skip(skip).collect();
@@ -608,11 +638,25 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use crate::{Appended, Store, StoreHandle, StoreOptions};
-    use meshlog_format::frame::{EncodedFrame, encode_frame};
+    use meshlog_format::frame::{EncodedFrame, FrameBuilder, encode_frame};
     use serde_json::json;
     use std::time::Duration;
 
+    /// A frame as ingest builds it: its records kept for the subscriptions ([`recent`]).
     fn frame(ids: &[u64]) -> EncodedFrame {
+        let mut b = FrameBuilder::new(u64::MAX, None).unwrap();
+        b.keep_records();
+        for i in ids {
+            let Value::Object(m) = json!({ "i": i }) else {
+                unreachable!()
+            };
+            b.push(&m).unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    /// A frame without its records kept: subscriptions read it from the segment file.
+    fn file_only_frame(ids: &[u64]) -> EncodedFrame {
         let recs: Vec<Map<String, Value>> = ids
             .iter()
             .map(|i| {
@@ -886,6 +930,94 @@ mod tests {
     }
 
     #[test]
+    fn memory_and_files_take_turns_with_no_gap_and_no_duplicate() {
+        // A budget of a few frames: a subscriber that falls behind reads the older frames
+        // from the files and the newest from memory; frames that came without their records
+        // are read from the files in between.
+        let d = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let store = Store::open(
+            d.path(),
+            StoreOptions {
+                segment_max_bytes: 400,
+                max_queue_bytes: 4 * 1024,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let h = store.handle();
+        let mut live = h.subscribe(Position::START);
+        let mut slow = h.subscribe(Position::START);
+        let mut expect = Vec::new();
+        let mut live_seen = Vec::new();
+        for i in 0..60u64 {
+            let ids = [3 * i, 3 * i + 1, 3 * i + 2];
+            let f = if i % 7 == 3 {
+                file_only_frame(&ids)
+            } else {
+                frame(&ids)
+            };
+            assert!(matches!(
+                rt.block_on(h.append(f)).unwrap(),
+                Appended::Stored(_)
+            ));
+            expect.extend(ids);
+            live_seen.extend(drain(&mut live).into_iter().map(|r| r.1));
+            if i % 30 == 29 {
+                // The slow one catches up now and then, from where it stood.
+                let got: Vec<u64> = drain(&mut slow).into_iter().map(|r| r.1).collect();
+                assert_eq!(got, expect[expect.len() - got.len()..]);
+            }
+        }
+        assert!(
+            h.recent.held_bytes() <= 1024,
+            "within a quarter of the queue budget"
+        );
+        assert_eq!(
+            live_seen, expect,
+            "the live subscriber: memory and files in order"
+        );
+        let (memory, files) = live.frames_read();
+        assert_eq!(
+            (memory, files),
+            (60 - 9, 9),
+            "files only for the frames without records"
+        );
+        let (memory, files) = slow.frames_read();
+        assert!(
+            memory > 0 && files > 9,
+            "the slow one: both ({memory}, {files})"
+        );
+        // Resuming in the middle of a held frame delivers only its rest.
+        let mut mid = h.subscribe(Position {
+            leaf: 59,
+            record: 1,
+        });
+        assert_eq!(
+            drain(&mut mid),
+            [
+                (
+                    Position {
+                        leaf: 59,
+                        record: 1
+                    },
+                    178
+                ),
+                (
+                    Position {
+                        leaf: 59,
+                        record: 2
+                    },
+                    179
+                )
+            ]
+        );
+        drop((live, slow, mid));
+        assert_eq!(h.recent.held_bytes(), 0, "no subscriber: nothing held");
+        store.close().unwrap();
+    }
+
+    #[test]
     fn deleted_segments_are_reported_as_a_gap() {
         let d = tempfile::tempdir().unwrap();
         let rt = rt();
@@ -909,7 +1041,6 @@ mod tests {
 
     #[test]
     fn an_encrypted_store_is_read_with_its_data_keys() {
-        use meshlog_format::frame::FrameBuilder;
         use meshlog_tlog::keys::{DataKey, Keyring};
         let d = tempfile::tempdir().unwrap();
         let rt = rt();

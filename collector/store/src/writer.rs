@@ -25,7 +25,8 @@ use super::dedup::{BatchKey, SharedIndex};
 use super::queue::Reservation;
 use crate::fs::{FileSystem, FsFile, StdFs};
 use crate::ledger::LeafLog;
-use meshlog_format::frame::{EncodedFrame, SEGMENT_HEADER_LEN, segment_header};
+use crate::tail::recent::Recent;
+use meshlog_format::frame::{EncodedFrame, PlainRecords, SEGMENT_HEADER_LEN, segment_header};
 pub use meshlog_format::fsutil::sync_dir;
 use meshlog_format::reader::segment_file_name;
 use std::collections::HashMap;
@@ -266,6 +267,8 @@ struct Pending {
     /// Later copies of the same batch id: answered `Duplicate` once this one is durable.
     followers: Vec<Ack>,
     reservation: Reservation,
+    /// The frame's leaf and records, for the subscriptions once it is durable ([`Recent`]).
+    plain: Option<(u64, Arc<PlainRecords>)>,
 }
 
 /// Frees the batch's queue bytes, then answers: a client that sends its next batch as soon as
@@ -306,6 +309,8 @@ pub struct Writer<F: FileSystem = StdFs> {
     /// The newest closed (sealed, fsync'd, never written again) segment's sequence number, 0
     /// when none: what builds the query indexes watches.
     closed: watch::Sender<u64>,
+    /// Committed frames' records for the subscriptions at the live edge.
+    recent: Arc<Recent>,
     // Held for the life of the writer: the data directory is ours while it runs.
     _lock: File,
 }
@@ -360,6 +365,7 @@ impl<F: FileSystem> Writer<F> {
             integrity: LeafLog::detached(),
             commits: watch::Sender::new(0),
             closed,
+            recent: Recent::new(0),
             _lock: lock,
         }
     }
@@ -370,6 +376,18 @@ impl<F: FileSystem> Writer<F> {
         self.commits.send_replace(integrity.committed_size());
         self.integrity = integrity;
         self
+    }
+
+    /// Keeps up to `max_bytes` of the newest committed frames' records in memory for the
+    /// subscriptions (when the frames carry them and a subscription is open; see [`Recent`]).
+    pub fn keep_recent(mut self, max_bytes: usize) -> Self {
+        self.recent = Recent::new(max_bytes);
+        self
+    }
+
+    /// The committed frames kept in memory ([`Writer::keep_recent`]).
+    pub fn recent(&self) -> Arc<Recent> {
+        Arc::clone(&self.recent)
     }
 
     /// The committed leaf count (frames durably written, counted from the first ever), updated
@@ -502,6 +520,10 @@ impl<F: FileSystem> Writer<F> {
             }
         }
         let offset = self.active.len;
+        let plain = frame
+            .take_plain()
+            .filter(|_| self.recent.wanted())
+            .map(|p| (self.integrity.size(), p));
         self.integrity.stamp(&mut frame);
         match self.active.file.write_all(frame.bytes()) {
             Ok(()) => {
@@ -523,6 +545,7 @@ impl<F: FileSystem> Writer<F> {
                     key,
                     followers: Vec::new(),
                     reservation,
+                    plain,
                 });
             }
             Err(e) => {
@@ -572,12 +595,14 @@ impl<F: FileSystem> Writer<F> {
             p.wait_here();
         }
         let result = self.active.file.sync_data();
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
         self.pending_keys.clear();
         match result {
             Ok(()) => {
                 self.active.synced_len = self.active.len;
                 self.integrity.commit();
+                self.recent
+                    .extend(pending.iter_mut().filter_map(|p| p.plain.take()));
                 // Subscribers are woken no later than the clients are answered.
                 self.commits.send_replace(self.integrity.committed_size());
                 // Into the index before any ack: a retry sent after the 200 must find it.

@@ -17,7 +17,7 @@
 //! gRPC status other than OK) counts as an error, not an ack. With `--tls-ca` the connection is
 //! TLS (`https://` is implied), with `--tls-cert`/`--tls-key` mutual TLS.
 
-use meshlog_e2e::load::{batch, peak_rss_kib, read_response};
+use meshlog_e2e::load::{batch, cpu_seconds, peak_rss_kib, read_response};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -422,7 +422,7 @@ fn main() {
     let raw: Vec<Vec<u8>> = (0..32).map(|s| batch(a.records, s, RESOURCE)).collect();
     let raw_bytes: usize = raw.iter().map(Vec::len).sum::<usize>() / raw.len();
     let stop = Arc::new(AtomicBool::new(false));
-    let (wire_bytes, t0, mut total) = match a.protocol {
+    let (wire_bytes, t0, cpu0, mut total) = match a.protocol {
         Protocol::Http => {
             let bodies: Arc<Vec<Vec<u8>>> = Arc::new(if a.gzip {
                 raw.iter().map(|b| gzip(b)).collect()
@@ -437,6 +437,7 @@ fn main() {
                     std::process::exit(2);
                 }
             };
+            let cpu0 = a.pid.and_then(cpu_seconds);
             let t0 = Instant::now();
             let handles: Vec<_> = (0..a.connections)
                 .map(|c| {
@@ -459,7 +460,7 @@ fn main() {
                     total.latencies_us.extend(t.latencies_us);
                 }
             }
-            (wire_bytes, t0, total)
+            (wire_bytes, t0, cpu0, total)
         }
         Protocol::Grpc => {
             let requests: Vec<ExportLogsServiceRequest> = raw
@@ -477,6 +478,7 @@ fn main() {
                 .collect();
             let wire_bytes = requests.iter().map(Bytes::len).sum::<usize>() / requests.len();
             let requests = Arc::new(requests);
+            let cpu0 = a.pid.and_then(cpu_seconds);
             let t0 = Instant::now();
             let timer = {
                 let (stop, secs) = (stop.clone(), a.seconds);
@@ -487,10 +489,17 @@ fn main() {
             };
             let total = grpc_load(&a, requests, &stop);
             let _ = timer.join();
-            (wire_bytes, t0, total)
+            (wire_bytes, t0, cpu0, total)
         }
     };
     let secs = t0.elapsed().as_secs_f64();
+    // The receiver's CPU per record acknowledged: steadier than records/s when other work
+    // shares the machine.
+    let records = total.acks as f64 * a.records as f64;
+    let cpu_us_per_record = match (cpu0, a.pid.and_then(cpu_seconds)) {
+        (Some(c0), Some(c1)) if records > 0.0 => Some((c1 - c0) * 1e6 / records),
+        _ => None,
+    };
     total.latencies_us.sort_unstable();
     let pct = |p: f64| -> f64 {
         let l = &total.latencies_us;
@@ -519,6 +528,7 @@ fn main() {
         "ack_p99_ms": pct(0.99),
         "ack_max_ms": pct(1.0),
         "peak_rss_mib": a.pid.and_then(peak_rss_kib).map(|k| k as f64 / 1024.0),
+        "cpu_us_per_record": cpu_us_per_record,
     });
     println!("{out}");
 }

@@ -514,15 +514,19 @@ impl Frames {
             .ok_or_else(|| too_large(BuildError::Overflow("no such retention class")))?;
         let builder = match slot {
             Some(b) => b,
-            None => slot.insert(
-                FrameBuilder::with_received(
+            None => {
+                let mut b = FrameBuilder::with_received(
                     self.max_raw,
                     self.batch_id.clone(),
                     self.keyring.clone(),
                     Some(self.received_unix_nano),
                 )
-                .map_err(too_large)?,
-            ),
+                .map_err(too_large)?;
+                // Subscribers (detection, the tail, the sink) take fresh frames from memory;
+                // the store drops the copy when none is open or the queue has no room for it.
+                b.keep_records();
+                slot.insert(b)
+            }
         };
         builder.push_line(line).map_err(too_large)
     }
