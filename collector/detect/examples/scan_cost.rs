@@ -68,9 +68,32 @@ fn main() {
         line.len(),
         all.as_object().map_or(0, |m| m.len())
     );
+    // `indexed` as the second argument: read by the member index the collector's writer gives
+    // (what `serve` feeds detection for records it just wrote), as `Flat::parse_indexed`.
+    let indexed = std::env::args().nth(2).as_deref() == Some("indexed");
+    let members = member_index(&line);
+    let mut memo = meshlog_detect::scan::KeyMemo::default();
     let mut kept = 0;
     for _ in 0..n {
-        kept += Flat::parse_keys(black_box(&line), keys).map_or(0, |f| f.iter().count());
+        let flat = if indexed {
+            Flat::parse_indexed(black_box(&line), black_box(&members), 7, keys, &mut memo)
+        } else {
+            Flat::parse_keys(black_box(&line), keys)
+        };
+        kept += flat.map_or(0, |f| f.iter().count());
     }
     println!("{kept}");
+}
+
+/// The member index of a line `serde_json` wrote from a map: each key's quote and value offset.
+fn member_index(line: &[u8]) -> Vec<u32> {
+    let map: serde_json::Map<String, Value> = serde_json::from_slice(line).unwrap_or_default();
+    let (mut at, mut out) = (1usize, Vec::new());
+    for (k, v) in &map {
+        out.push(at as u32);
+        at += serde_json::to_vec(k).map_or(0, |b| b.len()) + 1;
+        out.push(at as u32);
+        at += serde_json::to_vec(v).map_or(0, |b| b.len()) + 1;
+    }
+    out
 }

@@ -21,6 +21,7 @@ use crate::rules::{
     errors::ErrorSpikeRule, integrity::IntegrityRule, new_caller::NewCallerRule,
     rare_hour::RareHourRule, secrets::SecretsRule, user::UserRuleState, volume::VolumeRule,
 };
+use crate::scan::KeyMemo;
 use std::collections::HashMap;
 
 /// Groups whose suppressed alerts are remembered for their next alert, at most (beyond it,
@@ -165,6 +166,8 @@ pub struct Detector {
     tenant: Option<String>,
     /// The record keys the enabled rules read: a stored line is read keeping only these.
     keys: Keys,
+    /// The previous indexed line's keys ([`Flat::parse_indexed`]).
+    memo: KeyMemo,
 }
 
 fn fingerprint(rule: &str, key: &str, since: u64) -> String {
@@ -243,6 +246,7 @@ impl Detector {
         }
         Detector {
             keys,
+            memo: KeyMemo::default(),
             slots,
             active: HashMap::new(),
             last_start: HashMap::new(),
@@ -334,13 +338,28 @@ impl Detector {
     /// place ([`Flat`]), not parsed into a map, keeping only the keys the rules read (the
     /// line is still checked whole), which is what the collector feeds.
     pub fn observe_json(&mut self, line: &[u8], now: u64) -> Result<Vec<Transition>, ReadError> {
+        self.observe_indexed(line, &[], 0, now)
+    }
+
+    /// [`Detector::observe_json`] for a line with its member index and shape (what the store hands over
+    /// for records it just wrote; see [`Flat::parse_indexed`]): the same transitions, without
+    /// reading the whole line. An empty index reads the line.
+    pub fn observe_indexed(
+        &mut self,
+        line: &[u8],
+        members: &[u32],
+        shape: u64,
+        now: u64,
+    ) -> Result<Vec<Transition>, ReadError> {
         // Taken out for the call: the record borrows the keys while the rules change.
         let keys = std::mem::take(&mut self.keys);
-        let r = match Flat::parse_keys(line, &keys) {
+        let mut memo = std::mem::take(&mut self.memo);
+        let r = match Flat::parse_indexed(line, members, shape, &keys, &mut memo) {
             Ok(flat) => self.observe_flat(&flat, line, now),
             Err(e) => Err(e.into()),
         };
         self.keys = keys;
+        self.memo = memo;
         r
     }
 

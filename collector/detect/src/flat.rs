@@ -12,7 +12,7 @@
 
 use crate::keys::Keys;
 use crate::record::Record;
-use crate::scan::{self, ScanError};
+use crate::scan::{self, KeyMemo, ScanError};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -141,6 +141,24 @@ impl<'a> Flat<'a> {
     pub fn parse_keys(line: &'a [u8], keys: &'a Keys) -> Result<Flat<'a>, ScanError> {
         let mut fields = Vec::with_capacity(24);
         scan::scan(line, keys, &mut fields)?;
+        let keys = (!keys.keeps_all()).then_some(keys);
+        Ok(Flat { fields, keys })
+    }
+
+    /// [`Flat::parse_keys`] for a line with its member index (the offsets its writer gave, see
+    /// `meshlog_format::frame::PlainRecords`): the kept values are found by the index, the rest
+    /// of the line is not read. An empty or unfitting index reads the line as
+    /// [`Flat::parse_keys`] does.
+    /// `memo` carries what the previous line's keys taught (see [`KeyMemo`]); one per reader.
+    pub fn parse_indexed(
+        line: &'a [u8],
+        members: &[u32],
+        shape: u64,
+        keys: &'a Keys,
+        memo: &mut KeyMemo,
+    ) -> Result<Flat<'a>, ScanError> {
+        let mut fields = Vec::with_capacity(24);
+        scan::scan_indexed(line, members, shape, keys, memo, &mut fields)?;
         let keys = (!keys.keeps_all()).then_some(keys);
         Ok(Flat { fields, keys })
     }
@@ -562,6 +580,49 @@ mod tests {
             })
         }
 
+        fn indexed_key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("a".to_owned()),
+                Just("b".to_owned()),
+                Just("k\u{e9}y".to_owned()),
+                Just("x\"y".to_owned()),
+                Just("meshlog.redacted.jwt".to_owned()),
+                Just("http.response.status_code".to_owned()),
+                "[a-z.\u{e9}]{0,8}",
+            ]
+        }
+
+        /// `kvs` written as the collector writes a record: compact, with its member index and
+        /// a shape token (here a plain hash of the keys).
+        fn write_indexed(kvs: &[(String, Value)]) -> (Vec<u8>, Vec<u32>, u64) {
+            use std::hash::{Hash, Hasher};
+            let (mut out, mut members) = (b"{".to_vec(), Vec::new());
+            let mut shape = std::collections::hash_map::DefaultHasher::new();
+            for (i, (k, v)) in kvs.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                k.hash(&mut shape);
+                // Flagged as the collector's writer flags them: written with an escape.
+                let flag = |b: &[u8]| if b.contains(&b'\\') { 1 << 31 } else { 0 };
+                let key = serde_json::to_vec(k).unwrap_or_default();
+                members.push(out.len() as u32 | flag(&key));
+                out.extend(&key);
+                out.push(b':');
+                let value = serde_json::to_vec(v).unwrap_or_default();
+                members.push(out.len() as u32 | if v.is_string() { flag(&value) } else { 0 });
+                out.extend(&value);
+            }
+            out.push(b'}');
+            (out, members, shape.finish().max(1))
+        }
+
+        /// A compact record as the collector writes one, with its member index and shape.
+        fn indexed_record() -> impl Strategy<Value = (Vec<u8>, Vec<u32>, u64)> {
+            prop::collection::vec((indexed_key(), value()), 0..8)
+                .prop_map(|kvs| write_indexed(&kvs))
+        }
+
         /// A record with a few bytes changed, inserted or removed.
         fn mutated() -> impl Strategy<Value = Vec<u8>> {
             let edit = (
@@ -598,6 +659,67 @@ mod tests {
             fn valid_records_read_as_serde_reads_them(line in record()) {
                 prop_assert!(Flat::parse_with_serde(&line).is_ok());
                 same_as_serde(&line, &some_keys())?;
+            }
+
+            #[test]
+            fn records_read_by_their_member_index_read_as_scanned(
+                (line, members, shape) in indexed_record()
+            ) {
+                // Only an escaped key (`x"y`) sends the line to the scanner.
+                let escaped_key = members.iter().any(|m| m & (1 << 31) != 0);
+                for keys in [some_keys(), Keys::all(), Keys::none()] {
+                    let used = crate::scan::indexed(
+                        &line, &members, &keys, &mut KeyMemo::default(), &mut Vec::new());
+                    prop_assert!(used || members.is_empty() || escaped_key);
+                    let by_index = Flat::parse_indexed(
+                        &line, &members, shape, &keys, &mut KeyMemo::default()).unwrap();
+                    let scanned = Flat::parse_keys(&line, &keys).unwrap();
+                    prop_assert_eq!(by_index.fields, scanned.fields);
+                }
+            }
+
+            #[test]
+            fn lines_of_few_shapes_read_through_one_memo_read_as_scanned(
+                shapes in prop::collection::vec(
+                    prop::collection::vec(indexed_key(), 0..8), 1..4),
+                lines in prop::collection::vec(
+                    (any::<prop::sample::Index>(), prop::collection::vec(value(), 8)), 1..16)
+            ) {
+                // Runs of lines with the same keys and other values, as a collector writes
+                // them: most take the shape path, the changes the full one.
+                let keys = some_keys();
+                let mut memo = KeyMemo::default();
+                for (pick, values) in lines {
+                    let kvs: Vec<(String, Value)> =
+                        pick.get(&shapes).iter().cloned().zip(values).collect();
+                    let (line, members, shape) = write_indexed(&kvs);
+                    let by_index =
+                        Flat::parse_indexed(&line, &members, shape, &keys, &mut memo).unwrap();
+                    prop_assert_eq!(by_index.fields, Flat::parse_keys(&line, &keys).unwrap().fields);
+                }
+            }
+
+            #[test]
+            fn a_damaged_member_index_never_fails_a_valid_line(
+                (line, mut members, shape) in indexed_record(),
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u32>(), 0u8..3), 1..3)
+            ) {
+                let keys = some_keys();
+                let mut memo = KeyMemo::default();
+                // Read once whole (the memo learns the shape), then damaged under that shape.
+                prop_assert!(Flat::parse_indexed(&line, &members, shape, &keys, &mut memo).is_ok());
+                for (at, n, op) in edits {
+                    let i = at.index(members.len() + 1);
+                    match op {
+                        0 => members.insert(i, n % (line.len() as u32 + 2)),
+                        1 if i < members.len() => members[i] = n,
+                        _ if i < members.len() => { members.remove(i); }
+                        _ => members.push(n),
+                    }
+                }
+                // The index is trusted (the collector's own writer gave it): a wrong one may
+                // hide a member inside another's value, but never fails a valid line.
+                prop_assert!(Flat::parse_indexed(&line, &members, shape, &keys, &mut memo).is_ok());
             }
 
             #[test]

@@ -107,6 +107,260 @@ pub(crate) fn scan<'a>(
     Ok(())
 }
 
+/// Reads the kept keys of a line by its member index (the writer's offsets of each key's
+/// opening quote and value, see `meshlog_format::frame::PlainRecords`), without scanning the
+/// rest: what the collector hands detection for records it just wrote. The line is checked to
+/// be UTF-8 but not read whole (its writer, this process, is trusted to have written JSON);
+/// kept values are read as [`scan`] reads them. An index that does not fit the line (offsets
+/// out of order or not at a quoted key and `:`), a key written with an escape, or a value that
+/// does not end where the next member starts sends the line to [`scan`] instead.
+///
+/// `memo` remembers which of the previous line's keys were kept: a collector's records come in
+/// runs of one shape (the same keys in the same order), so most keys are compared with the
+/// previous line's key at the same place rather than looked up.
+///
+/// A line whose shape token (see the same type) is the previous line's has the same keys in the
+/// same places: only its kept members are read (their keys still compared).
+pub(crate) fn scan_indexed<'a>(
+    line: &'a [u8],
+    members: &[u32],
+    shape: u64,
+    keys: &Keys,
+    memo: &mut KeyMemo,
+    out: &mut Vec<Field<'a>>,
+) -> Result<(), ScanError> {
+    let kept = out.len();
+    if !members.is_empty() {
+        if shape != 0 && shape == memo.shape && same_shape(line, members, memo, out) {
+            return Ok(());
+        }
+        out.truncate(kept);
+        memo.shape = 0;
+        if indexed(line, members, keys, memo, out) {
+            memo.shape = shape;
+            return Ok(());
+        }
+    }
+    out.truncate(kept);
+    scan(line, keys, out)
+}
+
+/// The kept members of a line shaped like the memo's last one.
+fn same_shape<'a>(
+    line: &'a [u8],
+    members: &[u32],
+    memo: &KeyMemo,
+    out: &mut Vec<Field<'a>>,
+) -> bool {
+    if members.len() != memo.keys.len() * 2 || line.last() != Some(&b'}') {
+        return false;
+    }
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let at = |j: usize| {
+        members
+            .get(j)
+            .map(|&m| ((m & !ESCAPED) as usize, m & ESCAPED != 0))
+    };
+    for &i in &memo.kept {
+        let (Some((k, false)), Some((v, escaped))) = (at(2 * i), at(2 * i + 1)) else {
+            return false;
+        };
+        let end = match at(2 * i + 2) {
+            Some((next, _)) => next.wrapping_sub(1),
+            None => line.len() - 1,
+        };
+        let from = match i.checked_sub(1) {
+            Some(p) => memo.keys.get(p).map_or(usize::MAX, |e| e.0),
+            None => 0,
+        };
+        let to = memo.keys.get(i).map_or(0, |e| e.0);
+        if v < k + 3
+            || end < v
+            || line.get(k) != Some(&b'"')
+            || line.get(v - 2) != Some(&b'"')
+            || line.get(v - 1) != Some(&b':')
+            || !matches!(line.get(end), Some(b',' | b'}'))
+            || line.get(k + 1..v - 2) != memo.bytes.get(from..to)
+        {
+            return false;
+        }
+        let Some(key) = text.get(k + 1..v - 2) else {
+            return false;
+        };
+        match member_value(line, text, v, end, escaped) {
+            Some(value) => out.push((Cow::Borrowed(key), value)),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The value `line[v..end]` of a kept member (`escaped`: a string written with an escape).
+#[inline]
+fn member_value<'a>(
+    line: &'a [u8],
+    text: &'a str,
+    v: usize,
+    end: usize,
+    escaped: bool,
+) -> Option<Scalar<'a>> {
+    let direct = match (line.get(v), escaped) {
+        (Some(b'"'), false) if end >= v + 2 && line.get(end - 1) == Some(&b'"') => text
+            .get(v + 1..end - 1)
+            .map(|s| Scalar::Str(Cow::Borrowed(s))),
+        _ => line.get(v..end).and_then(plain_uint),
+    };
+    if direct.is_some() {
+        return direct;
+    }
+    // Escapes, floats, negatives, containers: the general reader.
+    let mut s = Scan {
+        b: line.get(..end).unwrap_or_default(),
+        text: None,
+        plain: false,
+        i: v,
+    };
+    match s.value() {
+        Ok(value) if s.i == end => Some(value),
+        _ => None,
+    }
+}
+
+/// Set on a member offset whose key or string value was written with an escape
+/// (`meshlog_format::frame::MEMBER_ESCAPED`).
+const ESCAPED: u32 = 1 << 31;
+
+/// The previous line's keys and whether each was kept (see [`scan_indexed`]).
+#[derive(Debug, Default, Clone)]
+pub struct KeyMemo {
+    bytes: Vec<u8>,
+    /// Per member: end of its key in `bytes`, and whether it is kept.
+    keys: Vec<(usize, bool)>,
+    /// The shape token of the line `keys` describe whole (0: none).
+    shape: u64,
+    /// The members of that line that are kept.
+    kept: Vec<usize>,
+}
+
+impl KeyMemo {
+    /// Whether the key `line[start..end]`, the `i`th of its line, is kept.
+    #[inline]
+    fn keeps(&mut self, keys: &Keys, i: usize, line: &[u8], start: usize, end: usize) -> bool {
+        let key = line.get(start..end).unwrap_or_default();
+        let from = match i.checked_sub(1) {
+            Some(p) => self.keys.get(p).map_or(usize::MAX, |k| k.0),
+            None => 0,
+        };
+        if let Some(&(to, kept)) = self.keys.get(i)
+            && self.bytes.get(from..to) == Some(key)
+        {
+            return kept;
+        }
+        // A new shape from here on.
+        let kept = keys.keeps_in(line, start, end);
+        if from <= self.bytes.len() {
+            self.keys.truncate(i);
+            self.bytes.truncate(from);
+            self.bytes.extend_from_slice(key);
+            self.keys.push((self.bytes.len(), kept));
+        }
+        kept
+    }
+}
+
+pub(crate) fn indexed<'a>(
+    line: &'a [u8],
+    members: &[u32],
+    keys: &Keys,
+    memo: &mut KeyMemo,
+    out: &mut Vec<Field<'a>>,
+) -> bool {
+    let (Some(b'{'), Some(b'}')) = (line.first(), line.last()) else {
+        return false;
+    };
+    if !members.len().is_multiple_of(2) {
+        return false;
+    }
+    // One check of the whole line (cheaper than one per kept string); keys and values are
+    // then sliced from it.
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let pairs = members.len() / 2;
+    // Where the first key must start: right after `{`; each next one right after `,`.
+    let mut expect = 1usize;
+    for i in 0..pairs {
+        let at = |j: usize| {
+            members
+                .get(j)
+                .map(|&m| ((m & !ESCAPED) as usize, m & ESCAPED != 0))
+        };
+        let (Some((k, key_escaped)), Some((v, value_escaped))) = (at(2 * i), at(2 * i + 1)) else {
+            return false;
+        };
+        // The value ends where the next member's `,` is, the last one at the closing `}`.
+        let end = match at(2 * i + 2) {
+            Some((next, _)) => next.wrapping_sub(1),
+            None => line.len() - 1,
+        };
+        if k != expect
+            || v < k + 3
+            || end < v
+            || line.get(v - 2) != Some(&b'"')
+            || line.get(v - 1) != Some(&b':')
+            || !matches!(line.get(end), Some(b',' | b'}'))
+            || line.get(k) != Some(&b'"')
+        {
+            return false;
+        }
+        expect = end + 1;
+        // An escaped key is decoded by the scanner: its raw bytes are not the key.
+        if key_escaped {
+            return false;
+        }
+        if !memo.keeps(keys, i, line, k + 1, v - 2) {
+            continue;
+        }
+        let Some(key) = text.get(k + 1..v - 2) else {
+            return false;
+        };
+        match member_value(line, text, v, end, value_escaped) {
+            Some(value) => out.push((Cow::Borrowed(key), value)),
+            None => return false,
+        }
+    }
+    if expect != line.len() {
+        return false;
+    }
+    // The memo now describes this line whole.
+    memo.keys.truncate(pairs);
+    memo.kept.clear();
+    memo.kept
+        .extend((0..pairs).filter(|&i| memo.keys.get(i).is_some_and(|k| k.1)));
+    memo.keys.len() == pairs
+}
+
+/// A plain non-negative integer of up to 19 digits; `None` for any other value.
+#[inline]
+fn plain_uint(v: &[u8]) -> Option<Scalar<'_>> {
+    match v {
+        [b'0'] => Some(Scalar::UInt(0)),
+        [b'1'..=b'9', ..] if v.len() <= 19 => {
+            let mut n = 0u64;
+            for &d in v {
+                if !d.is_ascii_digit() {
+                    return None;
+                }
+                n = n * 10 + u64::from(d - b'0');
+            }
+            Some(Scalar::UInt(n))
+        }
+        _ => None,
+    }
+}
+
 /// A string's content: `b[start..end]`, with or without escapes, ASCII or not (`ascii` is
 /// only known when the line is not UTF-8 as a whole).
 struct Span {

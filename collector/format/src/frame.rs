@@ -606,25 +606,56 @@ pub struct EncodedFrame {
     plain: Option<Arc<PlainRecords>>,
 }
 
+/// Set on a member index offset (see [`PlainRecords`]) whose key or string value has an escape;
+/// offsets themselves stay below it (a longer line gets no index).
+pub const MEMBER_ESCAPED: u32 = 1 << 31;
+
 /// A frame's records as the NDJSON it was built from, kept beside the compressed frame so the
 /// store can hand freshly committed records to its subscribers without reading, checking and
 /// decompressing what it just wrote.
+///
+/// A line may come with its **member index**: for each top-level member of the JSON object, the
+/// offset of its key's opening quote and of its value's first byte, as the serializer wrote
+/// them, and the line's **shape**: a token equal for two lines only when they have the same keys
+/// in the same order (0: not known). A reader that trusts the serializer (the same process)
+/// finds a key's value without scanning the line, and a line shaped like the previous one
+/// without looking at its other keys; an empty index means none was given. An offset of a key or string value
+/// written with an escape has [`MEMBER_ESCAPED`] set (the reader then decodes it), so the others
+/// can be taken as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlainRecords {
     ndjson: Vec<u8>,
     /// End of each line (its newline excluded) in `ndjson`.
     ends: Vec<usize>,
+    /// Every line's member index, `(key, value)` offset pairs flattened.
+    members: Vec<u32>,
+    /// End of each line's pairs in `members`.
+    member_ends: Vec<usize>,
+    /// Each line's shape token.
+    shapes: Vec<u64>,
 }
 
 impl PlainRecords {
     /// The records, each one JSON object without its newline, in frame order.
     pub fn lines(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
-        let mut start = 0;
-        self.ends.iter().map(move |&end| {
-            let line = self.ndjson.get(start..end).unwrap_or_default();
-            start = end + 1;
-            line
-        })
+        self.records().map(|(line, _, _)| line)
+    }
+
+    /// The records with their member indexes (empty when not given) and shapes, in frame
+    /// order.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u32], u64)> + '_ {
+        let (mut start, mut m) = (0, 0);
+        self.ends
+            .iter()
+            .zip(&self.member_ends)
+            .zip(&self.shapes)
+            .map(move |((&end, &m_end), &shape)| {
+                let line = self.ndjson.get(start..end).unwrap_or_default();
+                let members = self.members.get(m..m_end).unwrap_or_default();
+                start = end + 1;
+                m = m_end;
+                (line, members, shape)
+            })
     }
 
     /// Number of records.
@@ -639,10 +670,15 @@ impl PlainRecords {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.ndjson.len() + self.ends.len() * std::mem::size_of::<usize>()
+        self.ndjson.len()
+            + (self.ends.len() + self.member_ends.len() + self.shapes.len()) * 8
+            + self.members.len() * 4
     }
 
-    fn push(&mut self, line: &[u8]) {
+    fn push(&mut self, line: &[u8], members: &[u32], shape: u64) {
+        self.shapes.push(shape);
+        self.members.extend_from_slice(members);
+        self.member_ends.push(self.members.len());
         self.ndjson.extend_from_slice(line);
         // The line ends with its newline (`push_line`'s contract); one without is kept whole.
         let end = match line.last() {
@@ -824,6 +860,17 @@ impl FrameBuilder {
     /// Appends one record already serialized as its NDJSON line (`serde_json::to_writer` of
     /// the record, then `\n`), for a caller that needed those bytes anyway.
     pub fn push_line(&mut self, line: &[u8]) -> Result<(), BuildError> {
+        self.push_indexed(line, &[], 0)
+    }
+
+    /// [`push_line`](Self::push_line) with the line's member index and shape (see
+    /// [`PlainRecords`]), kept with the records when they are kept.
+    pub fn push_indexed(
+        &mut self,
+        line: &[u8],
+        members: &[u32],
+        shape: u64,
+    ) -> Result<(), BuildError> {
         self.raw_bytes += line.len() as u64;
         if self.raw_bytes > self.max_raw_bytes {
             return Err(BuildError::TooLarge {
@@ -836,7 +883,7 @@ impl FrameBuilder {
             .ok_or(BuildError::Overflow("more than 4294967295 records"))?;
         self.enc.write_all(line)?;
         if let Some(p) = &mut self.plain {
-            p.push(line);
+            p.push(line, members, shape);
         }
         Ok(())
     }

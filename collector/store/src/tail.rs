@@ -119,6 +119,11 @@ pub struct TailRecord {
     pub position: Position,
     /// The record as stored: one JSON object, no newline.
     pub json: Vec<u8>,
+    /// Its member index when the record came from memory with one (see
+    /// [`PlainRecords`](meshlog_format::frame::PlainRecords)); empty otherwise.
+    pub members: Vec<u32>,
+    /// Its shape token with the member index (0: none).
+    pub shape: u64,
 }
 
 impl TailRecord {
@@ -207,8 +212,8 @@ pub struct Subscription {
     /// The next position to deliver.
     next: Position,
     cursor: Option<Cursor>,
-    /// Records of the frame at `next.leaf` from `next.record` on.
-    buffered: VecDeque<Vec<u8>>,
+    /// Records of the frame at `next.leaf` from `next.record` on, with their member indexes.
+    buffered: VecDeque<(Vec<u8>, Vec<u32>, u64)>,
     /// Whether `buffered` holds the frame at `next.leaf`.
     loaded: bool,
     /// The writer's newest committed frames, read before the segment files.
@@ -309,10 +314,15 @@ impl Subscription {
         loop {
             let committed = *self.commits.borrow_and_update();
             if self.loaded {
-                if let Some(json) = self.buffered.pop_front() {
+                if let Some((json, members, shape)) = self.buffered.pop_front() {
                     let position = self.next;
                     self.next = position.after();
-                    return Ok(Some(TailEvent::Record(TailRecord { position, json })));
+                    return Ok(Some(TailEvent::Record(TailRecord {
+                        position,
+                        json,
+                        members,
+                        shape,
+                    })));
                 }
                 // The frame is done: on to the next leaf.
                 self.loaded = false;
@@ -371,7 +381,11 @@ impl Subscription {
         let want = self.next.leaf;
         if let Some(held) = self.recent.as_ref().and_then(|r| r.recent().get(want)) {
             let skip = self.next.record as usize;
-            self.buffered = held.lines().skip(skip).map(<[u8]>::to_vec).collect();
+            self.buffered = held
+                .records()
+                .skip(skip)
+                .map(|(line, members, shape)| (line.to_vec(), members.to_vec(), shape))
+                .collect();
             self.loaded = true;
             self.frames_read.0 += 1;
             // The file cursor did not move with it: a later read from the files finds its
@@ -400,7 +414,11 @@ impl Subscription {
         self.frames_read.1 += 1;
         self.advance(&h);
         let skip = (self.next.record as usize).min(lines.len());
-        self.buffered = lines.into_iter().skip(skip).collect();
+        self.buffered = lines
+            .into_iter()
+            .skip(skip)
+            .map(|l| (l, Vec::new(), 0))
+            .collect();
         self.loaded = true;
         Ok(None)
     }

@@ -176,7 +176,7 @@ async fn run(
                     }
                     let now = pipeline.now_unix_nano();
                     for tr in &batch {
-                        match detector.observe_json(&tr.json, now) {
+                        match detector.observe_indexed(&tr.json, &tr.members, tr.shape, now) {
                             Ok(ts) if ts.is_empty() => {}
                             Ok(ts) => emitter.emit(ts).await,
                             Err(e) => tracing::warn!(

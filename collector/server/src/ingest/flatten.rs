@@ -10,6 +10,7 @@
 
 use super::view::{Kv, RecordView, ScopeLogsView, Val};
 use meshlog_core::schema::RESERVED;
+use meshlog_format::frame::MEMBER_ESCAPED;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -86,6 +87,26 @@ pub fn base_map(
 #[derive(Debug, Default)]
 pub struct Base<'a> {
     entries: Vec<(String, Field<'a>)>,
+    /// A keyed hash of the keys ([`shape_of`]).
+    shape: u64,
+}
+
+/// A keyed hash of `keys` in order, keyed per process (`RandomState`), so that two different
+/// key lists cannot be made to share a shape token from outside; one part of a line's shape
+/// (see `meshlog_format::frame::PlainRecords`).
+fn shape_of<'k>(keys: impl Iterator<Item = &'k str>, salt: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut h = KEYS.get_or_init(Default::default).build_hasher();
+    h.write_u64(salt);
+    for k in keys {
+        // 0xff never occurs in UTF-8: the keys cannot run into each other.
+        h.write(k.as_bytes());
+        h.write_u8(0xff);
+    }
+    // 0 means "no shape".
+    h.finish().max(1)
 }
 
 /// One value of a canonical record, borrowed from the request.
@@ -187,7 +208,8 @@ impl<'a> Base<'a> {
         // Stable: among equal keys the first pushed stays first, and dedup keeps it.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|later, first| later.0 == first.0);
-        Base { entries }
+        let shape = shape_of(entries.iter().map(|(k, _)| k.as_str()), 0);
+        Base { entries, shape }
     }
 }
 
@@ -199,6 +221,10 @@ pub struct KeyOrder {
     keys: Vec<String>,
     /// Indices into the record's own entries, sorted by key, first occurrence of each key.
     order: Vec<usize>,
+    /// A keyed hash of `keys` ([`shape_of`]).
+    shape: u64,
+    /// The last line's shape: the base's and this order's hashes, and their combination.
+    last: (u64, u64, u64),
 }
 
 impl KeyOrder {
@@ -216,8 +242,18 @@ impl KeyOrder {
             self.order.sort_by(|a, b| keys.get(*a).cmp(&keys.get(*b)));
             self.order
                 .dedup_by(|later, first| keys.get(*later) == keys.get(*first));
+            self.shape = shape_of(self.keys.iter().map(String::as_str), 1);
         }
         &self.order
+    }
+
+    /// The shape token of a line of `base` with the own keys last given to [`KeyOrder::of`].
+    fn shape(&mut self, base: &Base<'_>) -> u64 {
+        if self.last.0 != base.shape || self.last.1 != self.shape {
+            let both = shape_of(std::iter::empty(), base.shape ^ self.shape.rotate_left(32));
+            self.last = (base.shape, self.shape, both);
+        }
+        self.last.2
     }
 }
 
@@ -287,14 +323,17 @@ fn own_fields<'a>(
 
 /// Appends the canonical record of `lr` under `base` to `out` as compact JSON, byte for byte
 /// what serializing [`for_each_record`]'s map gives (keys sorted, first occurrence kept), but
-/// without building the map: no per-record key or value allocation.
+/// without building the map: no per-record key or value allocation. `members` is cleared and
+/// gets the line's member index; returns its shape token
+/// ([`PlainRecords`](meshlog_format::frame::PlainRecords)).
 pub fn write_record(
     out: &mut Vec<u8>,
+    members: &mut Vec<u32>,
     base: &Base<'_>,
     lr: &LogRecord,
     received_unix_nano: u64,
     order: &mut KeyOrder,
-) {
+) -> u64 {
     let mut own: Vec<(Cow<'_, str>, Field<'_>)> = Vec::with_capacity(lr.attributes.len() + 9);
     own_fields(
         &mut own,
@@ -314,17 +353,18 @@ pub fn write_record(
     for kv in &lr.attributes {
         own.push((attribute_key(&kv.key), Field::of_any(kv.value.as_ref())));
     }
-    write_entries(out, base, &own, order);
+    write_entries(out, members, base, &own, order)
 }
 
 /// [`write_record`] for a record of the borrowed view.
 pub fn write_view_record(
     out: &mut Vec<u8>,
+    members: &mut Vec<u32>,
     base: &Base<'_>,
     lr: &RecordView<'_>,
     received_unix_nano: u64,
     order: &mut KeyOrder,
-) {
+) -> u64 {
     let mut own: Vec<(Cow<'_, str>, Field<'_>)> = Vec::with_capacity(lr.attributes.len() + 9);
     own_fields(
         &mut own,
@@ -345,19 +385,34 @@ pub fn write_view_record(
     for kv in &lr.attributes {
         own.push((attribute_key(kv.key), Field::of_view(&kv.value)));
     }
-    write_entries(out, base, &own, order);
+    write_entries(out, members, base, &own, order)
 }
 
-/// Writes `base` and the record's `own` entries as one JSON object, keys in order.
+/// Writes `base` and the record's `own` entries as one JSON object, keys in order, and their
+/// member index (offsets from where the object starts in `out`) to `members`.
 fn write_entries(
     out: &mut Vec<u8>,
+    members: &mut Vec<u32>,
     base: &Base<'_>,
     own: &[(Cow<'_, str>, Field<'_>)],
-    order: &mut KeyOrder,
-) {
+    order_of: &mut KeyOrder,
+) -> u64 {
     // The record's keys never collide with the base's (`resource.`/`scope.` prefixed names
     // are moved to `attr.`), so the two sorted runs merge.
-    let order = order.of(own);
+    let order = order_of.of(own);
+    members.clear();
+    let start = out.len();
+    // Offsets from the object's start; a line of 2 GiB or more (never: requests are far
+    // smaller) gets no index (cleared at the end) rather than a wrong one.
+    let at = |from: usize| (from - start) as u32;
+    // A string written longer than its quoted text has an escape.
+    let escaped = |out: &Vec<u8>, from: usize, s: &str| {
+        if out.len() - from > s.len() + 2 {
+            MEMBER_ESCAPED
+        } else {
+            0
+        }
+    };
     out.push(b'{');
     let mut first = true;
     let mut b = base
@@ -388,11 +443,24 @@ fn write_entries(
             out.push(b',');
         }
         first = false;
+        let key_at = out.len();
         write_str(out, k);
+        members.push(at(key_at) | escaped(out, key_at, k));
         out.push(b':');
+        let value_at = out.len();
         write_field(out, v);
+        let flag = match v {
+            Field::Str(s) => escaped(out, value_at, s),
+            _ => 0,
+        };
+        members.push(at(value_at) | flag);
     }
     out.push(b'}');
+    if out.len() - start >= MEMBER_ESCAPED as usize {
+        members.clear();
+        return 0;
+    }
+    order_of.shape(base)
 }
 
 /// A JSON string exactly as serde_json escapes it (`\"`, `\\`, the short escapes
@@ -634,22 +702,67 @@ mod tests {
     fn assert_direct_matches_map(req: &ExportLogsServiceRequest) {
         let maps = records(req, 42);
         let mut i = 0;
+        // Each line's shape with its keys: equal shapes exactly for equal key lists.
+        let mut shapes: Vec<(u64, Vec<String>)> = Vec::new();
         for rl in &req.resource_logs {
             for sl in &rl.scope_logs {
                 let base = Base::new(rl, sl);
                 let mut order = KeyOrder::default();
                 for lr in &sl.log_records {
-                    let mut out = Vec::new();
-                    write_record(&mut out, &base, lr, 42, &mut order);
+                    // Written after a previous line: the index counts from the object.
+                    let mut out = b"{}\n".to_vec();
+                    let mut members = vec![7];
+                    let shape = write_record(&mut out, &mut members, &base, lr, 42, &mut order);
+                    assert_ne!(shape, 0);
+                    shapes.push((shape, maps[i].keys().cloned().collect()));
+                    let line = &out[3..];
                     assert_eq!(
-                        String::from_utf8(out).unwrap(),
+                        std::str::from_utf8(line).unwrap(),
                         serde_json::to_string(&maps[i]).unwrap()
                     );
+                    assert_members(line, &members, &maps[i]);
                     i += 1;
                 }
             }
         }
         assert_eq!(i, maps.len());
+        for (a, ka) in &shapes {
+            for (b, kb) in &shapes {
+                assert_eq!(a == b, ka == kb, "{ka:?} {kb:?}");
+            }
+        }
+    }
+
+    /// `members` are `line`'s member index: each pair points at a key's opening quote and at
+    /// its value, every member of `map` once, in the line's order.
+    fn assert_members(line: &[u8], members: &[u32], map: &Record) {
+        assert_eq!(members.len(), map.len() * 2, "a pair per member");
+        let mut last = 0;
+        for pair in members.chunks(2) {
+            let flag = |m: u32| m & MEMBER_ESCAPED != 0;
+            let (k, v) = (
+                (pair[0] & !MEMBER_ESCAPED) as usize,
+                (pair[1] & !MEMBER_ESCAPED) as usize,
+            );
+            assert!(k > last && v > k, "ascending: {members:?}");
+            last = v;
+            assert_eq!(line[v - 1], b':');
+            let key: String = serde_json::from_slice(&line[k..v - 1]).unwrap();
+            let value: Value = serde_json::Deserializer::from_slice(&line[v..])
+                .into_iter()
+                .next()
+                .unwrap()
+                .unwrap();
+            assert_eq!(Some(&value), map.get(&key), "{key}");
+            // Flagged exactly when written with an escape.
+            assert_eq!(flag(pair[0]), line[k + 1..v - 2].contains(&b'\\'), "{key}");
+            let raw_value = &line[v..v + serde_json::to_vec(&value).unwrap().len()];
+            assert_eq!(
+                flag(pair[1]),
+                value.is_string() && raw_value.contains(&b'\\'),
+                "{key}"
+            );
+        }
     }
 
     fn one(req: &ExportLogsServiceRequest) -> Value {

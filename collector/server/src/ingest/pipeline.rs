@@ -446,6 +446,7 @@ pub fn prepare_view(
     }
     let mut frames = Frames::new(limits, received_unix_nano, batch_id, keyring, 1);
     let mut line = Vec::with_capacity(4096);
+    let mut members = Vec::with_capacity(128);
     let mut order = flatten::KeyOrder::default();
     let prepared = (|| {
         for rl in &req.resource_logs {
@@ -453,15 +454,16 @@ pub fn prepare_view(
                 let base = flatten::Base::of_view(&rl.resource, sl);
                 for lr in &sl.log_records {
                     line.clear();
-                    flatten::write_view_record(
+                    let shape = flatten::write_view_record(
                         &mut line,
+                        &mut members,
                         &base,
                         lr,
                         received_unix_nano,
                         &mut order,
                     );
                     line.push(b'\n');
-                    frames.push(0, &line)?;
+                    frames.push(0, &line, &members, shape)?;
                 }
             }
         }
@@ -500,8 +502,14 @@ impl Frames {
         }
     }
 
-    /// Appends one NDJSON `line` to `class`'s frame.
-    fn push(&mut self, class: usize, line: &[u8]) -> Result<(), ApiError> {
+    /// Appends one NDJSON `line` with its member index to `class`'s frame.
+    fn push(
+        &mut self,
+        class: usize,
+        line: &[u8],
+        members: &[u32],
+        shape: u64,
+    ) -> Result<(), ApiError> {
         self.raw += line.len() as u64;
         if self.raw > self.max_raw {
             return Err(too_large(BuildError::TooLarge {
@@ -528,7 +536,9 @@ impl Frames {
                 slot.insert(b)
             }
         };
-        builder.push_line(line).map_err(too_large)
+        builder
+            .push_indexed(line, members, shape)
+            .map_err(too_large)
     }
 
     /// The frames, as `(class index, frame)` in class order.
@@ -632,6 +642,9 @@ pub fn prepare_request(
     // the others take the map: redaction and class rules work on it.
     let single = classes.classes() == 1;
     let mut order = flatten::KeyOrder::default();
+    // The member index of the line written directly (none for the map's: serde writes it).
+    let mut members = Vec::with_capacity(128);
+    let mut shape;
     for rl in &req.resource_logs {
         for sl in &rl.scope_logs {
             let mut base = None;
@@ -640,7 +653,14 @@ pub fn prepare_request(
                 line.clear();
                 let class = if single && redaction.skips(lr) {
                     let base = base.get_or_insert_with(|| flatten::Base::new(rl, sl));
-                    flatten::write_record(&mut line, base, lr, received_unix_nano, &mut order);
+                    shape = flatten::write_record(
+                        &mut line,
+                        &mut members,
+                        base,
+                        lr,
+                        received_unix_nano,
+                        &mut order,
+                    );
                     0
                 } else {
                     let base = base_map.get_or_insert_with(|| flatten::base_map(rl, sl));
@@ -649,10 +669,12 @@ pub fn prepare_request(
                     redaction.apply(&mut r);
                     serde_json::to_writer(&mut line, &r)
                         .map_err(|e| too_large(BuildError::Io(e.into())))?;
+                    members.clear();
+                    shape = 0;
                     classes.classify(&r)
                 };
                 line.push(b'\n');
-                frames.push(class, &line)?;
+                frames.push(class, &line, &members, shape)?;
             }
         }
     }
@@ -837,6 +859,12 @@ mod tests {
                 "tenant {tenant:?}"
             );
             assert_eq!(viewed[0].1.records(), 42);
+            // The records kept for the subscriptions, member indexes included.
+            let kept = viewed[0].1.plain().expect("records kept");
+            assert_eq!(Some(kept), mapped[0].1.plain(), "tenant {tenant:?}");
+            assert!(kept.records().all(|(line, m, shape)| !m.is_empty()
+                && line[m[0] as usize] == b'"'
+                && shape != 0));
         }
         // An unmarked record needs the collector's redaction: the view declines.
         let mut unmarked = req.clone();
