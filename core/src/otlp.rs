@@ -7,7 +7,7 @@
 //! Depends on [`crate::record`] and [`crate::schema`] only (plus the [`crate::json`] writers):
 //! what the VM reports about itself (tallies) comes in through the [`Event`] trait.
 
-use crate::json::{push_f64, push_hex, push_int, push_int_str, push_str, push_str2};
+use crate::json::{push_escaped, push_f64, push_hex, push_int, push_int_str, push_str};
 use crate::otlp_proto::{self, ProtoEnvelope};
 use crate::record::{AccessRecord, AttrValue, Event};
 use crate::schema::MESHLOG_SEQUENCE;
@@ -98,23 +98,30 @@ pub fn encode_event_record(
 }
 
 fn push_key_value(out: &mut Vec<u8>, prefix: &str, name: &str, value: AttrValue<'_>) {
-    out.extend_from_slice(b"{\"key\":");
-    push_str2(out, prefix, name);
+    // The fixed text between the pieces goes out as one slice each (31 attributes a record:
+    // the separate quote and brace pushes were a fifth of the encoding's instructions).
+    out.extend_from_slice(b"{\"key\":\"");
+    push_escaped(out, prefix);
+    if !name.is_empty() {
+        push_escaped(out, name);
+    }
     match value {
         AttrValue::Str(s) => {
-            out.extend_from_slice(b",\"value\":{\"stringValue\":");
-            push_str(out, s);
+            out.extend_from_slice(b"\",\"value\":{\"stringValue\":\"");
+            push_escaped(out, s);
+            out.extend_from_slice(b"\"}}");
         }
         AttrValue::Int(i) => {
-            out.extend_from_slice(b",\"value\":{\"intValue\":");
-            push_int_str(out, i);
+            out.extend_from_slice(b"\",\"value\":{\"intValue\":\"");
+            push_int(out, i);
+            out.extend_from_slice(b"\"}}");
         }
         AttrValue::Double(d) => {
-            out.extend_from_slice(b",\"value\":{\"doubleValue\":");
+            out.extend_from_slice(b"\",\"value\":{\"doubleValue\":");
             push_f64(out, d);
+            out.extend_from_slice(b"}}");
         }
     }
-    out.extend_from_slice(b"}}");
 }
 
 /// The OTLP/HTTP body format (`collector.protocol`), named as OpenTelemetry's exporters name
