@@ -298,6 +298,18 @@ impl RedactionPolicy {
             return self.redact_value(elem, Enc::Plain, s).out;
         }
         match super::ip::parse_element(elem) {
+            // The common case (a client's IPv4 address kept to its prefix) without the
+            // `to_string`, re-parse and `Display` of the general path below: same text.
+            Some((a, b, std::net::IpAddr::V4(v4)))
+                if self.action_for(Kind::Ip, 0) == Action::Partial =>
+            {
+                s.add(Kind::Ip);
+                let t = super::ip::truncated_v4_text(v4, self.ipv4_prefix);
+                match (elem.get(..a), elem.get(b..)) {
+                    (Some(""), Some("")) | (None, _) | (_, None) => Out::Changed(t),
+                    (Some(pre), Some(post)) => Out::Changed(format!("{pre}{t}{post}")),
+                }
+            }
             Some((a, b, addr)) => {
                 let text = addr.to_string();
                 match self.render(Kind::Ip, 0, text.as_bytes(), s) {
