@@ -285,6 +285,23 @@ impl RedactionPolicy {
         self.redact_value(value, Enc::Plain, s).out.into_cow(value)
     }
 
+    /// [`RedactionPolicy::text`] for a field whose values repeat from request to request (the
+    /// user agent): a value it leaves untouched is remembered per thread ([`super::memo`]) and
+    /// not scanned again. Same result, same counts.
+    pub fn repeated_text<'a>(&self, value: &'a str, s: &mut Summary) -> Option<Cow<'a, str>> {
+        // A name no header has (a space is not a token byte): apart from header values.
+        const FIELD: &str = " text";
+        if super::memo::is_clean(self.memo_id, FIELD, value) {
+            return Some(Cow::Borrowed(value));
+        }
+        let before = *s;
+        let out = self.redact_value(value, Enc::Plain, s).out;
+        if out == Out::Same && *s == before {
+            super::memo::remember_clean(self.memo_id, FIELD, value);
+        }
+        out.into_cow(value)
+    }
+
     /// Anonymizes a client address (the downstream peer, one `X-Forwarded-For` element):
     /// `1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]:443` are truncated to the configured prefix
     /// (default `ip` action `partial`), masked, hashed or dropped; a port is kept. Anything that is
