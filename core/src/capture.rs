@@ -345,7 +345,7 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
                 let host = if h.parse::<std::net::IpAddr>().is_ok() {
                     Some(h)
                 } else {
-                    owned(policy.text(&h, &mut sum))
+                    owned(policy.repeated_text(&h, &mut sum))
                 };
                 (host, p)
             }
@@ -367,7 +367,7 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
         };
         let user_agent = self
             .req("user-agent", &["request", "useragent"])
-            .and_then(|v| owned(policy.text(&v, &mut sum)));
+            .and_then(|v| owned(policy.repeated_text(&v, &mut sum)));
         let request_id = self
             .req("x-request-id", &["request", "id"])
             .and_then(|v| owned(policy.text(&v, &mut sum)));
@@ -385,8 +385,8 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
                     let (svc, m) = rpc::service_and_method(&p)?;
                     // Client-chosen text: through the detectors like any other.
                     Some((
-                        owned(policy.text(svc, &mut sum)),
-                        owned(policy.text(m, &mut sum)),
+                        owned(policy.repeated_text(svc, &mut sum)),
+                        owned(policy.repeated_text(m, &mut sum)),
                     ))
                 })
                 .unwrap_or((None, None));
@@ -402,13 +402,13 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
         let request_headers = headers(
             self.request,
             |n| policy.logs_request_header(n),
-            |n, v, s| policy.request_header(n, v, s),
+            |n, v, s| policy.header_value(n, v, s),
             &mut sum,
         );
         let response_headers = headers(
             self.response,
             |n| policy.logs_response_header(n),
-            |n, v, s| policy.response_header(n, v, s),
+            |n, v, s| policy.header_value(n, v, s),
             &mut sum,
         );
         // Trailers are read for gRPC only: plain HTTP pays no hostcall for them.
@@ -418,13 +418,13 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
                     headers(
                         src.request_trailers(),
                         |n| policy.logs_request_trailer(n),
-                        |n, v, s| policy.request_trailer(n, v, s),
+                        |n, v, s| policy.header_value(n, v, s),
                         &mut sum,
                     ),
                     headers(
                         std::mem::take(&mut self.trailers),
                         |n| policy.logs_response_trailer(n),
-                        |n, v, s| policy.response_trailer(n, v, s),
+                        |n, v, s| policy.header_value(n, v, s),
                         &mut sum,
                     ),
                 )
@@ -491,9 +491,9 @@ fn tls(src: &impl AttributeSource, policy: &RedactionPolicy, sum: &mut Summary) 
     // Client-chosen text (SNI) and certificate names go through the text detectors like any
     // other value; a SPIFFE id or a host name passes unchanged.
     let server_name = text(src, &["connection", "requested_server_name"])
-        .and_then(|v| owned(policy.text(&v, sum)));
+        .and_then(|v| owned(policy.repeated_text(&v, sum)));
     let peer_principal = text(src, &["connection", "uri_san_peer_certificate"])
-        .and_then(|v| owned(policy.text(&v, sum)));
+        .and_then(|v| owned(policy.repeated_text(&v, sum)));
     let peer_cert_sha256 = text(src, &["connection", "sha256_peer_certificate_digest"])
         .map(|d| d.to_ascii_uppercase());
     Some(TlsInfo {

@@ -5,14 +5,8 @@
 
 /// Appends `s` as a JSON string literal (with quotes), escaping per RFC 8259.
 pub fn push_str(out: &mut Vec<u8>, s: &str) {
-    push_str2(out, s, "");
-}
-
-/// Appends the concatenation of `a` and `b` as one JSON string literal.
-pub fn push_str2(out: &mut Vec<u8>, a: &str, b: &str) {
     out.push(b'"');
-    push_escaped(out, a);
-    push_escaped(out, b);
+    push_escaped(out, s);
     out.push(b'"');
 }
 
@@ -37,7 +31,8 @@ fn word_needs_escape(w: u64) -> bool {
         != 0
 }
 
-fn push_escaped(out: &mut Vec<u8>, s: &str) {
+/// Appends `s` escaped, without quotes (the caller writes them with its fixed text).
+pub fn push_escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     // Plain words go out without a look at each byte; the first word with something to escape
     // (and everything after it) goes through the byte loop. The short tail is tested as one

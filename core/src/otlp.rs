@@ -7,7 +7,7 @@
 //! Depends on [`crate::record`] and [`crate::schema`] only (plus the [`crate::json`] writers):
 //! what the VM reports about itself (tallies) comes in through the [`Event`] trait.
 
-use crate::json::{push_f64, push_hex, push_int, push_int_str, push_str, push_str2};
+use crate::json::{push_escaped, push_f64, push_hex, push_int, push_int_str, push_str};
 use crate::otlp_proto::{self, ProtoEnvelope};
 use crate::record::{AccessRecord, AttrValue, Event};
 use crate::schema::MESHLOG_SEQUENCE;
@@ -37,7 +37,9 @@ pub fn encode_log_record(out: &mut Vec<u8>, rec: &AccessRecord) {
             out.push(b',');
         }
         first = false;
-        push_key_value(out, prefix, name, value);
+        // Record keys start with one of the schema's constants (`crate::schema`), plain ASCII
+        // that needs no escaping (a test checks every one): copied as is.
+        push_attribute(out, prefix.as_bytes(), name, value);
     });
     out.push(b']');
     if let Some(t) = &rec.trace_id {
@@ -98,23 +100,42 @@ pub fn encode_event_record(
 }
 
 fn push_key_value(out: &mut Vec<u8>, prefix: &str, name: &str, value: AttrValue<'_>) {
-    out.extend_from_slice(b"{\"key\":");
-    push_str2(out, prefix, name);
+    out.extend_from_slice(b"{\"key\":\"");
+    push_escaped(out, prefix);
+    push_rest(out, name, value);
+}
+
+/// [`push_key_value`] for a key whose `plain_prefix` needs no escaping (a schema constant).
+fn push_attribute(out: &mut Vec<u8>, plain_prefix: &[u8], name: &str, value: AttrValue<'_>) {
+    out.extend_from_slice(b"{\"key\":\"");
+    out.extend_from_slice(plain_prefix);
+    push_rest(out, name, value);
+}
+
+/// The key's variable part (escaped), then the value.
+fn push_rest(out: &mut Vec<u8>, name: &str, value: AttrValue<'_>) {
+    // The fixed text between the pieces goes out as one slice each (31 attributes a record:
+    // the separate quote and brace pushes were a fifth of the encoding's instructions).
+    if !name.is_empty() {
+        push_escaped(out, name);
+    }
     match value {
         AttrValue::Str(s) => {
-            out.extend_from_slice(b",\"value\":{\"stringValue\":");
-            push_str(out, s);
+            out.extend_from_slice(b"\",\"value\":{\"stringValue\":\"");
+            push_escaped(out, s);
+            out.extend_from_slice(b"\"}}");
         }
         AttrValue::Int(i) => {
-            out.extend_from_slice(b",\"value\":{\"intValue\":");
-            push_int_str(out, i);
+            out.extend_from_slice(b"\",\"value\":{\"intValue\":\"");
+            push_int(out, i);
+            out.extend_from_slice(b"\"}}");
         }
         AttrValue::Double(d) => {
-            out.extend_from_slice(b",\"value\":{\"doubleValue\":");
+            out.extend_from_slice(b"\",\"value\":{\"doubleValue\":");
             push_f64(out, d);
+            out.extend_from_slice(b"}}");
         }
     }
-    out.extend_from_slice(b"}}");
 }
 
 /// The OTLP/HTTP body format (`collector.protocol`), named as OpenTelemetry's exporters name
@@ -270,6 +291,27 @@ mod tests {
             span_id: Some([0x01; 8]),
             ..AccessRecord::default()
         }
+    }
+
+    /// `encode_log_record` copies a key's schema prefix without escaping: every string in
+    /// `schema.rs` (outside comments) must be printable ASCII without `"` or `\`.
+    #[test]
+    fn schema_keys_need_no_json_escaping() {
+        let src = include_str!("schema.rs");
+        let mut literals = 0;
+        for line in src.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
+            for (i, lit) in line.split('"').enumerate() {
+                if i % 2 == 1 {
+                    literals += 1;
+                    assert!(
+                        lit.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\'),
+                        "{lit}"
+                    );
+                }
+            }
+            assert_eq!(line.matches('"').count() % 2, 0, "{line}");
+        }
+        assert!(literals > 50, "{literals}");
     }
 
     #[test]

@@ -315,7 +315,11 @@ impl LogView {
                         length: h.value_length,
                     }
                     .to_vec();
-                    (String::from_utf8_lossy(&k).into_owned(), v)
+                    // A valid name (always, from Envoy) becomes the String without a second
+                    // copy; `from_utf8_lossy(..).into_owned()` copied every name again.
+                    let k = String::from_utf8(k)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    (k, v)
                 })
                 .collect()
         }

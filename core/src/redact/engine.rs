@@ -285,6 +285,23 @@ impl RedactionPolicy {
         self.redact_value(value, Enc::Plain, s).out.into_cow(value)
     }
 
+    /// [`RedactionPolicy::text`] for a field whose values repeat from request to request (the
+    /// user agent): a value it leaves untouched is remembered per thread ([`super::memo`]) and
+    /// not scanned again. Same result, same counts.
+    pub fn repeated_text<'a>(&self, value: &'a str, s: &mut Summary) -> Option<Cow<'a, str>> {
+        // A name no header has (a space is not a token byte): apart from header values.
+        const FIELD: &str = " text";
+        if super::memo::is_clean(self.memo_id, FIELD, value) {
+            return Some(Cow::Borrowed(value));
+        }
+        let before = *s;
+        let out = self.redact_value(value, Enc::Plain, s).out;
+        if out == Out::Same && *s == before {
+            super::memo::remember_clean(self.memo_id, FIELD, value);
+        }
+        out.into_cow(value)
+    }
+
     /// Anonymizes a client address (the downstream peer, one `X-Forwarded-For` element):
     /// `1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]:443` are truncated to the configured prefix
     /// (default `ip` action `partial`), masked, hashed or dropped; a port is kept. Anything that is
@@ -298,6 +315,18 @@ impl RedactionPolicy {
             return self.redact_value(elem, Enc::Plain, s).out;
         }
         match super::ip::parse_element(elem) {
+            // The common case (a client's IPv4 address kept to its prefix) without the
+            // `to_string`, re-parse and `Display` of the general path below: same text.
+            Some((a, b, std::net::IpAddr::V4(v4)))
+                if self.action_for(Kind::Ip, 0) == Action::Partial =>
+            {
+                s.add(Kind::Ip);
+                let t = super::ip::truncated_v4_text(v4, self.ipv4_prefix);
+                match (elem.get(..a), elem.get(b..)) {
+                    (Some(""), Some("")) | (None, _) | (_, None) => Out::Changed(t),
+                    (Some(pre), Some(post)) => Out::Changed(format!("{pre}{t}{post}")),
+                }
+            }
             Some((a, b, addr)) => {
                 let text = addr.to_string();
                 match self.render(Kind::Ip, 0, text.as_bytes(), s) {

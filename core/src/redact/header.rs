@@ -193,6 +193,10 @@ impl RedactionPolicy {
         value: &'a str,
         s: &mut Summary,
     ) -> Option<Cow<'a, str>> {
+        if super::memo::is_clean(self.memo_id, name, value) {
+            return Some(Cow::Borrowed(value));
+        }
+        let before = *s;
         let out = match self.header_class(name) {
             HeaderClass::Cookie => self.cookie(value, s),
             HeaderClass::SetCookie => self.set_cookie(value, s),
@@ -202,6 +206,9 @@ impl RedactionPolicy {
             HeaderClass::Url => self.url_inner(value, s),
             HeaderClass::Text => self.redact_value(value, Enc::Plain, s).out,
         };
+        if out == Out::Same && *s == before {
+            super::memo::remember_clean(self.memo_id, name, value);
+        }
         out.into_cow(value)
     }
 

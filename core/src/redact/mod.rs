@@ -143,6 +143,7 @@ mod header;
 mod ip;
 mod keys;
 mod kind;
+mod memo;
 mod names;
 mod natid;
 mod numeric;

@@ -177,6 +177,9 @@ pub struct RedactionPolicy {
     /// policy is compiled: the per-request lookup hashes the name and compares one or two.
     pub(crate) classes: NameTable<super::HeaderClass>,
     version: String,
+    /// Which compiled policy this is, for the per-thread memo of clean header values
+    /// ([`super::memo`]); a clone is the same policy.
+    pub(crate) memo_id: u64,
 }
 
 impl Default for RedactionPolicy {
@@ -294,6 +297,7 @@ impl Settings {
             extension: String::new(),
             classes: NameTable::default(),
             version: String::new(),
+            memo_id: super::memo::next_policy_id(),
         };
         let mut names: Vec<String> = [
             &p.request_headers,

@@ -1695,3 +1695,67 @@ fn benign_look_alikes_survive_per_type() {
     }
     eprintln!("benign cost of the default policy: {}", report.join(", "));
 }
+
+/// The per-thread memo of clean header values (and of repeated free text: user agent, host,
+/// SNI) gives what the full pass gives, every time, per policy: the second and third sight of a
+/// value return the same text and count the same kinds as the first, and a value one policy
+/// leaves clean is still redacted under another policy on the same thread.
+#[test]
+fn memoized_header_values_redact_as_the_first_pass() {
+    let plain = policy("{}");
+    let strict = policy(
+        r#"{"custom": [{"name": "proxy_name", "pattern": "envoy"}, {"name": "bench_ua", "pattern": "bench"}]}"#,
+    );
+    let values = [
+        ("server", "envoy"),
+        ("content-type", "text/plain; charset=utf-8"),
+        ("x-forwarded-proto", "http"),
+        ("content-length", "2"),
+        ("user-agent", "meshlog-bench/1.0"),
+        ("user-agent", "mail jo@example.com"),
+        ("x-forwarded-for", "10.1.2.3"),
+        ("authorization", "Bearer abc.def.ghi"),
+        ("cookie", "session=abcdef0123456789abcdef"),
+        (
+            "referer",
+            "https://shop.example.com/cart?card=4111111111111111",
+        ),
+    ];
+    for p in [&plain, &strict, &plain, &strict] {
+        for (name, value) in values {
+            let mut first = Summary::new();
+            let a = p.header_value(name, value, &mut first).map(Cow::into_owned);
+            for _ in 0..2 {
+                let mut again = Summary::new();
+                let b = p.header_value(name, value, &mut again).map(Cow::into_owned);
+                assert_eq!(a, b, "{name}: {value}");
+                assert_eq!(first, again, "{name}: {value}");
+            }
+            let mut t1 = Summary::new();
+            let x = p.repeated_text(value, &mut t1).map(Cow::into_owned);
+            let mut t2 = Summary::new();
+            let y = p.text(value, &mut t2).map(Cow::into_owned);
+            let mut t3 = Summary::new();
+            let z = p.repeated_text(value, &mut t3).map(Cow::into_owned);
+            assert_eq!((&x, &t1), (&y, &t2), "{value}");
+            assert_eq!((&x, &t1), (&z, &t3), "{value}");
+        }
+    }
+    // Clean under the default policy, redacted under the strict one, in either order.
+    let mut s = Summary::new();
+    assert_eq!(
+        strict.header_value("server", "envoy", &mut s).as_deref(),
+        Some("[REDACTED:proxy_name]")
+    );
+    assert_eq!(s.get(Kind::Custom), 1);
+    assert_eq!(
+        plain
+            .header_value("server", "envoy", &mut Summary::new())
+            .as_deref(),
+        Some("envoy")
+    );
+    assert_eq!(
+        text(&strict, "meshlog-bench/1.0"),
+        "meshlog-[REDACTED:bench_ua]/1.0"
+    );
+}
