@@ -15,6 +15,7 @@ use meshlog_server::WireFormat;
 use meshlog_server::ingest::Limits;
 use meshlog_server::ingest::decode::{BodyEncoding, decompress, parse};
 use meshlog_server::ingest::pipeline::{OneClass, Redaction, prepare_json_view, prepare_request};
+use sha2::Digest;
 use std::io::Write;
 
 /// tests/src/load.rs's `batch`, salt 0.
@@ -76,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let limits = Limits::default();
     let off = Redaction::off();
     let mut stored = 0usize;
+    let mut hashed = 0u8;
     for _ in 0..n {
         let bytes = decompress(&body, BodyEncoding::Gzip, limits)?;
         let frames = match path.as_str() {
@@ -92,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .sum::<usize>();
     }
     println!(
-        "{n} requests of {} bytes JSON ({} gzip'd): {stored} records",
+        "{n} requests of {} bytes JSON ({} gzip'd): {stored} records ({hashed:02x})",
         raw.len(),
         body.len()
     );

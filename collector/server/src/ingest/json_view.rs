@@ -23,9 +23,13 @@ use std::fmt;
 
 /// Reads an OTLP/JSON `ExportLogsServiceRequest`; escaped strings and hex ids live in `arena`.
 pub fn request<'a>(bytes: &'a [u8], arena: &'a Bump) -> Result<RequestView<'a>, Unsupported> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // One UTF-8 check of the whole body instead of one per string (serde_json's `StrRead`
+    // skips its own). Invalid UTF-8 that serde would take (inside an ignored string) is
+    // declined here: serde then reads it.
+    let text = std::str::from_utf8(bytes).map_err(|_| Unsupported)?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let req = Req(arena).deserialize(&mut de).map_err(|_| Unsupported)?;
-    // serde_json::from_slice refuses trailing characters: so does the view.
+    // serde_json::from_slice refuses trailing characters: so does the reader.
     de.end().map_err(|_| Unsupported)?;
     Ok(req)
 }
@@ -760,12 +764,14 @@ mod tests {
             );
             assert!(!same_frames(body, &off));
         }
-        // serde takes these, the reader leaves them to it: bytes values (base64), a struct
-        // sent as an array, hex with a prefix.
+        // serde takes these, the reader leaves them to it: bytes values (base64), structs
+        // sent as arrays, invalid UTF-8 where serde does not look.
         for body in [
             rec(json!({"body": {"bytesValue": "AP8="}})),
             br#"{"resourceLogs":[[null,[],""]]}"#.to_vec(),
             b"[]".to_vec(),
+            // Invalid UTF-8 in a string serde skips unchecked (an unknown field's).
+            b"{\"x\":\"\xff\",\"resourceLogs\":[]}".to_vec(),
         ] {
             assert!(parse(&body, WireFormat::Json).is_ok());
             assert!(!same_frames(&body, &off));
