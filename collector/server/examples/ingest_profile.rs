@@ -91,7 +91,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (_, f) in &frames {
             stored += f.records() as usize;
             // What the store then hashes for the frame's Merkle leaf (SHA-256 over the frame).
-            hashed ^= sha2::Sha256::digest(f.bytes())[0];
+            hashed ^= sha2::Sha256::digest(f.bytes())
+                .first()
+                .copied()
+                .unwrap_or(0);
         }
     }
     println!(
