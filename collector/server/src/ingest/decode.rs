@@ -19,9 +19,17 @@ pub enum BodyEncoding {
     Zstd,
 }
 
-/// Reads a decoder to the end, refusing to produce more than `limit` bytes.
-fn inflate(dec: impl Read, what: &str, body_len: usize, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::with_capacity(body_len.saturating_mul(4).min(limit));
+/// Reads a decoder to the end, refusing to produce more than `limit` bytes. `expect` is the
+/// decoded size the body announces, if any: only a hint for the first allocation.
+fn inflate(
+    dec: impl Read,
+    what: &str,
+    body_len: usize,
+    expect: Option<usize>,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let guess = expect.unwrap_or(body_len.saturating_mul(4));
+    let mut out = Vec::with_capacity(guess.min(limit));
     // One byte more than allowed tells "exactly at the limit" from "over it".
     let cap = (limit as u64).saturating_add(1);
     dec.take(cap)
@@ -35,12 +43,22 @@ fn inflate(dec: impl Read, what: &str, body_len: usize, limit: usize) -> Result<
     Ok(out)
 }
 
-/// Gunzips `body`, refusing to produce more than `limit` bytes.
+/// Deflate cannot expand more than this (a 258-byte match per 2 bits, roughly).
+const DEFLATE_MAX_RATIO: usize = 1032;
+
+/// Gunzips `body`, refusing to produce more than `limit` bytes. The gzip trailer's size
+/// (ISIZE, the last member's decoded size mod 2^32) sizes the output once instead of growing
+/// it by doubling, when deflate could produce that much from the body.
 pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let expect = body
+        .last_chunk::<4>()
+        .map(|b| u32::from_le_bytes(*b) as usize)
+        .filter(|&n| n <= body.len().saturating_mul(DEFLATE_MAX_RATIO));
     inflate(
         flate2::read::MultiGzDecoder::new(body),
         "gzip",
         body.len(),
+        expect,
         limit,
     )
 }
@@ -54,7 +72,7 @@ pub fn unzstd(body: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut dec = zstd::stream::read::Decoder::new(body).map_err(bad)?;
     let window_log = usize::BITS - limit.saturating_sub(1).leading_zeros();
     dec.window_log_max(window_log.clamp(23, 31)).map_err(bad)?;
-    inflate(dec, "zstd", body.len(), limit)
+    inflate(dec, "zstd", body.len(), None, limit)
 }
 
 /// Decodes a body into an OTLP request.

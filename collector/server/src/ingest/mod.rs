@@ -7,6 +7,7 @@
 //! - [`decode`]: body decoding under size caps;
 //! - [`flatten`]: OTLP records to meshlog's canonical flat records;
 //! - [`view`]: a borrowed view of an OTLP/protobuf request (no copy per attribute);
+//! - [`json_view`]: the same view read from OTLP/JSON;
 //! - [`error`]: why a batch was refused, and how each transport answers it.
 
 pub mod decode;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod flatten;
 pub mod grpc;
 pub mod http;
+pub mod json_view;
 pub mod pipeline;
 pub mod view;
 

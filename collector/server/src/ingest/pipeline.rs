@@ -26,7 +26,7 @@
 
 use super::decode::{BodyEncoding, decode, decompress, parse};
 use super::error::{ApiError, RETRY_AFTER_BUSY_SECS, StorageFailure, WireFormat};
-use super::{CANONICAL_EXPANSION_LIMIT, Limits, flatten, view};
+use super::{CANONICAL_EXPANSION_LIMIT, Limits, flatten, json_view, view};
 use axum::body::Bytes;
 use meshlog_format::batch_id::BatchId;
 use meshlog_format::frame::{BuildError, EncodedFrame, FrameBuilder};
@@ -227,10 +227,8 @@ impl Pipeline {
         let meta = (batch_id, received_unix_nano, tenant);
         self.decode_and_store(size, meta, "decoding", move |prep| {
             let bytes = decompress(&body, encoding, limits)?;
-            // Protobuf whose records all go to the one class as they are: read in place.
-            if format == WireFormat::Protobuf
-                && let Some(frames) = prep.view(&bytes)
-            {
+            // Records that all go to the one class as they are: read in place.
+            if let Some(frames) = prep.view(&bytes, format) {
                 return frames;
             }
             prep.request(parse(&bytes, format)?)
@@ -393,14 +391,22 @@ impl Prep {
         )
     }
 
-    /// Protobuf `bytes` read in place ([`view`]) and written straight to one frame, when
-    /// every record goes to the one class unredacted; `None` when that is not so (or the view
-    /// does not read the message): then the caller decodes with prost.
-    fn view(&self, bytes: &[u8]) -> Option<Result<Vec<(usize, EncodedFrame)>, ApiError>> {
+    /// `bytes` read in place ([`view`], [`json_view`]) and written straight to one frame,
+    /// when every record goes to the one class unredacted; `None` when that is not so (or the
+    /// view does not read the message): then the caller decodes with prost (or serde).
+    fn view(
+        &self,
+        bytes: &[u8],
+        format: WireFormat,
+    ) -> Option<Result<Vec<(usize, EncodedFrame)>, ApiError>> {
         if self.routes.as_ref().classes() != 1 {
             return None;
         }
-        prepare_view(
+        let prepare = match format {
+            WireFormat::Protobuf => prepare_view,
+            WireFormat::Json => prepare_json_view,
+        };
+        prepare(
             bytes,
             self.tenant.as_deref(),
             self.limits,
@@ -425,7 +431,53 @@ pub fn prepare_view(
     keyring: Option<Arc<Keyring>>,
     redaction: &Redaction,
 ) -> Option<Result<Vec<(usize, EncodedFrame)>, ApiError>> {
-    let mut req = view::request(bytes).ok()?;
+    let req = view::request(bytes).ok()?;
+    write_view(
+        req,
+        tenant,
+        limits,
+        received_unix_nano,
+        batch_id,
+        keyring,
+        redaction,
+    )
+}
+
+/// [`prepare_view`] for OTLP/JSON `bytes` ([`json_view`]): `None` when the reader does not
+/// take them exactly as serde's decoding into prost's structs would (then the caller decodes
+/// with serde); else the frames are byte for byte [`prepare_request`]'s.
+pub fn prepare_json_view(
+    bytes: &[u8],
+    tenant: Option<&str>,
+    limits: Limits,
+    received_unix_nano: u64,
+    batch_id: Option<BatchId>,
+    keyring: Option<Arc<Keyring>>,
+    redaction: &Redaction,
+) -> Option<Result<Vec<(usize, EncodedFrame)>, ApiError>> {
+    let arena = bumpalo::Bump::new();
+    let req = json_view::request(bytes, &arena).ok()?;
+    write_view(
+        req,
+        tenant,
+        limits,
+        received_unix_nano,
+        batch_id,
+        keyring,
+        redaction,
+    )
+}
+
+/// Frames a request view, all into class 0, when `redaction` leaves every record as it is.
+fn write_view<'a>(
+    mut req: view::RequestView<'a>,
+    tenant: Option<&'a str>,
+    limits: Limits,
+    received_unix_nano: u64,
+    batch_id: Option<BatchId>,
+    keyring: Option<Arc<Keyring>>,
+    redaction: &Redaction,
+) -> Option<Result<Vec<(usize, EncodedFrame)>, ApiError>> {
     let all_skipped = req
         .resource_logs
         .iter()
