@@ -76,6 +76,7 @@
 //! dropped or repeated are not caught by the seal; that is the Merkle log's job.
 
 use crate::batch_id::{BatchId, BatchIdError};
+use bytes::Bytes;
 use meshlog_tlog::keys::{Keyring, check_data_key_id};
 use meshlog_tlog::seal::{self, NONCE_LEN, OpenError, SealError, TAG_LEN};
 use serde_json::{Map, Value};
@@ -624,7 +625,8 @@ pub const MEMBER_ESCAPED: u32 = 1 << 31;
 /// can be taken as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlainRecords {
-    ndjson: Vec<u8>,
+    /// The lines, shared: a record handed out is a slice of it ([`PlainRecords::line_bytes`]).
+    ndjson: Bytes,
     /// End of each line (its newline excluded) in `ndjson`.
     ends: Vec<usize>,
     /// Every line's member index, `(key, value)` offset pairs flattened.
@@ -658,6 +660,32 @@ impl PlainRecords {
             })
     }
 
+    /// Record `i` as a shared slice of the frame's lines (no copy), with its member index
+    /// range in [`PlainRecords::members_of`] and its shape.
+    pub fn line_bytes(&self, i: usize) -> Option<(Bytes, std::ops::Range<usize>, u64)> {
+        let end = *self.ends.get(i)?;
+        let start = match i.checked_sub(1) {
+            Some(p) => self.ends.get(p)? + 1,
+            None => 0,
+        };
+        let m_end = *self.member_ends.get(i)?;
+        let m_start = match i.checked_sub(1) {
+            Some(p) => *self.member_ends.get(p)?,
+            None => 0,
+        };
+        let line = self.ndjson.slice(start..end);
+        Some((
+            line,
+            m_start..m_end,
+            self.shapes.get(i).copied().unwrap_or(0),
+        ))
+    }
+
+    /// The member index entries `range` (from [`PlainRecords::line_bytes`]).
+    pub fn members_of(&self, range: std::ops::Range<usize>) -> &[u32] {
+        self.members.get(range).unwrap_or_default()
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.ends.len()
@@ -674,11 +702,21 @@ impl PlainRecords {
             + (self.ends.len() + self.member_ends.len() + self.shapes.len()) * 8
             + self.members.len() * 4
     }
+}
 
+/// [`PlainRecords`] being built.
+#[derive(Debug, Default)]
+struct PlainBuilder {
+    ndjson: Vec<u8>,
+    plain: PlainRecords,
+}
+
+impl PlainBuilder {
     fn push(&mut self, line: &[u8], members: &[u32], shape: u64) {
-        self.shapes.push(shape);
-        self.members.extend_from_slice(members);
-        self.member_ends.push(self.members.len());
+        let p = &mut self.plain;
+        p.shapes.push(shape);
+        p.members.extend_from_slice(members);
+        p.member_ends.push(p.members.len());
         self.ndjson.extend_from_slice(line);
         // The line ends with its newline (`push_line`'s contract); one without is kept whole.
         let end = match line.last() {
@@ -688,7 +726,14 @@ impl PlainRecords {
                 self.ndjson.len() - 1
             }
         };
-        self.ends.push(end);
+        p.ends.push(end);
+    }
+
+    fn finish(self) -> PlainRecords {
+        PlainRecords {
+            ndjson: Bytes::from(self.ndjson),
+            ..self.plain
+        }
     }
 }
 
@@ -779,7 +824,7 @@ pub struct FrameBuilder {
     records: u32,
     raw_bytes: u64,
     max_raw_bytes: u64,
-    plain: Option<PlainRecords>,
+    plain: Option<PlainBuilder>,
 }
 
 impl std::fmt::Debug for FrameBuilder {
@@ -891,7 +936,7 @@ impl FrameBuilder {
     /// Keeps a copy of the records uncompressed in the finished frame
     /// ([`EncodedFrame::plain`]); call before the first push.
     pub fn keep_records(&mut self) {
-        self.plain.get_or_insert_with(PlainRecords::default);
+        self.plain.get_or_insert_with(PlainBuilder::default);
     }
 
     /// Records pushed so far.
@@ -935,7 +980,7 @@ impl FrameBuilder {
             records: self.records,
             key_id: header.extensions.sealing.map(|s| s.key_id),
             batch_id: header.extensions.batch_id,
-            plain: self.plain.map(Arc::new),
+            plain: self.plain.map(|p| Arc::new(p.finish())),
         })
     }
 }

@@ -36,6 +36,8 @@ pub mod merged;
 pub mod recent;
 
 use crate::writer::WriteError;
+use bytes::Bytes;
+use meshlog_format::frame::PlainRecords;
 use meshlog_format::frame::{
     Damage, FRAME_HEADER_PREFIX_LEN, FrameHeader, SEGMENT_HEADER_LEN, frame_header_len,
 };
@@ -117,14 +119,48 @@ impl FromStr for Position {
 pub struct TailRecord {
     /// Where it is in the log.
     pub position: Position,
-    /// The record as stored: one JSON object, no newline.
-    pub json: Vec<u8>,
+    /// The record as stored: one JSON object, no newline (shared with its frame when it came
+    /// from memory).
+    pub json: Bytes,
     /// Its member index when the record came from memory with one (see
-    /// [`PlainRecords`](meshlog_format::frame::PlainRecords)); empty otherwise.
-    pub members: Vec<u32>,
+    /// [`PlainRecords`]); empty otherwise.
+    pub members: Members,
     /// Its shape token with the member index (0: none).
     pub shape: u64,
 }
+
+/// A record's member index ([`PlainRecords`]), shared with its frame: reads as `[u32]`, empty
+/// when not known.
+#[derive(Clone, Default)]
+pub struct Members {
+    frame: Option<Arc<PlainRecords>>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for Members {
+    type Target = [u32];
+
+    fn deref(&self) -> &[u32] {
+        match &self.frame {
+            Some(f) => f.members_of(self.range.clone()),
+            None => &[],
+        }
+    }
+}
+
+impl fmt::Debug for Members {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Members {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Members {}
 
 impl TailRecord {
     /// The record parsed.
@@ -212,9 +248,11 @@ pub struct Subscription {
     /// The next position to deliver.
     next: Position,
     cursor: Option<Cursor>,
-    /// Records of the frame at `next.leaf` from `next.record` on, with their member indexes.
-    buffered: VecDeque<(Vec<u8>, Vec<u32>, u64)>,
-    /// Whether `buffered` holds the frame at `next.leaf`.
+    /// Records of the frame at `next.leaf` from `next.record` on, read from its segment.
+    buffered: VecDeque<Vec<u8>>,
+    /// The frame at `next.leaf` taken from memory, when it was (read from `next.record`).
+    held: Option<Arc<PlainRecords>>,
+    /// Whether `buffered` or `held` holds the frame at `next.leaf`.
     loaded: bool,
     /// The writer's newest committed frames, read before the segment files.
     recent: Option<recent::Subscriber>,
@@ -236,6 +274,7 @@ impl Subscription {
             next: from,
             cursor: None,
             buffered: VecDeque::new(),
+            held: None,
             loaded: false,
             recent: None,
             frames_read: (0, 0),
@@ -314,16 +353,31 @@ impl Subscription {
         loop {
             let committed = *self.commits.borrow_and_update();
             if self.loaded {
-                if let Some((json, members, shape)) = self.buffered.pop_front() {
-                    let position = self.next;
-                    self.next = position.after();
-                    return Ok(Some(TailEvent::Record(TailRecord {
-                        position,
-                        json,
-                        members,
-                        shape,
-                    })));
+                let record =
+                    match &self.held {
+                        Some(frame) => frame.line_bytes(self.next.record as usize).map(
+                            |(json, range, shape)| TailRecord {
+                                position: self.next,
+                                json,
+                                members: Members {
+                                    frame: Some(Arc::clone(frame)),
+                                    range,
+                                },
+                                shape,
+                            },
+                        ),
+                        None => self.buffered.pop_front().map(|json| TailRecord {
+                            position: self.next,
+                            json: Bytes::from(json),
+                            members: Members::default(),
+                            shape: 0,
+                        }),
+                    };
+                if let Some(record) = record {
+                    self.next = self.next.after();
+                    return Ok(Some(TailEvent::Record(record)));
                 }
+                self.held = None;
                 // The frame is done: on to the next leaf.
                 self.loaded = false;
                 self.next = Position::leaf(self.next.leaf.saturating_add(1));
@@ -344,7 +398,10 @@ impl Subscription {
         let committed = *self.commits.borrow_and_update();
         let mut skipped = 0u64;
         if self.loaded {
-            skipped += self.buffered.len() as u64;
+            skipped += match self.held.take() {
+                Some(frame) => (frame.len() as u64).saturating_sub(u64::from(self.next.record)),
+                None => self.buffered.len() as u64,
+            };
             self.buffered.clear();
             self.loaded = false;
             self.next = Position::leaf(self.next.leaf.saturating_add(1));
@@ -380,12 +437,8 @@ impl Subscription {
     fn load(&mut self, committed: u64) -> Result<Option<TailEvent>, TailError> {
         let want = self.next.leaf;
         if let Some(held) = self.recent.as_ref().and_then(|r| r.recent().get(want)) {
-            let skip = self.next.record as usize;
-            self.buffered = held
-                .records()
-                .skip(skip)
-                .map(|(line, members, shape)| (line.to_vec(), members.to_vec(), shape))
-                .collect();
+            self.buffered.clear();
+            self.held = Some(held);
             self.loaded = true;
             self.frames_read.0 += 1;
             // The file cursor did not move with it: a later read from the files finds its
@@ -414,11 +467,8 @@ impl Subscription {
         self.frames_read.1 += 1;
         self.advance(&h);
         let skip = (self.next.record as usize).min(lines.len());
-        self.buffered = lines
-            .into_iter()
-            .skip(skip)
-            .map(|l| (l, Vec::new(), 0))
-            .collect();
+        self.held = None;
+        self.buffered = lines.into_iter().skip(skip).collect();
         self.loaded = true;
         Ok(None)
     }
@@ -1032,6 +1082,43 @@ mod tests {
         );
         drop((live, slow, mid));
         assert_eq!(h.recent.held_bytes(), 0, "no subscriber: nothing held");
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn member_indexes_and_shapes_come_with_records_from_memory_only() {
+        let d = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let store = open(d.path(), 1 << 20);
+        let h = store.handle();
+        let mut sub = h.subscribe(Position::START);
+        let mut b = FrameBuilder::new(u64::MAX, None).unwrap();
+        b.keep_records();
+        b.push_indexed(b"{\"i\":0}\n", &[1, 5], 77).unwrap();
+        b.push_indexed(b"{\"i\":1}\n", &[], 0).unwrap();
+        rt.block_on(h.append(b.finish().unwrap())).unwrap();
+        let got: Vec<_> = std::iter::from_fn(|| sub.try_next().unwrap())
+            .map(|ev| match ev {
+                TailEvent::Record(r) => (r.json.to_vec(), r.members.to_vec(), r.shape),
+                TailEvent::Gap { .. } => panic!("gap"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (b"{\"i\":0}".to_vec(), vec![1, 5], 77),
+                (b"{\"i\":1}".to_vec(), vec![], 0)
+            ]
+        );
+        // From the file: the same records, no index.
+        let mut again = Subscription::at_rest(d.path(), None, 1, Position::START);
+        let TailEvent::Record(r) = again.try_next().unwrap().unwrap() else {
+            panic!("gap")
+        };
+        assert_eq!(
+            (&r.json[..], r.members.len(), r.shape),
+            (&b"{\"i\":0}"[..], 0, 0)
+        );
         store.close().unwrap();
     }
 

@@ -309,7 +309,7 @@ fn replay(
 ) -> Result<(Detector, Vec<Position>), TailError> {
     let mut ends = Vec::new();
     // One store streams in order; several are merged by stored time.
-    let mut merged: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut merged = Vec::new();
     let one = stores.len() == 1;
     for s in stores {
         let end = s.committed_end();
