@@ -234,6 +234,9 @@ pub struct Groups<V> {
     cap: usize,
     /// The key being looked up, reused so a lookup of a held group allocates nothing.
     scratch: String,
+    /// The key [`Groups::entry`] found last; held until a group is removed. Records come in
+    /// runs from one source: a repeat needs one lookup, not two.
+    last: String,
     /// Groups dropped to stay under the cap, or not admitted because every one was firing.
     pub evicted: u64,
 }
@@ -245,6 +248,7 @@ impl<V> Groups<V> {
             map: HashMap::default(),
             cap: cap.max(1),
             scratch: String::new(),
+            last: String::new(),
             evicted: 0,
         }
     }
@@ -294,8 +298,10 @@ impl<V> Groups<V> {
         firing: impl Fn(&V) -> bool,
     ) -> Option<&mut V> {
         crate::rules::write_key(&mut self.scratch, pairs);
-        // A held group (nearly every record) costs two lookups: this one and the one below.
-        if !self.map.contains_key(self.scratch.as_str()) {
+        // A held group costs two lookups (this one and the one below), one when it is the
+        // group found last (still held: `last` is cleared whenever a group goes).
+        let repeat = !self.last.is_empty() && self.last == self.scratch;
+        if !repeat && !self.map.contains_key(self.scratch.as_str()) {
             if self.map.len() >= self.cap {
                 self.evict(&firing);
             }
@@ -306,6 +312,9 @@ impl<V> Groups<V> {
             self.map.insert(self.scratch.clone(), (make(), now));
         }
         let e = self.map.get_mut(self.scratch.as_str())?;
+        if !repeat {
+            self.last.clone_from(&self.scratch);
+        }
         e.1 = now;
         Some(&mut e.0)
     }
@@ -346,6 +355,7 @@ impl<V> Groups<V> {
     }
 
     fn evict(&mut self, firing: &impl Fn(&V) -> bool) {
+        self.last.clear();
         let mut ages: Vec<u64> = self
             .map
             .values()
@@ -373,11 +383,40 @@ impl<V> Groups<V> {
 
     /// Drops the groups `keep` refuses (idle ones), not counted as evicted.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut V, u64) -> bool) {
+        self.last.clear();
         self.map.retain(|k, (v, t)| keep(k, v, *t));
     }
 
     /// Every group with its last-seen time.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut V)> {
         self.map.iter_mut().map(|(k, (v, _))| (k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_group_is_found_again_and_a_removed_one_is_made_anew() {
+        let mut g: Groups<u32> = Groups::new(2);
+        let a = [("service", "a")];
+        for _ in 0..3 {
+            *g.entry(&a, 1, || 0, |_| false).unwrap() += 1;
+        }
+        assert_eq!(
+            g.get_mut("service=a"),
+            Some(&mut 3),
+            "one group, counted three times"
+        );
+        // Removed while it was the last one found: made again from scratch.
+        g.retain(|_, _, _| false);
+        assert_eq!(*g.entry(&a, 2, || 10, |_| false).unwrap(), 10);
+        // Evicted to make room (by another way in) while it was the last one found: made anew.
+        let mut one: Groups<u32> = Groups::new(1);
+        assert_eq!(*one.entry(&a, 1, || 5, |_| false).unwrap(), 5);
+        assert_eq!(*one.get_or_insert("x", 2, || 7, |_| false).unwrap(), 7);
+        assert!(one.get_mut("service=a").is_none(), "evicted for x");
+        assert_eq!(one.entry(&a, 3, || 40, |_| false).copied(), Some(40));
     }
 }
