@@ -72,6 +72,20 @@ fn main() {
     // (what `serve` feeds detection for records it just wrote), as `Flat::parse_indexed`.
     let indexed = std::env::args().nth(2).as_deref() == Some("indexed");
     let members = member_index(&line);
+    // `observe`: the whole of detection per record (reading it by its index and every
+    // built-in rule), as `serve` runs it.
+    if std::env::args().nth(2).as_deref() == Some("observe") {
+        let mut d = Detector::new(&DetectConfig::default());
+        let mut fired = 0;
+        for i in 0..n {
+            let now = 1_764_000_000_000_000_000 + i as u64 * 10_000;
+            fired += d
+                .observe_indexed(black_box(&line), black_box(&members), 7, now)
+                .map_or(0, |t| t.len());
+        }
+        println!("{fired}");
+        return;
+    }
     let mut memo = meshlog_detect::scan::KeyMemo::default();
     let mut kept = 0;
     for _ in 0..n {
