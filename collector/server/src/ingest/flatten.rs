@@ -89,6 +89,8 @@ pub struct Base<'a> {
     entries: Vec<(String, Field<'a>)>,
     /// A keyed hash of the keys ([`shape_of`]).
     shape: u64,
+    /// Unique per `Base` made in this process: [`KeyOrder`] checks the keys of a new one once.
+    id: u64,
 }
 
 /// A keyed hash of `keys` in order, keyed per process (`RandomState`), so that two different
@@ -209,7 +211,9 @@ impl<'a> Base<'a> {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|later, first| later.0 == first.0);
         let shape = shape_of(entries.iter().map(|(k, _)| k.as_str()), 0);
-        Base { entries, shape }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Base { entries, shape, id }
     }
 }
 
@@ -225,6 +229,34 @@ pub struct KeyOrder {
     shape: u64,
     /// The last line's shape: the base's and this order's hashes, and their combination.
     last: (u64, u64, u64),
+    /// Counts the changes of `keys`.
+    generation: u64,
+    /// The members of a line in order, merged from the base's and the record's keys, each
+    /// key already written as a JSON string ([`Plan`]); made again when either changes.
+    plan: Plan,
+}
+
+/// A line's members in order with their keys written as JSON strings: records of one source
+/// repeat the same keys, so each key is escaped once rather than once per record.
+#[derive(Debug, Default)]
+struct Plan {
+    /// The base (by [`Base::id`]) and own keys ([`KeyOrder::generation`]) it was made for;
+    /// `None` when it must be made.
+    base: Option<u64>,
+    own: Option<u64>,
+    /// The base's keys, to know a new base with the same keys (a plan made for it fits).
+    base_keys: Vec<String>,
+    /// `"key"` of each member, one after the other.
+    keys: Vec<u8>,
+    /// Per member: where it comes from (base entry or own entry index), the end of its key in
+    /// `keys`, and whether the key was written with an escape.
+    members: Vec<(Source, usize, bool)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Base(usize),
+    Own(usize),
 }
 
 impl KeyOrder {
@@ -243,8 +275,58 @@ impl KeyOrder {
             self.order
                 .dedup_by(|later, first| keys.get(*later) == keys.get(*first));
             self.shape = shape_of(self.keys.iter().map(String::as_str), 1);
+            self.generation += 1;
         }
         &self.order
+    }
+
+    /// Makes [`KeyOrder::plan`] fit `base` and the own keys last given to [`KeyOrder::of`].
+    fn plan_for(&mut self, base: &Base<'_>) {
+        let plan = &mut self.plan;
+        if plan.base != Some(base.id) {
+            // A new base: its keys are compared once (a plan made for the same keys fits).
+            let same = plan.base_keys.len() == base.entries.len()
+                && plan
+                    .base_keys
+                    .iter()
+                    .zip(&base.entries)
+                    .all(|(a, (b, _))| a == b);
+            if !same {
+                plan.base_keys.clear();
+                plan.base_keys
+                    .extend(base.entries.iter().map(|(k, _)| k.clone()));
+                plan.own = None;
+            }
+            plan.base = Some(base.id);
+        }
+        if plan.own != Some(self.generation) {
+            plan.own = Some(self.generation);
+            // The two sorted runs merged: the record's keys never collide with the base's
+            // (`resource.`/`scope.` prefixed names are moved to `attr.`).
+            plan.keys.clear();
+            plan.members.clear();
+            let mut b = plan.base_keys.iter().enumerate().peekable();
+            let mut o = self
+                .order
+                .iter()
+                .filter_map(|&i| self.keys.get(i).map(|k| (i, k)))
+                .peekable();
+            loop {
+                let next = match (b.peek(), o.peek()) {
+                    (Some(x), Some(y)) if x.1 <= y.1 => b.next().map(|(i, k)| (Source::Base(i), k)),
+                    (Some(_), Some(_)) | (None, Some(_)) => {
+                        o.next().map(|(i, k)| (Source::Own(i), k))
+                    }
+                    (Some(_), None) => b.next().map(|(i, k)| (Source::Base(i), k)),
+                    (None, None) => None,
+                };
+                let Some((source, k)) = next else { break };
+                let from = plan.keys.len();
+                write_str(&mut plan.keys, k);
+                let escaped = plan.keys.len() - from > k.len() + 2;
+                plan.members.push((source, plan.keys.len(), escaped));
+            }
+        }
     }
 
     /// The shape token of a line of `base` with the own keys last given to [`KeyOrder::of`].
@@ -397,60 +479,35 @@ fn write_entries(
     own: &[(Cow<'_, str>, Field<'_>)],
     order_of: &mut KeyOrder,
 ) -> u64 {
-    // The record's keys never collide with the base's (`resource.`/`scope.` prefixed names
-    // are moved to `attr.`), so the two sorted runs merge.
-    let order = order_of.of(own);
+    order_of.of(own);
+    order_of.plan_for(base);
+    let plan = &order_of.plan;
     members.clear();
     let start = out.len();
     // Offsets from the object's start; a line of 2 GiB or more (never: requests are far
     // smaller) gets no index (cleared at the end) rather than a wrong one.
     let at = |from: usize| (from - start) as u32;
-    // A string written longer than its quoted text has an escape.
-    let escaped = |out: &Vec<u8>, from: usize, s: &str| {
-        if out.len() - from > s.len() + 2 {
-            MEMBER_ESCAPED
-        } else {
-            0
-        }
-    };
     out.push(b'{');
-    let mut first = true;
-    let mut b = base
-        .entries
-        .iter()
-        .map(|(k, v)| (k.as_str(), *v))
-        .peekable();
-    let mut o = order
-        .iter()
-        .filter_map(|&i| own.get(i))
-        .map(|(k, v)| (k.as_ref(), *v))
-        .peekable();
-    loop {
-        let next = match (b.peek(), o.peek()) {
-            (Some(x), Some(y)) => {
-                if x.0 <= y.0 {
-                    b.next()
-                } else {
-                    o.next()
-                }
-            }
-            (Some(_), None) => b.next(),
-            (None, Some(_)) => o.next(),
-            (None, None) => None,
+    let mut key_from = 0;
+    for &(source, key_end, key_escaped) in &plan.members {
+        let key = plan.keys.get(key_from..key_end).unwrap_or_default();
+        key_from = key_end;
+        let v = match source {
+            Source::Base(j) => base.entries.get(j).map(|e| e.1),
+            Source::Own(j) => own.get(j).map(|e| e.1),
         };
-        let Some((k, v)) = next else { break };
-        if !first {
+        let Some(v) = v else { continue };
+        if members.last().is_some() {
             out.push(b',');
         }
-        first = false;
-        let key_at = out.len();
-        write_str(out, k);
-        members.push(at(key_at) | escaped(out, key_at, k));
+        members.push(at(out.len()) | if key_escaped { MEMBER_ESCAPED } else { 0 });
+        out.extend_from_slice(key);
         out.push(b':');
         let value_at = out.len();
         write_field(out, v);
+        // A string written longer than its quoted text has an escape.
         let flag = match v {
-            Field::Str(s) => escaped(out, value_at, s),
+            Field::Str(s) if out.len() - value_at > s.len() + 2 => MEMBER_ESCAPED,
             _ => 0,
         };
         members.push(at(value_at) | flag);
@@ -704,10 +761,12 @@ mod tests {
         let mut i = 0;
         // Each line's shape with its keys: equal shapes exactly for equal key lists.
         let mut shapes: Vec<(u64, Vec<String>)> = Vec::new();
+        // One for the whole request, as the pipeline has it: its plan follows every change
+        // of base or keys.
+        let mut order = KeyOrder::default();
         for rl in &req.resource_logs {
             for sl in &rl.scope_logs {
                 let base = Base::new(rl, sl);
-                let mut order = KeyOrder::default();
                 for lr in &sl.log_records {
                     // Written after a previous line: the index counts from the object.
                     let mut out = b"{}\n".to_vec();
@@ -937,6 +996,39 @@ mod tests {
             .map(|r| r["time_unix_nano"].as_u64().unwrap())
             .collect();
         assert_eq!(times, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn keys_written_once_per_shape_follow_every_change_of_resource_and_attributes() {
+        // Resources with other keys, then the same keys again; records whose own keys repeat,
+        // change, vanish and come back: every line as the map writes it.
+        let s = |x: &str| V::StringValue(x.into());
+        let rec = |attrs: Vec<KeyValue>| LogRecord {
+            time_unix_nano: 5,
+            attributes: attrs,
+            ..LogRecord::default()
+        };
+        let records = || {
+            vec![
+                rec(vec![kv("http.route", s("/a")), kv("z", s("1"))]),
+                rec(vec![kv("http.route", s("/b")), kv("z", s("2"))]),
+                rec(vec![]),
+                rec(vec![kv("a\"q", s("x")), kv("http.route", s("/c"))]),
+                rec(vec![kv("http.route", s("/d")), kv("z", s("3"))]),
+            ]
+        };
+        let mut req = request(vec![kv("service.name", s("one"))], None, rec(vec![]));
+        req.resource_logs[0].scope_logs[0].log_records = records();
+        for res in [
+            vec![kv("service.name", s("two")), kv("k8s.pod.name", s("p"))],
+            vec![kv("service.name", s("three"))],
+            vec![],
+        ] {
+            let mut more = request(res, None, rec(vec![]));
+            more.resource_logs[0].scope_logs[0].log_records = records();
+            req.resource_logs.extend(more.resource_logs);
+        }
+        assert_direct_matches_map(&req);
     }
 
     #[test]
