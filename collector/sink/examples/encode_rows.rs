@@ -34,7 +34,7 @@ fn line(i: u64) -> (Vec<u8>, Vec<u32>) {
         ),
         (
             "http.response.status_code",
-            if i % 50 == 0 { "503" } else { "200" }.into(),
+            if i.is_multiple_of(50) { "503" } else { "200" }.into(),
         ),
         ("http.server.request.duration", "0.001234567".into()),
         ("meshlog.sequence", format!("{i}")),

@@ -122,7 +122,7 @@ pub fn encode(
     members: &[u32],
 ) -> Option<LogRow> {
     if members.is_empty()
-        || members.len() % 2 != 0
+        || !members.len().is_multiple_of(2)
         || line.first() != Some(&b'{')
         || line.last() != Some(&b'}')
     {
