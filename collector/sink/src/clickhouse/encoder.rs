@@ -172,6 +172,22 @@ pub fn encode(collector_id: &str, log: &str, key: RowKey, json: &[u8]) -> LogRow
     }
 }
 
+/// [`encode`] for a record that may come with its member index (`members`, see
+/// [`PlainRecords`](meshlog_format::frame::PlainRecords)): read by the index when there is
+/// one it fits ([`indexed`](super::indexed)), parsed whole otherwise; the row is the same.
+pub fn encode_indexed(
+    collector_id: &str,
+    log: &str,
+    key: RowKey,
+    json: &[u8],
+    members: &[u32],
+) -> LogRow {
+    match super::indexed::encode(collector_id, log, key.clone(), json, members) {
+        Some(row) => row,
+        None => encode(collector_id, log, key, json),
+    }
+}
+
 /// A value as the table holds it: strings as they are, anything else as JSON text.
 fn text(v: &Value) -> String {
     match v {

@@ -20,6 +20,7 @@ pub mod check;
 pub mod config;
 pub mod cursor;
 pub mod encoder;
+pub mod indexed;
 pub mod metrics;
 pub mod query;
 pub mod schema;

@@ -395,7 +395,7 @@ impl Task {
                         break;
                     }
                     first_at.get_or_insert_with(Instant::now);
-                    rows.push(encoder::encode(
+                    rows.push(encoder::encode_indexed(
                         &self.sink.collector_id,
                         &self.log,
                         RowKey {
@@ -403,6 +403,7 @@ impl Task {
                             record: r.position.record,
                         },
                         &r.json,
+                        &r.members,
                     ));
                 }
                 Some(TailEvent::Gap { from: g0, to: g1 }) => {
