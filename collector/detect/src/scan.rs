@@ -27,6 +27,7 @@
 
 use crate::flat::Scalar;
 use crate::keys::Keys;
+use meshlog_format::frame::member;
 use std::borrow::Cow;
 
 /// Why a line is not a readable record.
@@ -158,38 +159,22 @@ fn same_shape<'a>(
     let Ok(text) = std::str::from_utf8(line) else {
         return false;
     };
-    let at = |j: usize| {
-        members
-            .get(j)
-            .map(|&m| ((m & !ESCAPED) as usize, m & ESCAPED != 0))
-    };
     for &i in &memo.kept {
-        let (Some((k, false)), Some((v, escaped))) = (at(2 * i), at(2 * i + 1)) else {
+        let Some(m) = member(line, members, i).filter(|m| !m.key_escaped) else {
             return false;
-        };
-        let end = match at(2 * i + 2) {
-            Some((next, _)) => next.wrapping_sub(1),
-            None => line.len() - 1,
         };
         let from = match i.checked_sub(1) {
             Some(p) => memo.keys.get(p).map_or(usize::MAX, |e| e.0),
             None => 0,
         };
         let to = memo.keys.get(i).map_or(0, |e| e.0);
-        if v < k + 3
-            || end < v
-            || line.get(k) != Some(&b'"')
-            || line.get(v - 2) != Some(&b'"')
-            || line.get(v - 1) != Some(&b':')
-            || !matches!(line.get(end), Some(b',' | b'}'))
-            || line.get(k + 1..v - 2) != memo.bytes.get(from..to)
-        {
+        if line.get(m.key.clone()) != memo.bytes.get(from..to) {
             return false;
         }
-        let Some(key) = text.get(k + 1..v - 2) else {
+        let Some(key) = text.get(m.key) else {
             return false;
         };
-        match member_value(line, text, v, end, escaped) {
+        match member_value(line, text, m.value.start, m.value.end, m.value_escaped) {
             Some(value) => out.push((Cow::Borrowed(key), value)),
             None => return false,
         }
@@ -227,10 +212,6 @@ fn member_value<'a>(
         _ => None,
     }
 }
-
-/// Set on a member offset whose key or string value was written with an escape
-/// (`meshlog_format::frame::MEMBER_ESCAPED`).
-const ESCAPED: u32 = 1 << 31;
 
 /// The previous line's keys and whether each was kept (see [`scan_indexed`]).
 #[derive(Debug, Default, Clone)]
@@ -292,41 +273,24 @@ pub(crate) fn indexed<'a>(
     // Where the first key must start: right after `{`; each next one right after `,`.
     let mut expect = 1usize;
     for i in 0..pairs {
-        let at = |j: usize| {
-            members
-                .get(j)
-                .map(|&m| ((m & !ESCAPED) as usize, m & ESCAPED != 0))
-        };
-        let (Some((k, key_escaped)), Some((v, value_escaped))) = (at(2 * i), at(2 * i + 1)) else {
+        let Some(m) = member(line, members, i) else {
             return false;
         };
-        // The value ends where the next member's `,` is, the last one at the closing `}`.
-        let end = match at(2 * i + 2) {
-            Some((next, _)) => next.wrapping_sub(1),
-            None => line.len() - 1,
-        };
-        if k != expect
-            || v < k + 3
-            || end < v
-            || line.get(v - 2) != Some(&b'"')
-            || line.get(v - 1) != Some(&b':')
-            || !matches!(line.get(end), Some(b',' | b'}'))
-            || line.get(k) != Some(&b'"')
-        {
+        if m.key.start != expect + 1 {
             return false;
         }
-        expect = end + 1;
+        expect = m.value.end + 1;
         // An escaped key is decoded by the scanner: its raw bytes are not the key.
-        if key_escaped {
+        if m.key_escaped {
             return false;
         }
-        if !memo.keeps(keys, i, line, k + 1, v - 2) {
+        if !memo.keeps(keys, i, line, m.key.start, m.key.end) {
             continue;
         }
-        let Some(key) = text.get(k + 1..v - 2) else {
+        let Some(key) = text.get(m.key) else {
             return false;
         };
-        match member_value(line, text, v, end, value_escaped) {
+        match member_value(line, text, m.value.start, m.value.end, m.value_escaped) {
             Some(value) => out.push((Cow::Borrowed(key), value)),
             None => return false,
         }

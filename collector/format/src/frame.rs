@@ -611,6 +611,49 @@ pub struct EncodedFrame {
 /// offsets themselves stay below it (a longer line gets no index).
 pub const MEMBER_ESCAPED: u32 = 1 << 31;
 
+/// One member of a line, found by the line's member index ([`PlainRecords`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The key's text between its quotes.
+    pub key: std::ops::Range<usize>,
+    /// The value's JSON text.
+    pub value: std::ops::Range<usize>,
+    /// The key was written with an escape.
+    pub key_escaped: bool,
+    /// The value is a string written with an escape.
+    pub value_escaped: bool,
+}
+
+/// Member `i` of `line` by its member index `members`, when the offsets land on `"key":value`
+/// ended by a `,` or the closing `}`; `None` when the index does not fit the line there.
+pub fn member(line: &[u8], members: &[u32], i: usize) -> Option<Member> {
+    let at = |j: usize| {
+        members
+            .get(j)
+            .map(|&m| ((m & !MEMBER_ESCAPED) as usize, m & MEMBER_ESCAPED != 0))
+    };
+    let (k, key_escaped) = at(2 * i)?;
+    let (v, value_escaped) = at(2 * i + 1)?;
+    // The value ends where the next member's `,` is, the last one at the closing `}`.
+    let end = match at(2 * i + 2) {
+        Some((next, _)) => next.checked_sub(1)?,
+        None => line.len().checked_sub(1)?,
+    };
+    let fits = v >= k + 3
+        && end >= v
+        && line.get(k) == Some(&b'"')
+        && line.get(v - 2) == Some(&b'"')
+        && line.get(v - 1) == Some(&b':')
+        && matches!(line.get(end), Some(b',' | b'}'));
+    // Lazily: the ranges are only sound once the offsets fit.
+    fits.then(|| Member {
+        key: k + 1..v - 2,
+        value: v..end,
+        key_escaped,
+        value_escaped,
+    })
+}
+
 /// A frame's records as the NDJSON it was built from, kept beside the compressed frame so the
 /// store can hand freshly committed records to its subscribers without reading, checking and
 /// decompressing what it just wrote.
@@ -1576,5 +1619,30 @@ mod tests {
             "the same records stored"
         );
         assert_eq!(kept.records(), not_kept.records());
+    }
+
+    #[test]
+    fn a_member_is_found_by_its_offsets_and_an_index_that_does_not_fit_is_not() {
+        let line = br#"{"a":1,"b\"c":"x\ny"}"#;
+        let members = [1, 5, 7 | MEMBER_ESCAPED, 14 | MEMBER_ESCAPED];
+        let a = member(line, &members, 0).unwrap();
+        assert_eq!(
+            (&line[a.key.clone()], &line[a.value.clone()]),
+            (&b"a"[..], &b"1"[..])
+        );
+        assert!(!a.key_escaped && !a.value_escaped);
+        let b = member(line, &members, 1).unwrap();
+        assert_eq!(&line[b.key.clone()], br#"b\"c"#);
+        assert_eq!(&line[b.value.clone()], br#""x\ny""#);
+        assert!(b.key_escaped && b.value_escaped);
+        assert_eq!(member(line, &members, 2), None, "no such member");
+        assert_eq!(member(line, &[1, 4], 0), None, "value not after `\":`");
+        assert_eq!(member(line, &[0, 5, 7, 14], 0), None, "key not at a quote");
+        assert_eq!(
+            member(line, &[1, 5, 8, 14], 0),
+            None,
+            "value not ended by `,`"
+        );
+        assert_eq!(member(line, &[0, 1], 0), None, "offsets too close");
     }
 }

@@ -8,7 +8,7 @@
 //! `"key":value`) gets `None` and the caller parses it whole.
 
 use super::encoder::{LogRow, RowKey, record_hash};
-use meshlog_format::frame::MEMBER_ESCAPED;
+use meshlog_format::frame::member;
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -129,7 +129,6 @@ pub fn encode(
         return None;
     }
     let text = std::str::from_utf8(line).ok()?;
-    let at = |j: usize| members.get(j).map(|&m| (m & !MEMBER_ESCAPED) as usize);
     let mut row = LogRow {
         timestamp_ns: 0,
         trace_id: String::new(),
@@ -158,26 +157,12 @@ pub fn encode(
     let mut seen = 0u32;
     let n = members.len() / 2;
     for i in 0..n {
-        let (k, v) = (at(2 * i)?, at(2 * i + 1)?);
-        let escaped = members.get(2 * i + 1)? & MEMBER_ESCAPED != 0;
-        if members.get(2 * i)? & MEMBER_ESCAPED != 0 {
+        let m = member(line, members, i)?;
+        if m.key_escaped {
             return None;
         }
-        let end = match at(2 * i + 2) {
-            Some(next) => next.checked_sub(1)?,
-            None => line.len() - 1,
-        };
-        if v < k + 3
-            || end < v
-            || line.get(k) != Some(&b'"')
-            || line.get(v - 2) != Some(&b'"')
-            || line.get(v - 1) != Some(&b':')
-            || !matches!(line.get(end), Some(b',' | b'}'))
-        {
-            return None;
-        }
-        let name = text.get(k + 1..v - 2)?;
-        let val = Val::of(text.get(v..end)?, escaped)?;
+        let name = text.get(m.key)?;
+        let val = Val::of(text.get(m.value)?, m.value_escaped)?;
         let col = column(name);
         if let Some(c) = col {
             let bit = 1u32 << c as u32;
@@ -252,6 +237,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::clickhouse::encoder::{encode as parse_whole, encode_indexed};
+    use meshlog_format::frame::MEMBER_ESCAPED;
     use serde_json::json;
 
     /// A line and its member index written the way the collector's writer writes them.
