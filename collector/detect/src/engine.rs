@@ -166,8 +166,13 @@ pub struct Detector {
     tenant: Option<String>,
     /// The record keys the enabled rules read: a stored line is read keeping only these.
     keys: Keys,
+    /// The same without the record's times, which only a replay reads (live, time is the
+    /// collector's clock): what [`Detector::observe_indexed`] reads.
+    live_keys: Keys,
     /// The previous indexed line's keys ([`Flat::parse_indexed`]).
     memo: KeyMemo,
+    /// The last record's emptied fields: the next one is read into their allocation.
+    spare: Vec<crate::scan::Field<'static>>,
 }
 
 fn fingerprint(rule: &str, key: &str, since: u64) -> String {
@@ -239,14 +244,18 @@ impl Detector {
                 suppressed: 0,
             })
             .collect::<Vec<Slot>>();
-        let mut keys = Keys::none();
-        record::View::keys(&mut keys);
+        let mut live_keys = Keys::none();
+        record::View::live_keys(&mut live_keys);
         for s in &slots {
-            s.rule.keys(&mut keys);
+            s.rule.keys(&mut live_keys);
         }
+        let mut keys = live_keys.clone();
+        record::View::keys(&mut keys);
         Detector {
             keys,
+            live_keys,
             memo: KeyMemo::default(),
+            spare: Vec::new(),
             slots,
             active: HashMap::new(),
             last_start: HashMap::new(),
@@ -352,13 +361,18 @@ impl Detector {
         now: u64,
     ) -> Result<Vec<Transition>, ReadError> {
         // Taken out for the call: the record borrows the keys while the rules change.
-        let keys = std::mem::take(&mut self.keys);
+        let keys = std::mem::take(&mut self.live_keys);
         let mut memo = std::mem::take(&mut self.memo);
-        let r = match Flat::parse_indexed(line, members, shape, &keys, &mut memo) {
-            Ok(flat) => self.observe_flat(&flat, line, now),
+        let spare = crate::flat::recycle(std::mem::take(&mut self.spare));
+        let r = match Flat::parse_indexed_into(line, members, shape, &keys, &mut memo, spare) {
+            Ok(flat) => {
+                let r = self.observe_flat(&flat, line, now);
+                self.spare = flat.into_spare();
+                r
+            }
             Err(e) => Err(e.into()),
         };
-        self.keys = keys;
+        self.live_keys = keys;
         self.memo = memo;
         r
     }

@@ -12,7 +12,7 @@
 
 use crate::keys::Keys;
 use crate::record::Record;
-use crate::scan::{self, KeyMemo, ScanError};
+use crate::scan::{self, Field, KeyMemo, ScanError};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -108,6 +108,13 @@ impl<'a> Scalar<'a> {
     }
 }
 
+/// `v` emptied, as a vector of fields that may borrow from another line: the same allocation
+/// (collecting a vector's own iterator into elements of the same layout reuses it in place).
+pub(crate) fn recycle<'b>(mut v: Vec<Field<'_>>) -> Vec<Field<'b>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
 /// Why a stored line could not be observed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -122,7 +129,7 @@ pub enum ReadError {
 /// A flat record's top-level keys and values, in the line's order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Flat<'a> {
-    fields: Vec<(Cow<'a, str>, Scalar<'a>)>,
+    fields: Vec<Field<'a>>,
     /// The keys it was read with, when not all: reading another one is a bug (debug builds
     /// check).
     keys: Option<&'a Keys>,
@@ -157,10 +164,28 @@ impl<'a> Flat<'a> {
         keys: &'a Keys,
         memo: &mut KeyMemo,
     ) -> Result<Flat<'a>, ScanError> {
-        let mut fields = Vec::with_capacity(24);
+        Flat::parse_indexed_into(line, members, shape, keys, memo, Vec::with_capacity(24))
+    }
+
+    /// [`Flat::parse_indexed`] into `fields` (emptied first): a reader of many lines passes the
+    /// vector the previous one gave back ([`Flat::into_spare`]) and allocates nothing.
+    pub(crate) fn parse_indexed_into(
+        line: &'a [u8],
+        members: &[u32],
+        shape: u64,
+        keys: &'a Keys,
+        memo: &mut KeyMemo,
+        mut fields: Vec<Field<'a>>,
+    ) -> Result<Flat<'a>, ScanError> {
+        fields.clear();
         scan::scan_indexed(line, members, shape, keys, memo, &mut fields)?;
         let keys = (!keys.keeps_all()).then_some(keys);
         Ok(Flat { fields, keys })
+    }
+
+    /// The emptied vector of fields, with its allocation, for the next line.
+    pub(crate) fn into_spare<'b>(self) -> Vec<Field<'b>> {
+        recycle(self.fields)
     }
 
     /// Reads one stored record with `serde_json` (the reference [`Flat::parse`] is tested
@@ -358,6 +383,18 @@ impl<'de> Visitor<'de> for ScalarVisitor {
 mod tests {
     use super::*;
     use crate::record;
+
+    #[test]
+    fn a_recycled_vector_of_fields_keeps_its_allocation() {
+        let line = br#"{"a":"x","b":1}"#.to_vec();
+        let mut v: Vec<Field<'_>> = Vec::with_capacity(24);
+        scan::scan(&line, &Keys::all(), &mut v).unwrap();
+        assert_eq!(v.len(), 2);
+        let (at, cap) = (v.as_ptr() as usize, v.capacity());
+        let again: Vec<Field<'static>> = recycle(v);
+        assert!(again.is_empty());
+        assert_eq!((again.as_ptr() as usize, again.capacity()), (at, cap));
+    }
 
     #[test]
     fn every_accessor_answers_as_on_the_parsed_map() {

@@ -49,13 +49,23 @@ fn hash(len: usize, head: u64, tail: u64) -> u64 {
     (head ^ tail.rotate_left(29) ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32
 }
 
+/// How a key is kept: as one of the exact keys (its index: the key's text can be borrowed from
+/// the set, see [`Keys::exact_str`]), or by a prefix or by keeping all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// The exact key of this index.
+    Exact(usize),
+    /// By a prefix, or every key is kept.
+    Other,
+}
+
 /// A set of keys and key prefixes (see the [module](self) docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keys {
     /// Every key is kept.
     all: bool,
-    /// The exact keys, as added.
-    exact: Vec<Box<[u8]>>,
+    /// The exact keys, as added (a kept key's text is borrowed from here, see [`Kept`]).
+    exact: Vec<Box<str>>,
     /// Their table: a power of two of slots, at least four per key (empty without keys).
     table: Vec<Slot>,
     /// Prefixes, each with its first eight bytes (or fewer) as an integer.
@@ -83,11 +93,11 @@ impl Keys {
         if self.exact_keeps(key.as_bytes()) {
             return;
         }
-        self.exact.push(key.as_bytes().into());
+        self.exact.push(key.into());
         let size = (self.exact.len() * 4).next_power_of_two();
         let mut table = vec![Slot::default(); size];
         for (n, k) in self.exact.iter().enumerate() {
-            let (head, tail) = head_tail(k);
+            let (head, tail) = head_tail(k.as_bytes());
             let mut i = hash(k.len(), head, tail) as usize;
             while let Some(slot) = table.get_mut(i & (size - 1)) {
                 if slot.index == 0 {
@@ -124,9 +134,7 @@ impl Keys {
     pub fn extend(&mut self, other: &Keys) {
         self.all |= other.all;
         for k in &other.exact {
-            if let Ok(k) = std::str::from_utf8(k) {
-                self.insert(k);
-            }
+            self.insert(k);
         }
         for (_, p) in &other.prefixes {
             if let Ok(p) = std::str::from_utf8(p) {
@@ -146,8 +154,14 @@ impl Keys {
     /// `":` and a value).
     #[inline]
     pub(crate) fn keeps_in(&self, line: &[u8], start: usize, end: usize) -> bool {
+        self.kept_in(line, start, end).is_some()
+    }
+
+    /// [`Keys::keeps_in`], saying how the key is kept.
+    #[inline]
+    pub(crate) fn kept_in(&self, line: &[u8], start: usize, end: usize) -> Option<Kept> {
         if self.all {
-            return true;
+            return Some(Kept::Other);
         }
         let key = line.get(start..end).unwrap_or_default();
         let n = key.len();
@@ -160,42 +174,54 @@ impl Keys {
             (_, None) => None,
         };
         let (head, tail) = words.unwrap_or_else(|| head_tail(key));
-        if self.exact_keeps_as(key, head, tail) {
-            return true;
+        if let Some(i) = self.exact_index(key, head, tail) {
+            return Some(Kept::Exact(i));
         }
         if self.prefixes.is_empty() || n < self.shortest_prefix {
-            return false;
+            return None;
         }
         // A prefix of eight bytes or more starts as the key's head word, already read.
         self.prefixes
             .iter()
             .any(|(h, p)| n >= p.len() && (p.len() < 8 || head == *h) && key.starts_with(p))
+            .then_some(Kept::Other)
+    }
+
+    /// The text of the exact key [`Kept::Exact`] `i` names.
+    #[inline]
+    pub(crate) fn exact_str(&self, i: usize) -> Option<&str> {
+        self.exact.get(i).map(|k| &**k)
     }
 
     #[inline]
     fn exact_keeps(&self, key: &[u8]) -> bool {
         let (head, tail) = head_tail(key);
-        self.exact_keeps_as(key, head, tail)
+        self.exact_index(key, head, tail).is_some()
     }
 
+    /// The index in `exact` of `key` (whose first and last eight bytes are `head`, `tail`).
     #[inline]
-    fn exact_keeps_as(&self, key: &[u8], head: u64, tail: u64) -> bool {
+    fn exact_index(&self, key: &[u8], head: u64, tail: u64) -> Option<usize> {
         let mask = self.table.len().wrapping_sub(1);
         let mut i = hash(key.len(), head, tail) as usize;
         while let Some(slot) = self.table.get(i & mask) {
             if slot.index == 0 {
-                return false;
+                return None;
             }
             if slot.head == head
                 && slot.tail == tail
                 && slot.len == key.len()
-                && (key.len() <= 16 || self.exact.get(slot.index - 1).is_some_and(|k| **k == *key))
+                && (key.len() <= 16
+                    || self
+                        .exact
+                        .get(slot.index - 1)
+                        .is_some_and(|k| k.as_bytes() == key))
             {
-                return true;
+                return Some(slot.index - 1);
             }
             i += 1;
         }
-        false
+        None
     }
 
     #[inline]

@@ -150,6 +150,14 @@ pub struct View<'a> {
 impl<'a> View<'a> {
     /// The keys [`View::of`] and [`Flat::stored_time`] read.
     pub fn keys(k: &mut Keys) {
+        View::live_keys(k);
+        k.insert(OBSERVED_TIME);
+        k.insert(TIME);
+    }
+
+    /// The keys [`View::of`] reads (a record observed live is timed by the collector's clock,
+    /// not by [`Flat::stored_time`]).
+    pub fn live_keys(k: &mut Keys) {
         for key in [
             EVENT_NAME,
             schema::HTTP_RESPONSE_STATUS_CODE,
@@ -164,8 +172,6 @@ impl<'a> View<'a> {
             schema::MESHLOG_SEQUENCE,
             schema::MESHLOG_SAMPLING_ADJUSTED_COUNT,
             TENANT,
-            OBSERVED_TIME,
-            TIME,
         ] {
             k.insert(key);
         }

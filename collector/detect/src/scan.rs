@@ -26,7 +26,7 @@
 //! non-negative integers are read by `serde_json` too (floats, negatives, overflow).
 
 use crate::flat::Scalar;
-use crate::keys::Keys;
+use crate::keys::{Kept, Keys};
 use meshlog_format::frame::member;
 use std::borrow::Cow;
 
@@ -121,18 +121,19 @@ pub(crate) fn scan<'a>(
 /// previous line's key at the same place rather than looked up.
 ///
 /// A line whose shape token (see the same type) is the previous line's has the same keys in the
-/// same places: only its kept members are read (their keys still compared).
+/// same places: only its kept members are read, each key's length checked, its text taken from
+/// `keys`, and only the kept strings checked to be UTF-8.
 pub(crate) fn scan_indexed<'a>(
     line: &'a [u8],
     members: &[u32],
     shape: u64,
-    keys: &Keys,
+    keys: &'a Keys,
     memo: &mut KeyMemo,
     out: &mut Vec<Field<'a>>,
 ) -> Result<(), ScanError> {
     let kept = out.len();
     if !members.is_empty() {
-        if shape != 0 && shape == memo.shape && same_shape(line, members, memo, out) {
+        if shape != 0 && shape == memo.shape && same_shape(line, members, keys, memo, out) {
             return Ok(());
         }
         out.truncate(kept);
@@ -146,40 +147,71 @@ pub(crate) fn scan_indexed<'a>(
     scan(line, keys, out)
 }
 
-/// The kept members of a line shaped like the memo's last one.
+/// The kept members of a line shaped like the memo's last one: the writer's shape token says
+/// its keys are the memo's, so each kept member is read at its offsets with its key's text
+/// taken from `keys` (exact keys) and only its value checked; a key whose length differs, or
+/// a member that does not fit its offsets, sends the line to the full reading.
 fn same_shape<'a>(
     line: &'a [u8],
     members: &[u32],
+    keys: &'a Keys,
     memo: &KeyMemo,
     out: &mut Vec<Field<'a>>,
 ) -> bool {
     if members.len() != memo.keys.len() * 2 || line.last() != Some(&b'}') {
         return false;
     }
-    let Ok(text) = std::str::from_utf8(line) else {
-        return false;
-    };
-    for &i in &memo.kept {
-        let Some(m) = member(line, members, i).filter(|m| !m.key_escaped) else {
+    for p in &memo.plan {
+        let Some(m) = member(line, members, p.member).filter(|m| !m.key_escaped) else {
             return false;
         };
-        let from = match i.checked_sub(1) {
-            Some(p) => memo.keys.get(p).map_or(usize::MAX, |e| e.0),
-            None => 0,
-        };
-        let to = memo.keys.get(i).map_or(0, |e| e.0);
-        if line.get(m.key.clone()) != memo.bytes.get(from..to) {
+        if m.key.len() != p.key_len {
             return false;
         }
-        let Some(key) = text.get(m.key) else {
+        let key = match p.kept {
+            Kept::Exact(e) => keys.exact_str(e),
+            Kept::Other => line.get(m.key).and_then(|k| std::str::from_utf8(k).ok()),
+        };
+        let Some(key) = key else {
             return false;
         };
-        match member_value(line, text, m.value.start, m.value.end, m.value_escaped) {
+        match value_at(line, m.value.start, m.value.end, m.value_escaped) {
             Some(value) => out.push((Cow::Borrowed(key), value)),
             None => return false,
         }
     }
     true
+}
+
+/// The value `line[v..end]` of a kept member, checking only its own bytes (the line is not
+/// known to be UTF-8 as a whole).
+#[inline]
+fn value_at(line: &[u8], v: usize, end: usize, escaped: bool) -> Option<Scalar<'_>> {
+    let direct = match (line.get(v), escaped) {
+        (Some(b'"'), false) if end >= v + 2 && line.get(end - 1) == Some(&b'"') => line
+            .get(v + 1..end - 1)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .map(|s| Scalar::Str(Cow::Borrowed(s))),
+        _ => line.get(v..end).and_then(plain_uint),
+    };
+    if direct.is_some() {
+        return direct;
+    }
+    general_value(line, v, end)
+}
+
+/// Escapes, floats, negatives, containers: the general reader, for `line[v..end]`.
+fn general_value(line: &[u8], v: usize, end: usize) -> Option<Scalar<'_>> {
+    let mut s = Scan {
+        b: line.get(..end).unwrap_or_default(),
+        text: None,
+        plain: false,
+        i: v,
+    };
+    match s.value() {
+        Ok(value) if s.i == end => Some(value),
+        _ => None,
+    }
 }
 
 /// The value `line[v..end]` of a kept member (`escaped`: a string written with an escape).
@@ -200,35 +232,44 @@ fn member_value<'a>(
     if direct.is_some() {
         return direct;
     }
-    // Escapes, floats, negatives, containers: the general reader.
-    let mut s = Scan {
-        b: line.get(..end).unwrap_or_default(),
-        text: None,
-        plain: false,
-        i: v,
-    };
-    match s.value() {
-        Ok(value) if s.i == end => Some(value),
-        _ => None,
-    }
+    general_value(line, v, end)
 }
 
-/// The previous line's keys and whether each was kept (see [`scan_indexed`]).
+/// The previous line's keys and whether each was kept (see [`scan_indexed`]). One memo
+/// serves one [`Keys`]: what it learned is only true of the keys it was taught with.
 #[derive(Debug, Default, Clone)]
 pub struct KeyMemo {
     bytes: Vec<u8>,
-    /// Per member: end of its key in `bytes`, and whether it is kept.
-    keys: Vec<(usize, bool)>,
+    /// Per member: end of its key in `bytes`, and how it is kept (`None`: not kept).
+    keys: Vec<(usize, Option<Kept>)>,
     /// The shape token of the line `keys` describe whole (0: none).
     shape: u64,
-    /// The members of that line that are kept.
-    kept: Vec<usize>,
+    /// How to read that line's kept members (what a line of the same shape is read by).
+    plan: Vec<Planned>,
+}
+
+/// One kept member of the memo's shape.
+#[derive(Debug, Clone, Copy)]
+struct Planned {
+    /// Its place among the line's members.
+    member: usize,
+    /// Its key's length.
+    key_len: usize,
+    /// How its key is kept.
+    kept: Kept,
 }
 
 impl KeyMemo {
     /// Whether the key `line[start..end]`, the `i`th of its line, is kept.
     #[inline]
-    fn keeps(&mut self, keys: &Keys, i: usize, line: &[u8], start: usize, end: usize) -> bool {
+    fn keeps(
+        &mut self,
+        keys: &Keys,
+        i: usize,
+        line: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Option<Kept> {
         let key = line.get(start..end).unwrap_or_default();
         let from = match i.checked_sub(1) {
             Some(p) => self.keys.get(p).map_or(usize::MAX, |k| k.0),
@@ -240,7 +281,7 @@ impl KeyMemo {
             return kept;
         }
         // A new shape from here on.
-        let kept = keys.keeps_in(line, start, end);
+        let kept = keys.kept_in(line, start, end);
         if from <= self.bytes.len() {
             self.keys.truncate(i);
             self.bytes.truncate(from);
@@ -284,7 +325,7 @@ pub(crate) fn indexed<'a>(
         if m.key_escaped {
             return false;
         }
-        if !memo.keeps(keys, i, line, m.key.start, m.key.end) {
+        if memo.keeps(keys, i, line, m.key.start, m.key.end).is_none() {
             continue;
         }
         let Some(key) = text.get(m.key) else {
@@ -300,9 +341,18 @@ pub(crate) fn indexed<'a>(
     }
     // The memo now describes this line whole.
     memo.keys.truncate(pairs);
-    memo.kept.clear();
-    memo.kept
-        .extend((0..pairs).filter(|&i| memo.keys.get(i).is_some_and(|k| k.1)));
+    memo.plan.clear();
+    let mut from = 0;
+    for (member, &(to, kept)) in memo.keys.iter().enumerate() {
+        if let Some(kept) = kept {
+            memo.plan.push(Planned {
+                member,
+                key_len: to.saturating_sub(from),
+                kept,
+            });
+        }
+        from = to;
+    }
     memo.keys.len() == pairs
 }
 

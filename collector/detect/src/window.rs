@@ -226,6 +226,24 @@ pub fn feed_counts(count: f64) -> impl FnOnce(&mut Ewma, f64, u64) {
     }
 }
 
+/// True when `key` is the key [`crate::rules::write_key`] spells for `pairs`.
+fn spells(key: &str, pairs: &[(&str, &str)]) -> bool {
+    let mut rest = key;
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        let sep = if i > 0 { "\u{1f}" } else { "" };
+        let Some(r) = rest
+            .strip_prefix(sep)
+            .and_then(|r| r.strip_prefix(k))
+            .and_then(|r| r.strip_prefix('='))
+            .and_then(|r| r.strip_prefix(v))
+        else {
+            return false;
+        };
+        rest = r;
+    }
+    rest.is_empty()
+}
+
 /// Per-group state with a cap: when full, idle groups are dropped first, then the least
 /// recently seen eighth (never a firing group); what was dropped is counted.
 #[derive(Debug)]
@@ -297,11 +315,15 @@ impl<V> Groups<V> {
         make: impl FnOnce() -> V,
         firing: impl Fn(&V) -> bool,
     ) -> Option<&mut V> {
+        // The group found last (still held: `last` is cleared whenever a group goes) is
+        // recognised from the pairs without spelling its key: one lookup, nothing written.
+        if !self.last.is_empty() && spells(&self.last, pairs) {
+            let e = self.map.get_mut(self.last.as_str())?;
+            e.1 = now;
+            return Some(&mut e.0);
+        }
         crate::rules::write_key(&mut self.scratch, pairs);
-        // A held group costs two lookups (this one and the one below), one when it is the
-        // group found last (still held: `last` is cleared whenever a group goes).
-        let repeat = !self.last.is_empty() && self.last == self.scratch;
-        if !repeat && !self.map.contains_key(self.scratch.as_str()) {
+        if !self.map.contains_key(self.scratch.as_str()) {
             if self.map.len() >= self.cap {
                 self.evict(&firing);
             }
@@ -312,9 +334,7 @@ impl<V> Groups<V> {
             self.map.insert(self.scratch.clone(), (make(), now));
         }
         let e = self.map.get_mut(self.scratch.as_str())?;
-        if !repeat {
-            self.last.clone_from(&self.scratch);
-        }
+        self.last.clone_from(&self.scratch);
         e.1 = now;
         Some(&mut e.0)
     }
@@ -396,6 +416,21 @@ impl<V> Groups<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pairs_spell_a_key_exactly_when_their_written_key_is_it(
+            a in prop::collection::vec(("[a-c=]{0,3}", "[a-c=\u{1f}]{0,3}"), 0..3),
+            b in prop::collection::vec(("[a-c=]{0,3}", "[a-c=\u{1f}]{0,3}"), 0..3),
+        ) {
+            let pa: Vec<(&str, &str)> = a.iter().map(|(k, x)| (k.as_str(), x.as_str())).collect();
+            let pb: Vec<(&str, &str)> = b.iter().map(|(k, x)| (k.as_str(), x.as_str())).collect();
+            let (ka, kb) = (crate::rules::key_of(&pa), crate::rules::key_of(&pb));
+            prop_assert!(spells(&ka, &pa));
+            prop_assert_eq!(spells(&ka, &pb), ka == kb);
+        }
+    }
 
     #[test]
     fn a_repeated_group_is_found_again_and_a_removed_one_is_made_anew() {
