@@ -340,7 +340,7 @@ impl Detector {
             }
             return Vec::new();
         }
-        self.evaluate(&Flat::of_map(r), now)
+        self.evaluate(&record::View::of(&Flat::of_map(r)), now)
     }
 
     /// [`Detector::observe`] for a record as the store keeps it (one JSON object): read in
@@ -388,31 +388,34 @@ impl Detector {
         line: &[u8],
         now: u64,
     ) -> Result<Vec<Transition>, ReadError> {
-        if is_own(flat.str(record::EVENT_NAME)) {
+        let view = record::View::of(flat);
+        if is_own(view.event) {
             if self.replaying {
                 // Alert records are few: the map is what the log's alerts are read from.
                 self.log(&serde_json::from_slice(line)?);
             }
             return Ok(Vec::new());
         }
-        Ok(self.evaluate(flat, now))
+        Ok(self.evaluate(&view, now))
     }
 
-    fn evaluate(&mut self, flat: &Flat<'_>, now: u64) -> Vec<Transition> {
+    fn evaluate(&mut self, view: &record::View<'_>, now: u64) -> Vec<Transition> {
         let mut out = Vec::new();
         let ctx = self.ctx(now);
-        let view = record::View::of(flat);
         if self.tenant.as_deref() != view.tenant {
             self.tenant = view.tenant.map(str::to_owned);
         }
+        let mut buf = std::mem::take(&mut self.buf);
         for i in 0..self.slots.len() {
-            let mut buf = std::mem::take(&mut self.buf);
             if let Some(slot) = self.slots.get_mut(i) {
-                slot.rule.observe(&view, now, ctx, &mut buf);
+                slot.rule.observe(view, now, ctx, &mut buf);
             }
-            self.apply(i, &mut buf, now, &mut out);
-            self.buf = buf;
+            // Most records raise nothing.
+            if !buf.is_empty() {
+                self.apply(i, &mut buf, now, &mut out);
+            }
         }
+        self.buf = buf;
         out
     }
 

@@ -108,6 +108,12 @@ impl<'a> Scalar<'a> {
     }
 }
 
+/// Where each view key is among a record's fields ([`Flat::view_at`]).
+pub(crate) type ViewAt = [u8; crate::record::VIEW_KEYS.len()];
+
+/// In a [`ViewAt`]: the key is not in the record (records keep fewer than 255 fields).
+pub(crate) const NOT_HERE: u8 = u8::MAX;
+
 /// `v` emptied, as a vector of fields that may borrow from another line: the same allocation
 /// (collecting a vector's own iterator into elements of the same layout reuses it in place).
 pub(crate) fn recycle<'b>(mut v: Vec<Field<'_>>) -> Vec<Field<'b>> {
@@ -130,6 +136,9 @@ pub enum ReadError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Flat<'a> {
     fields: Vec<Field<'a>>,
+    /// Where each of [`crate::record::VIEW_KEYS`] is among `fields` (`NOT_HERE`: absent),
+    /// when the reader knew it from the line's shape; otherwise found by name when asked.
+    view: Option<ViewAt>,
     /// The keys it was read with, when not all: reading another one is a bug (debug builds
     /// check).
     keys: Option<&'a Keys>,
@@ -140,7 +149,11 @@ impl<'a> Flat<'a> {
     pub fn parse(line: &'a [u8]) -> Result<Flat<'a>, ScanError> {
         let mut fields = Vec::with_capacity(40);
         scan::scan(line, &Keys::all(), &mut fields)?;
-        Ok(Flat { fields, keys: None })
+        Ok(Flat {
+            fields,
+            keys: None,
+            view: None,
+        })
     }
 
     /// Reads one stored record keeping only `keys`: the line is checked whole (what is not a
@@ -149,7 +162,11 @@ impl<'a> Flat<'a> {
         let mut fields = Vec::with_capacity(24);
         scan::scan(line, keys, &mut fields)?;
         let keys = (!keys.keeps_all()).then_some(keys);
-        Ok(Flat { fields, keys })
+        Ok(Flat {
+            fields,
+            keys,
+            view: None,
+        })
     }
 
     /// [`Flat::parse_keys`] for a line with its member index (the offsets its writer gave, see
@@ -178,9 +195,9 @@ impl<'a> Flat<'a> {
         mut fields: Vec<Field<'a>>,
     ) -> Result<Flat<'a>, ScanError> {
         fields.clear();
-        scan::scan_indexed(line, members, shape, keys, memo, &mut fields)?;
+        let view = scan::scan_indexed(line, members, shape, keys, memo, &mut fields)?;
         let keys = (!keys.keeps_all()).then_some(keys);
-        Ok(Flat { fields, keys })
+        Ok(Flat { fields, keys, view })
     }
 
     /// The emptied vector of fields, with its allocation, for the next line.
@@ -202,6 +219,7 @@ impl<'a> Flat<'a> {
                 .map(|(k, v)| (Cow::Borrowed(k.as_str()), Scalar::of_value(v)))
                 .collect(),
             keys: None,
+            view: None,
         }
     }
 
@@ -212,6 +230,27 @@ impl<'a> Flat<'a> {
             self.keys.is_none_or(|k| k.keeps(key.as_bytes())),
             "{key:?} is read but no rule declared it (Rule::keys)"
         );
+    }
+
+    /// Where each of [`crate::record::VIEW_KEYS`] is among the fields (the last one of a
+    /// repeated key), as the reader found it or else by name.
+    pub(crate) fn view_at(&self) -> ViewAt {
+        if let Some(at) = self.view {
+            return at;
+        }
+        let mut at = [NOT_HERE; crate::record::VIEW_KEYS.len()];
+        for (i, (k, _)) in self.fields.iter().enumerate() {
+            if let Some(c) = crate::record::view_code(k) {
+                at[c] = i as u8;
+            }
+        }
+        at
+    }
+
+    /// The value of the field at `i` (see [`Flat::view_at`]).
+    #[inline]
+    pub(crate) fn value_at(&self, i: u8) -> Option<&Scalar<'a>> {
+        self.fields.get(usize::from(i)).map(|(_, v)| v)
     }
 
     /// Every key and value, in order.
@@ -281,7 +320,11 @@ impl<'de> Visitor<'de> for FlatVisitor {
         while let Some(Key(k)) = m.next_key()? {
             fields.push((k, m.next_value()?));
         }
-        Ok(Flat { fields, keys: None })
+        Ok(Flat {
+            fields,
+            keys: None,
+            view: None,
+        })
     }
 }
 

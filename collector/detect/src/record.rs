@@ -1,6 +1,6 @@
 //! Reading the attributes the rules need from a stored (flat) record.
 
-use crate::flat::Flat;
+use crate::flat::{Flat, Scalar};
 use crate::keys::Keys;
 use meshlog_core::schema;
 use serde_json::{Map, Value};
@@ -113,6 +113,41 @@ pub fn stored_time(r: &Record) -> u64 {
         .unwrap_or(0)
 }
 
+/// The keys [`View`] reads, in the order of the `V_*` codes below.
+pub const VIEW_KEYS: [&str; 13] = [
+    EVENT_NAME,
+    schema::HTTP_RESPONSE_STATUS_CODE,
+    SERVICE,
+    schema::MESHLOG_PEER_PRINCIPAL,
+    schema::CLIENT_ADDRESS,
+    ENDUSER_ID,
+    schema::HTTP_ROUTE,
+    schema::URL_PATH,
+    INSTANCE,
+    VM_ID,
+    schema::MESHLOG_SEQUENCE,
+    schema::MESHLOG_SAMPLING_ADJUSTED_COUNT,
+    TENANT,
+];
+const V_EVENT: usize = 0;
+const V_STATUS: usize = 1;
+const V_SERVICE: usize = 2;
+const V_PRINCIPAL: usize = 3;
+const V_CLIENT: usize = 4;
+const V_ENDUSER: usize = 5;
+const V_ROUTE: usize = 6;
+const V_PATH: usize = 7;
+const V_INSTANCE: usize = 8;
+const V_VM: usize = 9;
+const V_SEQUENCE: usize = 10;
+const V_WEIGHT: usize = 11;
+const V_TENANT: usize = 12;
+
+/// The place of `key` in [`VIEW_KEYS`].
+pub(crate) fn view_code(key: &str) -> Option<usize> {
+    VIEW_KEYS.iter().position(|k| *k == key)
+}
+
 /// What the built-in rules read of a record, found in one pass over its keys rather than
 /// by a lookup per attribute per rule.
 #[derive(Debug, Clone, Copy)]
@@ -158,76 +193,44 @@ impl<'a> View<'a> {
     /// The keys [`View::of`] reads (a record observed live is timed by the collector's clock,
     /// not by [`Flat::stored_time`]).
     pub fn live_keys(k: &mut Keys) {
-        for key in [
-            EVENT_NAME,
-            schema::HTTP_RESPONSE_STATUS_CODE,
-            SERVICE,
-            schema::MESHLOG_PEER_PRINCIPAL,
-            schema::CLIENT_ADDRESS,
-            ENDUSER_ID,
-            schema::HTTP_ROUTE,
-            schema::URL_PATH,
-            INSTANCE,
-            VM_ID,
-            schema::MESHLOG_SEQUENCE,
-            schema::MESHLOG_SAMPLING_ADJUSTED_COUNT,
-            TENANT,
-        ] {
+        for key in VIEW_KEYS {
             k.insert(key);
         }
     }
 
-    /// Reads `r`: one pass over its keys (a repeated key: the last one counts, as in the map).
+    /// Reads `r`: each view key found where the reader put it (or by name), a repeated key's
+    /// last value counting, as in the map.
     pub fn of(r: &'a Flat<'a>) -> View<'a> {
-        let mut v = View {
+        let at = r.view_at();
+        let get = |c: usize| at.get(c).and_then(|&i| r.value_at(i));
+        let text = |c: usize| get(c).and_then(Scalar::as_str);
+        let status = get(V_STATUS);
+        let event = text(V_EVENT);
+        View {
             r,
-            event: None,
-            request: false,
-            status: None,
-            service: None,
-            principal: None,
-            client: None,
-            enduser: None,
-            route: None,
-            instance: None,
-            vm: None,
-            sequence: None,
-            weight: 1.0,
-            tenant: None,
-        };
-        let (mut has_status, mut http_route, mut url_path) = (false, None, None);
-        for (k, x) in r.iter() {
-            match k {
-                EVENT_NAME => v.event = x.as_str(),
-                schema::HTTP_RESPONSE_STATUS_CODE => {
-                    has_status = true;
-                    v.status = x.int();
-                }
-                SERVICE => v.service = x.as_str(),
-                schema::MESHLOG_PEER_PRINCIPAL => v.principal = x.as_str(),
-                schema::CLIENT_ADDRESS => v.client = x.as_str(),
-                ENDUSER_ID => v.enduser = x.as_str(),
-                schema::HTTP_ROUTE => http_route = x.as_str(),
-                schema::URL_PATH => url_path = x.as_str(),
-                INSTANCE => v.instance = x.as_str(),
-                VM_ID => v.vm = x.as_str(),
-                schema::MESHLOG_SEQUENCE => {
-                    v.sequence = x.int().and_then(|s| u64::try_from(s).ok());
-                }
-                schema::MESHLOG_SAMPLING_ADJUSTED_COUNT => {
-                    v.weight = x.as_f64().filter(|w| *w >= 1.0).unwrap_or(1.0);
-                }
-                TENANT => v.tenant = x.as_str(),
-                _ => {}
-            }
+            event,
+            request: match event {
+                Some(schema::EVENT_NAME) => true,
+                Some(_) => false,
+                None => status.is_some(),
+            },
+            status: status.and_then(Scalar::int),
+            service: text(V_SERVICE),
+            principal: text(V_PRINCIPAL),
+            client: text(V_CLIENT),
+            enduser: text(V_ENDUSER),
+            route: text(V_ROUTE).or_else(|| text(V_PATH)),
+            instance: text(V_INSTANCE),
+            vm: text(V_VM),
+            sequence: get(V_SEQUENCE)
+                .and_then(Scalar::int)
+                .and_then(|s| u64::try_from(s).ok()),
+            weight: get(V_WEIGHT)
+                .and_then(Scalar::as_f64)
+                .filter(|w| *w >= 1.0)
+                .unwrap_or(1.0),
+            tenant: text(V_TENANT),
         }
-        v.request = match v.event {
-            Some(schema::EVENT_NAME) => true,
-            Some(_) => false,
-            None => has_status,
-        };
-        v.route = http_route.or(url_path);
-        v
     }
 
     /// [`caller`]: the end user, else the principal, else the client address, with its label.

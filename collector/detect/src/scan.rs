@@ -25,8 +25,9 @@
 //! checked for control characters and well-formed escapes. Numbers that are not small
 //! non-negative integers are read by `serde_json` too (floats, negatives, overflow).
 
-use crate::flat::Scalar;
+use crate::flat::{NOT_HERE, Scalar, ViewAt};
 use crate::keys::{Kept, Keys};
+use crate::record::{VIEW_KEYS, view_code};
 use meshlog_format::frame::member;
 use std::borrow::Cow;
 
@@ -130,21 +131,21 @@ pub(crate) fn scan_indexed<'a>(
     keys: &'a Keys,
     memo: &mut KeyMemo,
     out: &mut Vec<Field<'a>>,
-) -> Result<(), ScanError> {
+) -> Result<Option<ViewAt>, ScanError> {
     let kept = out.len();
     if !members.is_empty() {
         if shape != 0 && shape == memo.shape && same_shape(line, members, keys, memo, out) {
-            return Ok(());
+            return Ok((kept == 0).then_some(memo.view));
         }
         out.truncate(kept);
         memo.shape = 0;
         if indexed(line, members, keys, memo, out) {
             memo.shape = shape;
-            return Ok(());
+            return Ok((kept == 0).then_some(memo.view));
         }
     }
     out.truncate(kept);
-    scan(line, keys, out)
+    scan(line, keys, out).map(|()| None)
 }
 
 /// The kept members of a line shaped like the memo's last one: the writer's shape token says
@@ -237,7 +238,7 @@ fn member_value<'a>(
 
 /// The previous line's keys and whether each was kept (see [`scan_indexed`]). One memo
 /// serves one [`Keys`]: what it learned is only true of the keys it was taught with.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct KeyMemo {
     bytes: Vec<u8>,
     /// Per member: end of its key in `bytes`, and how it is kept (`None`: not kept).
@@ -246,6 +247,20 @@ pub struct KeyMemo {
     shape: u64,
     /// How to read that line's kept members (what a line of the same shape is read by).
     plan: Vec<Planned>,
+    /// Where the view keys are among the fields read by `plan`.
+    view: ViewAt,
+}
+
+impl Default for KeyMemo {
+    fn default() -> Self {
+        KeyMemo {
+            bytes: Vec::new(),
+            keys: Vec::new(),
+            shape: 0,
+            plan: Vec::new(),
+            view: [NOT_HERE; VIEW_KEYS.len()],
+        }
+    }
 }
 
 /// One kept member of the memo's shape.
@@ -342,9 +357,17 @@ pub(crate) fn indexed<'a>(
     // The memo now describes this line whole.
     memo.keys.truncate(pairs);
     memo.plan.clear();
+    memo.view = [NOT_HERE; VIEW_KEYS.len()];
     let mut from = 0;
     for (member, &(to, kept)) in memo.keys.iter().enumerate() {
         if let Some(kept) = kept {
+            let code = match kept {
+                Kept::Exact(e) => keys.exact_str(e).and_then(view_code),
+                Kept::Other => None,
+            };
+            if let (Some(c), Ok(at)) = (code, u8::try_from(memo.plan.len())) {
+                memo.view[c] = at;
+            }
             memo.plan.push(Planned {
                 member,
                 key_len: to.saturating_sub(from),
@@ -353,7 +376,7 @@ pub(crate) fn indexed<'a>(
         }
         from = to;
     }
-    memo.keys.len() == pairs
+    memo.keys.len() == pairs && memo.plan.len() < usize::from(NOT_HERE)
 }
 
 /// A plain non-negative integer of up to 19 digits; `None` for any other value.

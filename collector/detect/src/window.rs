@@ -2,7 +2,7 @@
 //! exponentially weighted baseline, a fire/resolve latch, and a map of groups with a cap.
 //! Time is always passed in (unix nanoseconds).
 
-use std::collections::HashMap;
+use indexmap::IndexMap;
 
 /// The groups' hasher: fast on short strings, seeded per map (keys come from the traffic).
 type Hasher = foldhash::fast::RandomState;
@@ -228,33 +228,65 @@ pub fn feed_counts(count: f64) -> impl FnOnce(&mut Ewma, f64, u64) {
 
 /// True when `key` is the key [`crate::rules::write_key`] spells for `pairs`.
 fn spells(key: &str, pairs: &[(&str, &str)]) -> bool {
-    let mut rest = key;
+    let b = key.as_bytes();
+    let mut at = 0;
     for (i, (k, v)) in pairs.iter().enumerate() {
-        let sep = if i > 0 { "\u{1f}" } else { "" };
-        let Some(r) = rest
-            .strip_prefix(sep)
-            .and_then(|r| r.strip_prefix(k))
-            .and_then(|r| r.strip_prefix('='))
-            .and_then(|r| r.strip_prefix(v))
-        else {
+        if i > 0 {
+            if b.get(at) != Some(&0x1f) {
+                return false;
+            }
+            at += 1;
+        }
+        let (k, v) = (k.as_bytes(), v.as_bytes());
+        if !b.get(at..at + k.len()).is_some_and(|x| same(x, k))
+            || b.get(at + k.len()) != Some(&b'=')
+        {
             return false;
-        };
-        rest = r;
+        }
+        at += k.len() + 1;
+        if !b.get(at..at + v.len()).is_some_and(|x| same(x, v)) {
+            return false;
+        }
+        at += v.len();
     }
-    rest.is_empty()
+    at == b.len()
+}
+
+/// `a == b` for slices of the same length, short ones compared as two overlapping words
+/// (labels and values are mostly under 16 bytes: no call to `memcmp`).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    match n {
+        0 => true,
+        1..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 /// Per-group state with a cap: when full, idle groups are dropped first, then the least
 /// recently seen eighth (never a firing group); what was dropped is counted.
 #[derive(Debug)]
 pub struct Groups<V> {
-    map: HashMap<String, (V, u64), Hasher>,
+    /// Kept in insertion order, so the group found last can be found again by its place.
+    map: IndexMap<String, (V, u64), Hasher>,
     cap: usize,
     /// The key being looked up, reused so a lookup of a held group allocates nothing.
     scratch: String,
     /// The key [`Groups::entry`] found last; held until a group is removed. Records come in
     /// runs from one source: a repeat needs one lookup, not two.
     last: String,
+    /// Its place in `map`.
+    last_at: usize,
     /// Groups dropped to stay under the cap, or not admitted because every one was firing.
     pub evicted: u64,
 }
@@ -263,10 +295,11 @@ impl<V> Groups<V> {
     /// An empty map of at most `cap` groups.
     pub fn new(cap: usize) -> Self {
         Groups {
-            map: HashMap::default(),
+            map: IndexMap::default(),
             cap: cap.max(1),
             scratch: String::new(),
             last: String::new(),
+            last_at: 0,
             evicted: 0,
         }
     }
@@ -316,25 +349,29 @@ impl<V> Groups<V> {
         firing: impl Fn(&V) -> bool,
     ) -> Option<&mut V> {
         // The group found last (still held: `last` is cleared whenever a group goes) is
-        // recognised from the pairs without spelling its key: one lookup, nothing written.
+        // recognised from the pairs without spelling or hashing its key, and found by its place.
         if !self.last.is_empty() && spells(&self.last, pairs) {
-            let e = self.map.get_mut(self.last.as_str())?;
+            let (_, e) = self.map.get_index_mut(self.last_at)?;
             e.1 = now;
             return Some(&mut e.0);
         }
         crate::rules::write_key(&mut self.scratch, pairs);
-        if !self.map.contains_key(self.scratch.as_str()) {
-            if self.map.len() >= self.cap {
-                self.evict(&firing);
+        let at = match self.map.get_index_of(self.scratch.as_str()) {
+            Some(at) => at,
+            None => {
+                if self.map.len() >= self.cap {
+                    self.evict(&firing);
+                }
+                if self.map.len() >= self.cap {
+                    self.evicted += 1;
+                    return None;
+                }
+                self.map.insert_full(self.scratch.clone(), (make(), now)).0
             }
-            if self.map.len() >= self.cap {
-                self.evicted += 1;
-                return None;
-            }
-            self.map.insert(self.scratch.clone(), (make(), now));
-        }
-        let e = self.map.get_mut(self.scratch.as_str())?;
+        };
         self.last.clone_from(&self.scratch);
+        self.last_at = at;
+        let (_, e) = self.map.get_index_mut(at)?;
         e.1 = now;
         Some(&mut e.0)
     }

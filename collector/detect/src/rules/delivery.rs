@@ -79,6 +79,10 @@ fn silent_group(service: &str, instance: &str) -> Group {
 
 /// Removes `[a, b]` from the open gaps.
 fn fill(gaps: &mut Vec<(u64, u64, u64)>, a: u64, b: u64) {
+    // Most late records fill no open gap (a repeat, or the gaps are already filled).
+    if !gaps.iter().any(|&(s, e, _)| e >= a && s <= b) {
+        return;
+    }
     let mut out = Vec::with_capacity(gaps.len() + 1);
     for &(s, e, t) in gaps.iter() {
         if e < a || s > b {

@@ -78,8 +78,10 @@ impl Rule for SecretsRule {
         let n: i64 =
             v.r.iter()
                 .filter(|(k, _)| {
-                    k.strip_prefix(MESHLOG_REDACTED_PREFIX)
-                        .is_some_and(|kind| self.kinds.iter().any(|s| s == kind))
+                    // Most kept keys do not start as the prefix does: one byte tells.
+                    k.as_bytes().first() == MESHLOG_REDACTED_PREFIX.as_bytes().first()
+                        && k.strip_prefix(MESHLOG_REDACTED_PREFIX)
+                            .is_some_and(|kind| self.kinds.iter().any(|s| s == kind))
                 })
                 .filter_map(|(_, v)| v.json_i64())
                 .sum();
