@@ -168,7 +168,7 @@ pub struct View<'a> {
     pub client: Option<&'a str>,
     /// The end user.
     pub enduser: Option<&'a str>,
-    /// [`route`].
+    /// [`route`] (read only when a rule asked for it, see [`View::route_keys`]).
     pub route: Option<&'a str>,
     /// The service instance resource attribute.
     pub instance: Option<&'a str>,
@@ -192,10 +192,20 @@ impl<'a> View<'a> {
 
     /// The keys [`View::of`] reads (a record observed live is timed by the collector's clock,
     /// not by [`Flat::stored_time`]).
+    /// The route ([`View::route`]) only when a rule asks for it ([`View::route_keys`]).
     pub fn live_keys(k: &mut Keys) {
-        for key in VIEW_KEYS {
-            k.insert(key);
+        for (c, key) in VIEW_KEYS.iter().enumerate() {
+            if c != V_ROUTE && c != V_PATH {
+                k.insert(key);
+            }
         }
+    }
+
+    /// The keys [`View::route`] is read from: a rule that reads it adds them
+    /// ([`crate::rules::Rule::keys`]); without them it is `None`.
+    pub fn route_keys(k: &mut Keys) {
+        k.insert(schema::HTTP_ROUTE);
+        k.insert(schema::URL_PATH);
     }
 
     /// Reads `r`: each view key found where the reader put it (or by name), a repeated key's

@@ -68,6 +68,9 @@ impl Rule for SecretsRule {
 
     fn keys(&self, keys: &mut crate::keys::Keys) {
         keys.insert_prefix(MESHLOG_REDACTED_PREFIX);
+        if self.cfg.group_by == SecretsGroup::Route {
+            View::route_keys(keys);
+        }
     }
 
     fn observe(&mut self, v: &View<'_>, now: u64, ctx: Ctx, out: &mut Vec<Signal>) {

@@ -732,3 +732,32 @@ fn alerts_carry_the_tenant_of_the_record_that_raised_them() {
     assert_eq!(stall.len(), 1, "{ts:?}");
     assert_eq!(stall[0].tenant, None);
 }
+
+#[test]
+fn secrets_grouped_by_route_read_the_route_from_stored_lines() {
+    // The route is read only when a rule asks for it: grouped by route, the secrets rule
+    // must find it in a stored line as in a parsed record.
+    let mut cfg = only(&["secrets"]);
+    cfg.learning_s = 0;
+    cfg.secrets.min_count = 2;
+    cfg.secrets.group_by = meshlog_detect::config::SecretsGroup::Route;
+    let (mut by_map, mut by_line) = (Detector::new(&cfg), Detector::new(&cfg));
+    let leak = |at: u64| {
+        Rec::new(at, "catalog", 200)
+            .principal("a")
+            .set("http.route", "/login")
+            .set("meshlog.redacted.jwt", 1)
+            .0
+    };
+    let mut fired = (Vec::new(), Vec::new());
+    for s in 1..=2 {
+        let (r, at) = (leak(T0 + s * S), T0 + s * S);
+        fired.0.extend(by_map.observe(&r, at));
+        let line = serde_json::to_vec(&r).unwrap();
+        fired.1.extend(by_line.observe_json(&line, at).unwrap());
+    }
+    assert_eq!(fired.1.len(), 1, "the second secret on /login fires");
+    assert_eq!(fired.1[0].group.get("route"), Some("/login"));
+    assert_eq!(fired.0.len(), 1);
+    assert_eq!(fired.0[0].group, fired.1[0].group);
+}
