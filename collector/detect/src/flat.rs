@@ -111,6 +111,24 @@ impl<'a> Scalar<'a> {
 /// Where each view key is among a record's fields ([`Flat::view_at`]).
 pub(crate) type ViewAt = [u8; crate::record::VIEW_KEYS.len()];
 
+/// Where a reader put what the engine looks for among a record's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placed {
+    /// The view keys' places.
+    pub(crate) view: ViewAt,
+    /// Bit `i`: field `i` was kept by a prefix (`None`: past 64 fields, not known).
+    pub(crate) prefixed: Option<u64>,
+}
+
+impl Default for Placed {
+    fn default() -> Self {
+        Placed {
+            view: [NOT_HERE; crate::record::VIEW_KEYS.len()],
+            prefixed: None,
+        }
+    }
+}
+
 /// In a [`ViewAt`]: the key is not in the record (records keep fewer than 255 fields).
 pub(crate) const NOT_HERE: u8 = u8::MAX;
 
@@ -136,9 +154,9 @@ pub enum ReadError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Flat<'a> {
     fields: Vec<Field<'a>>,
-    /// Where each of [`crate::record::VIEW_KEYS`] is among `fields` (`NOT_HERE`: absent),
-    /// when the reader knew it from the line's shape; otherwise found by name when asked.
-    view: Option<ViewAt>,
+    /// Where the view keys and the keys kept by a prefix are among `fields`, when the reader
+    /// knew it from the line's shape; otherwise found by name when asked.
+    placed: Option<Placed>,
     /// The keys it was read with, when not all: reading another one is a bug (debug builds
     /// check).
     keys: Option<&'a Keys>,
@@ -152,7 +170,7 @@ impl<'a> Flat<'a> {
         Ok(Flat {
             fields,
             keys: None,
-            view: None,
+            placed: None,
         })
     }
 
@@ -165,7 +183,7 @@ impl<'a> Flat<'a> {
         Ok(Flat {
             fields,
             keys,
-            view: None,
+            placed: None,
         })
     }
 
@@ -195,9 +213,13 @@ impl<'a> Flat<'a> {
         mut fields: Vec<Field<'a>>,
     ) -> Result<Flat<'a>, ScanError> {
         fields.clear();
-        let view = scan::scan_indexed(line, members, shape, keys, memo, &mut fields)?;
+        let placed = scan::scan_indexed(line, members, shape, keys, memo, &mut fields)?;
         let keys = (!keys.keeps_all()).then_some(keys);
-        Ok(Flat { fields, keys, view })
+        Ok(Flat {
+            fields,
+            keys,
+            placed,
+        })
     }
 
     /// The emptied vector of fields, with its allocation, for the next line.
@@ -219,7 +241,7 @@ impl<'a> Flat<'a> {
                 .map(|(k, v)| (Cow::Borrowed(k.as_str()), Scalar::of_value(v)))
                 .collect(),
             keys: None,
-            view: None,
+            placed: None,
         }
     }
 
@@ -235,8 +257,8 @@ impl<'a> Flat<'a> {
     /// Where each of [`crate::record::VIEW_KEYS`] is among the fields (the last one of a
     /// repeated key), as the reader found it or else by name.
     pub(crate) fn view_at(&self) -> ViewAt {
-        if let Some(at) = self.view {
-            return at;
+        if let Some(p) = self.placed {
+            return p.view;
         }
         let mut at = [NOT_HERE; crate::record::VIEW_KEYS.len()];
         for (i, (k, _)) in self.fields.iter().enumerate() {
@@ -251,6 +273,19 @@ impl<'a> Flat<'a> {
     #[inline]
     pub(crate) fn value_at(&self, i: u8) -> Option<&Scalar<'a>> {
         self.fields.get(usize::from(i)).map(|(_, v)| v)
+    }
+
+    /// The fields that may have been kept by a key prefix ([`Keys::insert_prefix`]): those the
+    /// reader placed so, else every field (a caller still checks the key).
+    pub fn by_prefix(&self) -> impl Iterator<Item = (&str, &Scalar<'a>)> {
+        let mask = self.placed.and_then(|p| p.prefixed);
+        self.fields
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| {
+                mask.is_none_or(|m| m.checked_shr(*i as u32).is_some_and(|b| b & 1 == 1))
+            })
+            .map(|(_, (k, v))| (k.as_ref(), v))
     }
 
     /// Every key and value, in order.
@@ -323,7 +358,7 @@ impl<'de> Visitor<'de> for FlatVisitor {
         Ok(Flat {
             fields,
             keys: None,
-            view: None,
+            placed: None,
         })
     }
 }
@@ -602,7 +637,15 @@ mod tests {
 
     fn some_keys() -> Keys {
         let mut k = Keys::none();
-        for key in ["a", "b", "k\u{e9}y", "http.response.status_code", "x\"y"] {
+        for key in [
+            "a",
+            "b",
+            "k\u{e9}y",
+            "http.response.status_code",
+            "x\"y",
+            "event_name",
+            "resource.service.name",
+        ] {
             k.insert(key);
         }
         k.insert_prefix("meshlog.redacted.");
@@ -661,6 +704,8 @@ mod tests {
                 Just("x\"y".to_owned()),
                 Just("meshlog.redacted.jwt".to_owned()),
                 Just("http.response.status_code".to_owned()),
+                Just("event_name".to_owned()),
+                Just("resource.service.name".to_owned()),
                 "[a-z.\u{e9}]{0,8}",
             ]
         }
@@ -767,7 +812,17 @@ mod tests {
                     let (line, members, shape) = write_indexed(&kvs);
                     let by_index =
                         Flat::parse_indexed(&line, &members, shape, &keys, &mut memo).unwrap();
-                    prop_assert_eq!(by_index.fields, Flat::parse_keys(&line, &keys).unwrap().fields);
+                    let scanned = Flat::parse_keys(&line, &keys).unwrap();
+                    // What the reader placed is where the names say.
+                    prop_assert_eq!(by_index.view_at(), scanned.view_at());
+                    let redacted = |f: &Flat<'_>| -> Vec<String> {
+                        f.by_prefix()
+                            .filter(|(k, _)| k.starts_with("meshlog.redacted."))
+                            .map(|(k, v)| format!("{k}={v:?}"))
+                            .collect()
+                    };
+                    prop_assert_eq!(redacted(&by_index), redacted(&scanned));
+                    prop_assert_eq!(by_index.fields, scanned.fields);
                 }
             }
 

@@ -25,7 +25,7 @@
 //! checked for control characters and well-formed escapes. Numbers that are not small
 //! non-negative integers are read by `serde_json` too (floats, negatives, overflow).
 
-use crate::flat::{NOT_HERE, Scalar, ViewAt};
+use crate::flat::{NOT_HERE, Placed, Scalar};
 use crate::keys::{Kept, Keys};
 use crate::record::{VIEW_KEYS, view_code};
 use meshlog_format::frame::member;
@@ -131,17 +131,17 @@ pub(crate) fn scan_indexed<'a>(
     keys: &'a Keys,
     memo: &mut KeyMemo,
     out: &mut Vec<Field<'a>>,
-) -> Result<Option<ViewAt>, ScanError> {
+) -> Result<Option<Placed>, ScanError> {
     let kept = out.len();
     if !members.is_empty() {
         if shape != 0 && shape == memo.shape && same_shape(line, members, keys, memo, out) {
-            return Ok((kept == 0).then_some(memo.view));
+            return Ok((kept == 0).then_some(memo.placed));
         }
         out.truncate(kept);
         memo.shape = 0;
         if indexed(line, members, keys, memo, out) {
             memo.shape = shape;
-            return Ok((kept == 0).then_some(memo.view));
+            return Ok((kept == 0).then_some(memo.placed));
         }
     }
     out.truncate(kept);
@@ -247,8 +247,8 @@ pub struct KeyMemo {
     shape: u64,
     /// How to read that line's kept members (what a line of the same shape is read by).
     plan: Vec<Planned>,
-    /// Where the view keys are among the fields read by `plan`.
-    view: ViewAt,
+    /// Where the view keys and the keys kept by a prefix are among the fields `plan` reads.
+    placed: Placed,
 }
 
 impl Default for KeyMemo {
@@ -258,7 +258,7 @@ impl Default for KeyMemo {
             keys: Vec::new(),
             shape: 0,
             plan: Vec::new(),
-            view: [NOT_HERE; VIEW_KEYS.len()],
+            placed: Placed::default(),
         }
     }
 }
@@ -357,7 +357,10 @@ pub(crate) fn indexed<'a>(
     // The memo now describes this line whole.
     memo.keys.truncate(pairs);
     memo.plan.clear();
-    memo.view = [NOT_HERE; VIEW_KEYS.len()];
+    memo.placed = Placed {
+        view: [NOT_HERE; VIEW_KEYS.len()],
+        prefixed: Some(0),
+    };
     let mut from = 0;
     for (member, &(to, kept)) in memo.keys.iter().enumerate() {
         if let Some(kept) = kept {
@@ -365,8 +368,15 @@ pub(crate) fn indexed<'a>(
                 Kept::Exact(e) => keys.exact_str(e).and_then(view_code),
                 Kept::Other => None,
             };
-            if let (Some(c), Ok(at)) = (code, u8::try_from(memo.plan.len())) {
-                memo.view[c] = at;
+            let at = memo.plan.len();
+            if let (Some(c), Ok(at)) = (code, u8::try_from(at)) {
+                memo.placed.view[c] = at;
+            }
+            if kept == Kept::Other {
+                memo.placed.prefixed = memo.placed.prefixed.and_then(|m| {
+                    // Past 64 fields the mask cannot say: readers then look at every field.
+                    1u64.checked_shl(at as u32).map(|bit| m | bit)
+                });
             }
             memo.plan.push(Planned {
                 member,
