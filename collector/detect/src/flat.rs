@@ -109,7 +109,7 @@ impl<'a> Scalar<'a> {
 }
 
 /// Where each view key is among a record's fields ([`Flat::view_at`]).
-pub(crate) type ViewAt = [u8; crate::record::VIEW_KEYS.len()];
+pub(crate) type ViewAt = [u16; crate::record::VIEW_KEYS.len()];
 
 /// Where a reader put what the engine looks for among a record's fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,13 +129,15 @@ impl Default for Placed {
     }
 }
 
-/// In a [`ViewAt`]: the key is not in the record (records keep fewer than 255 fields).
-pub(crate) const NOT_HERE: u8 = u8::MAX;
+/// In a [`ViewAt`]: the key is not in the record (or past 65,534 fields).
+pub(crate) const NOT_HERE: u16 = u16::MAX;
 
 /// `v` emptied, as a vector of fields that may borrow from another line: the same allocation
 /// (collecting a vector's own iterator into elements of the same layout reuses it in place).
 pub(crate) fn recycle<'b>(mut v: Vec<Field<'_>>) -> Vec<Field<'b>> {
     v.clear();
+    // `filter_map`, not `filter`: the element type changes (its lifetime), the layout not.
+    #[allow(clippy::unnecessary_filter_map)]
     v.into_iter().filter_map(|_| None).collect()
 }
 
@@ -262,8 +264,8 @@ impl<'a> Flat<'a> {
         }
         let mut at = [NOT_HERE; crate::record::VIEW_KEYS.len()];
         for (i, (k, _)) in self.fields.iter().enumerate() {
-            if let Some(c) = crate::record::view_code(k) {
-                at[c] = i as u8;
+            if let Some(slot) = crate::record::view_code(k).and_then(|c| at.get_mut(c)) {
+                *slot = u16::try_from(i).unwrap_or(NOT_HERE);
             }
         }
         at
@@ -271,7 +273,7 @@ impl<'a> Flat<'a> {
 
     /// The value of the field at `i` (see [`Flat::view_at`]).
     #[inline]
-    pub(crate) fn value_at(&self, i: u8) -> Option<&Scalar<'a>> {
+    pub(crate) fn value_at(&self, i: u16) -> Option<&Scalar<'a>> {
         self.fields.get(usize::from(i)).map(|(_, v)| v)
     }
 

@@ -238,7 +238,7 @@ fn member_value<'a>(
 
 /// The previous line's keys and whether each was kept (see [`scan_indexed`]). One memo
 /// serves one [`Keys`]: what it learned is only true of the keys it was taught with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct KeyMemo {
     bytes: Vec<u8>,
     /// Per member: end of its key in `bytes`, and how it is kept (`None`: not kept).
@@ -249,18 +249,6 @@ pub struct KeyMemo {
     plan: Vec<Planned>,
     /// Where the view keys and the keys kept by a prefix are among the fields `plan` reads.
     placed: Placed,
-}
-
-impl Default for KeyMemo {
-    fn default() -> Self {
-        KeyMemo {
-            bytes: Vec::new(),
-            keys: Vec::new(),
-            shape: 0,
-            plan: Vec::new(),
-            placed: Placed::default(),
-        }
-    }
 }
 
 /// One kept member of the memo's shape.
@@ -369,8 +357,11 @@ pub(crate) fn indexed<'a>(
                 Kept::Other => None,
             };
             let at = memo.plan.len();
-            if let (Some(c), Ok(at)) = (code, u8::try_from(at)) {
-                memo.placed.view[c] = at;
+            if let (Some(slot), Ok(at)) = (
+                code.and_then(|c| memo.placed.view.get_mut(c)),
+                u16::try_from(at),
+            ) {
+                *slot = at;
             }
             if kept == Kept::Other {
                 memo.placed.prefixed = memo.placed.prefixed.and_then(|m| {
