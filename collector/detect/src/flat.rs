@@ -193,13 +193,14 @@ impl<'a> Flat<'a> {
     /// `meshlog_format::frame::PlainRecords`): the kept values are found by the index, the rest
     /// of the line is not read. An empty or unfitting index reads the line as
     /// [`Flat::parse_keys`] does.
-    /// `memo` carries what the previous line's keys taught (see [`KeyMemo`]); one per reader.
+    /// `memo` carries what the previous line taught (see [`KeyMemo`]); one per reader. A string
+    /// value may be borrowed from it (equal to the previous line's).
     pub fn parse_indexed(
         line: &'a [u8],
         members: &[u32],
         shape: u64,
         keys: &'a Keys,
-        memo: &mut KeyMemo,
+        memo: &'a mut KeyMemo,
     ) -> Result<Flat<'a>, ScanError> {
         Flat::parse_indexed_into(line, members, shape, keys, memo, Vec::with_capacity(24))
     }
@@ -211,7 +212,7 @@ impl<'a> Flat<'a> {
         members: &[u32],
         shape: u64,
         keys: &'a Keys,
-        memo: &mut KeyMemo,
+        memo: &'a mut KeyMemo,
         mut fields: Vec<Field<'a>>,
     ) -> Result<Flat<'a>, ScanError> {
         fields.clear();
@@ -737,6 +738,41 @@ mod tests {
             (out, members, shape.finish().max(1))
         }
 
+        #[test]
+        fn a_string_equal_to_the_previous_lines_is_read_from_the_memo_a_changed_one_from_its_line()
+        {
+            use serde_json::json;
+            let keys = some_keys();
+            let mut memo = KeyMemo::default();
+            // Repeated, changed, repeated, not ASCII, then a number where a string was.
+            for (service, event) in [
+                (json!("checkout"), "GET"),
+                (json!("checkout"), "GET"),
+                (json!("cart"), "GET"),
+                (json!("cart"), "GET"),
+                (json!("caf\u{e9}"), "PUT"),
+                (json!(7), "PUT"),
+                (json!("cart"), "GET"),
+            ] {
+                let kvs = vec![
+                    ("resource.service.name".to_owned(), service),
+                    ("event_name".to_owned(), json!(event)),
+                    ("a".to_owned(), json!(1)),
+                ];
+                let (line, members, shape) = write_indexed(&kvs);
+                let by_index =
+                    Flat::parse_indexed(&line, &members, shape, &keys, &mut memo).unwrap();
+                let scanned = Flat::parse_keys(&line, &keys).unwrap();
+                assert_eq!(
+                    by_index.fields,
+                    scanned.fields,
+                    "{}",
+                    String::from_utf8_lossy(&line)
+                );
+                assert_eq!(by_index.view_at(), scanned.view_at());
+            }
+        }
+
         /// A compact record as the collector writes one, with its member index and shape.
         fn indexed_record() -> impl Strategy<Value = (Vec<u8>, Vec<u32>, u64)> {
             prop::collection::vec((record_key(), value()), 0..8).prop_map(|kvs| write_indexed(&kvs))
@@ -790,8 +826,9 @@ mod tests {
                     let used = crate::scan::indexed(
                         &line, &members, &keys, &mut KeyMemo::default(), &mut Vec::new());
                     prop_assert!(used || members.is_empty() || escaped_key);
-                    let by_index = Flat::parse_indexed(
-                        &line, &members, shape, &keys, &mut KeyMemo::default()).unwrap();
+                    let mut memo = KeyMemo::default();
+                    let by_index =
+                        Flat::parse_indexed(&line, &members, shape, &keys, &mut memo).unwrap();
                     let scanned = Flat::parse_keys(&line, &keys).unwrap();
                     prop_assert_eq!(by_index.fields, scanned.fields);
                 }

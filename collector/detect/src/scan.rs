@@ -129,13 +129,17 @@ pub(crate) fn scan_indexed<'a>(
     members: &[u32],
     shape: u64,
     keys: &'a Keys,
-    memo: &mut KeyMemo,
+    memo: &'a mut KeyMemo,
     out: &mut Vec<Field<'a>>,
 ) -> Result<Option<Placed>, ScanError> {
     let kept = out.len();
     if !members.is_empty() {
         if shape != 0 && shape == memo.shape && same_shape(line, members, keys, memo, out) {
-            return Ok((kept == 0).then_some(memo.placed));
+            // Moved, not reborrowed: the fields borrow the memo from here on.
+            let read = memo;
+            let read: &'a KeyMemo = read;
+            strings_from_memo(read, kept, out);
+            return Ok((kept == 0).then_some(read.placed));
         }
         out.truncate(kept);
         memo.shape = 0;
@@ -152,17 +156,26 @@ pub(crate) fn scan_indexed<'a>(
 /// its keys are the memo's, so each kept member is read at its offsets with its key's text
 /// taken from `keys` (exact keys) and only its value checked; a key whose length differs, or
 /// a member that does not fit its offsets, sends the line to the full reading.
+///
+/// A plain string value equal to the previous line's (a run of records from one source repeats
+/// its service, instance, VM, event) is not checked again: it is read from the memo, which
+/// keeps the previous line's strings; the others are checked and kept. This pushes a
+/// placeholder for each string; [`strings_from_memo`] fills them in.
 fn same_shape<'a>(
     line: &'a [u8],
     members: &[u32],
     keys: &'a Keys,
-    memo: &KeyMemo,
+    memo: &mut KeyMemo,
     out: &mut Vec<Field<'a>>,
 ) -> bool {
     if members.len() != memo.keys.len() * 2 || line.last() != Some(&b'}') {
         return false;
     }
-    for p in &memo.plan {
+    let KeyMemo { plan, strings, .. } = memo;
+    if strings.len() != plan.len() {
+        return false;
+    }
+    for (p, string) in plan.iter().zip(strings.iter_mut()) {
         let Some(m) = member(line, members, p.member).filter(|m| !m.key_escaped) else {
             return false;
         };
@@ -176,12 +189,44 @@ fn same_shape<'a>(
         let Some(key) = key else {
             return false;
         };
-        match value_at(line, m.value.start, m.value.end, m.value_escaped) {
-            Some(value) => out.push((Cow::Borrowed(key), value)),
-            None => return false,
-        }
+        let (v, end) = (m.value.start, m.value.end);
+        let raw = match (line.get(v), m.value_escaped) {
+            (Some(b'"'), false) if end >= v + 2 && line.get(end - 1) == Some(&b'"') => {
+                line.get(v + 1..end - 1)
+            }
+            _ => None,
+        };
+        string.0 = raw.is_some();
+        let value = match raw {
+            Some(raw) => {
+                if string.1.as_bytes() != raw {
+                    let Ok(s) = std::str::from_utf8(raw) else {
+                        return false;
+                    };
+                    string.1.clear();
+                    string.1.push_str(s);
+                }
+                Scalar::Other
+            }
+            None => match value_at(line, v, end, m.value_escaped) {
+                Some(value) => value,
+                None => return false,
+            },
+        };
+        out.push((Cow::Borrowed(key), value));
     }
     true
+}
+
+/// Fills in the string values [`same_shape`] left as placeholders (the fields from `from` on),
+/// borrowed from the memo.
+fn strings_from_memo<'a>(memo: &'a KeyMemo, from: usize, out: &mut [Field<'a>]) {
+    let fields = out.get_mut(from..).unwrap_or_default();
+    for ((_, value), (string, text)) in fields.iter_mut().zip(&memo.strings) {
+        if *string {
+            *value = Scalar::Str(Cow::Borrowed(text));
+        }
+    }
 }
 
 /// The value `line[v..end]` of a kept member, checking only its own bytes (the line is not
@@ -249,6 +294,8 @@ pub struct KeyMemo {
     plan: Vec<Planned>,
     /// Where the view keys and the keys kept by a prefix are among the fields `plan` reads.
     placed: Placed,
+    /// Per planned member: whether the last line's value was a plain string, and that string.
+    strings: Vec<(bool, String)>,
 }
 
 /// One kept member of the memo's shape.
@@ -377,6 +424,9 @@ pub(crate) fn indexed<'a>(
         }
         from = to;
     }
+    // A new shape: no string is known yet.
+    memo.strings.clear();
+    memo.strings.resize(memo.plan.len(), (false, String::new()));
     memo.keys.len() == pairs && memo.plan.len() < usize::from(NOT_HERE)
 }
 
