@@ -11,6 +11,7 @@
 //! pure: no clock, no I/O, no runtime. Only [`notify`] talks to the network, on threads of its own.
 
 pub mod alert;
+mod bytes;
 pub mod config;
 pub mod engine;
 pub mod flat;

@@ -25,6 +25,7 @@
 //! checked for control characters and well-formed escapes. Numbers that are not small
 //! non-negative integers are read by `serde_json` too (floats, negatives, overflow).
 
+use crate::bytes::same;
 use crate::flat::{NOT_HERE, Placed, Scalar};
 use crate::keys::{Kept, Keys};
 use crate::record::{VIEW_KEYS, view_code};
@@ -199,7 +200,7 @@ fn same_shape<'a>(
         string.0 = raw.is_some();
         let value = match raw {
             Some(raw) => {
-                if string.1.as_bytes() != raw {
+                if !same(string.1.as_bytes(), raw) {
                     let Ok(s) = std::str::from_utf8(raw) else {
                         return false;
                     };
