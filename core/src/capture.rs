@@ -17,23 +17,43 @@ use crate::rpc::{self, RpcSystem};
 use crate::trace;
 use std::borrow::Cow;
 
+/// One header: its lower-case name and raw value, borrowed from the host when it can lend
+/// them for as long as the source is borrowed (the native module reads Envoy's header map in
+/// place), owned when the host had to copy them out (Wasm hostcalls). Only the headers the
+/// record logs are copied into it.
+pub type Header<'a> = (Cow<'a, str>, Cow<'a, [u8]>);
+
 /// Read access to the proxy's view of the current request.
 pub trait AttributeSource {
     /// The Envoy attribute at `path` (e.g. `["request", "method"]`), as raw bytes.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Every request header (lower-case names), as raw values.
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn request_headers(&self) -> Vec<Header<'_>>;
     /// Every response header (lower-case names), as raw values.
-    fn response_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn response_headers(&self) -> Vec<Header<'_>>;
     /// Every request trailer (lower-case names). Asked for RPCs only; a host that cannot tell
     /// (Envoy's access logger) answers none.
-    fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
+    fn request_trailers(&self) -> Vec<Header<'_>> {
         Vec::new()
     }
     /// Every response trailer (lower-case names). Asked for RPCs only.
-    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+    fn response_trailers(&self) -> Vec<Header<'_>> {
         Vec::new()
     }
+}
+
+/// Headers the host copied out, as [`Header`]s (the Wasm host's lists).
+pub fn owned_headers(list: Vec<(String, Vec<u8>)>) -> Vec<Header<'static>> {
+    list.into_iter()
+        .map(|(n, v)| (Cow::Owned(n), Cow::Owned(v)))
+        .collect()
+}
+
+/// Headers held by the caller, lent as [`Header`]s (no copy).
+pub fn borrowed_headers(list: &[(String, Vec<u8>)]) -> Vec<Header<'_>> {
+    list.iter()
+        .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_slice())))
+        .collect()
 }
 
 /// Headers already logged under their own attribute (or pseudo-headers, which are the request
@@ -47,31 +67,44 @@ fn lossy(raw: Vec<u8>) -> String {
     }
 }
 
-/// `v` after a redaction `f` of it: `v` itself (no copy) when `f` left it whole, the new text
-/// when `f` changed it, `None` when `f` dropped it. A borrowed answer that is not the whole of
-/// `v` (a trimmed slice) is copied, so this is exact whatever `f` returns.
-fn redacted(v: String, f: impl for<'a> FnOnce(&'a str) -> Option<Cow<'a, str>>) -> Option<String> {
+/// A header value as text: borrowed when it is lent and UTF-8, else decoded lossily (an owned
+/// value without a copy when it is UTF-8).
+fn value_text(raw: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match raw {
+        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+        Cow::Owned(o) => Cow::Owned(lossy(o)),
+    }
+}
+
+/// `v` after a redaction `f` of it: `v` itself (moved, or copied once when lent) when `f` left
+/// it whole, the new text when `f` changed it, `None` when `f` dropped it. A borrowed answer
+/// that is not the whole of `v` (a trimmed slice) is copied, so this is exact whatever `f`
+/// returns.
+fn redacted(
+    v: Cow<'_, str>,
+    f: impl for<'a> FnOnce(&'a str) -> Option<Cow<'a, str>>,
+) -> Option<String> {
     let changed = match f(&v)? {
         Cow::Borrowed(b) if b.as_ptr() == v.as_ptr() && b.len() == v.len() => None,
         Cow::Borrowed(b) => Some(b.to_owned()),
         Cow::Owned(o) => Some(o),
     };
-    Some(changed.unwrap_or(v))
+    Some(changed.unwrap_or_else(|| v.into_owned()))
 }
 
 /// Allowlisted headers, redacted; repeated names are comma-joined as HTTP allows.
 fn headers(
-    raw: Vec<(String, Vec<u8>)>,
+    raw: Vec<Header<'_>>,
     allowed: impl Fn(&str) -> bool,
     redact: impl for<'a> Fn(&str, &'a str, &mut Summary) -> Option<Cow<'a, str>>,
     summary: &mut Summary,
 ) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in raw {
-        if name.starts_with(':') || SKIP_HEADERS.contains(&name.as_str()) || !allowed(&name) {
+        if name.starts_with(':') || SKIP_HEADERS.contains(&name.as_ref()) || !allowed(&name) {
             continue;
         }
-        let Some(v) = redacted(lossy(value), |v| redact(&name, v, summary)) else {
+        let Some(v) = redacted(value_text(value), |v| redact(&name, v, summary)) else {
             continue;
         };
         match out.iter_mut().find(|(n, _)| *n == name) {
@@ -79,7 +112,7 @@ fn headers(
                 joined.push(',');
                 joined.push_str(&v);
             }
-            None => out.push((name, v)),
+            None => out.push((name.into_owned(), v)),
         }
     }
     out
@@ -87,17 +120,17 @@ fn headers(
 
 /// The first value of header `name` in a fetched list (lower-case names), decoded lossily
 /// (borrowed when it is UTF-8); an empty value counts as absent, like an empty attribute.
-fn first<'l>(list: &'l [(String, Vec<u8>)], name: &str) -> Option<Cow<'l, str>> {
+fn first<'l>(list: &'l [Header<'_>], name: &str) -> Option<Cow<'l, str>> {
     first_raw(list, name)
         .filter(|v| !v.is_empty())
         .map(String::from_utf8_lossy)
 }
 
 /// The first raw value of header `name`, borrowed.
-fn first_raw<'l>(list: &'l [(String, Vec<u8>)], name: &str) -> Option<&'l [u8]> {
+fn first_raw<'l>(list: &'l [Header<'_>], name: &str) -> Option<&'l [u8]> {
     list.iter()
         .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_slice())
+        .map(|(_, v)| v.as_ref())
 }
 
 fn owned(c: Option<Cow<'_, str>>) -> Option<String> {
@@ -138,12 +171,12 @@ pub fn capture_http(
 /// values never leave it: the record holds only redacted ones.
 pub struct RequestView<'s, S: AttributeSource> {
     src: &'s S,
-    request: Vec<(String, Vec<u8>)>,
-    response: Vec<(String, Vec<u8>)>,
+    request: Vec<Header<'s>>,
+    response: Vec<Header<'s>>,
     /// The RPC protocol, from the request's `content-type` (no hostcall: the list is fetched).
     rpc: Option<RpcSystem>,
     /// Response trailers, fetched for gRPC and gRPC-Web only.
-    trailers: Vec<(String, Vec<u8>)>,
+    trailers: Vec<Header<'s>>,
     /// `grpc-status` from the trailers, else the headers (trailers-only answer).
     grpc_status: Option<u32>,
     duration_ns: Option<u64>,
@@ -303,7 +336,7 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
     }
 
     fn trace(&self) -> Option<([u8; 16], [u8; 8])> {
-        trace::from_headers(self.request.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+        trace::from_headers(self.request.iter().map(|(n, v)| (n.as_ref(), v.as_ref())))
     }
 
     /// What sampling decides on. Raw values (unredacted) but for the route, which is the
@@ -606,21 +639,22 @@ impl MapSource {
     }
 }
 
+/// Headers are lent, as the native module lends Envoy's.
 impl AttributeSource for MapSource {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         self.properties.get(&path.join(".")).cloned()
     }
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.headers.clone()
+    fn request_headers(&self) -> Vec<Header<'_>> {
+        borrowed_headers(&self.headers)
     }
-    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.response.clone()
+    fn response_headers(&self) -> Vec<Header<'_>> {
+        borrowed_headers(&self.response)
     }
-    fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
-        self.request_trailers.clone()
+    fn request_trailers(&self) -> Vec<Header<'_>> {
+        borrowed_headers(&self.request_trailers)
     }
-    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
-        self.response_trailers.clone()
+    fn response_trailers(&self) -> Vec<Header<'_>> {
+        borrowed_headers(&self.response_trailers)
     }
 }
 
@@ -636,18 +670,18 @@ mod tests {
             self.1.borrow_mut().push(path.join("."));
             self.0.property(path)
         }
-        fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        fn request_trailers(&self) -> Vec<Header<'_>> {
             self.1.borrow_mut().push("trailers.request".into());
             self.0.request_trailers()
         }
-        fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        fn response_trailers(&self) -> Vec<Header<'_>> {
             self.1.borrow_mut().push("trailers.response".into());
             self.0.response_trailers()
         }
-        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        fn request_headers(&self) -> Vec<Header<'_>> {
             self.0.request_headers()
         }
-        fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+        fn response_headers(&self) -> Vec<Header<'_>> {
             self.0.response_headers()
         }
     }

@@ -5,10 +5,12 @@
 //! missing one fails the load, not a request.
 //!
 //! Pointers Envoy hands out (`EnvoyBuffer`) point into Envoy's memory and are valid only during
-//! the hook that obtained them: [`LogView`] copies what it keeps.
+//! the hook that obtained them: [`LogView`] copies what it keeps, or lends it no longer than the
+//! view is borrowed (the header lists).
 
 #![allow(unsafe_code)]
 
+use std::borrow::Cow;
 use std::ffi::c_void;
 use std::os::raw::c_char;
 
@@ -26,6 +28,19 @@ pub struct EnvoyBuffer {
     pub ptr: *const c_char,
     /// Length in bytes.
     pub length: usize,
+}
+
+/// `length` bytes at `ptr` as a slice of lifetime `'a` (empty for a null pointer).
+///
+/// # Safety
+/// Envoy guarantees `length` readable bytes at `ptr` for the current hook; `'a` must not
+/// outlive it.
+unsafe fn lent<'a>(ptr: *const c_char, length: usize) -> &'a [u8] {
+    if ptr.is_null() || length == 0 {
+        return &[];
+    }
+    // SAFETY: as the function's contract says.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), length) }
 }
 
 impl EnvoyBuffer {
@@ -279,9 +294,12 @@ fn buffer(f: impl FnOnce(*mut EnvoyBuffer) -> bool) -> Option<Vec<u8>> {
 }
 
 impl LogView {
-    /// Every header of `kind`, copied, names as Envoy holds them (lower case).
-    pub fn headers(self, kind: HeaderType) -> Vec<(String, Vec<u8>)> {
-        // SAFETY: the view is live; Envoy writes exactly `size` entries.
+    /// Every header of `kind`, names as Envoy holds them (lower case), lent in place (no copy)
+    /// for as long as the view is borrowed: Envoy's header map lives through the hook, and a
+    /// view is only held within it (what every getter here relies on).
+    pub fn headers(&self, kind: HeaderType) -> Vec<(Cow<'_, str>, Cow<'_, [u8]>)> {
+        // SAFETY: the view is live; Envoy writes exactly `size` entries; the slices are read
+        // only while `self` is borrowed, within the hook.
         unsafe {
             let n = envoy_dynamic_module_callback_access_logger_get_headers_size(self.0, kind);
             if n == 0 {
@@ -305,21 +323,11 @@ impl LogView {
             }
             raw.iter()
                 .map(|h| {
-                    let k = EnvoyBuffer {
-                        ptr: h.key_ptr,
-                        length: h.key_length,
-                    }
-                    .to_vec();
-                    let v = EnvoyBuffer {
-                        ptr: h.value_ptr,
-                        length: h.value_length,
-                    }
-                    .to_vec();
-                    // A valid name (always, from Envoy) becomes the String without a second
-                    // copy; `from_utf8_lossy(..).into_owned()` copied every name again.
-                    let k = String::from_utf8(k)
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                    (k, v)
+                    let k = lent(h.key_ptr, h.key_length);
+                    let v = lent(h.value_ptr, h.value_length);
+                    // A valid name (always, from Envoy) is lent as is; anything else is
+                    // decoded lossily, as core decodes values.
+                    (String::from_utf8_lossy(k), Cow::Borrowed(v))
                 })
                 .collect()
         }

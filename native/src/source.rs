@@ -9,7 +9,7 @@
 //! exist in an access logger, as in the Wasm access logger.
 
 use crate::abi::{BytesInfo, HeaderType, LogView, TimingInfo};
-use meshlog_core::AttributeSource;
+use meshlog_core::{AttributeSource, Header};
 use std::cell::OnceCell;
 
 /// The request being logged. Timing and byte counts are one getter each for two attributes:
@@ -120,15 +120,17 @@ impl AttributeSource for LogSource {
         }
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+    // Lent from Envoy's header maps: a `LogSource` lives within the hook that gave its view
+    // (`Logger::log` builds it and drops it before returning), and the lists borrow it.
+    fn request_headers(&self) -> Vec<Header<'_>> {
         self.view.headers(HeaderType::RequestHeader)
     }
 
-    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn response_headers(&self) -> Vec<Header<'_>> {
         self.view.headers(HeaderType::ResponseHeader)
     }
 
-    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+    fn response_trailers(&self) -> Vec<Header<'_>> {
         self.view.headers(HeaderType::ResponseTrailer)
     }
 }
@@ -141,11 +143,11 @@ impl AttributeSource for NoNode {
         None
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn request_headers(&self) -> Vec<Header<'_>> {
         Vec::new()
     }
 
-    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn response_headers(&self) -> Vec<Header<'_>> {
         Vec::new()
     }
 }
