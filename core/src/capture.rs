@@ -1341,4 +1341,116 @@ mod tests {
         let rpc = odd.rpc.unwrap();
         assert_eq!((rpc.service, rpc.method), (None, None));
     }
+
+    /// A host that copies its header lists out (the Wasm module's hostcalls), over a map.
+    struct Copied(MapSource);
+    impl AttributeSource for Copied {
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.0.property(path)
+        }
+        fn request_headers(&self) -> Vec<Header<'_>> {
+            owned_headers(self.0.headers.clone())
+        }
+        fn response_headers(&self) -> Vec<Header<'_>> {
+            owned_headers(self.0.response.clone())
+        }
+        fn request_trailers(&self) -> Vec<Header<'_>> {
+            owned_headers(self.0.request_trailers.clone())
+        }
+        fn response_trailers(&self) -> Vec<Header<'_>> {
+            owned_headers(self.0.response_trailers.clone())
+        }
+    }
+
+    /// The record borrows what the host lends and owns what it copied: either way, the same
+    /// record, with or without sampling's look at the path first, under either policy.
+    #[test]
+    fn lent_and_copied_header_lists_give_the_same_record() {
+        let strict = RedactionPolicy::from_json(
+            br#"{"custom": [{"name": "orders_word", "pattern": "orders"}],
+                 "headers": {"request": ["x-tenant", "accept"]}}"#,
+        )
+        .unwrap();
+        let requests = [
+            MapSource::default()
+                .header(":authority", "Shop.Example.com:443")
+                .header(":scheme", "https")
+                .header(":method", "get")
+                .header(":path", "/api/orders/12345?user=jo%40example.com&page=2")
+                .header("user-agent", "curl/8.5 jo@example.com")
+                .header("x-request-id", "0d7f4a4e-8c1d-4f51-9a35-2b1f5d2f0b7e")
+                .header("x-tenant", "acme")
+                .header("x-tenant", "card 4111 1111 1111 1111")
+                .header("accept", b"text/\xff")
+                .response_header(":status", "200")
+                .response_header("content-type", "text/plain")
+                .text("source.address", "10.1.2.3:5555")
+                .text("request.protocol", "HTTP/1.1"),
+            MapSource::default()
+                .header(":authority", "127.0.0.1:10000")
+                .header(":method", "POST")
+                .header(":path", "/users/jo@example.com")
+                .header("x-request-id", "")
+                .text("request.protocol", "HTTP/2")
+                .int("response.flags", 1 << 5),
+            MapSource::default()
+                .header(":path", "/?")
+                .header(":method", "DELETE")
+                .text("request.protocol", "QUIC/9"),
+            grpc_call("/shop.v1.Orders/Get").response_trailer("grpc-status", "0"),
+            MapSource::default()
+                .text("request.url_path", "/a/b")
+                .text("request.query", "token=abc")
+                .text("request.host", "h"),
+        ];
+        for policy in [default_policy(), &strict] {
+            for src in &requests {
+                let lent = capture_http(src, policy, 7);
+                let copied = Copied(src.clone());
+                assert_eq!(lent, capture_http(&copied, policy, 7));
+                // Sampling redacts the path first; the record takes it from there.
+                let view = RequestView::fetch(&copied);
+                let _ = view.facts(policy);
+                assert_eq!(lent, view.record(policy, 7));
+            }
+        }
+        let r = capture_http(&requests[0], &strict, 7);
+        assert_eq!(r.server_address.as_deref(), Some("shop.example.com"));
+        assert_eq!(r.method.as_deref(), Some("GET"));
+        assert_eq!(r.route.as_deref(), Some("/api/{orders_word}/{id}"));
+        assert_eq!(r.query.as_deref(), Some("user=[REDACTED:email]&page=2"));
+        assert_eq!(r.protocol_version.as_deref(), Some("1.1"));
+        assert_eq!(
+            r.request_headers,
+            [
+                (
+                    Cow::Borrowed("x-tenant"),
+                    Cow::Borrowed("acme,card [REDACTED:card]")
+                ),
+                (Cow::Borrowed("accept"), Cow::Borrowed("text/\u{fffd}"))
+            ]
+        );
+        let r = capture_http(&requests[2], &strict, 7);
+        assert_eq!(r.protocol_version.as_deref(), Some("QUIC/9"));
+        assert_eq!(r.query, None);
+    }
+
+    /// `keep` lends a slice of a lent value, moves a whole owned one, copies anything else.
+    #[test]
+    fn keep_is_exact_whatever_the_redaction_returns() {
+        let lent = Cow::Borrowed("  abc  ");
+        let k = keep(lent.clone(), |v| Some(Cow::Borrowed(v.trim()))).unwrap();
+        assert!(matches!(k, Cow::Borrowed("abc")));
+        let k = keep(Cow::Owned("  abc  ".to_owned()), |v| {
+            Some(Cow::Borrowed(v.trim()))
+        });
+        assert_eq!(k.as_deref(), Some("abc"));
+        let k = keep(Cow::Owned("abc".to_owned()), |v| Some(Cow::Borrowed(v))).unwrap();
+        assert!(matches!(k, Cow::Owned(ref o) if o == "abc"));
+        let k = keep(lent.clone(), |_| Some(Cow::Borrowed("elsewhere"))).unwrap();
+        assert!(matches!(k, Cow::Owned(ref o) if o == "elsewhere"));
+        let k = keep(lent.clone(), |_| Some(Cow::Owned("new".to_owned())));
+        assert_eq!(k.as_deref(), Some("new"));
+        assert_eq!(keep(lent, |_| None), None);
+    }
 }
