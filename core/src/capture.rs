@@ -24,8 +24,9 @@ pub type Header<'a> = (Cow<'a, str>, Cow<'a, [u8]>);
 
 /// Read access to the proxy's view of the current request.
 pub trait AttributeSource {
-    /// The Envoy attribute at `path` (e.g. `["request", "method"]`), as raw bytes.
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// The Envoy attribute at `path` (e.g. `["request", "method"]`), as raw bytes: lent when
+    /// the host can lend them for as long as the source is borrowed, else owned.
+    fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>>;
     /// Every request header (lower-case names), as raw values.
     fn request_headers(&self) -> Vec<Header<'_>>;
     /// Every response header (lower-case names), as raw values.
@@ -172,7 +173,7 @@ fn split_target(full: Cow<'_, str>) -> (Option<Cow<'_, str>>, Option<Cow<'_, str
 }
 
 /// The protocol version as logged (`HTTP/1.1` gives `1.1`); the usual ones without a copy.
-fn protocol_text(p: String) -> Text<'static> {
+fn protocol_text(p: Cow<'_, str>) -> Text<'static> {
     match protocol_version(&p) {
         "1.1" => Cow::Borrowed("1.1"),
         "2" => Cow::Borrowed("2"),
@@ -194,11 +195,17 @@ fn owned(c: Option<Cow<'_, str>>) -> Option<String> {
 }
 
 fn text(src: &impl AttributeSource, path: &[&str]) -> Option<String> {
+    text_cow(src, path).map(Cow::into_owned)
+}
+
+/// The attribute at `path` as text, lent when the host lent it and it is UTF-8; an empty
+/// value counts as absent.
+fn text_cow<'s, S: AttributeSource>(src: &'s S, path: &[&str]) -> Option<Cow<'s, str>> {
     let raw = src.property(path)?;
     if raw.is_empty() {
         return None;
     }
-    Some(lossy(raw))
+    Some(value_text(raw))
 }
 
 fn int(src: &impl AttributeSource, path: &[&str]) -> Option<i64> {
@@ -494,7 +501,7 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             },
         };
         let query = raw_query.and_then(|q| keep(q, |q| policy.query(q, &mut sum)));
-        let (client_address, client_port) = match text(src, &["source", "address"]) {
+        let (client_address, client_port) = match text_cow(src, &["source", "address"]) {
             Some(a) => {
                 let (ip, port) = split_socket_address(&a);
                 (owned(policy.client_ip(unmap_ipv4(ip), &mut sum)), port)
@@ -560,19 +567,19 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             server_port,
             path,
             query,
-            protocol_version: text(src, &["request", "protocol"]).map(protocol_text),
+            protocol_version: text_cow(src, &["request", "protocol"]).map(protocol_text),
             status,
             request_body_bytes: unsigned(src, &["request", "size"]),
             response_body_bytes: unsigned(src, &["response", "size"]),
             user_agent,
             request_id,
             response_flags: (flags != 0).then(|| Cow::Owned(response_flags(flags))),
-            response_code_details: text(src, &["response", "code_details"]).map(Cow::Owned),
-            upstream_cluster: text(src, &["xds", "cluster_name"]).map(Cow::Owned),
-            upstream_host: text(src, &["upstream", "address"]).map(Cow::Owned),
+            response_code_details: text_cow(src, &["response", "code_details"]),
+            upstream_cluster: text_cow(src, &["xds", "cluster_name"]),
+            upstream_host: text_cow(src, &["upstream", "address"]),
             client_address: client_address.map(Cow::Owned),
             client_port,
-            downstream_local_address: text(src, &["destination", "address"]).map(Cow::Owned),
+            downstream_local_address: text_cow(src, &["destination", "address"]),
             trace_id: trace.map(|t| t.0),
             span_id: trace.map(|t| t.1),
             route,
@@ -726,8 +733,10 @@ impl MapSource {
 
 /// Headers are lent, as the native module lends Envoy's.
 impl AttributeSource for MapSource {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.properties.get(&path.join(".")).cloned()
+    fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>> {
+        self.properties
+            .get(&path.join("."))
+            .map(|v| Cow::Borrowed(v.as_slice()))
     }
     fn request_headers(&self) -> Vec<Header<'_>> {
         borrowed_headers(&self.headers)
@@ -757,7 +766,7 @@ mod tests {
     /// Remembers which attributes were asked for: each one is a hostcall in Envoy.
     struct Recording(MapSource, std::cell::RefCell<Vec<String>>);
     impl AttributeSource for Recording {
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>> {
             self.1.borrow_mut().push(path.join("."));
             self.0.property(path)
         }
@@ -1345,7 +1354,7 @@ mod tests {
     /// A host that copies its header lists out (the Wasm module's hostcalls), over a map.
     struct Copied(MapSource);
     impl AttributeSource for Copied {
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>> {
             self.0.property(path)
         }
         fn request_headers(&self) -> Vec<Header<'_>> {

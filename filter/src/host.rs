@@ -10,14 +10,18 @@ use meshlog_core::redact::{Kind, Summary};
 use meshlog_core::{AttributeSource, Header};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType};
+use std::borrow::Cow;
 use std::time::UNIX_EPOCH;
 
 /// Attributes of the stream whose callback is running.
 pub struct EnvoyAttributes;
 
 impl AttributeSource for EnvoyAttributes {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        hostcalls::get_property(path.to_vec()).ok().flatten()
+    fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>> {
+        hostcalls::get_property(path.to_vec())
+            .ok()
+            .flatten()
+            .map(Cow::Owned)
     }
 
     fn request_headers(&self) -> Vec<Header<'_>> {

@@ -288,9 +288,12 @@ impl ConfigHandle {
 #[derive(Debug, Clone, Copy)]
 pub struct LogView(pub *mut c_void);
 
-fn buffer(f: impl FnOnce(*mut EnvoyBuffer) -> bool) -> Option<Vec<u8>> {
+/// The buffer Envoy fills, lent for `'a`: the callers tie `'a` to a borrow of the view, which
+/// is only held within the hook (the buffers live through it).
+fn buffer<'a>(f: impl FnOnce(*mut EnvoyBuffer) -> bool) -> Option<&'a [u8]> {
     let mut b = EnvoyBuffer::EMPTY;
-    f(&mut b).then(|| b.to_vec())
+    // SAFETY: Envoy guarantees `length` readable bytes at `ptr` for the current hook.
+    f(&mut b).then(|| unsafe { lent(b.ptr, b.length) })
 }
 
 impl LogView {
@@ -340,7 +343,7 @@ impl LogView {
     }
 
     /// `%RESPONSE_CODE_DETAILS%`.
-    pub fn response_code_details(self) -> Option<Vec<u8>> {
+    pub fn response_code_details(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_response_code_details(self.0, b)
@@ -404,7 +407,7 @@ impl LogView {
     }
 
     /// The upstream cluster's name (`xds.cluster_name`).
-    pub fn upstream_cluster(self) -> Option<Vec<u8>> {
+    pub fn upstream_cluster(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_upstream_cluster(self.0, b)
@@ -412,19 +415,19 @@ impl LogView {
     }
 
     /// `HTTP/1.1`, `HTTP/2`, ...
-    pub fn protocol(self) -> Option<Vec<u8>> {
+    pub fn protocol(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe { envoy_dynamic_module_callback_access_logger_get_protocol(self.0, b) })
     }
 
     /// The stream id (`x-request-id`).
-    pub fn request_id(self) -> Option<Vec<u8>> {
+    pub fn request_id(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe { envoy_dynamic_module_callback_access_logger_get_request_id(self.0, b) })
     }
 
     /// SNI.
-    pub fn requested_server_name(self) -> Option<Vec<u8>> {
+    pub fn requested_server_name(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_requested_server_name(self.0, b)
@@ -432,7 +435,7 @@ impl LogView {
     }
 
     /// Downstream TLS version (`TLSv1.3`); none on plaintext.
-    pub fn tls_version(self) -> Option<Vec<u8>> {
+    pub fn tls_version(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_downstream_tls_version(self.0, b)
@@ -440,7 +443,7 @@ impl LogView {
     }
 
     /// SHA-256 of the peer certificate, hex.
-    pub fn peer_cert_digest(self) -> Option<Vec<u8>> {
+    pub fn peer_cert_digest(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_downstream_peer_cert_digest(self.0, b)
