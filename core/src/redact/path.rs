@@ -242,7 +242,9 @@ impl RedactionPolicy {
         segs: &'s [Seg<'a>],
         f: impl Fn(&'s Seg<'a>) -> Cow<'s, str>,
     ) -> String {
-        let mut out = String::new();
+        // Placeholders are short: the raw segments plus a little is usually the whole size.
+        let len: usize = segs.iter().map(|g| g.raw.len() + 1).sum();
+        let mut out = String::with_capacity(len + 16);
         for (i, g) in segs.iter().enumerate() {
             if i > 0 {
                 out.push('/');
