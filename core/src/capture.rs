@@ -8,32 +8,52 @@
 //! record, so nothing downstream (batching, encoding, retries) can leak it.
 
 use crate::envoy::{
-    default_port, int_attr, protocol_version, response_flags, split_authority,
-    split_socket_address, unmap_ipv4,
+    default_port, int_attr, protocol_version, response_flags, split_socket_address, unmap_ipv4,
 };
-use crate::record::{AccessRecord, RecordKind, RpcInfo, TlsInfo};
+use crate::record::{AccessRecord, RecordKind, RpcInfo, Text, TlsInfo};
 use crate::redact::{RedactionPolicy, Summary};
 use crate::rpc::{self, RpcSystem};
 use crate::trace;
 use std::borrow::Cow;
 
+/// One header: its lower-case name and raw value, borrowed from the host when it can lend
+/// them for as long as the source is borrowed (the native module reads Envoy's header map in
+/// place), owned when the host had to copy them out (Wasm hostcalls). Only the headers the
+/// record logs are copied into it.
+pub type Header<'a> = (Cow<'a, str>, Cow<'a, [u8]>);
+
 /// Read access to the proxy's view of the current request.
 pub trait AttributeSource {
-    /// The Envoy attribute at `path` (e.g. `["request", "method"]`), as raw bytes.
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// The Envoy attribute at `path` (e.g. `["request", "method"]`), as raw bytes: lent when
+    /// the host can lend them for as long as the source is borrowed, else owned.
+    fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>>;
     /// Every request header (lower-case names), as raw values.
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn request_headers(&self) -> Vec<Header<'_>>;
     /// Every response header (lower-case names), as raw values.
-    fn response_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn response_headers(&self) -> Vec<Header<'_>>;
     /// Every request trailer (lower-case names). Asked for RPCs only; a host that cannot tell
     /// (Envoy's access logger) answers none.
-    fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
+    fn request_trailers(&self) -> Vec<Header<'_>> {
         Vec::new()
     }
     /// Every response trailer (lower-case names). Asked for RPCs only.
-    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+    fn response_trailers(&self) -> Vec<Header<'_>> {
         Vec::new()
     }
+}
+
+/// Headers the host copied out, as [`Header`]s (the Wasm host's lists).
+pub fn owned_headers(list: Vec<(String, Vec<u8>)>) -> Vec<Header<'static>> {
+    list.into_iter()
+        .map(|(n, v)| (Cow::Owned(n), Cow::Owned(v)))
+        .collect()
+}
+
+/// Headers held by the caller, lent as [`Header`]s (no copy).
+pub fn borrowed_headers(list: &[(String, Vec<u8>)]) -> Vec<Header<'_>> {
+    list.iter()
+        .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_slice())))
+        .collect()
 }
 
 /// Headers already logged under their own attribute (or pseudo-headers, which are the request
@@ -47,35 +67,70 @@ fn lossy(raw: Vec<u8>) -> String {
     }
 }
 
-/// `v` after a redaction `f` of it: `v` itself (no copy) when `f` left it whole, the new text
-/// when `f` changed it, `None` when `f` dropped it. A borrowed answer that is not the whole of
-/// `v` (a trimmed slice) is copied, so this is exact whatever `f` returns.
-fn redacted(v: String, f: impl for<'a> FnOnce(&'a str) -> Option<Cow<'a, str>>) -> Option<String> {
-    let changed = match f(&v)? {
-        Cow::Borrowed(b) if b.as_ptr() == v.as_ptr() && b.len() == v.len() => None,
-        Cow::Borrowed(b) => Some(b.to_owned()),
-        Cow::Owned(o) => Some(o),
+/// A header value as text: borrowed when it is lent and UTF-8, else decoded lossily (an owned
+/// value without a copy when it is UTF-8).
+fn value_text(raw: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match raw {
+        Cow::Borrowed(b) => utf8_lossy(b),
+        Cow::Owned(o) => Cow::Owned(lossy(o)),
+    }
+}
+
+/// `String::from_utf8_lossy`, with valid UTF-8 (every header Envoy ever showed us) checked by
+/// `from_utf8`'s fast path instead of walking it chunk by chunk.
+fn utf8_lossy(b: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
+/// `v` after a redaction `f` of it, with `v`'s lifetime: `v` itself or a slice of it (lent
+/// when `v` is lent, moved when it is owned and whole) when `f` left it or trimmed it, the new
+/// text when `f` changed it, `None` when `f` dropped it. Exact whatever `f` returns: a borrowed
+/// answer that does not lie inside `v` is copied.
+fn keep<'s>(
+    v: Cow<'s, str>,
+    f: impl for<'a> FnOnce(&'a str) -> Option<Cow<'a, str>>,
+) -> Option<Cow<'s, str>> {
+    let range = match f(&v)? {
+        Cow::Owned(o) => return Some(Cow::Owned(o)),
+        Cow::Borrowed(b) => {
+            let off = (b.as_ptr() as usize).wrapping_sub(v.as_ptr() as usize);
+            let range = off..off.wrapping_add(b.len());
+            if v.get(range.clone())
+                .is_none_or(|x| x.as_ptr() != b.as_ptr())
+            {
+                return Some(Cow::Owned(b.to_owned()));
+            }
+            range
+        }
     };
-    Some(changed.unwrap_or(v))
+    Some(match v {
+        Cow::Borrowed(w) => Cow::Borrowed(w.get(range).unwrap_or_default()),
+        Cow::Owned(o) if range.start == 0 && range.end == o.len() => Cow::Owned(o),
+        Cow::Owned(o) => Cow::Owned(o.get(range).unwrap_or_default().to_owned()),
+    })
 }
 
 /// Allowlisted headers, redacted; repeated names are comma-joined as HTTP allows.
-fn headers(
-    raw: Vec<(String, Vec<u8>)>,
+fn headers<'s>(
+    raw: Vec<Header<'s>>,
     allowed: impl Fn(&str) -> bool,
     redact: impl for<'a> Fn(&str, &'a str, &mut Summary) -> Option<Cow<'a, str>>,
     summary: &mut Summary,
-) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+) -> Vec<(Text<'s>, Text<'s>)> {
+    let mut out: Vec<(Text<'s>, Text<'s>)> = Vec::new();
     for (name, value) in raw {
-        if name.starts_with(':') || SKIP_HEADERS.contains(&name.as_str()) || !allowed(&name) {
+        if name.starts_with(':') || SKIP_HEADERS.contains(&name.as_ref()) || !allowed(&name) {
             continue;
         }
-        let Some(v) = redacted(lossy(value), |v| redact(&name, v, summary)) else {
+        let Some(v) = keep(value_text(value), |v| redact(&name, v, summary)) else {
             continue;
         };
         match out.iter_mut().find(|(n, _)| *n == name) {
             Some((_, joined)) => {
+                let joined = joined.to_mut();
                 joined.push(',');
                 joined.push_str(&v);
             }
@@ -87,17 +142,61 @@ fn headers(
 
 /// The first value of header `name` in a fetched list (lower-case names), decoded lossily
 /// (borrowed when it is UTF-8); an empty value counts as absent, like an empty attribute.
-fn first<'l>(list: &'l [(String, Vec<u8>)], name: &str) -> Option<Cow<'l, str>> {
+fn first<'l>(list: &'l [Header<'_>], name: &str) -> Option<Cow<'l, str>> {
     first_raw(list, name)
         .filter(|v| !v.is_empty())
-        .map(String::from_utf8_lossy)
+        .map(utf8_lossy)
+}
+
+/// The first value of header `name`, taken out of the list with the list's lifetime (lent when
+/// the host lent it, moved when it is owned): for the headers the record logs under their own
+/// attributes, which [`headers`] skips. An empty value counts as absent, as in [`first`].
+fn take<'s>(list: &mut [Header<'s>], name: &str) -> Option<Cow<'s, str>> {
+    let (_, v) = list.iter_mut().find(|(n, _)| n == name)?;
+    if v.is_empty() {
+        return None;
+    }
+    Some(value_text(std::mem::take(v)))
+}
+
+/// `:path` split into path and query, each borrowed from it when it is borrowed.
+fn split_target(full: Cow<'_, str>) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+    match full {
+        Cow::Borrowed(f) => match f.split_once('?') {
+            Some((p, q)) => (
+                Some(Cow::Borrowed(p)),
+                Some(Cow::Borrowed(q)).filter(|q| !q.is_empty()),
+            ),
+            None => (Some(Cow::Borrowed(f)), None),
+        },
+        Cow::Owned(f) => match f.split_once('?') {
+            Some((p, q)) => (
+                Some(Cow::Owned(p.to_owned())),
+                Some(q)
+                    .filter(|q| !q.is_empty())
+                    .map(|q| Cow::Owned(q.to_owned())),
+            ),
+            None => (Some(Cow::Owned(f)), None),
+        },
+    }
+}
+
+/// The protocol version as logged (`HTTP/1.1` gives `1.1`); the usual ones without a copy.
+fn protocol_text(p: Cow<'_, str>) -> Text<'static> {
+    match protocol_version(&p) {
+        "1.1" => Cow::Borrowed("1.1"),
+        "2" => Cow::Borrowed("2"),
+        "1.0" => Cow::Borrowed("1.0"),
+        "3" => Cow::Borrowed("3"),
+        v => Cow::Owned(v.to_owned()),
+    }
 }
 
 /// The first raw value of header `name`, borrowed.
-fn first_raw<'l>(list: &'l [(String, Vec<u8>)], name: &str) -> Option<&'l [u8]> {
+fn first_raw<'l>(list: &'l [Header<'_>], name: &str) -> Option<&'l [u8]> {
     list.iter()
         .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_slice())
+        .map(|(_, v)| v.as_ref())
 }
 
 fn owned(c: Option<Cow<'_, str>>) -> Option<String> {
@@ -105,11 +204,17 @@ fn owned(c: Option<Cow<'_, str>>) -> Option<String> {
 }
 
 fn text(src: &impl AttributeSource, path: &[&str]) -> Option<String> {
+    text_cow(src, path).map(Cow::into_owned)
+}
+
+/// The attribute at `path` as text, lent when the host lent it and it is UTF-8; an empty
+/// value counts as absent.
+fn text_cow<'s, S: AttributeSource>(src: &'s S, path: &[&str]) -> Option<Cow<'s, str>> {
     let raw = src.property(path)?;
     if raw.is_empty() {
         return None;
     }
-    Some(lossy(raw))
+    Some(value_text(raw))
 }
 
 fn int(src: &impl AttributeSource, path: &[&str]) -> Option<i64> {
@@ -122,11 +227,11 @@ fn unsigned(src: &impl AttributeSource, path: &[&str]) -> Option<u64> {
 
 /// Captures one HTTP request, redacted under `policy`. `now_ns` is the log time (unix
 /// nanoseconds), passed in because core reads no clock.
-pub fn capture_http(
-    src: &impl AttributeSource,
-    policy: &RedactionPolicy,
+pub fn capture_http<'r, S: AttributeSource>(
+    src: &'r S,
+    policy: &'r RedactionPolicy,
     now_ns: u64,
-) -> AccessRecord {
+) -> AccessRecord<'r> {
     RequestView::fetch(src).record(policy, now_ns)
 }
 
@@ -138,12 +243,12 @@ pub fn capture_http(
 /// values never leave it: the record holds only redacted ones.
 pub struct RequestView<'s, S: AttributeSource> {
     src: &'s S,
-    request: Vec<(String, Vec<u8>)>,
-    response: Vec<(String, Vec<u8>)>,
+    request: Vec<Header<'s>>,
+    response: Vec<Header<'s>>,
     /// The RPC protocol, from the request's `content-type` (no hostcall: the list is fetched).
     rpc: Option<RpcSystem>,
     /// Response trailers, fetched for gRPC and gRPC-Web only.
-    trailers: Vec<(String, Vec<u8>)>,
+    trailers: Vec<Header<'s>>,
     /// `grpc-status` from the trailers, else the headers (trailers-only answer).
     grpc_status: Option<u32>,
     duration_ns: Option<u64>,
@@ -267,43 +372,42 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
 
     /// Path and query as sent, borrowed from the request's `:path` when it has one.
     fn target(&self) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
-        fn split(full: Cow<'_, str>) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
-            match full {
-                Cow::Borrowed(f) => match f.split_once('?') {
-                    Some((p, q)) => (
-                        Some(Cow::Borrowed(p)),
-                        Some(Cow::Borrowed(q)).filter(|q| !q.is_empty()),
-                    ),
-                    None => (Some(Cow::Borrowed(f)), None),
-                },
-                Cow::Owned(f) => match f.split_once('?') {
-                    Some((p, q)) => (
-                        Some(Cow::Owned(p.to_owned())),
-                        Some(q)
-                            .filter(|q| !q.is_empty())
-                            .map(|q| Cow::Owned(q.to_owned())),
-                    ),
-                    None => (Some(Cow::Owned(f)), None),
-                },
-            }
-        }
         match first(&self.request, ":path") {
-            Some(full) => split(full),
-            None => match text(self.src, &["request", "url_path"]) {
-                Some(p) => (
-                    Some(Cow::Owned(p)),
-                    text(self.src, &["request", "query"]).map(Cow::Owned),
-                ),
-                None => match text(self.src, &["request", "path"]) {
-                    Some(full) => split(Cow::Owned(full)),
-                    None => (None, None),
-                },
+            Some(full) => split_target(full),
+            None => self.target_attributes(),
+        }
+    }
+
+    /// Path and query as sent, taken out of the request's `:path` (the record's last use).
+    fn take_target(&mut self) -> (Option<Cow<'s, str>>, Option<Cow<'s, str>>) {
+        match take(&mut self.request, ":path") {
+            Some(full) => split_target(full),
+            None => self.target_attributes(),
+        }
+    }
+
+    /// Path and query from the attributes, for a host whose list lacks `:path`.
+    fn target_attributes<'x>(&self) -> (Option<Cow<'x, str>>, Option<Cow<'x, str>>) {
+        match text(self.src, &["request", "url_path"]) {
+            Some(p) => (
+                Some(Cow::Owned(p)),
+                text(self.src, &["request", "query"]).map(Cow::Owned),
+            ),
+            None => match text(self.src, &["request", "path"]) {
+                Some(full) => split_target(Cow::Owned(full)),
+                None => (None, None),
             },
         }
     }
 
+    /// A request header's first value taken out of the list, else the attribute at `path`
+    /// (the record's last use of the header).
+    fn take_req(&mut self, name: &str, path: &[&str]) -> Option<Cow<'s, str>> {
+        take(&mut self.request, name).or_else(|| text(self.src, path).map(Cow::Owned))
+    }
+
     fn trace(&self) -> Option<([u8; 16], [u8; 8])> {
-        trace::from_headers(self.request.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+        trace::from_headers(self.request.iter().map(|(n, v)| (n.as_ref(), v.as_ref())))
     }
 
     /// What sampling decides on. Raw values (unredacted) but for the route, which is the
@@ -328,61 +432,49 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
         }
     }
 
-    /// The record, redacted under `policy`.
-    pub fn record(mut self, policy: &RedactionPolicy, now_ns: u64) -> AccessRecord {
+    /// The record, redacted under `policy`. It borrows what it can from the request (header
+    /// values the policy left whole, lent by the host) and from `policy` (its version): it is
+    /// encoded as soon as it is built.
+    pub fn record<'r>(mut self, policy: &'r RedactionPolicy, now_ns: u64) -> AccessRecord<'r>
+    where
+        's: 'r,
+    {
         let src = self.src;
         let mut sum = Summary::new();
-        let scheme = self
-            .req(":scheme", &["request", "scheme"])
-            .map(Cow::into_owned);
-        let (server_address, server_port) = match self.req(":authority", &["request", "host"]) {
+        let scheme = self.take_req(":scheme", &["request", "scheme"]);
+        let (server_address, server_port) = match self.take_req(":authority", &["request", "host"])
+        {
             Some(a) => {
-                let (h, p) = split_authority(&a);
+                let (h, p) = split_socket_address(&a);
                 // A port the scheme implies is noise: `shop:443` and `shop` are one server.
                 let p = p.filter(|p| default_port(scheme.as_deref()) != Some(*p));
+                let lower = !h.bytes().any(|b| b.is_ascii_uppercase());
+                let h = if lower {
+                    keep(a, |a| Some(Cow::Borrowed(split_socket_address(a).0)))
+                } else {
+                    Some(Cow::Owned(h.to_ascii_lowercase()))
+                };
                 // An IP literal here is the server's own address, not personal data: the IP detector
                 // (meant for clients) must not truncate it. Any other host is client-supplied text.
-                let host = if h.parse::<std::net::IpAddr>().is_ok() {
-                    Some(h)
-                } else {
-                    owned(policy.repeated_text(&h, &mut sum))
-                };
+                let host = h.and_then(|h| {
+                    if h.parse::<std::net::IpAddr>().is_ok() {
+                        Some(h)
+                    } else {
+                        keep(h, |h| policy.repeated_text(h, &mut sum))
+                    }
+                });
                 (host, p)
             }
             None => (None, None),
         };
-        self.redacted_path(policy);
-        let (path, route, path_sum) = self.redacted_path.take().unwrap_or_default();
-        sum.merge(&path_sum);
-        let query = self
-            .target()
-            .1
-            .and_then(|q| owned(policy.query(&q, &mut sum)));
-        let (client_address, client_port) = match text(src, &["source", "address"]) {
-            Some(a) => {
-                let (ip, port) = split_socket_address(&a);
-                (owned(policy.client_ip(unmap_ipv4(ip), &mut sum)), port)
-            }
-            None => (None, None),
-        };
-        let user_agent = self
-            .req("user-agent", &["request", "useragent"])
-            .and_then(|v| owned(policy.repeated_text(&v, &mut sum)));
-        let request_id = self
-            .req("x-request-id", &["request", "id"])
-            .and_then(|v| owned(policy.text(&v, &mut sum)));
-        let method = self
-            .req(":method", &["request", "method"])
-            .map(|m| m.to_ascii_uppercase());
-        let status = self.status();
-        let duration_ns = self.duration_ns;
-        let flags = self.flags;
+        // The path as sampling saw it redacted (when it asked), else redacted now.
+        let cached = self.redacted_path.take();
+        let (raw_path, raw_query) = self.take_target();
         let rpc = self.rpc.map(|system| {
-            let (service, method) = self
-                .target()
-                .0
+            let (service, method) = raw_path
+                .as_deref()
                 .and_then(|p| {
-                    let (svc, m) = rpc::service_and_method(&p)?;
+                    let (svc, m) = rpc::service_and_method(p)?;
                     // Client-chosen text: through the detectors like any other.
                     Some((
                         owned(policy.repeated_text(svc, &mut sum)),
@@ -397,6 +489,49 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
                 grpc_status: self.grpc_status,
             }
         });
+        let (path, route) = match cached {
+            Some((path, route, path_sum)) => {
+                sum.merge(&path_sum);
+                (path.map(Cow::Owned), route.map(Cow::Owned))
+            }
+            None => match raw_path {
+                Some(p) => {
+                    let mut route = None;
+                    let path = keep(p, |p| {
+                        let r = policy.path(p, &mut sum);
+                        route = r.route;
+                        r.path
+                    });
+                    // Every record carries a route to group by; untemplated, it is the path.
+                    let route = route.map(Cow::Owned).or_else(|| path.clone());
+                    (path, route)
+                }
+                None => (None, None),
+            },
+        };
+        let query = raw_query.and_then(|q| keep(q, |q| policy.query(q, &mut sum)));
+        let (client_address, client_port) = match text_cow(src, &["source", "address"]) {
+            Some(a) => {
+                let (ip, port) = split_socket_address(&a);
+                (owned(policy.client_ip(unmap_ipv4(ip), &mut sum)), port)
+            }
+            None => (None, None),
+        };
+        let user_agent = self
+            .take_req("user-agent", &["request", "useragent"])
+            .and_then(|v| keep(v, |v| policy.repeated_text(v, &mut sum)));
+        let request_id = self
+            .take_req("x-request-id", &["request", "id"])
+            .and_then(|v| keep(v, |v| policy.text(v, &mut sum)));
+        let method = self.take_req(":method", &["request", "method"]).map(|m| {
+            match m.bytes().any(|b| b.is_ascii_lowercase()) {
+                true => Cow::Owned(m.to_ascii_uppercase()),
+                false => m,
+            }
+        });
+        let status = self.status();
+        let duration_ns = self.duration_ns;
+        let flags = self.flags;
         // Trace ids come from the header list already fetched: no extra hostcall per header.
         let trace = self.trace();
         let request_headers = headers(
@@ -441,20 +576,19 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             server_port,
             path,
             query,
-            protocol_version: text(src, &["request", "protocol"])
-                .map(|p| protocol_version(&p).to_owned()),
+            protocol_version: text_cow(src, &["request", "protocol"]).map(protocol_text),
             status,
             request_body_bytes: unsigned(src, &["request", "size"]),
             response_body_bytes: unsigned(src, &["response", "size"]),
             user_agent,
             request_id,
-            response_flags: (flags != 0).then(|| response_flags(flags)),
-            response_code_details: text(src, &["response", "code_details"]),
-            upstream_cluster: text(src, &["xds", "cluster_name"]),
-            upstream_host: text(src, &["upstream", "address"]),
-            client_address,
+            response_flags: (flags != 0).then(|| Cow::Owned(response_flags(flags))),
+            response_code_details: text_cow(src, &["response", "code_details"]),
+            upstream_cluster: text_cow(src, &["xds", "cluster_name"]),
+            upstream_host: text_cow(src, &["upstream", "address"]),
+            client_address: client_address.map(Cow::Owned),
             client_port,
-            downstream_local_address: text(src, &["destination", "address"]),
+            downstream_local_address: text_cow(src, &["destination", "address"]),
             trace_id: trace.map(|t| t.0),
             span_id: trace.map(|t| t.1),
             route,
@@ -466,7 +600,7 @@ impl<'s, S: AttributeSource> RequestView<'s, S> {
             response_flags_mask: flags,
             tls: tls(src, policy, &mut sum),
             redactions: sum,
-            policy_version: Some(policy.version().to_owned()),
+            policy_version: Some(Cow::Borrowed(policy.version())),
             direction: direction(src),
             ..AccessRecord::default()
         }
@@ -518,12 +652,12 @@ pub struct ConnectionCounts {
 /// Captures one closed TCP connection (network-filter mode), redacted under `policy`: peers,
 /// upstream, bytes each way, duration from accept to `now_ns`, TLS identity, response flags.
 /// There is no request: Envoy has no HTTP attributes on a TCP connection.
-pub fn capture_tcp(
+pub fn capture_tcp<'r>(
     src: &impl AttributeSource,
-    policy: &RedactionPolicy,
+    policy: &'r RedactionPolicy,
     counts: ConnectionCounts,
     now_ns: u64,
-) -> AccessRecord {
+) -> AccessRecord<'r> {
     let mut sum = Summary::new();
     let (client_address, client_port) = match text(src, &["source", "address"]) {
         Some(a) => {
@@ -539,17 +673,17 @@ pub fn capture_tcp(
         duration_ns: Some(now_ns.saturating_sub(counts.start_ns)),
         response_flags: unsigned(src, &["response", "flags"])
             .filter(|m| *m != 0)
-            .map(response_flags),
-        upstream_cluster: text(src, &["xds", "cluster_name"]),
-        upstream_host: text(src, &["upstream", "address"]),
-        client_address,
+            .map(|m| Cow::Owned(response_flags(m))),
+        upstream_cluster: text(src, &["xds", "cluster_name"]).map(Cow::Owned),
+        upstream_host: text(src, &["upstream", "address"]).map(Cow::Owned),
+        client_address: client_address.map(Cow::Owned),
         client_port,
-        downstream_local_address: text(src, &["destination", "address"]),
+        downstream_local_address: text(src, &["destination", "address"]).map(Cow::Owned),
         tls: tls(src, policy, &mut sum),
         bytes_received: Some(counts.bytes_received),
         bytes_sent: Some(counts.bytes_sent),
         redactions: sum,
-        policy_version: Some(policy.version().to_owned()),
+        policy_version: Some(Cow::Borrowed(policy.version())),
         direction: direction(src),
         ..AccessRecord::default()
     }
@@ -606,21 +740,24 @@ impl MapSource {
     }
 }
 
+/// Headers are lent, as the native module lends Envoy's.
 impl AttributeSource for MapSource {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.properties.get(&path.join(".")).cloned()
+    fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>> {
+        self.properties
+            .get(&path.join("."))
+            .map(|v| Cow::Borrowed(v.as_slice()))
     }
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.headers.clone()
+    fn request_headers(&self) -> Vec<Header<'_>> {
+        borrowed_headers(&self.headers)
     }
-    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.response.clone()
+    fn response_headers(&self) -> Vec<Header<'_>> {
+        borrowed_headers(&self.response)
     }
-    fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
-        self.request_trailers.clone()
+    fn request_trailers(&self) -> Vec<Header<'_>> {
+        borrowed_headers(&self.request_trailers)
     }
-    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
-        self.response_trailers.clone()
+    fn response_trailers(&self) -> Vec<Header<'_>> {
+        borrowed_headers(&self.response_trailers)
     }
 }
 
@@ -629,25 +766,31 @@ mod tests {
     use super::*;
     use crate::record::Severity;
 
+    /// The default policy, for as long as a test's records borrow it (its version).
+    fn default_policy() -> &'static RedactionPolicy {
+        static P: std::sync::OnceLock<RedactionPolicy> = std::sync::OnceLock::new();
+        P.get_or_init(RedactionPolicy::default)
+    }
+
     /// Remembers which attributes were asked for: each one is a hostcall in Envoy.
     struct Recording(MapSource, std::cell::RefCell<Vec<String>>);
     impl AttributeSource for Recording {
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>> {
             self.1.borrow_mut().push(path.join("."));
             self.0.property(path)
         }
-        fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        fn request_trailers(&self) -> Vec<Header<'_>> {
             self.1.borrow_mut().push("trailers.request".into());
             self.0.request_trailers()
         }
-        fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        fn response_trailers(&self) -> Vec<Header<'_>> {
             self.1.borrow_mut().push("trailers.response".into());
             self.0.response_trailers()
         }
-        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        fn request_headers(&self) -> Vec<Header<'_>> {
             self.0.request_headers()
         }
-        fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+        fn response_headers(&self) -> Vec<Header<'_>> {
             self.0.response_headers()
         }
     }
@@ -678,7 +821,7 @@ mod tests {
                 "traceparent",
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             );
-        let r = capture_http(&src, &RedactionPolicy::default(), 9_000);
+        let r = capture_http(&src, default_policy(), 9_000);
         assert_eq!(r.start_time_ns, 1_000);
         assert_eq!(r.observed_time_ns, 9_000);
         assert_eq!(r.duration_ns, Some(2_500_000));
@@ -707,7 +850,7 @@ mod tests {
     #[test]
     fn plaintext_has_no_tls_and_reads_no_tls_attribute_past_the_version() {
         let src = Recording(MapSource::default(), Default::default());
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         assert_eq!(r.tls, None);
         assert_eq!(r.kind, RecordKind::Http);
         let tls_reads: Vec<String> = src
@@ -732,7 +875,7 @@ mod tests {
                 .response_header(":status", "418"),
             Default::default(),
         );
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         assert_eq!(r.method.as_deref(), Some("GET"));
         assert_eq!(r.scheme.as_deref(), Some("https"));
         assert_eq!(r.server_address.as_deref(), Some("shop.example"));
@@ -805,7 +948,7 @@ mod tests {
                 "spiffe://cluster.local/ns/shop/sa/frontend",
             )
             .text("connection.sha256_peer_certificate_digest", "ab01ff");
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         let t = r.tls.unwrap();
         assert_eq!(t.version.as_deref(), Some("1.3"));
         assert_eq!(t.server_name.as_deref(), Some("shop.example"));
@@ -816,7 +959,7 @@ mod tests {
         assert_eq!(t.peer_cert_sha256.as_deref(), Some("AB01FF"));
         // An odd version string is kept as Envoy gave it.
         let odd = MapSource::default().text("connection.tls_version", "SSLv3");
-        let r = capture_http(&odd, &RedactionPolicy::default(), 1);
+        let r = capture_http(&odd, default_policy(), 1);
         assert_eq!(r.tls.unwrap().version.as_deref(), Some("SSLv3"));
     }
 
@@ -825,7 +968,7 @@ mod tests {
         let src = MapSource::default()
             .text("connection.tls_version", "TLSv1.2")
             .text("connection.requested_server_name", "jo.doe@example.com");
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         let sni = r.tls.unwrap().server_name.unwrap();
         assert!(!sni.contains("jo.doe"), "{sni}");
         assert_eq!(r.redactions.total(), 1);
@@ -852,7 +995,7 @@ mod tests {
             bytes_received: 300,
             bytes_sent: 4_000,
         };
-        let r = capture_tcp(&src, &RedactionPolicy::default(), counts, 51_000);
+        let r = capture_tcp(&src, default_policy(), counts, 51_000);
         assert_eq!(r.kind, RecordKind::Tcp);
         assert_eq!(r.start_time_ns, 1_000);
         assert_eq!(r.duration_ns, Some(50_000));
@@ -916,7 +1059,7 @@ mod tests {
             .header("x-not-allowlisted", "secret")
             .response_header("set-cookie", "sid=s3cr3t; Path=/")
             .response_header("content-type", "text/plain");
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         let text = format!("{r:?}");
         for secret in [
             "4111",
@@ -936,7 +1079,7 @@ mod tests {
         let h: Vec<(&str, &str)> = r
             .request_headers
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .map(|(n, v)| (n.as_ref(), v.as_ref()))
             .collect();
         assert!(
             h.contains(&("authorization", "Bearer [REDACTED:bearer]")),
@@ -967,12 +1110,12 @@ mod tests {
             .text("request.host", "Shop.Example:443")
             .text("source.address", "[::ffff:198.51.100.23]:5555")
             .header("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1");
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         assert_eq!(r.method.as_deref(), Some("GET"));
         assert_eq!(r.server_address.as_deref(), Some("shop.example"));
         assert_eq!(r.server_port, None, "443 is implied by https");
         let by_ip = MapSource::default().text("request.host", "10.0.0.7:8443");
-        let r2 = capture_http(&by_ip, &RedactionPolicy::default(), 1);
+        let r2 = capture_http(&by_ip, default_policy(), 1);
         assert_eq!(
             r2.server_address.as_deref(),
             Some("10.0.0.7"),
@@ -986,7 +1129,7 @@ mod tests {
             .text("request.scheme", "http")
             .text("request.host", "shop:8080");
         assert_eq!(
-            capture_http(&other, &RedactionPolicy::default(), 1).server_port,
+            capture_http(&other, default_policy(), 1).server_port,
             Some(8080)
         );
     }
@@ -994,7 +1137,7 @@ mod tests {
     #[test]
     fn falls_back_to_full_path_and_tolerates_missing_attributes() {
         let src = MapSource::default().text("request.path", "/p?q=1");
-        let r = capture_http(&src, &RedactionPolicy::default(), 5);
+        let r = capture_http(&src, default_policy(), 5);
         assert_eq!(r.path.as_deref(), Some("/p"));
         assert_eq!(r.query.as_deref(), Some("q=1"));
         assert_eq!(r.start_time_ns, 5);
@@ -1020,7 +1163,7 @@ mod tests {
             .response_trailer("grpc-status", "7")
             .response_trailer("grpc-message", "denied for jo.doe@example.com")
             .response_trailer("x-backend-secret", "s3cr3t");
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         let rpc = r.rpc.clone().unwrap();
         assert_eq!(rpc.system, "grpc");
         assert_eq!(rpc.service.as_deref(), Some("shop.v1.Orders"));
@@ -1037,7 +1180,7 @@ mod tests {
         let t: Vec<(&str, &str)> = r
             .response_trailers
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .map(|(n, v)| (n.as_ref(), v.as_ref()))
             .collect();
         assert_eq!(
             t,
@@ -1080,7 +1223,7 @@ mod tests {
         let src = grpc_call("/shop.v1.Orders/Get")
             .response_header("grpc-status", "14")
             .response_header("grpc-message", "no backend");
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         assert_eq!(r.rpc.as_ref().and_then(|x| x.grpc_status), Some(14));
         assert_eq!(
             r.severity(),
@@ -1092,15 +1235,16 @@ mod tests {
         let both = grpc_call("/a.B/C")
             .response_header("grpc-status", "0")
             .response_trailer("grpc-status", "13");
-        let r = capture_http(&both, &RedactionPolicy::default(), 1);
+        let r = capture_http(&both, default_policy(), 1);
         assert_eq!(r.rpc.and_then(|x| x.grpc_status), Some(13));
         // OK is INFO; no status at all (nothing sent) leaves it absent.
         let ok = grpc_call("/a.B/C").response_trailer("grpc-status", "0");
         assert_eq!(
-            capture_http(&ok, &RedactionPolicy::default(), 1).severity(),
+            capture_http(&ok, default_policy(), 1).severity(),
             Severity::Info
         );
-        let none = capture_http(&grpc_call("/a.B/C"), &RedactionPolicy::default(), 1);
+        let call = grpc_call("/a.B/C");
+        let none = capture_http(&call, default_policy(), 1);
         assert_eq!(none.rpc.and_then(|x| x.grpc_status), None);
     }
 
@@ -1108,7 +1252,7 @@ mod tests {
     fn a_cancelled_call_is_at_least_a_warning_a_websocket_is_not() {
         // The client reset the stream mid-answer: Envoy's DR flag, status 200, no grpc-status.
         let src = grpc_call("/a.B/Stream").int("response.flags", 1 << 28);
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         assert_eq!(r.response_flags.as_deref(), Some("DR"));
         assert_eq!(r.rpc.as_ref().and_then(|x| x.grpc_status), None);
         assert_eq!(r.severity(), Severity::Warn);
@@ -1117,7 +1261,7 @@ mod tests {
             .response_header(":status", "200")
             .int("response.flags", 1 << 14);
         assert_eq!(
-            capture_http(&http, &RedactionPolicy::default(), 1).severity(),
+            capture_http(&http, default_policy(), 1).severity(),
             Severity::Warn
         );
         // A WebSocket always ends with a connection closing: its 101 stays INFO.
@@ -1126,7 +1270,7 @@ mod tests {
             .int("response.flags", 1 << 14)
             .int("request.size", 300)
             .int("response.size", 4_000);
-        let r = capture_http(&ws, &RedactionPolicy::default(), 1);
+        let r = capture_http(&ws, default_policy(), 1);
         assert_eq!(r.severity(), Severity::Info);
         assert_eq!(
             (r.request_body_bytes, r.response_body_bytes),
@@ -1140,13 +1284,13 @@ mod tests {
             .header("content-type", "application/grpc-web-text")
             .response_trailer("grpc-status", "16");
         // The first content-type counts: here application/grpc from grpc_call.
-        let r = capture_http(&web, &RedactionPolicy::default(), 1);
+        let r = capture_http(&web, default_policy(), 1);
         assert_eq!(r.rpc.map(|x| x.system), Some("grpc"));
         let web = MapSource::default()
             .header(":path", "/a.B/C")
             .header("content-type", "application/grpc-web+proto")
             .response_header("grpc-status", "16");
-        let r = capture_http(&web, &RedactionPolicy::default(), 1);
+        let r = capture_http(&web, default_policy(), 1);
         assert_eq!(r.rpc.as_ref().map(|x| x.system), Some("grpc"));
         assert_eq!(r.rpc.as_ref().and_then(|x| x.grpc_status), Some(16));
         assert_eq!(r.severity(), Severity::Warn);
@@ -1158,7 +1302,7 @@ mod tests {
                 .response_trailer("grpc-status", "2"),
             Default::default(),
         );
-        let r = capture_http(&connect, &RedactionPolicy::default(), 1);
+        let r = capture_http(&connect, default_policy(), 1);
         let rpc = r.rpc.unwrap();
         assert_eq!(
             (rpc.system, rpc.method.as_deref()),
@@ -1174,7 +1318,7 @@ mod tests {
                 .response_trailer("grpc-status", "2"),
             Default::default(),
         );
-        let r = capture_http(&plain, &RedactionPolicy::default(), 1);
+        let r = capture_http(&plain, default_policy(), 1);
         assert_eq!(r.rpc, None);
         assert!(r.response_trailers.is_empty());
         assert!(!plain.1.take().iter().any(|p| p.starts_with("trailers.")));
@@ -1188,30 +1332,143 @@ mod tests {
             .request_trailer("grpc-status", "0");
         let src = Recording(map.clone(), Default::default());
         let view = RequestView::fetch(&src);
-        let f = view.facts(&RedactionPolicy::default());
+        let f = view.facts(default_policy());
         assert_eq!(f.grpc_status, Some(16));
         assert_eq!(f.as_request_facts(None).grpc_status, Some(16));
         assert_eq!(
             src.1.take(),
             ["trailers.response", "request.duration", "response.flags"]
         );
-        let rec = view.record(&RedactionPolicy::default(), 9);
-        assert_eq!(rec, capture_http(&map, &RedactionPolicy::default(), 9));
+        let rec = view.record(default_policy(), 9);
+        assert_eq!(rec, capture_http(&map, default_policy(), 9));
         assert_eq!(
             rec.request_trailers,
-            [("grpc-status".to_owned(), "0".to_owned())]
+            [(Cow::Borrowed("grpc-status"), Cow::Borrowed("0"))]
         );
     }
 
     #[test]
     fn rpc_names_pass_the_detectors() {
         let src = grpc_call("/jo.doe@example.com/Get");
-        let r = capture_http(&src, &RedactionPolicy::default(), 1);
+        let r = capture_http(&src, default_policy(), 1);
         let svc = r.rpc.unwrap().service.unwrap();
         assert!(!svc.contains("jo.doe"), "{svc}");
         // A path that is not /Service/Method names nothing, but is still gRPC.
-        let odd = capture_http(&grpc_call("/health"), &RedactionPolicy::default(), 1);
+        let health = grpc_call("/health");
+        let odd = capture_http(&health, default_policy(), 1);
         let rpc = odd.rpc.unwrap();
         assert_eq!((rpc.service, rpc.method), (None, None));
+    }
+
+    /// A host that copies its header lists out (the Wasm module's hostcalls), over a map.
+    struct Copied(MapSource);
+    impl AttributeSource for Copied {
+        fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>> {
+            self.0.property(path)
+        }
+        fn request_headers(&self) -> Vec<Header<'_>> {
+            owned_headers(self.0.headers.clone())
+        }
+        fn response_headers(&self) -> Vec<Header<'_>> {
+            owned_headers(self.0.response.clone())
+        }
+        fn request_trailers(&self) -> Vec<Header<'_>> {
+            owned_headers(self.0.request_trailers.clone())
+        }
+        fn response_trailers(&self) -> Vec<Header<'_>> {
+            owned_headers(self.0.response_trailers.clone())
+        }
+    }
+
+    /// The record borrows what the host lends and owns what it copied: either way, the same
+    /// record, with or without sampling's look at the path first, under either policy.
+    #[test]
+    fn lent_and_copied_header_lists_give_the_same_record() {
+        let strict = RedactionPolicy::from_json(
+            br#"{"custom": [{"name": "orders_word", "pattern": "orders"}],
+                 "headers": {"request": ["x-tenant", "accept"]}}"#,
+        )
+        .unwrap();
+        let requests = [
+            MapSource::default()
+                .header(":authority", "Shop.Example.com:443")
+                .header(":scheme", "https")
+                .header(":method", "get")
+                .header(":path", "/api/orders/12345?user=jo%40example.com&page=2")
+                .header("user-agent", "curl/8.5 jo@example.com")
+                .header("x-request-id", "0d7f4a4e-8c1d-4f51-9a35-2b1f5d2f0b7e")
+                .header("x-tenant", "acme")
+                .header("x-tenant", "card 4111 1111 1111 1111")
+                .header("accept", b"text/\xff")
+                .response_header(":status", "200")
+                .response_header("content-type", "text/plain")
+                .text("source.address", "10.1.2.3:5555")
+                .text("request.protocol", "HTTP/1.1"),
+            MapSource::default()
+                .header(":authority", "127.0.0.1:10000")
+                .header(":method", "POST")
+                .header(":path", "/users/jo@example.com")
+                .header("x-request-id", "")
+                .text("request.protocol", "HTTP/2")
+                .int("response.flags", 1 << 5),
+            MapSource::default()
+                .header(":path", "/?")
+                .header(":method", "DELETE")
+                .text("request.protocol", "QUIC/9"),
+            grpc_call("/shop.v1.Orders/Get").response_trailer("grpc-status", "0"),
+            MapSource::default()
+                .text("request.url_path", "/a/b")
+                .text("request.query", "token=abc")
+                .text("request.host", "h"),
+        ];
+        for policy in [default_policy(), &strict] {
+            for src in &requests {
+                let lent = capture_http(src, policy, 7);
+                let copied = Copied(src.clone());
+                assert_eq!(lent, capture_http(&copied, policy, 7));
+                // Sampling redacts the path first; the record takes it from there.
+                let view = RequestView::fetch(&copied);
+                let _ = view.facts(policy);
+                assert_eq!(lent, view.record(policy, 7));
+            }
+        }
+        let r = capture_http(&requests[0], &strict, 7);
+        assert_eq!(r.server_address.as_deref(), Some("shop.example.com"));
+        assert_eq!(r.method.as_deref(), Some("GET"));
+        assert_eq!(r.route.as_deref(), Some("/api/{orders_word}/{id}"));
+        assert_eq!(r.query.as_deref(), Some("user=[REDACTED:email]&page=2"));
+        assert_eq!(r.protocol_version.as_deref(), Some("1.1"));
+        assert_eq!(
+            r.request_headers,
+            [
+                (
+                    Cow::Borrowed("x-tenant"),
+                    Cow::Borrowed("acme,card [REDACTED:card]")
+                ),
+                (Cow::Borrowed("accept"), Cow::Borrowed("text/\u{fffd}"))
+            ]
+        );
+        let r = capture_http(&requests[2], &strict, 7);
+        assert_eq!(r.protocol_version.as_deref(), Some("QUIC/9"));
+        assert_eq!(r.query, None);
+    }
+
+    /// `keep` lends a slice of a lent value, moves a whole owned one, copies anything else.
+    #[test]
+    fn keep_is_exact_whatever_the_redaction_returns() {
+        let lent = Cow::Borrowed("  abc  ");
+        let k = keep(lent.clone(), |v| Some(Cow::Borrowed(v.trim()))).unwrap();
+        assert!(matches!(k, Cow::Borrowed("abc")));
+        let k = keep(Cow::Owned("  abc  ".to_owned()), |v| {
+            Some(Cow::Borrowed(v.trim()))
+        });
+        assert_eq!(k.as_deref(), Some("abc"));
+        let k = keep(Cow::Owned("abc".to_owned()), |v| Some(Cow::Borrowed(v))).unwrap();
+        assert!(matches!(k, Cow::Owned(ref o) if o == "abc"));
+        let k = keep(lent.clone(), |_| Some(Cow::Borrowed("elsewhere"))).unwrap();
+        assert!(matches!(k, Cow::Owned(ref o) if o == "elsewhere"));
+        let k = keep(lent.clone(), |_| Some(Cow::Owned("new".to_owned())));
+        assert_eq!(k.as_deref(), Some("new"));
+        assert_eq!(keep(lent, |_| None), None);
     }
 }

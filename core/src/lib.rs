@@ -34,7 +34,8 @@ pub mod schema;
 pub mod trace;
 
 pub use capture::{
-    AttributeSource, ConnectionCounts, RequestView, SamplingFacts, capture_http, capture_tcp,
+    AttributeSource, ConnectionCounts, Header, RequestView, SamplingFacts, capture_http,
+    capture_tcp,
 };
 pub use config::{ConfigErrors, FieldError, FilterConfig};
 pub use outbox::{BatchId, Dispatch, Outbox, OutboxStats, Settled};

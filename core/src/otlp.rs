@@ -279,7 +279,7 @@ mod tests {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
-    fn sample() -> AccessRecord {
+    fn sample() -> AccessRecord<'static> {
         AccessRecord {
             start_time_ns: 1_764_000_000_123_456_789,
             observed_time_ns: 1_764_000_000_223_456_789,

@@ -214,7 +214,7 @@ mod tests {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use prost014::Message;
 
-    fn full() -> AccessRecord {
+    fn full() -> AccessRecord<'static> {
         let mut redactions = Summary::new();
         redactions.add(Kind::Email);
         redactions.add(Kind::Email);
@@ -232,7 +232,7 @@ mod tests {
             status: Some(503),
             request_body_bytes: Some(12),
             response_body_bytes: Some(u64::MAX),
-            user_agent: Some("x".repeat(300)),
+            user_agent: Some("x".repeat(300).into()),
             request_id: Some("rid".into()),
             response_flags: Some("UF,URX".into()),
             response_flags_mask: 0x41,

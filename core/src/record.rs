@@ -5,10 +5,16 @@
 
 use crate::redact::Summary;
 use crate::schema as k;
+use std::borrow::Cow;
+
+/// A record's text: borrowed from the request being logged (a header value the policy left
+/// whole, the policy's version) or owned (redacted, built, or copied out of the host). A record
+/// is encoded as soon as it is built, so borrowing saves an allocation and a free per field.
+pub type Text<'a> = Cow<'a, str>;
 
 /// One completed HTTP request, or one closed TCP connection, as seen by the sidecar.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AccessRecord {
+pub struct AccessRecord<'a> {
     /// A request or a connection: picks the OTLP event name.
     pub kind: RecordKind,
     /// When the first request byte arrived, unix nanoseconds.
@@ -18,19 +24,19 @@ pub struct AccessRecord {
     /// Request duration, nanoseconds.
     pub duration_ns: Option<u64>,
     /// HTTP method.
-    pub method: Option<String>,
+    pub method: Option<Text<'a>>,
     /// URL scheme.
-    pub scheme: Option<String>,
+    pub scheme: Option<Text<'a>>,
     /// Host part of the authority.
-    pub server_address: Option<String>,
+    pub server_address: Option<Text<'a>>,
     /// Port of the authority, when given.
     pub server_port: Option<u16>,
     /// Path without the query.
-    pub path: Option<String>,
+    pub path: Option<Text<'a>>,
     /// Query string without `?`.
-    pub query: Option<String>,
+    pub query: Option<Text<'a>>,
     /// Protocol version (`1.1`, `2`).
-    pub protocol_version: Option<String>,
+    pub protocol_version: Option<Text<'a>>,
     /// Response status code.
     pub status: Option<i64>,
     /// Request body bytes.
@@ -38,37 +44,37 @@ pub struct AccessRecord {
     /// Response body bytes.
     pub response_body_bytes: Option<u64>,
     /// User-Agent header.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<Text<'a>>,
     /// x-request-id header.
-    pub request_id: Option<String>,
+    pub request_id: Option<Text<'a>>,
     /// Envoy response flags as short codes.
-    pub response_flags: Option<String>,
+    pub response_flags: Option<Text<'a>>,
     /// Envoy response code details.
-    pub response_code_details: Option<String>,
+    pub response_code_details: Option<Text<'a>>,
     /// Upstream cluster name.
-    pub upstream_cluster: Option<String>,
+    pub upstream_cluster: Option<Text<'a>>,
     /// Upstream host `ip:port`.
-    pub upstream_host: Option<String>,
+    pub upstream_host: Option<Text<'a>>,
     /// Downstream peer IP.
-    pub client_address: Option<String>,
+    pub client_address: Option<Text<'a>>,
     /// Downstream peer port.
     pub client_port: Option<u16>,
     /// Downstream local address `ip:port`.
-    pub downstream_local_address: Option<String>,
+    pub downstream_local_address: Option<Text<'a>>,
     /// W3C trace id, when the request carried a valid `traceparent`.
     pub trace_id: Option<[u8; 16]>,
     /// W3C parent span id from `traceparent`.
     pub span_id: Option<[u8; 8]>,
     /// Low-cardinality route template (`/users/{id}`).
-    pub route: Option<String>,
+    pub route: Option<Text<'a>>,
     /// Logged request headers (allowlisted, redacted), lower-case names.
-    pub request_headers: Vec<(String, String)>,
+    pub request_headers: Vec<(Text<'a>, Text<'a>)>,
     /// Logged response headers (allowlisted, redacted), lower-case names.
-    pub response_headers: Vec<(String, String)>,
+    pub response_headers: Vec<(Text<'a>, Text<'a>)>,
     /// Logged request trailers (allowlisted, redacted), lower-case names. Read for RPCs only.
-    pub request_trailers: Vec<(String, String)>,
+    pub request_trailers: Vec<(Text<'a>, Text<'a>)>,
     /// Logged response trailers (allowlisted, redacted), lower-case names. Read for RPCs only.
-    pub response_trailers: Vec<(String, String)>,
+    pub response_trailers: Vec<(Text<'a>, Text<'a>)>,
     /// The RPC, when the request was gRPC, gRPC-Web or Connect.
     pub rpc: Option<RpcInfo>,
     /// Envoy's response flags as a bitmask (what [`AccessRecord::response_flags`] spells out):
@@ -77,7 +83,7 @@ pub struct AccessRecord {
     /// What redaction replaced in this record, per kind.
     pub redactions: Summary,
     /// Version (hash) of the policy that produced this record.
-    pub policy_version: Option<String>,
+    pub policy_version: Option<Text<'a>>,
     /// Listener direction (`inbound`, `outbound`).
     pub direction: Option<&'static str>,
     /// The downstream connection's TLS, when it was TLS.
@@ -224,7 +230,7 @@ impl Severity {
     }
 }
 
-impl AccessRecord {
+impl AccessRecord<'_> {
     /// Severity from the outcome, so errors stand out in any OTLP backend: a gRPC status when
     /// one was sent (OK INFO, [`crate::rpc::is_server_error`] ERROR by OpenTelemetry's server-side
     /// table, any other code WARN), else the HTTP
@@ -252,7 +258,7 @@ impl AccessRecord {
     /// `prefix` followed by `name`: fixed keys come whole in `prefix` with an empty `name`;
     /// headers come as `http.request.header.` + name, so no key is allocated.
     pub fn for_each_attribute(&self, mut f: impl FnMut(&str, &str, AttrValue<'_>)) {
-        let mut s = |key, v: &Option<String>| {
+        let mut s = |key, v: &Option<Text<'_>>| {
             if let Some(v) = v {
                 f(key, "", AttrValue::Str(v));
             }

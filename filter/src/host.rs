@@ -4,37 +4,42 @@
 //! The SDK's string getters unwrap UTF-8 and would trap the VM on a bad header; every read here
 //! returns raw bytes and core decodes them lossily.
 
-use meshlog_core::AttributeSource;
+use meshlog_core::capture::owned_headers;
 pub use meshlog_core::counters::Counter;
 use meshlog_core::redact::{Kind, Summary};
+use meshlog_core::{AttributeSource, Header};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType};
+use std::borrow::Cow;
 use std::time::UNIX_EPOCH;
 
 /// Attributes of the stream whose callback is running.
 pub struct EnvoyAttributes;
 
 impl AttributeSource for EnvoyAttributes {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        hostcalls::get_property(path.to_vec()).ok().flatten()
+    fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>> {
+        hostcalls::get_property(path.to_vec())
+            .ok()
+            .flatten()
+            .map(Cow::Owned)
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> Vec<Header<'_>> {
+        owned_headers(hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default())
     }
 
-    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default()
+    fn response_headers(&self) -> Vec<Header<'_>> {
+        owned_headers(hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default())
     }
 
     /// Core asks only for gRPC requests. Envoy answers none in the access logger (no request
     /// trailers there) and when the request had none.
-    fn request_trailers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpRequestTrailers).unwrap_or_default()
+    fn request_trailers(&self) -> Vec<Header<'_>> {
+        owned_headers(hostcalls::get_map_bytes(MapType::HttpRequestTrailers).unwrap_or_default())
     }
 
-    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpResponseTrailers).unwrap_or_default()
+    fn response_trailers(&self) -> Vec<Header<'_>> {
+        owned_headers(hostcalls::get_map_bytes(MapType::HttpResponseTrailers).unwrap_or_default())
     }
 }
 

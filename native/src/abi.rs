@@ -5,10 +5,12 @@
 //! missing one fails the load, not a request.
 //!
 //! Pointers Envoy hands out (`EnvoyBuffer`) point into Envoy's memory and are valid only during
-//! the hook that obtained them: [`LogView`] copies what it keeps.
+//! the hook that obtained them: [`LogView`] copies what it keeps, or lends it no longer than the
+//! view is borrowed (the header lists).
 
 #![allow(unsafe_code)]
 
+use std::borrow::Cow;
 use std::ffi::c_void;
 use std::os::raw::c_char;
 
@@ -26,6 +28,19 @@ pub struct EnvoyBuffer {
     pub ptr: *const c_char,
     /// Length in bytes.
     pub length: usize,
+}
+
+/// `length` bytes at `ptr` as a slice of lifetime `'a` (empty for a null pointer).
+///
+/// # Safety
+/// Envoy guarantees `length` readable bytes at `ptr` for the current hook; `'a` must not
+/// outlive it.
+unsafe fn lent<'a>(ptr: *const c_char, length: usize) -> &'a [u8] {
+    if ptr.is_null() || length == 0 {
+        return &[];
+    }
+    // SAFETY: as the function's contract says.
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), length) }
 }
 
 impl EnvoyBuffer {
@@ -273,15 +288,21 @@ impl ConfigHandle {
 #[derive(Debug, Clone, Copy)]
 pub struct LogView(pub *mut c_void);
 
-fn buffer(f: impl FnOnce(*mut EnvoyBuffer) -> bool) -> Option<Vec<u8>> {
+/// The buffer Envoy fills, lent for `'a`: the callers tie `'a` to a borrow of the view, which
+/// is only held within the hook (the buffers live through it).
+fn buffer<'a>(f: impl FnOnce(*mut EnvoyBuffer) -> bool) -> Option<&'a [u8]> {
     let mut b = EnvoyBuffer::EMPTY;
-    f(&mut b).then(|| b.to_vec())
+    // SAFETY: Envoy guarantees `length` readable bytes at `ptr` for the current hook.
+    f(&mut b).then(|| unsafe { lent(b.ptr, b.length) })
 }
 
 impl LogView {
-    /// Every header of `kind`, copied, names as Envoy holds them (lower case).
-    pub fn headers(self, kind: HeaderType) -> Vec<(String, Vec<u8>)> {
-        // SAFETY: the view is live; Envoy writes exactly `size` entries.
+    /// Every header of `kind`, names as Envoy holds them (lower case), lent in place (no copy)
+    /// for as long as the view is borrowed: Envoy's header map lives through the hook, and a
+    /// view is only held within it (what every getter here relies on).
+    pub fn headers(&self, kind: HeaderType) -> Vec<(Cow<'_, str>, Cow<'_, [u8]>)> {
+        // SAFETY: the view is live; Envoy writes exactly `size` entries; the slices are read
+        // only while `self` is borrowed, within the hook.
         unsafe {
             let n = envoy_dynamic_module_callback_access_logger_get_headers_size(self.0, kind);
             if n == 0 {
@@ -305,21 +326,11 @@ impl LogView {
             }
             raw.iter()
                 .map(|h| {
-                    let k = EnvoyBuffer {
-                        ptr: h.key_ptr,
-                        length: h.key_length,
-                    }
-                    .to_vec();
-                    let v = EnvoyBuffer {
-                        ptr: h.value_ptr,
-                        length: h.value_length,
-                    }
-                    .to_vec();
-                    // A valid name (always, from Envoy) becomes the String without a second
-                    // copy; `from_utf8_lossy(..).into_owned()` copied every name again.
-                    let k = String::from_utf8(k)
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                    (k, v)
+                    let k = lent(h.key_ptr, h.key_length);
+                    let v = lent(h.value_ptr, h.value_length);
+                    // A valid name (always, from Envoy) is lent as is; anything else is
+                    // decoded lossily, as core decodes values.
+                    (String::from_utf8_lossy(k), Cow::Borrowed(v))
                 })
                 .collect()
         }
@@ -332,7 +343,7 @@ impl LogView {
     }
 
     /// `%RESPONSE_CODE_DETAILS%`.
-    pub fn response_code_details(self) -> Option<Vec<u8>> {
+    pub fn response_code_details(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_response_code_details(self.0, b)
@@ -396,7 +407,7 @@ impl LogView {
     }
 
     /// The upstream cluster's name (`xds.cluster_name`).
-    pub fn upstream_cluster(self) -> Option<Vec<u8>> {
+    pub fn upstream_cluster(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_upstream_cluster(self.0, b)
@@ -404,19 +415,19 @@ impl LogView {
     }
 
     /// `HTTP/1.1`, `HTTP/2`, ...
-    pub fn protocol(self) -> Option<Vec<u8>> {
+    pub fn protocol(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe { envoy_dynamic_module_callback_access_logger_get_protocol(self.0, b) })
     }
 
     /// The stream id (`x-request-id`).
-    pub fn request_id(self) -> Option<Vec<u8>> {
+    pub fn request_id(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe { envoy_dynamic_module_callback_access_logger_get_request_id(self.0, b) })
     }
 
     /// SNI.
-    pub fn requested_server_name(self) -> Option<Vec<u8>> {
+    pub fn requested_server_name(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_requested_server_name(self.0, b)
@@ -424,7 +435,7 @@ impl LogView {
     }
 
     /// Downstream TLS version (`TLSv1.3`); none on plaintext.
-    pub fn tls_version(self) -> Option<Vec<u8>> {
+    pub fn tls_version(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_downstream_tls_version(self.0, b)
@@ -432,7 +443,7 @@ impl LogView {
     }
 
     /// SHA-256 of the peer certificate, hex.
-    pub fn peer_cert_digest(self) -> Option<Vec<u8>> {
+    pub fn peer_cert_digest(&self) -> Option<&[u8]> {
         // SAFETY: the view is live; Envoy fills the buffer.
         buffer(|b| unsafe {
             envoy_dynamic_module_callback_access_logger_get_downstream_peer_cert_digest(self.0, b)

@@ -9,7 +9,8 @@
 //! exist in an access logger, as in the Wasm access logger.
 
 use crate::abi::{BytesInfo, HeaderType, LogView, TimingInfo};
-use meshlog_core::AttributeSource;
+use meshlog_core::{AttributeSource, Header};
+use std::borrow::Cow;
 use std::cell::OnceCell;
 
 /// The request being logged. Timing and byte counts are one getter each for two attributes:
@@ -39,8 +40,8 @@ impl LogSource {
     }
 }
 
-fn int(v: i64) -> Vec<u8> {
-    v.to_le_bytes().to_vec()
+fn int(v: i64) -> Cow<'static, [u8]> {
+    Cow::Owned(v.to_le_bytes().to_vec())
 }
 
 /// `ip:port` as Envoy prints a socket address (`[v6]:port`), written into one buffer (no
@@ -79,8 +80,8 @@ fn socket(addr: Option<(Vec<u8>, u32)>) -> Option<Vec<u8>> {
 }
 
 impl AttributeSource for LogSource {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let v = self.view;
+    fn property(&self, path: &[&str]) -> Option<Cow<'_, [u8]>> {
+        let v = &self.view;
         match path {
             ["request", "duration"] => {
                 let d = self.timing().request_complete_duration_ns;
@@ -103,32 +104,36 @@ impl AttributeSource for LogSource {
             ["response", "flags"] => {
                 Some(int(i64::try_from(v.response_flags()).unwrap_or(i64::MAX)))
             }
-            ["response", "code_details"] => v.response_code_details(),
-            ["request", "protocol"] => v.protocol(),
-            ["request", "id"] => v.request_id(),
-            ["source", "address"] => socket(v.source()),
-            ["destination", "address"] => socket(v.destination()),
-            ["upstream", "address"] => socket(v.upstream()),
-            ["xds", "cluster_name"] => v.upstream_cluster(),
-            ["connection", "tls_version"] => v.tls_version(),
-            ["connection", "requested_server_name"] => v.requested_server_name(),
-            ["connection", "uri_san_peer_certificate"] => v.peer_uri_san(),
-            ["connection", "sha256_peer_certificate_digest"] => v.peer_cert_digest(),
+            ["response", "code_details"] => v.response_code_details().map(Cow::Borrowed),
+            ["request", "protocol"] => v.protocol().map(Cow::Borrowed),
+            ["request", "id"] => v.request_id().map(Cow::Borrowed),
+            ["source", "address"] => socket(v.source()).map(Cow::Owned),
+            ["destination", "address"] => socket(v.destination()).map(Cow::Owned),
+            ["upstream", "address"] => socket(v.upstream()).map(Cow::Owned),
+            ["xds", "cluster_name"] => v.upstream_cluster().map(Cow::Borrowed),
+            ["connection", "tls_version"] => v.tls_version().map(Cow::Borrowed),
+            ["connection", "requested_server_name"] => v.requested_server_name().map(Cow::Borrowed),
+            ["connection", "uri_san_peer_certificate"] => v.peer_uri_san().map(Cow::Owned),
+            ["connection", "sha256_peer_certificate_digest"] => {
+                v.peer_cert_digest().map(Cow::Borrowed)
+            }
             // Method, path, scheme, host and user agent come from the request headers, which
             // core reads first; node and listener direction are not offered (module docs).
             _ => None,
         }
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+    // Lent from Envoy's header maps: a `LogSource` lives within the hook that gave its view
+    // (`Logger::log` builds it and drops it before returning), and the lists borrow it.
+    fn request_headers(&self) -> Vec<Header<'_>> {
         self.view.headers(HeaderType::RequestHeader)
     }
 
-    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn response_headers(&self) -> Vec<Header<'_>> {
         self.view.headers(HeaderType::ResponseHeader)
     }
 
-    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+    fn response_trailers(&self) -> Vec<Header<'_>> {
         self.view.headers(HeaderType::ResponseTrailer)
     }
 }
@@ -137,15 +142,15 @@ impl AttributeSource for LogSource {
 pub struct NoNode;
 
 impl AttributeSource for NoNode {
-    fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
+    fn property(&self, _path: &[&str]) -> Option<Cow<'_, [u8]>> {
         None
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn request_headers(&self) -> Vec<Header<'_>> {
         Vec::new()
     }
 
-    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn response_headers(&self) -> Vec<Header<'_>> {
         Vec::new()
     }
 }

@@ -753,6 +753,7 @@ fn a_quiet_baseline_of_100000_records_raises_nothing() {
     // The canary, after every quiet record: the detector reads the log in order, so once it
     // fires every quiet record has been evaluated.
     let mut canary = Vec::new();
+    let policy = RedactionPolicy::default();
     for i in 0..25 {
         let src = MapSource::default()
             .int("request.time", now() as i64)
@@ -761,7 +762,7 @@ fn a_quiet_baseline_of_100000_records_raises_nothing() {
             .int("response.code", 401)
             .text("request.id", format!("canary-{i}"))
             .text("source.address", "203.0.113.66:5555");
-        let rec = meshlog_core::capture_http(&src, &RedactionPolicy::default(), now());
+        let rec = meshlog_core::capture_http(&src, &policy, now());
         let mut b = Vec::new();
         encode_log_record(&mut b, &rec);
         canary.push(b);

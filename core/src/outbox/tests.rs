@@ -30,10 +30,10 @@ fn outbox(max_records: usize, max_buffer_bytes: usize, max_in_flight: usize) -> 
     )
 }
 
-fn rec(i: u64) -> AccessRecord {
+fn rec(i: u64) -> AccessRecord<'static> {
     AccessRecord {
         start_time_ns: T0 + i,
-        path: Some(format!("/r/{i}")),
+        path: Some(format!("/r/{i}").into()),
         ..AccessRecord::default()
     }
 }

@@ -40,7 +40,7 @@ pub(crate) struct ValueOut {
 }
 
 impl ValueOut {
-    const SAME: ValueOut = ValueOut {
+    pub(crate) const SAME: ValueOut = ValueOut {
         out: Out::Same,
         first: None,
     };

@@ -1,7 +1,8 @@
 //! Paths: detector redaction per segment, identifier templating and configured route templates.
 
 use super::decode::{Enc, decode_value};
-use super::engine::Out;
+use super::engine::{Out, ValueOut};
+use super::memo;
 use super::scan::{alnum_and, find_ascii, in_set, split_ascii};
 use super::{Kind, RedactionPolicy, Summary};
 use std::borrow::Cow;
@@ -103,6 +104,9 @@ struct Seg<'a> {
 /// segments pushed are written and dropped.
 type Segs<'a> = smallvec::SmallVec<[Seg<'a>; 16]>;
 
+/// The memo's field for path segment heads (a space: no header has this name).
+const SEGMENT: &str = " path segment";
+
 /// Index of `?` or `#`, whichever comes first.
 pub(crate) fn path_end(raw: &str) -> usize {
     raw.bytes()
@@ -143,13 +147,26 @@ impl RedactionPolicy {
                 ),
                 None => (seg, ""),
             };
-            let v = self.redact_value(head, Enc::Percent, s);
+            // A segment that is not an identifier (`api`, `orders`) comes back request after
+            // request: once it passed the detectors untouched, the memo skips the pass.
+            let known = !head.is_empty() && memo::is_clean(self.memo_id, SEGMENT, head);
+            let before = *s;
+            let v = if known {
+                ValueOut::SAME
+            } else {
+                self.redact_value(head, Enc::Percent, s)
+            };
+            let clean = !known && v.out == Out::Same && v.first.is_none() && *s == before;
             let m = self.redact_value(params, Enc::Percent, s);
             let id = if self.template_ids && v.first.is_none() {
                 classify_id(&decode_value(head.as_bytes(), Enc::Percent))
             } else {
                 None
             };
+            // Identifiers vary per request: only the route's fixed words are remembered.
+            if clean && id.is_none() && !head.is_empty() {
+                memo::remember_clean(self.memo_id, SEGMENT, head);
+            }
             let out = match (v.out, m.out) {
                 (Out::Drop, _) | (_, Out::Drop) => Out::Drop,
                 (Out::Same, Out::Same) => Out::Same,
@@ -225,7 +242,9 @@ impl RedactionPolicy {
         segs: &'s [Seg<'a>],
         f: impl Fn(&'s Seg<'a>) -> Cow<'s, str>,
     ) -> String {
-        let mut out = String::new();
+        // Placeholders are short: the raw segments plus a little is usually the whole size.
+        let len: usize = segs.iter().map(|g| g.raw.len() + 1).sum();
+        let mut out = String::with_capacity(len + 16);
         for (i, g) in segs.iter().enumerate() {
             if i > 0 {
                 out.push('/');

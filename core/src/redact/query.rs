@@ -4,10 +4,14 @@
 use super::decode::{Enc, decode_value};
 use super::engine::Out;
 use super::keys;
+use super::memo;
 use super::natid;
 use super::scan::{find_ascii, split_ascii};
 use super::{Kind, RedactionPolicy, Summary};
 use std::borrow::Cow;
+
+/// The memo's field for query keys (a space: no header has this name).
+const KEY: &str = " query key";
 
 impl RedactionPolicy {
     /// Redacts a query string (without the leading `?`). For each `key=value` pair (split on `&`,
@@ -42,15 +46,27 @@ impl RedactionPolicy {
                 Some((k, v)) => (k, Some(v)),
                 None => (pair, None),
             };
-            let key_out = self.redact_value(key, Enc::Form, s).out;
-            let sensitive = value.is_some_and(|v| !v.is_empty())
-                && self.det.on(Kind::SecretParam)
-                && keys::sensitive(
-                    &decode_value(key.as_bytes(), Enc::Form),
-                    &self.det.extra_keys,
-                    &self.det.allow_keys,
-                )
-                .is_some();
+            // Keys repeat request after request (`page`, `user`): a key that passed the
+            // detectors untouched and is not sensitive is remembered, and both checks skipped.
+            let (key_out, key_sensitive) =
+                if !key.is_empty() && memo::is_clean(self.memo_id, KEY, key) {
+                    (Out::Same, false)
+                } else {
+                    let before = *s;
+                    let key_out = self.redact_value(key, Enc::Form, s).out;
+                    let key_sensitive = self.det.on(Kind::SecretParam)
+                        && keys::sensitive(
+                            &decode_value(key.as_bytes(), Enc::Form),
+                            &self.det.extra_keys,
+                            &self.det.allow_keys,
+                        )
+                        .is_some();
+                    if key_out == Out::Same && !key_sensitive && *s == before && !key.is_empty() {
+                        memo::remember_clean(self.memo_id, KEY, key);
+                    }
+                    (key_out, key_sensitive)
+                };
+            let sensitive = value.is_some_and(|v| !v.is_empty()) && key_sensitive;
             let value_out = match value {
                 None => Out::Same,
                 Some(v) if sensitive => self.replace_whole(v, Enc::Form, Kind::SecretParam, s).out,

@@ -250,10 +250,9 @@ fn simulate(p: &Params) -> OutboxStats {
                 for _ in 0..rng.below(6) {
                     let mut r = AccessRecord {
                         start_time_ns: now,
-                        path: Some(format!(
-                            "/r/{produced}/{}",
-                            "x".repeat(rng.below(300) as usize)
-                        )),
+                        path: Some(
+                            format!("/r/{produced}/{}", "x".repeat(rng.below(300) as usize)).into(),
+                        ),
                         ..AccessRecord::default()
                     };
                     let next = o.next_sequence();

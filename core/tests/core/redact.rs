@@ -1759,3 +1759,59 @@ fn memoized_header_values_redact_as_the_first_pass() {
         "meshlog-[REDACTED:bench_ua]/1.0"
     );
 }
+
+/// The memo also skips the detector pass for a path segment and a query key seen clean before
+/// (the route's fixed words, `user` in `?user=`): the second and third sight give the same path,
+/// route, query and counts as the first, and a segment or key one policy leaves clean is still
+/// redacted (or treated as sensitive) under another policy on the same thread.
+#[test]
+fn memoized_path_segments_and_query_keys_redact_as_the_first_pass() {
+    let plain = policy("{}");
+    let strict = policy(
+        r#"{"custom": [{"name": "orders_word", "pattern": "orders"}],
+            "query": {"sensitive_keys": ["user"]}}"#,
+    );
+    let paths = [
+        "/api/orders/12345",
+        "/api/orders/jo@example.com/items",
+        "/api;jsessionid=abc/orders/4111111111111111",
+        "/users/fec94dbc-a3a0-4ac3-a098-b2cc2bd81831/orders",
+    ];
+    let queries = [
+        "user=jo%40example.com",
+        "user=bob&page=2",
+        "page=2&token=abc",
+        "jo%40example.com=1&user",
+    ];
+    for p in [&plain, &strict, &plain, &strict] {
+        for raw in paths {
+            let mut first = Summary::new();
+            let a = p.path(raw, &mut first);
+            let a = (a.path.map(Cow::into_owned), a.route);
+            for _ in 0..2 {
+                let mut again = Summary::new();
+                let b = p.path(raw, &mut again);
+                assert_eq!(a, (b.path.map(Cow::into_owned), b.route), "{raw}");
+                assert_eq!(first, again, "{raw}");
+            }
+        }
+        for raw in queries {
+            let mut first = Summary::new();
+            let a = p.query(raw, &mut first).map(Cow::into_owned);
+            for _ in 0..2 {
+                let mut again = Summary::new();
+                assert_eq!(a, p.query(raw, &mut again).map(Cow::into_owned), "{raw}");
+                assert_eq!(first, again, "{raw}");
+            }
+        }
+    }
+    // Clean under the default policy, redacted under the strict one, in either order.
+    for _ in 0..2 {
+        let r = plain.path("/api/orders/12345", &mut Summary::new());
+        assert_eq!(r.route.as_deref(), Some("/api/orders/{id}"));
+        let r = strict.path("/api/orders/12345", &mut Summary::new());
+        assert_eq!(r.route.as_deref(), Some("/api/{orders_word}/{id}"));
+        assert_eq!(query(&plain, "user=bob"), "user=bob");
+        assert_eq!(query(&strict, "user=bob"), "user=[REDACTED:secret_param]");
+    }
+}
