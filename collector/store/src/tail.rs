@@ -436,6 +436,10 @@ impl Subscription {
     /// Loads the frame at `next.leaf` into `buffered` (or reports a gap before it).
     fn load(&mut self, committed: u64) -> Result<Option<TailEvent>, TailError> {
         let want = self.next.leaf;
+        if let Some(sub) = &self.recent {
+            // What this subscription passed the writer may let go.
+            sub.taken_below(want);
+        }
         if let Some(held) = self.recent.as_ref().and_then(|r| r.recent().get(want)) {
             self.buffered.clear();
             self.held = Some(held);

@@ -8,12 +8,14 @@
 //! payload is those lines compressed.
 //!
 //! Bounded: frames are held newest first up to `max_bytes` (a quarter of the store's ingest
-//! queue budget), and only while some subscription is open. A frame enters only after its
-//! fsync succeeded, so nothing here was not acknowledged-durable.
+//! queue budget), and only while some subscription is open; a frame every subscription has
+//! taken is let go at once (subscriptions at the live edge keep the held set, and the memory
+//! the writer fills next, small and warm). A frame enters only after its fsync succeeded, so
+//! nothing here was not acknowledged-durable.
 
 use meshlog_format::frame::PlainRecords;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The held frames; shared by the writer (which adds) and the subscriptions (which read).
@@ -29,6 +31,8 @@ struct Held {
     /// `(leaf, records)`, leaves ascending.
     frames: VecDeque<(u64, Arc<PlainRecords>)>,
     bytes: usize,
+    /// Each open subscription's next leaf: it needs no frame below it from here.
+    wants: Vec<Arc<AtomicU64>>,
 }
 
 impl Recent {
@@ -57,7 +61,13 @@ impl Recent {
             h.bytes += records.bytes();
             h.frames.push_back((leaf, records));
         }
-        while h.bytes > self.max_bytes {
+        let taken = h
+            .wants
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX);
+        while h.bytes > self.max_bytes || h.frames.front().is_some_and(|(l, _)| *l < taken) {
             let Some((_, old)) = h.frames.pop_front() else {
                 break;
             };
@@ -89,25 +99,34 @@ impl Recent {
     /// Counts a subscription for as long as the guard lives.
     pub(crate) fn subscriber(self: &Arc<Self>) -> Subscriber {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
-        Subscriber(Arc::clone(self))
+        let wants = Arc::new(AtomicU64::new(0));
+        self.held().wants.push(Arc::clone(&wants));
+        Subscriber(Arc::clone(self), wants)
     }
 }
 
-/// An open subscription's share of [`Recent`]: while one lives, the writer keeps frames.
+/// An open subscription's share of [`Recent`]: while one lives, the writer keeps frames, those
+/// from its next leaf on at least.
 #[derive(Debug)]
-pub(crate) struct Subscriber(Arc<Recent>);
+pub(crate) struct Subscriber(Arc<Recent>, Arc<AtomicU64>);
 
 impl Subscriber {
     pub(crate) fn recent(&self) -> &Recent {
         &self.0
+    }
+
+    /// This subscription needs no frame below `leaf` any more.
+    pub(crate) fn taken_below(&self, leaf: u64) {
+        self.1.fetch_max(leaf, Ordering::Relaxed);
     }
 }
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let left = self.0.subscribers.fetch_sub(1, Ordering::Relaxed) - 1;
+        let mut h = self.0.held();
+        h.wants.retain(|w| !Arc::ptr_eq(w, &self.1));
         if left == 0 {
-            let mut h = self.0.held();
             h.frames.clear();
             h.bytes = 0;
         }
@@ -153,5 +172,25 @@ mod tests {
             0,
             "the last subscriber gone: everything let go"
         );
+    }
+
+    #[test]
+    fn a_frame_every_subscription_has_taken_is_let_go_one_still_wanted_is_kept() {
+        let r = Recent::new(usize::MAX);
+        let (fast, slow) = (r.subscriber(), r.subscriber());
+        r.extend((0..4).map(|l| (l, records(3))));
+        fast.taken_below(4);
+        slow.taken_below(2);
+        // Let go on the next commit: below the slowest subscription's next leaf.
+        r.extend([(4, records(3))]);
+        assert!(r.get(0).is_none() && r.get(1).is_none());
+        for l in 2..5 {
+            assert!(r.get(l).is_some(), "{l} is still wanted by the slow one");
+        }
+        // The slow one gone: what the fast one took goes with the next commit.
+        drop(slow);
+        r.extend([(5, records(3))]);
+        assert!(r.get(3).is_none() && r.get(4).is_some() && r.get(5).is_some());
+        assert!(r.held_bytes() <= 2 * records(3).bytes());
     }
 }
