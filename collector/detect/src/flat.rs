@@ -282,13 +282,21 @@ impl<'a> Flat<'a> {
     /// reader placed so, else every field (a caller still checks the key).
     pub fn by_prefix(&self) -> impl Iterator<Item = (&str, &Scalar<'a>)> {
         let mask = self.placed.and_then(|p| p.prefixed);
-        self.fields
-            .iter()
-            .enumerate()
-            .filter(move |(i, _)| {
-                mask.is_none_or(|m| m.checked_shr(*i as u32).is_some_and(|b| b & 1 == 1))
-            })
-            .map(|(_, (k, v))| (k.as_ref(), v))
+        // Placed: the set bits' fields only; otherwise every field.
+        let (mut bits, mut rest) = match mask {
+            Some(m) => (m, self.fields.len()..self.fields.len()),
+            None => (0, 0..self.fields.len()),
+        };
+        std::iter::from_fn(move || {
+            let i = if bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                i
+            } else {
+                rest.next()?
+            };
+            self.fields.get(i).map(|(k, v)| (k.as_ref(), v))
+        })
     }
 
     /// Every key and value, in order.

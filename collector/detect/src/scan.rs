@@ -172,8 +172,13 @@ fn same_shape<'a>(
     if members.len() != memo.keys.len() * 2 || line.last() != Some(&b'}') {
         return false;
     }
-    let KeyMemo { plan, strings, .. } = memo;
-    if strings.len() != plan.len() {
+    let KeyMemo {
+        plan,
+        strings,
+        other_keys,
+        ..
+    } = memo;
+    if strings.len() != plan.len() || other_keys.len() != plan.len() {
         return false;
     }
     for (p, string) in plan.iter().zip(strings.iter_mut()) {
@@ -183,9 +188,10 @@ fn same_shape<'a>(
         if m.key.len() != p.key_len {
             return false;
         }
+        // A key kept by a prefix is filled in from the memo with the strings.
         let key = match p.kept {
             Kept::Exact(e) => keys.exact_str(e),
-            Kept::Other => line.get(m.key).and_then(|k| std::str::from_utf8(k).ok()),
+            Kept::Other => Some(""),
         };
         let Some(key) = key else {
             return false;
@@ -219,13 +225,17 @@ fn same_shape<'a>(
     true
 }
 
-/// Fills in the string values [`same_shape`] left as placeholders (the fields from `from` on),
-/// borrowed from the memo.
+/// Fills in the string values and the keys kept by a prefix [`same_shape`] left as
+/// placeholders (the fields from `from` on), borrowed from the memo.
 fn strings_from_memo<'a>(memo: &'a KeyMemo, from: usize, out: &mut [Field<'a>]) {
     let fields = out.get_mut(from..).unwrap_or_default();
-    for ((_, value), (string, text)) in fields.iter_mut().zip(&memo.strings) {
+    let remembered = memo.strings.iter().zip(&memo.other_keys);
+    for ((key, value), ((string, text), other)) in fields.iter_mut().zip(remembered) {
         if *string {
             *value = Scalar::Str(Cow::Borrowed(text));
+        }
+        if !other.is_empty() {
+            *key = Cow::Borrowed(other);
         }
     }
 }
@@ -297,6 +307,8 @@ pub struct KeyMemo {
     placed: Placed,
     /// Per planned member: whether the last line's value was a plain string, and that string.
     strings: Vec<(bool, String)>,
+    /// Per planned member kept by a prefix: its key (a line of the shape has the same keys).
+    other_keys: Vec<String>,
 }
 
 /// One kept member of the memo's shape.
@@ -425,9 +437,20 @@ pub(crate) fn indexed<'a>(
         }
         from = to;
     }
-    // A new shape: no string is known yet.
+    // A new shape: no value is known yet; the keys kept by a prefix are known by their text
+    // (the line was checked whole above).
     memo.strings.clear();
-    memo.strings.resize(memo.plan.len(), (false, String::new()));
+    memo.other_keys.clear();
+    for p in &memo.plan {
+        memo.strings.push((false, String::new()));
+        let key = match p.kept {
+            Kept::Other => member(line, members, p.member)
+                .and_then(|m| text.get(m.key))
+                .unwrap_or_default(),
+            Kept::Exact(_) => "",
+        };
+        memo.other_keys.push(key.to_owned());
+    }
     memo.keys.len() == pairs && memo.plan.len() < usize::from(NOT_HERE)
 }
 
