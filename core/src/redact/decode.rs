@@ -56,19 +56,8 @@ pub(crate) fn needs_decode(raw: &[u8], plus_is_space: bool) -> bool {
 
 /// Decodes `raw`. Invalid escapes (`%zz`, a trailing `%`) stay as they are.
 pub(crate) fn decode(raw: &[u8], plus_is_space: bool) -> Decoded {
-    let mut bytes = Vec::with_capacity(raw.len());
     let mut map = Vec::with_capacity(raw.len() + 1);
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        map.push(i);
-        if let Some(d) = escape_at(raw, i) {
-            bytes.push(d);
-            i += 3;
-        } else {
-            bytes.push(if plus_is_space && b == b'+' { b' ' } else { b });
-            i += 1;
-        }
-    }
+    let bytes = decode_with(raw, plus_is_space, Some(&mut map));
     map.push(raw.len());
     Decoded { bytes, map }
 }
@@ -85,9 +74,17 @@ pub(crate) fn decode_value(raw: &[u8], enc: Enc) -> Cow<'_, [u8]> {
 /// The bytes [`decode`] gives, without the offset map: a value decoded only to be looked at (a
 /// finding's text, a query key) costs one buffer, not two.
 fn decode_bytes(raw: &[u8], plus_is_space: bool) -> Vec<u8> {
+    decode_with(raw, plus_is_space, None)
+}
+
+/// The decoding loop: the bytes, and into `map` (when given) each output byte's offset in `raw`.
+fn decode_with(raw: &[u8], plus_is_space: bool, mut map: Option<&mut Vec<usize>>) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
+        if let Some(m) = map.as_deref_mut() {
+            m.push(i);
+        }
         if let Some(d) = escape_at(raw, i) {
             bytes.push(d);
             i += 3;
