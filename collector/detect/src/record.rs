@@ -113,7 +113,7 @@ pub fn stored_time(r: &Record) -> u64 {
         .unwrap_or(0)
 }
 
-/// The keys [`View`] reads, in the order of the `V_*` codes below.
+/// The keys [`View`] reads, in the order of [`Vk`].
 pub const VIEW_KEYS: [&str; 13] = [
     EVENT_NAME,
     schema::HTTP_RESPONSE_STATUS_CODE,
@@ -129,19 +129,23 @@ pub const VIEW_KEYS: [&str; 13] = [
     schema::MESHLOG_SAMPLING_ADJUSTED_COUNT,
     TENANT,
 ];
-const V_EVENT: usize = 0;
-const V_STATUS: usize = 1;
-const V_SERVICE: usize = 2;
-const V_PRINCIPAL: usize = 3;
-const V_CLIENT: usize = 4;
-const V_ENDUSER: usize = 5;
-const V_ROUTE: usize = 6;
-const V_PATH: usize = 7;
-const V_INSTANCE: usize = 8;
-const V_VM: usize = 9;
-const V_SEQUENCE: usize = 10;
-const V_WEIGHT: usize = 11;
-const V_TENANT: usize = 12;
+/// The view's keys by their place in [`VIEW_KEYS`] (the same order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vk {
+    Event,
+    Status,
+    Service,
+    Principal,
+    Client,
+    Enduser,
+    Route,
+    Path,
+    Instance,
+    Vm,
+    Sequence,
+    Weight,
+    Tenant,
+}
 
 /// The place of `key` in [`VIEW_KEYS`].
 pub(crate) fn view_code(key: &str) -> Option<usize> {
@@ -195,7 +199,7 @@ impl<'a> View<'a> {
     /// The route ([`View::route`]) only when a rule asks for it ([`View::route_keys`]).
     pub fn live_keys(k: &mut Keys) {
         for (c, key) in VIEW_KEYS.iter().enumerate() {
-            if c != V_ROUTE && c != V_PATH {
+            if c != Vk::Route as usize && c != Vk::Path as usize {
                 k.insert(key);
             }
         }
@@ -212,10 +216,10 @@ impl<'a> View<'a> {
     /// last value counting, as in the map.
     pub fn of(r: &'a Flat<'a>) -> View<'a> {
         let at = r.view_at();
-        let get = |c: usize| at.get(c).and_then(|&i| r.value_at(i));
-        let text = |c: usize| get(c).and_then(Scalar::as_str);
-        let status = get(V_STATUS);
-        let event = text(V_EVENT);
+        let get = |c: Vk| at.get(c as usize).and_then(|&i| r.value_at(i));
+        let text = |c: Vk| get(c).and_then(Scalar::as_str);
+        let status = get(Vk::Status);
+        let event = text(Vk::Event);
         View {
             r,
             event,
@@ -225,21 +229,21 @@ impl<'a> View<'a> {
                 None => status.is_some(),
             },
             status: status.and_then(Scalar::int),
-            service: text(V_SERVICE),
-            principal: text(V_PRINCIPAL),
-            client: text(V_CLIENT),
-            enduser: text(V_ENDUSER),
-            route: text(V_ROUTE).or_else(|| text(V_PATH)),
-            instance: text(V_INSTANCE),
-            vm: text(V_VM),
-            sequence: get(V_SEQUENCE)
+            service: text(Vk::Service),
+            principal: text(Vk::Principal),
+            client: text(Vk::Client),
+            enduser: text(Vk::Enduser),
+            route: text(Vk::Route).or_else(|| text(Vk::Path)),
+            instance: text(Vk::Instance),
+            vm: text(Vk::Vm),
+            sequence: get(Vk::Sequence)
                 .and_then(Scalar::int)
                 .and_then(|s| u64::try_from(s).ok()),
-            weight: get(V_WEIGHT)
+            weight: get(Vk::Weight)
                 .and_then(Scalar::as_f64)
                 .filter(|w| *w >= 1.0)
                 .unwrap_or(1.0),
-            tenant: text(V_TENANT),
+            tenant: text(Vk::Tenant),
         }
     }
 
@@ -249,5 +253,31 @@ impl<'a> View<'a> {
             .map(|u| ("enduser", u))
             .or_else(|| self.principal.map(|p| ("principal", p)))
             .or_else(|| self.client.map(|c| ("client", c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_view_key_is_at_its_place() {
+        for (k, v) in [
+            (EVENT_NAME, Vk::Event),
+            (schema::HTTP_RESPONSE_STATUS_CODE, Vk::Status),
+            (SERVICE, Vk::Service),
+            (schema::MESHLOG_PEER_PRINCIPAL, Vk::Principal),
+            (schema::CLIENT_ADDRESS, Vk::Client),
+            (ENDUSER_ID, Vk::Enduser),
+            (schema::HTTP_ROUTE, Vk::Route),
+            (schema::URL_PATH, Vk::Path),
+            (INSTANCE, Vk::Instance),
+            (VM_ID, Vk::Vm),
+            (schema::MESHLOG_SEQUENCE, Vk::Sequence),
+            (schema::MESHLOG_SAMPLING_ADJUSTED_COUNT, Vk::Weight),
+            (TENANT, Vk::Tenant),
+        ] {
+            assert_eq!(view_code(k), Some(v as usize), "{k}");
+        }
     }
 }
