@@ -333,7 +333,8 @@ impl<V> Groups<V> {
 
     /// [`Groups::get_or_insert`] for the group of label/value `pairs` (its key as
     /// [`crate::rules::key_of`] spells it), built in a reused buffer: nothing is allocated
-    /// unless the group is new.
+    /// unless the group is new, and the group found last is known again from the pairs alone.
+    /// Labels are `'static` (see `Last`).
     pub fn entry(
         &mut self,
         pairs: &[(&'static str, &str)],
