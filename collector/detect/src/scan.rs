@@ -31,6 +31,7 @@ use crate::keys::{Kept, Keys};
 use crate::record::{VIEW_KEYS, view_code};
 use meshlog_format::frame::member;
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// Why a line is not a readable record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,12 +198,7 @@ fn same_shape<'a>(
             return false;
         };
         let (v, end) = (m.value.start, m.value.end);
-        let raw = match (line.get(v), m.value_escaped) {
-            (Some(b'"'), false) if end >= v + 2 && line.get(end - 1) == Some(&b'"') => {
-                line.get(v + 1..end - 1)
-            }
-            _ => None,
-        };
+        let raw = plain_string(line, v, end, m.value_escaped).and_then(|r| line.get(r));
         string.0 = raw.is_some();
         let value = match raw {
             Some(raw) => {
@@ -215,7 +211,7 @@ fn same_shape<'a>(
                 }
                 Scalar::Other
             }
-            None => match value_at(line, v, end, m.value_escaped) {
+            None => match other_value(line, v, end) {
                 Some(value) => value,
                 None => return false,
             },
@@ -240,21 +236,21 @@ fn strings_from_memo<'a>(memo: &'a KeyMemo, from: usize, out: &mut [Field<'a>]) 
     }
 }
 
-/// The value `line[v..end]` of a kept member, checking only its own bytes (the line is not
-/// known to be UTF-8 as a whole).
+/// Where the content of the value `line[v..end]` is when it is a string written without an
+/// escape (its bytes are then the string's).
 #[inline]
-fn value_at(line: &[u8], v: usize, end: usize, escaped: bool) -> Option<Scalar<'_>> {
-    let direct = match (line.get(v), escaped) {
-        (Some(b'"'), false) if end >= v + 2 && line.get(end - 1) == Some(&b'"') => line
-            .get(v + 1..end - 1)
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .map(|s| Scalar::Str(Cow::Borrowed(s))),
-        _ => line.get(v..end).and_then(plain_uint),
-    };
-    if direct.is_some() {
-        return direct;
-    }
-    general_value(line, v, end)
+fn plain_string(line: &[u8], v: usize, end: usize, escaped: bool) -> Option<Range<usize>> {
+    let quoted = end >= v + 2 && line.get(v) == Some(&b'"') && line.get(end - 1) == Some(&b'"');
+    (quoted && !escaped).then(|| v + 1..end - 1)
+}
+
+/// The value `line[v..end]` when it is not a plain string: a plain integer, else the general
+/// reader.
+#[inline]
+fn other_value(line: &[u8], v: usize, end: usize) -> Option<Scalar<'_>> {
+    line.get(v..end)
+        .and_then(plain_uint)
+        .or_else(|| general_value(line, v, end))
 }
 
 /// Escapes, floats, negatives, containers: the general reader, for `line[v..end]`.
@@ -271,7 +267,8 @@ fn general_value(line: &[u8], v: usize, end: usize) -> Option<Scalar<'_>> {
     }
 }
 
-/// The value `line[v..end]` of a kept member (`escaped`: a string written with an escape).
+/// The value `line[v..end]` of a kept member (`escaped`: a string written with an escape), a
+/// plain string sliced from `text` (the line, known to be UTF-8).
 #[inline]
 fn member_value<'a>(
     line: &'a [u8],
@@ -280,16 +277,10 @@ fn member_value<'a>(
     end: usize,
     escaped: bool,
 ) -> Option<Scalar<'a>> {
-    let direct = match (line.get(v), escaped) {
-        (Some(b'"'), false) if end >= v + 2 && line.get(end - 1) == Some(&b'"') => text
-            .get(v + 1..end - 1)
-            .map(|s| Scalar::Str(Cow::Borrowed(s))),
-        _ => line.get(v..end).and_then(plain_uint),
-    };
-    if direct.is_some() {
-        return direct;
+    match plain_string(line, v, end, escaped).and_then(|r| text.get(r)) {
+        Some(s) => Some(Scalar::Str(Cow::Borrowed(s))),
+        None => other_value(line, v, end),
     }
-    general_value(line, v, end)
 }
 
 /// The previous line's keys and whether each was kept (see [`scan_indexed`]). One memo
