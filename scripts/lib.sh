@@ -406,3 +406,19 @@ ensure_clickhouse() {
     log "installing clickhouse-server and clickhouse-client (Debian)"
     apt_install --no-install-recommends clickhouse-server clickhouse-client
 }
+
+# render TEMPLATE OUT NAME=VALUE...: replaces each @NAME@; fails if any placeholder is left.
+render() {
+    python3 - "$@" <<'EOF'
+import re, sys
+src, out, *pairs = sys.argv[1:]
+text = open(src).read()
+for pair in pairs:
+    name, value = pair.split("=", 1)
+    text = text.replace(f"@{name}@", value)
+left = sorted(set(re.findall(r"@[A-Z_]+@", text)))
+if left:
+    sys.exit(f"{src}: placeholders not substituted: {', '.join(left)}")
+open(out, "w").write(text)
+EOF
+}

@@ -10,6 +10,7 @@
 // The exported entry points are the proxy-wasm ABI, documented by the spec, not here.
 #![allow(missing_docs)]
 
+mod floor;
 mod host;
 mod root;
 mod tcp;

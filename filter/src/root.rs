@@ -423,6 +423,9 @@ fn vm_id() -> String {
 /// Captures the finished request the host is logging, asks the sampler (when sampling is on)
 /// and buffers its record if kept; a dropped request is counted (Envoy counter and tally).
 fn log_request(shared: &Shared, counters: &Counters) {
+    if crate::floor::probe() {
+        return;
+    }
     let now = now_ns();
     if let Ok(mut g) = shared.try_borrow_mut()
         && let Some(s) = g.as_mut()
