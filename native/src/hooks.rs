@@ -39,7 +39,8 @@ pub extern "C" fn envoy_dynamic_module_on_access_logger_config_new(
 ) -> *const c_void {
     guarded("configuration", std::ptr::null(), || {
         let raw = config.to_vec();
-        let cfg = match FilterConfig::from_json(&raw) {
+        // The native reading: zstd bodies unless the configuration says otherwise.
+        let cfg = match FilterConfig::from_json_native(&raw) {
             Ok(cfg) => cfg,
             Err(e) => {
                 log(LogLevel::Error, &format!("meshlog: {e}"));
