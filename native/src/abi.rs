@@ -328,9 +328,14 @@ impl LogView {
                 .map(|h| {
                     let k = lent(h.key_ptr, h.key_length);
                     let v = lent(h.value_ptr, h.value_length);
-                    // A valid name (always, from Envoy) is lent as is; anything else is
-                    // decoded lossily, as core decodes values.
-                    (String::from_utf8_lossy(k), Cow::Borrowed(v))
+                    // A valid name (always, from Envoy) is lent as is, checked by
+                    // `from_utf8`'s fast path; anything else is decoded lossily, as core
+                    // decodes values.
+                    let name = match std::str::from_utf8(k) {
+                        Ok(n) => Cow::Borrowed(n),
+                        Err(_) => String::from_utf8_lossy(k),
+                    };
+                    (name, Cow::Borrowed(v))
                 })
                 .collect()
         }
@@ -381,28 +386,31 @@ impl LogView {
         b
     }
 
+    /// An address's IP text, lent: Envoy points at the address's own cached string
+    /// (`Ip::addressAsString()`), which the stream info holds through the hook.
     fn address(
-        self,
+        &self,
         f: unsafe extern "C" fn(*mut c_void, *mut EnvoyBuffer, *mut u32) -> bool,
-    ) -> Option<(Vec<u8>, u32)> {
+    ) -> Option<(&[u8], u32)> {
         let mut b = EnvoyBuffer::EMPTY;
         let mut port = 0u32;
-        // SAFETY: the view is live; `f` is one of the address getters above.
-        unsafe { f(self.0, &mut b, &mut port) }.then(|| (b.to_vec(), port))
+        // SAFETY: the view is live; `f` is one of the address getters above; the bytes are
+        // read only while `self` is borrowed, within the hook.
+        unsafe { f(self.0, &mut b, &mut port) }.then(|| (unsafe { lent(b.ptr, b.length) }, port))
     }
 
     /// The downstream peer (`source.address`), IP and port.
-    pub fn source(self) -> Option<(Vec<u8>, u32)> {
+    pub fn source(&self) -> Option<(&[u8], u32)> {
         self.address(envoy_dynamic_module_callback_access_logger_get_downstream_remote_address)
     }
 
     /// The address the request arrived on (`destination.address`).
-    pub fn destination(self) -> Option<(Vec<u8>, u32)> {
+    pub fn destination(&self) -> Option<(&[u8], u32)> {
         self.address(envoy_dynamic_module_callback_access_logger_get_downstream_local_address)
     }
 
     /// The upstream host (`upstream.address`).
-    pub fn upstream(self) -> Option<(Vec<u8>, u32)> {
+    pub fn upstream(&self) -> Option<(&[u8], u32)> {
         self.address(envoy_dynamic_module_callback_access_logger_get_upstream_remote_address)
     }
 

@@ -14,11 +14,35 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 
 /// The request being logged. Timing and byte counts are one getter each for two attributes:
-/// fetched once.
+/// fetched once. Integers and addresses are written into the source's own cells and lent from
+/// there, so answering them allocates nothing.
 pub struct LogSource {
     view: LogView,
     timing: OnceCell<TimingInfo>,
     bytes: OnceCell<BytesInfo>,
+    ints: [OnceCell<[u8; 8]>; Int::COUNT],
+    addresses: [OnceCell<SocketText>; 3],
+}
+
+/// The integer attributes, each with its cell.
+#[derive(Clone, Copy)]
+enum Int {
+    Duration,
+    Time,
+    RequestSize,
+    ResponseSize,
+    Code,
+    Flags,
+}
+
+impl Int {
+    const COUNT: usize = 6;
+}
+
+/// `ip:port` written in place; an address too long for it (none Envoy prints) goes on the heap.
+struct SocketText {
+    buf: [u8; 80],
+    len: usize,
 }
 
 impl LogSource {
@@ -28,7 +52,38 @@ impl LogSource {
             view,
             timing: OnceCell::new(),
             bytes: OnceCell::new(),
+            ints: Default::default(),
+            addresses: Default::default(),
         }
+    }
+
+    /// `v` as 8 little-endian bytes, lent from the cell of `which`.
+    fn int(&self, which: Int, v: i64) -> Cow<'_, [u8]> {
+        match self.ints.get(which as usize) {
+            Some(cell) => Cow::Borrowed(cell.get_or_init(|| v.to_le_bytes())),
+            None => Cow::Owned(v.to_le_bytes().to_vec()),
+        }
+    }
+
+    /// The address in cell `i` as `ip:port`, written once; one too long for the cell (none
+    /// Envoy prints) is answered from the heap.
+    fn address(&self, i: usize, addr: Option<(&[u8], u32)>) -> Option<Cow<'_, [u8]>> {
+        let cell = self.addresses.get(i)?;
+        if cell.get().is_none() {
+            let mut t = SocketText {
+                buf: [0; 80],
+                len: 0,
+            };
+            let mut w = SliceWriter(&mut t.buf, 0);
+            if !write_socket(addr?, &mut w) {
+                return socket(addr).map(Cow::Owned);
+            }
+            t.len = w.1;
+            let _ = cell.set(t);
+        }
+        cell.get()
+            .and_then(|t| t.buf.get(..t.len))
+            .map(Cow::Borrowed)
     }
 
     fn timing(&self) -> TimingInfo {
@@ -40,27 +95,41 @@ impl LogSource {
     }
 }
 
-fn int(v: i64) -> Cow<'static, [u8]> {
-    Cow::Owned(v.to_le_bytes().to_vec())
+/// Where `write_socket` writes: a fixed buffer (false when full) or a `Vec`.
+trait Sink {
+    fn put(&mut self, b: &[u8]) -> bool;
 }
 
-/// `ip:port` as Envoy prints a socket address (`[v6]:port`), written into one buffer (no
-/// `format!`: three of these per request).
-fn socket(addr: Option<(Vec<u8>, u32)>) -> Option<Vec<u8>> {
-    let (ip, port) = addr?;
+struct SliceWriter<'a>(&'a mut [u8], usize);
+
+impl Sink for SliceWriter<'_> {
+    fn put(&mut self, b: &[u8]) -> bool {
+        let end = self.1 + b.len();
+        match self.0.get_mut(self.1..end) {
+            Some(dst) => {
+                dst.copy_from_slice(b);
+                self.1 = end;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, b: &[u8]) -> bool {
+        self.extend_from_slice(b);
+        true
+    }
+}
+
+/// `ip:port` as Envoy prints a socket address (`[v6]:port`); false for an empty IP or a full
+/// sink. Envoy's addresses are ASCII; anything else is decoded lossily by core, as before.
+fn write_socket((ip, port): (&[u8], u32), out: &mut impl Sink) -> bool {
     if ip.is_empty() {
-        return None;
+        return false;
     }
     let v6 = ip.contains(&b':');
-    let mut out = Vec::with_capacity(ip.len() + 8);
-    if v6 {
-        out.push(b'[');
-    }
-    out.extend_from_slice(&ip);
-    if v6 {
-        out.push(b']');
-    }
-    out.push(b':');
     let mut digits = [0u8; 10];
     let mut n = port;
     let mut i = digits.len();
@@ -74,9 +143,19 @@ fn socket(addr: Option<(Vec<u8>, u32)>) -> Option<Vec<u8>> {
             break;
         }
     }
-    out.extend_from_slice(digits.get(i..).unwrap_or_default());
-    // Envoy's addresses are ASCII; anything else is decoded lossily by core, as before.
-    Some(out)
+    let port = digits.get(i..).unwrap_or_default();
+    if v6 {
+        out.put(b"[") && out.put(ip) && out.put(b"]:") && out.put(port)
+    } else {
+        out.put(ip) && out.put(b":") && out.put(port)
+    }
+}
+
+/// `ip:port` on the heap (an address longer than [`SocketText`] holds).
+fn socket(addr: Option<(&[u8], u32)>) -> Option<Vec<u8>> {
+    let addr = addr?;
+    let mut out = Vec::with_capacity(addr.0.len() + 8);
+    write_socket(addr, &mut out).then_some(out)
 }
 
 impl AttributeSource for LogSource {
@@ -85,31 +164,34 @@ impl AttributeSource for LogSource {
         match path {
             ["request", "duration"] => {
                 let d = self.timing().request_complete_duration_ns;
-                (d >= 0).then(|| int(d))
+                (d >= 0).then(|| self.int(Int::Duration, d))
             }
             ["request", "time"] => {
                 let t = self.timing().start_time_unix_ns;
-                (t > 0).then(|| int(t))
+                (t > 0).then(|| self.int(Int::Time, t))
             }
-            ["request", "size"] => Some(int(
-                i64::try_from(self.bytes().bytes_received).unwrap_or(i64::MAX)
+            ["request", "size"] => Some(self.int(
+                Int::RequestSize,
+                i64::try_from(self.bytes().bytes_received).unwrap_or(i64::MAX),
             )),
-            ["response", "size"] => Some(int(
-                i64::try_from(self.bytes().bytes_sent).unwrap_or(i64::MAX)
+            ["response", "size"] => Some(self.int(
+                Int::ResponseSize,
+                i64::try_from(self.bytes().bytes_sent).unwrap_or(i64::MAX),
             )),
             ["response", "code"] => match v.response_code() {
                 0 => None,
-                c => Some(int(i64::from(c))),
+                c => Some(self.int(Int::Code, i64::from(c))),
             },
-            ["response", "flags"] => {
-                Some(int(i64::try_from(v.response_flags()).unwrap_or(i64::MAX)))
-            }
+            ["response", "flags"] => Some(self.int(
+                Int::Flags,
+                i64::try_from(v.response_flags()).unwrap_or(i64::MAX),
+            )),
             ["response", "code_details"] => v.response_code_details().map(Cow::Borrowed),
             ["request", "protocol"] => v.protocol().map(Cow::Borrowed),
             ["request", "id"] => v.request_id().map(Cow::Borrowed),
-            ["source", "address"] => socket(v.source()).map(Cow::Owned),
-            ["destination", "address"] => socket(v.destination()).map(Cow::Owned),
-            ["upstream", "address"] => socket(v.upstream()).map(Cow::Owned),
+            ["source", "address"] => self.address(0, v.source()),
+            ["destination", "address"] => self.address(1, v.destination()),
+            ["upstream", "address"] => self.address(2, v.upstream()),
             ["xds", "cluster_name"] => v.upstream_cluster().map(Cow::Borrowed),
             ["connection", "tls_version"] => v.tls_version().map(Cow::Borrowed),
             ["connection", "requested_server_name"] => v.requested_server_name().map(Cow::Borrowed),
@@ -157,27 +239,58 @@ impl AttributeSource for NoNode {
 
 #[cfg(test)]
 mod tests {
-    use super::socket;
+    use super::{SliceWriter, socket, write_socket};
 
     #[test]
     fn socket_addresses_print_as_envoy_prints_them() {
         assert_eq!(
-            socket(Some((b"10.0.0.1".to_vec(), 443))).as_deref(),
+            socket(Some((b"10.0.0.1", 443))).as_deref(),
             Some(&b"10.0.0.1:443"[..])
         );
         assert_eq!(
-            socket(Some((b"::1".to_vec(), 80))).as_deref(),
+            socket(Some((b"::1", 80))).as_deref(),
             Some(&b"[::1]:80"[..])
         );
         assert_eq!(
-            socket(Some((b"10.0.0.1".to_vec(), 0))).as_deref(),
+            socket(Some((b"10.0.0.1", 0))).as_deref(),
             Some(&b"10.0.0.1:0"[..])
         );
         assert_eq!(
-            socket(Some((b"fe80::1".to_vec(), 4_294_967_295))).as_deref(),
+            socket(Some((b"fe80::1", 4_294_967_295))).as_deref(),
             Some(&b"[fe80::1]:4294967295"[..])
         );
-        assert_eq!(socket(Some((Vec::new(), 1))), None);
+        assert_eq!(socket(Some((b"", 1))), None);
         assert_eq!(socket(None), None);
+    }
+
+    #[test]
+    fn the_fixed_buffer_writes_what_the_heap_writes_or_says_it_is_full() {
+        let long = [b'a'; 79];
+        for (ip, port) in [
+            (&b"10.0.0.1"[..], 443u32),
+            (b"2001:db8::ff00:42:8329", 65_535),
+            (b"fe80::1%eth0", 4_294_967_295),
+            (&long[..], 1),
+        ] {
+            let mut buf = [0u8; 80];
+            let mut w = SliceWriter(&mut buf, 0);
+            let fits = write_socket((ip, port), &mut w);
+            let len = w.1;
+            let heap = socket(Some((ip, port))).unwrap_or_default();
+            if fits {
+                assert_eq!(&buf[..len], &heap[..]);
+            } else {
+                assert!(
+                    heap.len() > 80,
+                    "only a longer address overflows: {}",
+                    heap.len()
+                );
+            }
+        }
+        let mut small = [0u8; 4];
+        assert!(!write_socket(
+            (b"10.0.0.1", 1),
+            &mut SliceWriter(&mut small, 0)
+        ));
     }
 }
