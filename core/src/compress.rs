@@ -138,13 +138,18 @@ mod tests {
         out
     }
 
-    #[test]
-    fn gzip_round_trips_and_shrinks_json() {
-        let raw: Vec<u8> = (0..200)
+    /// 200 OTLP/JSON attributes, as repetitive as a batch's.
+    fn attributes_json() -> Vec<u8> {
+        (0..200)
             .flat_map(|i| {
                 format!(r#"{{"key":"url.path","value":{{"stringValue":"/r/{i}"}}}},"#).into_bytes()
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn gzip_round_trips_and_shrinks_json() {
+        let raw = attributes_json();
         for level in [1, 6, 9] {
             let e = compress(raw.clone(), Compression::Gzip { level });
             assert_eq!(e.encoding, Some("gzip"));
@@ -159,11 +164,7 @@ mod tests {
 
     #[test]
     fn zstd_round_trips_and_shrinks_json() {
-        let raw: Vec<u8> = (0..200)
-            .flat_map(|i| {
-                format!(r#"{{"key":"url.path","value":{{"stringValue":"/r/{i}"}}}},"#).into_bytes()
-            })
-            .collect();
+        let raw = attributes_json();
         for level in [0, 1, 9, 50] {
             let how = Compression::zstd(level);
             let e = compress(raw.clone(), how);
