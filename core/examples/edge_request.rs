@@ -11,6 +11,7 @@
 //! cargo build --release -p meshlog-core --example edge_request
 //! valgrind --tool=callgrind --callgrind-out-file=cg.out target/release/examples/edge_request 5000
 //! valgrind --tool=callgrind --callgrind-out-file=cg.pb.out target/release/examples/edge_request 5000 http/protobuf
+//! valgrind --tool=callgrind --callgrind-out-file=cg.zstd.out target/release/examples/edge_request 5000 http/json zstd
 //! callgrind_annotate --inclusive=yes cg.out | head -60
 //! ```
 //!
@@ -18,6 +19,7 @@
 //! Prints ns per request (wall clock: noisy on a loaded machine) and the bytes per record.
 
 use meshlog_core::capture::MapSource;
+use meshlog_core::compress::Compression;
 use meshlog_core::otlp::{Envelope, Protocol};
 use meshlog_core::retry::Outcome;
 use meshlog_core::{FilterConfig, Outbox, RequestView};
@@ -67,7 +69,7 @@ fn main() -> ExitCode {
         None => 20_000,
         Some(Ok(n)) if n > 0 => n,
         Some(_) => {
-            eprintln!("usage: edge_request [REQUESTS] [http/json|http/protobuf]");
+            eprintln!("usage: edge_request [REQUESTS] [http/json|http/protobuf] [gzip|zstd|none]");
             return ExitCode::from(2);
         }
     };
@@ -79,11 +81,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = match FilterConfig::from_json(CONFIG) {
+    let mut cfg = match FilterConfig::from_json(CONFIG) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(1);
+        }
+    };
+    // The body's compression: the Wasm module's gzip by default, the native module's zstd.
+    cfg.collector.compression = match std::env::args().nth(3).as_deref() {
+        None | Some("gzip") => cfg.collector.compression,
+        Some("zstd") if Compression::ZSTD => Compression::zstd(1),
+        Some("none") => Compression::None,
+        Some(other) => {
+            eprintln!("unknown compression {other}: expected gzip, none or (natively) zstd");
+            return ExitCode::from(2);
         }
     };
     let src = bench_request();
